@@ -1,0 +1,110 @@
+"""The ``nd73`` command line."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from engine.errors import DefinitionInvalid, EngineError
+
+
+def _engine():
+    from engine.workflow_engine import WorkflowEngine
+    return WorkflowEngine()
+
+
+def _fail(exc: EngineError) -> None:
+    click.echo(f"error: {exc.message}" if not isinstance(exc, DefinitionInvalid)
+               else "error: the definition was refused:", err=True)
+    for problem in getattr(exc, "problems", []):
+        click.echo(f"  {problem}", err=True)
+    sys.exit(1)
+
+
+@click.group(help="ND73 Workflow: BPM engine for the procedures of Decree 73/2023/NĐ-CP.")
+def main() -> None:
+    pass
+
+
+@main.group(help="Database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Create or migrate the database schema to the newest version.")
+def db_upgrade() -> None:
+    engine = _engine()
+    engine.upgrade_database()
+    click.echo(f"database is up to date ({engine.db.engine.url.render_as_string()})")
+
+
+@main.command(help="Validate and deploy variant folders (e.g. processes/national).")
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--by", "deployed_by", default=lambda: os.environ.get("USER", "cli"),
+              show_default="$USER", help="Who deploys (recorded on each version).")
+def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
+    engine = _engine()
+    try:
+        for folder in folders:
+            for result in engine.repository.deploy_folder(folder, deployed_by):
+                state = "deployed" if result.created else "unchanged"
+                click.echo(f"{result.variant}/{result.key}: version {result.version} {state}")
+    except EngineError as exc:
+        _fail(exc)
+
+
+@main.command(help="Validate variant folders without deploying them.")
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+def validate(folders: tuple[Path, ...]) -> None:
+    from engine.bpmn import build_processes, load_variant
+    try:
+        for folder in folders:
+            variant = load_variant(folder)
+            for process in build_processes(variant.sources):
+                click.echo(f"{variant.name}/{process.key}: valid")
+    except EngineError as exc:
+        _fail(exc)
+
+
+@main.command(help="Load demo data (a few instances) into an empty database.")
+def demo() -> None:
+    from engine.demo import seed
+    try:
+        for line in seed(_engine()):
+            click.echo(line)
+    except EngineError as exc:
+        _fail(exc)
+
+
+@main.command(help="Serve the web application and API (gunicorn).")
+@click.option("--host", default=lambda: os.environ.get("ND73_HOST", "127.0.0.1"),
+              show_default="$ND73_HOST or 127.0.0.1")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("ND73_PORT", "8000")),
+              show_default="$ND73_PORT or 8000")
+@click.option("--workers", type=int, default=lambda: int(os.environ.get("ND73_WORKERS", "1")),
+              show_default="$ND73_WORKERS or 1")
+def serve(host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from api.app import create_app
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return create_app()
+
+    click.echo(f"serving on http://{host}:{port}")
+    Server().run()
+
+
+if __name__ == "__main__":
+    main()

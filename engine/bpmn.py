@@ -1,0 +1,278 @@
+"""Reading untrusted BPMN: safe XML parsing, validation and spec building.
+
+Every problem found becomes a :class:`~engine.errors.Problem` naming the file, the element id
+and the line, so a process designer can find it in the modeler. Nothing here touches the
+database.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+
+from .errors import DefinitionInvalid, Problem
+from .sandbox import SandboxViolation, check_code
+from .scripting import adopt_engine_timers
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILES = 200
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
+SOURCE_SUFFIXES = (".bpmn", ".dmn")
+
+# Designer code inside BPMN, with the mode it is compiled in.
+_CODE_XPATHS = (
+    (".//bpmn:scriptTask/bpmn:script", "exec"),
+    (".//spiffworkflow:preScript", "exec"),
+    (".//spiffworkflow:postScript", "exec"),
+    (".//bpmn:conditionExpression", "eval"),
+    (".//bpmn:condition", "eval"),
+    (".//bpmn:timeDate", "eval"),
+    (".//bpmn:timeDuration", "eval"),
+    (".//bpmn:timeCycle", "eval"),
+    (".//bpmn:completionCondition", "eval"),
+    (".//bpmn:loopCardinality", "eval"),
+)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    content: bytes
+
+
+@dataclass
+class ParsedFile:
+    name: str
+    content: bytes
+    root: etree._Element
+    lines: dict[str, int] = field(default_factory=dict)   # element id -> line
+
+    @property
+    def process_ids(self) -> list[str]:
+        return [p.get("id") for p in self.root.iterfind("bpmn:process", NS)]
+
+
+@dataclass
+class BuiltProcess:
+    key: str
+    name: str | None
+    spec: object
+    subprocess_specs: dict
+    files: list[ParsedFile]
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return {f.name: f.content.decode("utf-8") for f in self.files}
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f.name):
+            digest.update(f.name.encode() + b"\0" + f.content + b"\0")
+        return digest.hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    base = Path(name.replace("\\", "/")).name
+    if not base or base != name or base.startswith("."):
+        raise DefinitionInvalid([Problem(name, "file names must be plain names, not paths")])
+    return base
+
+
+_XML_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False, remove_blank_text=False)
+
+
+def parse_file(source: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> ParsedFile:
+    """Parse one BPMN file, refusing DTDs, entities, external references and oversize."""
+    name = _safe_name(source.name)
+    if len(source.content) > max_bytes:
+        raise DefinitionInvalid([Problem(
+            name, f"file is {len(source.content):,} bytes; the limit is {max_bytes:,} bytes")])
+    head = source.content[:4096].lower()
+    if b"<!doctype" in source.content.lower() or b"<!entity" in head:
+        line = source.content[:source.content.lower().find(b"<!doctype")].count(b"\n") + 1
+        raise DefinitionInvalid([Problem(
+            name, "DTDs and entity declarations are not allowed in BPMN files", line=line)])
+    parser = etree.XMLParser(**_XML_PARSER_OPTIONS)
+    try:
+        root = etree.fromstring(source.content, parser)
+    except etree.XMLSyntaxError as exc:
+        raise DefinitionInvalid([Problem(name, f"not well-formed XML: {exc.msg}",
+                                         line=exc.lineno)]) from None
+    if root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype:
+        raise DefinitionInvalid([Problem(name, "DTDs are not allowed in BPMN files", line=1)])
+    for node in root.iter(etree.Entity, etree.ProcessingInstruction):
+        raise DefinitionInvalid([Problem(
+            name, "entities and processing instructions are not allowed",
+            line=node.sourceline)])
+    if root.tag not in (f"{{{BPMN_NS}}}definitions",
+                        "{https://www.omg.org/spec/DMN/20191111/MODEL/}definitions",
+                        "{http://www.omg.org/spec/DMN/20151101/dmn.xsd}definitions"):
+        raise DefinitionInvalid([Problem(
+            name, f"the root element must be bpmn:definitions, not {etree.QName(root).localname}",
+            line=root.sourceline)])
+    lines = {el.get("id"): el.sourceline for el in root.iter() if isinstance(el.tag, str)
+             and el.get("id")}
+    return ParsedFile(name, source.content, root, lines)
+
+
+def _enclosing_id(node) -> str | None:
+    while node is not None:
+        if node.get("id"):
+            return node.get("id")
+        node = node.getparent()
+    return None
+
+
+def _static_problems(files: list[ParsedFile]) -> list[Problem]:
+    """Checks SpiffWorkflow does not make: start events, call targets, sandboxed code."""
+    problems: list[Problem] = []
+    known = {pid for f in files for pid in f.process_ids}
+    for f in files:
+        for process in f.root.iterfind("bpmn:process", NS):
+            pid = process.get("id")
+            if process.find("bpmn:startEvent", NS) is None:
+                problems.append(Problem(f.name, f"process '{pid}' has no start event",
+                                        element_id=pid, line=process.sourceline))
+        for call in f.root.iterfind(".//bpmn:callActivity", NS):
+            target = call.get("calledElement")
+            if target not in known:
+                problems.append(Problem(
+                    f.name, f"call activity calls unknown process '{target}'",
+                    element_id=call.get("id"), line=call.sourceline))
+        for xpath, mode in _CODE_XPATHS:
+            for node in f.root.iterfind(xpath, NS):
+                text = (node.text or "").strip()
+                if not text:
+                    continue
+                try:
+                    check_code(text, mode)
+                except SandboxViolation as exc:
+                    problems.append(Problem(f.name, f"{etree.QName(node).localname}: {exc}",
+                                            element_id=_enclosing_id(node),
+                                            line=node.sourceline))
+    return problems
+
+
+def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Problem:
+    element_id = getattr(exc, "id", None) or None
+    file_name = getattr(exc, "file_name", None) or ""
+    line = getattr(exc, "line_number", None) or None
+    if element_id and not line:
+        for f in files:
+            if element_id in f.lines and (not file_name or f.name == file_name):
+                file_name, line = f.name, f.lines[element_id]
+                break
+    message = exc.args[0] if exc.args else str(exc)
+    return Problem(file_name or "(definitions)", str(message), element_id=element_id,
+                   line=int(line) if line else None)
+
+
+def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES
+                    ) -> list[BuiltProcess]:
+    """Parse and validate a set of files; return every process or raise DefinitionInvalid."""
+    if len(sources) > MAX_FILES:
+        raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files")])
+    problems: list[Problem] = []
+    files: list[ParsedFile] = []
+    for source in sources:
+        try:
+            files.append(parse_file(source, max_bytes))
+        except DefinitionInvalid as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DefinitionInvalid(problems)
+    if not any(f.process_ids for f in files):
+        raise DefinitionInvalid([Problem(f.name if files else "(upload)",
+                                         "no BPMN process found") for f in files[:1]]
+                                or [Problem("(upload)", "no BPMN files")])
+
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    owner: dict[str, ParsedFile] = {}
+    for f in files:
+        try:
+            if f.root.tag == f"{{{BPMN_NS}}}definitions":
+                parser.add_bpmn_xml(f.root, filename=f.name)
+            else:
+                parser.add_dmn_xml(f.root, filename=f.name)
+        except ValidationException as exc:
+            problems.append(_problem_from(exc, files))
+        for pid in f.process_ids:
+            owner.setdefault(pid, f)
+    problems.extend(_static_problems(files))
+    if problems:
+        raise DefinitionInvalid(problems)
+
+    built: list[BuiltProcess] = []
+    for f in files:
+        for process in f.root.iterfind("bpmn:process", NS):
+            pid = process.get("id")
+            try:
+                spec = parser.get_spec(pid)
+                subprocess_specs = parser.get_subprocess_specs(pid)
+            except ValidationException as exc:
+                problems.append(_problem_from(exc, files))
+                continue
+            except (RecursionError, SpiffWorkflowException, KeyError, ValueError) as exc:
+                problems.append(Problem(f.name, f"cannot build process '{pid}': {exc}",
+                                        element_id=pid, line=process.sourceline))
+                continue
+            adopt_engine_timers(spec, *subprocess_specs.values())
+            used = {f.name: f}
+            for name in subprocess_specs:
+                if name in owner:
+                    used[owner[name].name] = owner[name]
+            built.append(BuiltProcess(pid, process.get("name"), spec, subprocess_specs,
+                                      list(used.values())))
+    if problems:
+        raise DefinitionInvalid(problems)
+    return built
+
+
+# --- variant folders -----------------------------------------------------------------
+
+@dataclass
+class Variant:
+    name: str
+    folder: Path
+    sources: list[SourceFile]
+    settings: dict
+
+
+def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
+    """Read a variant folder: its ``variant.toml`` and BPMN/DMN files.
+
+    A variant that ``extends`` another gets the other's files, except those it overrides
+    with a file of the same name.
+    """
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise DefinitionInvalid([Problem(str(folder), "variant folder does not exist")])
+    manifest = folder / "variant.toml"
+    settings: dict = {}
+    if manifest.exists():
+        try:
+            settings = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise DefinitionInvalid([Problem("variant.toml", f"invalid TOML: {exc}")]) from None
+    name = settings.get("name") or folder.name
+    files: dict[str, SourceFile] = {}
+    base = settings.get("extends")
+    if base:
+        if base in _seen:
+            raise DefinitionInvalid([Problem("variant.toml", f"'extends' loops through {base}")])
+        parent = load_variant(folder.parent / base, _seen + (name,))
+        files.update({s.name: s for s in parent.sources})
+    for path in sorted(folder.iterdir()):
+        if path.suffix in SOURCE_SUFFIXES and path.is_file():
+            files[path.name] = SourceFile(path.name, path.read_bytes())
+    return Variant(name, folder, list(files.values()), settings)

@@ -1,0 +1,94 @@
+"""Errors the engine reports to its callers.
+
+Each error says what was wrong and where, in words a process designer or an official can act
+on; the API maps the classes to HTTP status codes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+
+
+class EngineError(Exception):
+    """Base class: a request the engine refused, with a message for people."""
+
+    code = "engine_error"
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class NotFound(EngineError):
+    code = "not_found"
+
+
+class Conflict(EngineError):
+    """Someone else changed the instance first (optimistic version check lost)."""
+
+    code = "conflict"
+
+
+class InvalidState(EngineError):
+    """The action does not apply to the instance or task in its current state."""
+
+    code = "invalid_state"
+
+
+class InvalidData(EngineError):
+    """Task or start data was refused (not JSON, too large, reserved names...)."""
+
+    code = "invalid_data"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding, located in a file."""
+
+    file: str
+    message: str
+    element_id: str | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}"
+        if self.element_id:
+            where += f" [{self.element_id}]"
+        return f"{where}: {self.message}"
+
+
+class DefinitionInvalid(EngineError):
+    """A BPMN deployment was refused; ``problems`` lists every finding."""
+
+    code = "definition_invalid"
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        summary = "; ".join(str(p) for p in self.problems[:5])
+        if len(self.problems) > 5:
+            summary += f"; and {len(self.problems) - 5} more"
+        super().__init__(f"invalid process definition: {summary}")
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message,
+                "problems": [p.to_dict() for p in self.problems]}
+
+
+class MigrationRefused(EngineError):
+    code = "migration_refused"
+
+    def __init__(self, message: str, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__(message + ": " + "; ".join(reasons), reasons=reasons)
+
+
+class ScriptError(Exception):
+    """A script or expression failed inside the sandbox (becomes an incident)."""

@@ -1,0 +1,121 @@
+"""Definitions: validate and deploy BPMN as immutable, versioned definitions.
+
+Like Camunda's RepositoryService. A deployment of a variant creates a new version of each
+process whose content changed and nothing for the others; a refused deployment writes
+nothing. Parsed specs are cached in memory by definition id (versions never change).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from .bpmn import BuiltProcess, SourceFile, build_processes, load_variant
+from .clock import Clock
+from .errors import NotFound
+from .serialization import Codec
+from .store import AuditEvent, Database, Definition
+
+
+@dataclass(frozen=True)
+class DeployedProcess:
+    definition_id: int
+    key: str
+    variant: str
+    version: int
+    created: bool
+
+
+class Repository:
+    def __init__(self, db: Database, codec: Codec, clock: Clock):
+        self.db = db
+        self.codec = codec
+        self.clock = clock
+        self._specs: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    # validation and deployment -------------------------------------------------------
+    def validate(self, sources: list[SourceFile]) -> list[BuiltProcess]:
+        """Raise DefinitionInvalid listing every problem, or return the built processes."""
+        return build_processes(sources)
+
+    def deploy(self, variant: str, sources: list[SourceFile], deployed_by: str
+               ) -> list[DeployedProcess]:
+        built = self.validate(sources)
+        results = []
+        with self.db.transaction() as session:
+            for process in built:
+                results.append(self._deploy_one(session, variant, process, deployed_by))
+        return results
+
+    def deploy_folder(self, folder: Path | str, deployed_by: str) -> list[DeployedProcess]:
+        variant = load_variant(folder)
+        return self.deploy(variant.name, variant.sources, deployed_by)
+
+    def _deploy_one(self, session, variant: str, process: BuiltProcess, deployed_by: str):
+        latest = session.scalars(
+            select(Definition).where(Definition.variant == variant,
+                                     Definition.key == process.key)
+            .order_by(Definition.version.desc()).limit(1)).first()
+        content_hash = process.content_hash
+        if latest is not None and latest.content_hash == content_hash:
+            return DeployedProcess(latest.id, process.key, variant, latest.version, False)
+        definition = Definition(
+            variant=variant, key=process.key, name=process.name,
+            version=(latest.version + 1) if latest else 1,
+            content_hash=content_hash, sources=process.sources,
+            spec=self.codec.dump_spec(process.spec, process.subprocess_specs),
+            deployed_at=self.clock.now(), deployed_by=deployed_by)
+        session.add(definition)
+        session.flush()
+        session.add(AuditEvent(definition_id=definition.id, at=definition.deployed_at,
+                               actor=deployed_by, action="definition_deployed",
+                               details={"variant": variant, "key": process.key,
+                                        "version": definition.version,
+                                        "content_hash": content_hash}))
+        return DeployedProcess(definition.id, process.key, variant, definition.version, True)
+
+    # look-ups --------------------------------------------------------------------------
+    def get(self, definition_id: int) -> Definition:
+        with self.db.reading() as session:
+            definition = session.get(Definition, definition_id)
+            if definition is None:
+                raise NotFound(f"definition {definition_id} does not exist")
+            return definition
+
+    def latest(self, variant: str, key: str) -> Definition:
+        with self.db.reading() as session:
+            definition = session.scalars(
+                select(Definition).where(Definition.variant == variant, Definition.key == key)
+                .order_by(Definition.version.desc()).limit(1)).first()
+        if definition is None:
+            raise NotFound(f"no process '{key}' is deployed for variant '{variant}'",
+                           variant=variant, key=key)
+        return definition
+
+    def versions(self, variant: str | None = None, key: str | None = None) -> list[Definition]:
+        query = select(Definition).order_by(Definition.variant, Definition.key,
+                                            Definition.version)
+        if variant:
+            query = query.where(Definition.variant == variant)
+        if key:
+            query = query.where(Definition.key == key)
+        with self.db.reading() as session:
+            return list(session.scalars(query))
+
+    def count(self) -> int:
+        with self.db.reading() as session:
+            return session.scalar(select(func.count(Definition.id)))
+
+    def specs(self, definition: Definition) -> tuple:
+        """(spec, subprocess specs) of a definition version, parsed once per process."""
+        cached = self._specs.get(definition.id)
+        if cached is None:
+            with self._lock:
+                cached = self._specs.get(definition.id)
+                if cached is None:
+                    cached = self.codec.load_spec(definition.spec)
+                    self._specs[definition.id] = cached
+        return cached

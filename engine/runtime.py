@@ -1,0 +1,504 @@
+"""Running instances: start, complete tasks, messages, timers, suspend/resume/terminate,
+incidents and retry, migration to a newer definition version.
+
+Every operation is one unit of work: load the instance (spec from the repository cache, state
+from the store), let SpiffWorkflow run, then save the state with an optimistic version check
+and refresh the projections and the audit log in the same transaction. A conflicting writer
+gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterator
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
+from SpiffWorkflow.exceptions import WorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .clock import Clock, as_utc
+from .errors import Conflict, InvalidData, InvalidState, MigrationRefused, NotFound, ScriptError
+from .repository import Repository
+from .scripting import EngineScriptEngine, data_size, timer_due
+from .serialization import STATE_FORMAT, Codec
+from .store import AuditEvent, Database, Definition, HumanTask, Instance, MessageSubscription, Timer
+
+RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
+COMPLETED, TERMINATED = "completed", "terminated"
+ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
+FORM_PROPERTY = "formJsonSchemaFilename"
+
+
+@dataclass
+class Incident:
+    message: str
+    element_id: str | None
+
+
+def _element_id(task) -> str | None:
+    spec = task.task_spec
+    return getattr(spec, "bpmn_id", None) or spec.name
+
+
+def _incident_from(exc: Exception) -> Incident:
+    task = getattr(exc, "task", None)
+    element = _element_id(task) if task is not None else None
+    inner = getattr(exc, "exception", None)
+    message = str(exc.args[0]) if exc.args else str(exc)
+    if inner is not None and str(inner) not in message:
+        message = f"{message}: {inner}"
+    return Incident(message, element)
+
+
+def _clean_data(data: Any, max_bytes: int) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidData("data must be a JSON object")
+    bad = [k for k in data if not isinstance(k, str) or k.startswith("_")]
+    if bad:
+        raise InvalidData(f"data field names must not start with '_': {bad[:5]}")
+    try:
+        size = data_size(data)
+    except ScriptError as exc:
+        raise InvalidData(str(exc)) from None
+    if size > max_bytes:
+        raise InvalidData(f"data is {size:,} bytes; the limit is {max_bytes:,} bytes")
+    return data
+
+
+class Runtime:
+    def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
+                 script_engine: EngineScriptEngine, max_data_bytes: int):
+        self.db = db
+        self.repository = repository
+        self.codec = codec
+        self.clock = clock
+        self.script_engine = script_engine
+        self.max_data_bytes = max_data_bytes
+
+    # --- units of work -----------------------------------------------------------------
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[Session]:
+        try:
+            with self.db.transaction() as session:
+                yield session
+        except StaleDataError:
+            raise Conflict("the instance was changed by someone else at the same time; "
+                           "reload and try again") from None
+        except IntegrityError as exc:
+            raise Conflict(f"a concurrent change collided with this one: {exc.orig}") from None
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if "deadlock" in text or "could not serialize" in text or "locked" in text:
+                raise Conflict("the instance is busy with another change; try again") from None
+            raise
+
+    def _load(self, session: Session, instance_id: str) -> tuple[Instance, BpmnWorkflow]:
+        instance = session.get(Instance, instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        definition = session.get(Definition, instance.definition_id)
+        spec, subprocess_specs = self.repository.specs(definition)
+        workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
+                                         self.script_engine)
+        return instance, workflow
+
+    def _advance(self, workflow: BpmnWorkflow, completed: list) -> Incident | None:
+        """Run engine steps; a failing script or expression becomes an incident."""
+        def did_complete(task):
+            if getattr(task.task_spec, "bpmn_id", None):
+                completed.append(task)
+        try:
+            workflow.refresh_timers()
+            workflow.do_engine_steps(did_complete_task=did_complete)
+        except (WorkflowException, ScriptError) as exc:
+            return _incident_from(exc)
+        return None
+
+    def _save(self, session: Session, instance: Instance, workflow: BpmnWorkflow, *,
+              actor: str, action: str, element_id: str | None = None,
+              details: dict | None = None, incident: Incident | None = None,
+              completed: list = (), status: str | None = None) -> None:
+        now = self.clock.now()
+        instance.state = self.codec.dump_state(workflow)
+        instance.state_format = STATE_FORMAT
+        instance.updated_at = now
+        if incident is not None:
+            instance.status = INCIDENT
+            instance.incident_message = incident.message
+            instance.incident_element = incident.element_id
+            instance.incident_at = now
+        elif status is not None:
+            instance.status = status
+        elif workflow.is_completed() and instance.status in ACTIVE_STATUSES:
+            instance.status = COMPLETED
+        if instance.status in (COMPLETED, TERMINATED):
+            instance.ended_at = instance.ended_at or now
+        session.flush()   # the version check happens here, before any projection is written
+        events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
+                             at=now, actor=actor, action=action, element_id=element_id,
+                             details=details)]
+        events += [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
+                              at=now, actor=actor, action="element_completed",
+                              element_id=_element_id(t),
+                              details={"type": type(t.task_spec).__name__})
+                   for t in completed if not t.task_spec.manual]
+        if incident is not None:
+            events.append(AuditEvent(instance_id=instance.id,
+                                     definition_id=instance.definition_id, at=now,
+                                     actor=actor, action="incident",
+                                     element_id=incident.element_id,
+                                     details={"message": incident.message}))
+        session.add_all(events)
+        self._project(session, instance, workflow, now)
+
+    # --- projections -------------------------------------------------------------------
+    def _project(self, session: Session, instance: Instance, workflow: BpmnWorkflow,
+                 now: datetime) -> None:
+        finished = instance.status in (COMPLETED, TERMINATED)
+        ready = {} if finished else {
+            str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+        open_rows = session.scalars(select(HumanTask).where(
+            HumanTask.instance_id == instance.id, HumanTask.status == "open")).all()
+        for row in open_rows:
+            if row.id not in ready:
+                row.status = "cancelled"
+                row.completed_at = now
+        known = {r.id for r in open_rows}
+        for task_id, task in ready.items():
+            if task_id in known:
+                continue
+            existing = session.get(HumanTask, task_id)
+            if existing is not None:     # a task reopened by retry or migration
+                existing.status, existing.completed_at, existing.completed_by = "open", None, None
+                continue
+            spec = task.task_spec
+            properties = (getattr(spec, "extensions", None) or {}).get("properties", {})
+            session.add(HumanTask(
+                id=task_id, instance_id=instance.id, element_id=_element_id(task),
+                name=getattr(spec, "bpmn_name", None), lane=getattr(spec, "lane", None),
+                form=properties.get(FORM_PROPERTY), status="open", created_at=now))
+
+        waiting = [] if finished else workflow.get_tasks(state=TaskState.WAITING)
+        timers = {}
+        messages = {}
+        for task in waiting:
+            definition = getattr(task.task_spec, "event_definition", None)
+            if isinstance(definition, TimerEventDefinition):
+                due = timer_due(task)
+                if due is not None:
+                    timers[str(task.id)] = (task, definition, due)
+            elif isinstance(definition, MessageEventDefinition):
+                messages[str(task.id)] = (task, definition)
+        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id,
+                                                       Timer.status == "pending")):
+            entry = timers.pop(row.task_id, None)
+            if entry is None:
+                row.status = "cancelled"
+            elif as_utc(row.due_at) != entry[2]:
+                row.due_at, row.attempts = entry[2], 0
+        for task_id, (task, definition, due) in timers.items():
+            existing = session.scalars(select(Timer).where(
+                Timer.instance_id == instance.id, Timer.task_id == task_id)).first()
+            if existing is not None:
+                existing.status, existing.due_at, existing.attempts = "pending", due, 0
+                continue
+            session.add(Timer(instance_id=instance.id, definition_id=instance.definition_id,
+                              task_id=task_id, element_id=_element_id(task),
+                              kind=type(definition).__name__, due_at=due, status="pending",
+                              attempts=0))
+        for row in session.scalars(select(MessageSubscription).where(
+                MessageSubscription.instance_id == instance.id)):
+            if messages.pop(row.task_id, None) is None:
+                session.delete(row)
+        for task_id, (task, definition) in messages.items():
+            session.add(MessageSubscription(instance_id=instance.id, task_id=task_id,
+                                            element_id=_element_id(task),
+                                            message_name=definition.name))
+
+    # --- operations ----------------------------------------------------------------------
+    def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
+              business_key: str | None = None, definition_id: int | None = None) -> Instance:
+        """Start an instance of the newest version (or ``definition_id``) of a process."""
+        data = _clean_data(data, self.max_data_bytes)
+        definition = (self.repository.get(definition_id) if definition_id
+                      else self.repository.latest(variant, key))
+        spec, subprocess_specs = self.repository.specs(definition)
+        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        workflow.data.update({"started_by": started_by})
+        start_task = workflow.get_tasks(state=TaskState.READY)[0]
+        start_task.data.update(data)
+        start_task.data.setdefault("started_by", started_by)
+        completed: list = []
+        incident = self._advance(workflow, completed)
+        now = self.clock.now()
+        with self._unit_of_work() as session:
+            instance = Instance(
+                id=str(uuid.uuid4()), definition_id=definition.id, variant=definition.variant,
+                definition_key=definition.key, business_key=business_key, status=RUNNING,
+                state="", state_format=STATE_FORMAT, started_by=started_by, started_at=now,
+                updated_at=now)
+            session.add(instance)
+            self._save(session, instance, workflow, actor=started_by,
+                       action="instance_started", details={"data": data,
+                                                           "version": definition.version},
+                       incident=incident, completed=completed)
+        return instance
+
+    def get(self, instance_id: str) -> Instance:
+        with self.db.reading() as session:
+            instance = session.get(Instance, instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        return instance
+
+    def workflow(self, instance_id: str) -> BpmnWorkflow:
+        """The live SpiffWorkflow object of an instance (read-only use)."""
+        with self.db.reading() as session:
+            return self._load(session, instance_id)[1]
+
+    def open_tasks(self, instance_id: str) -> list[HumanTask]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                .order_by(HumanTask.created_at, HumanTask.id)))
+
+    def task_data(self, task_id: str) -> dict:
+        task = self._human_task(task_id)
+        workflow = self.workflow(task.instance_id)
+        spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
+        return dict(spiff_task.data)
+
+    def _human_task(self, task_id: str) -> HumanTask:
+        with self.db.reading() as session:
+            task = session.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+        return task
+
+    def complete_task(self, task_id: str, data: dict | None, *, actor: str) -> Instance:
+        data = _clean_data(data, self.max_data_bytes)
+        human = self._human_task(task_id)
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, human.instance_id)
+            row = session.get(HumanTask, task_id)
+            if row.status == "completed":
+                raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
+                               f"{row.completed_by}", task_id=task_id)
+            self._require(instance, RUNNING, "complete a task of")
+            try:
+                task = workflow.get_task_from_id(uuid.UUID(task_id))
+            except (WorkflowException, KeyError):
+                task = None
+            if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
+                raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
+            before = dict(task.data)
+            task.data.update(data)
+            changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()
+                       if before.get(k) != v}
+            completed: list = []
+            try:
+                task.run()
+            except (WorkflowException, ScriptError) as exc:
+                incident = _incident_from(exc)
+            else:
+                incident = self._advance(workflow, completed)
+            now = self.clock.now()
+            row.status, row.completed_at, row.completed_by = "completed", now, actor
+            self._save(session, instance, workflow, actor=actor, action="task_completed",
+                       element_id=row.element_id, details={"task_id": task_id,
+                                                           "changed": changed},
+                       incident=incident, completed=completed)
+        return instance
+
+    def send_message(self, name: str, payload: dict | None = None, *, actor: str,
+                     instance_id: str | None = None,
+                     correlation_key: str | None = None) -> Instance:
+        """Deliver a message to the one instance waiting for it (by id or business key)."""
+        payload = _clean_data(payload, self.max_data_bytes)
+        if not instance_id:
+            instance_id = self._correlate(name, correlation_key)
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            self._require(instance, RUNNING, "deliver a message to")
+            waiting = [t for t in workflow.get_tasks(state=TaskState.WAITING)
+                       if isinstance(getattr(t.task_spec, "event_definition", None),
+                                     MessageEventDefinition)
+                       and t.task_spec.event_definition.name == name]
+            if not waiting:
+                raise NotFound(f"instance {instance_id} is not waiting for message '{name}'",
+                               message=name, instance_id=instance_id)
+            catcher = waiting[0]
+            definition = catcher.task_spec.event_definition
+            workflow.send_event(BpmnEvent(definition, payload))
+            if getattr(definition, "message_var", None) is None:
+                catcher.data.update(payload)
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="message_received",
+                       element_id=_element_id(catcher),
+                       details={"message": name, "payload": payload},
+                       incident=incident, completed=completed)
+        return instance
+
+    def _correlate(self, name: str, correlation_key: str | None) -> str:
+        if not correlation_key:
+            raise InvalidData("a message needs an instance id or a correlation key")
+        with self.db.reading() as session:
+            ids = list(session.scalars(
+                select(Instance.id).join(MessageSubscription,
+                                         MessageSubscription.instance_id == Instance.id)
+                .where(Instance.business_key == correlation_key,
+                       MessageSubscription.message_name == name).distinct()))
+        if not ids:
+            raise NotFound(f"no instance with key '{correlation_key}' waits for message "
+                           f"'{name}'", message=name, correlation_key=correlation_key)
+        if len(ids) > 1:
+            raise Conflict(f"{len(ids)} instances with key '{correlation_key}' wait for "
+                           f"message '{name}'; send it by instance id")
+        return ids[0]
+
+    def fire_timers(self, instance_id: str, *, actor: str = "scheduler") -> Instance:
+        """Let every timer of the instance that is due on the engine clock fire."""
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            if instance.status != RUNNING:
+                return instance
+            now = self.clock.now()
+            fired = [t.element_id for t in self._pending_timers(session, instance_id)
+                     if as_utc(t.due_at) <= now]
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="timers_fired",
+                       details={"elements": fired}, incident=incident, completed=completed)
+        return instance
+
+    def _pending_timers(self, session: Session, instance_id: str) -> list[Timer]:
+        return list(session.scalars(select(Timer).where(Timer.instance_id == instance_id,
+                                                        Timer.status == "pending")))
+
+    def due_timers(self) -> list[Timer]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(Timer).where(
+                Timer.status == "pending", Timer.due_at <= self.clock.now())
+                .order_by(Timer.due_at)))
+
+    def _require(self, instance: Instance, status: str, verb: str) -> None:
+        if instance.status != status:
+            raise InvalidState(f"cannot {verb} instance {instance.id}: it is {instance.status}",
+                               status=instance.status)
+
+    def _set_status(self, instance_id: str, *, actor: str, allowed: tuple, status: str,
+                    action: str, reason: str | None = None) -> Instance:
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            if instance.status not in allowed:
+                raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
+                                   f"it is {instance.status}", status=instance.status)
+            if status == TERMINATED:
+                workflow.cancel()
+            self._save(session, instance, workflow, actor=actor, action=action,
+                       details={"reason": reason} if reason else None, status=status)
+        return instance
+
+    def suspend(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=(RUNNING,), status=SUSPENDED,
+                                action="instance_suspended", reason=reason)
+
+    def resume(self, instance_id: str, *, actor: str) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=(SUSPENDED,), status=RUNNING,
+                                action="instance_resumed")
+
+    def terminate(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=ACTIVE_STATUSES,
+                                status=TERMINATED, action="instance_terminated", reason=reason)
+
+    def retry(self, instance_id: str, *, actor: str, data: dict | None = None) -> Instance:
+        """Run the failed element of an instance in incident again (after a fix)."""
+        data = _clean_data(data, self.max_data_bytes)
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            self._require(instance, INCIDENT, "retry")
+            failed = workflow.get_tasks(state=TaskState.ERROR)
+            for task in failed:
+                task.data.update(data)
+                task._set_state(TaskState.READY)
+            instance.status = RUNNING
+            instance.incident_message = instance.incident_element = instance.incident_at = None
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="instance_retried",
+                       element_id=_element_id(failed[0]) if failed else None,
+                       details={"data": data} if data else None, incident=incident,
+                       completed=completed)
+        return instance
+
+    def migrate(self, instance_id: str, target_definition_id: int, *, actor: str) -> Instance:
+        """Move an instance to another version of its process, refusing unsafe moves."""
+        target = self.repository.get(target_definition_id)
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            if instance.status not in ACTIVE_STATUSES:
+                raise InvalidState(f"cannot migrate instance {instance_id}: it is "
+                                   f"{instance.status}", status=instance.status)
+            if (target.variant, target.key) != (instance.variant, instance.definition_key):
+                raise MigrationRefused("cannot migrate", [
+                    f"version {target.id} belongs to {target.variant}/{target.key}, not "
+                    f"{instance.variant}/{instance.definition_key}"])
+            if target.id == instance.definition_id:
+                raise MigrationRefused("cannot migrate", ["the instance already runs this version"])
+            spec, subprocess_specs = self.repository.specs(target)
+            top_diff, sub_diffs = diff_workflow(self.codec.registry, workflow, spec,
+                                                subprocess_specs)
+            reasons = _unsafe_migration(workflow, top_diff, sub_diffs)
+            if reasons:
+                raise MigrationRefused(f"cannot migrate instance {instance_id} to version "
+                                       f"{target.version}", reasons)
+            previous = instance.definition_id
+            migrate_workflow(top_diff, workflow, spec)
+            for sp_id, sp_diff in sub_diffs.items():
+                subprocess = workflow.subprocesses[sp_id]
+                migrate_workflow(sp_diff, subprocess, subprocess_specs[subprocess.spec.name])
+            workflow.subprocess_specs = subprocess_specs
+            instance.definition_id = target.id
+            completed: list = []
+            incident = self._advance(workflow, completed) if instance.status == RUNNING else None
+            self._save(session, instance, workflow, actor=actor, action="instance_migrated",
+                       details={"from_definition": previous, "to_definition": target.id,
+                                "to_version": target.version},
+                       incident=incident, completed=completed)
+        return instance
+
+
+def _unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
+    """Reasons a migration would lose or corrupt work (empty when it is safe)."""
+    reasons = []
+    live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+    for task in top_diff.removed:
+        if task.has_state(live):
+            reasons.append(f"active element '{_element_id(task)}' does not exist in the "
+                           f"new version")
+    for task in top_diff.changed:
+        if task.has_state(TaskState.STARTED):
+            reasons.append(f"running element '{_element_id(task)}' changed in the new version")
+    for sp_id, sp_diff in sub_diffs.items():
+        if sp_diff is None:
+            name = workflow.subprocesses[sp_id].spec.name
+            reasons.append(f"running subprocess '{name}' does not exist in the new version")
+            continue
+        for task in sp_diff.removed:
+            if task.has_state(live):
+                reasons.append(f"active element '{_element_id(task)}' of a subprocess does not "
+                               f"exist in the new version")
+    return reasons
+

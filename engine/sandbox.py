@@ -1,0 +1,365 @@
+"""The sandbox that runs BPMN scripts, conditions and timer expressions.
+
+BPMN files come from process designers of many provinces and are untrusted. Plain
+``eval``/``exec`` (what SpiffWorkflow does by default) lets any script reach the whole server,
+so every piece of designer code goes through this module instead:
+
+1. Compile time (RestrictedPython plus our own policy): no imports, no names or attributes
+   starting with ``_``, no function/class/lambda definitions, no ``try`` (a script must not
+   swallow the time limit), no ``global``/``nonlocal``, no generators' frame attributes.
+2. Run time: attribute access only for an allow-list of methods on plain data types; item
+   access and writes only on plain containers; ``+ * ** <<`` checked so no operation builds a
+   value larger than ``MAX_SEQUENCE``/``MAX_INT_BITS``; only allow-listed functions exist.
+3. A CPU-time budget per evaluation, enforced with a trace function on the script's frames.
+
+What scripts may use is documented for designers in ``docs/scripting.md``.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import sys
+import time
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+from RestrictedPython import compile_restricted_eval, compile_restricted_exec
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from .errors import ScriptError
+
+SCRIPT_FILENAME = "<bpmn-script>"
+MAX_SEQUENCE = 1_000_000          # longest str/list/tuple a script may build in one step
+MAX_INT_BITS = 4096               # biggest integer a script may build with ** or <<
+DEFAULT_TIME_LIMIT = 1.0          # CPU seconds per evaluation
+
+
+class SandboxViolation(ScriptError):
+    """The code tried something the sandbox forbids."""
+
+
+class ScriptTimeout(BaseException):
+    """Raised inside a script that used up its CPU budget.
+
+    A BaseException so that nothing in designer code could catch it even if ``try`` were
+    allowed; converted to a ScriptError at the sandbox boundary.
+    """
+
+
+class SandboxPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's policy, tightened for BPMN scripts, with guarded operators."""
+
+    _FORBIDDEN = {
+        ast.FunctionDef: "defining functions",
+        ast.AsyncFunctionDef: "defining functions",
+        ast.Lambda: "lambda expressions",
+        ast.ClassDef: "defining classes",
+        ast.Try: "try/except blocks",
+        ast.Global: "global statements",
+        ast.Nonlocal: "nonlocal statements",
+        ast.Import: "imports",
+        ast.ImportFrom: "imports",
+        ast.Yield: "generators",
+        ast.YieldFrom: "generators",
+        ast.Await: "await",
+        ast.With: "with blocks",
+        ast.Raise: "raise statements",
+    }
+    _GUARDED_OPS = {ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<"}
+
+    def generic_visit(self, node):
+        reason = self._FORBIDDEN.get(type(node))
+        if reason:
+            self.error(node, f"{reason} are not allowed in BPMN scripts")
+            return node
+        return super().generic_visit(node)
+
+    # RestrictedPython has explicit visitors for these; route them through our check first.
+    def visit_FunctionDef(self, node):
+        return self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_Lambda = visit_ClassDef = visit_Try = visit_FunctionDef
+    visit_Global = visit_Nonlocal = visit_Import = visit_ImportFrom = visit_FunctionDef
+    visit_Yield = visit_YieldFrom = visit_Await = visit_With = visit_Raise = visit_FunctionDef
+    visit_TryStar = visit_AsyncWith = visit_FunctionDef
+
+    def visit_BinOp(self, node):
+        node = self.node_contents_visit(node)
+        symbol = self._GUARDED_OPS.get(type(node.op))
+        if symbol is None:
+            return node
+        call = ast.Call(func=ast.Name("_binop_", ast.Load()),
+                        args=[ast.Constant(symbol), node.left, node.right], keywords=[])
+        return ast.fix_missing_locations(ast.copy_location(call, node))
+
+
+# --- run-time guards ---------------------------------------------------------------
+
+def _check_size(value):
+    if isinstance(value, (str, bytes, list, tuple)) and len(value) > MAX_SEQUENCE:
+        raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
+    return value
+
+
+def _length(value) -> int:
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
+
+
+def guarded_binop(symbol: str, left, right):
+    if symbol == "*":
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int):
+                if len(seq) * max(times, 0) > MAX_SEQUENCE:
+                    raise SandboxViolation(
+                        f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        return _check_size(left * right)
+    if symbol == "+":
+        if _length(left) + _length(right) > MAX_SEQUENCE:
+            raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        return left + right
+    if symbol == "**":
+        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+            if right * math.log2(abs(left)) > MAX_INT_BITS:
+                raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
+        return _check_size(left ** right)
+    if symbol == "<<":
+        if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right > MAX_INT_BITS:
+            raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
+        return left << right
+    raise SandboxViolation(f"operator {symbol} is not allowed")
+
+
+_INPLACE = {"+=": "+", "*=": "*", "**=": "**", "<<=": "<<"}
+_PLAIN_INPLACE = {
+    "-=": operator.sub, "/=": operator.truediv, "//=": operator.floordiv, "%=": operator.mod,
+    ">>=": operator.rshift, "&=": operator.and_, "|=": operator.or_, "^=": operator.xor,
+}
+
+
+def guarded_inplace(op: str, left, right):
+    if op in _INPLACE:
+        return guarded_binop(_INPLACE[op], left, right)
+    if op in _PLAIN_INPLACE:
+        return _PLAIN_INPLACE[op](left, right)
+    raise SandboxViolation(f"operator {op} is not allowed")
+
+
+def _safe_replace(text: str):
+    def replace(old, new, count=-1):
+        hits = text.count(old) if count < 0 else min(count, text.count(old))
+        if len(text) + hits * (len(new) - len(old)) > MAX_SEQUENCE:
+            raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        return text.replace(old, new, count)
+    return replace
+
+
+def _safe_join(sep: str):
+    def join(items):
+        items = list(items)
+        if sum(_length(i) for i in items) + len(sep) * len(items) > MAX_SEQUENCE:
+            raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        return sep.join(items)
+    return join
+
+
+def _safe_pad(text: str, name: str):
+    method = getattr(text, name)
+
+    def pad(width, *args):
+        if width > MAX_SEQUENCE:
+            raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        return method(width, *args)
+    return pad
+
+
+_STR_METHODS = {
+    "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "title",
+    "capitalize", "casefold", "startswith", "endswith", "find", "rfind", "index", "rindex",
+    "count", "isdigit", "isalpha", "isalnum", "isspace", "isnumeric", "isdecimal", "islower",
+    "isupper", "partition", "rpartition", "removeprefix", "removesuffix", "swapcase",
+}
+_STR_WRAPPED: dict[str, Callable[[str], Callable]] = {
+    "replace": _safe_replace,
+    "join": _safe_join,
+    "zfill": lambda s: _safe_pad(s, "zfill"),
+    "ljust": lambda s: _safe_pad(s, "ljust"),
+    "rjust": lambda s: _safe_pad(s, "rjust"),
+    "center": lambda s: _safe_pad(s, "center"),
+}
+_SAFE_ATTRIBUTES: dict[type, frozenset[str]] = {
+    list: frozenset({"append", "extend", "insert", "pop", "remove", "index", "count", "sort",
+                     "reverse", "copy", "clear"}),
+    dict: frozenset({"get", "keys", "values", "items", "pop", "setdefault", "update", "copy",
+                     "clear"}),
+    set: frozenset({"add", "discard", "remove", "union", "intersection", "difference",
+                    "issubset", "issuperset", "copy", "clear"}),
+    frozenset: frozenset({"union", "intersection", "difference", "issubset", "issuperset"}),
+    tuple: frozenset({"index", "count"}),
+    int: frozenset({"real", "imag", "numerator", "denominator"}),
+    float: frozenset({"real", "imag", "is_integer"}),
+    Decimal: frozenset({"quantize", "is_zero"}),
+    date: frozenset({"year", "month", "day", "weekday", "isoweekday", "isoformat", "toordinal"}),
+    datetime: frozenset({"year", "month", "day", "hour", "minute", "second", "microsecond",
+                         "weekday", "isoweekday", "isoformat", "date", "time", "tzinfo",
+                         "toordinal", "timestamp"}),
+    timedelta: frozenset({"days", "seconds", "microseconds", "total_seconds"}),
+}
+
+
+def guarded_getattr(obj, name, *default):
+    if not isinstance(name, str) or name.startswith("_"):
+        raise SandboxViolation(f"attribute {name!r} is not accessible in BPMN scripts")
+    kind = type(obj)
+    if kind is str:
+        if name in _STR_METHODS:
+            return getattr(obj, name)
+        if name in _STR_WRAPPED:
+            return _STR_WRAPPED[name](obj)
+    elif name in _SAFE_ATTRIBUTES.get(kind, ()):
+        return getattr(obj, name)
+    raise SandboxViolation(
+        f"attribute {name!r} of a {kind.__name__} value is not accessible in BPMN scripts")
+
+
+_CONTAINERS = (dict, list, tuple, str, bytes)
+
+
+def guarded_getitem(obj, key):
+    if not isinstance(obj, _CONTAINERS):
+        raise SandboxViolation(f"a {type(obj).__name__} value cannot be indexed in BPMN scripts")
+    return obj[key]
+
+
+def guarded_write(obj):
+    if isinstance(obj, (dict, list)):
+        return obj
+    raise SandboxViolation(f"a {type(obj).__name__} value cannot be modified in BPMN scripts")
+
+
+def guarded_iter(obj):
+    return iter(obj)
+
+
+def _capped_range(*args):
+    result = range(*args)
+    if len(result) > MAX_SEQUENCE:
+        raise SandboxViolation(f"range of more than {MAX_SEQUENCE:,} numbers")
+    return result
+
+
+def _iter_unpack_sequence(it, spec, getiter):
+    for item in getiter(it):
+        yield item
+
+
+def _unpack_sequence(it, spec, getiter):
+    return list(getiter(it))
+
+
+SAFE_BUILTINS: dict[str, Any] = {
+    "None": None, "True": True, "False": False,
+    "abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "divmod": divmod,
+    "enumerate": enumerate, "float": float, "int": int, "len": len, "list": list, "max": max,
+    "min": min, "range": _capped_range, "reversed": reversed, "round": round, "set": set,
+    "sorted": sorted, "str": str, "sum": sum, "tuple": tuple, "zip": zip, "isinstance": isinstance,
+    "Decimal": Decimal, "date": date, "datetime": datetime, "timedelta": timedelta,
+}
+
+_GUARDS: dict[str, Any] = {
+    "_getattr_": guarded_getattr,
+    "_getitem_": guarded_getitem,
+    "_getiter_": guarded_iter,
+    "_write_": guarded_write,
+    "_binop_": guarded_binop,
+    "_inplacevar_": guarded_inplace,
+    "_iter_unpack_sequence_": _iter_unpack_sequence,
+    "_unpack_sequence_": _unpack_sequence,
+}
+
+
+@lru_cache(maxsize=4096)
+def compile_code(source: str, mode: str):
+    """Compile designer code under the sandbox policy; raises SandboxViolation with the reason."""
+    if not isinstance(source, str):
+        raise SandboxViolation("the script is not text")
+    if len(source) > 100_000:
+        raise SandboxViolation("the script is longer than 100,000 characters")
+    compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
+    try:
+        result = compiler(source, filename=SCRIPT_FILENAME, policy=SandboxPolicy)
+    except (RecursionError, MemoryError):
+        raise SandboxViolation("the code is nested too deeply") from None
+    if result.errors:
+        raise SandboxViolation("; ".join(result.errors))
+    return result.code
+
+
+def check_code(source: str, mode: str) -> None:
+    """Raise SandboxViolation if ``source`` would be refused at run time by the compiler."""
+    compile_code(source, mode)
+
+
+class _CpuBudget:
+    """Trace function that raises ScriptTimeout once the thread used up its CPU budget."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.thread_time() + seconds
+        self.seconds = seconds
+
+    def global_trace(self, frame, event, arg):
+        if frame.f_code.co_filename == SCRIPT_FILENAME:
+            return self.local_trace
+        return None
+
+    def local_trace(self, frame, event, arg):
+        if time.thread_time() > self.deadline:
+            raise ScriptTimeout(self.seconds)
+        return self.local_trace
+
+
+class Sandbox:
+    """Evaluates expressions and executes scripts against task data."""
+
+    def __init__(self, functions: Mapping[str, Callable] | None = None,
+                 time_limit: float = DEFAULT_TIME_LIMIT):
+        self.time_limit = time_limit
+        self.builtins = {**SAFE_BUILTINS, **(functions or {}), **_GUARDS}
+
+    def _run(self, code, namespace: dict):
+        budget = _CpuBudget(self.time_limit)
+        previous = sys.gettrace()
+        sys.settrace(budget.global_trace)
+        try:
+            return eval(code, namespace)  # noqa: S307 - compiled by the restricting policy
+        except ScriptTimeout:
+            raise ScriptError(f"the script ran longer than its {self.time_limit:g} s CPU limit"
+                              ) from None
+        except SandboxViolation:
+            raise
+        except RecursionError:
+            raise ScriptError("the script nested too deeply") from None
+        except MemoryError:
+            raise ScriptError("the script ran out of memory") from None
+        except Exception as exc:  # designer code failed: report the kind and message
+            raise ScriptError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            sys.settrace(previous)
+
+    def evaluate(self, expression: str, data: Mapping[str, Any]):
+        code = compile_code(expression.strip(), "eval")
+        return self._run(code, {**data, "__builtins__": self.builtins})
+
+    def execute(self, script: str, data: dict) -> None:
+        """Run ``script`` with ``data`` as its variables; ``data`` is updated in place."""
+        code = compile_code(script, "exec")
+        namespace = {**data, "__builtins__": self.builtins}
+        self._run(code, namespace)
+        namespace.pop("__builtins__", None)
+        data.clear()
+        data.update(namespace)
+

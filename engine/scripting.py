@@ -1,0 +1,237 @@
+"""SpiffWorkflow's script engine and timers, wired to the sandbox and the engine clock.
+
+SpiffWorkflow evaluates scripts, gateway conditions and timer expressions through a
+``PythonScriptEngine``; ours sends all of them through :mod:`engine.sandbox`. Its timer event
+definitions read ``datetime.now()``; the subclasses here read the clock carried by the script
+engine instead, so one injectable clock rules every timer.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+from uuid import UUID
+
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.util.task import TaskState
+
+from .clock import LOCAL_TZ, Clock
+from .errors import ScriptError
+from .sandbox import DEFAULT_TIME_LIMIT, Sandbox, check_code
+
+DEFAULT_MAX_DATA_BYTES = 512 * 1024
+
+
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    raise TypeError(type(value).__name__)
+
+
+def data_size(data: Mapping[str, Any]) -> int:
+    """Bytes ``data`` takes as JSON; raises ScriptError for values that cannot be stored."""
+    try:
+        return len(json.dumps(data, default=_json_default, ensure_ascii=False).encode())
+    except TypeError as exc:
+        bad = [k for k, v in data.items() if _unstorable(v)]
+        raise ScriptError(
+            f"task data cannot hold a value of type {exc}"
+            + (f" (variable {', '.join(map(repr, bad))})" if bad else "")) from None
+    except (ValueError, RecursionError):
+        raise ScriptError("task data refers to itself or is nested too deeply") from None
+
+
+def _unstorable(value) -> bool:
+    try:
+        json.dumps(value, default=_json_default)
+        return False
+    except (TypeError, ValueError, RecursionError):
+        return True
+
+
+class SandboxEnvironment(BasePythonScriptEngineEnvironment):
+    """Runs SpiffWorkflow's scripts and expressions inside the sandbox."""
+
+    def __init__(self, sandbox: Sandbox, max_data_bytes: int):
+        super().__init__()
+        self.sandbox = sandbox
+        self.max_data_bytes = max_data_bytes
+
+    def evaluate(self, expression, context, external_context=None):
+        if external_context:
+            context = {**external_context, **context}
+        return self.sandbox.evaluate(expression, context)
+
+    def execute(self, script, context, external_context=None):
+        namespace = {**(external_context or {}), **context}
+        self.sandbox.execute(script, namespace)
+        for name in external_context or ():
+            if name not in context:
+                namespace.pop(name, None)
+        size = data_size(namespace)
+        if size > self.max_data_bytes:
+            raise ScriptError(f"task data would grow to {size:,} bytes, over the "
+                              f"{self.max_data_bytes:,} byte limit")
+        context.clear()
+        context.update(namespace)
+        return True
+
+    def call_service(self, context, **kwargs):
+        raise ScriptError("service tasks are not supported")
+
+
+class EngineScriptEngine(PythonScriptEngine):
+    """The script engine of every workflow the engine runs; it also carries the clock."""
+
+    def __init__(self, clock: Clock, functions: Mapping[str, Callable] | None = None,
+                 time_limit: float = DEFAULT_TIME_LIMIT,
+                 max_data_bytes: int = DEFAULT_MAX_DATA_BYTES):
+        self.clock = clock
+        base = {"now": clock.now}
+        sandbox = Sandbox({**base, **(functions or {})}, time_limit=time_limit)
+        super().__init__(environment=SandboxEnvironment(sandbox, max_data_bytes))
+
+    def validate(self, expression):
+        check_code(expression, "exec")
+
+
+# --- timers on the engine clock ----------------------------------------------------
+
+def _now(my_task) -> datetime:
+    return my_task.workflow.script_engine.clock.now()
+
+
+def parse_instant(value) -> datetime:
+    """A timer's due time as aware UTC; naive values are read in Asia/Ho_Chi_Minh."""
+    if isinstance(value, datetime):
+        instant = value
+    elif isinstance(value, date):
+        instant = datetime.combine(value, datetime.min.time())
+    elif isinstance(value, str):
+        instant = datetime.fromisoformat(value.strip())
+    else:
+        raise ValueError(f"a timer date must be an ISO 8601 text or a datetime, not {value!r}")
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=LOCAL_TZ)
+    return instant.astimezone(timezone.utc)
+
+
+def _duration_from(expression: str, start: datetime) -> timedelta:
+    parsed = TimerEventDefinition.parse_iso_duration(expression)
+    return TimerEventDefinition.get_timedelta_from_start(parsed, start)
+
+
+class EngineTimeDate(TimeDateEventDefinition):
+    def has_fired(self, my_task):
+        event_value = my_task._get_internal_data("event_value")
+        if event_value is None:
+            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            event_value = parse_instant(value).isoformat()
+            my_task._set_internal_data(event_value=event_value)
+        if parse_instant(event_value) <= _now(my_task):
+            my_task._set_internal_data(event_fired=True)
+        return my_task._get_internal_data("event_fired", False)
+
+
+class EngineDuration(DurationTimerEventDefinition):
+    def has_fired(self, my_task):
+        event_value = my_task._get_internal_data("event_value")
+        if event_value is None:
+            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            now = _now(my_task)
+            if isinstance(value, timedelta):
+                due = now + value
+            elif isinstance(value, datetime):
+                due = parse_instant(value)   # a function already computed the due time
+            else:
+                due = now + _duration_from(str(value), now)
+            event_value = due.isoformat()
+            my_task._set_internal_data(event_value=event_value)
+        if parse_instant(event_value) <= _now(my_task):
+            my_task._set_internal_data(event_fired=True)
+        return my_task._get_internal_data("event_fired", False)
+
+
+class EngineCycle(CycleTimerEventDefinition):
+    def cycle_complete(self, my_task):
+        event_value = my_task._get_internal_data("event_value")
+        now = _now(my_task)
+        if event_value is None:
+            expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            cycles, start, duration = parse_cycle(str(expression), now)
+            event_value = {"cycles": cycles, "next": start.isoformat(),
+                           "duration": duration.total_seconds()}
+        ready = False
+        if event_value["cycles"] != 0:
+            next_event = datetime.fromisoformat(event_value["next"])
+            if next_event <= now:
+                event_value["next"] = (next_event + timedelta(seconds=event_value["duration"])
+                                       ).isoformat()
+                event_value["cycles"] -= 1
+                ready = True
+        else:
+            my_task.internal_data.pop("event_value", None)
+            my_task.internal_data["event_fired"] = True
+        my_task._set_internal_data(event_value=event_value)
+        return ready
+
+
+def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelta]:
+    """``R[n]/[start/]duration`` → (cycles, first due time, period); -1 cycles is unbounded."""
+    parts = expression.strip().upper().replace("--", "/").split("/")
+    if not parts[0].startswith("R") or len(parts) not in (2, 3):
+        raise ValueError(f"not an ISO 8601 repeating interval: {expression!r}")
+    cycles = int(parts[0][1:]) if parts[0][1:] else -1
+    if len(parts) == 3:
+        start = parse_instant(parts[1])
+        return cycles, start, _duration_from(parts[2], start)
+    period = _duration_from(parts[1], now)
+    return cycles, now + period, period
+
+
+ENGINE_TIMERS: dict[type, type] = {
+    TimeDateEventDefinition: EngineTimeDate,
+    DurationTimerEventDefinition: EngineDuration,
+    CycleTimerEventDefinition: EngineCycle,
+}
+
+
+def _adopt(event_definition):
+    replacement = ENGINE_TIMERS.get(type(event_definition))
+    if replacement is not None:
+        event_definition.__class__ = replacement
+    elif isinstance(event_definition, MultipleEventDefinition):
+        for inner in event_definition.event_definitions:
+            _adopt(inner)
+
+
+def adopt_engine_timers(*process_specs) -> None:
+    """Make the timers of freshly parsed specs read the engine clock."""
+    for process_spec in process_specs:
+        for task_spec in process_spec.task_specs.values():
+            definition = getattr(task_spec, "event_definition", None)
+            if definition is not None:
+                _adopt(definition)
+
+
+def timer_due(task) -> datetime | None:
+    """When a waiting timer task fires next, from the value SpiffWorkflow keeps on it."""
+    if not task.has_state(TaskState.WAITING):
+        return None
+    value = task._get_internal_data("event_value")
+    if isinstance(value, dict):
+        value = value.get("next") if value.get("cycles", 0) != 0 else None
+    return parse_instant(value) if value else None

@@ -1,0 +1,89 @@
+"""Serialization of specs (once per definition version) and instance state (without spec).
+
+SpiffWorkflow's serializer embeds the whole spec in every saved workflow, about half the
+bytes. Here the spec is serialized once, when a definition version is deployed, and each
+instance's state carries only its task tree and data; the spec objects are re-attached on load.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.event_definition import (
+    TimerConditionalEventDefinitionConverter,
+)
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnWorkflowConverter,
+    WorkflowConverter,
+)
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+
+from .scripting import ENGINE_TIMERS
+
+STATE_FORMAT = f"nd73-1/spiff-{SPIFF_STATE_VERSION}"
+
+
+class InstanceStateConverter(BpmnWorkflowConverter):
+    """Converts a top-level workflow without its spec and subprocess specs."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_state(self, dct, spec, subprocess_specs):
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+class Codec:
+    """Turns specs and workflows into JSON text and back."""
+
+    def __init__(self):
+        config = dict(SPIFF_CONFIG)
+        for engine_timer in ENGINE_TIMERS.values():
+            config[engine_timer] = TimerConditionalEventDefinitionConverter
+        self.registry = BpmnWorkflowSerializer.configure(config)
+        self.registry.register(date, lambda v: {"value": v.isoformat()},
+                               lambda v: date.fromisoformat(v["value"]))
+        self.registry.register(Decimal, lambda v: {"value": str(v)},
+                               lambda v: Decimal(v["value"]))
+        self._state = InstanceStateConverter(BpmnWorkflow, self.registry)
+        self._serializer = BpmnWorkflowSerializer(self.registry)
+
+    # specs --------------------------------------------------------------------
+    def dump_spec(self, spec, subprocess_specs: dict) -> str:
+        return json.dumps({
+            "spec": self.registry.convert(spec),
+            "subprocess_specs": {name: self.registry.convert(s)
+                                 for name, s in subprocess_specs.items()},
+        })
+
+    def load_spec(self, text: str):
+        dct = json.loads(text)
+        spec = self.registry.restore(dct["spec"])
+        subprocess_specs = {name: self.registry.restore(s)
+                            for name, s in dct["subprocess_specs"].items()}
+        return spec, subprocess_specs
+
+    # instance state ------------------------------------------------------------
+    def dump_state(self, workflow: BpmnWorkflow) -> str:
+        return self._serializer.serialize_json(workflow)
+
+    def load_state(self, text: str, spec, subprocess_specs, script_engine) -> BpmnWorkflow:
+        dct = json.loads(text)
+        dct.pop(BpmnWorkflowSerializer.VERSION_KEY, None)
+        workflow = self._state.from_state(dct, spec, subprocess_specs)
+        workflow.script_engine = script_engine
+        return workflow

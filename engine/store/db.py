@@ -1,0 +1,89 @@
+"""Database connections and units of work.
+
+SQLite (the embedded default) runs in WAL mode and every writing transaction starts with
+``BEGIN IMMEDIATE``: writers queue up instead of failing late on a stale snapshot, which keeps
+the optimistic version check meaningful. PostgreSQL (production) uses psycopg 3.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_READ_ONLY = "nd73_read_only"
+
+
+def default_database_url() -> str:
+    """``ND73_DATABASE_URL`` or an SQLite file under the project's ``var/`` folder."""
+    url = os.environ.get("ND73_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{PROJECT_ROOT / 'var' / 'nd73.sqlite3'}"
+
+
+def _prepare_sqlite(engine: Engine) -> None:
+    database = engine.url.database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None   # SQLAlchemy emits BEGIN itself, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine plus session factories for writing and reading units of work."""
+
+    def __init__(self, url: str | None = None, *, echo: bool = False):
+        self.url = url or default_database_url()
+        kwargs: dict = {"echo": echo, "future": True}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        self.engine = create_engine(self.url, **kwargs)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            _prepare_sqlite(self.engine)
+        self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        self._reader = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                    expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One writing unit of work: commits at the end, rolls back on any error."""
+        with self._writer() as session:
+            with session.begin():
+                yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only unit of work (never takes SQLite's write lock)."""
+        with self._reader() as session:
+            with session.begin():
+                yield session
+            session.rollback()
+
+    def upgrade(self) -> None:
+        from .migrate import upgrade
+        upgrade(self)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

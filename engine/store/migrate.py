@@ -1,0 +1,34 @@
+"""Alembic, driven from code: ``nd73 db upgrade`` and the test suite call :func:`upgrade`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database, revision: str = "head") -> None:
+    config = alembic_config(database.url)
+    with database.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+        connection.commit()
+
+
+def is_current(database) -> bool:
+    """True when the database schema is at the newest migration."""
+    script = ScriptDirectory.from_config(alembic_config(database.url))
+    with database.engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(script.get_heads())

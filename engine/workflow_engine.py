@@ -1,0 +1,43 @@
+"""The engine as one object: database, clock, sandbox, repository and runtime wired together."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping
+
+from .clock import Clock
+from .repository import Repository
+from .runtime import Runtime
+from .sandbox import DEFAULT_TIME_LIMIT
+from .scripting import DEFAULT_MAX_DATA_BYTES, EngineScriptEngine
+from .serialization import Codec
+from .store import Database
+
+
+class WorkflowEngine:
+    """Entry point for scripts, tests, the CLI and the web app.
+
+    ``engine.repository`` deploys and looks up definitions; ``engine.runtime`` runs
+    instances. Settings come from arguments, else from ``ND73_*`` environment variables.
+    """
+
+    def __init__(self, database_url: str | None = None, *, clock: Clock | None = None,
+                 functions: Mapping[str, Callable] | None = None,
+                 script_time_limit: float | None = None,
+                 max_data_bytes: int | None = None):
+        self.clock = clock or Clock()
+        self.db = Database(database_url)
+        time_limit = script_time_limit or float(
+            os.environ.get("ND73_SCRIPT_TIME_LIMIT", DEFAULT_TIME_LIMIT))
+        max_bytes = max_data_bytes or int(
+            os.environ.get("ND73_MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES))
+        self.codec = Codec()
+        self.script_engine = EngineScriptEngine(self.clock, functions, time_limit, max_bytes)
+        self.repository = Repository(self.db, self.codec, self.clock)
+        self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
+                               self.script_engine, max_bytes)
+
+    def upgrade_database(self) -> None:
+        self.db.upgrade()
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,68 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL via ND73_TEST_DATABASE_URL),
+migrated once per session and emptied before each test; an engine on a manual clock."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from engine.bpmn import SourceFile
+from engine.clock import ManualClock
+from engine.store import Database
+from engine.store.models import Base
+from engine.workflow_engine import WorkflowEngine
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    url = os.environ.get("ND73_TEST_DATABASE_URL")
+    if not url:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    database = Database(url)
+    with database.engine.begin() as connection:
+        Base.metadata.drop_all(connection)
+        if inspect(connection).has_table("alembic_version"):
+            connection.execute(text("DROP TABLE alembic_version"))
+    database.upgrade()
+    database.dispose()
+    return url
+
+
+def empty_database(db: Database) -> None:
+    with db.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def engine(database_url, clock):
+    wf_engine = WorkflowEngine(database_url, clock=clock, script_time_limit=0.3)
+    empty_database(wf_engine.db)
+    yield wf_engine
+    wf_engine.close()
+
+
+def bpmn_source(name: str = "review.bpmn", replace: dict[str, str] | None = None,
+                file_name: str | None = None) -> SourceFile:
+    content = (FIXTURES / "bpmn" / name).read_text(encoding="utf-8")
+    for old, new in (replace or {}).items():
+        assert old in content, f"fixture {name} has no {old!r}"
+        content = content.replace(old, new)
+    return SourceFile(file_name or name, content.encode("utf-8"))
+
+
+@pytest.fixture
+def review(engine):
+    """The review process deployed in variant 'national'."""
+    [deployed] = engine.repository.deploy("national", [bpmn_source()], "designer")
+    return deployed
