@@ -337,7 +337,7 @@ class Runtime:
                        and t.task_spec.event_definition.name == name]
             if not waiting:
                 raise NotFound(f"instance {instance_id} is not waiting for message '{name}'",
-                               message=name, instance_id=instance_id)
+                               message_name=name, instance_id=instance_id)
             catcher = waiting[0]
             definition = catcher.task_spec.event_definition
             workflow.send_event(BpmnEvent(definition, payload))
@@ -362,7 +362,7 @@ class Runtime:
                        MessageSubscription.message_name == name).distinct()))
         if not ids:
             raise NotFound(f"no instance with key '{correlation_key}' waits for message "
-                           f"'{name}'", message=name, correlation_key=correlation_key)
+                           f"'{name}'", message_name=name, correlation_key=correlation_key)
         if len(ids) > 1:
             raise Conflict(f"{len(ids)} instances with key '{correlation_key}' wait for "
                            f"message '{name}'; send it by instance id")
@@ -481,24 +481,32 @@ class Runtime:
 
 
 def _unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
-    """Reasons a migration would lose or corrupt work (empty when it is safe)."""
-    reasons = []
-    live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
-    for task in top_diff.removed:
-        if task.has_state(live):
-            reasons.append(f"active element '{_element_id(task)}' does not exist in the "
-                           f"new version")
-    for task in top_diff.changed:
-        if task.has_state(TaskState.STARTED):
-            reasons.append(f"running element '{_element_id(task)}' changed in the new version")
-    for sp_id, sp_diff in sub_diffs.items():
-        if sp_diff is None:
-            name = workflow.subprocesses[sp_id].spec.name
-            reasons.append(f"running subprocess '{name}' does not exist in the new version")
-            continue
-        for task in sp_diff.removed:
-            if task.has_state(live):
-                reasons.append(f"active element '{_element_id(task)}' of a subprocess does not "
-                               f"exist in the new version")
-    return reasons
+    """Reasons a migration would lose or corrupt work (empty when it is safe).
 
+    SpiffWorkflow aligns old and new tasks by their place in the graph; a live task (ready,
+    waiting, running or failed) must keep its element id and type, or open work would
+    silently turn into something else.
+    """
+    live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+    diffs = [(None, top_diff)] + [(workflow.subprocesses[sp_id].spec.name, d)
+                                  for sp_id, d in sub_diffs.items()]
+    reasons = []
+    for subprocess, diff in diffs:
+        where = f" of subprocess '{subprocess}'" if subprocess else ""
+        if diff is None:
+            reasons.append(f"running subprocess '{subprocess}' does not exist in the new version")
+            continue
+        for task in diff.removed:
+            if task.has_state(live):
+                reasons.append(f"active element '{_element_id(task)}'{where} does not exist in "
+                               f"the new version")
+        for task in diff.changed:
+            new_spec = diff.alignment.get(task)
+            if not task.has_state(live) or new_spec is None:
+                continue
+            old_id, new_id = _element_id(task), getattr(new_spec, "bpmn_id", None) or new_spec.name
+            if old_id != new_id:
+                reasons.append(f"active element '{old_id}'{where} would become '{new_id}'")
+            elif type(new_spec) is not type(task.task_spec):
+                reasons.append(f"active element '{old_id}'{where} changes its type")
+    return reasons

@@ -1,0 +1,85 @@
+"""The nd73 command line and the HTTP server, run as a user would run them."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PROJECT
+
+ND73 = Path(sys.executable).with_name("nd73")
+
+
+def _run(*args, url, check=True):
+    env = {**os.environ, "ND73_DATABASE_URL": url}
+    result = subprocess.run([str(ND73), *args], capture_output=True, text=True, env=env,
+                            cwd=PROJECT, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def cli_url(engine):
+    """The test database, emptied (the engine fixture does that), for the CLI to use."""
+    return engine.db.url
+
+
+def test_help_lists_the_commands(cli_url):
+    out = _run("--help", url=cli_url).stdout
+    for command in ("db", "deploy", "serve", "validate", "demo"):
+        assert command in out
+
+
+def test_upgrade_deploy_and_redeploy(cli_url):
+    assert "up to date" in _run("db", "upgrade", url=cli_url).stdout
+    first = _run("deploy", "--by", "ci", "processes/national", url=cli_url).stdout
+    assert "national/proposal: version 1 deployed" in first
+    again = _run("deploy", "processes/national", url=cli_url).stdout
+    assert "national/proposal: version 1 unchanged" in again
+
+
+def test_deploy_of_a_broken_folder_explains_without_a_traceback(cli_url, tmp_path):
+    (tmp_path / "variant.toml").write_text('name = "broken"\n')
+    (tmp_path / "bad.bpmn").write_text("<bpmn:definitions>\n<oops>\n")
+    result = _run("deploy", str(tmp_path), url=cli_url, check=False)
+    assert result.returncode == 1
+    assert "bad.bpmn:1: not well-formed XML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_answers_healthz_over_http(cli_url):
+    port = _free_port()
+    env = {**os.environ, "ND73_DATABASE_URL": cli_url, "ND73_PORT": str(port)}
+    server = subprocess.Popen([str(ND73), "serve"], env=env, cwd=PROJECT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200 and json.load(r) == {"status": "ok"}
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)   # waiting for a real server process to bind, not for time
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=2)
+        assert missing.value.code == 404 and json.load(missing.value)["code"] == "not_found"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,110 @@
+"""The script sandbox: escapes fail safely, limits hold, and a failing script in a running
+instance becomes an incident with a clear message instead of harming the server."""
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import ScriptError
+from engine.sandbox import Sandbox, SandboxViolation
+
+from conftest import bpmn_source
+
+ESCAPES = [
+    "().__class__.__base__.__subclasses__()",
+    "__import__('os').system('true')",
+    "[].__class__",
+    "(x for x in [1]).gi_frame.f_globals",
+    "'{0.__class__}'.format(1)",
+    "type(1)",
+    "getattr(1, 'real')",
+    "open('/etc/passwd')",
+    "eval('1')",
+    "exec('x = 1')",
+    "compile('1', 'f', 'eval')",
+    "globals()",
+    "vars()",
+    "datetime.now.__self__",
+    "now.__globals__",
+    "str.join",
+]
+
+
+@pytest.fixture
+def sandbox():
+    return Sandbox({"now": lambda: None}, time_limit=0.3)
+
+
+@pytest.mark.parametrize("code", ESCAPES)
+def test_escape_attempts_fail_safely(sandbox, code):
+    with pytest.raises(ScriptError):
+        sandbox.evaluate(code, {})
+
+
+@pytest.mark.parametrize("script", [
+    "import os",
+    "from os import system",
+    "def f():\n    pass",
+    "f = lambda: 1",
+    "class A:\n    pass",
+    "try:\n    x = 1\nexcept:\n    pass",
+    "global x",
+    "x = (yield 1)",
+])
+def test_forbidden_statements_are_refused_before_running(sandbox, script):
+    with pytest.raises(SandboxViolation):
+        sandbox.execute(script, {})
+
+
+def test_endless_loop_hits_the_cpu_limit(sandbox):
+    with pytest.raises(ScriptError, match="CPU limit"):
+        sandbox.execute("while True:\n    pass", {})
+
+
+@pytest.mark.parametrize("script", [
+    "x = 10 ** 10 ** 10",
+    "x = 'a' * 10 ** 9",
+    "x = [0] * 10 ** 9",
+    "s = 'ab'\nfor i in range(40):\n    s += s",
+    "x = 1 << 10 ** 7",
+    "x = list(range(10 ** 9))",
+    "x = 'a' * 2000\nx = x.replace('a', x)",
+    "x = ''.join(['a' * 900000, 'b' * 900000])",
+])
+def test_memory_bombs_are_refused(sandbox, script):
+    with pytest.raises(ScriptError, match="items|bits|numbers"):
+        sandbox.execute(script, {})
+
+
+def test_ordinary_scripts_work(sandbox):
+    data = {"votes": ["for", "against", "for"], "budget": 1_500_000}
+    sandbox.execute("approved = votes.count('for') * 2 > len(votes)\n"
+                    "per_month = budget // 12\nlabel = f'{budget:,} VND'.replace(',', '.')\n"
+                    "summary = {'for': votes.count('for')}\nsummary['total'] = len(votes)",
+                    data)
+    assert data["approved"] is True and data["per_month"] == 125_000
+    assert data["label"] == "1.500.000 VND" and data["summary"] == {"for": 2, "total": 3}
+    assert sandbox.evaluate("per_month > 100000 and approved", data) is True
+
+
+def test_endless_loop_in_bpmn_becomes_an_incident(engine):
+    source = bpmn_source(replace={'result = "approved"': "while True:\n    pass"})
+    engine.repository.deploy("national", [source], "designer")
+    instance = engine.runtime.start("national", "review", started_by="alice")
+    [task] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(task.id, {}, actor="alice")
+    [task] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(task.id, {"decision": "approve"}, actor="bob")
+    failed = engine.runtime.get(instance.id)
+    assert failed.status == "incident" and failed.incident_element == "record"
+    assert "CPU limit" in failed.incident_message
+
+
+def test_task_data_growing_past_the_cap_becomes_an_incident(engine):
+    source = bpmn_source(replace={'result = "approved"': "blob = 'x' * 900000"})
+    engine.repository.deploy("national", [source], "designer")
+    instance = engine.runtime.start("national", "review", started_by="alice")
+    for data in ({"budget": 1, "months": 1}, {"decision": "approve"}):
+        [task] = engine.runtime.open_tasks(instance.id)
+        engine.runtime.complete_task(task.id, data, actor="alice")
+    failed = engine.runtime.get(instance.id)
+    assert failed.status == "incident" and "byte limit" in failed.incident_message
