@@ -24,5 +24,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(STAMP)
+	$(BIN)/python -m bench.engine_overhead $(BENCH_N)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

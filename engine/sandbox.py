@@ -12,7 +12,7 @@ so every piece of designer code goes through this module instead:
    value larger than ``MAX_SEQUENCE``/``MAX_INT_BITS``; only allow-listed functions exist.
 3. A CPU-time budget per evaluation, enforced with a trace function on the script's frames.
 
-What scripts may use is documented for designers in ``docs/scripting.md``.
+What scripts may use is documented for designers in ``processes/README.md``.
 """
 from __future__ import annotations
 
