@@ -146,9 +146,11 @@ def test_path_in_file_name_is_refused(engine):
 
 
 def test_starting_unknown_process_is_not_found(engine, review):
+    before = _counts(engine)
     with pytest.raises(NotFound) as caught:
         engine.runtime.start("national", "no_such_process", started_by="alice")
     assert "no_such_process" in caught.value.message
+    assert _counts(engine) == before
 
 
 def test_variant_extends_national_and_overrides_by_file_name(tmp_path):
