@@ -60,7 +60,8 @@ def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 def validate(folders: tuple[Path, ...]) -> None:
-    from engine.bpmn import build_processes, load_variant
+    from engine.bpmn import build_processes
+    from engine.variants import load_variant
     try:
         for folder in folders:
             variant = load_variant(folder)

@@ -7,10 +7,12 @@ database.
 from __future__ import annotations
 
 import hashlib
-import tomllib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -19,13 +21,13 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from .errors import DefinitionInvalid, Problem
 from .sandbox import SandboxViolation, check_code
 from .scripting import adopt_engine_timers
+from .variants import SourceFile
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 200
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
 NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
-SOURCE_SUFFIXES = (".bpmn", ".dmn")
 
 # Designer code inside BPMN, with the mode it is compiled in.
 _CODE_XPATHS = (
@@ -40,12 +42,6 @@ _CODE_XPATHS = (
     (".//bpmn:completionCondition", "eval"),
     (".//bpmn:loopCardinality", "eval"),
 )
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    name: str
-    content: bytes
 
 
 @dataclass
@@ -67,16 +63,19 @@ class BuiltProcess:
     spec: object
     subprocess_specs: dict
     files: list[ParsedFile]
+    extra: dict[str, bytes] = field(default_factory=dict)   # settings and forms it uses
 
     @property
     def sources(self) -> dict[str, str]:
-        return {f.name: f.content.decode("utf-8") for f in self.files}
+        texts = {f.name: f.content for f in self.files}
+        texts.update(self.extra)
+        return {name: content.decode("utf-8") for name, content in sorted(texts.items())}
 
     @property
     def content_hash(self) -> str:
         digest = hashlib.sha256()
-        for f in sorted(self.files, key=lambda f: f.name):
-            digest.update(f.name.encode() + b"\0" + f.content + b"\0")
+        for name, text in self.sources.items():
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
         return digest.hexdigest()
 
 
@@ -177,9 +176,47 @@ def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Probl
                    line=int(line) if line else None)
 
 
-def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES
-                    ) -> list[BuiltProcess]:
-    """Parse and validate a set of files; return every process or raise DefinitionInvalid."""
+FORM_PROPERTY = "formJsonSchemaFilename"
+
+
+def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Problem]:
+    problems = []
+    for f in files:
+        for prop in f.root.iterfind(
+                f".//spiffworkflow:property[@name='{FORM_PROPERTY}']", NS):
+            name = prop.get("value", "")
+            task = prop.getparent().getparent().getparent()
+            where = dict(element_id=task.get("id"), line=prop.sourceline)
+            if name not in forms:
+                problems.append(Problem(f.name, f"form '{name}' does not exist in forms/",
+                                        **where))
+                continue
+            try:
+                Draft202012Validator.check_schema(json.loads(forms[name]))
+            except (ValueError, SchemaError) as exc:
+                message = getattr(exc, "message", str(exc))
+                problems.append(Problem(f.name, f"form '{name}' is not a valid JSON Schema: "
+                                                f"{message}", **where))
+    return problems
+
+
+def forms_used(process: "BuiltProcess") -> set[str]:
+    names = set()
+    for spec in (process.spec, *process.subprocess_specs.values()):
+        for task_spec in spec.task_specs.values():
+            properties = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+            if FORM_PROPERTY in properties:
+                names.add(properties[FORM_PROPERTY])
+    return names
+
+
+def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
+                    forms: dict[str, bytes] | None = None) -> list[BuiltProcess]:
+    """Parse and validate a set of files; return every process or raise DefinitionInvalid.
+
+    With ``forms`` (name → JSON Schema text), every form a user task names must exist and be
+    a valid JSON Schema; the forms a process uses are deployed with it.
+    """
     if len(sources) > MAX_FILES:
         raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files")])
     problems: list[Problem] = []
@@ -209,6 +246,8 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES
         for pid in f.process_ids:
             owner.setdefault(pid, f)
     problems.extend(_static_problems(files))
+    if forms is not None:
+        problems.extend(_form_problems(files, forms))
     if problems:
         raise DefinitionInvalid(problems)
 
@@ -231,48 +270,12 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES
             for name in subprocess_specs:
                 if name in owner:
                     used[owner[name].name] = owner[name]
-            built.append(BuiltProcess(pid, process.get("name"), spec, subprocess_specs,
-                                      list(used.values())))
+            process_built = BuiltProcess(pid, process.get("name"), spec, subprocess_specs,
+                                         list(used.values()))
+            if forms is not None:
+                process_built.extra = {f"forms/{name}": forms[name]
+                                       for name in sorted(forms_used(process_built))}
+            built.append(process_built)
     if problems:
         raise DefinitionInvalid(problems)
     return built
-
-
-# --- variant folders -----------------------------------------------------------------
-
-@dataclass
-class Variant:
-    name: str
-    folder: Path
-    sources: list[SourceFile]
-    settings: dict
-
-
-def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
-    """Read a variant folder: its ``variant.toml`` and BPMN/DMN files.
-
-    A variant that ``extends`` another gets the other's files, except those it overrides
-    with a file of the same name.
-    """
-    folder = Path(folder).resolve()
-    if not folder.is_dir():
-        raise DefinitionInvalid([Problem(str(folder), "variant folder does not exist")])
-    manifest = folder / "variant.toml"
-    settings: dict = {}
-    if manifest.exists():
-        try:
-            settings = tomllib.loads(manifest.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise DefinitionInvalid([Problem("variant.toml", f"invalid TOML: {exc}")]) from None
-    name = settings.get("name") or folder.name
-    files: dict[str, SourceFile] = {}
-    base = settings.get("extends")
-    if base:
-        if base in _seen:
-            raise DefinitionInvalid([Problem("variant.toml", f"'extends' loops through {base}")])
-        parent = load_variant(folder.parent / base, _seen + (name,))
-        files.update({s.name: s for s in parent.sources})
-    for path in sorted(folder.iterdir()):
-        if path.suffix in SOURCE_SUFFIXES and path.is_file():
-            files[path.name] = SourceFile(path.name, path.read_bytes())
-    return Variant(name, folder, list(files.values()), settings)

@@ -6,13 +6,17 @@ nothing. Parsed specs are cached in memory by definition id (versions never chan
 """
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from .bpmn import BuiltProcess, SourceFile, build_processes, load_variant
+from .bpmn import BuiltProcess, build_processes
+from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
+
+SETTINGS_SOURCE = "variant.toml.json"
 from .clock import Clock
 from .errors import NotFound
 from .serialization import Codec
@@ -34,25 +38,39 @@ class Repository:
         self.codec = codec
         self.clock = clock
         self._specs: dict[int, tuple] = {}
+        self._settings: dict[int, dict] = {}
         self._lock = threading.Lock()
 
     # validation and deployment -------------------------------------------------------
-    def validate(self, sources: list[SourceFile]) -> list[BuiltProcess]:
+    def validate(self, sources: list[SourceFile], forms: dict[str, bytes] | None = None,
+                 settings: dict | None = None) -> list[BuiltProcess]:
         """Raise DefinitionInvalid listing every problem, or return the built processes."""
-        return build_processes(sources)
+        built = build_processes(sources, forms=forms)
+        if settings is not None:
+            text = json.dumps(settings, ensure_ascii=False, sort_keys=True, indent=1).encode()
+            for process in built:
+                process.extra[SETTINGS_SOURCE] = text
+        return built
 
-    def deploy(self, variant: str, sources: list[SourceFile], deployed_by: str
+    def deploy(self, variant: str, sources: list[SourceFile], deployed_by: str, *,
+               forms: dict[str, bytes] | None = None, settings: dict | None = None
                ) -> list[DeployedProcess]:
-        built = self.validate(sources)
+        built = self.validate(sources, forms, settings)
         results = []
         with self.db.transaction() as session:
             for process in built:
                 results.append(self._deploy_one(session, variant, process, deployed_by))
         return results
 
-    def deploy_folder(self, folder: Path | str, deployed_by: str) -> list[DeployedProcess]:
+    def deploy_folder(self, folder: Path | str, deployed_by: str,
+                      forms_dir: Path | str | None = None) -> list[DeployedProcess]:
+        """Deploy a variant folder with its settings and the forms its user tasks name
+        (``forms/<variant>/`` first, then the variants it extends, then ``forms/``)."""
         variant = load_variant(folder)
-        return self.deploy(variant.name, variant.sources, deployed_by)
+        forms = load_forms(Path(forms_dir) if forms_dir else Path(folder).resolve().parents[1]
+                           / "forms", variant.lineage)
+        return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
+                           settings=variant.settings)
 
     def _deploy_one(self, session, variant: str, process: BuiltProcess, deployed_by: str):
         latest = session.scalars(
@@ -108,6 +126,19 @@ class Repository:
     def count(self) -> int:
         with self.db.reading() as session:
             return session.scalar(select(func.count(Definition.id)))
+
+    def settings(self, definition: Definition) -> dict:
+        """The variant settings deployed with a definition (defaults for bare deployments)."""
+        cached = self._settings.get(definition.id)
+        if cached is None:
+            text = definition.sources.get(SETTINGS_SOURCE)
+            cached = json.loads(text) if text else dict(DEFAULT_SETTINGS, name=definition.variant)
+            self._settings[definition.id] = cached
+        return cached
+
+    def form(self, definition: Definition, name: str | None) -> dict | None:
+        text = definition.sources.get(f"forms/{name}") if name else None
+        return json.loads(text) if text else None
 
     def specs(self, definition: Definition) -> tuple:
         """(spec, subprocess specs) of a definition version, parsed once per process."""

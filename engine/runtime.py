@@ -26,16 +26,30 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .clock import Clock, as_utc
-from .errors import Conflict, InvalidData, InvalidState, MigrationRefused, NotFound, ScriptError
+from .deadlines import due_at, variant_settings
+from .errors import (Conflict, EngineError, InvalidData, InvalidState, MigrationRefused,
+                     NotFound, ScriptError)
+from .forms import form_errors
+from .org import Org
 from .repository import Repository
+from .rules import decision_problems
 from .scripting import EngineScriptEngine, data_size, timer_due
 from .serialization import STATE_FORMAT, Codec
-from .store import AuditEvent, Database, Definition, HumanTask, Instance, MessageSubscription, Timer
+from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
+                    MessageSubscription, TaskCandidate, Timer)
 
 RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
 COMPLETED, TERMINATED = "completed", "terminated"
 ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
 FORM_PROPERTY = "formJsonSchemaFilename"
+# Canonical decision fields (recorded in ``decisions`` whatever the diagram looks like).
+DECISION_FIELDS = ("vote", "decision", "outcome", "protection_decision", "is_complex")
+LATEST_DECISION_FIELDS = ("decision", "outcome", "protection_decision")
+NOTIFY_ACTIONS = {"assignee": "reminder", "assignee_head": "escalation"}
+
+
+def _properties(task_spec) -> dict:
+    return (getattr(task_spec, "extensions", None) or {}).get("properties", {})
 
 
 @dataclass
@@ -78,8 +92,9 @@ def _clean_data(data: Any, max_bytes: int) -> dict:
 
 class Runtime:
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
-                 script_engine: EngineScriptEngine, max_data_bytes: int):
+                 script_engine: EngineScriptEngine, max_data_bytes: int, org: Org):
         self.db = db
+        self.org = org
         self.repository = repository
         self.codec = codec
         self.clock = clock
@@ -113,6 +128,16 @@ class Runtime:
                                          self.script_engine)
         return instance, workflow
 
+    @contextmanager
+    def _instance(self, instance_id: str) -> Iterator[tuple[Session, Instance, BpmnWorkflow]]:
+        """A unit of work on one instance, with its variant's settings (calendar, deadlines)
+        in force for every script and timer."""
+        with self._unit_of_work() as session:
+            instance, workflow = self._load(session, instance_id)
+            definition = session.get(Definition, instance.definition_id)
+            with variant_settings(self.repository.settings(definition)):
+                yield session, instance, workflow
+
     def _advance(self, workflow: BpmnWorkflow, completed: list) -> Incident | None:
         """Run engine steps; a failing script or expression becomes an incident."""
         def did_complete(task):
@@ -144,6 +169,7 @@ class Runtime:
             instance.status = COMPLETED
         if instance.status in (COMPLETED, TERMINATED):
             instance.ended_at = instance.ended_at or now
+        instance.stage = _stage(workflow, completed, instance.stage)
         session.flush()   # the version check happens here, before any projection is written
         events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
                              at=now, actor=actor, action=action, element_id=element_id,
@@ -159,6 +185,7 @@ class Runtime:
                                      actor=actor, action="incident",
                                      element_id=incident.element_id,
                                      details={"message": incident.message}))
+        events += self._notifications(session, instance, completed, now, actor)
         session.add_all(events)
         self._project(session, instance, workflow, now)
 
@@ -183,11 +210,18 @@ class Runtime:
                 existing.status, existing.completed_at, existing.completed_by = "open", None, None
                 continue
             spec = task.task_spec
-            properties = (getattr(spec, "extensions", None) or {}).get("properties", {})
+            properties = _properties(spec)
+            lane = getattr(spec, "lane", None)
+            candidates, role_unit = self._candidates(instance, lane, task.data)
+            due = properties.get("dueInWorkingDays")
             session.add(HumanTask(
                 id=task_id, instance_id=instance.id, element_id=_element_id(task),
-                name=getattr(spec, "bpmn_name", None), lane=getattr(spec, "lane", None),
-                form=properties.get(FORM_PROPERTY), status="open", created_at=now))
+                name=getattr(spec, "bpmn_name", None), lane=lane, role=lane,
+                unit_id=role_unit, form=properties.get(FORM_PROPERTY), status="open",
+                created_at=now, due_at=due_at(due, now) if due else None))
+            session.flush()
+            session.add_all(TaskCandidate(task_id=task_id, username=u)
+                            for u in dict.fromkeys(candidates))
 
         waiting = [] if finished else workflow.get_tasks(state=TaskState.WAITING)
         timers = {}
@@ -226,6 +260,43 @@ class Runtime:
                                             element_id=_element_id(task),
                                             message_name=definition.name))
 
+    def _candidates(self, instance: Instance, lane: str | None, data) -> tuple[list, str | None]:
+        if not lane:
+            return [], None
+        try:
+            resolution = self.org.resolve(lane, proposer=instance.started_by,
+                                          unit_id=data.get("proposer_unit") or instance.unit_id,
+                                          data=data)
+        except (InvalidData, NotFound):
+            return [], None          # nobody can be named: administrators see and assign it
+        return resolution.usernames, resolution.unit_id
+
+    def _notifications(self, session: Session, instance: Instance, completed: list,
+                       now: datetime, actor: str) -> list[AuditEvent]:
+        """Reminders and escalations of boundary timers marked ``notify`` that just fired."""
+        events = []
+        for task in completed:
+            notify = _properties(task.task_spec).get("notify")
+            if notify not in NOTIFY_ACTIONS:
+                continue
+            attached = [t for t in task.parent.children if t.task_spec.manual]
+            recipients: list[str] = []
+            for late in attached:
+                row = session.get(HumanTask, str(late.id))
+                if row is None:
+                    continue
+                people = [row.assignee] if row.assignee else list(session.scalars(
+                    select(TaskCandidate.username).where(TaskCandidate.task_id == row.id)))
+                if notify == "assignee_head":
+                    people = [h for p in people for h in self.org.heads_above(p, row.unit_id)]
+                recipients += people
+            events.append(AuditEvent(
+                instance_id=instance.id, definition_id=instance.definition_id, at=now,
+                actor=actor, action=NOTIFY_ACTIONS[notify], element_id=_element_id(task),
+                details={"recipients": list(dict.fromkeys(recipients)),
+                         "tasks": [_element_id(t) for t in attached]}))
+        return events
+
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
               business_key: str | None = None, definition_id: int | None = None) -> Instance:
@@ -234,25 +305,31 @@ class Runtime:
         definition = (self.repository.get(definition_id) if definition_id
                       else self.repository.latest(variant, key))
         spec, subprocess_specs = self.repository.specs(definition)
+        unit_id = data.get("proposer_unit") or next(iter(self.org.units_of(started_by)), None)
+        if unit_id is not None:
+            self.org.unit(str(unit_id))          # an unknown unit is refused here, by name
         workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         workflow.data.update({"started_by": started_by})
         start_task = workflow.get_tasks(state=TaskState.READY)[0]
         start_task.data.update(data)
-        start_task.data.setdefault("started_by", started_by)
+        start_task.data.update({"started_by": started_by, "proposer": started_by,
+                                "proposer_unit": unit_id, "business_key": business_key})
         completed: list = []
-        incident = self._advance(workflow, completed)
         now = self.clock.now()
-        with self._unit_of_work() as session:
-            instance = Instance(
-                id=str(uuid.uuid4()), definition_id=definition.id, variant=definition.variant,
-                definition_key=definition.key, business_key=business_key, status=RUNNING,
-                state="", state_format=STATE_FORMAT, started_by=started_by, started_at=now,
-                updated_at=now)
-            session.add(instance)
-            self._save(session, instance, workflow, actor=started_by,
-                       action="instance_started", details={"data": data,
-                                                           "version": definition.version},
-                       incident=incident, completed=completed)
+        with variant_settings(self.repository.settings(definition)):
+            incident = self._advance(workflow, completed)
+            with self._unit_of_work() as session:
+                instance = Instance(
+                    id=str(uuid.uuid4()), definition_id=definition.id,
+                    variant=definition.variant, definition_key=definition.key,
+                    business_key=business_key, status=RUNNING, state="",
+                    state_format=STATE_FORMAT, started_by=started_by, started_at=now,
+                    updated_at=now, unit_id=unit_id)
+                session.add(instance)
+                self._save(session, instance, workflow, actor=started_by,
+                           action="instance_started", details={"data": data,
+                                                               "version": definition.version},
+                           incident=incident, completed=completed)
         return instance
 
     def get(self, instance_id: str) -> Instance:
@@ -289,8 +366,7 @@ class Runtime:
     def complete_task(self, task_id: str, data: dict | None, *, actor: str) -> Instance:
         data = _clean_data(data, self.max_data_bytes)
         human = self._human_task(task_id)
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, human.instance_id)
+        with self._instance(human.instance_id) as (session, instance, workflow):
             row = session.get(HumanTask, task_id)
             if row.status == "completed":
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
@@ -302,6 +378,8 @@ class Runtime:
                 task = None
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
+            definition = session.get(Definition, instance.definition_id)
+            self._check_form(definition, row, task.data, data)
             before = dict(task.data)
             task.data.update(data)
             changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()
@@ -315,11 +393,39 @@ class Runtime:
                 incident = self._advance(workflow, completed)
             now = self.clock.now()
             row.status, row.completed_at, row.completed_by = "completed", now, actor
+            self._record_decisions(session, instance, row, data, actor, now)
             self._save(session, instance, workflow, actor=actor, action="task_completed",
                        element_id=row.element_id, details={"task_id": task_id,
                                                            "changed": changed},
                        incident=incident, completed=completed)
         return instance
+
+    def _check_form(self, definition: Definition, row: HumanTask, task_data, data) -> None:
+        errors = []
+        schema = self.repository.form(definition, row.form)
+        if schema is not None:
+            errors = form_errors(schema, data)
+        known = {e["field"] for e in errors}
+        errors += [{"field": field, "message": message, "message_en": message}
+                   for field, message in decision_problems(task_data, data).items()
+                   if field not in known]
+        if errors:
+            raise InvalidData(f"the form '{row.name or row.element_id}' has "
+                              f"{len(errors)} invalid field(s): "
+                              + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                              errors=errors)
+
+    def _record_decisions(self, session: Session, instance: Instance, row: HumanTask,
+                          data: dict, actor: str, now: datetime) -> None:
+        for field in DECISION_FIELDS:
+            if field in data and data[field] is not None:
+                session.add(Decision(instance_id=instance.id, variant=instance.variant,
+                                     definition_key=instance.definition_key,
+                                     unit_id=instance.unit_id, element_id=row.element_id,
+                                     field=field, value=str(data[field]).lower()[:64],
+                                     actor=actor, at=now))
+                if field in LATEST_DECISION_FIELDS:
+                    instance.latest_decision = str(data[field])[:32]
 
     def send_message(self, name: str, payload: dict | None = None, *, actor: str,
                      instance_id: str | None = None,
@@ -328,8 +434,7 @@ class Runtime:
         payload = _clean_data(payload, self.max_data_bytes)
         if not instance_id:
             instance_id = self._correlate(name, correlation_key)
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, instance_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             self._require(instance, RUNNING, "deliver a message to")
             waiting = [t for t in workflow.get_tasks(state=TaskState.WAITING)
                        if isinstance(getattr(t.task_spec, "event_definition", None),
@@ -370,8 +475,7 @@ class Runtime:
 
     def fire_timers(self, instance_id: str, *, actor: str = "scheduler") -> Instance:
         """Let every timer of the instance that is due on the engine clock fire."""
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, instance_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             if instance.status != RUNNING:
                 return instance
             now = self.clock.now()
@@ -400,8 +504,7 @@ class Runtime:
 
     def _set_status(self, instance_id: str, *, actor: str, allowed: tuple, status: str,
                     action: str, reason: str | None = None) -> Instance:
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, instance_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             if instance.status not in allowed:
                 raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
                                    f"it is {instance.status}", status=instance.status)
@@ -426,8 +529,7 @@ class Runtime:
     def retry(self, instance_id: str, *, actor: str, data: dict | None = None) -> Instance:
         """Run the failed element of an instance in incident again (after a fix)."""
         data = _clean_data(data, self.max_data_bytes)
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, instance_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             self._require(instance, INCIDENT, "retry")
             failed = workflow.get_tasks(state=TaskState.ERROR)
             for task in failed:
@@ -446,8 +548,7 @@ class Runtime:
     def migrate(self, instance_id: str, target_definition_id: int, *, actor: str) -> Instance:
         """Move an instance to another version of its process, refusing unsafe moves."""
         target = self.repository.get(target_definition_id)
-        with self._unit_of_work() as session:
-            instance, workflow = self._load(session, instance_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             if instance.status not in ACTIVE_STATUSES:
                 raise InvalidState(f"cannot migrate instance {instance_id}: it is "
                                    f"{instance.status}", status=instance.status)
@@ -510,3 +611,18 @@ def _unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
             elif type(new_spec) is not type(task.task_spec):
                 reasons.append(f"active element '{old_id}'{where} changes its type")
     return reasons
+
+
+def _stage(workflow: BpmnWorkflow, completed: list, current: str | None) -> str | None:
+    """The business stage: that of the open steps (``stage`` property), else of the last
+    finished element that names one (an end event, say), else unchanged."""
+    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
+                                   | TaskState.STARTED):
+        stage = _properties(task.task_spec).get("stage")
+        if stage and (task.task_spec.manual or task.has_state(TaskState.WAITING)):
+            return stage
+    for task in reversed(completed):
+        stage = _properties(task.task_spec).get("stage")
+        if stage:
+            return stage
+    return current

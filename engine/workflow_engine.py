@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Mapping
 
+from . import deadlines, rules
 from .clock import Clock
+from .org import Org
 from .repository import Repository
 from .runtime import Runtime
 from .sandbox import DEFAULT_TIME_LIMIT
@@ -31,10 +33,13 @@ class WorkflowEngine:
         max_bytes = max_data_bytes or int(
             os.environ.get("ND73_MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES))
         self.codec = Codec()
-        self.script_engine = EngineScriptEngine(self.clock, functions, time_limit, max_bytes)
+        self.org = Org(self.db)
+        offered = {**rules.SANDBOX_FUNCTIONS, **deadlines.sandbox_functions(self.clock),
+                   **self.org.sandbox_functions(), **(functions or {})}
+        self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
-                               self.script_engine, max_bytes)
+                               self.script_engine, max_bytes, self.org)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

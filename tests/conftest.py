@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from engine.bpmn import SourceFile
+from engine.variants import SourceFile
 from engine.clock import ManualClock
 from engine.store import Database
 from engine.store.models import Base

@@ -21,7 +21,9 @@ from engine.errors import Conflict
 engine = WorkflowEngine(sys.argv[1])
 sys.stdin.readline()          # wait for the starting signal
 try:
-    engine.runtime.complete_task(sys.argv[2], {"decision": sys.argv[3]}, actor=sys.argv[3])
+    engine.runtime.complete_task(sys.argv[2], {"decision": "reject",
+                                               "refusal_reasons": sys.argv[3]},
+                                 actor=sys.argv[3])
     print("won")
 except Conflict as exc:
     print("conflict:", exc.message)
@@ -42,7 +44,7 @@ def _assert_intact(engine, instance_id, winner):
     assert instance.version == 3                   # start, plan, exactly one decision
     workflow = engine.runtime.workflow(instance_id)
     [decide] = workflow.get_tasks(spec_name="decide")
-    assert decide.data["decision"] == winner
+    assert decide.data["refusal_reasons"] == winner
 
 
 def test_two_threads_complete_the_same_task(engine, review):
@@ -53,7 +55,8 @@ def test_two_threads_complete_the_same_task(engine, review):
     def complete(who):
         barrier.wait()
         try:
-            engine.runtime.complete_task(decide.id, {"decision": who}, actor=who)
+            engine.runtime.complete_task(decide.id, {"decision": "reject",
+                                                     "refusal_reasons": who}, actor=who)
             outcomes[who] = "won"
         except Conflict as exc:
             outcomes[who] = exc
@@ -104,5 +107,6 @@ def test_failure_in_the_middle_of_a_save_keeps_the_previous_state(engine, review
                                                           before.status)
     [still_open] = engine.runtime.open_tasks(instance.id)
     assert still_open.id == decide.id
-    engine.runtime.complete_task(decide.id, {"decision": "reject"}, actor="bob")
+    engine.runtime.complete_task(decide.id, {"decision": "reject", "refusal_reasons": "x"},
+                                 actor="bob")
     assert engine.runtime.get(instance.id).status == "completed"

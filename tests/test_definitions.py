@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from engine.bpmn import SourceFile, load_variant
+from engine.variants import SourceFile, load_variant
 from engine.errors import DefinitionInvalid, NotFound
 from engine.store import AuditEvent, Definition
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from engine.bpmn import SourceFile, build_processes, load_variant
+from engine.bpmn import build_processes
+from engine.variants import load_variant
 
 from conftest import PROJECT
 

@@ -88,7 +88,8 @@ def test_message_nobody_waits_for_is_refused_and_changes_nothing(engine, review)
 def test_refusal_ends_the_instance(engine, review):
     instance = engine.runtime.start("national", "review", started_by="alice")
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, actor="alice")
-    engine.runtime.complete_task(_only_task(engine, instance.id).id, {"decision": "reject"},
+    engine.runtime.complete_task(_only_task(engine, instance.id).id, {"decision": "reject",
+                                                                   "refusal_reasons": "thiếu"},
                                  actor="bob")
     assert engine.runtime.get(instance.id).status == "completed"
     with engine.db.reading() as session:

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -72,6 +73,9 @@ class Instance(Base):
     incident_message: Mapped[str | None] = mapped_column(Text)
     incident_element: Mapped[str | None] = mapped_column(String(255))
     incident_at: Mapped[datetime | None]
+    stage: Mapped[str | None] = mapped_column(String(32))
+    latest_decision: Mapped[str | None] = mapped_column(String(32))
+    unit_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -92,6 +96,8 @@ class HumanTask(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     lane: Mapped[str | None] = mapped_column(String(128))
     form: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str | None] = mapped_column(String(64))
+    unit_id: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))          # open | completed | cancelled
     assignee: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
@@ -155,3 +161,84 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     element_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict | None] = mapped_column(JSON)
+
+
+class TaskCandidate(Base):
+    """Who may claim and complete an open human task (resolved from its lane's role)."""
+
+    __tablename__ = "task_candidates"
+    __table_args__ = (Index("ix_candidate_user", "username", "task_id"),)
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class Decision(Base):
+    """A canonical decision field recorded as it was made, for reports in every variant."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decision_report", "variant", "field", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"),
+                                             index=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    definition_key: Mapped[str] = mapped_column(String(128))
+    unit_id: Mapped[str | None] = mapped_column(String(64))
+    element_id: Mapped[str | None] = mapped_column(String(255))
+    field: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+
+
+class OrgUnit(Base):
+    """A node of a variant's organisation tree (province, department, commune, division…)."""
+
+    __tablename__ = "org_units"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Membership(Base):
+    """A position a user holds in a unit: head, deputy, staff, party_secretary,
+    council_member (a user may hold several, in several units)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("username", "unit_id", "position", name="uq_membership"),
+        Index("ix_membership_unit", "unit_id", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"),
+                                          index=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    position: Mapped[str] = mapped_column(String(32))
+
+
+class Grant(Base):
+    """Administrator or designer rights of a user over a variant ('*' for every variant)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("username", "variant", "grant", name="uq_grant"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
+    variant: Mapped[str] = mapped_column(String(64))
+    grant: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,85 @@
+"""Working-day deadlines offered to BPMN expressions, on the running instance's calendar.
+
+The calendar depends on the variant (its days off and make-up working days), so the runtime
+sets the current variant's settings around every workflow step; the functions read them.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from functools import lru_cache
+from typing import Iterator, Mapping
+
+from .clock import Clock
+from .variants import DEFAULT_SETTINGS, parse_full_date
+from .workdays import WorkingCalendar
+
+_settings: ContextVar[Mapping] = ContextVar("nd73_variant_settings", default=DEFAULT_SETTINGS)
+
+
+@lru_cache(maxsize=64)
+def _calendar(calendar_json: str) -> WorkingCalendar:
+    section = json.loads(calendar_json)
+    return WorkingCalendar(
+        [parse_full_date(d, "calendar.days_off") for d in section.get("days_off", [])],
+        [parse_full_date(d, "calendar.working_days") for d in section.get("working_days", [])])
+
+
+def calendar_for(settings: Mapping) -> WorkingCalendar:
+    return _calendar(json.dumps(settings.get("calendar", {}), sort_keys=True))
+
+
+@contextmanager
+def variant_settings(settings: Mapping) -> Iterator[None]:
+    token = _settings.set(settings)
+    try:
+        yield
+    finally:
+        _settings.reset(token)
+
+
+def current_settings() -> Mapping:
+    return _settings.get()
+
+
+def deadline_days(name: str) -> int:
+    deadlines = current_settings().get("deadlines", {})
+    if name not in deadlines:
+        raise ValueError(f"no deadline named '{name}' in the variant's settings "
+                         f"(known: {', '.join(sorted(deadlines))})")
+    return int(deadlines[name])
+
+
+def sandbox_functions(clock: Clock) -> dict:
+    def add_working_days(start, days):
+        return calendar_for(current_settings()).add_working_days(start, int(days))
+
+    def working_days_between(start, end):
+        return calendar_for(current_settings()).working_days_between(start, end)
+
+    def due_in_working_days(days):
+        return add_working_days(clock.now(), days)
+
+    def deadline(name):
+        """Close of office on the last day of the named legal deadline, counted from now."""
+        return due_in_working_days(deadline_days(name))
+
+    def escalation(name):
+        """When a step left past the named deadline is escalated to the assignee's head."""
+        return add_working_days(deadline(name), deadline_days("escalation_after"))
+
+    def setting(section, key):
+        return current_settings().get(section, {}).get(key)
+
+    return {"add_working_days": add_working_days, "working_days_between": working_days_between,
+            "due_in_working_days": due_in_working_days, "deadline": deadline,
+            "deadline_days": deadline_days, "escalation": escalation, "setting": setting}
+
+
+def due_at(days_or_name, now: datetime) -> datetime:
+    """A task's due time from its ``dueInWorkingDays`` property: a number or a deadline name."""
+    text = str(days_or_name).strip()
+    days = int(text) if text.isdigit() else deadline_days(text)
+    return calendar_for(current_settings()).add_working_days(now, days)

@@ -1,0 +1,156 @@
+"""Province variants: a folder of BPMN files plus ``variant.toml`` settings.
+
+A variant that ``extends`` another inherits its files (unless it has a file of the same name)
+and its settings (section by section, key by key). Settings are checked here, so that a
+deployment naming an impossible date ("31/11") fails with the file, the field and the date.
+"""
+from __future__ import annotations
+
+import calendar
+import copy
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .errors import DefinitionInvalid, Problem
+
+SOURCE_SUFFIXES = (".bpmn", ".dmn")
+SETTINGS_FILE = "variant.toml"
+ORG_FILE = "org.toml"
+
+# Defaults every variant starts from; national/variant.toml and province files override them.
+DEFAULT_SETTINGS: dict = {
+    "routing": {"heads_via_home_affairs": False},
+    "council": {"min_size": 5, "max_size": 9, "quorum": 2 / 3, "majority": 0.5},
+    "deadlines": {"decision": 7, "completion_report": 5, "evaluation": 7, "notification": 3,
+                  "escalation_after": 2},
+    "calendar": {"days_off": [], "working_days": []},
+    "reporting": {"opens": "01/11", "unit_deadline": "30/11",
+                  "consolidation_deadline": "10/12", "consolidating_body": "home_affairs"},
+}
+_DAY_MONTH_FIELDS = ("opens", "unit_deadline", "consolidation_deadline", "office_deadline")
+_MONTHS_VI = ["", "tháng 1", "tháng 2", "tháng 3", "tháng 4", "tháng 5", "tháng 6", "tháng 7",
+              "tháng 8", "tháng 9", "tháng 10", "tháng 11", "tháng 12"]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    content: bytes
+
+
+@dataclass
+class Variant:
+    name: str
+    folder: Path
+    sources: list[SourceFile]
+    settings: dict
+    org: dict
+    lineage: tuple[str, ...] = ()     # this variant, then the ones it extends
+
+
+def load_forms(forms_dir: Path, lineage: tuple[str, ...]) -> dict[str, bytes]:
+    """Form schemas by file name: a variant's own folder wins over those it extends and over
+    the shared ``forms/`` folder."""
+    forms: dict[str, bytes] = {}
+    for folder in [forms_dir, *(forms_dir / name for name in reversed(lineage))]:
+        if folder.is_dir():
+            forms.update({p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))})
+    return forms
+
+
+def parse_day_month(value: str, where: str) -> tuple[int, int]:
+    """'dd/mm' → (day, month); impossible dates are refused, never moved."""
+    try:
+        day_text, month_text = str(value).strip().split("/")
+        day, month = int(day_text), int(month_text)
+    except ValueError:
+        raise DefinitionInvalid([Problem(where, f"'{value}' is not a dd/mm date")]) from None
+    if not 1 <= month <= 12:
+        raise DefinitionInvalid([Problem(where, f"'{value}' names month {month}, which does "
+                                                f"not exist")])
+    longest = calendar.monthrange(2024, month)[1]     # a leap year: 29/02 is allowed
+    if not 1 <= day <= longest:
+        raise DefinitionInvalid([Problem(
+            where, f"'{value}' is not a date: {_MONTHS_VI[month]} has {longest} days")])
+    return day, month
+
+
+def parse_full_date(value: str, where: str) -> date:
+    try:
+        day, month, year = (int(p) for p in str(value).strip().split("/"))
+        return date(year, month, day)
+    except ValueError:
+        raise DefinitionInvalid([Problem(where, f"'{value}' is not a dd/mm/yyyy date "
+                                                f"that exists")]) from None
+
+
+def check_settings(settings: dict, file_label: str) -> None:
+    problems = []
+    reporting = settings.get("reporting", {})
+    for key in _DAY_MONTH_FIELDS:
+        if key in reporting:
+            try:
+                parse_day_month(reporting[key], f"{file_label}: reporting.{key}")
+            except DefinitionInvalid as exc:
+                problems.extend(exc.problems)
+    for key in ("days_off", "working_days"):
+        for value in settings.get("calendar", {}).get(key, []):
+            try:
+                parse_full_date(value, f"{file_label}: calendar.{key}")
+            except DefinitionInvalid as exc:
+                problems.extend(exc.problems)
+    council = settings.get("council", {})
+    if not 1 <= council.get("min_size", 5) <= council.get("max_size", 9):
+        problems.append(Problem(file_label, "council.min_size must be ≥ 1 and ≤ max_size"))
+    if problems:
+        raise DefinitionInvalid(problems)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_toml(path: Path, label: str) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DefinitionInvalid([Problem(label, f"invalid TOML: {exc}")]) from None
+
+
+def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise DefinitionInvalid([Problem(str(folder), "variant folder does not exist")])
+    label = f"{folder.name}/{SETTINGS_FILE}"
+    own = _read_toml(folder / SETTINGS_FILE, label)
+    name = own.get("name") or folder.name
+    files: dict[str, SourceFile] = {}
+    settings = copy.deepcopy(DEFAULT_SETTINGS)
+    base = own.get("extends")
+    org = _read_toml(folder / ORG_FILE, f"{folder.name}/{ORG_FILE}")
+    lineage: tuple[str, ...] = (name,)
+    if base:
+        if base in _seen or base == name:
+            raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'")])
+        parent = load_variant(folder.parent / base, _seen + (name,))
+        files.update({s.name: s for s in parent.sources})
+        settings = parent.settings
+        org = org or parent.org
+        lineage += parent.lineage
+    settings = _merge(settings, {k: v for k, v in own.items() if k != "extends"})
+    settings["name"] = name
+    check_settings(settings, label)
+    for path in sorted(folder.iterdir()):
+        if path.suffix in SOURCE_SUFFIXES and path.is_file():
+            files[path.name] = SourceFile(path.name, path.read_bytes())
+    return Variant(name, folder, list(files.values()), settings, org, lineage)
