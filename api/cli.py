@@ -60,22 +60,25 @@ def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 def validate(folders: tuple[Path, ...]) -> None:
-    from engine.bpmn import build_processes
-    from engine.variants import load_variant
+    from engine.repository import validate_folder
     try:
         for folder in folders:
-            variant = load_variant(folder)
-            for process in build_processes(variant.sources):
-                click.echo(f"{variant.name}/{process.key}: valid")
+            variant, processes = validate_folder(folder)
+            for process in processes:
+                click.echo(f"{variant}/{process.key}: valid")
     except EngineError as exc:
         _fail(exc)
 
 
-@main.command(help="Load demo data (a few instances) into an empty database.")
-def demo() -> None:
+@main.command(help="Seed the demo organisations of processes/*/org.toml (passwords from "
+                   "$ND73_DEMO_PASSWORD, default nd73-demo) and, into an empty database, "
+                   "a few demo proposals.")
+@click.option("--processes", "processes_dir", default="processes", show_default=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path))
+def demo(processes_dir: Path) -> None:
     from engine.demo import seed
     try:
-        for line in seed(_engine()):
+        for line in seed(_engine(), processes_dir):
             click.echo(line)
     except EngineError as exc:
         _fail(exc)

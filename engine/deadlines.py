@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Iterator, Mapping
 
-from .clock import Clock
-from .variants import DEFAULT_SETTINGS, parse_full_date
-from .workdays import WorkingCalendar
+from .clock import LOCAL_TZ, Clock
+from .variants import DEFAULT_SETTINGS, parse_day_month, parse_full_date
+from .workdays import OFFICE_CLOSE, WorkingCalendar
 
 _settings: ContextVar[Mapping] = ContextVar("nd73_variant_settings", default=DEFAULT_SETTINGS)
 
@@ -73,9 +73,33 @@ def sandbox_functions(clock: Clock) -> dict:
     def setting(section, key):
         return current_settings().get(section, {}).get(key)
 
+    def parse_date(text):
+        """'2026-12-31' or '31/12/2026' → a date."""
+        text = str(text).strip()
+        if "/" in text:
+            return parse_full_date(text, "date")
+        return date.fromisoformat(text[:10])
+
+    def cycle_year():
+        return clock.now().astimezone(LOCAL_TZ).year
+
+    def date_in_year(day_month, year=None):
+        """Close of office on a 'dd/mm' day of ``year`` (this year by default), local time."""
+        day, month = parse_day_month(day_month, "date")
+        return datetime.combine(date(int(year or cycle_year()), month, day), OFFICE_CLOSE,
+                                LOCAL_TZ)
+
+    def report_cycle():
+        """The yearly reporting cycle of the variant: opens on reporting.opens at 08:00."""
+        day, month = parse_day_month(setting("reporting", "opens"), "reporting.opens")
+        first = datetime(cycle_year(), month, day, 8, 0, tzinfo=LOCAL_TZ)
+        return f"R/{first.isoformat()}/P1Y"
+
     return {"add_working_days": add_working_days, "working_days_between": working_days_between,
             "due_in_working_days": due_in_working_days, "deadline": deadline,
-            "deadline_days": deadline_days, "escalation": escalation, "setting": setting}
+            "deadline_days": deadline_days, "escalation": escalation, "setting": setting,
+            "parse_date": parse_date, "cycle_year": cycle_year, "date_in_year": date_in_year,
+            "report_cycle": report_cycle}
 
 
 def due_at(days_or_name, now: datetime) -> datetime:

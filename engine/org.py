@@ -110,12 +110,14 @@ class Org:
 
     # --- roles ---------------------------------------------------------------------------
     def resolve(self, role: str, *, proposer: str | None, unit_id: str | None,
-                data: Mapping | None = None) -> Resolution:
+                data: Mapping | None = None, assignee_from: str | None = None) -> Resolution:
         """Usernames who may act in ``role`` for an instance started by ``proposer`` in
-        ``unit_id``; an explicit ``assignee`` in the task data wins (one member's ballot)."""
+        ``unit_id``. A task whose ``assigneeFrom`` property names a data variable (one
+        member's ballot in a vote) goes to the user named there."""
         data = data or {}
-        if isinstance(data.get("assignee"), str):
-            return Resolution([data["assignee"]], unit_id, role)
+        if assignee_from:
+            named = data.get(assignee_from)
+            return Resolution([named] if isinstance(named, str) else [], unit_id, role)
         if role == "decider":
             role = str(data.get("decider_role") or "head")
         if role == "proposer":
@@ -160,6 +162,25 @@ class Org:
         if role == "council":
             return self.tagged(province.id, "council")
         return self.agency_of(unit_id)
+
+    def decision_unit(self, decider_role: str, unit_id: str) -> OrgUnit | None:
+        """The agency whose collective leadership meets for the decider's decision."""
+        if decider_role == "superior_head":
+            return self.superior_agency_of(unit_id)
+        if decider_role == "chairman":
+            return self.province_of(unit_id)
+        return self.agency_of(unit_id)
+
+    def voters_for(self, decider_role: str, proposer: str | None, unit_id: str) -> list[str]:
+        unit = self.decision_unit(decider_role, unit_id)
+        if unit is None:
+            return []
+        return [m for m in self.members(unit.id, ("head", "deputy")) if m != proposer]
+
+    def chair_for(self, decider_role: str, unit_id: str) -> str | None:
+        unit = self.decision_unit(decider_role, unit_id)
+        heads = self.members(unit.id, ("head",)) if unit is not None else []
+        return heads[0] if heads else None
 
     def heads_above(self, username: str, unit_id: str | None) -> list[str]:
         """Whom to tell when ``username`` is late: the head of their agency, or the superior
@@ -228,6 +249,9 @@ class Org:
             "role_members": lambda role, proposer, unit_id: self.resolve(
                 role, proposer=proposer, unit_id=unit_id).usernames,
             "reporting_units_of": lambda unit_id, *kinds: self.reporting_units(
-                unit_id, kinds or ("department", "commune"), ("home_affairs",)),
+                unit_id, kinds or ("department", "commune"), ("home_affairs", "office")),
             "unit_name": lambda unit_id: self.unit(unit_id).name,
+            "province_of": lambda unit_id: self.province_of(unit_id).id,
+            "voters_for": self.voters_for,
+            "chair_for": self.chair_for,
         }

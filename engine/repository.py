@@ -32,6 +32,20 @@ class DeployedProcess:
     created: bool
 
 
+def read_folder(folder: Path | str, forms_dir: Path | str | None = None):
+    """A variant folder and its forms (``forms/<variant>/`` first, then the variants it
+    extends, then ``forms/``; by default the ``forms`` folder beside ``processes``)."""
+    variant = load_variant(folder)
+    forms_root = Path(forms_dir) if forms_dir else Path(folder).resolve().parents[1] / "forms"
+    return variant, load_forms(forms_root, variant.lineage)
+
+
+def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
+                    ) -> tuple[str, list[BuiltProcess]]:
+    variant, forms = read_folder(folder, forms_dir)
+    return variant.name, build_processes(variant.sources, forms=forms)
+
+
 class Repository:
     def __init__(self, db: Database, codec: Codec, clock: Clock):
         self.db = db
@@ -64,11 +78,8 @@ class Repository:
 
     def deploy_folder(self, folder: Path | str, deployed_by: str,
                       forms_dir: Path | str | None = None) -> list[DeployedProcess]:
-        """Deploy a variant folder with its settings and the forms its user tasks name
-        (``forms/<variant>/`` first, then the variants it extends, then ``forms/``)."""
-        variant = load_variant(folder)
-        forms = load_forms(Path(forms_dir) if forms_dir else Path(folder).resolve().parents[1]
-                           / "forms", variant.lineage)
+        """Deploy a variant folder with its settings and the forms its user tasks name."""
+        variant, forms = read_folder(folder, forms_dir)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
                            settings=variant.settings)
 

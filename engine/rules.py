@@ -85,9 +85,15 @@ def allowed_protection_decisions(outcome: str | None, abuse: bool = False) -> tu
             "damaged": ("exempted", "reduced", "refused")}.get(outcome, PROTECTION_DECISIONS)
 
 
-def decision_problems(task_data: Mapping, submitted: Mapping) -> dict[str, str]:
+def decision_problems(task_data: Mapping, submitted: Mapping,
+                      council_rules: Mapping | None = None) -> dict[str, str]:
     """Field → message for canonical decision fields that break the rules (empty if fine)."""
     problems: dict[str, str] = {}
+    if "council_members" in submitted and council_rules:
+        members = submitted["council_members"]
+        low, high = council_rules.get("min_size", 5), council_rules.get("max_size", 9)
+        if not isinstance(members, list) or not council_size_ok(len(set(members)), low, high):
+            problems["council_members"] = f"Hội đồng phải có từ {low} đến {high} thành viên"
     decision = submitted.get("decision")
     if decision == "approve" and task_data.get("vote_result") == "rejected" \
             and not str(submitted.get("override_reason") or "").strip():

@@ -26,14 +26,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .clock import Clock, as_utc
-from .deadlines import due_at, variant_settings
+from .deadlines import current_settings, due_at, variant_settings
 from .errors import (Conflict, EngineError, InvalidData, InvalidState, MigrationRefused,
                      NotFound, ScriptError)
 from .forms import form_errors
 from .org import Org
 from .repository import Repository
 from .rules import decision_problems
-from .scripting import EngineScriptEngine, data_size, timer_due
+from .scripting import EngineScriptEngine, data_size, parse_instant, timer_due
 from .serialization import STATE_FORMAT, Codec
 from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
                     MessageSubscription, TaskCandidate, Timer)
@@ -212,13 +212,14 @@ class Runtime:
             spec = task.task_spec
             properties = _properties(spec)
             lane = getattr(spec, "lane", None)
-            candidates, role_unit = self._candidates(instance, lane, task.data)
-            due = properties.get("dueInWorkingDays")
+            candidates, role_unit = self._candidates(instance, lane, task.data,
+                                                     properties.get("assigneeFrom"))
+            due = self._due(task, properties, now)
             session.add(HumanTask(
                 id=task_id, instance_id=instance.id, element_id=_element_id(task),
                 name=getattr(spec, "bpmn_name", None), lane=lane, role=lane,
                 unit_id=role_unit, form=properties.get(FORM_PROPERTY), status="open",
-                created_at=now, due_at=due_at(due, now) if due else None))
+                created_at=now, due_at=due))
             session.flush()
             session.add_all(TaskCandidate(task_id=task_id, username=u)
                             for u in dict.fromkeys(candidates))
@@ -260,13 +261,28 @@ class Runtime:
                                             element_id=_element_id(task),
                                             message_name=definition.name))
 
-    def _candidates(self, instance: Instance, lane: str | None, data) -> tuple[list, str | None]:
+    def _due(self, task, properties: dict, now: datetime) -> datetime | None:
+        """A task's due time: ``dueInWorkingDays`` (a number or a deadline name) or
+        ``dueDate`` (an expression over the task data giving a date and time)."""
+        if properties.get("dueInWorkingDays"):
+            return due_at(properties["dueInWorkingDays"], now)
+        if properties.get("dueDate"):
+            try:
+                value = self.script_engine.environment.evaluate(properties["dueDate"],
+                                                                task.data)
+                return parse_instant(value) if value else None
+            except (ScriptError, ValueError):
+                return None
+        return None
+
+    def _candidates(self, instance: Instance, lane: str | None, data,
+                    assignee_from: str | None) -> tuple[list, str | None]:
         if not lane:
             return [], None
         try:
             resolution = self.org.resolve(lane, proposer=instance.started_by,
                                           unit_id=data.get("proposer_unit") or instance.unit_id,
-                                          data=data)
+                                          data=data, assignee_from=assignee_from)
         except (InvalidData, NotFound):
             return [], None          # nobody can be named: administrators see and assign it
         return resolution.usernames, resolution.unit_id
@@ -279,7 +295,9 @@ class Runtime:
             notify = _properties(task.task_spec).get("notify")
             if notify not in NOTIFY_ACTIONS:
                 continue
-            attached = [t for t in task.parent.children if t.task_spec.manual]
+            attached = [t for sibling in task.parent.children if sibling is not task
+                        for t in sibling if t.task_spec.manual
+                        and t.has_state(TaskState.READY)]
             recipients: list[str] = []
             for late in attached:
                 row = session.get(HumanTask, str(late.id))
@@ -407,7 +425,8 @@ class Runtime:
             errors = form_errors(schema, data)
         known = {e["field"] for e in errors}
         errors += [{"field": field, "message": message, "message_en": message}
-                   for field, message in decision_problems(task_data, data).items()
+                   for field, message in decision_problems(
+                       task_data, data, current_settings().get("council")).items()
                    if field not in known]
         if errors:
             raise InvalidData(f"the form '{row.name or row.element_id}' has "

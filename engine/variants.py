@@ -21,7 +21,7 @@ ORG_FILE = "org.toml"
 
 # Defaults every variant starts from; national/variant.toml and province files override them.
 DEFAULT_SETTINGS: dict = {
-    "routing": {"heads_via_home_affairs": False},
+    "routing": {"via_home_affairs_for": []},
     "council": {"min_size": 5, "max_size": 9, "quorum": 2 / 3, "majority": 0.5},
     "deadlines": {"decision": 7, "completion_report": 5, "evaluation": 7, "notification": 3,
                   "escalation_after": 2},
@@ -29,7 +29,6 @@ DEFAULT_SETTINGS: dict = {
     "reporting": {"opens": "01/11", "unit_deadline": "30/11",
                   "consolidation_deadline": "10/12", "consolidating_body": "home_affairs"},
 }
-_DAY_MONTH_FIELDS = ("opens", "unit_deadline", "consolidation_deadline", "office_deadline")
 _MONTHS_VI = ["", "tháng 1", "tháng 2", "tháng 3", "tháng 4", "tháng 5", "tháng 6", "tháng 7",
               "tháng 8", "tháng 9", "tháng 10", "tháng 11", "tháng 12"]
 
@@ -88,13 +87,15 @@ def parse_full_date(value: str, where: str) -> date:
 
 def check_settings(settings: dict, file_label: str) -> None:
     problems = []
-    reporting = settings.get("reporting", {})
-    for key in _DAY_MONTH_FIELDS:
-        if key in reporting:
-            try:
-                parse_day_month(reporting[key], f"{file_label}: reporting.{key}")
-            except DefinitionInvalid as exc:
-                problems.extend(exc.problems)
+    for section, values in settings.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if key == "opens" or key.endswith("_deadline"):
+                try:
+                    parse_day_month(value, f"{file_label}: {section}.{key}")
+                except DefinitionInvalid as exc:
+                    problems.extend(exc.problems)
     for key in ("days_off", "working_days"):
         for value in settings.get("calendar", {}).get(key, []):
             try:
