@@ -19,6 +19,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from .errors import DefinitionInvalid, Problem
+from .org import ROLES
 from .sandbox import SandboxViolation, check_code
 from .scripting import adopt_engine_timers
 from .variants import SourceFile
@@ -142,6 +143,11 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
             if process.find("bpmn:startEvent", NS) is None:
                 problems.append(Problem(f.name, f"process '{pid}' has no start event",
                                         element_id=pid, line=process.sourceline))
+        for lane in f.root.iterfind(".//bpmn:lane", NS):
+            if (lane.get("name") or "") not in ROLES:
+                problems.append(Problem(
+                    f.name, f"lane '{lane.get('name')}' names no known role; use one of: "
+                            + ", ".join(ROLES), element_id=lane.get("id"), line=lane.sourceline))
         for call in f.root.iterfind(".//bpmn:callActivity", NS):
             target = call.get("calledElement")
             if target not in known:

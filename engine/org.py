@@ -21,6 +21,9 @@ from .store import Database, Grant, Membership, OrgUnit, User
 
 AGENCY_KINDS = ("province", "department", "commune")
 POSITIONS = ("head", "deputy", "staff", "party_secretary", "council_member")
+ROLES = ("proposer", "head", "deputy", "leadership", "superior_head", "party_committee",
+         "home_affairs", "chairman", "council", "implementer", "office", "reporting_unit",
+         "decider")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
 
 

@@ -22,6 +22,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent as StartEventSpec
 from SpiffWorkflow.util.task import TaskState
 
 from .clock import LOCAL_TZ, Clock
@@ -202,29 +203,70 @@ def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelt
     return cycles, now + period, period
 
 
+class _StartsTheInstance:
+    """A process's timer start event, inside an instance: the timer already fired, which is
+    why the instance exists. When the next occurrence comes is the scheduler's business; it
+    reads the expression from the definition and starts a new instance each time."""
+
+    def has_fired(self, my_task):
+        return True
+
+    def update_task(self, my_task):
+        pass
+
+
+class StartTimeDate(_StartsTheInstance, TimeDateEventDefinition):
+    pass
+
+
+class StartDuration(_StartsTheInstance, DurationTimerEventDefinition):
+    pass
+
+
+class StartCycle(_StartsTheInstance, TimerEventDefinition):
+    # Not a CycleTimerEventDefinition: inside the instance it must behave like a plain start.
+    pass
+
+
 ENGINE_TIMERS: dict[type, type] = {
     TimeDateEventDefinition: EngineTimeDate,
     DurationTimerEventDefinition: EngineDuration,
     CycleTimerEventDefinition: EngineCycle,
 }
+START_TIMERS: dict[type, type] = {
+    TimeDateEventDefinition: StartTimeDate,
+    DurationTimerEventDefinition: StartDuration,
+    CycleTimerEventDefinition: StartCycle,
+}
 
 
-def _adopt(event_definition):
-    replacement = ENGINE_TIMERS.get(type(event_definition))
+def _adopt(event_definition, replacements):
+    replacement = replacements.get(type(event_definition))
     if replacement is not None:
         event_definition.__class__ = replacement
     elif isinstance(event_definition, MultipleEventDefinition):
         for inner in event_definition.event_definitions:
-            _adopt(inner)
+            _adopt(inner, replacements)
 
 
-def adopt_engine_timers(*process_specs) -> None:
-    """Make the timers of freshly parsed specs read the engine clock."""
-    for process_spec in process_specs:
-        for task_spec in process_spec.task_specs.values():
+def adopt_engine_timers(process_spec, *subprocess_specs) -> None:
+    """Make the timers of freshly parsed specs read the engine clock; the process's own timer
+    start events become schedules (see ``_StartsTheInstance``)."""
+    for spec in (process_spec, *subprocess_specs):
+        for task_spec in spec.task_specs.values():
             definition = getattr(task_spec, "event_definition", None)
-            if definition is not None:
-                _adopt(definition)
+            if definition is None:
+                continue
+            starts_process = spec is process_spec and isinstance(task_spec, StartEventSpec)
+            _adopt(definition, START_TIMERS if starts_process else ENGINE_TIMERS)
+
+
+def start_timers(process_spec) -> list[tuple[str, str, str]]:
+    """(element id, kind, expression) of the timer start events of a process."""
+    return [(task_spec.bpmn_id, type(task_spec.event_definition).__name__,
+             task_spec.event_definition.expression)
+            for task_spec in process_spec.task_specs.values()
+            if isinstance(getattr(task_spec, "event_definition", None), _StartsTheInstance)]
 
 
 def timer_due(task) -> datetime | None:

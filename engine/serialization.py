@@ -23,7 +23,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
-from .scripting import ENGINE_TIMERS
+from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-1/spiff-{SPIFF_STATE_VERSION}"
 
@@ -52,7 +52,7 @@ class Codec:
 
     def __init__(self):
         config = dict(SPIFF_CONFIG)
-        for engine_timer in ENGINE_TIMERS.values():
+        for engine_timer in (*ENGINE_TIMERS.values(), *START_TIMERS.values()):
             config[engine_timer] = TimerConditionalEventDefinitionConverter
         self.registry = BpmnWorkflowSerializer.configure(config)
         self.registry.register(date, lambda v: {"value": v.isoformat()},

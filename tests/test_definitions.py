@@ -174,3 +174,10 @@ def test_every_shipped_variant_deploys(engine):
         if (folder / "variant.toml").exists():
             results = engine.repository.deploy_folder(folder, "ci")
             assert results and all(r.created for r in results)
+
+
+def test_lane_naming_an_unknown_role_is_refused(engine):
+    source = bpmn_source(replace={'<bpmn:lane id="Lane_head" name="head">':
+                                  '<bpmn:lane id="Lane_head" name="Giám đốc Nguyễn Văn A">'})
+    [problem] = _refused(engine, source)
+    assert problem.element_id == "Lane_head" and "no known role" in problem.message

@@ -1,0 +1,118 @@
+"""Helpers that drive the Decree 73 procedures the way officials do: each step completed by
+one of the users its lane resolves to, with the data its form asks for."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from engine.demo import demo_plan, seed_orgs
+from engine.store import AuditEvent, Decision, HumanTask, TaskCandidate
+
+from conftest import PROJECT
+
+VARIANTS = ("national", "dak-lak", "can-tho", "lao-cai")
+PREFIX = {"national": "mau", "dak-lak": "daklak", "can-tho": "cantho", "lao-cai": "laocai"}
+
+
+def deploy_library(engine) -> None:
+    for variant in VARIANTS:
+        engine.repository.deploy_folder(PROJECT / "processes" / variant, "ci")
+    seed_orgs(engine, PROJECT / "processes")
+
+
+def plan(title: str = "Số hoá hồ sơ cấp phép xây dựng", **changes) -> dict:
+    return {**demo_plan(title), **changes}
+
+
+class Case:
+    """One running instance, driven step by step."""
+
+    def __init__(self, engine, instance):
+        self.engine = engine
+        self.id = instance.id
+        self.business_key = instance.business_key
+
+    @classmethod
+    def start(cls, engine, variant, key, proposer, data=None, business_key=None):
+        return cls(engine, engine.runtime.start(variant, key, started_by=proposer,
+                                                data=data or {}, business_key=business_key))
+
+    @property
+    def instance(self):
+        return self.engine.runtime.get(self.id)
+
+    def open(self, element_id: str | None = None) -> list[HumanTask]:
+        tasks = self.engine.runtime.open_tasks(self.id)
+        return [t for t in tasks if element_id is None or t.element_id == element_id]
+
+    def open_elements(self) -> list[str]:
+        return sorted(t.element_id for t in self.open())
+
+    def candidates(self, task: HumanTask) -> list[str]:
+        with self.engine.db.reading() as session:
+            return sorted(session.scalars(select(TaskCandidate.username)
+                                          .where(TaskCandidate.task_id == task.id)))
+
+    def do(self, element_id: str, data: dict | None = None, *, by: str | None = None) -> str:
+        """Complete the open task of ``element_id`` as ``by`` (checked to be a candidate)."""
+        tasks = self.open(element_id)
+        assert tasks, f"{element_id} is not open; open: {self.open_elements()}"
+        if by is not None:
+            task = next((t for t in tasks if by in self.candidates(t)), None)
+            assert task is not None, (f"{by} is not a candidate of {element_id}: "
+                                      f"{[self.candidates(t) for t in tasks]}")
+        else:
+            task = tasks[0]
+            by = self.candidates(task)[0]
+        self.engine.runtime.complete_task(task.id, data or {}, actor=by)
+        return by
+
+    def vote(self, ballots: dict[str, str], element_id: str = "leadership_vote") -> None:
+        for voter, vote in ballots.items():
+            self.do(element_id, {"vote": vote, **({"council_opinion": "Ý kiến"}
+                                                    if element_id == "council_vote" else {})},
+                    by=voter)
+
+    def voters(self, element_id: str = "leadership_vote") -> list[str]:
+        return sorted(c for t in self.open(element_id) for c in self.candidates(t))
+
+    def data(self) -> dict:
+        workflow = self.engine.runtime.workflow(self.id)
+        merged: dict = {}
+        for task in workflow.get_tasks():
+            merged.update(task.data)
+        merged.update(workflow.data)
+        return merged
+
+    def decisions(self) -> list[tuple[str, str, str]]:
+        with self.engine.db.reading() as session:
+            return [(d.field, d.value, d.actor) for d in session.scalars(
+                select(Decision).where(Decision.instance_id == self.id).order_by(Decision.id))]
+
+    def audit(self, action: str) -> list[AuditEvent]:
+        with self.engine.db.reading() as session:
+            return list(session.scalars(select(AuditEvent).where(
+                AuditEvent.instance_id == self.id, AuditEvent.action == action)
+                .order_by(AuditEvent.id)))
+
+    def send(self, message: str, payload: dict | None = None, by: str = "system") -> None:
+        self.engine.runtime.send_message(message, payload or {}, actor=by,
+                                         correlation_key=self.business_key)
+
+
+def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1") -> Case:
+    """Start a proposal and bring it to the leadership vote."""
+    case = Case.start(engine, variant, "proposal", proposer, business_key=business_key)
+    case.do("submit_plan", plan(), by=proposer)
+    if case.open("home_affairs_review"):
+        case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
+    case.do("screening", {"is_complex": complex_})
+    case.do("party_opinion", {"party_opinion": "agree"})
+    return case
+
+
+def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
+    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Đã triển khai"},
+            by=proposer)
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"})
+    case.do("evaluate", {"outcome": outcome, "evaluation_note": "Đánh giá"})
+    case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"})

@@ -1,0 +1,116 @@
+"""The rules of the decree and the role resolution, each checked on its own."""
+from __future__ import annotations
+
+import pytest
+
+from engine.rules import (allowed_protection_decisions, council_result, count_votes,
+                          decision_problems, eligible_voters, outcome_path, route_proposal)
+
+from procedures import deploy_library
+
+
+@pytest.mark.parametrize("ballots, head, expected", [
+    ({"h": "for", "d1": "for", "d2": "against"}, "h", "approved"),        # 2 of 3
+    ({"h": "against", "d1": "for", "d2": "for", "d3": "against"}, "h", "rejected"),  # tie
+    ({"h": "for", "d1": "against", "d2": "for", "d3": "against"}, "h", "approved"),  # tie
+    ({"h": "for", "d1": "against", "d2": "against"}, "h", "rejected"),
+    ({}, "h", "rejected"),
+])
+def test_vote_needs_more_than_half_and_a_tie_follows_the_head(ballots, head, expected):
+    assert count_votes(ballots, list(ballots) or ["h"], head) == expected
+
+
+def test_ballots_of_non_members_and_blank_ballots_do_not_count():
+    ballots = {"h": "for", "d1": "against", "intruder": "against", "d2": "abstain"}
+    assert count_votes(ballots, ["h", "d1", "d2"], "h") == "approved"   # 1–1 tie, head for
+
+
+def test_deputy_proposer_is_not_an_eligible_voter():
+    assert eligible_voters(["h", "d1", "d2", "d1"], "d2") == ["h", "d1"]
+
+
+@pytest.mark.parametrize("positions, kind, via, expected", [
+    ([], "department", [], ("head", "head")),
+    (["head"], "department", [], ("superior_head", "superior_head")),
+    (["head"], "department", ["head"], ("home_affairs", "chairman")),
+    (["deputy"], "department", ["head"], ("head", "head")),
+    (["deputy"], "department", ["head", "deputy"], ("home_affairs", "chairman")),
+    (["head"], "province", ["head"], ("superior_head", "superior_head")),
+])
+def test_routing_of_proposals(positions, kind, via, expected):
+    route = route_proposal(positions, kind, via)
+    assert (route["route"], route["decider_role"]) == expected
+
+
+@pytest.mark.parametrize("votes, expected", [
+    (["for"] * 4 + ["against"], "recommend_approve"),
+    (["for"] * 2 + ["against"] * 2, "recommend_reject"),       # 50 % is not a majority
+    (["for"] * 3, "no_quorum"),                               # 3 of 5 < 2/3
+    (["for"] * 4, "recommend_approve"),
+])
+def test_council_quorum_and_majority(votes, expected):
+    members = ["m1", "m2", "m3", "m4", "m5"]
+    assert council_result(dict(zip(members, votes)), members) == expected
+
+
+def test_outcome_mapping_and_protection_choices():
+    assert outcome_path("completed") == "recognition"
+    assert outcome_path("not_completed") == outcome_path("damaged") == "protection"
+    with pytest.raises(ValueError):
+        outcome_path("partly")
+    assert allowed_protection_decisions("completed") == ("not_liable",)
+    assert allowed_protection_decisions("damaged") == ("exempted", "reduced", "refused")
+    assert allowed_protection_decisions("damaged", abuse=True) == ("refused",)
+
+
+def test_decision_problems_name_the_field():
+    assert decision_problems({"vote_result": "rejected"}, {"decision": "approve"}) == {
+        "override_reason": "Phê duyệt trái với kết quả biểu quyết phải có lý do bằng văn bản"}
+    assert decision_problems({"vote_result": "approved"}, {"decision": "approve"}) == {}
+    assert set(decision_problems({}, {"council_members": ["a"] * 3},
+                                 {"min_size": 5, "max_size": 9})) == {"council_members"}
+
+
+@pytest.fixture
+def org(engine):
+    deploy_library(engine)
+    return engine.org
+
+
+@pytest.mark.parametrize("role, proposer, unit, expected", [
+    ("head", "mau.sxd.qlxd.chuyenvien", "mau.sxd.qlxd", ["mau.sxd.giamdoc"]),
+    ("leadership", "x", "mau.sxd.qlxd", ["mau.sxd.giamdoc", "mau.sxd.pgd1", "mau.sxd.pgd2",
+                                         "mau.sxd.pgd3"]),
+    ("superior_head", "mau.sxd.giamdoc", "mau.sxd", ["mau.chutich"]),
+    ("party_committee", "x", "mau.sxd.gt", ["mau.sxd.pgd1"]),
+    ("home_affairs", "x", "mau.xa", ["mau.snv.chuyenvien", "mau.snv.giamdoc"]),
+    ("chairman", "x", "mau.sxd.gt", ["mau.chutich"]),
+    ("office", "x", "mau.sxd.gt", ["mau.sxd.vp.chanhvp", "mau.sxd.vp.chuyenvien"]),
+    ("office", "x", "mau.xa", ["mau.vpubnd.chanhvp", "mau.vpubnd.chuyenvien"]),
+    ("council", "x", "mau.sxd", ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3",
+                                 "mau.chuyengia4", "mau.chuyengia5", "mau.skhcn.giamdoc",
+                                 "mau.snv.giamdoc"]),
+    ("proposer", "mau.sxd.gt.truongphong", "mau.sxd.gt", ["mau.sxd.gt.truongphong"]),
+])
+def test_roles_resolve_through_the_org_tree(org, role, proposer, unit, expected):
+    assert sorted(org.resolve(role, proposer=proposer, unit_id=unit).usernames) == expected
+
+
+def test_decider_role_and_assignee_come_from_the_data(org):
+    resolution = org.resolve("decider", proposer="mau.sxd.giamdoc", unit_id="mau.sxd",
+                             data={"decider_role": "superior_head"})
+    assert resolution.usernames == ["mau.chutich"] and resolution.unit_id == "mau"
+    ballot = org.resolve("leadership", proposer="p", unit_id="mau.sxd",
+                         data={"voter": "mau.sxd.pgd2"}, assignee_from="voter")
+    assert ballot.usernames == ["mau.sxd.pgd2"]
+
+
+def test_escalation_goes_to_the_head_or_the_superior_head(org):
+    assert org.heads_above("mau.sxd.qlxd.chuyenvien", "mau.sxd.qlxd") == ["mau.sxd.giamdoc"]
+    assert org.heads_above("mau.sxd.giamdoc", "mau.sxd") == ["mau.chutich"]
+
+
+def test_reporting_units_leave_out_the_consolidating_bodies(org):
+    assert org.reporting_units("laocai", ("department", "commune"),
+                               ("home_affairs", "office")) == ["laocai.skhcn", "laocai.sxd",
+                                                               "laocai.xa"]
