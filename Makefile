@@ -4,7 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+VENDOR := api/static/vendor
+BPMN_JS := api/web/node_modules/bpmn-js/dist
+
+.PHONY: run test install browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required") if sys.version_info < (3, 11) else None'
@@ -13,19 +16,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Web assets come from npm (bpmn-js) and are served locally: nothing loads from the internet.
+$(VENDOR)/.built: api/web/package.json api/web/package-lock.json
+	npm ci --prefix api/web --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp $(BPMN_JS)/bpmn-viewer.production.min.js $(BPMN_JS)/bpmn-modeler.production.min.js $(VENDOR)/
+	cp -r $(BPMN_JS)/assets/. $(VENDOR)/
+	touch $@
 
-run: $(STAMP)
+install: $(STAMP) $(VENDOR)/.built
+
+# Browser tests drive Debian's chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+run: install
 	$(BIN)/nd73 db upgrade
 	$(BIN)/nd73 deploy --by system $(wildcard processes/*/)
 	$(BIN)/nd73 demo
 	$(BIN)/nd73 serve
 
-test: $(STAMP)
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine_overhead $(BENCH_N)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache api/web/node_modules $(VENDOR)
