@@ -148,6 +148,12 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                 problems.append(Problem(
                     f.name, f"lane '{lane.get('name')}' names no known role; use one of: "
                             + ", ".join(ROLES), element_id=lane.get("id"), line=lane.sourceline))
+        for prop in f.root.iterfind(".//spiffworkflow:property[@name='stage']", NS):
+            if prop.get("value") not in STAGES:
+                problems.append(Problem(
+                    f.name, f"stage '{prop.get('value')}' is not in the vocabulary: "
+                            + ", ".join(STAGES), element_id=_enclosing_id(prop),
+                    line=prop.sourceline))
         for call in f.root.iterfind(".//bpmn:callActivity", NS):
             target = call.get("calledElement")
             if target not in known:
@@ -183,6 +189,10 @@ def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Probl
 
 
 FORM_PROPERTY = "formJsonSchemaFilename"
+# Business stages every instance reports, whatever its diagram (see processes/README.md).
+STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
+          "implementing", "suspended", "terminated", "evaluating", "recognised",
+          "protection_review", "closed", "reporting", "consolidating")
 
 
 def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Problem]:

@@ -46,7 +46,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def engine(database_url, clock):
-    wf_engine = WorkflowEngine(database_url, clock=clock, script_time_limit=0.3)
+    # the production default: org look-ups in scripts cost CPU on a cold process
+    wf_engine = WorkflowEngine(database_url, clock=clock, script_time_limit=1.0)
     empty_database(wf_engine.db)
     yield wf_engine
     wf_engine.close()

@@ -42,7 +42,11 @@ class Case:
 
     def open(self, element_id: str | None = None) -> list[HumanTask]:
         tasks = self.engine.runtime.open_tasks(self.id)
-        return [t for t in tasks if element_id is None or t.element_id == element_id]
+        found = [t for t in tasks if element_id is None or t.element_id == element_id]
+        instance = self.instance
+        assert instance.status != "incident", (
+            f"incident at {instance.incident_element}: {instance.incident_message}")
+        return found
 
     def open_elements(self) -> list[str]:
         return sorted(t.element_id for t in self.open())

@@ -13,7 +13,7 @@ from engine.variants import load_variant
 from engine.workdays import WorkingCalendar
 
 from conftest import PROJECT
-from procedures import Case, deploy_library, to_decision
+from procedures import PREFIX, VARIANTS, Case, deploy_library, to_decision
 
 
 @pytest.fixture
@@ -51,9 +51,11 @@ def test_province_days_off_and_make_up_working_days():
     assert calendar.add_working_days(date(2026, 3, 9), 2).date() == date(2026, 3, 12)
 
 
-def test_late_decision_is_reminded_then_escalated_across_tet(library, clock):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_late_decision_is_reminded_then_escalated_across_tet(library, clock, variant):
+    p = PREFIX[variant]
     clock.set(utc(2026, 2, 12, 2, 0))                            # Thursday before Tết
-    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
     case.vote({v: "for" for v in case.voters()})
     [decide] = case.open("decide")
     assert as_utc(decide.due_at) == utc(2026, 3, 2, 10, 0)      # 17:00 in Hà Nội
@@ -72,14 +74,14 @@ def test_late_decision_is_reminded_then_escalated_across_tet(library, clock):
     clock.set(utc(2026, 3, 2, 10, 1))                            # Monday 17:01: late
     fire()
     [reminder] = case.audit("reminder")
-    assert reminder.details["recipients"] == ["mau.sxd.giamdoc"]
+    assert reminder.details["recipients"] == [f"{p}.sxd.giamdoc"]
     assert case.audit("escalation") == []
     clock.set(utc(2026, 3, 4, 10, 1))                            # two working days later
     fire()
     [escalation] = case.audit("escalation")
-    assert escalation.details["recipients"] == ["mau.chutich"]   # the head's own superior
+    assert escalation.details["recipients"] == [f"{p}.chutich"]  # the head's own superior
     assert case.open_elements() == ["decide"]                    # the process did not stop
-    case.do("decide", {"decision": "approve"}, by="mau.sxd.giamdoc")
+    case.do("decide", {"decision": "approve"}, by=f"{p}.sxd.giamdoc")
     assert case.instance.stage == "implementing"
 
 
@@ -95,13 +97,14 @@ def test_evaluation_deadline_counts_from_the_completion_report(library, clock):
     assert as_utc(opinion.due_at) == utc(2026, 5, 8, 10, 0)
 
 
-@pytest.mark.parametrize("variant, unit, expected", [
-    ("lao-cai", "laocai", ["laocai.skhcn", "laocai.sxd", "laocai.xa"]),
-    ("national", "mau", ["mau.skhcn", "mau.sxd", "mau.xa"]),
+@pytest.mark.parametrize("variant, deadline", [
+    ("national", utc(2026, 11, 30, 10, 0)), ("lao-cai", utc(2026, 11, 30, 10, 0)),
+    ("can-tho", utc(2026, 11, 30, 10, 0)), ("dak-lak", utc(2026, 12, 10, 10, 0)),
 ])
-def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, variant, unit,
-                                                          expected):
-    clock.set(utc(2026, 11, 2, 1, 0))
+def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, variant, deadline):
+    unit = PREFIX[variant]
+    expected = [f"{unit}.skhcn", f"{unit}.sxd", f"{unit}.xa"]
+    clock.set(utc(2026, 11, 16, 1, 0))
     opener = f"{unit}.snv.chuyenvien"
     case = Case.start(library, variant, "annual_report", opener,
                       data={"proposer_unit": unit})
@@ -109,7 +112,7 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     assert sorted(t.unit_id for t in tasks) == expected
     for task in tasks:
         assert f"{task.unit_id}." in " ".join(case.candidates(task))
-        assert as_utc(task.due_at) == utc(2026, 11, 30, 10, 0)   # 30/11 17:00 in Hà Nội
+        assert as_utc(task.due_at) == deadline                    # 17:00 in Hà Nội
     assert case.instance.stage == "reporting"
     for task in tasks:
         by = case.candidates(task)[0]
@@ -117,7 +120,10 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
             "proposals_submitted": 2, "proposals_approved": 1, "summary": "Ổn định"}}, actor=by)
     [consolidate] = case.open("consolidate")
     assert case.candidates(consolidate) == [f"{unit}.snv.chuyenvien", f"{unit}.snv.giamdoc"]
-    assert as_utc(consolidate.due_at) == utc(2026, 12, 10, 10, 0)
+    consolidation = library.repository.settings(
+        library.repository.latest(variant, "annual_report"))["reporting"]["consolidation_deadline"]
+    day, month = map(int, consolidation.split("/"))
+    assert as_utc(consolidate.due_at) == utc(2026, month, day, 10, 0)
     reports = library.runtime.task_data(consolidate.id)["reports"]
     assert [r["proposals_submitted"] for r in reports] == [2] * len(expected)
     case.do("consolidate", {"summary": "Tổng hợp", "document_number": "99/BC-SNV"})

@@ -181,3 +181,12 @@ def test_lane_naming_an_unknown_role_is_refused(engine):
                                   '<bpmn:lane id="Lane_head" name="Giám đốc Nguyễn Văn A">'})
     [problem] = _refused(engine, source)
     assert problem.element_id == "Lane_head" and "no known role" in problem.message
+
+
+def test_stage_outside_the_vocabulary_is_refused(engine):
+    source = bpmn_source(replace={
+        '<spiffworkflow:property name="formJsonSchemaFilename" value="plan.schema.json" />':
+        '<spiffworkflow:property name="formJsonSchemaFilename" value="plan.schema.json" />'
+        '<spiffworkflow:property name="stage" value="almost_done" />'})
+    [problem] = _refused(engine, source)
+    assert problem.element_id == "submit" and "almost_done" in problem.message

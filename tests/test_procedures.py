@@ -101,61 +101,78 @@ def test_can_tho_division_head_goes_to_the_agency_head(library):
     assert case.candidates(screening) == ["cantho.sxd.giamdoc"]
 
 
-def test_rejection_with_reasons(library):
-    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien")
-    case.vote({"mau.sxd.giamdoc": "against", "mau.sxd.pgd1": "against", "mau.sxd.pgd2": "for",
-               "mau.sxd.pgd3": "against"})
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rejection_with_reasons(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "against", f"{p}.sxd.pgd1": "against",
+               f"{p}.sxd.pgd2": "for", f"{p}.sxd.pgd3": "against"})
     assert case.data()["vote_result"] == "rejected"
     with pytest.raises(InvalidData) as refused:
-        case.do("decide", {"decision": "reject"}, by="mau.sxd.giamdoc")
+        case.do("decide", {"decision": "reject"}, by=f"{p}.sxd.giamdoc")
     assert refused.value.details["errors"][0]["field"] == "refusal_reasons"
     case.do("decide", {"decision": "reject", "refusal_reasons": "Đã có quy định điều chỉnh"},
-            by="mau.sxd.giamdoc")
+            by=f"{p}.sxd.giamdoc")
     finished = case.instance
     assert (finished.status, finished.stage, finished.latest_decision) == (
         "completed", "rejected", "reject")
 
 
-def test_rejected_vote_then_head_override_in_writing(library):
-    case = to_decision(library, "lao-cai", "laocai.sxd.qlxd.chuyenvien")
-    case.vote({"laocai.sxd.giamdoc": "for", "laocai.sxd.pgd1": "against",
-               "laocai.sxd.pgd2": "against", "laocai.sxd.pgd3": "against"})
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rejected_vote_then_head_override_in_writing(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "for", f"{p}.sxd.pgd1": "against",
+               f"{p}.sxd.pgd2": "against", f"{p}.sxd.pgd3": "against"})
     with pytest.raises(InvalidData) as refused:
-        case.do("decide", {"decision": "approve"}, by="laocai.sxd.giamdoc")
+        case.do("decide", {"decision": "approve"}, by=f"{p}.sxd.giamdoc")
     [error] = refused.value.details["errors"]
     assert error["field"] == "override_reason" and "lý do" in error["message"]
     case.do("decide", {"decision": "approve", "override_reason": "Cấp bách, chịu trách nhiệm"},
-            by="laocai.sxd.giamdoc")
+            by=f"{p}.sxd.giamdoc")
     assert case.instance.stage == "implementing"
-    assert ("decision", "approve", "laocai.sxd.giamdoc") in case.decisions()
+    assert ("decision", "approve", f"{p}.sxd.giamdoc") in case.decisions()
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("head_vote, expected", [("for", "approved"), ("against", "rejected")])
-def test_tie_vote_follows_the_head(library, head_vote, expected):
-    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien")
+def test_tie_vote_follows_the_head(library, variant, head_vote, expected):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
     other = "against" if head_vote == "for" else "for"
-    case.vote({"mau.sxd.giamdoc": head_vote, "mau.sxd.pgd1": other, "mau.sxd.pgd2": head_vote,
-               "mau.sxd.pgd3": other})
+    case.vote({f"{p}.sxd.giamdoc": head_vote, f"{p}.sxd.pgd1": other,
+               f"{p}.sxd.pgd2": head_vote, f"{p}.sxd.pgd3": other})
     assert case.data()["vote_result"] == expected
 
 
-def test_deputy_who_proposes_does_not_vote(library):
-    case = to_decision(library, "national", "mau.sxd.pgd2")
+@pytest.mark.parametrize("variant", ["national", "dak-lak", "lao-cai"])
+def test_deputy_who_proposes_does_not_vote(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.pgd2")
     assert case.data()["decider_role"] == "head"
-    assert case.voters() == ["mau.sxd.giamdoc", "mau.sxd.pgd1", "mau.sxd.pgd3"]
+    assert case.voters() == [f"{p}.sxd.giamdoc", f"{p}.sxd.pgd1", f"{p}.sxd.pgd3"]
 
 
+def test_can_tho_deputy_goes_to_the_chairman_and_votes_with_the_city_leadership(library):
+    case = to_decision(library, "can-tho", "cantho.sxd.pgd2")
+    assert case.data()["decider_role"] == "chairman"
+    assert case.voters() == ["cantho.chutich", "cantho.pct1", "cantho.pct2"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("ballots, recommendation", [
     ({"for": 4, "against": 1}, "recommend_approve"),
     ({"for": 2, "against": 3}, "recommend_reject"),
 ])
-def test_complex_proposal_goes_to_the_evaluation_council(library, ballots, recommendation):
-    case = to_decision(library, "lao-cai", "laocai.sxd.qlxd.chuyenvien", complex_=True)
+def test_complex_proposal_goes_to_the_evaluation_council(library, variant, ballots,
+                                                         recommendation):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
     [setup] = case.open("form_council")
-    assert case.candidates(setup) == ["laocai.snv.chuyenvien", "laocai.snv.giamdoc"]
+    assert case.candidates(setup) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
     assert case.instance.stage == "in_council"
-    members = ["laocai.chuyengia1", "laocai.chuyengia2", "laocai.chuyengia3",
-               "laocai.chuyengia4", "laocai.skhcn.giamdoc"]
+    members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3",
+               f"{p}.chuyengia4", f"{p}.skhcn.giamdoc"]
     with pytest.raises(InvalidData, match="từ 5 đến 9"):
         case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
                                  "council_members": members[:3]})
@@ -168,13 +185,16 @@ def test_complex_proposal_goes_to_the_evaluation_council(library, ballots, recom
     assert case.open_elements() == ["leadership_vote"] * 4
 
 
-def test_implementation_suspended_resumed_then_terminated(library):
-    proposer = "mau.sxd.qlxd.chuyenvien"
-    case = to_decision(library, "national", proposer, business_key="DX-9")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_implementation_suspended_resumed_then_terminated(library, variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    case = to_decision(library, variant, proposer, business_key="DX-9")
     case.vote({v: "for" for v in case.voters()})
-    case.do("decide", {"decision": "approve", "implementers": [proposer, "mau.sxd.gt.truongphong"]})
+    case.do("decide", {"decision": "approve",
+                       "implementers": [proposer, f"{p}.sxd.gt.truongphong"]})
     [implement] = case.open("implement")
-    assert case.candidates(implement) == sorted([proposer, "mau.sxd.gt.truongphong"])
+    assert case.candidates(implement) == sorted([proposer, f"{p}.sxd.gt.truongphong"])
     case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí"})
     assert case.instance.stage == "suspended"
     assert case.open_elements() == ["suspension_review"]
@@ -202,8 +222,10 @@ def _to_evaluation(library, variant="national"):
     return case, proposer
 
 
-def test_not_completed_goes_to_protection_and_is_exempted(library):
-    case, proposer = _to_evaluation(library)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_not_completed_goes_to_protection_and_is_exempted(library, variant):
+    p = PREFIX[variant]
+    case, proposer = _to_evaluation(library, variant)
     implement_and_evaluate(case, "not_completed", proposer)
     assert case.instance.stage == "protection_review"
     [request] = case.open("submit_protection_request")
@@ -211,21 +233,22 @@ def test_not_completed_goes_to_protection_and_is_exempted(library):
     case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
             by=proposer)
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
-                       "abuse": False, "assessment": "Đúng chủ trương"}, by="mau.sxd.giamdoc")
-    case.do("protection_party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+                       "abuse": False, "assessment": "Đúng chủ trương"}, by=f"{p}.sxd.giamdoc")
+    case.do("protection_party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
     with pytest.raises(InvalidData) as refused:
         case.do("decide_protection", {"protection_decision": "reduced",
-                                      "protection_reasons": "x"}, by="mau.sxd.giamdoc")
+                                      "protection_reasons": "x"}, by=f"{p}.sxd.giamdoc")
     assert refused.value.details["errors"][0]["field"] == "protection_decision"
     case.do("decide_protection", {"protection_decision": "exempted",
-                                  "protection_reasons": "Điều 11"}, by="mau.sxd.giamdoc")
+                                  "protection_reasons": "Điều 11"}, by=f"{p}.sxd.giamdoc")
     finished = case.instance
     assert (finished.status, finished.stage, finished.latest_decision) == (
         "completed", "closed", "exempted")
 
 
-def test_damage_goes_to_protection_review_and_abuse_voids_protection(library):
-    case, proposer = _to_evaluation(library, "dak-lak")
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_damage_goes_to_protection_review_and_abuse_voids_protection(library, variant):
+    case, proposer = _to_evaluation(library, variant)
     implement_and_evaluate(case, "damaged", proposer)
     case.do("submit_protection_request", {"outcome": "damaged", "facts": "Thiệt hại"},
             by=proposer)
