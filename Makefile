@@ -22,6 +22,8 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json
 	mkdir -p $(VENDOR)
 	cp $(BPMN_JS)/bpmn-viewer.production.min.js $(BPMN_JS)/bpmn-modeler.production.min.js $(VENDOR)/
 	cp -r $(BPMN_JS)/assets/. $(VENDOR)/
+	mkdir -p $(VENDOR)/swagger-ui
+	cp api/web/node_modules/swagger-ui-dist/swagger-ui.css api/web/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/web/node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@
 
 install: $(STAMP) $(VENDOR)/.built

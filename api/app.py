@@ -1,34 +1,55 @@
-"""Flask application factory."""
+"""Flask application factory: the REST API (flask-smorest, OpenAPI) over one engine."""
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import os
 
-from engine.errors import EngineError
+from flask import Flask, jsonify
+from flask_smorest import Api
+
+from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
+from . import problems
+from .auth import DEFAULT_TTL, secret_key
+from .routes import definitions, instances, messages, people, tasks
 
-def create_app(engine: WorkflowEngine | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config["JSON_AS_ASCII"] = False
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
+    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.config.update(
+        JSON_AS_ASCII=False,
+        MAX_CONTENT_LENGTH=int(os.environ.get("ND73_MAX_BODY_BYTES", MAX_BODY_BYTES)),
+        SECRET_KEY=secret_key(PROJECT_ROOT / "var"),
+        TOKEN_TTL=int(os.environ.get("ND73_TOKEN_TTL", DEFAULT_TTL)),
+        API_TITLE="ND73 Workflow API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/vendor/swagger-ui/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Officials, process designers and administrators of the "
+                                    "Decree 73/2023/NĐ-CP procedures. Sign in with "
+                                    "POST /auth/token and send the token as a Bearer header. "
+                                    "Errors are application/problem+json (RFC 9457)."},
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http",
+                                                              "scheme": "bearer"}}},
+        },
+    )
+    app.config.update(config)
     app.extensions["nd73"] = engine or WorkflowEngine()
+
+    api = Api(app)
+    for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp):
+        api.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    problems.register(app)
 
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")
-
-    @app.errorhandler(EngineError)
-    def engine_error(exc: EngineError):
-        status = {"not_found": 404, "conflict": 409, "definition_invalid": 422,
-                  "invalid_data": 422, "invalid_state": 409,
-                  "migration_refused": 409}.get(exc.code, 400)
-        return jsonify(exc.to_dict()), status
-
-    @app.errorhandler(404)
-    def not_found(_exc):
-        return jsonify(code="not_found", message="no such resource"), 404
-
-    @app.errorhandler(500)
-    def server_error(_exc):
-        return jsonify(code="server_error", message="internal error; it has been logged"), 500
 
     return app

@@ -143,6 +143,15 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
             if process.find("bpmn:startEvent", NS) is None:
                 problems.append(Problem(f.name, f"process '{pid}' has no start event",
                                         element_id=pid, line=process.sourceline))
+        for process in f.root.iterfind("bpmn:process", NS):
+            ids = {el.get("id") for el in process.iter() if isinstance(el.tag, str)}
+            for flow in process.iterfind(".//bpmn:sequenceFlow", NS):
+                for end in ("sourceRef", "targetRef"):
+                    if flow.get(end) not in ids:
+                        problems.append(Problem(
+                            f.name, f"sequence flow {end} '{flow.get(end)}' names no element "
+                                    "of the process", element_id=flow.get("id"),
+                            line=flow.sourceline))
         for lane in f.root.iterfind(".//bpmn:lane", NS):
             if (lane.get("name") or "") not in ROLES:
                 problems.append(Problem(

@@ -18,7 +18,7 @@ from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
 
 SETTINGS_SOURCE = "variant.toml.json"
 from .clock import Clock
-from .errors import NotFound
+from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
 from .store import AuditEvent, Database, Definition
 
@@ -82,6 +82,52 @@ class Repository:
         variant, forms = read_folder(folder, forms_dir)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
                            settings=variant.settings)
+
+    def upload_sources(self, variant: str, uploads: dict[str, bytes]
+                       ) -> tuple[list[SourceFile], dict[str, bytes], dict]:
+        """The variant's latest deployed files with uploaded ones laid over them by name:
+        BPMN/DMN files replace files, ``.json`` files replace forms."""
+        files: dict[str, bytes] = {}
+        forms: dict[str, bytes] = {}
+        settings = None
+        for definition in self.latest_versions(variant):
+            for name, text in definition.sources.items():
+                if name == SETTINGS_SOURCE:
+                    settings = json.loads(text)
+                elif name.startswith("forms/"):
+                    forms[name[len("forms/"):]] = text.encode()
+                else:
+                    files[name] = text.encode()
+        problems = []
+        for name, content in uploads.items():
+            if name.endswith((".bpmn", ".dmn")):
+                files[name] = content
+            elif name.endswith(".json"):
+                forms[name] = content
+            else:
+                problems.append(Problem(name, "only .bpmn, .dmn and form .json files can be "
+                                              "uploaded"))
+        if problems:
+            raise DefinitionInvalid(problems)
+        settings = settings or dict(DEFAULT_SETTINGS, name=variant)
+        return [SourceFile(n, c) for n, c in files.items()], forms, settings
+
+    def validate_upload(self, variant: str, uploads: dict[str, bytes]) -> list[BuiltProcess]:
+        return self.validate(*self.upload_sources(variant, uploads))
+
+    def deploy_upload(self, variant: str, uploads: dict[str, bytes], deployed_by: str
+                      ) -> list[DeployedProcess]:
+        sources, forms, settings = self.upload_sources(variant, uploads)
+        return self.deploy(variant, sources, deployed_by, forms=forms, settings=settings)
+
+    def latest_versions(self, variant: str) -> list[Definition]:
+        newest = (select(Definition.key, func.max(Definition.version).label("version"))
+                  .where(Definition.variant == variant).group_by(Definition.key).subquery())
+        with self.db.reading() as session:
+            return list(session.scalars(select(Definition).join(
+                newest, (Definition.key == newest.c.key)
+                & (Definition.version == newest.c.version))
+                .where(Definition.variant == variant).order_by(Definition.key)))
 
     def _deploy_one(self, session, variant: str, process: BuiltProcess, deployed_by: str):
         latest = session.scalars(

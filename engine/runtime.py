@@ -519,14 +519,14 @@ class Runtime:
     def _require(self, instance: Instance, status: str, verb: str) -> None:
         if instance.status != status:
             raise InvalidState(f"cannot {verb} instance {instance.id}: it is {instance.status}",
-                               status=instance.status)
+                               instance_status=instance.status)
 
     def _set_status(self, instance_id: str, *, actor: str, allowed: tuple, status: str,
                     action: str, reason: str | None = None) -> Instance:
         with self._instance(instance_id) as (session, instance, workflow):
             if instance.status not in allowed:
                 raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
-                                   f"it is {instance.status}", status=instance.status)
+                                   f"it is {instance.status}", instance_status=instance.status)
             if status == TERMINATED:
                 workflow.cancel()
             self._save(session, instance, workflow, actor=actor, action=action,
@@ -570,7 +570,7 @@ class Runtime:
         with self._instance(instance_id) as (session, instance, workflow):
             if instance.status not in ACTIVE_STATUSES:
                 raise InvalidState(f"cannot migrate instance {instance_id}: it is "
-                                   f"{instance.status}", status=instance.status)
+                                   f"{instance.status}", instance_status=instance.status)
             if (target.variant, target.key) != (instance.variant, instance.definition_key):
                 raise MigrationRefused("cannot migrate", [
                     f"version {target.id} belongs to {target.variant}/{target.key}, not "

@@ -6,7 +6,10 @@ from typing import Callable, Mapping
 
 from . import deadlines, rules
 from .clock import Clock
+from .access import Access
 from .org import Org
+from .queries import Queries
+from .tasks import TaskService
 from .repository import Repository
 from .runtime import Runtime
 from .sandbox import DEFAULT_TIME_LIMIT
@@ -40,6 +43,9 @@ class WorkflowEngine:
         self.repository = Repository(self.db, self.codec, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org)
+        self.access = Access(self.db, self.clock)
+        self.tasks = TaskService(self.db, self.clock, self.access)
+        self.queries = Queries(self.db, self.clock, self.access, self.runtime)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

@@ -242,3 +242,16 @@ class Grant(Base):
     username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"))
     variant: Mapped[str] = mapped_column(String(64))
     grant: Mapped[str] = mapped_column(String(16))
+
+
+class LoginAttempt(Base):
+    """A failed sign-in, kept for a while to slow down password guessing."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempt", "username", "at"),
+                      Index("ix_login_attempt_address", "address", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

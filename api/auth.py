@@ -1,0 +1,71 @@
+"""Bearer tokens: signed, expiring, bound to a user that must still be active."""
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+
+from flask import current_app, g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from engine.access import Principal
+
+from .problems import ApiProblem
+
+TOKEN_SALT = "nd73-access-token"
+DEFAULT_TTL = 3600
+
+
+def secret_key(var_dir: Path) -> str:
+    """``ND73_SECRET_KEY``, else a key made once and kept in ``var/`` (one-machine setups)."""
+    configured = os.environ.get("ND73_SECRET_KEY")
+    if configured:
+        return configured
+    path = var_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+
+
+def issue_token(principal: Principal) -> tuple[str, int]:
+    ttl = current_app.config["TOKEN_TTL"]
+    return _serializer().dumps({"u": principal.username}), ttl
+
+
+def _principal_from_request() -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem("unauthenticated", "send 'Authorization: Bearer <access_token>' "
+                                            "from POST /api/v1/auth/token")
+    try:
+        payload = _serializer().loads(token.strip(), max_age=current_app.config["TOKEN_TTL"])
+    except SignatureExpired:
+        raise ApiProblem("unauthenticated", "the access token expired") from None
+    except BadSignature:
+        raise ApiProblem("unauthenticated", "the access token is not valid") from None
+    username = payload.get("u") if isinstance(payload, dict) else None
+    principal = current_app.extensions["nd73"].access.principal(username) if username else None
+    if principal is None:
+        raise ApiProblem("unauthenticated", "the account no longer exists or is disabled")
+    return principal
+
+
+def authenticated(view):
+    """Require a valid bearer token; the caller is ``g.principal``."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        g.principal = _principal_from_request()
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def current() -> Principal:
+    return g.principal

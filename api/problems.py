@@ -1,0 +1,113 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), titled in Vietnamese or
+English following Accept-Language. No traceback ever reaches a client."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from engine.errors import EngineError
+
+log = logging.getLogger("nd73.api")
+BASE = "https://nd73.vn/problems/"
+
+# type -> (status, Vietnamese title, English title)
+PROBLEMS = {
+    "malformed-request": (400, "Yêu cầu không hợp lệ", "Malformed request"),
+    "unauthenticated": (401, "Chưa đăng nhập hoặc phiên đã hết hạn",
+                        "Not signed in or the session expired"),
+    "forbidden": (403, "Không có quyền thực hiện", "Not allowed"),
+    "not-found": (404, "Không tìm thấy", "Not found"),
+    "method-not-allowed": (405, "Phương thức không được hỗ trợ", "Method not allowed"),
+    "conflict": (409, "Xung đột: dữ liệu đã bị thay đổi", "Conflict: the data changed"),
+    "invalid-state": (409, "Không thể thực hiện ở trạng thái hiện tại",
+                      "Not possible in the current state"),
+    "migration-refused": (409, "Không thể chuyển phiên bản", "Migration refused"),
+    "payload-too-large": (413, "Dữ liệu gửi lên quá lớn", "Payload too large"),
+    "unsupported-media-type": (415, "Kiểu dữ liệu không được hỗ trợ",
+                               "Unsupported media type"),
+    "invalid-data": (422, "Dữ liệu không hợp lệ", "Invalid data"),
+    "invalid-definition": (422, "Quy trình không hợp lệ", "Invalid process definition"),
+    "too-many-requests": (429, "Quá nhiều lần thử, vui lòng thử lại sau",
+                          "Too many attempts, try again later"),
+    "server-error": (500, "Lỗi hệ thống, đã được ghi nhận", "Internal error; it was logged"),
+}
+_ENGINE_TYPES = {"not_found": "not-found", "conflict": "conflict",
+                 "invalid_state": "invalid-state", "invalid_data": "invalid-data",
+                 "definition_invalid": "invalid-definition",
+                 "migration_refused": "migration-refused"}
+_STATUS_TYPES = {400: "malformed-request", 401: "unauthenticated", 403: "forbidden",
+                 404: "not-found", 405: "method-not-allowed", 409: "conflict",
+                 413: "payload-too-large", 415: "unsupported-media-type",
+                 422: "invalid-data", 429: "too-many-requests"}
+
+
+class ApiProblem(Exception):
+    """Raised by views: a problem of a known type with a detail for people."""
+
+    def __init__(self, kind: str, detail: str | None = None, **extra):
+        super().__init__(detail or kind)
+        self.kind, self.detail, self.extra = kind, detail, extra
+
+
+def english() -> bool:
+    best = request.accept_languages.best_match(["vi", "en"]) if request else None
+    return best == "en"
+
+
+def problem(kind: str, detail: str | None = None, **extra) -> Response:
+    status, title_vi, title_en = PROBLEMS[kind]
+    body = {**extra, "type": BASE + kind, "title": title_en if english() else title_vi,
+            "status": status, **({"detail": detail} if detail else {})}
+    return Response(json.dumps(body, ensure_ascii=False), status=status,
+                    mimetype="application/problem+json")
+
+
+def _field_errors(messages, prefix="") -> list[dict]:
+    """webargs/marshmallow messages → [{field, message}]."""
+    errors = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "query", "form", "files", "view_args", "headers") and not prefix:
+                errors += _field_errors(value, "")
+            else:
+                errors += _field_errors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        errors += [{"field": prefix or "(body)", "message": m, "message_en": m}
+                   for m in messages]
+    elif isinstance(messages, list):
+        for index, value in enumerate(messages):
+            errors += _field_errors(value, f"{prefix}.{index}")
+    else:
+        errors.append({"field": prefix or "(body)", "message": str(messages),
+                       "message_en": str(messages)})
+    return errors
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiProblem)
+    def api_problem(exc: ApiProblem):
+        return problem(exc.kind, exc.detail, **exc.extra)
+
+    @app.errorhandler(EngineError)
+    def engine_error(exc: EngineError):
+        extra = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
+        return problem(_ENGINE_TYPES.get(exc.code, "malformed-request"), exc.message, **extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        kind = _STATUS_TYPES.get(exc.code, "malformed-request")
+        data = getattr(exc, "data", None) or {}
+        if "messages" in data:
+            return problem("invalid-data" if exc.code == 422 else kind,
+                           "some fields are invalid", errors=_field_errors(data["messages"]))
+        if exc.code and exc.code >= 500:
+            log.error("HTTP %s on %s %s", exc.code, request.method, request.path)
+            return problem("server-error")
+        return problem(kind, exc.description if exc.code != 404 else None)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return problem("server-error")

@@ -1,0 +1,76 @@
+"""Helpers shared by the endpoints: the engine, and ORM rows shaped for the schemas."""
+from __future__ import annotations
+
+from flask import current_app
+
+from engine.clock import as_utc
+from engine.store import HumanTask, Instance
+from engine.workflow_engine import WorkflowEngine
+
+from ..auth import current
+from ..problems import ApiProblem
+
+SECURITY = [{"bearerAuth": []}]
+
+
+def engine() -> WorkflowEngine:
+    return current_app.extensions["nd73"]
+
+
+def _utc(value):
+    return as_utc(value) if value is not None else None
+
+
+def instance_dict(instance: Instance) -> dict:
+    incident = None
+    if instance.status == "incident":
+        incident = {"message": instance.incident_message,
+                    "element_id": instance.incident_element,
+                    "at": _utc(instance.incident_at)}
+    return {
+        "id": instance.id, "variant": instance.variant,
+        "definition_key": instance.definition_key, "definition_id": instance.definition_id,
+        "business_key": instance.business_key, "status": instance.status,
+        "stage": instance.stage, "latest_decision": instance.latest_decision,
+        "unit_id": instance.unit_id, "started_by": instance.started_by,
+        "started_at": _utc(instance.started_at), "updated_at": _utc(instance.updated_at),
+        "ended_at": _utc(instance.ended_at), "incident": incident,
+    }
+
+
+def task_dict(task: HumanTask, candidates: list[str] | None = None) -> dict:
+    now = engine().clock.now()
+    due = _utc(task.due_at)
+    return {
+        "id": task.id, "name": task.name, "element_id": task.element_id,
+        "instance_id": task.instance_id, "role": task.role, "unit_id": task.unit_id,
+        "form": task.form, "status": task.status, "assignee": task.assignee,
+        "candidates": candidates if candidates is not None
+        else engine().access.candidates(task.id),
+        "created_at": _utc(task.created_at), "due_at": due,
+        "overdue": bool(due and task.status == "open" and due < now),
+        "completed_at": _utc(task.completed_at), "completed_by": task.completed_by,
+    }
+
+
+def page_dict(page, shape) -> dict:
+    return {"items": [shape(item) for item in page.items], "total": page.total,
+            "page": page.page, "page_size": page.page_size}
+
+
+def require_admin(variant: str) -> None:
+    if not current().is_admin(variant):
+        raise ApiProblem("forbidden", f"only administrators of '{variant}' may do this")
+
+
+def visible_instance(instance_id: str) -> Instance:
+    """The instance, if the caller may see it; 404 otherwise (its existence is not told)."""
+    if not engine().access.can_see_instance(current(), instance_id):
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist")
+    return engine().queries.instance(instance_id)
+
+
+def visible_task(task_id: str) -> HumanTask:
+    if not engine().access.can_see_task(current(), task_id):
+        raise ApiProblem("not-found", f"task {task_id} does not exist")
+    return engine().tasks.get(task_id)

@@ -1,0 +1,188 @@
+"""Process instances: start, search, details, audit log and administrators' repairs."""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+from engine.errors import NotFound
+from engine.queries import InstanceFilters
+from engine.scripting import start_timers
+from engine.store import OrgUnit
+
+from .. import schemas
+from ..auth import authenticated, current
+from ..problems import ApiProblem
+from .common import (SECURITY, _utc, engine, instance_dict, page_dict, require_admin,
+                     task_dict, visible_instance)
+
+blp = Blueprint("instances", __name__, description="Process instances")
+
+
+def _starting_unit(variant: str, unit_id: str | None) -> str | None:
+    """The unit the caller starts from: one of their own units in that variant."""
+    principal = current()
+    with engine().db.reading() as session:
+        own = [u for u in principal.units
+               if (row := session.get(OrgUnit, u)) is not None and row.variant == variant]
+        if unit_id is not None:
+            if unit_id in own or (principal.is_admin(variant)
+                                  and (row := session.get(OrgUnit, unit_id)) is not None
+                                  and row.variant == variant):
+                return unit_id
+            raise ApiProblem("forbidden", f"you cannot act for unit '{unit_id}'")
+    if own:
+        return own[0]
+    if principal.is_admin(variant):
+        return None
+    raise ApiProblem("forbidden", f"you hold no position in a unit of '{variant}'")
+
+
+@blp.route("/instances", methods=["POST"])
+@blp.arguments(schemas.InstanceCreate)
+@blp.response(201, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(422, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def start_instance(body):
+    """Start a proposal, a protection request or (administrators) a reporting cycle."""
+    runtime = engine().runtime
+    definition = engine().repository.latest(body["variant"], body["definition_key"])
+    spec, _ = engine().repository.specs(definition)
+    if start_timers(spec):
+        require_admin(body["variant"])       # scheduled processes: by hand only for admins
+    unit_id = _starting_unit(body["variant"], body.get("unit_id"))
+    data = dict(body["data"])
+    if unit_id is not None:
+        data["proposer_unit"] = unit_id
+    instance = runtime.start(body["variant"], body["definition_key"],
+                             started_by=current().username, data=data,
+                             business_key=body.get("business_key"))
+    return instance_dict(instance)
+
+
+@blp.route("/instances")
+@blp.arguments(schemas.InstanceArgs, location="query")
+@blp.response(200, schemas.page_of(schemas.InstanceOut))
+@blp.doc(security=SECURITY)
+@authenticated
+def search_instances(args):
+    """Instances the caller may see, newest first, filtered."""
+    page, page_size = args.pop("page"), args.pop("page_size")
+    filters = InstanceFilters(**args)
+    result = engine().queries.instances(current(), filters, page, page_size)
+    return page_dict(result, instance_dict)
+
+
+@blp.route("/instances/<string:instance_id>")
+@blp.response(200, schemas.InstanceDetailOut)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def get_instance(instance_id):
+    """Status, stage, version, active and completed elements, open tasks, timers, data."""
+    try:
+        detail = engine().queries.detail(current(), instance_id)
+    except NotFound:
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist") from None
+    return {**instance_dict(detail.instance), "definition_version": detail.definition.version,
+            "active_elements": detail.active_elements,
+            "completed_elements": detail.completed_elements,
+            "open_tasks": [task_dict(t) for t in detail.open_tasks],
+            "pending_timers": [{"element_id": t.element_id, "kind": t.kind,
+                                "due_at": _utc(t.due_at), "attempts": t.attempts}
+                               for t in detail.pending_timers],
+            "data": detail.data}
+
+
+@blp.route("/instances/<string:instance_id>/events")
+@blp.arguments(schemas.PageArgs, location="query")
+@blp.response(200, schemas.page_of(schemas.EventOut))
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def instance_events(args, instance_id):
+    """The audit log of an instance, oldest first."""
+    visible_instance(instance_id)
+    page = engine().queries.events(current(), instance_id, args["page"], args["page_size"])
+    return page_dict(page, lambda e: {"id": e.id, "at": _utc(e.at), "actor": e.actor,
+                                      "action": e.action, "element_id": e.element_id,
+                                      "details": e.details})
+
+
+def _admin_instance(instance_id: str):
+    instance = visible_instance(instance_id)
+    require_admin(instance.variant)
+    return instance
+
+
+@blp.route("/instances/<string:instance_id>/suspend", methods=["POST"])
+@blp.arguments(schemas.Reason)
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def suspend(body, instance_id):
+    """Suspend a running instance (administrators)."""
+    _admin_instance(instance_id)
+    return instance_dict(engine().runtime.suspend(instance_id, actor=current().username,
+                                                  reason=body.get("reason")))
+
+
+@blp.route("/instances/<string:instance_id>/resume", methods=["POST"])
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def resume(instance_id):
+    """Resume a suspended instance (administrators)."""
+    _admin_instance(instance_id)
+    return instance_dict(engine().runtime.resume(instance_id, actor=current().username))
+
+
+@blp.route("/instances/<string:instance_id>/terminate", methods=["POST"])
+@blp.arguments(schemas.Reason)
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def terminate(body, instance_id):
+    """Terminate an instance for good (administrators)."""
+    _admin_instance(instance_id)
+    return instance_dict(engine().runtime.terminate(instance_id, actor=current().username,
+                                                    reason=body.get("reason")))
+
+
+@blp.route("/instances/<string:instance_id>/retry", methods=["POST"])
+@blp.arguments(schemas.Retry)
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def retry(body, instance_id):
+    """Run the failed element of an instance in incident again, with corrected data."""
+    _admin_instance(instance_id)
+    return instance_dict(engine().runtime.retry(instance_id, actor=current().username,
+                                                data=body["data"]))
+
+
+@blp.route("/instances/<string:instance_id>/migrate", methods=["POST"])
+@blp.arguments(schemas.Migrate)
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def migrate(body, instance_id):
+    """Move an instance to another version of its process (refused when unsafe)."""
+    _admin_instance(instance_id)
+    return instance_dict(engine().runtime.migrate(instance_id, body["definition_id"],
+                                                  actor=current().username))

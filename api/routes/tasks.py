@@ -1,0 +1,117 @@
+"""The inbox and work on tasks: claim, unclaim, assign, complete."""
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from .. import schemas
+from ..auth import authenticated, current
+from ..problems import ApiProblem
+from .common import (SECURITY, engine, instance_dict, page_dict, require_admin, task_dict,
+                     visible_task)
+
+blp = Blueprint("tasks", __name__, description="Inbox and tasks (officials)")
+
+
+@blp.route("/tasks")
+@blp.arguments(schemas.TaskArgs, location="query")
+@blp.response(200, schemas.page_of(schemas.TaskOut))
+@blp.doc(security=SECURITY)
+@authenticated
+def inbox(args):
+    """Open tasks: assigned to me and claimable by me (default), or one scope of them."""
+    page = engine().tasks.inbox(current(), scope=args.get("scope"),
+                                instance_id=args.get("instance_id"),
+                                overdue=args.get("overdue"), page=args["page"],
+                                page_size=args["page_size"])
+    return page_dict(page, task_dict)
+
+
+@blp.route("/tasks/<string:task_id>")
+@blp.response(200, schemas.TaskDetailOut)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def get_task(task_id):
+    """A task with its form (JSON Schema), current data, due date and candidates."""
+    task = visible_task(task_id)
+    wf_engine = engine()
+    instance = wf_engine.queries.instance(task.instance_id)
+    definition = wf_engine.repository.get(instance.definition_id)
+    data = wf_engine.runtime.task_data(task_id) if task.status == "open" else {}
+    return {**task_dict(task), "variant": instance.variant,
+            "definition_key": instance.definition_key,
+            "form_schema": wf_engine.repository.form(definition, task.form), "data": data}
+
+
+def _workable(task_id: str):
+    task = visible_task(task_id)
+    if task.status != "open":
+        raise ApiProblem("conflict", f"the task is {task.status}")
+    return task
+
+
+@blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
+@blp.response(200, schemas.TaskOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def claim(task_id):
+    """Take a task one is a candidate for."""
+    task = _workable(task_id)
+    if current().username not in engine().access.candidates(task.id):
+        raise ApiProblem("forbidden", "you are not a candidate of this task")
+    return task_dict(engine().tasks.claim(task_id, current().username))
+
+
+@blp.route("/tasks/<string:task_id>/unclaim", methods=["POST"])
+@blp.response(200, schemas.TaskOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def unclaim(task_id):
+    """Give a claimed task back (its assignee, or an administrator)."""
+    task = _workable(task_id)
+    variant = engine().queries.instance(task.instance_id).variant
+    if task.assignee != current().username and not current().is_admin(variant):
+        raise ApiProblem("forbidden", "only the assignee or an administrator may unclaim")
+    return task_dict(engine().tasks.unclaim(task_id, current().username))
+
+
+@blp.route("/tasks/<string:task_id>/assign", methods=["POST"])
+@blp.arguments(schemas.Assign)
+@blp.response(200, schemas.TaskOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.alt_response(422, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def assign(body, task_id):
+    """Give a task to a user (administrators of the variant)."""
+    task = _workable(task_id)
+    require_admin(engine().queries.instance(task.instance_id).variant)
+    return task_dict(engine().tasks.assign(task_id, body["username"], current().username))
+
+
+@blp.route("/tasks/<string:task_id>/complete", methods=["POST"])
+@blp.arguments(schemas.Complete)
+@blp.response(200, schemas.InstanceOut)
+@blp.alt_response(403, schema=schemas.Problem)
+@blp.alt_response(404, schema=schemas.Problem)
+@blp.alt_response(409, schema=schemas.Problem)
+@blp.alt_response(422, schema=schemas.Problem)
+@blp.doc(security=SECURITY)
+@authenticated
+def complete(body, task_id):
+    """Submit a task's form; the answer is the instance after the step."""
+    task = _workable(task_id)
+    if task.assignee and task.assignee != current().username:
+        raise ApiProblem("forbidden", f"the task is claimed by {task.assignee}")
+    if not engine().access.may_work_on(current(), task):
+        raise ApiProblem("forbidden", "you are not a candidate of this task")
+    instance = engine().runtime.complete_task(task_id, body["data"], actor=current().username)
+    return instance_dict(engine().queries.instance(instance.id))

@@ -1,0 +1,271 @@
+"""Request and response shapes: the same marshmallow schemas validate requests and generate
+the OpenAPI document."""
+from __future__ import annotations
+
+from datetime import timezone
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+Utc = lambda **kw: fields.AwareDateTime(default_timezone=timezone.utc, **kw)  # noqa: E731
+Name = lambda **kw: fields.String(validate=validate.Length(1, 255), **kw)  # noqa: E731
+
+STATUSES = ("running", "suspended", "incident", "completed", "terminated")
+STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
+          "implementing", "suspended", "terminated", "evaluating", "recognised",
+          "protection_review", "closed", "reporting", "consolidating")
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 100_000))
+    page_size = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+
+
+def page_of(item_schema):
+    return type(f"{item_schema.__name__}Page", (Schema,), {
+        "items": fields.List(fields.Nested(item_schema), required=True),
+        "total": fields.Integer(required=True),
+        "page": fields.Integer(required=True),
+        "page_size": fields.Integer(required=True),
+    })
+
+
+class Problem(Schema):
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String()
+    errors = fields.List(fields.Dict())
+    problems = fields.List(fields.Dict())
+
+
+# --- auth and people ---------------------------------------------------------------------
+class TokenRequest(Schema):
+    username = fields.String(required=True, validate=validate.Length(1, 128))
+    password = fields.String(required=True, validate=validate.Length(1, 256),
+                             load_only=True)
+
+
+class Token(Schema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+
+
+class MembershipOut(Schema):
+    unit_id = fields.String(required=True)
+    position = fields.String(required=True)
+
+
+class Me(Schema):
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    units = fields.List(fields.Nested(type("MeUnit", (Schema,), {
+        "unit_id": fields.String(), "unit_name": fields.String(),
+        "variant": fields.String(), "position": fields.String()})))
+    roles = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+class UserOut(Schema):
+    username = fields.String(required=True)
+    full_name = fields.String(required=True)
+    memberships = fields.List(fields.Nested(MembershipOut))
+
+
+class OrgUnitOut(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    parent_id = fields.String(allow_none=True)
+    kind = fields.String(required=True)
+    variant = fields.String(required=True)
+    tags = fields.List(fields.String())
+
+
+class VariantArgs(PageArgs):
+    variant = fields.String(validate=validate.Length(1, 64))
+
+
+# --- definitions -------------------------------------------------------------------------
+class DefinitionArgs(Schema):
+    variant = fields.String(validate=validate.Length(1, 64))
+    key = fields.String(validate=validate.Length(1, 128))
+
+
+class DefinitionOut(Schema):
+    id = fields.Integer(required=True)
+    key = fields.String(required=True)
+    variant = fields.String(required=True)
+    version = fields.Integer(required=True)
+    name = fields.String(allow_none=True)
+    content_hash = fields.String(required=True)
+    deployed_at = Utc(required=True)
+    deployed_by = fields.String(required=True)
+
+
+class DefinitionDetail(DefinitionOut):
+    bpmn = fields.Dict(keys=fields.String(), values=fields.String(),
+                       metadata={"description": "BPMN/DMN files by name"})
+    forms = fields.Dict(keys=fields.String(), values=fields.Dict(),
+                        metadata={"description": "JSON Schemas of the forms by file name"})
+    settings = fields.Dict()
+    start_timers = fields.List(fields.Dict())
+
+
+class DeployForm(Schema):
+    variant = fields.String(required=True, validate=validate.Length(1, 64))
+
+
+class DeployedOut(Schema):
+    definition_id = fields.Integer(required=True)
+    key = fields.String(required=True)
+    variant = fields.String(required=True)
+    version = fields.Integer(required=True)
+    created = fields.Boolean(required=True)
+
+
+class DeployResult(Schema):
+    created = fields.Boolean(required=True)
+    processes = fields.List(fields.Nested(DeployedOut), required=True)
+
+
+class ValidationResult(Schema):
+    valid = fields.Boolean(required=True)
+    processes = fields.List(fields.String(), required=True)
+
+
+# --- instances ---------------------------------------------------------------------------
+class InstanceCreate(Schema):
+    definition_key = fields.String(required=True, validate=validate.Length(1, 128))
+    variant = fields.String(required=True, validate=validate.Length(1, 64))
+    data = fields.Dict(keys=fields.String(), load_default=dict)
+    business_key = fields.String(validate=validate.Length(1, 255), allow_none=True)
+    unit_id = fields.String(validate=validate.Length(1, 64), allow_none=True)
+
+
+class InstanceArgs(PageArgs):
+    variant = fields.String(validate=validate.Length(1, 64))
+    definition_key = fields.String(validate=validate.Length(1, 128))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    stage = fields.String(validate=validate.OneOf(STAGES))
+    unit = fields.String(validate=validate.Length(1, 64))
+    started_by = fields.String(validate=validate.Length(1, 128))
+    overdue = fields.Boolean()
+    created_from = Utc()
+    created_to = Utc()
+
+    @validates_schema
+    def range_in_order(self, data, **kwargs):
+        if data.get("created_from") and data.get("created_to") \
+                and data["created_from"] > data["created_to"]:
+            raise ValidationError("created_from is after created_to", "created_from")
+
+
+class Incident(Schema):
+    message = fields.String()
+    element_id = fields.String(allow_none=True)
+    at = Utc(allow_none=True)
+
+
+class InstanceOut(Schema):
+    id = fields.String(required=True)
+    variant = fields.String(required=True)
+    definition_key = fields.String(required=True)
+    definition_id = fields.Integer(required=True)
+    business_key = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    stage = fields.String(allow_none=True)
+    latest_decision = fields.String(allow_none=True)
+    unit_id = fields.String(allow_none=True)
+    started_by = fields.String(required=True)
+    started_at = Utc(required=True)
+    updated_at = Utc(required=True)
+    ended_at = Utc(allow_none=True)
+    incident = fields.Nested(Incident, allow_none=True)
+
+
+class TaskOut(Schema):
+    id = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    element_id = fields.String(required=True)
+    instance_id = fields.String(required=True)
+    role = fields.String(allow_none=True)
+    unit_id = fields.String(allow_none=True)
+    form = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    assignee = fields.String(allow_none=True)
+    candidates = fields.List(fields.String())
+    created_at = Utc(required=True)
+    due_at = Utc(allow_none=True)
+    overdue = fields.Boolean(required=True)
+    completed_at = Utc(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+
+
+class TimerOut(Schema):
+    element_id = fields.String(required=True)
+    kind = fields.String(required=True)
+    due_at = Utc(required=True)
+    attempts = fields.Integer()
+
+
+class InstanceDetailOut(InstanceOut):
+    definition_version = fields.Integer(required=True)
+    active_elements = fields.List(fields.String())
+    completed_elements = fields.List(fields.String())
+    open_tasks = fields.List(fields.Nested(TaskOut))
+    pending_timers = fields.List(fields.Nested(TimerOut))
+    data = fields.Dict()
+
+
+class EventOut(Schema):
+    id = fields.Integer(required=True)
+    at = Utc(required=True)
+    actor = fields.String(required=True)
+    action = fields.String(required=True)
+    element_id = fields.String(allow_none=True)
+    details = fields.Dict(allow_none=True)
+
+
+class Reason(Schema):
+    reason = fields.String(validate=validate.Length(0, 2000), allow_none=True)
+
+
+class Retry(Schema):
+    data = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class Migrate(Schema):
+    definition_id = fields.Integer(required=True, validate=validate.Range(1))
+
+
+# --- tasks and messages ------------------------------------------------------------------
+class TaskArgs(PageArgs):
+    scope = fields.String(validate=validate.OneOf(("mine", "candidate", "unit")))
+    instance_id = fields.String(validate=validate.Length(1, 36))
+    overdue = fields.Boolean()
+
+
+class TaskDetailOut(TaskOut):
+    variant = fields.String(required=True)
+    definition_key = fields.String(required=True)
+    form_schema = fields.Dict(allow_none=True)
+    data = fields.Dict()
+
+
+class Complete(Schema):
+    data = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class Assign(Schema):
+    username = fields.String(required=True, validate=validate.Length(1, 128))
+
+
+class MessageIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 255))
+    instance_id = fields.String(validate=validate.Length(1, 36), allow_none=True)
+    correlation_key = fields.String(validate=validate.Length(1, 255), allow_none=True)
+    payload = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @validates_schema
+    def target(self, data, **kwargs):
+        if not data.get("instance_id") and not data.get("correlation_key"):
+            raise ValidationError("give instance_id or correlation_key", "instance_id")

@@ -1,0 +1,161 @@
+"""Who may see and do what: users, their units and grants, and the policy the API and the web
+app both apply.
+
+- An official sees the tasks they are a candidate for or assigned to, and their units'
+  tasks; they act only on tasks they are a candidate for (or assigned to).
+- An instance is visible to its proposer, to everyone who had a task in it, and to the
+  administrators of its variant; to anyone else it does not exist.
+- Designers deploy only to the variants they are designers of; administrators of a variant
+  see and repair all of its instances and assign its tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, exists, func, or_, select
+from werkzeug.security import check_password_hash
+
+from .clock import Clock
+from .store import Database, Grant, HumanTask, Instance, Membership, TaskCandidate, User
+from .store.models import LoginAttempt
+
+ALL_VARIANTS = "*"
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    full_name: str
+    memberships: tuple[tuple[str, str], ...]          # (unit id, position)
+    admin_of: frozenset[str]
+    designer_of: frozenset[str]
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(unit for unit, _ in self.memberships))
+
+    def is_admin(self, variant: str | None = None) -> bool:
+        if variant is None:
+            return bool(self.admin_of)
+        return ALL_VARIANTS in self.admin_of or variant in self.admin_of
+
+    def is_designer(self, variant: str) -> bool:
+        return ALL_VARIANTS in self.designer_of or variant in self.designer_of
+
+    def admin_variants_clause(self, column):
+        """SQL condition: ``column`` is a variant this principal administers."""
+        if ALL_VARIANTS in self.admin_of:
+            return column.isnot(None)
+        return column.in_(tuple(self.admin_of) or ("",))
+
+
+class Access:
+    def __init__(self, db: Database, clock: Clock, max_failures: int = 5,
+                 window: timedelta = timedelta(minutes=15)):
+        self.db = db
+        self.clock = clock
+        self.max_failures = max_failures
+        self.window = window
+
+    # --- identities ----------------------------------------------------------------------
+    def principal(self, username: str) -> Principal | None:
+        with self.db.reading() as session:
+            user = session.get(User, username)
+            if user is None or not user.active:
+                return None
+            memberships = session.execute(
+                select(Membership.unit_id, Membership.position)
+                .where(Membership.username == username).order_by(Membership.id)).all()
+            grants = session.execute(select(Grant.grant, Grant.variant)
+                                     .where(Grant.username == username)).all()
+        return Principal(
+            username=user.username, full_name=user.full_name,
+            memberships=tuple((u, p) for u, p in memberships),
+            admin_of=frozenset(v for g, v in grants if g == "admin"),
+            designer_of=frozenset(v for g, v in grants if g == "designer"))
+
+    def locked_out(self, username: str, address: str) -> bool:
+        since = self.clock.now() - self.window
+        with self.db.reading() as session:
+            failures = session.scalar(select(func.count(LoginAttempt.id)).where(
+                or_(LoginAttempt.username == username, LoginAttempt.address == address),
+                LoginAttempt.at >= since))
+        return failures >= self.max_failures
+
+    def authenticate(self, username: str, password: str, address: str) -> Principal | None:
+        """The principal for valid credentials; failures are counted for rate limiting."""
+        with self.db.reading() as session:
+            user = session.get(User, username)
+        valid = (user is not None and user.active
+                 and check_password_hash(user.password_hash, password))
+        with self.db.transaction() as session:
+            if valid:
+                session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+            else:
+                session.add(LoginAttempt(username=username[:128], address=address[:64],
+                                         at=self.clock.now()))
+        return self.principal(username) if valid else None
+
+    # --- policy ------------------------------------------------------------------------------
+    def involved_clause(self, principal: Principal):
+        """SQL condition on Instance: the principal may see it."""
+        mine = exists().where(HumanTask.instance_id == Instance.id, or_(
+            HumanTask.assignee == principal.username,
+            HumanTask.completed_by == principal.username,
+            exists().where(TaskCandidate.task_id == HumanTask.id,
+                           TaskCandidate.username == principal.username)))
+        return or_(Instance.started_by == principal.username, mine,
+                   principal.admin_variants_clause(Instance.variant))
+
+    def can_see_instance(self, principal: Principal, instance_id: str) -> bool:
+        with self.db.reading() as session:
+            return session.scalar(select(func.count(Instance.id)).where(
+                Instance.id == instance_id, self.involved_clause(principal))) > 0
+
+    def candidates(self, task_id: str) -> list[str]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(TaskCandidate.username)
+                                        .where(TaskCandidate.task_id == task_id)
+                                        .order_by(TaskCandidate.username)))
+
+    def task_visible_clause(self, principal: Principal):
+        """SQL condition on HumanTask: the principal may see it."""
+        admin = (exists().where(Instance.id == HumanTask.instance_id,
+                                principal.admin_variants_clause(Instance.variant))
+                 if principal.admin_of else None)
+        clauses = [HumanTask.assignee == principal.username,
+                   HumanTask.completed_by == principal.username,
+                   exists().where(TaskCandidate.task_id == HumanTask.id,
+                                  TaskCandidate.username == principal.username)]
+        if principal.units:
+            clauses.append(HumanTask.unit_id.in_(principal.units))
+        if admin is not None:
+            clauses.append(admin)
+        return or_(*clauses)
+
+    def can_see_task(self, principal: Principal, task_id: str) -> bool:
+        with self.db.reading() as session:
+            return session.scalar(select(func.count(HumanTask.id)).where(
+                HumanTask.id == task_id, self.task_visible_clause(principal))) > 0
+
+    def may_work_on(self, principal: Principal, task: HumanTask) -> bool:
+        """Claim or complete: a candidate of an unclaimed task, or its assignee."""
+        if task.assignee:
+            return task.assignee == principal.username
+        return principal.username in self.candidates(task.id)
+
+    def inbox_clause(self, principal: Principal, scope: str | None):
+        candidate = and_(HumanTask.assignee.is_(None), exists().where(
+            TaskCandidate.task_id == HumanTask.id, TaskCandidate.username == principal.username))
+        if scope == "mine":
+            return HumanTask.assignee == principal.username
+        if scope == "candidate":
+            return candidate
+        if scope == "unit":
+            return HumanTask.unit_id.in_(principal.units or ("",))
+        return or_(HumanTask.assignee == principal.username, candidate)
+
+    @staticmethod
+    def overdue_clause(now: datetime):
+        return and_(HumanTask.due_at.isnot(None), HumanTask.due_at < now)

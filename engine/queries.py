@@ -1,0 +1,123 @@
+"""Monitoring queries (Camunda's history and runtime queries): instance search with filters,
+an instance's details and its audit log. Searches never deserialize workflows; only the
+detail of one instance does."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import exists, func, select
+
+from .access import Access, Principal
+from .clock import Clock
+from .errors import NotFound
+from .runtime import Runtime
+from .store import AuditEvent, Database, Definition, HumanTask, Instance, Timer
+from .tasks import Page
+
+
+@dataclass
+class InstanceFilters:
+    variant: str | None = None
+    definition_key: str | None = None
+    status: str | None = None
+    stage: str | None = None
+    unit: str | None = None
+    started_by: str | None = None
+    overdue: bool | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass
+class InstanceDetail:
+    instance: Instance
+    definition: Definition
+    active_elements: list[str]
+    completed_elements: list[str]
+    open_tasks: list[HumanTask]
+    pending_timers: list[Timer]
+    data: dict = field(default_factory=dict)
+
+
+class Queries:
+    def __init__(self, db: Database, clock: Clock, access: Access, runtime: Runtime):
+        self.db = db
+        self.clock = clock
+        self.access = access
+        self.runtime = runtime
+
+    def instances(self, principal: Principal, filters: InstanceFilters, page: int = 1,
+                  page_size: int = 50) -> Page:
+        query = select(Instance).where(self.access.involved_clause(principal))
+        for column, value in ((Instance.variant, filters.variant),
+                              (Instance.definition_key, filters.definition_key),
+                              (Instance.status, filters.status),
+                              (Instance.stage, filters.stage),
+                              (Instance.unit_id, filters.unit),
+                              (Instance.started_by, filters.started_by)):
+            if value is not None:
+                query = query.where(column == value)
+        if filters.created_from:
+            query = query.where(Instance.started_at >= filters.created_from)
+        if filters.created_to:
+            query = query.where(Instance.started_at <= filters.created_to)
+        if filters.overdue is not None:
+            late = exists().where(HumanTask.instance_id == Instance.id,
+                                  HumanTask.status == "open",
+                                  self.access.overdue_clause(self.clock.now()))
+            query = query.where(late if filters.overdue else ~late)
+        with self.db.reading() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            items = list(session.scalars(query.order_by(Instance.started_at.desc(),
+                                                        Instance.id)
+                                         .offset((page - 1) * page_size).limit(page_size)))
+        return Page(items, total, page, page_size)
+
+    def detail(self, principal: Principal, instance_id: str) -> InstanceDetail:
+        if not self.access.can_see_instance(principal, instance_id):
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        with self.db.reading() as session:
+            instance = session.get(Instance, instance_id)
+            definition = session.get(Definition, instance.definition_id)
+            tasks = list(session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                .order_by(HumanTask.created_at, HumanTask.id)))
+            timers = list(session.scalars(select(Timer).where(
+                Timer.instance_id == instance_id, Timer.status == "pending")
+                .order_by(Timer.due_at)))
+        workflow = self.runtime.workflow(instance_id)
+        live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+        active, completed, data = [], [], {}
+        for task in workflow.get_tasks():
+            bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+            if task.has_state(TaskState.COMPLETED):
+                data.update(task.data)
+            if not bpmn_id:
+                continue
+            if task.has_state(live):
+                active.append(bpmn_id)
+            elif task.has_state(TaskState.COMPLETED):
+                completed.append(bpmn_id)
+        data.update(workflow.data)
+        return InstanceDetail(instance, definition, list(dict.fromkeys(active)),
+                              list(dict.fromkeys(completed)), tasks, timers, data)
+
+    def events(self, principal: Principal, instance_id: str, page: int = 1,
+               page_size: int = 200) -> Page:
+        if not self.access.can_see_instance(principal, instance_id):
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        query = select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+        with self.db.reading() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            items = list(session.scalars(query.order_by(AuditEvent.id)
+                                         .offset((page - 1) * page_size).limit(page_size)))
+        return Page(items, total, page, page_size)
+
+    def instance(self, instance_id: str) -> Instance:
+        with self.db.reading() as session:
+            instance = session.get(Instance, instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        return instance

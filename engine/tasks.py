@@ -1,0 +1,117 @@
+"""The inbox and task assignment (Camunda's TaskService): claim, unclaim, assign, and the
+task lists each official sees. Completing a task is the runtime's job."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from .access import Access, Principal
+from .clock import Clock
+from .errors import Conflict, InvalidData, NotFound
+from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, User
+
+
+@dataclass
+class Page:
+    items: list
+    total: int
+    page: int
+    page_size: int
+
+
+class TaskService:
+    def __init__(self, db: Database, clock: Clock, access: Access):
+        self.db = db
+        self.clock = clock
+        self.access = access
+
+    def get(self, task_id: str) -> HumanTask:
+        with self.db.reading() as session:
+            task = session.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+        return task
+
+    def inbox(self, principal: Principal, *, scope: str | None = None,
+              instance_id: str | None = None, overdue: bool | None = None,
+              page: int = 1, page_size: int = 50) -> Page:
+        query = select(HumanTask).where(HumanTask.status == "open",
+                                        self.access.inbox_clause(principal, scope))
+        if instance_id:
+            query = query.where(HumanTask.instance_id == instance_id)
+        if overdue is not None:
+            late = self.access.overdue_clause(self.clock.now())
+            query = query.where(late if overdue else ~late)
+        with self.db.reading() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            items = list(session.scalars(
+                query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                               HumanTask.created_at, HumanTask.id)
+                .offset((page - 1) * page_size).limit(page_size)))
+        return Page(items, total, page, page_size)
+
+    def _audit(self, session, task: HumanTask, actor: str, action: str, details: dict):
+        instance = session.get(Instance, task.instance_id)
+        session.add(AuditEvent(instance_id=task.instance_id,
+                               definition_id=instance.definition_id if instance else None,
+                               at=self.clock.now(), actor=actor, action=action,
+                               element_id=task.element_id,
+                               details={"task_id": task.id, **details}))
+
+    def claim(self, task_id: str, username: str) -> HumanTask:
+        """Take an unclaimed task one is a candidate for; a race has one winner."""
+        with self.db.transaction() as session:
+            task = session.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            is_candidate = session.get(TaskCandidate, (task_id, username)) is not None
+            if not is_candidate:
+                raise Conflict(f"{username} is not a candidate of this task")
+            changed = session.execute(
+                update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
+                                        HumanTask.assignee.is_(None))
+                .values(assignee=username)).rowcount
+            if not changed:
+                session.refresh(task)
+                if task.status != "open":
+                    raise Conflict("the task is no longer open", task_id=task_id)
+                if task.assignee != username:
+                    raise Conflict(f"the task is already claimed by {task.assignee}",
+                                   task_id=task_id)
+            self._audit(session, task, username, "task_claimed", {})
+        return self.get(task_id)
+
+    def unclaim(self, task_id: str, actor: str) -> HumanTask:
+        with self.db.transaction() as session:
+            task = session.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            if task.status != "open":
+                raise Conflict("the task is no longer open", task_id=task_id)
+            previous = task.assignee
+            task.assignee = None
+            self._audit(session, task, actor, "task_unclaimed", {"previous": previous})
+        return self.get(task_id)
+
+    def assign(self, task_id: str, username: str, actor: str) -> HumanTask:
+        """Give an open task to a user (an administrator's repair); they become a candidate."""
+        with self.db.transaction() as session:
+            task = session.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            if task.status != "open":
+                raise Conflict("the task is no longer open", task_id=task_id)
+            user = session.get(User, username)
+            if user is None or not user.active:
+                raise InvalidData(f"user '{username}' does not exist",
+                                  errors=[{"field": "username",
+                                           "message": "Người dùng không tồn tại",
+                                           "message_en": "No such user"}])
+            if session.get(TaskCandidate, (task_id, username)) is None:
+                session.add(TaskCandidate(task_id=task_id, username=username))
+            previous = task.assignee
+            task.assignee = username
+            self._audit(session, task, actor, "task_assigned",
+                        {"assignee": username, "previous": previous})
+        return self.get(task_id)
