@@ -11,6 +11,8 @@ from engine.workflow_engine import WorkflowEngine
 
 from . import problems
 from .auth import DEFAULT_TTL, secret_key
+from .openapi import PROBLEM_RESPONSE, ProblemResponses
+from .schemas import Problem
 from .routes import definitions, instances, messages, people, tasks
 
 API_PREFIX = "/api/v1"
@@ -43,7 +45,11 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
     app.config.update(config)
     app.extensions["nd73"] = engine or WorkflowEngine()
 
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
+    api.spec.components.schema("Problem", schema=Problem)
+    api.spec.components.response(PROBLEM_RESPONSE, {
+        "description": "Problem details (RFC 9457), titled after Accept-Language",
+        "content": {"application/problem+json": {"schema": "Problem"}}})
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     problems.register(app)

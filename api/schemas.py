@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timezone
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 Utc = lambda **kw: fields.AwareDateTime(default_timezone=timezone.utc, **kw)  # noqa: E731
 Name = lambda **kw: fields.String(validate=validate.Length(1, 255), **kw)  # noqa: E731
@@ -30,6 +30,11 @@ def page_of(item_schema):
 
 
 class Problem(Schema):
+    """RFC 9457 problem details; errors may carry more members (e.g. ``reasons``)."""
+
+    class Meta:
+        unknown = INCLUDE
+
     type = fields.String(required=True)
     title = fields.String(required=True)
     status = fields.Integer(required=True)
@@ -234,7 +239,7 @@ class Retry(Schema):
 
 
 class Migrate(Schema):
-    definition_id = fields.Integer(required=True, validate=validate.Range(1))
+    definition_id = fields.Integer(required=True, validate=validate.Range(1, 2**31 - 1))
 
 
 # --- tasks and messages ------------------------------------------------------------------

@@ -99,12 +99,15 @@ class Access:
 
     # --- policy ------------------------------------------------------------------------------
     def involved_clause(self, principal: Principal):
-        """SQL condition on Instance: the principal may see it."""
-        mine = exists().where(HumanTask.instance_id == Instance.id, or_(
-            HumanTask.assignee == principal.username,
-            HumanTask.completed_by == principal.username,
-            exists().where(TaskCandidate.task_id == HumanTask.id,
-                           TaskCandidate.username == principal.username)))
+        """SQL condition on Instance: the principal may see it (proposer, someone who had a
+        task in it or whose unit had one, an administrator of its variant)."""
+        involvement = [HumanTask.assignee == principal.username,
+                       HumanTask.completed_by == principal.username,
+                       exists().where(TaskCandidate.task_id == HumanTask.id,
+                                      TaskCandidate.username == principal.username)]
+        if principal.units:
+            involvement.append(HumanTask.unit_id.in_(principal.units))
+        mine = exists().where(HumanTask.instance_id == Instance.id, or_(*involvement))
         return or_(Instance.started_by == principal.username, mine,
                    principal.admin_variants_clause(Instance.variant))
 

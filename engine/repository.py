@@ -154,6 +154,8 @@ class Repository:
 
     # look-ups --------------------------------------------------------------------------
     def get(self, definition_id: int) -> Definition:
+        if not 0 < definition_id < 2**31:      # beyond any stored id (and any SQL INTEGER)
+            raise NotFound(f"definition {definition_id} does not exist")
         with self.db.reading() as session:
             definition = session.get(Definition, definition_id)
             if definition is None:

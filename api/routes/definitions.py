@@ -82,8 +82,9 @@ def _uploads() -> tuple[str, dict[str, bytes]]:
 
 _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {
     "schema": {"type": "object", "required": ["variant", "files"], "properties": {
-        "variant": {"type": "string"},
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+        "variant": {"type": "string", "minLength": 1, "maxLength": 64},
+        "files": {"type": "array", "minItems": 1, "maxItems": MAX_FILES,
+                  "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
 @blp.route("/definitions/validate", methods=["POST"])
