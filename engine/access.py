@@ -52,10 +52,13 @@ class Principal:
 
 class Access:
     def __init__(self, db: Database, clock: Clock, max_failures: int = 5,
+                 max_failures_per_address: int = 50,
                  window: timedelta = timedelta(minutes=15)):
         self.db = db
         self.clock = clock
         self.max_failures = max_failures
+        # an address may be a proxy in front of many users: it gets a larger allowance
+        self.max_failures_per_address = max_failures_per_address
         self.window = window
 
     # --- identities ----------------------------------------------------------------------
@@ -78,10 +81,11 @@ class Access:
     def locked_out(self, username: str, address: str) -> bool:
         since = self.clock.now() - self.window
         with self.db.reading() as session:
-            failures = session.scalar(select(func.count(LoginAttempt.id)).where(
-                or_(LoginAttempt.username == username, LoginAttempt.address == address),
-                LoginAttempt.at >= since))
-        return failures >= self.max_failures
+            by_name = session.scalar(select(func.count(LoginAttempt.id)).where(
+                LoginAttempt.username == username, LoginAttempt.at >= since))
+            by_address = session.scalar(select(func.count(LoginAttempt.id)).where(
+                LoginAttempt.address == address, LoginAttempt.at >= since))
+        return by_name >= self.max_failures or by_address >= self.max_failures_per_address
 
     def authenticate(self, username: str, password: str, address: str) -> Principal | None:
         """The principal for valid credentials; failures are counted for rate limiting."""
