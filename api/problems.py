@@ -85,7 +85,25 @@ def _field_errors(messages, prefix="") -> list[dict]:
     return errors
 
 
+def _has_nul(request_) -> bool:
+    texts = [request_.path, *request_.args.keys(), *request_.args.values()]
+    if request_.mimetype.startswith("multipart/") or request_.mimetype.endswith("urlencoded"):
+        texts += [*request_.form.keys(), *request_.form.values()]
+        texts += [f.filename or "" for f in request_.files.values()]
+    elif request_.content_length:
+        body = request_.get_data(cache=True)
+        if b"\x00" in body or b"\\u0000" in body:
+            return True
+    return any("\x00" in text for text in texts)
+
+
 def register(app: Flask) -> None:
+    @app.before_request
+    def refuse_nul_characters():
+        # NUL characters cannot be stored (PostgreSQL text) and have no place in any field
+        if _has_nul(request):
+            return problem("malformed-request", "NUL characters (\\u0000) are not allowed")
+
     @app.errorhandler(ApiProblem)
     def api_problem(exc: ApiProblem):
         return problem(exc.kind, exc.detail, **exc.extra)

@@ -398,3 +398,12 @@ def test_openapi_document_and_docs(api):
 def test_unknown_paths_and_methods_are_problems(api):
     is_problem(api.get("/nothing-here", "admin"), 404, "not-found")
     is_problem(api.call("DELETE", "/tasks", "admin"), 405, "method-not-allowed")
+
+
+def test_nul_characters_are_refused_everywhere(api):
+    is_problem(api.get("/instances", "admin", params={"variant": "lao\x00cai"}), 400,
+               "malformed-request")
+    is_problem(api.post("/auth/token", json={"username": "ad\u0000min", "password": "x"}), 400,
+               "malformed-request")
+    is_problem(api.post("/definitions/validate", "admin", data={"variant": "lao\x00"},
+                        files={"files": ("a.bpmn", b"<x/>")}), 400, "malformed-request")
