@@ -38,7 +38,7 @@ run: install
 	$(BIN)/nd73 db upgrade
 	$(BIN)/nd73 deploy --by system $(wildcard processes/*/)
 	$(BIN)/nd73 demo
-	$(BIN)/nd73 serve
+	ND73_EMBEDDED_SCHEDULER=1 $(BIN)/nd73 serve
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

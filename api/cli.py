@@ -84,6 +84,17 @@ def demo(processes_dir: Path) -> None:
         _fail(exc)
 
 
+@main.command(help="Fire due timers and scheduled processes (any number may run against "
+                   "PostgreSQL; one is enough on SQLite).")
+@click.option("--interval", type=float,
+              default=lambda: float(os.environ.get("ND73_SCHEDULER_INTERVAL", "1")),
+              show_default="$ND73_SCHEDULER_INTERVAL or 1", help="Seconds between rounds.")
+def scheduler(interval: float) -> None:
+    from engine.scheduler import run_loop
+    click.echo(f"scheduler running every {interval:g} s")
+    run_loop(_engine(), interval=interval, blocking=True)
+
+
 @main.command(help="Serve the web application and API (gunicorn).")
 @click.option("--host", default=lambda: os.environ.get("ND73_HOST", "127.0.0.1"),
               show_default="$ND73_HOST or 127.0.0.1")
@@ -104,7 +115,11 @@ def serve(host: str, port: int, workers: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self):
-            return create_app()
+            app = create_app()
+            if os.environ.get("ND73_EMBEDDED_SCHEDULER") == "1":
+                from engine.scheduler import run_loop
+                run_loop(app.extensions["nd73"], blocking=False)
+            return app
 
     click.echo(f"serving on http://{host}:{port}")
     Server().run()

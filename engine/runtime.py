@@ -12,7 +12,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
@@ -317,8 +317,12 @@ class Runtime:
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
-              business_key: str | None = None, definition_id: int | None = None) -> Instance:
-        """Start an instance of the newest version (or ``definition_id``) of a process."""
+              business_key: str | None = None, definition_id: int | None = None,
+              in_transaction: Callable[[Session, Instance], None] | None = None) -> Instance:
+        """Start an instance of the newest version (or ``definition_id``) of a process.
+
+        ``in_transaction`` runs inside the unit of work that creates the instance (a
+        scheduler moves its schedule there, so a start happens exactly once)."""
         data = _clean_data(data, self.max_data_bytes)
         definition = (self.repository.get(definition_id) if definition_id
                       else self.repository.latest(variant, key))
@@ -348,6 +352,8 @@ class Runtime:
                            action="instance_started", details={"data": data,
                                                                "version": definition.version},
                            incident=incident, completed=completed)
+                if in_transaction is not None:
+                    in_transaction(session, instance)
         return instance
 
     def get(self, instance_id: str) -> Instance:
@@ -492,18 +498,30 @@ class Runtime:
                            f"message '{name}'; send it by instance id")
         return ids[0]
 
-    def fire_timers(self, instance_id: str, *, actor: str = "scheduler") -> Instance:
-        """Let every timer of the instance that is due on the engine clock fire."""
+    def fire_timers(self, instance_id: str, *, actor: str = "scheduler",
+                    claimed_by: str | None = None) -> Instance | None:
+        """Let the instance's timers that are due on the engine clock fire; None when none
+        is due (nothing is written then). The audit log records how late each one fired."""
         with self._instance(instance_id) as (session, instance, workflow):
             if instance.status != RUNNING:
-                return instance
+                return None
             now = self.clock.now()
-            fired = [t.element_id for t in self._pending_timers(session, instance_id)
-                     if as_utc(t.due_at) <= now]
+            due = [t for t in self._pending_timers(session, instance_id)
+                   if as_utc(t.due_at) <= now]
+            if not due:
+                return None
+            delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
             completed: list = []
             incident = self._advance(workflow, completed)
             self._save(session, instance, workflow, actor=actor, action="timers_fired",
-                       details={"elements": fired}, incident=incident, completed=completed)
+                       details={"elements": sorted(delays), "delay_seconds": delays,
+                                **({"scheduler": claimed_by} if claimed_by else {})},
+                       incident=incident, completed=completed)
+            for timer in due:                 # the projection cancelled or moved them on
+                if timer.status == "cancelled":
+                    timer.status = "fired"
+                timer.fired_at = now
+                timer.lock_owner = timer.lock_expires_at = None
         return instance
 
     def _pending_timers(self, session: Session, instance_id: str) -> list[Timer]:

@@ -84,3 +84,22 @@ def test_serve_answers_healthz_over_http(cli_url):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_scheduler_command_fires_due_timers(engine, cli_url):
+    from conftest import bpmn_source
+    engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
+    instance = engine.runtime.start("national", "wait_then_go", started_by="a",
+                                    data={"wait": "PT1H"})          # due long ago, really
+    env = {**os.environ, "ND73_DATABASE_URL": cli_url}
+    scheduler = subprocess.Popen([str(ND73), "scheduler", "--interval", "0.2"], env=env,
+                                 cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while engine.runtime.get(instance.id).status != "completed":
+            assert scheduler.poll() is None, scheduler.stdout.read()
+            assert time.monotonic() < deadline, "the scheduler did not fire the timer"
+            time.sleep(0.2)   # waiting for another process, not moving time
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)

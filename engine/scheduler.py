@@ -1,0 +1,269 @@
+"""Firing timers exactly once, from any number of scheduler processes.
+
+The database decides: a scheduler claims due timer rows (PostgreSQL: ``FOR UPDATE SKIP
+LOCKED``; SQLite: its single writer lock, so one scheduler is enough there) by writing its
+name and a lock expiry on them, fires them through the runtime, and releases them. A claim
+whose scheduler died is taken over once its lock expires. Firing is itself guarded: an
+instance's timers fire inside the instance's optimistic-version transaction, and a
+schedule (a process's timer start event) starts its instance in the same transaction that
+moves the schedule on, conditioned on still holding the claim. So a timer fires once even
+when two schedulers race for it.
+
+Schedules are timer rows without an instance: one per timer start event of the newest
+version of each process, due at the next occurrence. A cycle keeps its anchor (the start in
+its expression); one whose start lies in the past fires once for the last missed occurrence,
+then follows its schedule.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from .clock import as_utc
+from .deadlines import variant_settings
+from .errors import Conflict, EngineError
+from .scripting import _duration_from, parse_cycle, parse_instant, start_timers
+from .store import AuditEvent, Definition, Instance, OrgUnit, Timer
+
+log = logging.getLogger("nd73.scheduler")
+SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
+SCHEDULER_ACTOR = "scheduler"
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
+                    fire_missed: bool) -> datetime:
+    """The first occurrence of ``anchor + k·period`` after ``after``; with ``fire_missed``,
+    the last one at or before ``after`` when the anchor is already past (missed once)."""
+    current = anchor
+    previous = None
+    for _ in range(100_000):                  # bounded: periods are days to years
+        if current > after:
+            return previous if (fire_missed and previous is not None) else current
+        previous = current
+        current = current + _duration_from(period_expression, current)
+    raise ValueError(f"cycle {period_expression} from {anchor} never passes {after}")
+
+
+class Scheduler:
+    def __init__(self, engine, owner: str | None = None, lock_seconds: int = 60,
+                 max_attempts: int = 5, batch: int = 100):
+        self.engine = engine
+        self.db = engine.db
+        self.clock = engine.clock
+        self.owner = owner or default_owner()
+        self.lock = timedelta(seconds=lock_seconds)
+        self.max_attempts = max_attempts
+        self.batch = batch
+
+    # --- schedules (timer start events) ----------------------------------------------------
+    def sync_schedules(self) -> int:
+        """Give the newest version of every process with a timer start event exactly one
+        pending schedule row; older versions' schedules are cancelled. Returns rows created."""
+        repository = self.engine.repository
+        created = 0
+        newest = (select(Definition.variant, Definition.key,
+                         func.max(Definition.version).label("version"))
+                  .group_by(Definition.variant, Definition.key).subquery())
+        with self.db.reading() as session:
+            latest = list(session.scalars(select(Definition).join(
+                newest, (Definition.variant == newest.c.variant)
+                & (Definition.key == newest.c.key) & (Definition.version == newest.c.version))))
+        for definition in latest:
+            spec, _ = repository.specs(definition)
+            timers = start_timers(spec)
+            if not timers:
+                continue
+            with self.db.transaction() as session:
+                stale = session.scalars(select(Timer).where(
+                    Timer.instance_id.is_(None), Timer.status == "pending",
+                    Timer.kind.in_(SCHEDULE_KINDS), Timer.definition_id != definition.id,
+                    Timer.definition_id.in_(select(Definition.id).where(
+                        Definition.variant == definition.variant,
+                        Definition.key == definition.key))))
+                for row in stale:
+                    row.status = "cancelled"
+                for element_id, kind, expression in timers:
+                    exists = session.scalars(select(Timer).where(
+                        Timer.instance_id.is_(None), Timer.definition_id == definition.id,
+                        Timer.element_id == element_id)).first()
+                    if exists is not None:
+                        continue
+                    due = self._first_due(definition, kind, expression)
+                    session.add(Timer(instance_id=None, definition_id=definition.id,
+                                      task_id=None, element_id=element_id, kind=kind,
+                                      due_at=due, status="pending", attempts=0))
+                    created += 1
+        return created
+
+    def _evaluate(self, definition: Definition, expression: str):
+        with variant_settings(self.engine.repository.settings(definition)):
+            return self.engine.script_engine.environment.evaluate(expression, {})
+
+    def _first_due(self, definition: Definition, kind: str, expression: str) -> datetime:
+        now = self.clock.now()
+        value = self._evaluate(definition, expression)
+        if kind == "StartTimeDate":
+            return parse_instant(value)
+        if kind == "StartDuration":
+            return now + _duration_from(str(value), now)
+        _, anchor, _ = parse_cycle(str(value), now)
+        period = str(value).strip().split("/")[-1]
+        return next_occurrence(anchor, period, now, fire_missed=True)
+
+    def _after_firing(self, definition: Definition, row: Timer, fired_due: datetime):
+        """The schedule's next due time after an occurrence fired (None: it is finished)."""
+        if row.kind != "StartCycle":
+            return None
+        value = str(self._evaluate(definition, self._expression(definition, row.element_id)))
+        cycles, anchor, _ = parse_cycle(value, fired_due)
+        period = value.strip().split("/")[-1]
+        return next_occurrence(anchor, period, fired_due, fire_missed=False)
+
+    def _expression(self, definition: Definition, element_id: str) -> str:
+        spec, _ = self.engine.repository.specs(definition)
+        return next(x for e, _, x in start_timers(spec) if e == element_id)
+
+    # --- claiming and firing ---------------------------------------------------------------
+    def claim(self, limit: int | None = None) -> list[Timer]:
+        now = self.clock.now()
+        query = (select(Timer).where(
+            Timer.status == "pending", Timer.due_at <= now,
+            or_(Timer.lock_expires_at.is_(None), Timer.lock_expires_at < now))
+            .order_by(Timer.due_at, Timer.id).limit(limit or self.batch))
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        with self.db.transaction() as session:
+            rows = list(session.scalars(query))
+            for row in rows:
+                row.lock_owner = self.owner
+                row.lock_expires_at = now + self.lock
+                row.attempts = (row.attempts or 0) + 1
+        return rows
+
+    def run_due(self, max_rounds: int = 1000) -> int:
+        """Claim and fire everything due now, oldest first. Returns timers fired."""
+        self.sync_schedules()
+        fired = 0
+        for _ in range(max_rounds):
+            rows = self.claim()
+            if not rows:
+                break
+            for row in rows:
+                fired += self.fire(row)
+        return fired
+
+    def fire(self, row: Timer) -> int:
+        try:
+            if row.instance_id is None:
+                return self._start_scheduled(row)
+            return self._fire_instance_timer(row)
+        except Conflict:
+            self._release(row.id)           # someone else got there first; nothing lost
+            return 0
+        except Exception as exc:            # noqa: BLE001 - kept on the row, retried
+            log.exception("timer %s failed", row.id)
+            self._failed(row, exc)
+            return 0
+
+    def _fire_instance_timer(self, row: Timer) -> int:
+        instance = self.engine.runtime.fire_timers(row.instance_id, actor=SCHEDULER_ACTOR,
+                                                   claimed_by=self.owner)
+        with self.db.transaction() as session:
+            current = session.get(Timer, row.id)
+            if current is not None and current.lock_owner == self.owner:
+                current.lock_owner, current.lock_expires_at = None, None
+        return 1 if instance is not None else 0
+
+    def _start_scheduled(self, row: Timer) -> int:
+        definition = self.engine.repository.get(row.definition_id)
+        due = as_utc(row.due_at)
+        next_due = self._after_firing(definition, row, due)
+        now = self.clock.now()
+        unit = self._schedule_unit(definition)
+
+        def move_schedule(session: Session, instance: Instance) -> None:
+            moved = session.execute(
+                update(Timer).where(Timer.id == row.id, Timer.lock_owner == self.owner,
+                                    Timer.status == "pending", Timer.due_at == row.due_at)
+                .values(status="pending" if next_due else "fired",
+                        due_at=next_due or row.due_at, fired_at=now, lock_owner=None,
+                        lock_expires_at=None, attempts=0, last_error=None)).rowcount
+            if not moved:
+                raise Conflict("the schedule was fired by another scheduler")
+            session.add(AuditEvent(instance_id=instance.id, definition_id=definition.id,
+                                   at=now, actor=SCHEDULER_ACTOR, action="schedule_fired",
+                                   element_id=row.element_id,
+                                   details={"due_at": due.isoformat(),
+                                            "delay_seconds": (now - due).total_seconds(),
+                                            "next_due_at": next_due.isoformat()
+                                            if next_due else None}))
+
+        self.engine.runtime.start(definition.variant, definition.key,
+                                  started_by=SCHEDULER_ACTOR,
+                                  data={"proposer_unit": unit} if unit else {},
+                                  definition_id=definition.id, in_transaction=move_schedule)
+        return 1
+
+    def _schedule_unit(self, definition: Definition) -> str | None:
+        """The unit a scheduled cycle runs for: ``[schedules.<process>] unit`` in the
+        variant's settings, else the variant's province."""
+        settings = self.engine.repository.settings(definition)
+        configured = settings.get("schedules", {}).get(definition.key, {}).get("unit")
+        if configured:
+            return configured
+        with self.db.reading() as session:
+            return session.scalars(select(OrgUnit.id).where(
+                OrgUnit.variant == definition.variant, OrgUnit.parent_id.is_(None))
+                .order_by(OrgUnit.id)).first()
+
+    def _release(self, timer_id: int) -> None:
+        with self.db.transaction() as session:
+            row = session.get(Timer, timer_id)
+            if row is not None and row.lock_owner == self.owner:
+                row.lock_owner, row.lock_expires_at = None, None
+
+    def _failed(self, row: Timer, exc: Exception) -> None:
+        now = self.clock.now()
+        message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+        with self.db.transaction() as session:
+            current = session.get(Timer, row.id)
+            if current is None or current.status != "pending":
+                return
+            current.last_error = message[:2000]
+            current.lock_owner = None
+            if current.attempts >= self.max_attempts:
+                current.status = "failed"
+                current.lock_expires_at = None
+                if current.instance_id:
+                    instance = session.get(Instance, current.instance_id)
+                    if instance is not None and instance.status == "running":
+                        instance.status = "incident"
+                        instance.incident_message = f"timer failed {current.attempts} " \
+                                                    f"times: {message}"
+                        instance.incident_element = current.element_id
+                        instance.incident_at = now
+            else:                              # retry with exponential backoff
+                current.lock_expires_at = now + timedelta(seconds=2 ** current.attempts * 5)
+
+
+def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):
+    """APScheduler drives :meth:`Scheduler.run_due` every ``interval`` seconds (one run at a
+    time; a run that falls behind is not queued twice). Returns the APScheduler object."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    scheduler = Scheduler(engine, owner=owner)
+    loop = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
+    loop.add_job(scheduler.run_due, "interval", seconds=interval, id="nd73-timers",
+                 max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    loop.start()
+    return loop

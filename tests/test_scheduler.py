@@ -1,0 +1,212 @@
+"""The scheduler: every timer kind fires on the engine clock, schedules keep their anchor,
+missed timers catch up oldest first, and several scheduler processes fire each timer once."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import func, select
+
+from engine.clock import ManualClock, as_utc
+from engine.scheduler import Scheduler, next_occurrence
+from engine.store import AuditEvent, Instance, Timer
+from engine.workflow_engine import WorkflowEngine
+
+from conftest import PROJECT, bpmn_source
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def timers(engine):
+    engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
+    return engine
+
+
+@pytest.fixture
+def schedules(engine):
+    engine.repository.deploy("national", [bpmn_source("schedules.bpmn")], "designer")
+    return engine
+
+
+def _instances(engine, key):
+    with engine.db.reading() as session:
+        return list(session.scalars(select(Instance).where(Instance.definition_key == key)
+                                    .order_by(Instance.started_at, Instance.id)))
+
+
+def _audit(engine, action):
+    with engine.db.reading() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)
+                                    .order_by(AuditEvent.id)))
+
+
+def test_intermediate_timer_fires_when_the_clock_reaches_it(timers, clock):
+    instance = timers.runtime.start("national", "wait_then_go", started_by="a",
+                                    data={"wait": "PT2H"})
+    scheduler = Scheduler(timers, owner="s1")
+    clock.advance(hours=1, minutes=59)
+    assert scheduler.run_due() == 0
+    clock.advance(minutes=2)
+    assert scheduler.run_due() == 1
+    assert timers.runtime.get(instance.id).status == "completed"
+    [fired] = _audit(timers, "timers_fired")
+    assert fired.details["elements"] == ["w_timer"]
+    assert fired.details["delay_seconds"] == {"w_timer": 60.0}
+    assert scheduler.run_due() == 0
+
+
+def test_interrupting_boundary_on_a_task_and_cycle_on_a_subprocess(timers, clock):
+    instance = timers.runtime.start("national", "deadline_kinds", started_by="a")
+    assert sorted(t.element_id for t in timers.runtime.open_tasks(instance.id)) == [
+        "d_answer", "s_review"]
+    scheduler = Scheduler(timers, owner="s1")
+    clock.advance(hours=24, seconds=1)           # the daily nudge on the subprocess
+    assert scheduler.run_due() == 1
+    assert sorted(t.element_id for t in timers.runtime.open_tasks(instance.id)) == [
+        "d_answer", "s_review"]                  # non-interrupting: both still open
+    clock.set(utc(2026, 1, 6, 10, 0, 1))         # 17:00 in Hà Nội: the answer is too late
+    assert scheduler.run_due() == 1
+    assert [t.element_id for t in timers.runtime.open_tasks(instance.id)] == ["s_review"]
+    workflow = timers.runtime.workflow(instance.id)
+    assert workflow.get_tasks(spec_name="d_expired")[0].data["answer"] == "expired"
+    clock.advance(hours=48)                      # two more daily nudges, the last of three
+    scheduler.run_due()
+    nudges = [t for t in timers.runtime.workflow(instance.id).get_tasks(spec_name="d_nudge")
+              if t.has_state(TaskState.COMPLETED)]
+    assert len(nudges) == 3
+
+
+def test_yearly_cycle_keeps_its_anchor_and_fires_a_missed_year_once(schedules, clock):
+    timers = schedules
+    clock.set(utc(2027, 6, 1, 0, 0))             # 01/12/2025 and 01/12/2026 were missed
+    scheduler = Scheduler(timers, owner="s1")
+    assert scheduler.run_due() == 2              # the yearly cycle once, and the one-off date
+    [first] = _instances(timers, "yearly")
+    [fired] = [e for e in _audit(timers, "schedule_fired") if e.instance_id == first.id]
+    assert fired.details["due_at"] == "2026-12-01T01:00:00+00:00"     # 08:00 in Hà Nội
+    assert fired.details["next_due_at"] == "2027-12-01T01:00:00+00:00"
+    assert fired.details["delay_seconds"] > 0
+    clock.set(utc(2027, 12, 1, 0, 59))
+    assert scheduler.run_due() == 0
+    clock.set(utc(2027, 12, 1, 1, 0, 30))        # across the year boundary, on its anchor
+    assert scheduler.run_due() == 1
+    clock.set(utc(2028, 12, 1, 1, 0, 0))
+    assert scheduler.run_due() == 1
+    assert len(_instances(timers, "yearly")) == 3
+    assert len(_instances(timers, "once")) == 1
+
+
+def test_next_occurrence_of_a_yearly_cycle():
+    anchor = datetime.fromisoformat("2025-12-01T08:00:00+07:00")
+    after = utc(2027, 6, 1)
+    assert next_occurrence(anchor, "P1Y", after, fire_missed=False).isoformat() == \
+        "2027-12-01T08:00:00+07:00"
+    assert next_occurrence(anchor, "P1Y", after, fire_missed=True).isoformat() == \
+        "2026-12-01T08:00:00+07:00"
+
+
+def test_new_version_replaces_the_schedule(schedules, clock):
+    timers = schedules
+    scheduler = Scheduler(timers, owner="s1")
+    scheduler.sync_schedules()
+    changed = bpmn_source("schedules.bpmn",
+                          replace={'name="Hằng năm"': 'name="Hằng năm (mới)"'})
+    timers.repository.deploy("national", [changed], "designer")
+    scheduler.sync_schedules()
+    with timers.db.reading() as session:
+        rows = list(session.scalars(select(Timer).where(Timer.instance_id.is_(None),
+                                                        Timer.element_id == "y_start")))
+    assert sorted(r.status for r in rows) == ["cancelled", "pending"]
+
+
+def test_missed_timers_catch_up_oldest_first_with_their_delay(timers, clock):
+    late = [timers.runtime.start("national", "wait_then_go", started_by="a",
+                                 data={"wait": f"PT{hours}H"}) for hours in (5, 1, 3)]
+    clock.advance(days=2)                         # nothing ran for two days
+    assert Scheduler(timers, owner="restart").run_due() == 3
+    fired = _audit(timers, "timers_fired")
+    assert [e.instance_id for e in fired] == [late[1].id, late[2].id, late[0].id]
+    assert [e.details["delay_seconds"]["w_timer"] for e in fired] == [
+        47 * 3600.0, 45 * 3600.0, 43 * 3600.0]
+
+
+CLAIM_AND_HANG = """
+import sys, time
+from engine.scheduler import Scheduler
+from engine.workflow_engine import WorkflowEngine
+engine = WorkflowEngine(sys.argv[1])
+claimed = Scheduler(engine, owner="doomed", lock_seconds=60).claim(limit=int(sys.argv[2]))
+print(len(claimed), flush=True)
+time.sleep(600)
+"""
+
+RUN_SCHEDULER = """
+import sys
+from engine.scheduler import Scheduler
+from engine.workflow_engine import WorkflowEngine
+engine = WorkflowEngine(sys.argv[1])
+print(Scheduler(engine, owner=sys.argv[2], batch=25).run_due(), flush=True)
+"""
+
+
+def _python(script, *args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env,
+                            cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+
+
+def _due_in_the_past(engine, count):
+    """``count`` instances whose timer fell due long before the real clock's now."""
+    for _ in range(count):
+        engine.runtime.start("national", "wait_then_go", started_by="load",
+                             data={"wait": "PT1H"})
+
+
+def test_three_scheduler_processes_fire_each_timer_exactly_once(timers, database_url):
+    count = 1000 if not timers.db.is_sqlite else 300
+    _due_in_the_past(timers, count)
+    schedulers = [_python(RUN_SCHEDULER, database_url, f"s{i}") for i in range(3)]
+    outputs = [p.communicate(timeout=900) for p in schedulers]
+    assert all(p.returncode == 0 for p in schedulers), [err[-2000:] for _, err in outputs]
+    fired_by_each = [int(out.strip()) for out, _ in outputs]
+    assert sum(fired_by_each) == count
+    with timers.db.reading() as session:
+        per_instance = session.execute(
+            select(AuditEvent.instance_id, func.count()).where(
+                AuditEvent.action == "timers_fired").group_by(AuditEvent.instance_id)).all()
+        completed = session.scalar(select(func.count(Instance.id)).where(
+            Instance.status == "completed"))
+        pending = session.scalar(select(func.count(Timer.id)).where(Timer.status == "pending"))
+    assert len(per_instance) == count and all(n == 1 for _, n in per_instance)
+    assert completed == count and pending == 0
+
+
+def test_claims_of_a_killed_scheduler_are_taken_over_after_their_lock_expires(
+        timers, database_url):
+    _due_in_the_past(timers, 20)
+    doomed = _python(CLAIM_AND_HANG, database_url, 20)
+    assert doomed.stdout.readline().strip() == "20"
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    now = datetime.now(timezone.utc)
+    survivor_clock = ManualClock(now)
+    survivor = WorkflowEngine(database_url, clock=survivor_clock)
+    try:
+        assert Scheduler(survivor, owner="survivor").run_due() == 0   # locks still held
+        survivor_clock.advance(seconds=61)
+        assert Scheduler(survivor, owner="survivor").run_due() == 20
+        assert Scheduler(survivor, owner="survivor").run_due() == 0
+    finally:
+        survivor.close()
+    fired = _audit(timers, "timers_fired")
+    assert len(fired) == 20 and len({e.instance_id for e in fired}) == 20
+    assert {e.details["scheduler"] for e in fired} == {"survivor"}
