@@ -13,7 +13,7 @@ from . import problems
 from .auth import DEFAULT_TTL, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
-from .routes import definitions, instances, messages, people, tasks
+from .routes import admin, definitions, instances, messages, people, tasks
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -50,8 +50,10 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
     api.spec.components.response(PROBLEM_RESPONSE, {
         "description": "Problem details (RFC 9457), titled after Accept-Language",
         "content": {"application/problem+json": {"schema": "Problem"}}})
-    for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp):
+    for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
+                      admin.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    admin.register_test_clock(api)
     problems.register(app)
 
     @app.get("/healthz")

@@ -133,12 +133,15 @@ class Scheduler:
         return next(x for e, _, x in start_timers(spec) if e == element_id)
 
     # --- claiming and firing ---------------------------------------------------------------
-    def claim(self, limit: int | None = None) -> list[Timer]:
+    def claim(self, limit: int | None = None, timer_id: int | None = None) -> list[Timer]:
+        """Take due, unclaimed (or abandoned) timers, oldest first; or just ``timer_id``."""
         now = self.clock.now()
         query = (select(Timer).where(
             Timer.status == "pending", Timer.due_at <= now,
             or_(Timer.lock_expires_at.is_(None), Timer.lock_expires_at < now))
             .order_by(Timer.due_at, Timer.id).limit(limit or self.batch))
+        if timer_id is not None:
+            query = query.where(Timer.id == timer_id)
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         with self.db.transaction() as session:

@@ -1,0 +1,163 @@
+"""Administration of timers, and the test clock (only with ND73_TEST_CLOCK=1)."""
+from __future__ import annotations
+
+import os
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+
+from engine.clock import ManualClock
+from engine.scheduler import Scheduler
+from engine.scripting import _duration_from
+from engine.store import Definition, Instance, Timer
+from engine.tasks import Page
+
+from .. import schemas
+from ..auth import authenticated, current
+from ..problems import ApiProblem
+from .common import SECURITY, _utc, engine, page_dict, require_admin
+
+
+blp = Blueprint("admin", __name__, description="Administration: timers and the test clock")
+
+
+class TimerArgs(schemas.PageArgs):
+    status = fields.String(load_default="pending",
+                           validate=validate.OneOf(("pending", "failed", "fired", "cancelled")))
+    variant = fields.String(validate=validate.Length(1, 64))
+
+
+class TimerRow(Schema):
+    id = fields.Integer(required=True)
+    instance_id = fields.String(allow_none=True)
+    definition_id = fields.Integer(allow_none=True)
+    variant = fields.String(allow_none=True)
+    element_id = fields.String(required=True)
+    kind = fields.String(required=True)
+    status = fields.String(required=True)
+    due_at = schemas.Utc(required=True)
+    attempts = fields.Integer()
+    lock_owner = fields.String(allow_none=True)
+    lock_expires_at = schemas.Utc(allow_none=True)
+    fired_at = schemas.Utc(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class FireResult(Schema):
+    fired = fields.Integer(required=True)
+
+
+class ClockMove(Schema):
+    advance = fields.String(validate=validate.Length(2, 64),
+                            metadata={"description": "ISO 8601 duration, e.g. P3D or PT2H"})
+    set = schemas.Utc()
+
+    @validates_schema
+    def one_of(self, data, **kwargs):
+        if ("advance" in data) == ("set" in data):
+            raise ValidationError("give exactly one of advance and set", "advance")
+
+
+class ClockState(Schema):
+    now = schemas.Utc(required=True)
+    fired = fields.Integer(required=True)
+
+
+def _row(timer: Timer, variant: str | None) -> dict:
+    return {"id": timer.id, "instance_id": timer.instance_id,
+            "definition_id": timer.definition_id, "variant": variant,
+            "element_id": timer.element_id, "kind": timer.kind, "status": timer.status,
+            "due_at": _utc(timer.due_at), "attempts": timer.attempts,
+            "lock_owner": timer.lock_owner, "lock_expires_at": _utc(timer.lock_expires_at),
+            "fired_at": _utc(timer.fired_at), "last_error": timer.last_error}
+
+
+@blp.route("/admin/timers")
+@blp.arguments(TimerArgs, location="query")
+@blp.response(200, schemas.page_of(TimerRow))
+@blp.doc(security=SECURITY)
+@authenticated
+def list_timers(args):
+    """Timers and schedules of the variants the caller administers, soonest first."""
+    principal = current()
+    if not principal.is_admin():
+        raise ApiProblem("forbidden", "only administrators may list timers")
+    query = (select(Timer, Definition.variant)
+             .join(Definition, Definition.id == Timer.definition_id)
+             .where(Timer.status == args["status"],
+                    principal.admin_variants_clause(Definition.variant))
+             .order_by(Timer.due_at, Timer.id))
+    if args.get("variant"):
+        query = query.where(Definition.variant == args["variant"])
+    with engine().db.reading() as session:
+        rows = session.execute(query).all()
+    start = (args["page"] - 1) * args["page_size"]
+    page = Page(rows[start:start + args["page_size"]], len(rows), args["page"],
+                args["page_size"])
+    return page_dict(page, lambda r: _row(r[0], r[1]))
+
+
+@blp.route("/admin/timers/<int:timer_id>/fire", methods=["POST"])
+@blp.response(200, FireResult)
+@blp.doc(security=SECURITY)
+@authenticated
+def fire_now(timer_id):
+    """Fire a pending (or failed) timer now, whatever its due time."""
+    wf_engine = engine()
+    with wf_engine.db.reading() as session:
+        timer = session.get(Timer, timer_id) if 0 < timer_id < 2**31 else None
+        definition = session.get(Definition, timer.definition_id) if timer else None
+    if timer is None or definition is None or not current().is_admin(definition.variant):
+        raise ApiProblem("not-found", f"timer {timer_id} does not exist")
+    if timer.status not in ("pending", "failed"):
+        raise ApiProblem("conflict", f"the timer is {timer.status}")
+    now = wf_engine.clock.now()
+    with wf_engine.db.transaction() as session:
+        row = session.get(Timer, timer_id)
+        row.status, row.attempts, row.last_error = "pending", 0, None
+        row.lock_owner = row.lock_expires_at = None
+        if row.instance_id is None:
+            row.due_at = now                      # a schedule: its row is its truth
+        else:
+            instance = session.get(Instance, row.instance_id)
+            if instance.status == "incident" and instance.incident_element == row.element_id:
+                instance.status = "running"
+    if timer.instance_id is not None:
+        fired = wf_engine.runtime.fire_timer_now(timer.instance_id, timer.task_id,
+                                                 actor=current().username)
+        return {"fired": int(fired is not None)}
+    scheduler = Scheduler(wf_engine, owner=f"admin:{current().username}")
+    return {"fired": sum(scheduler.fire(r) for r in scheduler.claim(timer_id=timer_id))}
+
+
+def register_test_clock(api) -> None:
+    """``POST /admin/clock`` exists only when the server runs with ND73_TEST_CLOCK=1."""
+    if os.environ.get("ND73_TEST_CLOCK") != "1":
+        return
+    clock_blp = Blueprint("test_clock", __name__, description="Test clock (tests only)")
+
+    @clock_blp.route("/admin/clock", methods=["POST"])
+    @clock_blp.arguments(ClockMove)
+    @clock_blp.response(200, ClockState)
+    @clock_blp.doc(security=SECURITY)
+    @authenticated
+    def move_clock(body):
+        """Move the engine clock and fire what came due (administrators)."""
+        if not current().is_admin():
+            raise ApiProblem("forbidden", "only administrators may move the clock")
+        clock = engine().clock
+        if not isinstance(clock, ManualClock):
+            raise ApiProblem("conflict", "this server runs on the wall clock")
+        try:
+            if "advance" in body:
+                clock.advance(_duration_from(body["advance"], clock.now()))
+            else:
+                clock.set(body["set"])
+        except Exception as exc:        # an unparsable duration or a move backwards
+            raise ApiProblem("invalid-data", str(exc),
+                             errors=[{"field": "advance" if "advance" in body else "set",
+                                      "message": str(exc), "message_en": str(exc)}]) from None
+        fired = Scheduler(engine(), owner="test-clock").run_due()
+        return {"now": clock.now(), "fired": fired}
+
+    api.register_blueprint(clock_blp, url_prefix="/api/v1")
