@@ -84,6 +84,24 @@ def demo(processes_dir: Path) -> None:
         _fail(exc)
 
 
+@main.command(help="Write the consolidated report of a reporting cycle (xlsx or docx).")
+@click.argument("instance_id")
+@click.option("--format", "file_format", type=click.Choice(["xlsx", "docx"]), default="xlsx",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: bao-cao-<year>.<format>).")
+def report(instance_id: str, file_format: str, output: Path | None) -> None:
+    from engine import reports
+    try:
+        content = reports.report_content(_engine(), instance_id)
+    except EngineError as exc:
+        _fail(exc)
+    render = reports.xlsx if file_format == "xlsx" else reports.docx
+    output = output or Path(f"bao-cao-{content.year}.{file_format}")
+    output.write_bytes(render(content))
+    click.echo(f"wrote {output}")
+
+
 @main.command(help="Fire due timers and scheduled processes (any number may run against "
                    "PostgreSQL; one is enough on SQLite).")
 @click.option("--interval", type=float,

@@ -9,6 +9,7 @@ from .clock import Clock, ManualClock
 from .access import Access
 from .org import Org
 from .queries import Queries
+from .reports import Figures
 from .tasks import TaskService
 from .repository import Repository
 from .runtime import Runtime
@@ -39,8 +40,10 @@ class WorkflowEngine:
             os.environ.get("ND73_MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES))
         self.codec = Codec()
         self.org = Org(self.db)
+        self.figures = Figures(self.db, self.org, self.clock)
         offered = {**rules.SANDBOX_FUNCTIONS, **deadlines.sandbox_functions(self.clock),
-                   **self.org.sandbox_functions(), **(functions or {})}
+                   **self.org.sandbox_functions(), **self.figures.sandbox_functions(),
+                   **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,

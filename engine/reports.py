@@ -1,0 +1,248 @@
+"""Figures for reporting cycles (what the engine already knows, per unit and year) and the
+consolidated report as documents: xlsx (openpyxl) and docx (python-docx) in the layout of a
+Vietnamese administrative report.
+
+The figures count canonical decisions and stages, so they are right whatever a province's
+diagram looks like.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, func, or_, select
+
+from .clock import LOCAL_TZ, Clock
+from .errors import InvalidState, NotFound
+from .org import Org
+from .store import Database, Decision, HumanTask, Instance
+
+FIGURES = {
+    "proposals_submitted": "Số đề xuất đã gửi",
+    "proposals_approved": "Số đề xuất được phê duyệt",
+    "proposals_refused": "Số đề xuất bị từ chối",
+    "proposals_completed": "Số đề xuất hoàn thành",
+    "recognitions": "Số trường hợp được công nhận, khuyến khích",
+    "protection_decisions": "Số quyết định bảo vệ",
+    "overdue_steps": "Số bước quá hạn",
+}
+
+
+def _year_range(year: int) -> tuple[datetime, datetime]:
+    start = datetime(int(year), 1, 1, tzinfo=LOCAL_TZ).astimezone(timezone.utc)
+    end = datetime(int(year) + 1, 1, 1, tzinfo=LOCAL_TZ).astimezone(timezone.utc)
+    return start, end
+
+
+class Figures:
+    def __init__(self, db: Database, org: Org, clock: Clock):
+        self.db = db
+        self.org = org
+        self.clock = clock
+
+    def for_unit(self, unit_id: str, year: int) -> dict[str, int]:
+        """The figures of one unit (with everything below it) for one calendar year."""
+        units = [u.id for u in self.org.subtree(unit_id)]
+        start, end = _year_range(year)
+        in_units = Instance.unit_id.in_(units)
+        proposal = and_(in_units, Instance.definition_key == "proposal")
+
+        def decisions(field, *values):
+            query = select(func.count(Decision.id)).where(
+                Decision.unit_id.in_(units), Decision.field == field,
+                Decision.at >= start, Decision.at < end)
+            if values:
+                query = query.where(Decision.value.in_(values))
+            return query
+
+        with self.db.reading() as session:
+            return {
+                "proposals_submitted": session.scalar(select(func.count(Instance.id)).where(
+                    proposal, Instance.started_at >= start, Instance.started_at < end,
+                    or_(Instance.stage.is_(None), Instance.stage != "draft"))),
+                "proposals_approved": session.scalar(decisions("decision", "approve")),
+                "proposals_refused": session.scalar(decisions("decision", "reject")),
+                "proposals_completed": session.scalar(decisions("outcome", "completed")),
+                "recognitions": session.scalar(select(func.count(Instance.id)).where(
+                    proposal, Instance.stage == "recognised", Instance.ended_at >= start,
+                    Instance.ended_at < end)),
+                "protection_decisions": session.scalar(decisions("protection_decision")),
+                "overdue_steps": session.scalar(
+                    select(func.count(HumanTask.id)).join(
+                        Instance, Instance.id == HumanTask.instance_id).where(
+                        in_units, HumanTask.due_at.isnot(None),
+                        HumanTask.due_at >= start, HumanTask.due_at < end,
+                        or_(HumanTask.completed_at > HumanTask.due_at,
+                            and_(HumanTask.status == "open",
+                                 HumanTask.due_at < self.clock.now())))),
+            }
+
+    def for_units(self, unit_ids, year: int) -> dict[str, dict[str, int]]:
+        return {unit: self.for_unit(unit, year) for unit in unit_ids}
+
+    def sandbox_functions(self) -> dict:
+        return {"unit_figures": self.for_units}
+
+
+# --- documents ---------------------------------------------------------------------------
+
+@dataclass
+class ReportContent:
+    agency: str
+    parent_agency: str
+    number: str
+    place: str
+    date: datetime
+    title: str
+    year: int
+    rows: list[tuple[str, dict]]          # unit name, figures/summary
+    recipients: list[str]
+
+
+def report_content(engine, instance_id: str) -> ReportContent:
+    """What a finished (or consolidating) reporting cycle says, ready for a document."""
+    instance = engine.runtime.get(instance_id)
+    if instance.definition_key not in ("annual_report", "department_report"):
+        raise NotFound(f"instance {instance_id} is not a reporting cycle")
+    workflow = engine.runtime.workflow(instance_id)
+    data: dict = {}
+    for task in workflow.get_tasks():
+        data.update(task.data)
+    data.update(workflow.data)
+    units = data.get("reporting_units") or []
+    reports = data.get("reports") or []
+    if not units:
+        raise InvalidState("the reporting cycle has not opened yet")
+    org = engine.org
+    owner = data.get("proposer_unit") or instance.unit_id
+    consolidating = org.tagged(org.province_of(owner).id, "home_affairs") \
+        if instance.definition_key == "annual_report" else org.tagged(owner, "office")
+    agency = (consolidating or org.unit(owner)).name
+    province = org.province_of(owner).name
+    # each report names its unit (the task's post-script); order of arrival does not matter
+    by_unit = {r.get("unit"): r for r in reports if isinstance(r, dict)}
+    rows = [(org.unit(unit).name, by_unit.get(unit, {})) for unit in units]
+    when = (instance.ended_at or engine.clock.now())
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return ReportContent(
+        agency=agency.upper(), parent_agency=province.upper(),
+        number=str(data.get("document_number") or "…/BC"),
+        place=province.replace("UBND tỉnh ", "").replace("UBND thành phố ", ""),
+        date=when.astimezone(LOCAL_TZ),
+        title=("Kết quả thực hiện Nghị định số 73/2023/NĐ-CP về khuyến khích, bảo vệ cán bộ "
+               f"năng động, sáng tạo năm {data.get('report_year')}"),
+        year=int(data.get("report_year") or when.year), rows=rows,
+        recipients=["UBND tỉnh (để báo cáo)", "Sở Nội vụ", "Lưu: VT"])
+
+
+def _date_line(content: ReportContent) -> str:
+    d = content.date
+    return f"{content.place}, ngày {d.day:02d} tháng {d.month:02d} năm {d.year}"
+
+
+def xlsx(content: ReportContent) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Border, Font, Side
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"Báo cáo {content.year}"
+    bold, center = Font(bold=True), Alignment(horizontal="center", wrap_text=True)
+    columns = ["TT", "Đơn vị", *FIGURES.values(), "Đánh giá chung, kiến nghị"]
+    last = len(columns)
+    heading = [(content.parent_agency, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"),
+               (content.agency, "Độc lập - Tự do - Hạnh phúc"),
+               (f"Số: {content.number}", _date_line(content))]
+    for row, (left, right) in enumerate(heading, start=1):
+        sheet.cell(row, 1, left).font = bold
+        sheet.merge_cells(start_row=row, start_column=1, end_row=row, end_column=3)
+        sheet.cell(row, 5, right).font = bold
+        sheet.merge_cells(start_row=row, start_column=5, end_row=row, end_column=last)
+        sheet.cell(row, 5).alignment = center
+    sheet.cell(5, 1, "BÁO CÁO").font = Font(bold=True, size=14)
+    sheet.merge_cells(start_row=5, start_column=1, end_row=5, end_column=last)
+    sheet.cell(5, 1).alignment = center
+    sheet.cell(6, 1, content.title).alignment = center
+    sheet.merge_cells(start_row=6, start_column=1, end_row=6, end_column=last)
+    thin = Side(style="thin")
+    box = Border(left=thin, right=thin, top=thin, bottom=thin)
+    header_row = 8
+    for col, name in enumerate(columns, start=1):
+        cell = sheet.cell(header_row, col, name)
+        cell.font, cell.alignment, cell.border = bold, center, box
+    totals = {key: 0 for key in FIGURES}
+    for index, (unit, report) in enumerate(content.rows, start=1):
+        values = [index, unit]
+        for key in FIGURES:
+            value = int(report.get(key) or 0)
+            totals[key] += value
+            values.append(value)
+        values.append(report.get("summary", ""))
+        for col, value in enumerate(values, start=1):
+            sheet.cell(header_row + index, col, value).border = box
+    total_row = header_row + len(content.rows) + 1
+    sheet.cell(total_row, 2, "Tổng cộng").font = bold
+    for col, key in enumerate(FIGURES, start=3):
+        sheet.cell(total_row, col, totals[key]).font = bold
+    sheet.cell(total_row + 2, 1, "Nơi nhận:").font = Font(bold=True, italic=True)
+    for offset, recipient in enumerate(content.recipients, start=3):
+        sheet.cell(total_row + offset, 1, f"- {recipient};")
+    sheet.column_dimensions["B"].width = 34
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def docx(content: ReportContent) -> bytes:
+    from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Pt
+
+    document = Document()
+    style = document.styles["Normal"]
+    style.font.name, style.font.size = "Times New Roman", Pt(13)
+    head = document.add_table(rows=3, cols=2)
+    for row, (left, right) in enumerate([
+            (content.parent_agency, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"),
+            (content.agency, "Độc lập - Tự do - Hạnh phúc"),
+            (f"Số: {content.number}", _date_line(content))]):
+        for col, text in enumerate((left, right)):
+            paragraph = head.cell(row, col).paragraphs[0]
+            paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            run = paragraph.add_run(text)
+            run.bold = row < 2
+            run.italic = row == 2 and col == 1
+    title = document.add_paragraph()
+    title.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    run = title.add_run("BÁO CÁO")
+    run.bold, run.font.size = True, Pt(14)
+    subtitle = document.add_paragraph(content.title)
+    subtitle.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    columns = ["TT", "Đơn vị", *FIGURES.values()]
+    table = document.add_table(rows=1, cols=len(columns))
+    table.style = "Table Grid"
+    for col, name in enumerate(columns):
+        table.rows[0].cells[col].text = name
+    totals = {key: 0 for key in FIGURES}
+    for index, (unit, report) in enumerate(content.rows, start=1):
+        cells = table.add_row().cells
+        cells[0].text, cells[1].text = str(index), unit
+        for col, key in enumerate(FIGURES, start=2):
+            value = int(report.get(key) or 0)
+            totals[key] += value
+            cells[col].text = str(value)
+    cells = table.add_row().cells
+    cells[1].text = "Tổng cộng"
+    for col, key in enumerate(FIGURES, start=2):
+        cells[col].text = str(totals[key])
+    for unit, report in content.rows:
+        if report.get("summary"):
+            document.add_paragraph(f"{unit}: {report['summary']}")
+    recipients = document.add_paragraph()
+    recipients.add_run("Nơi nhận:").bold = True
+    for recipient in content.recipients:
+        document.add_paragraph(f"- {recipient};")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
