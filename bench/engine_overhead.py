@@ -1,5 +1,6 @@
-"""Engine overhead: the national proposal along its ordinary approval path, N instances,
-through the engine (state in a database) and by bare SpiffWorkflow in memory, in one run.
+"""Engine overhead: a two-step approval (plan, head's decision, reminder timer, script),
+N instances, through the engine (state in a database) and by bare SpiffWorkflow in memory,
+in one run.
 
 Prints one JSON object: CPU count, database, N, instances/s of each and the engine/bare ratio.
 Usage: python -m bench.engine_overhead [N] (ND73_BENCH_DATABASE_URL picks the database).
@@ -18,17 +19,17 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 
 from engine.clock import ManualClock
+from engine.variants import SourceFile
 from engine.workflow_engine import WorkflowEngine
 
-PROJECT = Path(__file__).resolve().parents[1]
-PROPOSAL = PROJECT / "processes" / "national" / "proposal.bpmn"
+APPROVAL = Path(__file__).resolve().parent / "approval.bpmn"
 STEPS = ({"title": "Số hoá hồ sơ"}, {"decision": "approve"})
 
 
 def bare(n: int) -> float:
     parser = SpiffBpmnParser()
-    parser.add_bpmn_file(str(PROPOSAL))
-    spec, subprocess_specs = parser.get_spec("proposal"), parser.get_subprocess_specs("proposal")
+    parser.add_bpmn_file(str(APPROVAL))
+    spec, subprocess_specs = parser.get_spec("approval"), parser.get_subprocess_specs("approval")
     started = time.perf_counter()
     for _ in range(n):
         workflow = BpmnWorkflow(spec, subprocess_specs)
@@ -45,11 +46,12 @@ def bare(n: int) -> float:
 def through_engine(n: int, url: str) -> float:
     engine = WorkflowEngine(url, clock=ManualClock())
     engine.upgrade_database()
-    engine.repository.deploy_folder(PROJECT / "processes" / "national", "bench")
+    engine.repository.deploy("bench", [SourceFile("approval.bpmn", APPROVAL.read_bytes())],
+                             "bench")
     runtime = engine.runtime
     started = time.perf_counter()
     for _ in range(n):
-        instance = runtime.start("national", "proposal", started_by="bench")
+        instance = runtime.start("bench", "approval", started_by="bench")
         for data in STEPS:
             [task] = runtime.open_tasks(instance.id)
             runtime.complete_task(task.id, data, actor="bench")
