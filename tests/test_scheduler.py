@@ -210,3 +210,26 @@ def test_claims_of_a_killed_scheduler_are_taken_over_after_their_lock_expires(
     fired = _audit(timers, "timers_fired")
     assert len(fired) == 20 and len({e.instance_id for e in fired}) == 20
     assert {e.details["scheduler"] for e in fired} == {"survivor"}
+
+
+def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers, clock):
+    instance = timers.runtime.start("national", "wait_then_go", started_by="a",
+                                    data={"wait": "PT1H"})
+    with timers.db.transaction() as session:             # a fault: unreadable stored state
+        session.get(Instance, instance.id).state = "{not json"
+    scheduler = Scheduler(timers, owner="s1", max_attempts=2)
+    clock.advance(hours=2)
+    assert scheduler.run_due() == 0
+    with timers.db.reading() as session:
+        [row] = session.scalars(select(Timer).where(Timer.instance_id == instance.id))
+    assert row.status == "pending" and row.attempts == 1 and "JSON" in row.last_error
+    assert as_utc(row.lock_expires_at) == clock.now() + timedelta(seconds=10)
+    assert scheduler.run_due() == 0                       # backing off: not claimed again
+    clock.advance(seconds=11)
+    assert scheduler.run_due() == 0
+    with timers.db.reading() as session:
+        row = session.get(Timer, row.id)
+        failed = session.get(Instance, instance.id)
+    assert row.status == "failed" and row.attempts == 2
+    assert failed.status == "incident" and failed.incident_element == "w_timer"
+    assert "timer failed 2 times" in failed.incident_message
