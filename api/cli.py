@@ -107,8 +107,12 @@ def report(instance_id: str, file_format: str, output: Path | None) -> None:
 @click.option("--interval", type=float,
               default=lambda: float(os.environ.get("ND73_SCHEDULER_INTERVAL", "1")),
               show_default="$ND73_SCHEDULER_INTERVAL or 1", help="Seconds between rounds.")
-def scheduler(interval: float) -> None:
-    from engine.scheduler import run_loop
+@click.option("--once", is_flag=True, help="Fire what is due now, then exit (for cron).")
+def scheduler(interval: float, once: bool) -> None:
+    from engine.scheduler import Scheduler, run_loop
+    if once:
+        click.echo(f"fired {Scheduler(_engine()).run_due()} timer(s)")
+        return
     click.echo(f"scheduler running every {interval:g} s")
     run_loop(_engine(), interval=interval, blocking=True)
 

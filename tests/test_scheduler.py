@@ -233,3 +233,20 @@ def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers,
     assert row.status == "failed" and row.attempts == 2
     assert failed.status == "incident" and failed.incident_element == "w_timer"
     assert "timer failed 2 times" in failed.incident_message
+
+
+def test_interrupting_boundary_on_a_subprocess_counts_working_days(timers, clock):
+    clock.set(utc(2026, 2, 13, 2, 0))            # Friday before Tết: 3 working days → 25/02
+    instance = timers.runtime.start("national", "give_up", started_by="a")
+    assert timers.runtime.due_timers() == []
+    with timers.db.reading() as session:
+        [row] = session.scalars(select(Timer).where(Timer.instance_id == instance.id))
+    assert as_utc(row.due_at) == utc(2026, 2, 25, 10, 0)
+    scheduler = Scheduler(timers, owner="s1")
+    clock.set(utc(2026, 2, 25, 9, 59))
+    assert scheduler.run_due() == 0
+    clock.set(utc(2026, 2, 25, 10, 1))
+    assert scheduler.run_due() == 1
+    assert timers.runtime.open_tasks(instance.id) == []
+    assert timers.runtime.get(instance.id).status == "completed"
+    assert timers.runtime.workflow(instance.id).data["stopped"] is True
