@@ -37,7 +37,6 @@ def list_definitions(args):
 
 @blp.route("/definitions/<int:definition_id>")
 @blp.response(200, schemas.DefinitionDetail)
-@blp.alt_response(404, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def get_definition(definition_id):
@@ -89,8 +88,6 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-dat
 
 @blp.route("/definitions/validate", methods=["POST"])
 @blp.response(200, schemas.ValidationResult)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(422, schema=schemas.Problem)
 @blp.doc(security=SECURITY, **_UPLOAD_DOC)
 @authenticated
 def validate_definitions():
@@ -103,8 +100,6 @@ def validate_definitions():
 @blp.route("/definitions", methods=["POST"])
 @blp.response(201, schemas.DeployResult)
 @blp.alt_response(200, schema=schemas.DeployResult, description="nothing changed")
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(422, schema=schemas.Problem)
 @blp.doc(security=SECURITY, **_UPLOAD_DOC)
 @authenticated
 def deploy_definitions():

@@ -38,9 +38,6 @@ def _starting_unit(variant: str, unit_id: str | None) -> str | None:
 @blp.route("/instances", methods=["POST"])
 @blp.arguments(schemas.InstanceCreate)
 @blp.response(201, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(422, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def start_instance(body):
@@ -75,7 +72,6 @@ def search_instances(args):
 
 @blp.route("/instances/<string:instance_id>")
 @blp.response(200, schemas.InstanceDetailOut)
-@blp.alt_response(404, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def get_instance(instance_id):
@@ -97,7 +93,6 @@ def get_instance(instance_id):
 @blp.route("/instances/<string:instance_id>/events")
 @blp.arguments(schemas.PageArgs, location="query")
 @blp.response(200, schemas.page_of(schemas.EventOut))
-@blp.alt_response(404, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def instance_events(args, instance_id):
@@ -118,9 +113,6 @@ def _admin_instance(instance_id: str):
 @blp.route("/instances/<string:instance_id>/suspend", methods=["POST"])
 @blp.arguments(schemas.Reason)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def suspend(body, instance_id):
@@ -132,9 +124,6 @@ def suspend(body, instance_id):
 
 @blp.route("/instances/<string:instance_id>/resume", methods=["POST"])
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def resume(instance_id):
@@ -146,9 +135,6 @@ def resume(instance_id):
 @blp.route("/instances/<string:instance_id>/terminate", methods=["POST"])
 @blp.arguments(schemas.Reason)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def terminate(body, instance_id):
@@ -161,9 +147,6 @@ def terminate(body, instance_id):
 @blp.route("/instances/<string:instance_id>/retry", methods=["POST"])
 @blp.arguments(schemas.Retry)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def retry(body, instance_id):
@@ -176,9 +159,6 @@ def retry(body, instance_id):
 @blp.route("/instances/<string:instance_id>/migrate", methods=["POST"])
 @blp.arguments(schemas.Migrate)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def migrate(body, instance_id):

@@ -17,8 +17,6 @@ blp = Blueprint("messages", __name__, description="Messages to instances")
 @blp.route("/messages", methods=["POST"])
 @blp.arguments(schemas.MessageIn)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def send(body):

@@ -19,8 +19,6 @@ blp = Blueprint("people", __name__, description="Sign-in, users and the organisa
 @blp.route("/auth/token", methods=["POST"])
 @blp.arguments(schemas.TokenRequest)
 @blp.response(200, schemas.Token)
-@blp.alt_response(401, schema=schemas.Problem)
-@blp.alt_response(429, schema=schemas.Problem)
 def token(credentials):
     """Exchange a username and password for a bearer token."""
     access = engine().access
@@ -36,7 +34,6 @@ def token(credentials):
 
 @blp.route("/me")
 @blp.response(200, schemas.Me)
-@blp.alt_response(401, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def me():
@@ -64,7 +61,6 @@ def _admin_variants() -> set[str] | None:
 @blp.route("/users")
 @blp.arguments(schemas.VariantArgs, location="query")
 @blp.response(200, schemas.page_of(schemas.UserOut))
-@blp.alt_response(403, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def users(args):
@@ -94,7 +90,6 @@ def users(args):
 @blp.route("/org-units")
 @blp.arguments(schemas.VariantArgs, location="query")
 @blp.response(200, schemas.page_of(schemas.OrgUnitOut))
-@blp.alt_response(403, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def org_units(args):

@@ -28,7 +28,6 @@ def inbox(args):
 
 @blp.route("/tasks/<string:task_id>")
 @blp.response(200, schemas.TaskDetailOut)
-@blp.alt_response(404, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def get_task(task_id):
@@ -52,9 +51,6 @@ def _workable(task_id: str):
 
 @blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
 @blp.response(200, schemas.TaskOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def claim(task_id):
@@ -67,9 +63,6 @@ def claim(task_id):
 
 @blp.route("/tasks/<string:task_id>/unclaim", methods=["POST"])
 @blp.response(200, schemas.TaskOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def unclaim(task_id):
@@ -84,10 +77,6 @@ def unclaim(task_id):
 @blp.route("/tasks/<string:task_id>/assign", methods=["POST"])
 @blp.arguments(schemas.Assign)
 @blp.response(200, schemas.TaskOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
-@blp.alt_response(422, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def assign(body, task_id):
@@ -100,10 +89,6 @@ def assign(body, task_id):
 @blp.route("/tasks/<string:task_id>/complete", methods=["POST"])
 @blp.arguments(schemas.Complete)
 @blp.response(200, schemas.InstanceOut)
-@blp.alt_response(403, schema=schemas.Problem)
-@blp.alt_response(404, schema=schemas.Problem)
-@blp.alt_response(409, schema=schemas.Problem)
-@blp.alt_response(422, schema=schemas.Problem)
 @blp.doc(security=SECURITY)
 @authenticated
 def complete(body, task_id):
