@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, jsonify
+from flask import Flask
 from flask_smorest import Api
 
 from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
-from . import problems
+from . import observability, problems
 from .auth import DEFAULT_TTL, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
@@ -55,9 +55,5 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api)
     problems.register(app)
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
-
+    observability.register(app, app.extensions["nd73"])
     return app

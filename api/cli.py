@@ -117,6 +117,20 @@ def scheduler(interval: float, once: bool) -> None:
     run_loop(_engine(), interval=interval, blocking=True)
 
 
+@main.command("check-config", help="Explain what is wrong with the ND73_* settings of this "
+                                   "environment (exit status 1 if anything is).")
+def check_config() -> None:
+    from engine.config import check_environment
+    problems, notes = check_environment(os.environ)
+    for note in notes:
+        click.echo(f"ok: {note}")
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("configuration is valid")
+
+
 @main.command(help="Serve the web application and API (gunicorn).")
 @click.option("--host", default=lambda: os.environ.get("ND73_HOST", "127.0.0.1"),
               show_default="$ND73_HOST or 127.0.0.1")

@@ -32,6 +32,7 @@ PROBLEMS = {
     "too-many-requests": (429, "Quá nhiều lần thử, vui lòng thử lại sau",
                           "Too many attempts, try again later"),
     "server-error": (500, "Lỗi hệ thống, đã được ghi nhận", "Internal error; it was logged"),
+    "server-unavailable": (503, "Hệ thống chưa sẵn sàng", "Not ready"),
 }
 _ENGINE_TYPES = {"not_found": "not-found", "conflict": "conflict",
                  "invalid_state": "invalid-state", "invalid_data": "invalid-data",
