@@ -5,7 +5,7 @@ on; the API maps the classes to HTTP status codes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 
 
 class EngineError(Exception):

@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .clock import Clock, as_utc
 from .deadlines import current_settings, due_at, variant_settings
-from .errors import (Conflict, EngineError, InvalidData, InvalidState, MigrationRefused,
+from .errors import (Conflict, InvalidData, InvalidState, MigrationRefused,
                      NotFound, ScriptError)
 from .forms import form_errors
 from .org import Org

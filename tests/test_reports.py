@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import Case, deploy_library, implement_and_evaluate, plan, to_decision
+from procedures import Case, deploy_library, implement_and_evaluate, to_decision
 
 
 def utc(*args):

@@ -15,7 +15,7 @@ from engine.tasks import Page
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, _utc, engine, page_dict, require_admin
+from .common import SECURITY, _utc, engine, page_dict
 
 
 blp = Blueprint("admin", __name__, description="Administration: timers and the test clock")
