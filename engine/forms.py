@@ -60,9 +60,16 @@ def _validator(schema_json: str) -> Draft202012Validator:
 
 
 def form_errors(schema: dict, data: dict) -> list[dict]:
-    """Field errors of ``data`` against ``schema`` (empty when valid)."""
+    """Field errors of ``data`` against ``schema`` (empty when valid).
+
+    A form accepts only the fields it declares: anything else could overwrite variables the
+    process relies on (who decides, who votes), so it is refused, by name.
+    """
     validator = _validator(json.dumps(schema, sort_keys=True))
-    errors = []
+    declared = schema.get("properties")
+    errors = [{"field": name, "message": "Trường này không có trong biểu mẫu",
+               "message_en": "This field is not part of the form"}
+              for name in (sorted(set(data) - set(declared)) if declared else [])]
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         vi, en = _messages(error)
         errors.append({"field": _field(error), "message": vi, "message_en": en})

@@ -296,3 +296,18 @@ def test_plan_form_errors_name_each_field(library):
     assert errors["no_harm"] == "Trường bắt buộc, chưa được điền"
     assert "nhỏ hơn 0" in errors["budget_vnd"]
     assert case.open_elements() == ["submit_plan"]
+
+
+def test_a_form_accepts_only_its_own_fields(library):
+    """A party secretary cannot reroute the decision by slipping a variable into the form."""
+    proposer = "mau.sxd.qlxd.chuyenvien"
+    case = Case.start(library, "national", "proposal", proposer)
+    case.do("submit_plan", plan(), by=proposer)
+    case.do("screening", {"is_complex": False}, by="mau.sxd.giamdoc")
+    with pytest.raises(InvalidData) as refused:
+        case.do("party_opinion", {"party_opinion": "agree", "decider_role": "party_committee"},
+                by="mau.sxd.pgd1")
+    assert refused.value.details["errors"] == [{
+        "field": "decider_role", "message": "Trường này không có trong biểu mẫu",
+        "message_en": "This field is not part of the form"}]
+    assert case.open_elements() == ["party_opinion"]
