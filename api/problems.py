@@ -95,7 +95,7 @@ def _has_nul(request_) -> bool:
         body = request_.get_data(cache=True)
         if b"\x00" in body or b"\\u0000" in body:
             return True
-    return any("\x00" in text for text in texts)
+    return any(isinstance(text, str) and "\x00" in text for text in texts)
 
 
 def register(app: Flask) -> None:
