@@ -121,10 +121,20 @@ class Access:
                 Instance.id == instance_id, self.involved_clause(principal))) > 0
 
     def candidates(self, task_id: str) -> list[str]:
+        return self.candidates_of([task_id]).get(task_id, [])
+
+    def candidates_of(self, task_ids) -> dict[str, list[str]]:
+        """Candidates of several tasks in one query (a page of an inbox)."""
+        result: dict[str, list[str]] = {}
+        if not task_ids:
+            return result
         with self.db.reading() as session:
-            return list(session.scalars(select(TaskCandidate.username)
-                                        .where(TaskCandidate.task_id == task_id)
-                                        .order_by(TaskCandidate.username)))
+            rows = session.execute(select(TaskCandidate.task_id, TaskCandidate.username)
+                                   .where(TaskCandidate.task_id.in_(list(task_ids)))
+                                   .order_by(TaskCandidate.username))
+            for task_id, username in rows:
+                result.setdefault(task_id, []).append(username)
+        return result
 
     def task_visible_clause(self, principal: Principal):
         """SQL condition on HumanTask: the principal may see it."""

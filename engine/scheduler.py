@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
-from .scripting import _duration_from, parse_cycle, parse_instant, start_timers
+from .scripting import duration_from, parse_cycle, parse_instant, start_timers
 from .store import AuditEvent, Definition, Instance, OrgUnit, Timer
 
 log = logging.getLogger("nd73.scheduler")
@@ -49,7 +49,7 @@ def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
         if current > after:
             return previous if (fire_missed and previous is not None) else current
         previous = current
-        current = current + _duration_from(period_expression, current)
+        current = current + duration_from(period_expression, current)
     raise ValueError(f"cycle {period_expression} from {anchor} never passes {after}")
 
 
@@ -114,7 +114,7 @@ class Scheduler:
         if kind == "StartTimeDate":
             return parse_instant(value)
         if kind == "StartDuration":
-            return now + _duration_from(str(value), now)
+            return now + duration_from(str(value), now)
         _, anchor, _ = parse_cycle(str(value), now)
         period = str(value).strip().split("/")[-1]
         return next_occurrence(anchor, period, now, fire_missed=True)

@@ -130,7 +130,7 @@ def parse_instant(value) -> datetime:
     return instant.astimezone(timezone.utc)
 
 
-def _duration_from(expression: str, start: datetime) -> timedelta:
+def duration_from(expression: str, start: datetime) -> timedelta:
     parsed = TimerEventDefinition.parse_iso_duration(expression)
     return TimerEventDefinition.get_timedelta_from_start(parsed, start)
 
@@ -158,7 +158,7 @@ class EngineDuration(DurationTimerEventDefinition):
             elif isinstance(value, datetime):
                 due = parse_instant(value)   # a function already computed the due time
             else:
-                due = now + _duration_from(str(value), now)
+                due = now + duration_from(str(value), now)
             event_value = due.isoformat()
             my_task._set_internal_data(event_value=event_value)
         if parse_instant(event_value) <= _now(my_task):
@@ -198,8 +198,8 @@ def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelt
     cycles = int(parts[0][1:]) if parts[0][1:] else -1
     if len(parts) == 3:
         start = parse_instant(parts[1])
-        return cycles, start, _duration_from(parts[2], start)
-    period = _duration_from(parts[1], now)
+        return cycles, start, duration_from(parts[2], start)
+    period = duration_from(parts[1], now)
     return cycles, now + period, period
 
 

@@ -8,14 +8,14 @@ from sqlalchemy import select
 
 from engine.clock import ManualClock
 from engine.scheduler import Scheduler
-from engine.scripting import _duration_from
+from engine.scripting import duration_from
 from engine.store import Definition, Instance, Timer
 from engine.tasks import Page
 
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, _utc, engine, page_dict
+from .common import SECURITY, utc_or_none, engine, page_dict
 
 
 blp = Blueprint("admin", __name__, description="Administration: timers and the test clock")
@@ -67,9 +67,9 @@ def _row(timer: Timer, variant: str | None) -> dict:
     return {"id": timer.id, "instance_id": timer.instance_id,
             "definition_id": timer.definition_id, "variant": variant,
             "element_id": timer.element_id, "kind": timer.kind, "status": timer.status,
-            "due_at": _utc(timer.due_at), "attempts": timer.attempts,
-            "lock_owner": timer.lock_owner, "lock_expires_at": _utc(timer.lock_expires_at),
-            "fired_at": _utc(timer.fired_at), "last_error": timer.last_error}
+            "due_at": utc_or_none(timer.due_at), "attempts": timer.attempts,
+            "lock_owner": timer.lock_owner, "lock_expires_at": utc_or_none(timer.lock_expires_at),
+            "fired_at": utc_or_none(timer.fired_at), "last_error": timer.last_error}
 
 
 @blp.route("/admin/timers")
@@ -150,7 +150,7 @@ def register_test_clock(api) -> None:
             raise ApiProblem("conflict", "this server runs on the wall clock")
         try:
             if "advance" in body:
-                clock.advance(_duration_from(body["advance"], clock.now()))
+                clock.advance(duration_from(body["advance"], clock.now()))
             else:
                 clock.set(body["set"])
         except Exception as exc:        # an unparsable duration or a move backwards

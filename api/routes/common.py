@@ -17,7 +17,7 @@ def engine() -> WorkflowEngine:
     return current_app.extensions["nd73"]
 
 
-def _utc(value):
+def utc_or_none(value):
     return as_utc(value) if value is not None else None
 
 
@@ -26,31 +26,37 @@ def instance_dict(instance: Instance) -> dict:
     if instance.status == "incident":
         incident = {"message": instance.incident_message,
                     "element_id": instance.incident_element,
-                    "at": _utc(instance.incident_at)}
+                    "at": utc_or_none(instance.incident_at)}
     return {
         "id": instance.id, "variant": instance.variant,
         "definition_key": instance.definition_key, "definition_id": instance.definition_id,
         "business_key": instance.business_key, "status": instance.status,
         "stage": instance.stage, "latest_decision": instance.latest_decision,
         "unit_id": instance.unit_id, "started_by": instance.started_by,
-        "started_at": _utc(instance.started_at), "updated_at": _utc(instance.updated_at),
-        "ended_at": _utc(instance.ended_at), "incident": incident,
+        "started_at": utc_or_none(instance.started_at), "updated_at": utc_or_none(instance.updated_at),
+        "ended_at": utc_or_none(instance.ended_at), "incident": incident,
     }
 
 
 def task_dict(task: HumanTask, candidates: list[str] | None = None) -> dict:
     now = engine().clock.now()
-    due = _utc(task.due_at)
+    due = utc_or_none(task.due_at)
     return {
         "id": task.id, "name": task.name, "element_id": task.element_id,
         "instance_id": task.instance_id, "role": task.role, "unit_id": task.unit_id,
         "form": task.form, "status": task.status, "assignee": task.assignee,
         "candidates": candidates if candidates is not None
         else engine().access.candidates(task.id),
-        "created_at": _utc(task.created_at), "due_at": due,
+        "created_at": utc_or_none(task.created_at), "due_at": due,
         "overdue": bool(due and task.status == "open" and due < now),
-        "completed_at": _utc(task.completed_at), "completed_by": task.completed_by,
+        "completed_at": utc_or_none(task.completed_at), "completed_by": task.completed_by,
     }
+
+
+def tasks_dicts(tasks) -> list[dict]:
+    """Tasks shaped for the API, their candidates read in one query."""
+    candidates = engine().access.candidates_of([t.id for t in tasks])
+    return [task_dict(t, candidates.get(t.id, [])) for t in tasks]
 
 
 def page_dict(page, shape) -> dict:

@@ -12,7 +12,7 @@ from engine.scripting import start_timers
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, _utc, engine
+from .common import SECURITY, utc_or_none, engine
 
 blp = Blueprint("definitions", __name__, description="Process definitions (designers)")
 MAX_FILES = 50
@@ -21,7 +21,7 @@ MAX_FILES = 50
 def _summary(d) -> dict:
     return {"id": d.id, "key": d.key, "variant": d.variant, "version": d.version,
             "name": d.name, "content_hash": d.content_hash,
-            "deployed_at": _utc(d.deployed_at), "deployed_by": d.deployed_by}
+            "deployed_at": utc_or_none(d.deployed_at), "deployed_by": d.deployed_by}
 
 
 @blp.route("/definitions")

@@ -10,8 +10,8 @@ from engine.store import OrgUnit
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import (SECURITY, _utc, engine, instance_dict, page_dict, require_admin,
-                     task_dict, visible_instance)
+from .common import (SECURITY, engine, instance_dict, page_dict, require_admin, tasks_dicts,
+                     utc_or_none, visible_instance)
 
 blp = Blueprint("instances", __name__, description="Process instances")
 
@@ -83,9 +83,9 @@ def get_instance(instance_id):
     return {**instance_dict(detail.instance), "definition_version": detail.definition.version,
             "active_elements": detail.active_elements,
             "completed_elements": detail.completed_elements,
-            "open_tasks": [task_dict(t) for t in detail.open_tasks],
+            "open_tasks": tasks_dicts(detail.open_tasks),
             "pending_timers": [{"element_id": t.element_id, "kind": t.kind,
-                                "due_at": _utc(t.due_at), "attempts": t.attempts}
+                                "due_at": utc_or_none(t.due_at), "attempts": t.attempts}
                                for t in detail.pending_timers],
             "data": detail.data}
 
@@ -99,7 +99,7 @@ def instance_events(args, instance_id):
     """The audit log of an instance, oldest first."""
     visible_instance(instance_id)
     page = engine().queries.events(current(), instance_id, args["page"], args["page_size"])
-    return page_dict(page, lambda e: {"id": e.id, "at": _utc(e.at), "actor": e.actor,
+    return page_dict(page, lambda e: {"id": e.id, "at": utc_or_none(e.at), "actor": e.actor,
                                       "action": e.action, "element_id": e.element_id,
                                       "details": e.details})
 

@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import (SECURITY, engine, instance_dict, page_dict, require_admin, task_dict,
+from .common import (SECURITY, engine, instance_dict, require_admin, task_dict, tasks_dicts,
                      visible_task)
 
 blp = Blueprint("tasks", __name__, description="Inbox and tasks (officials)")
@@ -23,7 +23,8 @@ def inbox(args):
                                 instance_id=args.get("instance_id"),
                                 overdue=args.get("overdue"), page=args["page"],
                                 page_size=args["page_size"])
-    return page_dict(page, task_dict)
+    return {"items": tasks_dicts(page.items), "total": page.total, "page": page.page,
+            "page_size": page.page_size}
 
 
 @blp.route("/tasks/<string:task_id>")
