@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from engine.variants import SourceFile
+from engine.audit import triggers_lifted
 from engine.clock import ManualClock
 from engine.store import Database
 from engine.store.models import Base
@@ -34,7 +35,8 @@ def database_url(tmp_path_factory) -> str:
 
 
 def empty_database(db: Database) -> None:
-    with db.engine.begin() as connection:
+    # the append-only triggers are lifted for this one transaction only
+    with db.engine.begin() as connection, triggers_lifted(connection):
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
 

@@ -52,6 +52,7 @@ class Database:
     """An engine plus session factories for writing and reading units of work."""
 
     def __init__(self, url: str | None = None, *, echo: bool = False):
+        from .. import audit    # noqa: F401  (chains every audit entry a session writes)
         self.url = url or default_database_url()
         kwargs: dict = {"echo": echo, "future": True}
         if self.url.startswith("sqlite"):

@@ -76,6 +76,9 @@ class Instance(Base):
     stage: Mapped[str | None] = mapped_column(String(32))
     latest_decision: Mapped[str | None] = mapped_column(String(32))
     unit_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # head of the instance's audit chain (engine.audit): how many events, last event's hash
+    audit_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    audit_head: Mapped[str | None] = mapped_column(String(64))
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -161,6 +164,20 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     element_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict | None] = mapped_column(JSON)
+    # place in its chain (1, 2, …) and SHA-256 over its fields and the previous entry's hash
+    seq: Mapped[int | None] = mapped_column(Integer)
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """Head of an audit chain that has no instance row: 'system' (deployments) and events
+    naming an instance that does not exist."""
+
+    __tablename__ = "audit_heads"
+
+    chain: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    head: Mapped[str] = mapped_column(String(64))
 
 
 class TaskCandidate(Base):

@@ -1,0 +1,322 @@
+"""The audit log as hash chains: append-only, tamper-evident, verifiable.
+
+Every instance has its own chain; events tied to no instance (deployments) form the
+``system`` chain. Entry *n* of a chain stores ``seq = n`` and ``hash = SHA-256(canonical
+JSON of its fields + the hash of entry n-1)``; the chain's head (last ``seq`` and ``hash``)
+is kept on the instance row (``instances.audit_seq``/``audit_head``), or in ``audit_heads``
+for chains without an instance. So an edited entry breaks its own hash, a deleted or
+reordered entry breaks the next one's, and a deleted tail (or a whole chain) no longer
+matches its head.
+
+Why one chain per instance and not one for the whole log: a global head would be a row
+every transaction of every instance has to lock, serializing the whole engine. An
+instance's writes are already serialized (the optimistic version check of its unit of
+work, and the head row lock taken here), so its chain costs no extra contention.
+
+Chaining happens in a ``before_flush`` hook, so every writer of ``AuditEvent`` rows (the
+runtime, the task service, the repository, the scheduler, anything added later) is covered
+without having to remember it. Database triggers (migration 0004) refuse UPDATE and DELETE
+on ``audit_events`` and DELETE on ``instances``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterator
+
+from sqlalchemy import event, exists, inspect, insert, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from .clock import as_utc
+from .store.models import AuditEvent, AuditHead, Instance
+
+SYSTEM_CHAIN = "system"
+GENESIS = ""          # the "previous hash" of a chain's first entry
+
+
+def utc_iso(value: datetime) -> str:
+    return as_utc(value).isoformat(timespec="microseconds")
+
+
+def event_hash(previous: str | None, *, seq: int, instance_id: str | None,
+               definition_id: int | None, at: datetime, actor: str, action: str,
+               element_id: str | None, details) -> str:
+    """SHA-256 over the sorted-key JSON of an entry's fields and the previous entry's hash.
+    The row id is not hashed (the database assigns it after the hash is computed); the
+    order is carried by ``seq`` and verified against the ids."""
+    body = {"prev": previous or GENESIS, "seq": seq, "instance_id": instance_id,
+            "definition_id": definition_id, "at": utc_iso(at), "actor": actor,
+            "action": action, "element_id": element_id, "details": details}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def row_hash(previous: str | None, row) -> str:
+    return event_hash(previous, seq=row.seq, instance_id=row.instance_id,
+                      definition_id=row.definition_id, at=row.at, actor=row.actor,
+                      action=row.action, element_id=row.element_id, details=row.details)
+
+
+# --- chaining new entries ---------------------------------------------------------------
+def lock_instance_chain(session: Session, instance_id: str) -> None:
+    """Take the row lock on an instance's chain head now (PostgreSQL; SQLite serializes
+    writers anyway). A unit of work that locks another row of the instance first (a task
+    claim) calls this before, so it takes locks in the same order as the runtime and two
+    writers never wait for each other."""
+    session.execute(select(Instance.id).where(Instance.id == instance_id).with_for_update())
+
+
+def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, object]:
+    """(kind, handle) of the chain an event belongs to, with its head row locked."""
+    if instance_id is not None:
+        if instance_id in pending:
+            return "pending", pending[instance_id]
+        row = session.execute(select(Instance.audit_seq, Instance.audit_head)
+                              .where(Instance.id == instance_id).with_for_update()).first()
+        if row is not None:
+            return "instance", (row.audit_seq or 0, row.audit_head)
+    chain = instance_id or SYSTEM_CHAIN
+    row = session.execute(select(AuditHead.seq, AuditHead.head)
+                          .where(AuditHead.chain == chain).with_for_update()).first()
+    return "other", (row.seq, row.head) if row is not None else None
+
+
+def _chain_new_events(session: Session, _flush_context, _instances) -> None:
+    new = [o for o in session.new if isinstance(o, AuditEvent) and o.hash is None]
+    if not new:
+        return
+    new.sort(key=lambda o: inspect(o).insert_order)   # the order the rows get their ids
+    pending = {o.id: o for o in session.new if isinstance(o, Instance)}
+    chains: dict = {}
+    for entry in new:
+        chains.setdefault(entry.instance_id, []).append(entry)
+    for instance_id, entries in chains.items():
+        kind, handle = _head(session, instance_id, pending)
+        if kind == "pending":
+            seq, head = handle.audit_seq or 0, handle.audit_head
+        else:
+            seq, head = handle if handle is not None else (0, None)
+        for entry in entries:
+            entry.at = as_utc(entry.at)
+            seq += 1
+            entry.seq = seq
+            entry.hash = head = row_hash(head, entry)
+        if kind == "pending":
+            handle.audit_seq, handle.audit_head = seq, head
+        elif kind == "instance":
+            # not through the ORM object: that would bump the instance's version and make
+            # a task claim conflict with a concurrent completion of another task
+            session.execute(update(Instance.__table__).where(Instance.id == instance_id)
+                            .values(audit_seq=seq, audit_head=head))
+            loaded = session.identity_map.get(identity_key(Instance, instance_id))
+            if loaded is not None:
+                from sqlalchemy.orm.attributes import set_committed_value
+                set_committed_value(loaded, "audit_seq", seq)
+                set_committed_value(loaded, "audit_head", head)
+        else:
+            chain = instance_id or SYSTEM_CHAIN
+            if handle is None:
+                session.execute(insert(AuditHead.__table__).values(chain=chain, seq=seq,
+                                                                   head=head))
+            else:
+                session.execute(update(AuditHead.__table__).where(AuditHead.chain == chain)
+                                .values(seq=seq, head=head))
+
+
+event.listen(Session, "before_flush", _chain_new_events)
+
+
+# --- append-only triggers --------------------------------------------------------------
+SQLITE_TRIGGERS = {
+    "audit_events_no_update": "BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, "
+                              "'audit_events is append-only: entries cannot be changed'); END",
+    "audit_events_no_delete": "BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, "
+                              "'audit_events is append-only: entries cannot be deleted'); END",
+    "instances_no_delete": "BEFORE DELETE ON instances BEGIN SELECT RAISE(ABORT, "
+                           "'instances cannot be deleted (their audit chain heads live "
+                           "there)'); END",
+}
+POSTGRES_FUNCTION = """
+CREATE OR REPLACE FUNCTION nd73_refuse_change() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION '%: % refused', TG_ARGV[0], TG_OP;
+END
+$$ LANGUAGE plpgsql"""
+POSTGRES_TRIGGERS = {
+    "audit_events_append_only": ("audit_events", "BEFORE UPDATE OR DELETE", "ROW",
+                                 "audit_events is append-only"),
+    "audit_events_no_truncate": ("audit_events", "BEFORE TRUNCATE", "STATEMENT",
+                                 "audit_events is append-only"),
+    "instances_no_delete": ("instances", "BEFORE DELETE", "ROW",
+                            "instances cannot be deleted"),
+    "instances_no_truncate": ("instances", "BEFORE TRUNCATE", "STATEMENT",
+                              "instances cannot be deleted"),
+}
+
+
+def create_triggers_sql(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return [f"CREATE TRIGGER {name} {body}" for name, body in SQLITE_TRIGGERS.items()]
+    if dialect == "postgresql":
+        return [POSTGRES_FUNCTION] + [
+            f"CREATE TRIGGER {name} {when} ON {table} FOR EACH {level} "
+            f"EXECUTE FUNCTION nd73_refuse_change('{message}')"
+            for name, (table, when, level, message) in POSTGRES_TRIGGERS.items()]
+    return []
+
+
+def drop_triggers_sql(dialect: str) -> list[str]:
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS]
+    if dialect == "postgresql":
+        return [f"DROP TRIGGER IF EXISTS {name} ON {table}"
+                for name, (table, *_rest) in POSTGRES_TRIGGERS.items()]
+    return []
+
+
+@contextmanager
+def triggers_lifted(connection) -> Iterator[None]:
+    """Drop the append-only triggers for the rest of a transaction and put them back at its
+    end (DDL is transactional on both databases, so other sessions never see them gone).
+    For emptying a test database; it is also exactly what someone with the database owner's
+    rights can do, which is why the chains exist."""
+    dialect = connection.dialect.name
+    for statement in drop_triggers_sql(dialect):
+        connection.exec_driver_sql(statement)
+    yield
+    for statement in create_triggers_sql(dialect):
+        connection.exec_driver_sql(statement)
+
+
+# --- verification ------------------------------------------------------------------------
+@dataclass
+class BrokenLink:
+    chain: str            # instance id or 'system'
+    seq: int | None       # the sequence number where the chain stops being valid
+    event_id: int | None
+    expected: str | None
+    found: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = "system chain" if self.chain == SYSTEM_CHAIN else f"instance {self.chain}"
+        parts = [f"{where}: {self.reason}"]
+        if self.seq is not None:
+            parts.append(f"seq {self.seq}")
+        if self.event_id is not None:
+            parts.append(f"event {self.event_id}")
+        if self.expected is not None or self.found is not None:
+            parts.append(f"expected {self.expected or '-'} found {self.found or '-'}")
+        return "; ".join(parts)
+
+
+@dataclass
+class Report:
+    chains: int = 0
+    events: int = 0
+    broken: list[BrokenLink] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken
+
+
+class _Chain:
+    """Walks one chain entry by entry (in id order), remembering its first broken link."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.seq = 0
+        self.head: str | None = None
+        self.broken: BrokenLink | None = None
+
+    def add(self, row) -> None:
+        if self.broken is not None:
+            return
+        expected = row_hash(self.head, row) if row.seq is not None else None
+        if row.seq != self.seq + 1:
+            reason = (f"entry {self.seq + 1} is missing or out of order "
+                      f"(found seq {row.seq} after {self.seq})")
+        elif expected != row.hash:
+            reason = "entry does not match its hash (changed, or its predecessor was)"
+        else:
+            self.seq, self.head = row.seq, row.hash
+            return
+        self.broken = BrokenLink(self.name, self.seq + 1, row.id, expected, row.hash, reason)
+
+    def close(self, head_seq: int | None, head_hash: str | None) -> None:
+        if self.broken is None and ((head_seq or 0), head_hash) != (self.seq, self.head):
+            self.broken = BrokenLink(
+                self.name, self.seq + 1 if (head_seq or 0) > self.seq else head_seq, None,
+                head_hash, self.head,
+                f"chain ends at seq {self.seq} but its head records seq {head_seq or 0} "
+                f"(entries at the end were deleted, or the head was changed)")
+
+
+BATCH = 2000
+
+
+def verify(db, instance_id: str | None = None) -> Report:
+    """Recompute every chain (or one instance's) and compare it with its head."""
+    report = Report()
+    columns = (AuditEvent.id, AuditEvent.seq, AuditEvent.hash, AuditEvent.instance_id,
+               AuditEvent.definition_id, AuditEvent.at, AuditEvent.actor, AuditEvent.action,
+               AuditEvent.element_id, AuditEvent.details)
+    with db.reading() as session:
+        other_heads = {h.chain: (h.seq, h.head) for h in session.scalars(select(AuditHead))}
+        if instance_id is None:
+            chain = _Chain(SYSTEM_CHAIN)
+            for row in session.execute(select(*columns).where(AuditEvent.instance_id.is_(None))
+                                       .order_by(AuditEvent.id)
+                                       .execution_options(yield_per=BATCH)):
+                report.events += 1
+                chain.add(row)
+            if chain.seq or chain.broken or SYSTEM_CHAIN in other_heads:
+                chain.close(*other_heads.get(SYSTEM_CHAIN, (0, None)))
+                report.chains += 1
+                if chain.broken:
+                    report.broken.append(chain.broken)
+        query = (select(*columns, Instance.id.label("owner"), Instance.audit_seq,
+                        Instance.audit_head)
+                 .outerjoin(Instance, Instance.id == AuditEvent.instance_id)
+                 .order_by(AuditEvent.instance_id, AuditEvent.id))
+        query = (query.where(AuditEvent.instance_id == instance_id) if instance_id
+                 else query.where(AuditEvent.instance_id.is_not(None)))
+        chain, head = None, None
+
+        def finish():
+            chain.close(*head)
+            report.chains += 1
+            if chain.broken:
+                report.broken.append(chain.broken)
+
+        for row in session.execute(query.execution_options(yield_per=BATCH)):
+            report.events += 1
+            if chain is None or row.instance_id != chain.name:
+                if chain is not None:
+                    finish()
+                chain = _Chain(row.instance_id)
+                head = ((row.audit_seq, row.audit_head) if row.owner is not None
+                        else other_heads.get(row.instance_id, (0, None)))
+            chain.add(row)
+        if chain is not None:
+            finish()
+        # a chain deleted as a whole: its instance (rows are never deleted) has no entries
+        empty = (select(Instance.id, Instance.audit_seq, Instance.audit_head)
+                 .where(~exists().where(AuditEvent.instance_id == Instance.id)))
+        if instance_id:
+            empty = empty.where(Instance.id == instance_id)
+        for row in session.execute(empty.order_by(Instance.id)):
+            report.chains += 1
+            report.broken.append(BrokenLink(
+                row.id, 1, None, row.audit_head, None,
+                f"the instance has no audit entries but its head records seq "
+                f"{row.audit_seq or 0} (every instance has at least its start)"))
+        if instance_id and report.chains == 0:
+            from .errors import NotFound
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+    return report
