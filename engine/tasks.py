@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .access import Access, Principal
+from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import Conflict, InvalidData, NotFound
 from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, User
@@ -68,6 +69,8 @@ class TaskService:
             is_candidate = session.get(TaskCandidate, (task_id, username)) is not None
             if not is_candidate:
                 raise Conflict(f"{username} is not a candidate of this task")
+            # the instance's audit head first, then the task row: the runtime's order
+            lock_instance_chain(session, task.instance_id)
             changed = session.execute(
                 update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
                                         HumanTask.assignee.is_(None))
