@@ -219,9 +219,11 @@ class Org:
                 user = session.get(User, spec["username"])
                 if user is None:
                     session.add(User(username=spec["username"], full_name=spec["full_name"],
-                                     password_hash=password_hash, active=True))
+                                     password_hash=password_hash, active=True,
+                                     email=spec.get("email"), notification_mode="immediate"))
                 else:
                     user.full_name = spec["full_name"]
+                    user.email = spec.get("email", user.email)
                 session.flush()
                 session.execute(delete(Membership).where(
                     Membership.username == spec["username"],

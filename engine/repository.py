@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from .bpmn import BuiltProcess, build_processes
+from .notifications import templates as notification_templates
 from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
 
 SETTINGS_SOURCE = "variant.toml.json"
@@ -43,6 +44,7 @@ def read_folder(folder: Path | str, forms_dir: Path | str | None = None):
 def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
                     ) -> tuple[str, list[BuiltProcess]]:
     variant, forms = read_folder(folder, forms_dir)
+    notification_templates.validate(variant.templates)
     return variant.name, build_processes(variant.sources, forms=forms)
 
 
@@ -57,9 +59,16 @@ class Repository:
 
     # validation and deployment -------------------------------------------------------
     def validate(self, sources: list[SourceFile], forms: dict[str, bytes] | None = None,
-                 settings: dict | None = None) -> list[BuiltProcess]:
-        """Raise DefinitionInvalid listing every problem, or return the built processes."""
+                 settings: dict | None = None, templates: dict[str, bytes] | None = None
+                 ) -> list[BuiltProcess]:
+        """Raise DefinitionInvalid listing every problem, or return the built processes.
+        Notification templates are checked and deployed with every process of the variant."""
+        if templates:
+            notification_templates.validate(templates)
         built = build_processes(sources, forms=forms)
+        for process in built:
+            process.extra.update({notification_templates.SOURCE_PREFIX + name: content
+                                  for name, content in sorted((templates or {}).items())})
         if settings is not None:
             text = json.dumps(settings, ensure_ascii=False, sort_keys=True, indent=1).encode()
             for process in built:
@@ -67,9 +76,9 @@ class Repository:
         return built
 
     def deploy(self, variant: str, sources: list[SourceFile], deployed_by: str, *,
-               forms: dict[str, bytes] | None = None, settings: dict | None = None
-               ) -> list[DeployedProcess]:
-        built = self.validate(sources, forms, settings)
+               forms: dict[str, bytes] | None = None, settings: dict | None = None,
+               templates: dict[str, bytes] | None = None) -> list[DeployedProcess]:
+        built = self.validate(sources, forms, settings, templates)
         results = []
         with self.db.transaction() as session:
             for process in built:
@@ -81,14 +90,17 @@ class Repository:
         """Deploy a variant folder with its settings and the forms its user tasks name."""
         variant, forms = read_folder(folder, forms_dir)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
-                           settings=variant.settings)
+                           settings=variant.settings, templates=variant.templates)
 
     def upload_sources(self, variant: str, uploads: dict[str, bytes]
-                       ) -> tuple[list[SourceFile], dict[str, bytes], dict]:
+                       ) -> tuple[list[SourceFile], dict[str, bytes], dict, dict[str, bytes]]:
         """The variant's latest deployed files with uploaded ones laid over them by name:
-        BPMN/DMN files replace files, ``.json`` files replace forms."""
+        BPMN/DMN files replace files, ``.json`` files replace forms, ``.txt`` and ``.html``
+        files replace notification templates."""
         files: dict[str, bytes] = {}
         forms: dict[str, bytes] = {}
+        templates: dict[str, bytes] = {}
+        prefix = notification_templates.SOURCE_PREFIX
         settings = None
         for definition in self.latest_versions(variant):
             for name, text in definition.sources.items():
@@ -96,6 +108,8 @@ class Repository:
                     settings = json.loads(text)
                 elif name.startswith("forms/"):
                     forms[name[len("forms/"):]] = text.encode()
+                elif name.startswith(prefix):
+                    templates[name[len(prefix):]] = text.encode()
                 else:
                     files[name] = text.encode()
         problems = []
@@ -104,21 +118,24 @@ class Repository:
                 files[name] = content
             elif name.endswith(".json"):
                 forms[name] = content
+            elif name.endswith((".txt", ".html")):
+                templates[name] = content
             else:
-                problems.append(Problem(name, "only .bpmn, .dmn and form .json files can be "
-                                              "uploaded"))
+                problems.append(Problem(name, "only .bpmn, .dmn, form .json and notification "
+                                              "template .txt/.html files can be uploaded"))
         if problems:
             raise DefinitionInvalid(problems)
         settings = settings or dict(DEFAULT_SETTINGS, name=variant)
-        return [SourceFile(n, c) for n, c in files.items()], forms, settings
+        return [SourceFile(n, c) for n, c in files.items()], forms, settings, templates
 
     def validate_upload(self, variant: str, uploads: dict[str, bytes]) -> list[BuiltProcess]:
         return self.validate(*self.upload_sources(variant, uploads))
 
     def deploy_upload(self, variant: str, uploads: dict[str, bytes], deployed_by: str
                       ) -> list[DeployedProcess]:
-        sources, forms, settings = self.upload_sources(variant, uploads)
-        return self.deploy(variant, sources, deployed_by, forms=forms, settings=settings)
+        sources, forms, settings, templates = self.upload_sources(variant, uploads)
+        return self.deploy(variant, sources, deployed_by, forms=forms, settings=settings,
+                           templates=templates)
 
     def latest_versions(self, variant: str) -> list[Definition]:
         newest = (select(Definition.key, func.max(Definition.version).label("version"))

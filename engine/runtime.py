@@ -92,9 +92,11 @@ def _clean_data(data: Any, max_bytes: int) -> dict:
 
 class Runtime:
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
-                 script_engine: EngineScriptEngine, max_data_bytes: int, org: Org):
+                 script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
+                 notifications=None):
         self.db = db
         self.org = org
+        self.notifications = notifications   # told of tasks, deadlines and decisions
         self.repository = repository
         self.codec = codec
         self.clock = clock
@@ -169,6 +171,7 @@ class Runtime:
             instance.status = COMPLETED
         if instance.status in (COMPLETED, TERMINATED):
             instance.ended_at = instance.ended_at or now
+        previous_stage = instance.stage
         instance.stage = _stage(workflow, completed, instance.stage)
         session.flush()   # the version check happens here, before any projection is written
         events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
@@ -187,11 +190,14 @@ class Runtime:
                                      details={"message": incident.message}))
         events += self._notifications(session, instance, completed, now, actor)
         session.add_all(events)
-        self._project(session, instance, workflow, now)
+        created = self._project(session, instance, workflow, now)
+        self._notify_progress(session, instance, created, previous_stage, actor)
 
     # --- projections -------------------------------------------------------------------
     def _project(self, session: Session, instance: Instance, workflow: BpmnWorkflow,
-                 now: datetime) -> None:
+                 now: datetime) -> list[tuple[HumanTask, list[str]]]:
+        """Refresh the projections; returns the human tasks it opened, with candidates."""
+        created = []
         finished = instance.status in (COMPLETED, TERMINATED)
         ready = {} if finished else {
             str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
@@ -215,11 +221,13 @@ class Runtime:
             candidates, role_unit = self._candidates(instance, lane, task.data,
                                                      properties.get("assigneeFrom"))
             due = self._due(task, properties, now)
-            session.add(HumanTask(
+            human = HumanTask(
                 id=task_id, instance_id=instance.id, element_id=_element_id(task),
                 name=getattr(spec, "bpmn_name", None), lane=lane, role=lane,
                 unit_id=role_unit, form=properties.get(FORM_PROPERTY), status="open",
-                created_at=now, due_at=due))
+                created_at=now, due_at=due)
+            session.add(human)
+            created.append((human, list(dict.fromkeys(candidates))))
             session.flush()
             session.add_all(TaskCandidate(task_id=task_id, username=u)
                             for u in dict.fromkeys(candidates))
@@ -260,6 +268,21 @@ class Runtime:
             session.add(MessageSubscription(instance_id=instance.id, task_id=task_id,
                                             element_id=_element_id(task),
                                             message_name=definition.name))
+        return created
+
+    def _notify_progress(self, session: Session, instance: Instance, created: list,
+                         previous_stage: str | None, actor: str) -> None:
+        """Tell candidates of the tasks just opened (a reporting unit's task says its
+        cycle opened), and the proposer when the proposal is recognised."""
+        if self.notifications is None:
+            return
+        for task, candidates in created:
+            kind = "report_cycle_opened" if task.lane == "reporting_unit" else "task_available"
+            self.notifications.notify(session, candidates, kind, instance=instance,
+                                      task=task, actor=actor)
+        if instance.stage == "recognised" and previous_stage != "recognised":
+            self.notifications.notify(session, [instance.started_by], "proposal_recognised",
+                                      instance=instance, actor=actor)
 
     def _due(self, task, properties: dict, now: datetime) -> datetime | None:
         """A task's due time: ``dueInWorkingDays`` (a number or a deadline name) or
@@ -299,6 +322,7 @@ class Runtime:
                         for t in sibling if t.task_spec.manual
                         and t.has_state(TaskState.READY)]
             recipients: list[str] = []
+            late_task: dict[str, HumanTask] = {}     # whom to tell, of which late task
             for late in attached:
                 row = session.get(HumanTask, str(late.id))
                 if row is None:
@@ -308,11 +332,17 @@ class Runtime:
                 if notify == "assignee_head":
                     people = [h for p in people for h in self.org.heads_above(p, row.unit_id)]
                 recipients += people
+                for person in people:
+                    late_task.setdefault(person, row)
             events.append(AuditEvent(
                 instance_id=instance.id, definition_id=instance.definition_id, at=now,
                 actor=actor, action=NOTIFY_ACTIONS[notify], element_id=_element_id(task),
                 details={"recipients": list(dict.fromkeys(recipients)),
                          "tasks": [_element_id(t) for t in attached]}))
+            if self.notifications is not None:
+                for person, row in late_task.items():
+                    self.notifications.notify(session, [person], NOTIFY_ACTIONS[notify],
+                                              instance=instance, task=row, actor=actor)
         return events
 
     # --- operations ----------------------------------------------------------------------
@@ -451,6 +481,10 @@ class Runtime:
                                      actor=actor, at=now))
                 if field in LATEST_DECISION_FIELDS:
                     instance.latest_decision = str(data[field])[:32]
+        kind = _decision_kind(data)
+        if kind and self.notifications is not None:
+            self.notifications.notify(session, [instance.started_by], kind, instance=instance,
+                                      data=data, actor=actor)
 
     def send_message(self, name: str, payload: dict | None = None, *, actor: str,
                      instance_id: str | None = None,
@@ -672,6 +706,17 @@ def _unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
             elif type(new_spec) is not type(task.task_spec):
                 reasons.append(f"active element '{old_id}'{where} changes its type")
     return reasons
+
+
+def _decision_kind(data: dict) -> str | None:
+    """The notification a decision gives the proposer (None: not a decision on it)."""
+    if data.get("decision") == "approve":
+        return "proposal_approved"
+    if data.get("decision") == "reject":
+        return "proposal_refused"
+    if data.get("protection_decision"):
+        return "protection_decided"
+    return None
 
 
 def _stage(workflow: BpmnWorkflow, completed: list, current: str | None) -> str | None:

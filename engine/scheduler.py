@@ -13,6 +13,9 @@ Schedules are timer rows without an instance: one per timer start event of the n
 version of each process, due at the next occurrence. A cycle keeps its anchor (the start in
 its expression); one whose start lies in the past fires once for the last missed occurrence,
 then follows its schedule.
+
+The same loop sends e-mail from the outbox (see :mod:`engine.notifications.outbox` for the
+at-most-once guarantee).
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from sqlalchemy.orm import Session
 from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
+from .notifications.mailer import SmtpSettings
+from .notifications.outbox import OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
 from .store import AuditEvent, Definition, Instance, OrgUnit, Timer
 
@@ -55,7 +60,8 @@ def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
 
 class Scheduler:
     def __init__(self, engine, owner: str | None = None, lock_seconds: int = 60,
-                 max_attempts: int = 5, batch: int = 100):
+                 max_attempts: int = 5, batch: int = 100,
+                 smtp: SmtpSettings | None | str = "environment"):
         self.engine = engine
         self.db = engine.db
         self.clock = engine.clock
@@ -63,6 +69,9 @@ class Scheduler:
         self.lock = timedelta(seconds=lock_seconds)
         self.max_attempts = max_attempts
         self.batch = batch
+        if smtp == "environment":
+            smtp = SmtpSettings.from_env(os.environ)
+        self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp)
 
     # --- schedules (timer start events) ----------------------------------------------------
     def sync_schedules(self) -> int:
@@ -163,6 +172,14 @@ class Scheduler:
             for row in rows:
                 fired += self.fire(row)
         return fired
+
+    def send_mail(self) -> int:
+        """Make due digests and send due e-mail from the outbox. Returns messages sent."""
+        try:
+            return self.outbox.run()
+        except Exception:                   # noqa: BLE001 - the next round tries again
+            log.exception("sending e-mail failed")
+            return 0
 
     def fire(self, row: Timer) -> int:
         try:
@@ -267,6 +284,9 @@ def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str
     scheduler = Scheduler(engine, owner=owner)
     loop = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
     loop.add_job(scheduler.run_due, "interval", seconds=interval, id="nd73-timers",
+                 max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+    # e-mail in its own job: a slow SMTP server never delays timers
+    loop.add_job(scheduler.send_mail, "interval", seconds=interval, id="nd73-outbox",
                  max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
     loop.start()
     return loop

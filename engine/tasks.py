@@ -22,10 +22,11 @@ class Page:
 
 
 class TaskService:
-    def __init__(self, db: Database, clock: Clock, access: Access):
+    def __init__(self, db: Database, clock: Clock, access: Access, notifications=None):
         self.db = db
         self.clock = clock
         self.access = access
+        self.notifications = notifications
 
     def get(self, task_id: str) -> HumanTask:
         with self.db.reading() as session:
@@ -117,4 +118,8 @@ class TaskService:
             task.assignee = username
             self._audit(session, task, actor, "task_assigned",
                         {"assignee": username, "previous": previous})
+            if self.notifications is not None and previous != username:
+                self.notifications.notify(session, [username], "task_assigned",
+                                          instance=session.get(Instance, task.instance_id),
+                                          task=task, actor=actor)
         return self.get(task_id)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import calendar
 import copy
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from .errors import DefinitionInvalid, Problem
+from .notifications import templates as notification_templates
 
 SOURCE_SUFFIXES = (".bpmn", ".dmn")
 SETTINGS_FILE = "variant.toml"
@@ -47,6 +48,7 @@ class Variant:
     settings: dict
     org: dict
     lineage: tuple[str, ...] = ()     # this variant, then the ones it extends
+    templates: dict = field(default_factory=dict)   # notifications/<file> → content
 
 
 def load_forms(forms_dir: Path, lineage: tuple[str, ...]) -> dict[str, bytes]:
@@ -154,4 +156,6 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
     for path in sorted(folder.iterdir()):
         if path.suffix in SOURCE_SUFFIXES and path.is_file():
             files[path.name] = SourceFile(path.name, path.read_bytes())
-    return Variant(name, folder, list(files.values()), settings, org, lineage)
+    templates = {**(parent.templates if base else {}),
+                 **notification_templates.load_folder_chain([folder])}
+    return Variant(name, folder, list(files.values()), settings, org, lineage, templates)

@@ -7,6 +7,7 @@ from typing import Callable, Mapping
 from . import deadlines, rules
 from .clock import Clock, ManualClock
 from .access import Access
+from .notifications import Notifications
 from .org import Org
 from .queries import Queries
 from .reports import Figures
@@ -46,10 +47,13 @@ class WorkflowEngine:
                    **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
+        self.notifications = Notifications(self.db, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
-                               self.script_engine, max_bytes, self.org)
+                               self.script_engine, max_bytes, self.org,
+                               notifications=self.notifications)
         self.access = Access(self.db, self.clock)
-        self.tasks = TaskService(self.db, self.clock, self.access)
+        self.tasks = TaskService(self.db, self.clock, self.access,
+                                 notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
 
     def upgrade_database(self) -> None:

@@ -230,6 +230,10 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(255))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[str | None] = mapped_column(String(255))
+    # how notifications reach the user by e-mail: immediate | digest | off
+    notification_mode: Mapped[str] = mapped_column(String(16), default="immediate",
+                                                   server_default="immediate")
 
 
 class Membership(Base):
@@ -272,3 +276,54 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(128))
     address: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class Notification(Base):
+    """What a user is told in the app (always kept, whatever their e-mail preference)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notification_inbox", "username", "read_at", "id"),
+                      Index("ix_notification_digest", "email_status", "username"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    definition_id: Mapped[int | None]
+    link: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    read_at: Mapped[datetime | None]
+    # none (no e-mail) | outbox (an immediate message) | digest (waits for the daily
+    # digest) | digested (went out in one)
+    email_status: Mapped[str] = mapped_column(String(16))
+    outbox_id: Mapped[int | None]
+
+
+class OutboxMessage(Base):
+    """An e-mail to send, written in the transaction of the event that caused it and sent
+    by a scheduler: pending → sending → sent (or failed after its attempts, or unknown when
+    a sender died while handing it to the SMTP server)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      UniqueConstraint("username", "digest_day", name="uq_outbox_digest"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    recipient: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    digest_day: Mapped[str | None] = mapped_column(String(10))   # local date of a digest
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lock_owner: Mapped[str | None] = mapped_column(String(128))
+    lock_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

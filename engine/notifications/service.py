@@ -1,0 +1,217 @@
+"""The notification centre: recording notifications with the event that caused them, and
+what each user reads, marks read and prefers.
+
+:meth:`Notifications.notify` runs inside the caller's transaction (a step of an instance, an
+assignment): the notification rows and, for users who want e-mail at once, the outbox rows
+commit or roll back with the event itself. Nobody is told of what they just did themselves.
+In-app notifications are always kept; the preference only decides e-mail:
+``immediate`` (one e-mail per notification), ``digest`` (one e-mail a day) or ``off``.
+"""
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..clock import Clock, as_utc
+from ..errors import InvalidData, NotFound
+from ..store import Database, Definition, HumanTask, Instance, OrgUnit, User
+from ..store.models import Notification, OutboxMessage
+from .templates import Renderer, from_sources
+
+MODES = ("immediate", "digest", "off")
+SYSTEM_ACTORS = ("scheduler", "system")
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def public_url() -> str:
+    """Where the web app is reached, for links in e-mails (``ND73_PUBLIC_URL``)."""
+    return os.environ.get("ND73_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
+
+
+def link_for(task_id: str | None, instance_id: str | None) -> str:
+    """The web app's path: the task for task notifications, else the instance."""
+    if task_id:
+        return f"/tasks/{task_id}"
+    return f"/instances/{instance_id}" if instance_id else "/"
+
+
+def as_dict(row: Notification) -> dict:
+    return {"id": row.id, "kind": row.kind, "title": row.title, "body": row.body,
+            "task_id": row.task_id, "instance_id": row.instance_id, "link": row.link,
+            "created_at": as_utc(row.created_at),
+            "read_at": as_utc(row.read_at) if row.read_at is not None else None}
+
+
+class Notifications:
+    def __init__(self, db: Database, clock: Clock, base_url: str | None = None):
+        self.db = db
+        self.clock = clock
+        self.base_url = (base_url or public_url()).rstrip("/")
+        self.renderer = Renderer()
+        self._templates: dict[int, dict[str, str]] = {}
+
+    # --- recording (inside the caller's transaction) -------------------------------------
+    def notify(self, session: Session, usernames, kind: str, *, instance: Instance | None,
+               task: HumanTask | None = None, data: dict | None = None,
+               actor: str | None = None) -> list[Notification]:
+        now = self.clock.now()
+        definition = (session.get(Definition, instance.definition_id)
+                      if instance is not None else None)
+        created = []
+        for username in dict.fromkeys(u for u in usernames if u):
+            if username == actor or username in SYSTEM_ACTORS:
+                continue
+            user = session.get(User, username)
+            if user is None or not user.active:
+                continue
+            link = link_for(task.id if task is not None else None,
+                            instance.id if instance is not None else None)
+            context = self._context(session, user, instance, definition, task, data, link)
+            subject, text, html = self._render(definition, kind, context)
+            row = Notification(username=username, kind=kind, title=subject, body=text,
+                               task_id=task.id if task is not None else None,
+                               instance_id=instance.id if instance is not None else None,
+                               definition_id=definition.id if definition else None,
+                               link=link, created_at=now, read_at=None,
+                               email_status=self._email_status(user))
+            if row.email_status == "outbox":
+                message = OutboxMessage(username=username, recipient=user.email,
+                                        subject=subject, text_body=text, html_body=html,
+                                        kind=kind, status="pending", attempts=0,
+                                        next_attempt_at=now, created_at=now)
+                session.add(message)
+                session.flush()
+                row.outbox_id = message.id
+            session.add(row)
+            created.append(row)
+        session.flush()
+        return created
+
+    @staticmethod
+    def _email_status(user: User) -> str:
+        if not user.email or user.notification_mode == "off":
+            return "none"
+        return "digest" if user.notification_mode == "digest" else "outbox"
+
+    def templates_of(self, definition: Definition | None) -> dict[str, str]:
+        if definition is None:
+            return {}
+        cached = self._templates.get(definition.id)
+        if cached is None:
+            cached = self._templates[definition.id] = from_sources(definition.sources or {})
+        return cached
+
+    def _render(self, definition, kind, context):
+        return self.renderer.render(definition.id if definition else None,
+                                    self.templates_of(definition), kind, context)
+
+    def _context(self, session: Session, user: User, instance, definition, task, data,
+                 link: str) -> dict:
+        context = {"user": {"username": user.username, "full_name": user.full_name},
+                   "link": link, "url": self.base_url + link, "site_url": self.base_url,
+                   "now": self.clock.now(), "data": dict(data or {}), "task": None,
+                   "instance": None}
+        if instance is not None:
+            proposer = session.get(User, instance.started_by)
+            unit = session.get(OrgUnit, instance.unit_id) if instance.unit_id else None
+            context["instance"] = {
+                "id": instance.id, "business_key": instance.business_key,
+                "process": (definition.name if definition else None) or instance.definition_key,
+                "definition_key": instance.definition_key, "variant": instance.variant,
+                "stage": instance.stage, "proposer": instance.started_by,
+                "proposer_name": proposer.full_name if proposer else instance.started_by,
+                "unit_name": unit.name if unit else None,
+                "started_at": instance.started_at}
+        if task is not None:
+            unit = session.get(OrgUnit, task.unit_id) if task.unit_id else None
+            context["task"] = {"id": task.id, "name": task.name or task.element_id,
+                               "element_id": task.element_id, "due_at": task.due_at,
+                               "role": task.role, "unit_name": unit.name if unit else None}
+        return context
+
+    # --- the notification centre -------------------------------------------------------
+    def unread_count(self, username: str) -> int:
+        with self.db.reading() as session:
+            return session.scalar(select(func.count(Notification.id)).where(
+                Notification.username == username, Notification.read_at.is_(None)))
+
+    def count(self, username: str, *, unread_only: bool = False) -> int:
+        query = select(func.count(Notification.id)).where(Notification.username == username)
+        if unread_only:
+            query = query.where(Notification.read_at.is_(None))
+        with self.db.reading() as session:
+            return session.scalar(query)
+
+    def list_for(self, username: str, *, unread_only: bool = False, limit: int = 50,
+                 offset: int = 0) -> list[dict]:
+        """Unread first, then newest first."""
+        query = select(Notification).where(Notification.username == username)
+        if unread_only:
+            query = query.where(Notification.read_at.is_(None))
+        query = query.order_by(Notification.read_at.isnot(None), Notification.created_at.desc(),
+                               Notification.id.desc()).offset(max(offset, 0)).limit(
+            max(min(limit, 500), 0))
+        with self.db.reading() as session:
+            return [as_dict(row) for row in session.scalars(query)]
+
+    def mark_read(self, username: str, ids: list[int] | None = None) -> int:
+        """Mark notifications read (all of the user's when ``ids`` is None); returns how many
+        were unread. Ids that are not the user's are refused, and nothing is marked."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            query = update(Notification).where(Notification.username == username,
+                                               Notification.read_at.is_(None))
+            if ids is not None:
+                wanted = sorted({int(i) for i in ids})
+                owned = set(session.scalars(select(Notification.id).where(
+                    Notification.username == username, Notification.id.in_(wanted)))) \
+                    if wanted else set()
+                missing = [i for i in wanted if i not in owned]
+                if missing:
+                    raise NotFound(f"notification(s) {', '.join(map(str, missing[:10]))} do "
+                                   f"not exist", ids=missing[:10])
+                if not wanted:
+                    return 0
+                query = query.where(Notification.id.in_(wanted))
+            return session.execute(query.values(read_at=now)).rowcount
+
+    def preference(self, username: str) -> str:
+        with self.db.reading() as session:
+            user = session.get(User, username)
+        if user is None:
+            raise NotFound(f"user '{username}' does not exist")
+        return user.notification_mode or "immediate"
+
+    def email(self, username: str) -> str | None:
+        with self.db.reading() as session:
+            user = session.get(User, username)
+        return user.email if user is not None else None
+
+    def set_preference(self, username: str, mode: str) -> str:
+        """Switching away from ``digest`` drops the e-mail of notifications still waiting for
+        a digest (they stay in the app)."""
+        if mode not in MODES:
+            raise InvalidData(f"mode must be one of {', '.join(MODES)}, not '{mode}'",
+                              errors=[{"field": "mode",
+                                       "message": "Chỉ nhận: immediate, digest, off",
+                                       "message_en": "One of: immediate, digest, off"}])
+        with self.db.transaction() as session:
+            user = session.get(User, username)
+            if user is None:
+                raise NotFound(f"user '{username}' does not exist")
+            if user.notification_mode == "digest" and mode != "digest":
+                session.execute(update(Notification).where(
+                    Notification.username == username, Notification.email_status == "digest")
+                    .values(email_status="none"))
+            user.notification_mode = mode
+        return mode
+
+    def outbox(self, username: str | None = None) -> list[OutboxMessage]:
+        """Outbox rows, oldest first (monitoring and tests)."""
+        query = select(OutboxMessage).order_by(OutboxMessage.id)
+        if username:
+            query = query.where(OutboxMessage.username == username)
+        with self.db.reading() as session:
+            return list(session.scalars(query))

@@ -1,0 +1,190 @@
+"""Message templates: files a process designer writes per variant, rendered in a sandbox.
+
+A variant's ``notifications/`` folder holds, per kind of notification, up to three files:
+``<kind>.subject.txt`` (subject line and in-app title), ``<kind>.txt`` (plain text, also the
+in-app body) and ``<kind>.html`` (HTML part, autoescaped). A variant inherits the files of
+the variants it extends, file by file, and they are deployed with its processes (as
+``notifications/<file>`` sources), so a running instance keeps the wording of its version.
+
+Templates are untrusted input: Jinja2's SandboxedEnvironment refuses access to internals,
+and a template that fails at run time falls back to a plain generic message, so wording can
+never stop a workflow.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
+
+from ..clock import LOCAL_TZ, as_utc
+from ..errors import DefinitionInvalid, Problem
+
+log = logging.getLogger("nd73.notifications")
+
+FOLDER = "notifications"
+SOURCE_PREFIX = f"{FOLDER}/"
+KINDS = ("task_available", "task_assigned", "report_cycle_opened", "reminder", "escalation",
+         "proposal_approved", "proposal_refused", "proposal_recognised",
+         "protection_decided", "digest")
+PARTS = ("subject.txt", "txt", "html")
+MAX_TEMPLATE_BYTES = 64 * 1024
+_NAME = re.compile(r"^(?P<kind>[a-z_]+)\.(?P<part>subject\.txt|txt|html)$")
+
+# Used when a deployment has no template for a kind (or it fails while rendering).
+GENERIC = {
+    "subject.txt": "[ND73] {{ title }}",
+    "txt": "Kính gửi {{ user.full_name }},\n\n{{ title }}.\n"
+           "{% if instance.business_key %}Hồ sơ: {{ instance.business_key }}\n{% endif %}"
+           "Xem chi tiết: {{ url }}\n",
+}
+GENERIC_TITLES = {
+    "task_available": "Có công việc mới cần xử lý",
+    "task_assigned": "Anh/chị được giao một công việc",
+    "report_cycle_opened": "Kỳ báo cáo đã mở cho đơn vị",
+    "reminder": "Nhắc hạn xử lý công việc",
+    "escalation": "Công việc quá hạn",
+    "proposal_approved": "Đề xuất đã được phê duyệt",
+    "proposal_refused": "Đề xuất không được phê duyệt",
+    "proposal_recognised": "Đề xuất đã được công nhận",
+    "protection_decided": "Đã có quyết định về bảo vệ",
+    "digest": "Tổng hợp thông báo trong ngày",
+}
+
+
+def local_date(value) -> str:
+    """dd/mm/yyyy in Asia/Ho_Chi_Minh."""
+    if isinstance(value, datetime):
+        value = as_utc(value).astimezone(LOCAL_TZ)
+    return value.strftime("%d/%m/%Y") if isinstance(value, (date, datetime)) else ""
+
+
+def local_datetime(value) -> str:
+    """dd/mm/yyyy HH:MM in Asia/Ho_Chi_Minh."""
+    if not isinstance(value, datetime):
+        return local_date(value)
+    return as_utc(value).astimezone(LOCAL_TZ).strftime("%d/%m/%Y %H:%M")
+
+
+def _environment(autoescape: bool) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(autoescape=autoescape, undefined=ChainableUndefined,
+                               keep_trailing_newline=True)
+    env.filters["date"] = local_date
+    env.filters["datetime"] = local_datetime
+    return env
+
+
+_TEXT = _environment(False)
+_HTML = _environment(True)
+
+
+def _env_for(name: str) -> SandboxedEnvironment:
+    return _HTML if name.endswith(".html") else _TEXT
+
+
+def check(templates: Mapping[str, bytes]) -> list[Problem]:
+    """Problems of a set of template files (name → content): unknown names, encodings,
+    sizes and syntax errors, each with its file and line."""
+    problems = []
+    for name, content in sorted(templates.items()):
+        label = SOURCE_PREFIX + name
+        match = _NAME.match(name)
+        if match is None or match["kind"] not in KINDS:
+            problems.append(Problem(label, "a notification template is named <kind>.subject."
+                                           "txt, <kind>.txt or <kind>.html with a kind among: "
+                                    + ", ".join(KINDS)))
+            continue
+        if len(content) > MAX_TEMPLATE_BYTES:
+            problems.append(Problem(label, f"larger than {MAX_TEMPLATE_BYTES // 1024} KB"))
+            continue
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(Problem(label, "not UTF-8 text"))
+            continue
+        try:
+            _env_for(name).parse(text)
+        except TemplateSyntaxError as exc:
+            problems.append(Problem(label, f"template syntax: {exc.message}", line=exc.lineno))
+    return problems
+
+
+def validate(templates: Mapping[str, bytes]) -> None:
+    problems = check(templates)
+    if problems:
+        raise DefinitionInvalid(problems)
+
+
+def load_folder_chain(folders: Iterable[Path]) -> dict[str, bytes]:
+    """Template files of a variant: ``folders`` from the most general (national) to the
+    variant itself; a later folder's file replaces an earlier one of the same name."""
+    templates: dict[str, bytes] = {}
+    for folder in folders:
+        directory = Path(folder) / FOLDER
+        if directory.is_dir():
+            templates.update({p.name: p.read_bytes() for p in sorted(directory.iterdir())
+                              if p.is_file() and not p.name.startswith(".")})
+    return templates
+
+
+def from_sources(sources: Mapping[str, str]) -> dict[str, str]:
+    """The templates deployed with a definition (its ``notifications/`` sources)."""
+    return {n[len(SOURCE_PREFIX):]: t for n, t in sources.items() if n.startswith(SOURCE_PREFIX)}
+
+
+class Renderer:
+    """Renders (subject, text, html) of a kind with the templates of one deployed version;
+    compiled templates are cached per version (versions never change)."""
+
+    def __init__(self):
+        self._cache: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def _template(self, key, name: str, text: str):
+        cache_key = (key, name)
+        compiled = self._cache.get(cache_key)
+        if compiled is None:
+            with self._lock:
+                compiled = _env_for(name).from_string(text)
+                self._cache[cache_key] = compiled
+        return compiled
+
+    def render(self, version_key, templates: Mapping[str, str], kind: str,
+               context: dict) -> tuple[str, str, str]:
+        context = {"title": GENERIC_TITLES.get(kind, kind), "kind": kind, **context}
+        parts = {}
+        for part in PARTS:
+            name = f"{kind}.{part}"
+            try:
+                if name in templates:
+                    parts[part] = self._template(version_key, name, templates[name]).render(
+                        context)
+                    continue
+            except Exception:                 # noqa: BLE001 - wording never stops a workflow
+                log.exception("notification template %s failed; using the generic one", name)
+            if part == "html":
+                parts[part] = _html_from_text(parts["txt"])
+            else:
+                parts[part] = self._template(None, f"generic.{part}", GENERIC[part]).render(
+                    context)
+        subject = " ".join(parts["subject.txt"].split())[:255] or context["title"]
+        return subject, tidy_text(parts["txt"]), parts["html"]
+
+
+def tidy_text(text: str) -> str:
+    """Plain text without trailing spaces and without the runs of blank lines that
+    conditions which rendered nothing leave behind."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def _html_from_text(text: str) -> str:
+    paragraphs = "".join(f"<p>{escape(block).replace(chr(10), '<br>')}</p>"
+                         for block in text.strip().split("\n\n"))
+    return f"<!DOCTYPE html><html lang=\"vi\"><body>{paragraphs}</body></html>"
