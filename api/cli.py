@@ -117,6 +117,31 @@ def scheduler(interval: float, once: bool) -> None:
     run_loop(_engine(), interval=interval, blocking=True)
 
 
+@main.group(help="The audit log.")
+def audit() -> None:
+    pass
+
+
+@audit.command("verify", help="Recompute the audit log's hash chains and compare them with "
+                              "their heads; name the first broken link (exit status 1).")
+@click.option("--instance", "instance_id", help="Verify only this instance's chain.")
+def audit_verify(instance_id: str | None) -> None:
+    from engine.audit import verify
+    try:
+        result = verify(_engine().db, instance_id)
+    except EngineError as exc:
+        _fail(exc)
+    if result.ok:
+        click.echo(f"OK: {result.chains} chain(s), {result.events} entries verified")
+        return
+    click.echo(f"BROKEN: {result.broken[0]}", err=True)
+    for link in result.broken[1:20]:
+        click.echo(f"also broken: {link}", err=True)
+    click.echo(f"{len(result.broken)} of {result.chains} chain(s) broken "
+               f"({result.events} entries read)", err=True)
+    sys.exit(1)
+
+
 @main.command("check-config", help="Explain what is wrong with the ND73_* settings of this "
                                    "environment (exit status 1 if anything is).")
 def check_config() -> None:
