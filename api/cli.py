@@ -142,6 +142,32 @@ def audit_verify(instance_id: str | None) -> None:
     sys.exit(1)
 
 
+@main.command("export", help="Write a backup of the database (definitions, instances, audit "
+                             "log, organisation…) as one JSON document.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(file: Path) -> None:
+    from engine.backup import export_file
+    try:
+        counts = export_file(_engine().db, file)
+    except OSError as exc:
+        click.echo(f"error: cannot write {file}: {exc.strerror}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {file}: {sum(counts.values())} rows of {len(counts)} tables")
+
+
+@main.command("import", help="Restore a backup written by 'nd73 export' into an empty, "
+                             "migrated database (all or nothing), then verify its audit log.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_command(file: Path) -> None:
+    from engine.backup import import_file
+    try:
+        counts = import_file(_engine().db, file)
+    except EngineError as exc:
+        _fail(exc)
+    click.echo(f"imported {sum(counts.values())} rows of {len(counts)} tables from {file}; "
+               f"audit log verified")
+
+
 @main.command("check-config", help="Explain what is wrong with the ND73_* settings of this "
                                    "environment (exit status 1 if anything is).")
 def check_config() -> None:

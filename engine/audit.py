@@ -262,61 +262,67 @@ BATCH = 2000
 
 def verify(db, instance_id: str | None = None) -> Report:
     """Recompute every chain (or one instance's) and compare it with its head."""
+    with db.reading() as session:
+        return verify_session(session, instance_id)
+
+
+def verify_session(session: Session, instance_id: str | None = None) -> Report:
+    """:func:`verify` inside a unit of work (an import checks what it wrote before it
+    commits)."""
     report = Report()
     columns = (AuditEvent.id, AuditEvent.seq, AuditEvent.hash, AuditEvent.instance_id,
                AuditEvent.definition_id, AuditEvent.at, AuditEvent.actor, AuditEvent.action,
                AuditEvent.element_id, AuditEvent.details)
-    with db.reading() as session:
-        other_heads = {h.chain: (h.seq, h.head) for h in session.scalars(select(AuditHead))}
-        if instance_id is None:
-            chain = _Chain(SYSTEM_CHAIN)
-            for row in session.execute(select(*columns).where(AuditEvent.instance_id.is_(None))
-                                       .order_by(AuditEvent.id)
-                                       .execution_options(yield_per=BATCH)):
-                report.events += 1
-                chain.add(row)
-            if chain.seq or chain.broken or SYSTEM_CHAIN in other_heads:
-                chain.close(*other_heads.get(SYSTEM_CHAIN, (0, None)))
-                report.chains += 1
-                if chain.broken:
-                    report.broken.append(chain.broken)
-        query = (select(*columns, Instance.id.label("owner"), Instance.audit_seq,
-                        Instance.audit_head)
-                 .outerjoin(Instance, Instance.id == AuditEvent.instance_id)
-                 .order_by(AuditEvent.instance_id, AuditEvent.id))
-        query = (query.where(AuditEvent.instance_id == instance_id) if instance_id
-                 else query.where(AuditEvent.instance_id.is_not(None)))
-        chain, head = None, None
-
-        def finish():
-            chain.close(*head)
+    other_heads = {h.chain: (h.seq, h.head) for h in session.scalars(select(AuditHead))}
+    if instance_id is None:
+        chain = _Chain(SYSTEM_CHAIN)
+        for row in session.execute(select(*columns).where(AuditEvent.instance_id.is_(None))
+                                   .order_by(AuditEvent.id)
+                                   .execution_options(yield_per=BATCH)):
+            report.events += 1
+            chain.add(row)
+        if chain.seq or chain.broken or SYSTEM_CHAIN in other_heads:
+            chain.close(*other_heads.get(SYSTEM_CHAIN, (0, None)))
             report.chains += 1
             if chain.broken:
                 report.broken.append(chain.broken)
+    query = (select(*columns, Instance.id.label("owner"), Instance.audit_seq,
+                    Instance.audit_head)
+             .outerjoin(Instance, Instance.id == AuditEvent.instance_id)
+             .order_by(AuditEvent.instance_id, AuditEvent.id))
+    query = (query.where(AuditEvent.instance_id == instance_id) if instance_id
+             else query.where(AuditEvent.instance_id.is_not(None)))
+    chain, head = None, None
 
-        for row in session.execute(query.execution_options(yield_per=BATCH)):
-            report.events += 1
-            if chain is None or row.instance_id != chain.name:
-                if chain is not None:
-                    finish()
-                chain = _Chain(row.instance_id)
-                head = ((row.audit_seq, row.audit_head) if row.owner is not None
-                        else other_heads.get(row.instance_id, (0, None)))
-            chain.add(row)
-        if chain is not None:
-            finish()
-        # a chain deleted as a whole: its instance (rows are never deleted) has no entries
-        empty = (select(Instance.id, Instance.audit_seq, Instance.audit_head)
-                 .where(~exists().where(AuditEvent.instance_id == Instance.id)))
-        if instance_id:
-            empty = empty.where(Instance.id == instance_id)
-        for row in session.execute(empty.order_by(Instance.id)):
-            report.chains += 1
-            report.broken.append(BrokenLink(
-                row.id, 1, None, row.audit_head, None,
-                f"the instance has no audit entries but its head records seq "
-                f"{row.audit_seq or 0} (every instance has at least its start)"))
-        if instance_id and report.chains == 0:
-            from .errors import NotFound
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+    def finish():
+        chain.close(*head)
+        report.chains += 1
+        if chain.broken:
+            report.broken.append(chain.broken)
+
+    for row in session.execute(query.execution_options(yield_per=BATCH)):
+        report.events += 1
+        if chain is None or row.instance_id != chain.name:
+            if chain is not None:
+                finish()
+            chain = _Chain(row.instance_id)
+            head = ((row.audit_seq, row.audit_head) if row.owner is not None
+                    else other_heads.get(row.instance_id, (0, None)))
+        chain.add(row)
+    if chain is not None:
+        finish()
+    # a chain deleted as a whole: its instance (rows are never deleted) has no entries
+    empty = (select(Instance.id, Instance.audit_seq, Instance.audit_head)
+             .where(~exists().where(AuditEvent.instance_id == Instance.id)))
+    if instance_id:
+        empty = empty.where(Instance.id == instance_id)
+    for row in session.execute(empty.order_by(Instance.id)):
+        report.chains += 1
+        report.broken.append(BrokenLink(
+            row.id, 1, None, row.audit_head, None,
+            f"the instance has no audit entries but its head records seq "
+            f"{row.audit_seq or 0} (every instance has at least its start)"))
+    if instance_id and report.chains == 0:
+        from .errors import NotFound
+        raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
     return report
