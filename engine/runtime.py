@@ -322,7 +322,8 @@ class Runtime:
                         for t in sibling if t.task_spec.manual
                         and t.has_state(TaskState.READY)]
             recipients: list[str] = []
-            late_task: dict[str, HumanTask] = {}     # whom to tell, of which late task
+            # whom to tell, of which late task; an escalation tells the late people too
+            late_task: dict[str, tuple[HumanTask, bool]] = {}
             for late in attached:
                 row = session.get(HumanTask, str(late.id))
                 if row is None:
@@ -330,19 +331,22 @@ class Runtime:
                 people = [row.assignee] if row.assignee else list(session.scalars(
                     select(TaskCandidate.username).where(TaskCandidate.task_id == row.id)))
                 if notify == "assignee_head":
+                    for person in people:
+                        late_task.setdefault(person, (row, False))
                     people = [h for p in people for h in self.org.heads_above(p, row.unit_id)]
                 recipients += people
                 for person in people:
-                    late_task.setdefault(person, row)
+                    late_task[person] = (row, notify == "assignee_head")
             events.append(AuditEvent(
                 instance_id=instance.id, definition_id=instance.definition_id, at=now,
                 actor=actor, action=NOTIFY_ACTIONS[notify], element_id=_element_id(task),
                 details={"recipients": list(dict.fromkeys(recipients)),
                          "tasks": [_element_id(t) for t in attached]}))
             if self.notifications is not None:
-                for person, row in late_task.items():
+                for person, (row, to_head) in late_task.items():
                     self.notifications.notify(session, [person], NOTIFY_ACTIONS[notify],
-                                              instance=instance, task=row, actor=actor)
+                                              instance=instance, task=row, actor=actor,
+                                              data={"to_head": to_head})
         return events
 
     # --- operations ----------------------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Mapping
 
 TLS_MODES = ("none", "starttls", "ssl")
@@ -68,17 +69,20 @@ def check_environment(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
 
 def build_message(settings: SmtpSettings, *, message_id: int, recipient: str,
                   recipient_name: str | None, subject: str, text: str, html: str,
-                  created_at) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = settings.sender
-    message["To"] = Address(display_name=recipient_name or "", addr_spec=recipient)
-    message["Subject"] = subject
+                  created_at) -> MIMEMultipart:
+    """multipart/alternative, plain text then HTML, UTF-8. Headers are encoded by the
+    compat32 classes: the newer ones drop spaces when folding long Vietnamese subjects."""
+    message = MIMEMultipart("alternative")
+    sender_name, sender_address = parseaddr(settings.sender)
+    message["From"] = formataddr((sender_name, sender_address), charset="utf-8")
+    message["To"] = formataddr((recipient_name or "", recipient), charset="utf-8")
+    message["Subject"] = Header(subject, "utf-8")
     message["Date"] = format_datetime(created_at)
-    domain = settings.sender.rsplit("@", 1)[-1].strip("> ") or "nd73.local"
+    domain = sender_address.rsplit("@", 1)[-1] or "nd73.local"
     # one outbox row, one Message-ID: mail systems can recognise a copy if one ever occurs
     message["Message-ID"] = make_msgid(idstring=f"outbox.{message_id}", domain=domain)
-    message.set_content(text, charset="utf-8")
-    message.add_alternative(html, subtype="html", charset="utf-8")
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
     return message
 
 
@@ -116,11 +120,11 @@ class SmtpConnection:
             self.close()
             raise Refused(f"cannot connect to {s.host}:{s.port}: {exc}") from None
 
-    def envelope(self, message: EmailMessage) -> None:
+    def envelope(self, message: MIMEMultipart) -> None:
         """MAIL FROM and RCPT TO; a refusal raises :class:`Refused` (nothing delivered)."""
         try:
-            sender = message["From"].addresses[0].addr_spec
-            recipient = message["To"].addresses[0].addr_spec
+            sender = parseaddr(str(message["From"]))[1]
+            recipient = parseaddr(str(message["To"]))[1]
             code, reply = self.smtp.mail(sender)
             if code != 250:
                 raise Refused(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
@@ -134,11 +138,15 @@ class SmtpConnection:
             self.close()
             raise Refused(f"SMTP envelope failed: {exc}") from None
 
-    def content(self, message: EmailMessage) -> None:
+    def content(self, message: MIMEMultipart) -> None:
         """DATA: a reply with an error code raises :class:`Refused`; a broken connection
         raises :class:`Unknown`."""
         try:
-            self.smtp.data(message.as_bytes())
+            # SMTP lines end in CRLF; smtplib does not convert the LFs of bytes itself
+            wire = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            code, reply = self.smtp.data(wire)
+            if code != 250:       # smtplib raises only for the reply to DATA itself
+                raise smtplib.SMTPDataError(code, reply)
         except smtplib.SMTPDataError as exc:
             self._reset()
             raise Refused(f"DATA refused: {exc.smtp_code} "

@@ -1,0 +1,444 @@
+"""Notifications end to end: a real SMTP server (aiosmtpd on loopback) receives exactly the
+messages of a proposal's whole path, reminders and escalations come from moving the engine
+clock, the outbox sends each message at most once across scheduler restarts and killed
+senders, a failing SMTP server leaves messages queued with backoff while the workflow goes
+on, and the e-mail preference (immediate, daily digest, off) is honoured."""
+from __future__ import annotations
+
+import shutil
+import socket
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select, update
+
+from engine.clock import as_utc
+from engine.errors import DefinitionInvalid, InvalidData, NotFound
+from engine.notifications.mailer import SmtpSettings
+from engine.scheduler import Scheduler
+from engine.store.models import Notification, OutboxMessage
+
+from conftest import PROJECT
+from procedures import Case, deploy_library, plan
+
+PROPOSER = "mau.sxd.qlxd.chuyenvien"
+HEAD = "mau.sxd.giamdoc"
+DOMAIN = "demo.nd73.local"
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps what it accepts; answers ``refuse_with`` instead when set."""
+
+    def __init__(self):
+        self.messages = []
+        self.last = []                        # the messages of the last take()
+        self.refuse_with: str | None = None
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.refuse_with:
+            return self.refuse_with
+        self.messages.append((list(envelope.rcpt_tos),
+                              message_from_bytes(envelope.content, policy=default_policy)))
+        return "250 OK"
+
+    def take(self) -> list[tuple[str, str]]:
+        """(recipient, subject) of the messages received since the last call, sorted."""
+        taken = sorted((rcpt[0], str(msg["Subject"])) for rcpt, msg in self.messages)
+        self.last, self.messages = self.messages, []
+        return taken
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def library(engine):
+    deploy_library(engine)
+    return engine
+
+
+def smtp_to(port: int) -> SmtpSettings:
+    return SmtpSettings(host="127.0.0.1", port=port, tls="none",
+                        sender="ND73 Tỉnh Mẫu <no-reply@nd73.test>")
+
+
+def scheduler(engine, port: int, owner: str = "s1") -> Scheduler:
+    return Scheduler(engine, owner=owner, smtp=smtp_to(port))
+
+
+def mail(username: str, subject: str) -> tuple[str, str]:
+    return f"{username}@{DOMAIN}", subject
+
+
+def outbox(engine) -> list[OutboxMessage]:
+    return engine.notifications.outbox()
+
+
+def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, mailbox):
+    sender = scheduler(library, mailbox.port)
+
+    def step() -> list[tuple[str, str]]:
+        sender.run_due()
+        sender.send_mail()
+        return mailbox.take()
+
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-7")
+    assert step() == []                           # nobody is told of what they just did
+    case.do("submit_plan", plan(), by=PROPOSER)
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính "
+                                 "chất – DX-7")]
+
+    clock.set(utc(2026, 1, 14, 9, 59))            # 16:59 on the 7th working day: not late
+    assert step() == []
+    clock.set(utc(2026, 1, 14, 10, 1))
+    assert step() == [mail(HEAD, "[ND73] Nhắc hạn: Tiếp nhận, xem xét phạm vi và tính chất "
+                                 "– DX-7")]
+    clock.set(utc(2026, 1, 16, 10, 1))            # two working days later: escalated
+    assert step() == [
+        mail("mau.chutich", "[ND73] Quá hạn: Tiếp nhận, xem xét phạm vi và tính chất – DX-7"),
+        mail(HEAD, "[ND73] Quá hạn, đã báo cáo cấp trên: Tiếp nhận, xem xét phạm vi và tính "
+                   "chất – DX-7")]
+
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-7")]
+    case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    vote = "[ND73] Công việc mới: Thành viên tập thể lãnh đạo biểu quyết – DX-7"
+    assert step() == [mail(HEAD, vote), mail("mau.sxd.pgd2", vote),
+                      mail("mau.sxd.pgd3", vote)]          # pgd1 voted on the screen
+    case.vote({HEAD: "for", "mau.sxd.pgd1": "for", "mau.sxd.pgd2": "for",
+               "mau.sxd.pgd3": "against"})
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: Quyết định phê duyệt hoặc từ chối – "
+                                 "DX-7")]
+    case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD"}, by=HEAD)
+    assert step() == [
+        mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo cáo hoàn thành – DX-7"),
+        mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
+    [(_, message)] = [m for m in mailbox.last if "phê duyệt" in str(m[1]["Subject"])]
+    assert message["To"].addresses[0].display_name == "Trịnh Anh Tuấn"
+    assert message["From"].addresses[0].addr_spec == "no-reply@nd73.test"
+    assert message.is_multipart() and message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Kính gửi Trịnh Anh Tuấn," in text and "Số quyết định: 15/QĐ-SXD." in text
+    assert f"http://127.0.0.1:8000/instances/{case.id}" in text
+    assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
+    assert f'href="http://127.0.0.1:8000/instances/{case.id}"' in html
+
+    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Xong"}, by=PROPOSER)
+    assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến về kết "
+                                           "quả – DX-7")]
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: Đánh giá kết quả thực hiện – DX-7")]
+    case.do("evaluate", {"outcome": "completed", "evaluation_note": "Tốt"}, by=HEAD)
+    notice = "[ND73] Công việc mới: Thông báo kết quả đánh giá – DX-7"
+    assert step() == [mail("mau.sxd.vp.chanhvp", notice), mail("mau.sxd.vp.chuyenvien", notice)]
+    case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"},
+            by="mau.sxd.vp.chanhvp")
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: Công nhận, khuyến khích – DX-7")]
+    case.do("recognition", {"measures": ["commendation"]}, by=HEAD)
+    assert step() == [mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được công nhận")]
+    assert (case.instance.status, case.instance.stage) == ("completed", "recognised")
+
+    assert {m.status for m in outbox(library)} == {"sent"}
+    assert step() == []                           # nothing is ever sent twice
+
+
+def test_in_app_notifications_link_to_the_task_or_the_instance(library):
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-8")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [screening] = case.open("screening")
+    assert library.notifications.unread_count(HEAD) == 1
+    [item] = library.notifications.list_for(HEAD)
+    assert set(item) == {"id", "kind", "title", "body", "task_id", "instance_id", "link",
+                         "created_at", "read_at"}
+    assert (item["kind"], item["task_id"], item["instance_id"], item["link"]) == (
+        "task_available", screening.id, case.id, f"/tasks/{screening.id}")
+    assert item["created_at"].tzinfo is not None and item["read_at"] is None
+    assert "Hạn xử lý: 14/01/2026 17:00." in item["body"]     # dd/mm/yyyy, Hà Nội time
+    assert item["title"] == "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính chất – DX-8"
+
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    first, second = library.notifications.list_for(HEAD)        # newest first
+    assert first["kind"] == "task_available" and first["id"] > second["id"]
+    assert library.notifications.mark_read(HEAD, [second["id"]]) == 1
+    assert library.notifications.mark_read(HEAD, [second["id"]]) == 0
+    listed = library.notifications.list_for(HEAD)
+    assert [n["id"] for n in listed] == [first["id"], second["id"]]   # unread first
+    assert listed[1]["read_at"] is not None
+    assert library.notifications.list_for(HEAD, unread_only=True) == [listed[0]]
+    with pytest.raises(NotFound):                               # another user's: refused
+        library.notifications.mark_read("mau.sxd.pgd2", [first["id"]])
+    assert library.notifications.unread_count(HEAD) == 1
+    assert library.notifications.mark_read(HEAD) == 1
+    assert library.notifications.unread_count(HEAD) == 0
+
+
+def test_a_refusal_tells_the_proposer_the_reasons(library, mailbox):
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-9")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    case.vote({HEAD: "against", "mau.sxd.pgd1": "against", "mau.sxd.pgd2": "for",
+               "mau.sxd.pgd3": "against"})
+    case.do("decide", {"decision": "reject", "refusal_reasons": "Đã có quy định điều chỉnh"},
+            by=HEAD)
+    [refusal] = [n for n in library.notifications.list_for(PROPOSER)
+                 if n["kind"] == "proposal_refused"]
+    assert refusal["link"] == f"/instances/{case.id}"
+    assert refusal["title"] == "[ND73] Đề xuất DX-9 không được phê duyệt"
+    assert "Lý do: Đã có quy định điều chỉnh" in refusal["body"]
+    scheduler(library, mailbox.port).send_mail()
+    [(rcpt, message)] = [m for m in mailbox.messages if m[0] == [f"{PROPOSER}@{DOMAIN}"]]
+    assert "Lý do: Đã có quy định điều chỉnh" in message.get_body(("html",)).get_content()
+
+
+def test_outbox_survives_a_scheduler_restart_and_a_killed_sender(library, clock, mailbox):
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-10")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    queued = [m.id for m in outbox(library)]
+    assert len(queued) == 5
+    # a sender claims everything and is killed before handing anything over…
+    dead = scheduler(library, mailbox.port, owner="dead")
+    assert dead.outbox.claim() == queued
+    # …except one message, which it was handing to the SMTP server when it died
+    assert dead.outbox._mark(queued[0], "pending", "sending",
+                             lock_expires_at=clock.now() + timedelta(minutes=5))
+
+    restarted = scheduler(library, mailbox.port, owner="s2")
+    assert restarted.send_mail() == 0             # the dead sender's claims still hold
+    clock.advance(minutes=5, seconds=1)           # …until its lease expires
+    assert restarted.send_mail() == 4
+    assert len(mailbox.take()) == 4
+    statuses = {m.id: m.status for m in outbox(library)}
+    assert statuses[queued[0]] == "unknown"       # maybe delivered: never sent again
+    assert [statuses[i] for i in queued[1:]] == ["sent"] * 4
+    [interrupted] = [m for m in outbox(library) if m.id == queued[0]]
+    assert "not sent again" in interrupted.last_error
+
+    clock.advance(hours=1)
+    for owner in ("s3", "s4"):                    # more restarts send nothing more
+        assert scheduler(library, mailbox.port, owner=owner).send_mail() == 0
+    assert mailbox.take() == []
+
+
+def test_a_failing_smtp_server_leaves_messages_queued_and_the_workflow_unaffected(
+        library, clock, mailbox):
+    mailbox.refuse_with = "451 4.3.0 Thử lại sau"
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-11")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    sender = scheduler(library, mailbox.port)
+    assert sender.send_mail() == 0
+    [queued] = outbox(library)
+    assert (queued.status, queued.attempts, queued.lock_owner) == ("pending", 1, None)
+    assert "451" in queued.last_error
+    assert as_utc(queued.next_attempt_at) == clock.now() + timedelta(minutes=1)
+
+    case.do("screening", {"is_complex": False}, by=HEAD)     # the workflow goes on
+    assert case.open_elements() == ["party_opinion"]
+    clock.advance(seconds=30)
+    assert sender.send_mail() == 0                # the first one waits for its backoff
+    by_id = {m.id: m for m in outbox(library)}
+    assert by_id[queued.id].attempts == 1 and len(by_id) == 2
+    assert max(m.attempts for m in by_id.values() if m.id != queued.id) == 1
+    clock.advance(seconds=31)
+    assert sender.send_mail() == 0                # refused again: 2 minutes now
+    assert {m.id: m.attempts for m in outbox(library)} == {
+        m.id: 2 if m.id == queued.id else 1 for m in outbox(library)}
+
+    mailbox.refuse_with = None
+    clock.advance(minutes=2, seconds=1)
+    assert sender.send_mail() == 2
+    assert mailbox.take() == [
+        mail(HEAD, "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính chất – DX-11"),
+        mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-11")]
+    clock.advance(hours=2)
+    assert sender.send_mail() == 0 and mailbox.take() == []
+
+
+def test_a_closed_port_is_retried_with_backoff_then_given_up(library, clock):
+    port = free_port()                            # nothing listens there
+    case = Case.start(library, "national", "proposal", PROPOSER)
+    case.do("submit_plan", plan(), by=PROPOSER)
+    sender = Scheduler(library, owner="s1", smtp=smtp_to(port))
+    sender.outbox.max_attempts = 3
+    for attempt in (1, 2, 3):
+        assert sender.send_mail() == 0
+        [row] = outbox(library)
+        assert row.attempts == attempt and "cannot connect" in row.last_error
+        clock.advance(hours=1)
+    assert row.status == "failed"
+    assert case.open_elements() == ["screening"]
+
+
+def test_preferences_off_digest_and_immediate(library, clock, mailbox):
+    notifications = library.notifications
+    assert notifications.preference(HEAD) == "immediate"
+    notifications.set_preference(HEAD, "off")
+    notifications.set_preference("mau.sxd.pgd1", "digest")
+    with pytest.raises(InvalidData) as refused:
+        notifications.set_preference(HEAD, "weekly")
+    assert refused.value.details["errors"][0]["field"] == "mode"
+    assert notifications.preference(HEAD) == "off"
+
+    clock.set(utc(2026, 1, 5, 1, 0))              # Monday 08:00 in Hà Nội
+    first = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-12")
+    first.do("submit_plan", plan(), by=PROPOSER)
+    first.do("screening", {"is_complex": False}, by=HEAD)
+    second = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-13")
+    second.do("submit_plan", plan(), by=PROPOSER)
+    second.do("screening", {"is_complex": False}, by=HEAD)
+    assert notifications.unread_count(HEAD) == 2          # in the app: always
+    assert notifications.unread_count("mau.sxd.pgd1") == 2
+    assert outbox(library) == []                          # off and digest: nothing at once
+    sender = scheduler(library, mailbox.port)
+    assert sender.send_mail() == 1                        # today's digest hour has passed…
+    assert mailbox.take() == [mail("mau.sxd.pgd1", "[ND73] 2 thông báo ngày 05/01/2026")]
+    [(_, digest)] = mailbox.last                          # …so the digest goes now
+    text = digest.get_body(("plain",)).get_content()
+    assert "Cấp ủy cho ý kiến – DX-12" in text and "Cấp ủy cho ý kiến – DX-13" in text
+    assert "05/01/2026 08:00" in text
+
+    third = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-14")
+    third.do("submit_plan", plan(), by=PROPOSER)
+    third.do("screening", {"is_complex": False}, by=HEAD)
+    clock.advance(hours=8)
+    sender.send_mail()
+    assert mailbox.take() == []                   # one digest a day
+    clock.set(utc(2026, 1, 5, 23, 59))            # 06:59 the next day: not yet
+    sender.send_mail()
+    assert mailbox.take() == []
+    clock.set(utc(2026, 1, 6, 0, 0))              # 07:00 (ND73_DIGEST_HOUR default)
+    assert sender.send_mail() == 1
+    assert mailbox.take() == [mail("mau.sxd.pgd1", "[ND73] 1 thông báo ngày 06/01/2026")]
+    assert scheduler(library, mailbox.port, owner="s2").send_mail() == 0
+
+    notifications.set_preference(HEAD, "immediate")
+    fourth = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-15")
+    fourth.do("submit_plan", plan(), by=PROPOSER)
+    assert sender.send_mail() == 1
+    assert mailbox.take() == [mail(HEAD, "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi "
+                                         "và tính chất – DX-15")]
+
+
+def test_no_mail_without_an_smtp_host_but_messages_wait_in_the_outbox(library, mailbox):
+    case = Case.start(library, "national", "proposal", PROPOSER)
+    case.do("submit_plan", plan(), by=PROPOSER)
+    assert Scheduler(library, owner="s1", smtp=None).send_mail() == 0
+    assert [m.status for m in outbox(library)] == ["pending"]
+    assert scheduler(library, mailbox.port, owner="s2").send_mail() == 1
+
+
+def test_a_rolled_back_step_notifies_nobody(library):
+    case = Case.start(library, "national", "proposal", PROPOSER)
+    with pytest.raises(InvalidData):
+        case.do("submit_plan", {"title": ""}, by=PROPOSER)
+    assert library.notifications.unread_count(HEAD) == 0 and outbox(library) == []
+
+
+def test_assigning_a_task_tells_the_new_assignee(library):
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-16")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [screening] = case.open("screening")
+    library.tasks.assign(screening.id, "mau.sxd.pgd2", "admin")
+    [item] = library.notifications.list_for("mau.sxd.pgd2")
+    assert (item["kind"], item["link"]) == ("task_assigned", f"/tasks/{screening.id}")
+    assert item["title"].startswith("[ND73] Anh/Chị được giao: Tiếp nhận")
+
+
+def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
+    clock.set(utc(2026, 11, 2, 1, 0))
+    Case.start(library, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+               data={"proposer_unit": "laocai"})
+    [item] = library.notifications.list_for("laocai.xa.congchuc")
+    assert item["kind"] == "report_cycle_opened"
+    assert "Hạn nộp báo cáo: 30/11/2026 17:00." in item["body"]
+    assert item["title"] == "[ND73] Kỳ báo cáo đã mở cho UBND phường Cam Đường"
+
+
+@pytest.fixture
+def processes(tmp_path):
+    root = tmp_path / "processes"
+    shutil.copytree(PROJECT / "processes" / "national", root / "national")
+    province = root / "mien-nui"
+    (province / "notifications").mkdir(parents=True)
+    (province / "variant.toml").write_text('name = "mien-nui"\nextends = "national"\n',
+                                           encoding="utf-8")
+    return root
+
+
+def test_a_variant_overrides_templates_file_by_file(engine, processes):
+    folder = processes / "mien-nui"
+    (folder / "notifications" / "task_available.subject.txt").write_text(
+        "[Miền núi] Việc mới: {{ task.name }} (hạn {{ task.due_at | date }})", encoding="utf-8")
+    (folder / "notifications" / "task_available.html").write_text(
+        "<p>{{ data.note }}{{ user.full_name }}</p>", encoding="utf-8")
+    (processes / "national" / "org.toml").rename(folder / "org.toml")
+    engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    from engine.demo import seed_orgs
+    seed_orgs(engine, processes)
+    case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
+                                             business_key="MN-1"))
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [item] = engine.notifications.list_for(HEAD)
+    assert item["title"] == "[Miền núi] Việc mới: Tiếp nhận, xem xét phạm vi và tính chất " \
+                            "(hạn 14/01/2026)"
+    assert item["body"].startswith("Kính gửi")             # inherited from national
+    [message] = engine.notifications.outbox(HEAD)
+    assert message.html_body == "<p>Đỗ Thanh Mai</p>"
+
+
+def test_template_problems_are_refused_at_deployment_with_file_and_line(engine, processes):
+    folder = processes / "mien-nui"
+    (folder / "notifications" / "reminder.txt").write_text(
+        "Kính gửi {{ user.full_name }},\n\n{% if task.due_at %}Hạn: {{ task.due_at }\n",
+        encoding="utf-8")
+    (folder / "notifications" / "weekly.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(DefinitionInvalid) as refused:
+        engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    problems = {(p.file, p.line) for p in refused.value.problems}
+    assert ("notifications/reminder.txt", 3) in problems
+    assert ("notifications/weekly.txt", None) in problems
+    assert engine.repository.count() == 0                  # nothing was deployed
+
+
+def test_templates_run_in_a_sandbox(engine, processes, caplog):
+    folder = processes / "mien-nui"
+    (folder / "notifications" / "task_available.subject.txt").write_text(
+        "{{ user.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}", encoding="utf-8")
+    (folder / "notifications" / "task_available.html").write_text(
+        "<p>{{ instance.business_key }}</p>", encoding="utf-8")
+    (processes / "national" / "org.toml").rename(folder / "org.toml")
+    engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    from engine.demo import seed_orgs
+    seed_orgs(engine, processes)
+    case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
+                                             business_key="<b>MN-2</b>"))
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [item] = engine.notifications.list_for(HEAD)
+    assert item["title"] == "[ND73] Có công việc mới cần xử lý"   # the generic fallback
+    [message] = engine.notifications.outbox(HEAD)
+    assert message.html_body == "<p>&lt;b&gt;MN-2&lt;/b&gt;</p>"  # HTML is autoescaped
+
