@@ -274,3 +274,47 @@ class MessageIn(Schema):
     def target(self, data, **kwargs):
         if not data.get("instance_id") and not data.get("correlation_key"):
             raise ValidationError("give instance_id or correlation_key", "instance_id")
+
+
+# --- notifications -----------------------------------------------------------------------
+NOTIFICATION_MODES = ("immediate", "digest", "off")
+
+
+class NotificationArgs(PageArgs):
+    unread_only = fields.Boolean(load_default=False)
+
+
+class NotificationOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    task_id = fields.String(allow_none=True)
+    instance_id = fields.String(allow_none=True)
+    link = fields.String(required=True, metadata={"description": "path in the web app"})
+    created_at = Utc(required=True)
+    read_at = Utc(allow_none=True)
+
+
+class NotificationPage(page_of(NotificationOut)):
+    unread = fields.Integer(required=True, metadata={"description": "the caller's unread "
+                                                                    "notifications"})
+
+
+class MarkRead(Schema):
+    ids = fields.List(fields.Integer(validate=validate.Range(1, 2**31 - 1)),
+                      validate=validate.Length(max=1000), load_default=None,
+                      metadata={"description": "omit to mark all of one's notifications"})
+
+
+class MarkReadResult(Schema):
+    marked = fields.Integer(required=True)
+    unread = fields.Integer(required=True)
+
+
+class PreferenceIn(Schema):
+    mode = fields.String(required=True, validate=validate.OneOf(NOTIFICATION_MODES))
+
+
+class PreferenceOut(PreferenceIn):
+    email = fields.String(allow_none=True)

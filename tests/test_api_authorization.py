@@ -9,18 +9,18 @@ from conftest import PROJECT
 from procedures import deploy_library, plan
 
 ACTIONS = ("view_instance", "view_task", "claim", "complete", "suspend", "assign",
-           "deploy", "users")
+           "deploy", "users", "read_notification")
 MATRIX = {
-    # user: expected status per action
-    "laocai.sxd.qlxd.truongphong": (200, 404, 404, 404, 403, 404, 403, 403),  # the proposer
-    "laocai.sxd.giamdoc": (200, 200, 200, 200, 403, 403, 403, 403),          # head, own unit
-    "laocai.sxd.pgd2": (200, 200, 403, 403, 403, 403, 403, 403),             # same agency
-    "laocai.skhcn.giamdoc": (404, 404, 404, 404, 404, 404, 403, 403),        # other agency
-    "cantho.sxd.giamdoc": (404, 404, 404, 404, 404, 404, 403, 403),          # other province
-    "laocai.quantri": (200, 200, 403, 403, 200, 200, 403, 200),              # its admin
-    "cantho.quantri": (404, 404, 404, 404, 404, 404, 403, 200),              # other admin
-    "laocai.snv.chuyenvien": (404, 404, 404, 404, 404, 404, 200, 403),       # its designer
-    "admin": (200, 200, 403, 403, 200, 200, 200, 200),                       # everything
+    # user: expected status per action (the notification is the head's, of the screening)
+    "laocai.sxd.qlxd.truongphong": (200, 404, 404, 404, 403, 404, 403, 403, 404),  # proposer
+    "laocai.sxd.giamdoc": (200, 200, 200, 200, 403, 403, 403, 403, 200),     # head, own unit
+    "laocai.sxd.pgd2": (200, 200, 403, 403, 403, 403, 403, 403, 404),        # same agency
+    "laocai.skhcn.giamdoc": (404, 404, 404, 404, 404, 404, 403, 403, 404),   # other agency
+    "cantho.sxd.giamdoc": (404, 404, 404, 404, 404, 404, 403, 403, 404),     # other province
+    "laocai.quantri": (200, 200, 403, 403, 200, 200, 403, 200, 404),         # its admin
+    "cantho.quantri": (404, 404, 404, 404, 404, 404, 403, 200, 404),         # other admin
+    "laocai.snv.chuyenvien": (404, 404, 404, 404, 404, 404, 200, 403, 404),  # its designer
+    "admin": (200, 200, 403, 403, 200, 200, 200, 200, 404),                  # everything
 }
 
 
@@ -46,6 +46,13 @@ def _screening(api) -> tuple[str, str]:
     return instance["id"], screening["id"]
 
 
+def _notification_of(api, task_id: str) -> int:
+    """The head's notification of a task (everyone reads only their own)."""
+    [item] = [n for n in api.app.extensions["nd73"].notifications.list_for("laocai.sxd.giamdoc")
+              if n["task_id"] == task_id]
+    return item["id"]
+
+
 @pytest.mark.parametrize("user", list(MATRIX))
 def test_authorization_matrix(api, user):
     bpmn = (PROJECT / "processes" / "national" / "council.bpmn").read_bytes()
@@ -62,6 +69,8 @@ def test_authorization_matrix(api, user):
                                         data={"variant": "lao-cai"},
                                         files={"files": ("council.bpmn", bpmn)}),
         "users": lambda i, t: api.get("/users", user),
+        "read_notification": lambda i, t: api.post("/notifications/read", user, json={
+            "ids": [_notification_of(api, t)]}),
     }
     observed = {}
     for action in ACTIONS:

@@ -1,0 +1,81 @@
+"""The notification centre over HTTP: one's own notifications, unread first, marked read one
+by one or all at once, and the e-mail preference."""
+from __future__ import annotations
+
+import pytest
+
+from api_client import LiveServer
+from procedures import Case, deploy_library, plan
+
+PROPOSER = "laocai.sxd.qlxd.truongphong"
+HEAD = "laocai.sxd.giamdoc"
+
+
+@pytest.fixture
+def api(engine):
+    deploy_library(engine)
+    server = LiveServer(engine)
+    yield server
+    server.stop()
+
+
+def _two_tasks_for_the_head(engine) -> Case:
+    case = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-9")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("party_opinion", {"party_opinion": "agree"})
+    return case
+
+
+def test_my_notifications_unread_first_and_marked_read(api, engine):
+    case = _two_tasks_for_the_head(engine)
+    listed = api.get("/notifications", HEAD).json()
+    assert (listed["total"], listed["unread"], listed["page"]) == (2, 2, 1)
+    newest, oldest = listed["items"]
+    assert newest["id"] > oldest["id"] and newest["read_at"] is None
+    [vote] = [t for t in case.open("leadership_vote") if HEAD in case.candidates(t)]
+    assert newest["link"] == f"/tasks/{vote.id}" and newest["instance_id"] == case.id
+    assert newest["title"].startswith("[ND73] Công việc mới: Thành viên tập thể lãnh đạo")
+    assert newest["created_at"].endswith("+00:00")
+
+    marked = api.post("/notifications/read", HEAD, json={"ids": [oldest["id"]]})
+    assert marked.status_code == 200 and marked.json() == {"marked": 1, "unread": 1}
+    listed = api.get("/notifications", HEAD).json()["items"]
+    assert [n["id"] for n in listed] == [newest["id"], oldest["id"]]
+    assert listed[1]["read_at"] is not None
+    unread = api.get("/notifications", HEAD, params={"unread_only": "true"}).json()
+    assert [n["id"] for n in unread["items"]] == [newest["id"]] and unread["total"] == 1
+    page = api.get("/notifications", HEAD, params={"page": 2, "page_size": 1}).json()
+    assert [n["id"] for n in page["items"]] == [oldest["id"]] and page["total"] == 2
+
+    assert api.post("/notifications/read", HEAD, json={}).json() == {"marked": 1, "unread": 0}
+
+
+def test_nobody_sees_or_marks_another_users_notifications(api, engine):
+    _two_tasks_for_the_head(engine)
+    [theirs, _] = api.get("/notifications", HEAD).json()["items"]
+    assert api.get("/notifications", "laocai.sxd.pgd2").json()["items"] != []
+    assert theirs["id"] not in [n["id"] for n in
+                                api.get("/notifications", "laocai.sxd.pgd2").json()["items"]]
+    refused = api.post("/notifications/read", "laocai.sxd.pgd2", json={"ids": [theirs["id"]]})
+    assert refused.status_code == 404
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert api.get("/notifications", HEAD).json()["unread"] == 2        # nothing was marked
+    assert api.post("/notifications/read", "admin", json={}).json()["marked"] == 0
+    assert api.get("/notifications").status_code == 401
+
+
+def test_email_preference(api):
+    assert api.get("/me/notification-preference", HEAD).json() == {
+        "mode": "immediate", "email": f"{HEAD}@demo.nd73.local"}
+    changed = api.call("PUT", "/me/notification-preference", HEAD, json={"mode": "digest"})
+    assert changed.status_code == 200 and changed.json()["mode"] == "digest"
+    assert api.get("/me/notification-preference", HEAD).json()["mode"] == "digest"
+    assert api.get("/me/notification-preference", PROPOSER).json()["mode"] == "immediate"
+    bad = api.call("PUT", "/me/notification-preference", HEAD, json={"mode": "weekly"},
+                   headers={"Accept-Language": "en"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "mode"
+    assert bad.json()["title"] == "Invalid data"
+    assert api.get("/me/notification-preference", HEAD).json()["mode"] == "digest"
+    too_big = api.post("/notifications/read", HEAD, json={"ids": [2**40]})
+    assert too_big.status_code == 422 and too_big.json()["errors"][0]["field"].startswith("ids")
