@@ -18,10 +18,12 @@ Values: datetimes as UTC ISO 8601 strings, binary as base64, JSON columns as JSO
 rest as they are. Rows are ordered by primary key (byte order of strings, the same on
 SQLite and PostgreSQL), so two exports of the same data are identical documents.
 
-Export streams rows in batches. Import reads the document, checks all of it (format,
-version, tables, columns, every value's type), refuses a database that is not empty or not
-migrated, writes everything in one transaction, then verifies the audit chains inside that
-transaction before committing: a backup whose audit log is broken is not restored.
+Export reads one consistent snapshot (PostgreSQL: REPEATABLE READ) and streams rows in
+batches, so it runs beside a live system. Import reads the document, checks all of it
+(format, version, tables, columns, every value's type), refuses a database that is not
+empty or not migrated, writes everything in one transaction, then verifies the audit
+chains inside that transaction before committing: a backup whose audit log is broken is
+not restored.
 """
 from __future__ import annotations
 
@@ -89,7 +91,9 @@ def export(db, out: IO[str], *, now: datetime | None = None) -> dict[str, int]:
     """Write the backup document to ``out``; returns the number of rows per table."""
     counts: dict[str, int] = {}
     with db.reading() as session:
-        connection = session.connection()
+        # one snapshot for every table (SQLite's read transaction already is one)
+        connection = session.connection(execution_options={
+            "isolation_level": "REPEATABLE READ"} if not db.is_sqlite else None)
         exported_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         out.write('{"format": %s, "version": %d, "schema": %s, "exported_at": %s,\n'
                   ' "tables": {' % (json.dumps(FORMAT), VERSION,
