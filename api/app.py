@@ -13,8 +13,9 @@ from . import observability, problems
 from .auth import DEFAULT_TTL, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
-from .routes import (admin, definitions, instances, messages, notifications, people, reports,
-                     tasks)
+from . import ui
+from .routes import (admin, definitions, files, instances, messages, notifications, people,
+                     reports, tasks)
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -52,9 +53,10 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
         "description": "Problem details (RFC 9457), titled after Accept-Language",
         "content": {"application/problem+json": {"schema": "Problem"}}})
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
-                      reports.blp, admin.blp, notifications.blp):
+                      reports.blp, admin.blp, files.blp, notifications.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api)
     problems.register(app)
+    ui.register(app)
     observability.register(app, app.extensions["nd73"])
     return app

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import current_app, g, request
+from flask import current_app, g, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.access import Principal
@@ -39,8 +39,47 @@ def issue_token(principal: Principal) -> tuple[str, int]:
     return _serializer().dumps({"u": principal.username}), ttl
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def session_username() -> str | None:
+    """The user signed in to the web app (Flask's signed session cookie), if any."""
+    username = session.get("user")
+    return username if isinstance(username, str) else None
+
+
+def csrf_token() -> str:
+    """The web session's anti-forgery token, made on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_valid(sent: str | None) -> bool:
+    expected = session.get("csrf")
+    return (isinstance(expected, str) and isinstance(sent, str)
+            and secrets.compare_digest(expected, sent))
+
+
+def _principal_from_session(username: str) -> Principal:
+    # A cookie travels with cross-site requests too: writes must prove they come from our
+    # own pages by echoing the session's token in a header no other site can set.
+    if request.method not in SAFE_METHODS and not csrf_valid(request.headers.get(CSRF_HEADER)):
+        raise ApiProblem("forbidden", f"web session requests that change data must send the "
+                                      f"{CSRF_HEADER} header of the page")
+    principal = current_app.extensions["nd73"].access.principal(username)
+    if principal is None:
+        session.clear()
+        raise ApiProblem("unauthenticated", "the account no longer exists or is disabled")
+    return principal
+
+
 def _principal_from_request() -> Principal:
     header = request.headers.get("Authorization", "")
+    if not header and (username := session_username()):
+        return _principal_from_session(username)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiProblem("unauthenticated", "send 'Authorization: Bearer <access_token>' "
@@ -59,7 +98,8 @@ def _principal_from_request() -> Principal:
 
 
 def authenticated(view):
-    """Require a valid bearer token; the caller is ``g.principal``."""
+    """Require a valid bearer token (or the web app's session); the caller is
+    ``g.principal``."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         g.principal = _principal_from_request()

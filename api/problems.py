@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError
@@ -59,6 +59,9 @@ def english() -> bool:
 
 def problem(kind: str, detail: str | None = None, **extra) -> Response:
     status, title_vi, title_en = PROBLEMS[kind]
+    html_page = current_app.extensions.get("nd73.error_page") if request else None
+    if html_page is not None and not request.path.startswith(("/api/", "/static/")):
+        return html_page(status, title_vi, title_en, detail)   # people in the web app
     body = {**extra, "type": BASE + kind, "title": title_en if english() else title_vi,
             "status": status, **({"detail": detail} if detail else {})}
     return Response(json.dumps(body, ensure_ascii=False), status=status,

@@ -41,6 +41,14 @@ class InstanceDetail:
     data: dict = field(default_factory=dict)
 
 
+@dataclass
+class Summary:
+    by_status: dict[str, int]
+    by_stage: dict[str | None, int]       # of live instances (running, incident, suspended)
+    by_unit: dict[str | None, int]
+    overdue: int                          # live instances with an overdue open task
+
+
 class Queries:
     def __init__(self, db: Database, clock: Clock, access: Access, runtime: Runtime):
         self.db = db
@@ -74,6 +82,24 @@ class Queries:
                                                         Instance.id)
                                          .offset((page - 1) * page_size).limit(page_size)))
         return Page(items, total, page, page_size)
+
+    def summary(self, principal: Principal) -> Summary:
+        """Counts for the administrators' dashboard over the instances they may see."""
+        visible = self.access.involved_clause(principal)
+        late = exists().where(HumanTask.instance_id == Instance.id, HumanTask.status == "open",
+                              self.access.overdue_clause(self.clock.now()))
+        live = Instance.status.in_(("running", "incident", "suspended"))
+
+        def counts(session, column, *where) -> dict:
+            return dict(session.execute(select(column, func.count(Instance.id))
+                                        .where(visible, *where).group_by(column)
+                                        .order_by(func.count(Instance.id).desc())).all())
+        with self.db.reading() as session:
+            return Summary(by_status=counts(session, Instance.status),
+                           by_stage=counts(session, Instance.stage, live),
+                           by_unit=counts(session, Instance.unit_id, live),
+                           overdue=session.scalar(select(func.count(Instance.id))
+                                                  .where(visible, live, late)))
 
     def detail(self, principal: Principal, instance_id: str) -> InstanceDetail:
         if not self.access.can_see_instance(principal, instance_id):

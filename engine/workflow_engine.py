@@ -8,6 +8,7 @@ from . import deadlines, rules
 from .clock import Clock, ManualClock
 from .access import Access
 from .notifications import Notifications
+from .attachments import Attachments
 from .org import Org
 from .queries import Queries
 from .reports import Figures
@@ -55,6 +56,7 @@ class WorkflowEngine:
         self.tasks = TaskService(self.db, self.clock, self.access,
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
+        self.attachments = Attachments(self.db, self.clock)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

@@ -1,0 +1,98 @@
+// The variant's diagram in the bpmn-js modeler; "validate" and "deploy" send it to the REST
+// API (the web session with its anti-forgery token) and mark the engine's problems on the
+// elements they name.
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("modeler-data").textContent);
+  var result = document.getElementById("result");
+  var container = document.getElementById("modeler");
+  var modeler = new BpmnJS({ container: container, keyboard: { bindTo: document } });
+  var marked = [];
+
+  modeler.importXML(data.xml).then(function () {
+    modeler.get("canvas").zoom("fit-viewport");
+    container.setAttribute("data-ready", "true");
+  });
+
+  function clearProblems() {
+    var canvas = modeler.get("canvas");
+    modeler.get("overlays").remove({ type: "problem" });
+    marked.forEach(function (id) { canvas.removeMarker(id, "problem"); });
+    marked = [];
+  }
+
+  function show(kind, text, problems) {
+    result.className = "flash " + kind;
+    result.textContent = text;
+    if (problems && problems.length) {
+      var list = document.createElement("ul");
+      problems.forEach(function (p) {
+        var item = document.createElement("li");
+        item.setAttribute("data-element", p.element_id || "");
+        item.textContent = (p.element_id ? "[" + p.element_id + "] " : "") +
+          (p.line ? p.file + ":" + p.line + " " : "") + p.message;
+        list.appendChild(item);
+      });
+      result.appendChild(list);
+    }
+  }
+
+  function markProblems(problems) {
+    var registry = modeler.get("elementRegistry");
+    var overlays = modeler.get("overlays");
+    var canvas = modeler.get("canvas");
+    problems.forEach(function (p) {
+      if (!p.element_id || !registry.get(p.element_id)) { return; }
+      canvas.addMarker(p.element_id, "problem");
+      marked.push(p.element_id);
+      var badge = document.createElement("div");
+      badge.className = "problem-badge";
+      badge.title = p.message;
+      badge.textContent = "!";
+      badge.setAttribute("data-problem", p.element_id);
+      overlays.add(p.element_id, "problem", { position: { top: -12, right: 12 }, html: badge });
+    });
+  }
+
+  function send(url) {
+    clearProblems();
+    return modeler.saveXML({ format: true }).then(function (saved) {
+      var form = new FormData();
+      form.append("variant", data.variant);
+      form.append("files", new Blob([saved.xml], { type: "application/xml" }), data.file);
+      return fetch(url, {
+        method: "POST", body: form, credentials: "same-origin",
+        headers: { "X-CSRF-Token": document.querySelector("meta[name=csrf-token]").content,
+                   "Accept-Language": document.documentElement.lang }
+      });
+    }).then(function (response) {
+      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (answer) {
+      if (!answer.ok) {
+        var problems = answer.body.problems || [];
+        show("error", data.labels.error + ": " + (answer.body.title || "") +
+             (problems.length ? "" : " — " + (answer.body.detail || "")), problems);
+        markProblems(problems);
+        return null;
+      }
+      return answer.body;
+    });
+  }
+
+  document.getElementById("validate").addEventListener("click", function () {
+    send("/api/v1/definitions/validate").then(function (body) {
+      if (body) { show("success", data.labels.valid + ": " + body.processes.join(", ")); }
+    });
+  });
+
+  document.getElementById("deploy").addEventListener("click", function () {
+    send("/api/v1/definitions").then(function (body) {
+      if (!body) { return; }
+      var mine = body.processes.filter(function (p) { return p.created; });
+      if (!mine.length) { show("success", data.labels.unchanged); return; }
+      show("success", data.labels.deployed + " " + mine.map(function (p) {
+        return p.key + " v" + p.version; }).join(", "));
+      window.location.assign(window.location.pathname + "?deployed=1");
+    });
+  });
+})();

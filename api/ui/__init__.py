@@ -1,0 +1,13 @@
+"""The web app for officials, process designers and administrators: server-rendered pages
+(Vietnamese by default) over the same engine and authorization as the REST API."""
+from __future__ import annotations
+
+from flask import Flask
+
+from . import admin, designer, officials, web
+
+
+def register(app: Flask) -> None:
+    web.install(app)
+    for blueprint in (web.blp, officials.blp, designer.blp, admin.blp):
+        app.register_blueprint(blueprint)

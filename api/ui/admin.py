@@ -1,0 +1,131 @@
+"""Administrators' pages: the dashboard, instance search, repairs of an instance and the
+reporting cycles with their reports."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, time
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from engine.clock import LOCAL_TZ
+from engine.errors import EngineError, InvalidData
+from engine.queries import InstanceFilters
+
+from ..problems import ApiProblem
+from .form_fields import parse_date
+from .i18n import STATUS_KEYS, t
+from .officials import case_titles, unit_names
+from .web import engine, principal, signed_in
+
+blp = Blueprint("admin_ui", __name__, template_folder="templates")
+PAGE_SIZE = 25
+CYCLE_KEYS = ("annual_report", "department_report")
+FILTERS = ("variant", "definition_key", "status", "stage", "unit", "started_by")
+
+
+def _require_admin(variant: str | None = None) -> None:
+    if not principal().is_admin(variant):
+        raise ApiProblem("forbidden", "only administrators may open this page")
+
+
+@blp.route("/admin")
+@signed_in
+def dashboard():
+    _require_admin()
+    summary = engine().queries.summary(principal())
+    return render_template("dashboard.html", summary=summary, statuses=STATUS_KEYS,
+                           units=unit_names(summary.by_unit))
+
+
+def _local_day(text: str, end: bool) -> datetime:
+    day = datetime.fromisoformat(parse_date(text)).date()
+    return datetime.combine(day, time.max if end else time.min, LOCAL_TZ)
+
+
+def _filters() -> tuple[InstanceFilters, dict[str, str]]:
+    """The API's instance filters, read from the search form; unreadable dates are named."""
+    values = {name: (request.args.get(name) or "").strip()[:128] for name in FILTERS}
+    filters = InstanceFilters(**{k: v for k, v in values.items() if v})
+    errors = {}
+    for name, end in (("created_from", False), ("created_to", True)):
+        text = (request.args.get(name) or "").strip()
+        values[name] = text
+        if text:
+            try:
+                setattr(filters, name, _local_day(text, end))
+            except ValueError:
+                errors[name] = t("date_hint")
+    if request.args.get("overdue") == "1":
+        filters.overdue, values["overdue"] = True, "1"
+    return filters, {**values, "errors": errors}
+
+
+@blp.route("/admin/instances")
+@signed_in
+def search():
+    _require_admin()
+    filters, values = _filters()
+    page_number = max(1, min(request.args.get("page", 1, type=int), 10_000))
+    page = engine().queries.instances(principal(), filters, page_number, PAGE_SIZE)
+    return render_template("search.html", page=page, values=values, statuses=STATUS_KEYS,
+                           titles=case_titles(i.id for i in page.items),
+                           units=unit_names(i.unit_id for i in page.items))
+
+
+ACTIONS = ("suspend", "resume", "terminate", "retry", "migrate")
+
+
+@blp.route("/instances/<string:instance_id>/<string:action>", methods=["POST"])
+@signed_in
+def repair(instance_id, action):
+    wf_engine = engine()
+    if action not in ACTIONS or not wf_engine.access.can_see_instance(principal(),
+                                                                      instance_id):
+        raise ApiProblem("not-found", f"no action '{action}' on instance {instance_id}")
+    instance = wf_engine.queries.instance(instance_id)
+    _require_admin(instance.variant)
+    runtime, actor = wf_engine.runtime, principal().username
+    reason = (request.form.get("reason") or "").strip()[:500] or None
+    try:
+        if action == "suspend":
+            runtime.suspend(instance_id, actor=actor, reason=reason)
+        elif action == "resume":
+            runtime.resume(instance_id, actor=actor)
+        elif action == "terminate":
+            runtime.terminate(instance_id, actor=actor, reason=reason)
+        elif action == "retry":
+            runtime.retry(instance_id, actor=actor,
+                          data=_json_object(request.form.get("data")))
+        else:
+            runtime.migrate(instance_id, request.form.get("definition_id", type=int) or 0,
+                            actor=actor)
+    except EngineError as exc:             # refused: said on the page the admin came from
+        flash(f"{t(action)}: {exc.message}", "error")
+    else:
+        flash(f"{t('done')}: {t(action)}", "success")
+    return redirect(url_for("officials.instance_page", instance_id=instance_id))
+
+
+def _json_object(text: str | None) -> dict:
+    if not (text or "").strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidData(f"{t('invalid_json')}: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidData(f"{t('invalid_json')}: an object {{...}} is expected")
+    return value
+
+
+@blp.route("/admin/cycles")
+@signed_in
+def cycles():
+    _require_admin()
+    found = []
+    for key in CYCLE_KEYS:
+        found += engine().queries.instances(principal(), InstanceFilters(definition_key=key),
+                                            1, 200).items
+    found.sort(key=lambda i: i.started_at, reverse=True)
+    return render_template("cycles.html", cycles=found, units=unit_names(
+        i.unit_id for i in found))

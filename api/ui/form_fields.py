@@ -1,0 +1,206 @@
+"""A task's JSON Schema turned into HTML form fields, and posted form fields turned back into
+the JSON the engine validates.
+
+Field names are dotted paths (``report.summary``, ``attachments``), the same paths the
+engine's field errors name, so each error lands next to its field.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from werkzeug.datastructures import MultiDict
+
+from .i18n import format_date, label, lang
+
+MISSING = object()
+_DATE_DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+@dataclass
+class Field:
+    path: str
+    kind: str            # text textarea select date integer number money boolean confirm
+    #                      choices list files group
+    label: str
+    required: bool = False
+    value: object = None
+    options: list[tuple[str, str]] = field(default_factory=list)
+    children: list["Field"] = field(default_factory=list)
+    error: str | None = None
+    limits: dict = field(default_factory=dict)
+
+    @property
+    def dom_id(self) -> str:
+        return "f-" + self.path.replace(".", "-")
+
+
+def _title(prop: dict, name: str) -> str:
+    return label(prop.get("title") or name, prop.get("x-title-en"))
+
+
+def _options(prop: dict) -> list[tuple[str, str]]:
+    labels = prop.get("x-enum-labels") or {}
+    labels_en = prop.get("x-enum-labels-en") or {}
+    return [(str(v), (labels_en.get(v) if lang() == "en" else None) or labels.get(v) or str(v))
+            for v in prop.get("enum", [])]
+
+
+def _kind(prop: dict) -> str:
+    kind, widget = prop.get("type"), prop.get("x-widget")
+    if kind == "object":
+        return "group"
+    if kind == "array":
+        items = prop.get("items") or {}
+        if items.get("type") == "object" and "file_id" in (items.get("properties") or {}):
+            return "files"
+        return "choices" if "enum" in items else "list"
+    if kind == "boolean":
+        return "confirm" if prop.get("const") is True else "boolean"
+    if "enum" in prop:
+        return "select"
+    if kind == "integer":
+        return "money" if widget == "money" else "integer"
+    if kind == "number":
+        return "number"
+    if prop.get("format") == "date":
+        return "date"
+    return "textarea" if widget == "textarea" else "text"
+
+
+def build(schema: dict, data: dict, errors: dict[str, str] | None = None,
+          raw: MultiDict | None = None) -> list[Field]:
+    """Fields of a form, filled from ``data`` (or from what was posted, after an error)."""
+    return _fields(schema, "", data or {}, errors or {}, raw)
+
+
+def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw) -> list[Field]:
+    required = set(schema.get("required", []))
+    fields = []
+    for name, prop in (schema.get("properties") or {}).items():
+        path = f"{prefix}{name}"
+        kind = _kind(prop)
+        value = data.get(name) if isinstance(data, dict) else None
+        item = Field(path, kind, _title(prop, name), name in required,
+                     error=errors.get(path),
+                     limits={k: prop[k] for k in ("minimum", "maximum", "minLength",
+                                                  "maxLength") if k in prop})
+        if kind == "group":
+            item.children = _fields(prop, path + ".", value or {}, errors, raw)
+        elif kind == "choices":
+            item.options = _options(prop["items"] | {"x-enum-labels":
+                                                     prop.get("x-enum-labels", {})})
+            item.value = raw.getlist(path) if raw is not None else list(value or [])
+        elif kind == "list":
+            item.value = raw.getlist(path) if raw is not None else list(value or [])
+        elif kind == "files":
+            item.value = value if isinstance(value, list) else []
+        else:
+            item.options = _options(prop)
+            item.value = raw.get(path, "") if raw is not None else _shown(kind, value)
+        fields.append(item)
+    return fields
+
+
+def _shown(kind: str, value) -> object:
+    if value is None:
+        return ""
+    if kind == "date":
+        return format_date(value)
+    if kind == "money":
+        return f"{int(value):,}".replace(",", ".") if isinstance(value, int) else value
+    return value
+
+
+# posted form → JSON ------------------------------------------------------------------------
+
+def parse(schema: dict, form: MultiDict, stored_files: dict[str, list[dict]] | None = None
+          ) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """The data a posted form means, and the fields that could not even be read (such as
+    31/02/2026): path → (Vietnamese, English) message. Empty fields are left out, so the
+    schema's ``required`` names them."""
+    errors: dict[str, tuple[str, str]] = {}
+    data = _parse_object(schema, "", form, stored_files or {}, errors)
+    return (data if data is not MISSING else {}), errors
+
+
+def _parse_object(schema: dict, prefix: str, form, files, errors):
+    out = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        value = _parse_value(prop, f"{prefix}{name}", form, files, errors)
+        if value is not MISSING:
+            out[name] = value
+    return out if out or not prefix else MISSING
+
+
+def _parse_value(prop: dict, path: str, form, files, errors):
+    kind = _kind(prop)
+    if kind == "group":
+        return _parse_object(prop, path + ".", form, files, errors)
+    if kind in ("choices", "list"):
+        values = [v.strip() for v in form.getlist(path) if v.strip()]
+        return values if values or path in form else MISSING
+    if kind == "files":
+        kept = [{"name": n, "file_id": i} for i, n in
+                (v.split("|", 1) for v in form.getlist(path + ".kept") if "|" in v)]
+        return kept + files.get(path, []) or MISSING
+    if kind in ("boolean", "confirm"):
+        if kind == "boolean" and f"{path}.present" not in form and path not in form:
+            return MISSING
+        return form.get(path) in ("on", "true", "1")
+    text = (form.get(path) or "").strip()
+    if not text:
+        return MISSING
+    try:
+        if kind == "date":
+            return parse_date(text)
+        if kind in ("integer", "money"):
+            return int(re.sub(r"[.\s,₫đ]", "", text) if kind == "money" else text)
+        if kind == "number":
+            return float(text.replace(",", "."))
+    except ValueError:
+        errors[path] = _unreadable(kind)
+        return MISSING
+    return text
+
+
+def parse_date(text: str) -> str:
+    """dd/mm/yyyy (or ISO) → ISO date; ValueError for impossible dates such as 31/02."""
+    match = _DATE_DMY.match(text)
+    if match:
+        day, month, year = (int(g) for g in match.groups())
+        return date(year, month, day).isoformat()     # ValueError for 31/02/2026
+    return date.fromisoformat(text).isoformat()
+
+
+def _unreadable(kind: str) -> tuple[str, str]:
+    if kind == "date":
+        return ("Ngày không hợp lệ; nhập theo dạng dd/mm/yyyy, ví dụ 05/03/2027",
+                "Not a valid date; use dd/mm/yyyy, e.g. 05/03/2027")
+    if kind == "money":
+        return "Cần nhập số tiền (đồng), ví dụ 150.000.000", "Enter an amount in đồng"
+    if kind == "integer":
+        return "Cần nhập số nguyên", "Enter a whole number"
+    return "Cần nhập số", "Enter a number"
+
+
+def field_messages(errors: list[dict]) -> dict[str, str]:
+    """Engine field errors → path → message in the page's language."""
+    english = lang() == "en"
+    out: dict[str, str] = {}
+    for error in errors:
+        message = error.get("message_en") if english else error.get("message")
+        out.setdefault(error.get("field") or "(form)", message or "")
+    return out
+
+
+def files_fields(schema: dict, prefix: str = "") -> list[str]:
+    """Paths of the attachment fields of a form."""
+    paths = []
+    for name, prop in (schema.get("properties") or {}).items():
+        if _kind(prop) == "files":
+            paths.append(prefix + name)
+        elif _kind(prop) == "group":
+            paths += files_fields(prop, f"{prefix}{name}.")
+    return paths

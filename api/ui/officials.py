@@ -1,0 +1,286 @@
+"""Officials' pages: the inbox, a task's form, starting a case, my cases and a case's page."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from engine import diagrams
+from engine.clock import as_utc
+from engine.errors import InvalidData, NotFound
+from engine.forms import form_errors
+from engine.queries import InstanceFilters
+from engine.runtime import DECISION_FIELDS
+from engine.scripting import start_timers
+from engine.store import Definition, HumanTask, Instance, OrgUnit
+
+from . import form_fields
+from .attachments import store_uploads
+from .i18n import label, t
+from .web import engine, principal, signed_in
+
+blp = Blueprint("officials", __name__, template_folder="templates")
+PAGE_SIZE = 25
+TIMELINE_HIDDEN = ("element_completed",)
+
+
+def is_overdue(task: HumanTask, now) -> bool:
+    return task.status == "open" and task.due_at is not None and as_utc(task.due_at) < now
+
+
+def _page_number() -> int:
+    try:
+        return max(1, min(int(request.args.get("page", 1)), 10_000))
+    except ValueError:
+        return 1
+
+
+def unit_names(unit_ids) -> dict[str, str]:
+    wanted = {u for u in unit_ids if u}
+    if not wanted:
+        return {}
+    with engine().db.reading() as session:
+        return dict(session.execute(select(OrgUnit.id, OrgUnit.name)
+                                    .where(OrgUnit.id.in_(wanted))).all())
+
+
+def case_titles(instance_ids) -> dict[str, str]:
+    """A readable name per case: its business key, else its process and short id."""
+    wanted = set(instance_ids)
+    if not wanted:
+        return {}
+    with engine().db.reading() as session:
+        rows = session.execute(select(Instance.id, Instance.business_key,
+                                      Instance.definition_key)
+                               .where(Instance.id.in_(wanted))).all()
+    return {i: key or f"{process} · {i[:8]}" for i, key, process in rows}
+
+
+@blp.route("/")
+@signed_in
+def inbox():
+    scope = request.args.get("scope") if request.args.get("scope") in ("mine", "candidate", "unit") \
+        else None
+    overdue = True if request.args.get("overdue") == "1" else None
+    page = engine().tasks.inbox(principal(), scope=scope, overdue=overdue,
+                                page=_page_number(), page_size=PAGE_SIZE)
+    now = engine().clock.now()
+    return render_template("inbox.html", page=page, scope=scope, overdue=overdue, now=now,
+                           is_overdue=is_overdue,
+                           titles=case_titles(t.instance_id for t in page.items),
+                           units=unit_names(t.unit_id for t in page.items))
+
+
+# a task -------------------------------------------------------------------------------------
+
+def _task_context(task_id: str):
+    wf_engine = engine()
+    if not wf_engine.access.can_see_task(principal(), task_id):
+        raise NotFound(f"task {task_id} does not exist")
+    with wf_engine.db.reading() as session:
+        task = session.get(HumanTask, task_id)
+    instance = wf_engine.queries.instance(task.instance_id)
+    definition = wf_engine.repository.get(instance.definition_id)
+    schema = wf_engine.repository.form(definition, task.form) or {"type": "object",
+                                                                 "properties": {}}
+    return task, instance, definition, schema
+
+
+def _instructions(definition: Definition, element_id: str) -> str | None:
+    spec, subprocesses = engine().repository.specs(definition)
+    for candidate in [spec, *subprocesses.values()]:
+        task_spec = candidate.task_specs.get(element_id)
+        if task_spec is not None:
+            text = (getattr(task_spec, "extensions", None) or {}).get("instructionsForEndUser")
+            return text or None
+    return None
+
+
+def _render_task(task, instance, definition, schema, *, data=None, errors=None, raw=None,
+                 status=200):
+    wf_engine = engine()
+    me = principal()
+    candidates = wf_engine.access.candidates(task.id)
+    may_work = (task.status == "open" and wf_engine.access.may_work_on(me, task)
+                and (task.assignee in (None, me.username)))
+    if data is None:
+        data = wf_engine.runtime.task_data(task.id) if task.status == "open" else {}
+    fields = form_fields.build(schema, data, errors, raw)
+    return render_template(
+        "task.html", task=task, instance=instance, definition=definition, schema=schema,
+        fields=fields, errors=errors or {}, may_work=may_work, candidates=candidates,
+        may_claim=(task.status == "open" and task.assignee is None
+                   and me.username in candidates),
+        instructions=_instructions(definition, task.element_id),
+        overdue=is_overdue(task, wf_engine.clock.now()),
+        title=case_titles([instance.id])[instance.id]), status
+
+
+@blp.route("/tasks/<string:task_id>")
+@signed_in
+def task_page(task_id):
+    return _render_task(*_task_context(task_id))
+
+
+@blp.route("/tasks/<string:task_id>", methods=["POST"])
+@signed_in
+def complete_task(task_id):
+    task, instance, definition, schema = _task_context(task_id)
+    me = principal()
+    if task.status != "open":
+        flash(t("task_closed"), "error")
+        return redirect(url_for("officials.instance_page", instance_id=instance.id))
+    if (task.assignee not in (None, me.username)
+            or not engine().access.may_work_on(me, task)):
+        flash(t("not_yours"), "error")
+        return _render_task(task, instance, definition, schema, status=403)
+    data, errors = {}, {}
+    try:
+        data, unreadable = form_fields.parse(
+            schema, request.form, store_uploads(schema, request.files, me.username))
+        if unreadable:      # say everything wrong at once, the unreadable fields first
+            errors = {**form_fields.field_messages(form_errors(schema, data)),
+                      **{path: label(message) for path, message in unreadable.items()}}
+        else:
+            engine().runtime.complete_task(task_id, data, actor=me.username)
+    except InvalidData as exc:
+        errors = form_fields.field_messages(exc.details.get("errors", [])) or {
+            "(form)": exc.message}
+    if errors:
+        flash(t("form_invalid"), "error")
+        return _render_task(task, instance, definition, schema, data=data, errors=errors,
+                            raw=request.form, status=422)
+    flash(t("task_done"), "success")
+    return redirect(url_for("officials.instance_page", instance_id=instance.id))
+
+
+@blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
+@signed_in
+def claim(task_id):
+    task, *_ = _task_context(task_id)
+    if principal().username not in engine().access.candidates(task.id):
+        flash(t("not_yours"), "error")
+    else:
+        engine().tasks.claim(task_id, principal().username)
+        flash(t("claimed"), "success")
+    return redirect(url_for("officials.task_page", task_id=task_id))
+
+
+@blp.route("/tasks/<string:task_id>/unclaim", methods=["POST"])
+@signed_in
+def unclaim(task_id):
+    task, instance, *_ = _task_context(task_id)
+    if task.assignee == principal().username or principal().is_admin(instance.variant):
+        engine().tasks.unclaim(task_id, principal().username)
+    return redirect(url_for("officials.task_page", task_id=task_id))
+
+
+# starting a case -----------------------------------------------------------------------------
+
+def startable() -> list[Definition]:
+    """Processes an official starts by hand in the variants of their units: not scheduled
+    ones (reporting cycles) and not ones other processes call (the council)."""
+    me = principal()
+    with engine().db.reading() as session:
+        variants = sorted({v for (v,) in session.execute(
+            select(OrgUnit.variant).where(OrgUnit.id.in_(me.units or ("",))))})
+    chosen = []
+    for variant in variants:
+        latest = engine().repository.latest_versions(variant)
+        called = {key for d in latest for key in _called(d)}
+        for definition in latest:
+            spec, _ = engine().repository.specs(definition)
+            if definition.key not in called and not start_timers(spec):
+                chosen.append(definition)
+    return chosen
+
+
+def _called(definition: Definition) -> set[str]:
+    _, subprocesses = engine().repository.specs(definition)
+    return set(subprocesses)
+
+
+@blp.route("/start")
+@signed_in
+def start_page():
+    return render_template("start.html", definitions=startable())
+
+
+@blp.route("/start", methods=["POST"])
+@signed_in
+def start_case():
+    wanted = request.form.get("definition_id", "")
+    chosen = next((d for d in startable() if str(d.id) == wanted), None)
+    if chosen is None:
+        raise NotFound(f"no startable process '{wanted}'")
+    me = principal()
+    with engine().db.reading() as session:
+        unit = next((u for u in me.units
+                     if (row := session.get(OrgUnit, u)) and row.variant == chosen.variant))
+    instance = engine().runtime.start(chosen.variant, chosen.key, started_by=me.username,
+                                      data={"proposer_unit": unit})
+    for task in engine().runtime.open_tasks(instance.id):
+        if engine().access.may_work_on(me, task):
+            return redirect(url_for("officials.task_page", task_id=task.id))
+    return redirect(url_for("officials.instance_page", instance_id=instance.id))
+
+
+# my cases and a case's page ------------------------------------------------------------------
+
+@blp.route("/proposals")
+@signed_in
+def my_cases():
+    page = engine().queries.instances(principal(), InstanceFilters(
+        started_by=principal().username), _page_number(), PAGE_SIZE)
+    return render_template("proposals.html", page=page,
+                           titles=case_titles(i.id for i in page.items))
+
+
+def decision_labels(definition: Definition) -> dict[str, str]:
+    """Decision values → the words their forms show (approve → Phê duyệt)."""
+    labels: dict[str, str] = {}
+    for name, text in definition.sources.items():
+        if name.startswith("forms/"):
+            for field, prop in (json.loads(text).get("properties") or {}).items():
+                if field in DECISION_FIELDS:
+                    labels.update(prop.get("x-enum-labels") or {})
+    return labels
+
+
+def timeline(instance_id: str, names: dict[str, str], everything: bool = False) -> list[dict]:
+    events = engine().queries.events(principal(), instance_id, 1, 1000).items
+    rows = []
+    for event in events:
+        if event.action in TIMELINE_HIDDEN and not everything:
+            continue
+        changed = (event.details or {}).get("changed") or {}
+        decision = next((changed[f]["after"] for f in DECISION_FIELDS if f in changed), None)
+        rows.append({"at": event.at, "actor": event.actor, "action": event.action,
+                     "element": names.get(event.element_id, event.element_id),
+                     "decision": decision, "details": event.details})
+    return rows
+
+
+@blp.route("/instances/<string:instance_id>")
+@signed_in
+def instance_page(instance_id):
+    wf_engine = engine()
+    detail = wf_engine.queries.detail(principal(), instance_id)
+    definition = detail.definition
+    file_name, xml = diagrams.main_file(definition.sources, definition.key)
+    names = diagrams.element_names(xml)
+    admin = principal().is_admin(detail.instance.variant)
+    versions = [d for d in wf_engine.repository.versions(detail.instance.variant,
+                                                         definition.key)
+                if d.id != definition.id] if admin else []
+    return render_template(
+        "instance.html", detail=detail, instance=detail.instance, definition=definition,
+        xml=xml, names=names, admin=admin, versions=versions,
+        events=timeline(instance_id, names, everything=admin),
+        labels=decision_labels(definition),
+        units=unit_names([detail.instance.unit_id, *(t.unit_id for t in detail.open_tasks)]),
+        title=case_titles([instance_id])[instance_id],
+        data_json=json.dumps(detail.data, ensure_ascii=False, indent=2, sort_keys=True,
+                             default=str))
+

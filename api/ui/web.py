@@ -1,0 +1,156 @@
+"""Sign-in, the web session, anti-forgery tokens, language and the pages' common frame."""
+from __future__ import annotations
+
+import functools
+import os
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, Flask, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+
+from engine.access import Principal
+
+from ..auth import csrf_token, csrf_valid, session_username
+from . import i18n
+
+blp = Blueprint("web", __name__, template_folder="templates")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Pages load only our own files; bpmn-js draws with inline styles and data: URLs.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' "
+                           "'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
+                           "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+                           "base-uri 'none'; object-src 'none'")
+
+
+def engine():
+    return current_app.extensions["nd73"]
+
+
+def principal() -> Principal:
+    return g.principal
+
+
+def signed_in(view):
+    """Pages for signed-in people; others go to the sign-in page and come back."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        username = session_username()
+        found = engine().access.principal(username) if username else None
+        if found is None:
+            session.pop("user", None)
+            return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+        g.principal = found
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _is_page(path: str) -> bool:
+    return not path.startswith(("/api/", "/static/", "/healthz", "/readyz", "/metrics"))
+
+
+def _local_target(target: str | None) -> str:
+    """Only paths of this site (no ``//host`` or ``https://``): no open redirect."""
+    if not target:
+        return url_for("officials.inbox")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("officials.inbox")
+    return target
+
+
+def install(app: Flask) -> None:
+    app.config.setdefault("SESSION_COOKIE_NAME", "nd73_session")
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config.setdefault("SESSION_COOKIE_SECURE", os.environ.get("ND73_SECURE_COOKIES") == "1")
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
+    app.jinja_env.globals.update(t=i18n.t, label=i18n.label, stage_label=i18n.stage_label,
+                                 action_label=i18n.action_label,
+                                 csrf_token=csrf_token)
+    app.jinja_env.filters.update(date=i18n.format_date, datetime=i18n.format_datetime,
+                                 money=i18n.format_money)
+    app.extensions["nd73.error_page"] = error_page
+
+    @app.before_request
+    def web_request():
+        if not _is_page(request.path):
+            return None
+        g.lang = i18n.choose_language()
+        if request.method not in SAFE_METHODS:
+            sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
+            if not csrf_valid(sent):
+                return error_page(403, i18n.TEXT["session_expired"][0],
+                                  i18n.TEXT["session_expired"][1],
+                                  "CSRF token missing or wrong")
+        return None
+
+    @app.after_request
+    def page_headers(response):
+        if _is_page(request.path) and response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def frame():
+        found = getattr(g, "principal", None)
+        return {"me": found, "lang": getattr(g, "lang", "vi"),
+                "unread": _unread(found) if found else 0,
+                "has_notifications": "notifications.page" in current_app.view_functions}
+
+
+def _unread(found: Principal) -> int:
+    notifications = getattr(engine(), "notifications", None)
+    return notifications.unread_count(found.username) if notifications else 0
+
+
+def error_page(status: int, title_vi: str, title_en: str, detail: str | None):
+    g.lang = getattr(g, "lang", None) or i18n.choose_language()
+    title = title_en if g.lang == "en" else title_vi
+    return render_template("error.html", status=status, title=title, detail=detail), status
+
+
+@blp.route("/login", methods=["GET", "POST"])
+def login():
+    target = _local_target(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("login.html", next=target)
+    access = engine().access
+    username = (request.form.get("username") or "").strip()[:128]
+    address = request.remote_addr or "unknown"
+    if access.locked_out(username, address):
+        flash(i18n.t("locked_out"), "error")
+        return render_template("login.html", next=target, username=username), 429
+    found = access.authenticate(username, request.form.get("password") or "", address)
+    if found is None:
+        flash(i18n.t("wrong_credentials"), "error")
+        return render_template("login.html", next=target, username=username), 401
+    language = session.get("lang")
+    session.clear()                       # a new session id and token at each sign-in
+    session.permanent = True
+    session["user"] = found.username
+    if language:
+        session["lang"] = language
+    csrf_token()
+    return redirect(target)
+
+
+@blp.route("/logout", methods=["POST"])
+def logout():
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+    return redirect(url_for("web.login"))
+
+
+@blp.route("/language", methods=["POST"])
+def language():
+    chosen = request.form.get("lang")
+    if chosen in i18n.LANGUAGES:
+        session["lang"] = chosen
+    return redirect(_local_target(request.form.get("next")))
