@@ -102,8 +102,8 @@ def report(instance_id: str, file_format: str, output: Path | None) -> None:
     click.echo(f"wrote {output}")
 
 
-@main.command(help="Fire due timers and scheduled processes (any number may run against "
-                   "PostgreSQL; one is enough on SQLite).")
+@main.command(help="Fire due timers and scheduled processes, and send e-mail from the outbox "
+                   "(any number may run against PostgreSQL; one is enough on SQLite).")
 @click.option("--interval", type=float,
               default=lambda: float(os.environ.get("ND73_SCHEDULER_INTERVAL", "1")),
               show_default="$ND73_SCHEDULER_INTERVAL or 1", help="Seconds between rounds.")
@@ -111,7 +111,9 @@ def report(instance_id: str, file_format: str, output: Path | None) -> None:
 def scheduler(interval: float, once: bool) -> None:
     from engine.scheduler import Scheduler, run_loop
     if once:
-        click.echo(f"fired {Scheduler(_engine()).run_due()} timer(s)")
+        scheduler = Scheduler(_engine())
+        click.echo(f"fired {scheduler.run_due()} timer(s)")
+        click.echo(f"sent {scheduler.send_mail()} e-mail(s)")
         return
     click.echo(f"scheduler running every {interval:g} s")
     run_loop(_engine(), interval=interval, blocking=True)

@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from .notifications.mailer import check_environment as check_mail
 from .store.db import default_database_url
 
 
@@ -44,6 +45,8 @@ CHECKS: dict[str, Callable[[str], str | None]] = {
     "ND73_SCHEDULER_INTERVAL": _positive_number,
     "ND73_EMBEDDED_SCHEDULER": _flag,
     "ND73_TEST_CLOCK": _flag,
+    "ND73_SMTP_PORT": _integer(1, 65535),
+    "ND73_DIGEST_HOUR": _integer(0, 23),
 }
 
 
@@ -75,6 +78,9 @@ def check_environment(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     elif secret is None:
         notes.append("ND73_SECRET_KEY unset: a key kept in var/secret_key signs tokens "
                      "(set the same key on every replica in production)")
+    mail_problems, mail_notes = check_mail(env)
+    problems += mail_problems
+    notes += mail_notes
     if env.get("ND73_TEST_CLOCK") == "1":
         problems.append("ND73_TEST_CLOCK=1 puts the engine on a manual clock: tests only")
     return problems, notes
