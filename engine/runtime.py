@@ -82,11 +82,11 @@ def _clean_data(data: Any, max_bytes: int) -> dict:
     if bad:
         raise InvalidData(f"data field names must not start with '_': {bad[:5]}")
     try:
-        size = data_size(data)
+        size = data_size(data, max_bytes)
     except ScriptError as exc:
         raise InvalidData(str(exc)) from None
     if size > max_bytes:
-        raise InvalidData(f"data is {size:,} bytes; the limit is {max_bytes:,} bytes")
+        raise InvalidData(f"data is larger than the limit of {max_bytes:,} bytes")
     return data
 
 

@@ -10,7 +10,12 @@ so every piece of designer code goes through this module instead:
 2. Run time: attribute access only for an allow-list of methods on plain data types; item
    access and writes only on plain containers; ``+ * ** <<`` checked so no operation builds a
    value larger than ``MAX_SEQUENCE``/``MAX_INT_BITS``; only allow-listed functions exist.
-3. A CPU-time budget per evaluation, enforced with a trace function on the script's frames.
+3. A CPU-time budget per evaluation, enforced with a trace function on the script's frames;
+   the same trace function stops a script that makes the process grow by more than
+   ``MAX_MEMORY_GROWTH`` (values below the size guards, built in a loop).
+4. Operations that run long in C, where the trace function cannot interrupt them (formatting
+   with huge widths, printing or multiplying lists that hold one big list many times,
+   ``sum`` of lists), are checked before they run.
 
 What scripts may use is documented for designers in ``processes/README.md``.
 """
@@ -19,6 +24,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import os
+import re
 import sys
 import time
 from datetime import date, datetime, timedelta
@@ -35,6 +42,7 @@ SCRIPT_FILENAME = "<bpmn-script>"
 MAX_SEQUENCE = 1_000_000          # longest str/list/tuple a script may build in one step
 MAX_INT_BITS = 4096               # biggest integer a script may build with ** or <<
 DEFAULT_TIME_LIMIT = 1.0          # CPU seconds per evaluation
+MAX_MEMORY_GROWTH = 512 * 2**20   # bytes the process may grow by during one evaluation
 
 
 class SandboxViolation(ScriptError):
@@ -68,7 +76,8 @@ class SandboxPolicy(RestrictingNodeTransformer):
         ast.With: "with blocks",
         ast.Raise: "raise statements",
     }
-    _GUARDED_OPS = {ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<"}
+    _GUARDED_OPS = {ast.Add: "+", ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<",
+                    ast.Mod: "%"}
 
     def generic_visit(self, node):
         reason = self._FORBIDDEN.get(type(node))
@@ -95,12 +104,55 @@ class SandboxPolicy(RestrictingNodeTransformer):
                         args=[ast.Constant(symbol), node.left, node.right], keywords=[])
         return ast.fix_missing_locations(ast.copy_location(call, node))
 
+    # f-strings format in C, out of reach of the CPU budget: f'{1:>999999999}' would build a
+    # gigabyte in one step. Each part goes through _format_, the whole through _fstring_.
+    def visit_JoinedStr(self, node):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.FormattedValue):
+                spec = self.visit(value.format_spec) if value.format_spec else ast.Constant("")
+                value = ast.Call(func=ast.Name("_format_", ast.Load()),
+                                 args=[self.visit(value.value), ast.Constant(value.conversion),
+                                       spec], keywords=[])
+            parts.append(value)
+        call = ast.Call(func=ast.Name("_fstring_", ast.Load()), args=parts, keywords=[])
+        return ast.fix_missing_locations(ast.copy_location(call, node))
+
 
 # --- run-time guards ---------------------------------------------------------------
 
+def _too_big() -> SandboxViolation:
+    return SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+
+
+def _weight(value, budget: int = MAX_SEQUENCE) -> int:
+    """Items reachable from ``value``, counting a shared container each time it is reached
+    (what printing, comparing or storing it costs); stops counting past ``budget``."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if not isinstance(value, (list, tuple, dict, set, frozenset)):
+        return 1
+    total = len(value)
+    items = value.items() if isinstance(value, dict) else value
+    for item in items:
+        if total > budget:
+            break
+        if isinstance(item, (list, tuple, dict, set, frozenset, str, bytes)):
+            total += _weight(item, budget - total)
+    return total
+
+
+def _check_weight(*values) -> None:
+    total = 0
+    for value in values:
+        total += _weight(value, MAX_SEQUENCE - total)
+        if total > MAX_SEQUENCE:
+            raise _too_big()
+
+
 def _check_size(value):
     if isinstance(value, (str, bytes, list, tuple)) and len(value) > MAX_SEQUENCE:
-        raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+        raise _too_big()
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
     return value
@@ -114,14 +166,18 @@ def guarded_binop(symbol: str, left, right):
     if symbol == "*":
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int):
-                if len(seq) * max(times, 0) > MAX_SEQUENCE:
-                    raise SandboxViolation(
-                        f"a value of more than {MAX_SEQUENCE:,} items would be built")
+                # [big_list] * n is n references, but printing or storing it costs n × big
+                if _weight(seq) * max(times, 0) > MAX_SEQUENCE:
+                    raise _too_big()
         return _check_size(left * right)
     if symbol == "+":
         if _length(left) + _length(right) > MAX_SEQUENCE:
-            raise SandboxViolation(f"a value of more than {MAX_SEQUENCE:,} items would be built")
+            raise _too_big()
         return left + right
+    if symbol == "%":
+        if isinstance(left, (str, bytes)):
+            return _percent_format(left, right)
+        return left % right
     if symbol == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             if right * math.log2(abs(left)) > MAX_INT_BITS:
@@ -134,9 +190,43 @@ def guarded_binop(symbol: str, left, right):
     raise SandboxViolation(f"operator {symbol} is not allowed")
 
 
-_INPLACE = {"+=": "+", "*=": "*", "**=": "**", "<<=": "<<"}
+_FORMAT_NUMBERS = re.compile(r"\d+")
+
+
+def _check_format_spec(spec: str) -> None:
+    if any(int(n) > MAX_SEQUENCE for n in _FORMAT_NUMBERS.findall(spec)):
+        raise SandboxViolation(f"a width or precision over {MAX_SEQUENCE:,} in {spec[:40]!r}")
+
+
+def _percent_format(template, args):
+    # '%999999999d' % 1 builds a gigabyte in C, in one step the CPU budget cannot interrupt
+    for directive in re.findall(r"%[^a-zA-Z%]*", str(template)):
+        _check_format_spec(directive)
+    _check_weight(template, args)
+    return _check_size(template % args)
+
+
+_CONVERSIONS = {-1: None, ord("s"): str, ord("r"): repr, ord("a"): ascii}
+
+
+def guarded_format(value, conversion: int, spec: str) -> str:
+    _check_format_spec(spec)
+    _check_weight(value)
+    convert = _CONVERSIONS.get(conversion)
+    if convert is not None:
+        value = convert(value)
+    return _check_size(format(value, spec))
+
+
+def guarded_fstring(*parts: str) -> str:
+    if sum(len(p) for p in parts) > MAX_SEQUENCE:
+        raise _too_big()
+    return "".join(parts)
+
+
+_INPLACE = {"+=": "+", "*=": "*", "**=": "**", "<<=": "<<", "%=": "%"}
 _PLAIN_INPLACE = {
-    "-=": operator.sub, "/=": operator.truediv, "//=": operator.floordiv, "%=": operator.mod,
+    "-=": operator.sub, "/=": operator.truediv, "//=": operator.floordiv,
     ">>=": operator.rshift, "&=": operator.and_, "|=": operator.or_, "^=": operator.xor,
 }
 
@@ -177,6 +267,15 @@ def _safe_pad(text: str, name: str):
     return pad
 
 
+def _safe_extend(items: list):
+    def extend(more):
+        more = list(more)
+        if len(items) + len(more) > MAX_SEQUENCE:
+            raise _too_big()
+        items.extend(more)
+    return extend
+
+
 _STR_METHODS = {
     "lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "title",
     "capitalize", "casefold", "startswith", "endswith", "find", "rfind", "index", "rindex",
@@ -192,7 +291,7 @@ _STR_WRAPPED: dict[str, Callable[[str], Callable]] = {
     "center": lambda s: _safe_pad(s, "center"),
 }
 _SAFE_ATTRIBUTES: dict[type, frozenset[str]] = {
-    list: frozenset({"append", "extend", "insert", "pop", "remove", "index", "count", "sort",
+    list: frozenset({"append", "insert", "pop", "remove", "index", "count", "sort",
                      "reverse", "copy", "clear"}),
     dict: frozenset({"get", "keys", "values", "items", "pop", "setdefault", "update", "copy",
                      "clear"}),
@@ -220,6 +319,8 @@ def guarded_getattr(obj, name, *default):
             return getattr(obj, name)
         if name in _STR_WRAPPED:
             return _STR_WRAPPED[name](obj)
+    elif kind is list and name == "extend":
+        return _safe_extend(obj)
     elif name in _SAFE_ATTRIBUTES.get(kind, ()):
         return getattr(obj, name)
     raise SandboxViolation(
@@ -252,6 +353,28 @@ def _capped_range(*args):
     return result
 
 
+def _safe_str(value=""):
+    """``str``: printing a list that holds one big list many times would build gigabytes."""
+    _check_weight(value)
+    return _check_size(str(value))
+
+
+def _safe_isinstance(value, kinds):
+    # scripts see the guarded str, which is a function: isinstance(x, str) must still work
+    if isinstance(kinds, tuple):
+        kinds = tuple(str if k is _safe_str else k for k in kinds)
+    elif kinds is _safe_str:
+        kinds = str
+    return isinstance(value, kinds)
+
+
+def _safe_sum(values, start=0):
+    # sum(lists, []) concatenates quadratically in C, out of reach of the CPU budget
+    if not isinstance(start, (int, float, Decimal, timedelta)):
+        raise SandboxViolation("sum() adds numbers only")
+    return sum(values, start)
+
+
 def _iter_unpack_sequence(it, spec, getiter):
     for item in getiter(it):
         yield item
@@ -266,7 +389,8 @@ SAFE_BUILTINS: dict[str, Any] = {
     "abs": abs, "all": all, "any": any, "bool": bool, "dict": dict, "divmod": divmod,
     "enumerate": enumerate, "float": float, "int": int, "len": len, "list": list, "max": max,
     "min": min, "range": _capped_range, "reversed": reversed, "round": round, "set": set,
-    "sorted": sorted, "str": str, "sum": sum, "tuple": tuple, "zip": zip, "isinstance": isinstance,
+    "sorted": sorted, "str": _safe_str, "sum": _safe_sum, "tuple": tuple, "zip": zip,
+    "isinstance": _safe_isinstance,
     "Decimal": Decimal, "date": date, "datetime": datetime, "timedelta": timedelta,
 }
 
@@ -276,6 +400,8 @@ _GUARDS: dict[str, Any] = {
     "_getiter_": guarded_iter,
     "_write_": guarded_write,
     "_binop_": guarded_binop,
+    "_format_": guarded_format,
+    "_fstring_": guarded_fstring,
     "_inplacevar_": guarded_inplace,
     "_iter_unpack_sequence_": _iter_unpack_sequence,
     "_unpack_sequence_": _unpack_sequence,
@@ -304,12 +430,34 @@ def check_code(source: str, mode: str) -> None:
     compile_code(source, mode)
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _resident_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None     # no /proc: the CPU budget and size guards still apply
+
+
+class ScriptMemoryExceeded(BaseException):
+    """Raised inside a script that made the process grow by more than its allowance."""
+
+
 class _CpuBudget:
-    """Trace function that raises ScriptTimeout once the thread used up its CPU budget."""
+    """Trace function that raises ScriptTimeout once the thread used up its CPU budget, and
+    ScriptMemoryExceeded once the process grew by more than ``MAX_MEMORY_GROWTH``: within one
+    CPU second a loop can allocate gigabytes of values each below the size guards."""
+
+    MEMORY_CHECK_EVERY = 16     # trace events between reads of /proc/self/statm
 
     def __init__(self, seconds: float):
         self.deadline = time.thread_time() + seconds
         self.seconds = seconds
+        self.events = 0
+        start = _resident_bytes()
+        self.memory_ceiling = None if start is None else start + MAX_MEMORY_GROWTH
 
     def global_trace(self, frame, event, arg):
         if frame.f_code.co_filename == SCRIPT_FILENAME:
@@ -319,6 +467,11 @@ class _CpuBudget:
     def local_trace(self, frame, event, arg):
         if time.thread_time() > self.deadline:
             raise ScriptTimeout(self.seconds)
+        self.events += 1
+        if self.memory_ceiling is not None and self.events % self.MEMORY_CHECK_EVERY == 0:
+            resident = _resident_bytes()
+            if resident is not None and resident > self.memory_ceiling:
+                raise ScriptMemoryExceeded()
         return self.local_trace
 
 
@@ -339,6 +492,9 @@ class Sandbox:
         except ScriptTimeout:
             raise ScriptError(f"the script ran longer than its {self.time_limit:g} s CPU limit"
                               ) from None
+        except ScriptMemoryExceeded:
+            raise ScriptError(f"the script used more than {MAX_MEMORY_GROWTH // 2**20} MB of "
+                              "memory") from None
         except SandboxViolation:
             raise
         except RecursionError:

@@ -42,10 +42,21 @@ def _json_default(value):
     raise TypeError(type(value).__name__)
 
 
-def data_size(data: Mapping[str, Any]) -> int:
-    """Bytes ``data`` takes as JSON; raises ScriptError for values that cannot be stored."""
+def data_size(data: Mapping[str, Any], limit: int | None = None) -> int:
+    """Bytes ``data`` takes as JSON; raises ScriptError for values that cannot be stored.
+
+    With ``limit``, encoding stops as soon as the size passes it (and the size so far is
+    returned): a list holding the same big list a million times is small in memory but
+    would take terabytes as JSON, so it must never be encoded in one go.
+    """
+    encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
     try:
-        return len(json.dumps(data, default=_json_default, ensure_ascii=False).encode())
+        size = 0
+        for chunk in encoder.iterencode(data):
+            size += len(chunk.encode())
+            if limit is not None and size > limit:
+                break
+        return size
     except TypeError as exc:
         bad = [k for k, v in data.items() if _unstorable(v)]
         raise ScriptError(
@@ -55,9 +66,13 @@ def data_size(data: Mapping[str, Any]) -> int:
         raise ScriptError("task data refers to itself or is nested too deeply") from None
 
 
-def _unstorable(value) -> bool:
+def _unstorable(value, limit: int = 4 * 1024 * 1024) -> bool:
     try:
-        json.dumps(value, default=_json_default)
+        size = 0
+        for chunk in json.JSONEncoder(default=_json_default).iterencode(value):
+            size += len(chunk)
+            if size > limit:     # too big to say: not worth encoding further
+                return False
         return False
     except (TypeError, ValueError, RecursionError):
         return True
@@ -82,10 +97,9 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
         for name in external_context or ():
             if name not in context:
                 namespace.pop(name, None)
-        size = data_size(namespace)
+        size = data_size(namespace, self.max_data_bytes)
         if size > self.max_data_bytes:
-            raise ScriptError(f"task data would grow to {size:,} bytes, over the "
-                              f"{self.max_data_bytes:,} byte limit")
+            raise ScriptError(f"task data would grow over the {self.max_data_bytes:,} byte limit")
         context.clear()
         context.update(namespace)
         return True
