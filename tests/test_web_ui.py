@@ -114,8 +114,16 @@ def test_official_submits_a_proposal_and_the_head_decides(server, engine, browse
     assert engine.attachments.get(attached["file_id"]).content == b"%PDF-1.4 plan"
     assert "Tạo hồ sơ" in page.locator("[data-testid=timeline]").inner_text()
 
-    # the head finds the screening in the inbox and decides
+    # the head is told: the bell counts the new task and leads straight to it
     sign_in(page, server, HEAD)
+    assert int(page.locator("[data-testid=unread]").inner_text()) >= 1
+    page.locator(".bell").click()
+    shot(page, "notifications")
+    page.locator("[data-testid=notifications] li.unread .notification-link").first.click()
+    page.wait_for_url(re.compile(r".*/tasks/.+"))
+    assert page.get_by_role("heading", name="Tiếp nhận, xem xét phạm vi và tính chất").is_visible()
+    # and finds the screening in the inbox, and decides
+    page.get_by_role("link", name="Việc cần làm").click()
     inbox = page.locator("[data-testid=inbox]")
     assert "Tiếp nhận, xem xét phạm vi và tính chất" in inbox.inner_text()
     shot(page, "inbox-head")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, designer, officials, web
+from . import admin, designer, notifications, officials, web
 
 
 def register(app: Flask) -> None:
     web.install(app)
-    for blueprint in (web.blp, officials.blp, designer.blp, admin.blp):
+    for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp):
         app.register_blueprint(blueprint)

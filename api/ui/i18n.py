@@ -33,6 +33,7 @@ TEXT = {
     "notifications": ("Thông báo", "Notifications"),
     "language": ("English", "Tiếng Việt"),
     "task": ("Công việc", "Task"),
+    "open": ("Đang chờ xử lý", "Open"),
     "tasks": ("Công việc", "Tasks"),
     "mine": ("Được giao cho tôi", "Assigned to me"),
     "claimable": ("Có thể nhận", "Claimable"),

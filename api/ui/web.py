@@ -100,7 +100,7 @@ def install(app: Flask) -> None:
         found = getattr(g, "principal", None)
         return {"me": found, "lang": getattr(g, "lang", "vi"),
                 "unread": _unread(found) if found else 0,
-                "has_notifications": "notifications.page" in current_app.view_functions}
+                "has_notifications": "notification_centre.page" in current_app.view_functions}
 
 
 def _unread(found: Principal) -> int:
