@@ -328,3 +328,41 @@ def test_pages_check_who_may_act(server, engine):
     assert other.status_code == 404 and "Traceback" not in other.text
     signed_out = requests.get(f"{server.url}/admin", timeout=30, allow_redirects=False)
     assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+
+
+def test_reporting_cycle_report_form_and_downloads(server, engine, browser):
+    """A unit fills its report (a group of figures, pre-filled), and an administrator
+    downloads the consolidated report from the cycles page."""
+    page = browser
+    cycle = Case.start(engine, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+                       data={"proposer_unit": "laocai"}, business_key="BC-2026")
+    [report_task] = [t for t in cycle.open("submit_report") if t.unit_id == "laocai.sxd"]
+    reporter = next(u for u in cycle.candidates(report_task) if u.startswith("laocai.sxd"))
+    sign_in(page, server, reporter)
+    page.goto(f"{server.url}/tasks/{report_task.id}")
+    if page.get_by_role("button", name="Nhận xử lý").count():
+        page.get_by_role("button", name="Nhận xử lý").click()
+    assert page.locator("#f-report-proposals_submitted").input_value() == "0"
+    page.locator("#f-report-proposals_submitted").fill("hai")
+    page.get_by_role("button", name="Gửi").click()
+    assert "số nguyên" in page.locator(
+        "[data-field='report.proposals_submitted'] p.error").inner_text()
+    assert page.locator("[data-field='report.summary'] p.error").count() == 1   # required
+    shot(page, "report-form-errors")
+    page.locator("#f-report-proposals_submitted").fill("2")
+    page.locator("#f-report-summary").fill("Đã triển khai hai đề xuất")
+    page.get_by_role("button", name="Gửi").click()
+    page.wait_for_url(re.compile(r".*/instances/.+"))
+    assert engine.queries.instance(cycle.id).status == "running"
+    assert report_task.id not in {t.id for t in cycle.open("submit_report")}
+
+    sign_in(page, server, ADMIN)
+    page.goto(f"{server.url}/admin/cycles")
+    row = page.locator("[data-testid=cycles] tbody tr", has_text="BC-2026")
+    assert row.count() == 1
+    shot(page, "cycles")
+    with page.expect_download() as download:
+        row.get_by_role("link", name="xlsx").click()
+    assert download.value.suggested_filename.endswith(".xlsx")
+    content = Path(download.value.path()).read_bytes()
+    assert content[:2] == b"PK"                          # an Office Open XML package
