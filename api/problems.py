@@ -59,9 +59,11 @@ def english() -> bool:
 
 def problem(kind: str, detail: str | None = None, **extra) -> Response:
     status, title_vi, title_en = PROBLEMS[kind]
-    html_page = current_app.extensions.get("nd73.error_page") if request else None
-    if html_page is not None and not request.path.startswith(("/api/", "/static/")):
-        return html_page(status, title_vi, title_en, detail)   # people in the web app
+    page_for_people = current_app.extensions.get("nd73.error_page") if request else None
+    if page_for_people is not None:          # the web app answers its pages in HTML
+        page = page_for_people(status, title_vi, title_en, detail)
+        if page is not None:
+            return page
     body = {**extra, "type": BASE + kind, "title": title_en if english() else title_vi,
             "status": status, **({"detail": detail} if detail else {})}
     return Response(json.dumps(body, ensure_ascii=False), status=status,

@@ -70,7 +70,8 @@ def install(app: Flask) -> None:
                                  csrf_token=csrf_token)
     app.jinja_env.filters.update(date=i18n.format_date, datetime=i18n.format_datetime,
                                  money=i18n.format_money)
-    app.extensions["nd73.error_page"] = error_page
+    app.extensions["nd73.error_page"] = (
+        lambda *problem: error_page(*problem) if _is_page(request.path) else None)
 
     @app.before_request
     def web_request():
