@@ -118,11 +118,12 @@ class Repository:
                 files[name] = content
             elif name.endswith(".json"):
                 forms[name] = content
-            elif name.endswith((".txt", ".html")):
+            elif notification_templates.is_template_name(name):
                 templates[name] = content
             else:
                 problems.append(Problem(name, "only .bpmn, .dmn, form .json and notification "
-                                              "template .txt/.html files can be uploaded"))
+                                              "template files (<kind>.subject.txt, <kind>.txt, "
+                                              "<kind>.html) can be uploaded"))
         if problems:
             raise DefinitionInvalid(problems)
         settings = settings or dict(DEFAULT_SETTINGS, name=variant)

@@ -79,3 +79,20 @@ def test_email_preference(api):
     assert api.get("/me/notification-preference", HEAD).json()["mode"] == "digest"
     too_big = api.post("/notifications/read", HEAD, json={"ids": [2**40]})
     assert too_big.status_code == 422 and too_big.json()["errors"][0]["field"].startswith("ids")
+
+
+def test_designers_upload_templates_like_bpmn(api, engine):
+    bad = api.post("/definitions", "admin", data={"variant": "lao-cai"},
+                   files={"files": ("reminder.txt", "Hạn: {{ task.due_at | date }\n".encode())})
+    assert bad.status_code == 422
+    assert [(p["file"], p["line"]) for p in bad.json()["problems"]] == [
+        ("notifications/reminder.txt", 1)]
+    subject = "[Lào Cai] Việc mới: {{ task.name }}"
+    deployed = api.post("/definitions", "admin", data={"variant": "lao-cai"},
+                        files={"files": ("task_available.subject.txt", subject.encode())})
+    assert deployed.status_code == 201, deployed.text
+    case = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [item] = api.get("/notifications", HEAD).json()["items"]
+    assert item["title"] == "[Lào Cai] Việc mới: Tiếp nhận, xem xét phạm vi và tính chất"
+    assert item["body"].startswith("Kính gửi ")           # the other files were kept

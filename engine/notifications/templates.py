@@ -88,14 +88,18 @@ def _env_for(name: str) -> SandboxedEnvironment:
     return _HTML if name.endswith(".html") else _TEXT
 
 
+def is_template_name(name: str) -> bool:
+    match = _NAME.match(name)
+    return match is not None and match["kind"] in KINDS
+
+
 def check(templates: Mapping[str, bytes]) -> list[Problem]:
     """Problems of a set of template files (name → content): unknown names, encodings,
     sizes and syntax errors, each with its file and line."""
     problems = []
     for name, content in sorted(templates.items()):
         label = SOURCE_PREFIX + name
-        match = _NAME.match(name)
-        if match is None or match["kind"] not in KINDS:
+        if not is_template_name(name):
             problems.append(Problem(label, "a notification template is named <kind>.subject."
                                            "txt, <kind>.txt or <kind>.html with a kind among: "
                                     + ", ".join(KINDS)))
