@@ -66,8 +66,13 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
     """Take the row lock on an instance's chain head now (PostgreSQL; SQLite serializes
     writers anyway). A unit of work that locks another row of the instance first (a task
     claim) calls this before, so it takes locks in the same order as the runtime and two
-    writers never wait for each other."""
-    session.execute(select(Instance.id).where(Instance.id == instance_id).with_for_update())
+    writers never wait for each other.
+
+    The lock is FOR NO KEY UPDATE, the one an UPDATE of the instance row takes anyway: FOR
+    UPDATE would also wait for the key-share locks that inserting a decision or a task of
+    the instance takes, and two completions of one instance would deadlock."""
+    session.execute(select(Instance.id).where(Instance.id == instance_id)
+                    .with_for_update(key_share=True))
 
 
 def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, object]:
@@ -76,12 +81,14 @@ def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str
         if instance_id in pending:
             return "pending", pending[instance_id]
         row = session.execute(select(Instance.audit_seq, Instance.audit_head)
-                              .where(Instance.id == instance_id).with_for_update()).first()
+                              .where(Instance.id == instance_id)
+                              .with_for_update(key_share=True)).first()
         if row is not None:
             return "instance", (row.audit_seq or 0, row.audit_head)
     chain = instance_id or SYSTEM_CHAIN
     row = session.execute(select(AuditHead.seq, AuditHead.head)
-                          .where(AuditHead.chain == chain).with_for_update()).first()
+                          .where(AuditHead.chain == chain)
+                          .with_for_update(key_share=True)).first()
     return "other", (row.seq, row.head) if row is not None else None
 
 

@@ -181,7 +181,8 @@ def test_a_failure_late_in_the_import_writes_nothing(backup, target, tmp_path):
         rows = document["tables"]["human_tasks"]["rows"]
         rows.append(list(rows[0]))
     message = _refused(target, _edited(backup, tmp_path, duplicate),
-                       "tables.human_tasks: the database refused a row", "nothing was imported")
+                       "tables.human_tasks: the database refused a row",
+                       "nothing was imported")
     assert "\n" not in message
 
 
