@@ -10,6 +10,10 @@ from .bpmn import BPMN_NS, parse_file
 from .variants import SourceFile
 
 _SKIPPED = ("definitions", "process", "collaboration", "laneSet", "extensionElements")
+# BPMN's default values: modelers write them or leave them out, and they mean the same
+_DEFAULTS = {"cancelActivity": "true", "isInterrupting": "true", "isForCompensation": "false",
+             "startQuantity": "1", "completionQuantity": "1", "parallelMultiple": "false",
+             "isImmediate": "true", "gatewayDirection": "Unspecified"}
 
 
 def main_file(sources: dict[str, str], key: str) -> tuple[str, str]:
@@ -39,6 +43,10 @@ def _signature(element: etree._Element) -> str:
     for child in list(clone.iter())[1:]:
         if isinstance(child.tag, str) and child.get("id") and child.getparent() is not None:
             child.getparent().remove(child)
+    for node in clone.iter():
+        for name, value in _DEFAULTS.items():
+            if node.get(name) == value:
+                del node.attrib[name]
     return etree.tostring(clone, method="c14n").decode()
 
 
