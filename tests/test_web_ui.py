@@ -56,6 +56,19 @@ def sign_in(page, server, username: str) -> None:
     page.wait_for_url(re.compile(r".*/$"))
 
 
+def web_session(server, username: str) -> tuple[requests.Session, str]:
+    """A signed-in session without a browser, and its page token."""
+    web = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      web.get(f"{server.url}/login", timeout=30).text).group(1)
+    signed = web.post(f"{server.url}/login", data={
+        "username": username, "password": DEFAULT_DEMO_PASSWORD, "csrf_token": token},
+        timeout=30, allow_redirects=False)
+    assert signed.status_code == 302
+    page = web.get(f"{server.url}/", timeout=30).text
+    return web, re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
 def no_sideways_scroll(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), \
         f"{page.url} scrolls sideways"
@@ -316,12 +329,7 @@ def test_pages_check_who_may_act(server, engine):
     """Officials cannot open administrators' or designers' pages, nor others' cases."""
     case = Case.start(engine, "dak-lak", "proposal", "daklak.sxd.qhkt.truongphong",
                       business_key="DL-OTHER")
-    web = requests.Session()
-    token = re.search(r'name="csrf_token" value="([^"]+)"',
-                      web.get(f"{server.url}/login", timeout=30).text).group(1)
-    web.post(f"{server.url}/login", data={"username": PROPOSER, "password":
-                                           DEFAULT_DEMO_PASSWORD, "csrf_token": token},
-             timeout=30)
+    web, _ = web_session(server, PROPOSER)
     for path in ("/admin", "/admin/instances", "/admin/cycles",
                  "/designer/lao-cai/proposal"):
         assert web.get(f"{server.url}{path}", timeout=30).status_code == 403, path
@@ -367,3 +375,18 @@ def test_reporting_cycle_report_form_and_downloads(server, engine, browser):
     assert download.value.suggested_filename.endswith(".xlsx")
     content = Path(download.value.path()).read_bytes()
     assert content[:2] == b"PK"                          # an Office Open XML package
+
+
+def test_officials_start_proposals_and_protection_requests_only(server, engine):
+    web, token = web_session(server, PROPOSER)
+    page = web.get(f"{server.url}/start", timeout=30).text
+    assert set(re.findall(r'data-start="(\w+)"', page)) == {"proposal", "protection"}
+    protection = engine.repository.latest("lao-cai", "protection")
+    started = web.post(f"{server.url}/start", data={"definition_id": protection.id,
+                                                    "csrf_token": token}, timeout=30)
+    assert started.status_code == 200 and "/tasks/" in started.url
+    assert "Trình bày sự việc, chứng cứ" in started.text
+    council = engine.repository.latest("lao-cai", "council")
+    refused = web.post(f"{server.url}/start", data={"definition_id": council.id,
+                                                    "csrf_token": token}, timeout=30)
+    assert refused.status_code == 404

@@ -22,6 +22,7 @@ from .web import engine, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
 PAGE_SIZE = 25
+PROPOSER_LANE = "proposer"
 TIMELINE_HIDDEN = ("element_completed",)
 
 
@@ -179,26 +180,22 @@ def unclaim(task_id):
 # starting a case -----------------------------------------------------------------------------
 
 def startable() -> list[Definition]:
-    """Processes an official starts by hand in the variants of their units: not scheduled
-    ones (reporting cycles) and not ones other processes call (the council)."""
+    """Processes an official starts by hand in the variants of their units: those whose
+    start event lies in the proposer's lane (a proposal, a protection request), not the
+    ones other roles open (reporting cycles, the council)."""
     me = principal()
     with engine().db.reading() as session:
         variants = sorted({v for (v,) in session.execute(
             select(OrgUnit.variant).where(OrgUnit.id.in_(me.units or ("",))))})
     chosen = []
     for variant in variants:
-        latest = engine().repository.latest_versions(variant)
-        called = {key for d in latest for key in _called(d)}
-        for definition in latest:
+        for definition in engine().repository.latest_versions(variant):
             spec, _ = engine().repository.specs(definition)
-            if definition.key not in called and not start_timers(spec):
+            if not start_timers(spec) and any(
+                    type(task).__name__ == "StartEvent" and getattr(task, "lane", None)
+                    == PROPOSER_LANE for task in spec.task_specs.values()):
                 chosen.append(definition)
     return chosen
-
-
-def _called(definition: Definition) -> set[str]:
-    _, subprocesses = engine().repository.specs(definition)
-    return set(subprocesses)
 
 
 @blp.route("/start")
