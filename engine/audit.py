@@ -63,14 +63,17 @@ def row_hash(previous: str | None, row) -> str:
 
 # --- chaining new entries ---------------------------------------------------------------
 def lock_instance_chain(session: Session, instance_id: str) -> None:
-    """Take the row lock on an instance's chain head now (PostgreSQL; SQLite serializes
-    writers anyway). A unit of work that locks another row of the instance first (a task
-    claim) calls this before, so it takes locks in the same order as the runtime and two
-    writers never wait for each other.
+    """Lock an instance's row (and so its chain head) before touching any other row of the
+    instance. Every unit of work on an instance (the runtime's, a task claim) starts with
+    it, so they all take locks in the same order and never deadlock, whatever order their
+    flushes write the task, decision and instance rows in. SQLite needs none: its writers
+    are serialized by BEGIN IMMEDIATE.
 
     The lock is FOR NO KEY UPDATE, the one an UPDATE of the instance row takes anyway: FOR
     UPDATE would also wait for the key-share locks that inserting a decision or a task of
-    the instance takes, and two completions of one instance would deadlock."""
+    the instance takes."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
     session.execute(select(Instance.id).where(Instance.id == instance_id)
                     .with_for_update(key_share=True))
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from .audit import lock_instance_chain
 from .clock import Clock, as_utc
 from .deadlines import current_settings, due_at, variant_settings
 from .errors import (Conflict, InvalidData, InvalidState, MigrationRefused,
@@ -135,6 +136,8 @@ class Runtime:
         """A unit of work on one instance, with its variant's settings (calendar, deadlines)
         in force for every script and timer."""
         with self._unit_of_work() as session:
+            # the instance row first, before any of its other rows (see lock_instance_chain)
+            lock_instance_chain(session, instance_id)
             instance, workflow = self._load(session, instance_id)
             definition = session.get(Definition, instance.definition_id)
             with variant_settings(self.repository.settings(definition)):

@@ -70,7 +70,7 @@ class TaskService:
             is_candidate = session.get(TaskCandidate, (task_id, username)) is not None
             if not is_candidate:
                 raise Conflict(f"{username} is not a candidate of this task")
-            # the instance's audit head first, then the task row: the runtime's order
+            # the instance row first, then the task row: the runtime's order
             lock_instance_chain(session, task.instance_id)
             changed = session.execute(
                 update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
@@ -91,6 +91,7 @@ class TaskService:
             task = session.get(HumanTask, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            lock_instance_chain(session, task.instance_id)
             if task.status != "open":
                 raise Conflict("the task is no longer open", task_id=task_id)
             previous = task.assignee
@@ -104,6 +105,7 @@ class TaskService:
             task = session.get(HumanTask, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            lock_instance_chain(session, task.instance_id)
             if task.status != "open":
                 raise Conflict("the task is no longer open", task_id=task_id)
             user = session.get(User, username)
