@@ -459,6 +459,10 @@ class Runtime:
                        element_id=row.element_id, details={"task_id": task_id,
                                                            "changed": changed},
                        incident=incident, completed=completed)
+            kind = _decision_kind(data)
+            if kind and self.notifications is not None:   # after the version-checked save
+                self.notifications.notify(session, [instance.started_by], kind,
+                                          instance=instance, data=data, actor=actor)
         return instance
 
     def _check_form(self, definition: Definition, row: HumanTask, task_data, data) -> None:
@@ -488,10 +492,6 @@ class Runtime:
                                      actor=actor, at=now))
                 if field in LATEST_DECISION_FIELDS:
                     instance.latest_decision = str(data[field])[:32]
-        kind = _decision_kind(data)
-        if kind and self.notifications is not None:
-            self.notifications.notify(session, [instance.started_by], kind, instance=instance,
-                                      data=data, actor=actor)
 
     def send_message(self, name: str, payload: dict | None = None, *, actor: str,
                      instance_id: str | None = None,
