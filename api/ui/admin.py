@@ -127,5 +127,5 @@ def cycles():
         found += engine().queries.instances(principal(), InstanceFilters(definition_key=key),
                                             1, 200).items
     found.sort(key=lambda i: i.started_at, reverse=True)
-    return render_template("cycles.html", cycles=found, units=unit_names(
-        i.unit_id for i in found))
+    return render_template("cycles.html", cycles=found, titles=case_titles(i.id for i in found),
+                           units=unit_names(i.unit_id for i in found))

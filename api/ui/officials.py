@@ -47,15 +47,16 @@ def unit_names(unit_ids) -> dict[str, str]:
 
 
 def case_titles(instance_ids) -> dict[str, str]:
-    """A readable name per case: its business key, else its process and short id."""
+    """A readable name per case: its business key, else its process's name and short id."""
     wanted = set(instance_ids)
     if not wanted:
         return {}
     with engine().db.reading() as session:
-        rows = session.execute(select(Instance.id, Instance.business_key,
+        rows = session.execute(select(Instance.id, Instance.business_key, Definition.name,
                                       Instance.definition_key)
+                               .join(Definition, Definition.id == Instance.definition_id)
                                .where(Instance.id.in_(wanted))).all()
-    return {i: key or f"{process} · {i[:8]}" for i, key, process in rows}
+    return {i: key or f"{name or process} · {i[:8]}" for i, key, name, process in rows}
 
 
 @blp.route("/")
