@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from .clock import LOCAL_TZ, Clock
 from .errors import InvalidState, NotFound
 from .org import Org
-from .store import Database, Decision, HumanTask, Instance
+from .store import Database, Decision, HumanTask, Instance, OrgUnit
 
 FIGURES = {
     "proposals_submitted": "Số đề xuất đã gửi",
@@ -43,43 +43,82 @@ class Figures:
 
     def for_unit(self, unit_id: str, year: int) -> dict[str, int]:
         """The figures of one unit (with everything below it) for one calendar year."""
-        units = [u.id for u in self.org.subtree(unit_id)]
-        start, end = _year_range(year)
-        in_units = Instance.unit_id.in_(units)
-        proposal = and_(in_units, Instance.definition_key == "proposal")
-
-        def decisions(field, *values):
-            query = select(func.count(Decision.id)).where(
-                Decision.unit_id.in_(units), Decision.field == field,
-                Decision.at >= start, Decision.at < end)
-            if values:
-                query = query.where(Decision.value.in_(values))
-            return query
-
-        with self.db.reading() as session:
-            return {
-                "proposals_submitted": session.scalar(select(func.count(Instance.id)).where(
-                    proposal, Instance.started_at >= start, Instance.started_at < end,
-                    or_(Instance.stage.is_(None), Instance.stage != "draft"))),
-                "proposals_approved": session.scalar(decisions("decision", "approve")),
-                "proposals_refused": session.scalar(decisions("decision", "reject")),
-                "proposals_completed": session.scalar(decisions("outcome", "completed")),
-                "recognitions": session.scalar(select(func.count(Instance.id)).where(
-                    proposal, Instance.stage == "recognised", Instance.ended_at >= start,
-                    Instance.ended_at < end)),
-                "protection_decisions": session.scalar(decisions("protection_decision")),
-                "overdue_steps": session.scalar(
-                    select(func.count(HumanTask.id)).join(
-                        Instance, Instance.id == HumanTask.instance_id).where(
-                        in_units, HumanTask.due_at.isnot(None),
-                        HumanTask.due_at >= start, HumanTask.due_at < end,
-                        or_(HumanTask.completed_at > HumanTask.due_at,
-                            and_(HumanTask.status == "open",
-                                 HumanTask.due_at < self.clock.now())))),
-            }
+        return self.for_units([unit_id], year)[unit_id]
 
     def for_units(self, unit_ids, year: int) -> dict[str, dict[str, int]]:
-        return {unit: self.for_unit(unit, year) for unit in unit_ids}
+        """The figures of several units (each with everything below it) for one year.
+
+        A reporting cycle asks for thousands of units at once (every commune of a province),
+        so this costs one load of the tree and one grouped query per figure, not a tree walk
+        and seven queries per unit: counts are taken per unit and summed over subtrees."""
+        unit_ids = [str(u) for u in unit_ids]
+        if not unit_ids:
+            return {}
+        subtrees = self._subtrees(unit_ids)
+        start, end = _year_range(year)
+        proposal = Instance.definition_key == "proposal"
+        late = or_(HumanTask.completed_at > HumanTask.due_at,
+                   and_(HumanTask.status == "open", HumanTask.due_at < self.clock.now()))
+        per_unit: dict[str, dict[str, int]] = {}
+
+        def add(name, rows):
+            for unit, count in rows:
+                figures = per_unit.setdefault(unit, {})
+                figures[name] = figures.get(name, 0) + count
+
+        decided = {("decision", "approve"): "proposals_approved",
+                   ("decision", "reject"): "proposals_refused",
+                   ("outcome", "completed"): "proposals_completed"}
+        with self.db.reading() as session:
+            add("proposals_submitted", session.execute(
+                select(Instance.unit_id, func.count(Instance.id)).where(
+                    proposal, Instance.started_at >= start, Instance.started_at < end,
+                    or_(Instance.stage.is_(None), Instance.stage != "draft"))
+                .group_by(Instance.unit_id)))
+            add("recognitions", session.execute(
+                select(Instance.unit_id, func.count(Instance.id)).where(
+                    proposal, Instance.stage == "recognised", Instance.ended_at >= start,
+                    Instance.ended_at < end).group_by(Instance.unit_id)))
+            for unit, field, value, count in session.execute(
+                    select(Decision.unit_id, Decision.field, Decision.value,
+                           func.count(Decision.id)).where(
+                        Decision.field.in_(("decision", "outcome", "protection_decision")),
+                        Decision.at >= start, Decision.at < end)
+                    .group_by(Decision.unit_id, Decision.field, Decision.value)):
+                name = ("protection_decisions" if field == "protection_decision"
+                        else decided.get((field, value)))
+                if name:
+                    add(name, [(unit, count)])
+            add("overdue_steps", session.execute(
+                select(Instance.unit_id, func.count(HumanTask.id)).join(
+                    Instance, Instance.id == HumanTask.instance_id).where(
+                    HumanTask.due_at.isnot(None), HumanTask.due_at >= start,
+                    HumanTask.due_at < end, late).group_by(Instance.unit_id)))
+        return {unit: {name: sum(per_unit.get(u, {}).get(name, 0) for u in subtrees[unit])
+                       for name in FIGURES}
+                for unit in unit_ids}
+
+    def _subtrees(self, unit_ids: list[str]) -> dict[str, list[str]]:
+        """Each unit with the ids of everything below it (itself included), from one load
+        of the organisation tree. An unknown unit is refused by name, as ``Org.unit`` does."""
+        with self.db.reading() as session:
+            rows = session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
+        known = {unit for unit, _ in rows}
+        for unit in unit_ids:
+            if unit not in known:
+                raise NotFound(f"unit '{unit}' does not exist", unit_id=unit)
+        children: dict[str | None, list[str]] = {}
+        for unit, parent in rows:
+            children.setdefault(parent, []).append(unit)
+        result = {}
+        for unit in unit_ids:
+            found, stack = [], [unit]
+            while stack:
+                current = stack.pop()
+                found.append(current)
+                stack.extend(children.get(current, ()))
+            result[unit] = found
+        return result
 
     def sandbox_functions(self) -> dict:
         return {"unit_figures": self.for_units}
