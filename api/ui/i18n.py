@@ -2,6 +2,7 @@
 dates dd/mm/yyyy and times in Asia/Ho_Chi_Minh, money in đồng."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 
 from flask import g, session
@@ -257,3 +258,8 @@ def format_money(value) -> str:
     if value is None or value == "":
         return ""
     return f"{int(value):,}".replace(",", ".") + " ₫"
+
+
+def compact_json(value) -> str:
+    """Data as people read it: one line, Vietnamese letters as they are."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)

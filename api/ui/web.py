@@ -69,7 +69,7 @@ def install(app: Flask) -> None:
                                  action_label=i18n.action_label,
                                  csrf_token=csrf_token)
     app.jinja_env.filters.update(date=i18n.format_date, datetime=i18n.format_datetime,
-                                 money=i18n.format_money)
+                                 money=i18n.format_money, compact_json=i18n.compact_json)
     app.extensions["nd73.error_page"] = (
         lambda *problem: error_page(*problem) if _is_page(request.path) else None)
 
