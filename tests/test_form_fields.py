@@ -1,0 +1,111 @@
+"""Forms drawn from JSON Schemas and read back: every kind of field the process library
+uses, as people type it (dd/mm/yyyy, 1.500.000), with unreadable input named by field."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask, g
+from werkzeug.datastructures import MultiDict
+
+from api.ui import form_fields
+from conftest import PROJECT
+
+FORMS = PROJECT / "forms"
+
+
+def schema(name: str) -> dict:
+    return json.loads((FORMS / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def vietnamese():
+    app = Flask(__name__)
+    with app.test_request_context():
+        g.lang = "vi"
+        yield
+
+
+def test_plan_fields_are_typed_from_the_schema():
+    fields = {f.path: f for f in form_fields.build(schema("proposal_plan"), {})}
+    assert fields["title"].kind == "text" and fields["title"].required
+    assert fields["necessity"].kind == "textarea"
+    assert fields["field_of_work"].kind == "select"
+    assert ("chuyen_doi_so", "Chuyển đổi số") in fields["field_of_work"].options
+    assert fields["start_date"].kind == "date"
+    assert fields["budget_vnd"].kind == "money"
+    assert fields["no_harm"].kind == "confirm"
+    assert fields["attachments"].kind == "files"
+    assert form_fields.files_fields(schema("proposal_plan")) == ["attachments"]
+
+
+def test_values_are_shown_as_people_write_them():
+    fields = {f.path: f for f in form_fields.build(
+        schema("proposal_plan"), {"start_date": "2026-12-01", "budget_vnd": 1500000})}
+    assert fields["start_date"].value == "01/12/2026"
+    assert fields["budget_vnd"].value == "1.500.000"
+
+
+def test_posted_plan_becomes_typed_json():
+    data, unreadable = form_fields.parse(schema("proposal_plan"), MultiDict([
+        ("title", "  Số hoá hồ sơ  "), ("start_date", "1/12/2026"), ("end_date", "2027-06-30"),
+        ("budget_vnd", "1.500.000 ₫"), ("no_harm", "on"), ("necessity", ""),
+        ("attachments.kept", "abc|ke-hoach.pdf")]),
+        {"attachments": [{"name": "moi.pdf", "file_id": "def"}]})
+    assert unreadable == {}
+    assert data["title"] == "Số hoá hồ sơ"
+    assert data["start_date"] == "2026-12-01" and data["end_date"] == "2027-06-30"
+    assert data["budget_vnd"] == 1_500_000
+    assert data["no_harm"] is True and data["common_interest"] is False
+    assert "necessity" not in data                      # empty: the schema says required
+    assert data["attachments"] == [{"name": "ke-hoach.pdf", "file_id": "abc"},
+                                   {"name": "moi.pdf", "file_id": "def"}]
+
+
+@pytest.mark.parametrize("text", ["31/02/2027", "29/02/2026", "12/13/2026", "hôm nay"])
+def test_impossible_dates_are_named(text):
+    data, unreadable = form_fields.parse(schema("proposal_plan"),
+                                         MultiDict([("start_date", text)]))
+    assert "start_date" not in data
+    vi, en = unreadable["start_date"]
+    assert "dd/mm/yyyy" in vi and "dd/mm/yyyy" in en
+
+
+def test_unreadable_money_and_numbers_are_named():
+    _, unreadable = form_fields.parse(schema("proposal_plan"),
+                                      MultiDict([("budget_vnd", "một triệu")]))
+    assert "đồng" in unreadable["budget_vnd"][0]
+    _, unreadable = form_fields.parse(schema("unit_report"),
+                                      MultiDict([("report.overdue_steps", "2,5")]))
+    assert unreadable == {"report.overdue_steps": ("Cần nhập số nguyên",
+                                                   "Enter a whole number")}
+
+
+def test_groups_repeated_rows_and_choices():
+    data, _ = form_fields.parse(schema("unit_report"), MultiDict([
+        ("report.summary", "Tốt"), ("report.recognitions", "3")]))
+    assert data == {"report": {"summary": "Tốt", "recognitions": 3}}
+    data, _ = form_fields.parse(schema("council_setup"), MultiDict([
+        ("council_members", "laocai.chuyengia1"), ("council_members", ""),
+        ("council_members", " laocai.chuyengia2 ")]))
+    assert data["council_members"] == ["laocai.chuyengia1", "laocai.chuyengia2"]
+    data, _ = form_fields.parse(schema("recognition"), MultiDict([
+        ("measures", "praise"), ("measures", "commendation")]))
+    assert data["measures"] == ["praise", "commendation"]
+    [group] = [f for f in form_fields.build(schema("unit_report"), {}) if f.kind == "group"]
+    assert [c.path for c in group.children][:2] == ["report.proposals_submitted",
+                                                   "report.proposals_approved"]
+
+
+def test_a_boolean_left_unticked_is_false_only_when_its_box_was_on_the_page():
+    data, _ = form_fields.parse(schema("screening"), MultiDict([("is_complex.present", "1")]))
+    assert data["is_complex"] is False
+    data, _ = form_fields.parse(schema("screening"), MultiDict())
+    assert "is_complex" not in data
+
+
+def test_engine_errors_land_on_their_fields_in_the_page_language():
+    errors = [{"field": "report.summary", "message": "Trường bắt buộc", "message_en": "Required"}]
+    assert form_fields.field_messages(errors) == {"report.summary": "Trường bắt buộc"}
+    g.lang = "en"
+    assert form_fields.field_messages(errors) == {"report.summary": "Required"}
