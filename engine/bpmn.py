@@ -110,7 +110,10 @@ def parse_file(source: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> ParsedFil
                                          line=exc.lineno)]) from None
     if root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype:
         raise DefinitionInvalid([Problem(name, "DTDs are not allowed in BPMN files", line=1)])
-    for node in root.iter(etree.Entity, etree.ProcessingInstruction):
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    for node in [*outside, *root.iter(etree.Entity, etree.ProcessingInstruction)]:
+        if isinstance(node, etree._Comment):
+            continue
         raise DefinitionInvalid([Problem(
             name, "entities and processing instructions are not allowed",
             line=node.sourceline)])
@@ -126,8 +129,9 @@ def parse_file(source: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> ParsedFil
 
 
 def _enclosing_id(node) -> str | None:
+    """The id of the nearest element a designer sees (event definitions are not shown)."""
     while node is not None:
-        if node.get("id"):
+        if node.get("id") and not etree.QName(node).localname.endswith("EventDefinition"):
             return node.get("id")
         node = node.getparent()
     return None
@@ -169,6 +173,7 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                 problems.append(Problem(
                     f.name, f"call activity calls unknown process '{target}'",
                     element_id=call.get("id"), line=call.sourceline))
+        problems.extend(_recursive_calls(f))
         for xpath, mode in _CODE_XPATHS:
             for node in f.root.iterfind(xpath, NS):
                 text = (node.text or "").strip()
@@ -180,6 +185,35 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                     problems.append(Problem(f.name, f"{etree.QName(node).localname}: {exc}",
                                             element_id=_enclosing_id(node),
                                             line=node.sourceline))
+    return problems
+
+
+def _recursive_calls(f: ParsedFile) -> list[Problem]:
+    """Call activities that lead back to their own process: each instance would start a
+    subprocess that starts another, without end (the engine does not unfold recursion)."""
+    calls: dict[str, list] = {}
+    for process in f.root.iterfind("bpmn:process", NS):
+        calls[process.get("id")] = list(process.iterfind(".//bpmn:callActivity", NS))
+    problems = []
+    for pid, activities in calls.items():
+        for call in activities:
+            path, todo, seen = {call.get("calledElement"): [pid]}, [call.get("calledElement")], set()
+            while todo:
+                current = todo.pop()
+                if current == pid:
+                    chain = " → ".join([*path[current], pid])
+                    problems.append(Problem(
+                        f.name, f"call activity '{call.get('id')}' calls itself ({chain}); "
+                                "recursive calls are not allowed", element_id=call.get("id"),
+                        line=call.sourceline))
+                    break
+                if current in seen:
+                    continue
+                seen.add(current)
+                for inner in calls.get(current, ()):
+                    target = inner.get("calledElement")
+                    path.setdefault(target, [*path[current], current])
+                    todo.append(target)
     return problems
 
 

@@ -67,7 +67,8 @@ def _element_id(task) -> str | None:
 def _incident_from(exc: Exception) -> Incident:
     task = getattr(exc, "task", None)
     element = _element_id(task) if task is not None else None
-    inner = getattr(exc, "exception", None)
+    # SpiffWorkflow keeps the reason an expression failed only as the exception's context
+    inner = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
     message = str(exc.args[0]) if exc.args else str(exc)
     if inner is not None and str(inner) not in message:
         message = f"{message}: {inner}"

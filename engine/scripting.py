@@ -8,11 +8,13 @@ engine instead, so one injectable clock rules every timer.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
@@ -144,9 +146,29 @@ def parse_instant(value) -> datetime:
     return instant.astimezone(timezone.utc)
 
 
+MAX_TIMER_MONTHS = 100 * 12     # SpiffWorkflow counts a duration's months one by one
+
+
 def duration_from(expression: str, start: datetime) -> timedelta:
-    parsed = TimerEventDefinition.parse_iso_duration(expression)
+    try:
+        parsed = TimerEventDefinition.parse_iso_duration(expression)
+    except Exception:   # SpiffWorkflow raises a bare Exception
+        raise ValueError(f"not an ISO 8601 duration: {expression[:80]!r}") from None
+    if parsed.get("years", 0) * 12 + parsed.get("months", 0) > MAX_TIMER_MONTHS:
+        raise ValueError(f"a timer duration of more than {MAX_TIMER_MONTHS // 12} years: "
+                         f"{expression[:80]!r}")
     return TimerEventDefinition.get_timedelta_from_start(parsed, start)
+
+
+@contextmanager
+def _timer_errors(my_task):
+    """A timer expression whose value is not a date or duration (or is out of range) fails
+    its task with the reason, which the runtime turns into an incident on that element."""
+    try:
+        yield
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise WorkflowTaskException(f"timer '{my_task.task_spec.bpmn_id}': {exc}",
+                                    task=my_task) from None
 
 
 class EngineTimeDate(TimeDateEventDefinition):
@@ -154,7 +176,8 @@ class EngineTimeDate(TimeDateEventDefinition):
         event_value = my_task._get_internal_data("event_value")
         if event_value is None:
             value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            event_value = parse_instant(value).isoformat()
+            with _timer_errors(my_task):
+                event_value = parse_instant(value).isoformat()
             my_task._set_internal_data(event_value=event_value)
         if parse_instant(event_value) <= _now(my_task):
             my_task._set_internal_data(event_fired=True)
@@ -167,12 +190,13 @@ class EngineDuration(DurationTimerEventDefinition):
         if event_value is None:
             value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             now = _now(my_task)
-            if isinstance(value, timedelta):
-                due = now + value
-            elif isinstance(value, datetime):
-                due = parse_instant(value)   # a function already computed the due time
-            else:
-                due = now + duration_from(str(value), now)
+            with _timer_errors(my_task):
+                if isinstance(value, timedelta):
+                    due = now + value
+                elif isinstance(value, datetime):
+                    due = parse_instant(value)   # a function already computed the due time
+                else:
+                    due = now + duration_from(str(value), now)
             event_value = due.isoformat()
             my_task._set_internal_data(event_value=event_value)
         if parse_instant(event_value) <= _now(my_task):
@@ -186,7 +210,8 @@ class EngineCycle(CycleTimerEventDefinition):
         now = _now(my_task)
         if event_value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            cycles, start, duration = parse_cycle(str(expression), now)
+            with _timer_errors(my_task):
+                cycles, start, duration = parse_cycle(str(expression), now)
             event_value = {"cycles": cycles, "next": start.isoformat(),
                            "duration": duration.total_seconds()}
         ready = False
