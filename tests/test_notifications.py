@@ -442,3 +442,20 @@ def test_templates_run_in_a_sandbox(engine, processes, caplog):
     [message] = engine.notifications.outbox(HEAD)
     assert message.html_body == "<p>&lt;b&gt;MN-2&lt;/b&gt;</p>"  # HTML is autoescaped
 
+
+
+@pytest.mark.parametrize("costly", [
+    "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
+    "{% for i in range(100000) %}{{ 'y' * 90000 }}{% endfor %}",
+    "{{ 'x' * 1000000000 }}",
+    "{{ 2 ** 100000000 }}",
+])
+def test_a_costly_template_falls_back_to_the_generic_message(costly):
+    from engine.notifications.templates import Renderer
+    context = {"user": {"full_name": "Lê Văn A"}, "url": "http://x/tasks/1", "task": None,
+               "instance": None, "data": {}}
+    subject, text, html = Renderer().render(1, {"reminder.subject.txt": costly,
+                                                "reminder.txt": costly}, "reminder", context)
+    assert subject == "[ND73] Nhắc hạn xử lý công việc"
+    assert text.startswith("Kính gửi Lê Văn A,") and "http://x/tasks/1" in text
+    assert html.startswith("<!DOCTYPE html>") and "Lê Văn A" in html

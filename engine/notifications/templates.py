@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
@@ -35,6 +38,8 @@ KINDS = ("task_available", "task_assigned", "report_cycle_opened", "reminder", "
          "protection_decided", "digest")
 PARTS = ("subject.txt", "txt", "html")
 MAX_TEMPLATE_BYTES = 64 * 1024
+MAX_OUTPUT_CHARS = 100_000           # a rendered part; longer ones are refused
+CPU_SECONDS = 0.5                    # per rendered part
 _NAME = re.compile(r"^(?P<kind>[a-z_]+)\.(?P<part>subject\.txt|txt|html)$")
 
 # Used when a deployment has no template for a kind (or it fails while rendering).
@@ -72,9 +77,58 @@ def local_datetime(value) -> str:
     return as_utc(value).astimezone(LOCAL_TZ).strftime("%d/%m/%Y %H:%M")
 
 
+class TemplateTooCostly(Exception):
+    """A template ran past its CPU budget or built too large a value."""
+
+
+class _LimitedSandbox(SandboxedEnvironment):
+    """The sandbox, plus a guard on ``*`` and ``**``: ``'x' * 10**9`` is refused before it
+    is built (Jinja's sandbox already caps ``range``)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("exponent too large in a template")
+        if operator == "*":
+            for sized, count in ((left, right), (right, left)):
+                if isinstance(sized, (str, list, tuple)) and isinstance(count, int) \
+                        and len(sized) * count > MAX_OUTPUT_CHARS:
+                    raise SecurityError("value too large in a template")
+        return super().call_binop(context, operator, left, right)
+
+
+def _render_limited(template, context: dict) -> str:
+    """Render with a CPU budget (a trace on the template's own frames, like the script
+    sandbox) and a cap on the output."""
+    deadline = time.thread_time() + CPU_SECONDS
+
+    def local_trace(frame, event, arg):
+        if time.thread_time() > deadline:
+            raise TemplateTooCostly(f"the template ran longer than {CPU_SECONDS} s of CPU")
+        return local_trace
+
+    def global_trace(frame, event, arg):
+        return local_trace if frame.f_code.co_filename == "<template>" else None
+
+    pieces, size = [], 0
+    previous = sys.gettrace()
+    sys.settrace(global_trace)
+    try:
+        for piece in template.generate(context):     # stop early, before memory runs out
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateTooCostly(f"the template produced more than {MAX_OUTPUT_CHARS} "
+                                        f"characters")
+            pieces.append(piece)
+    finally:
+        sys.settrace(previous)
+    return "".join(pieces)
+
+
 def _environment(autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(autoescape=autoescape, undefined=ChainableUndefined,
-                               keep_trailing_newline=True)
+    env = _LimitedSandbox(autoescape=autoescape, undefined=ChainableUndefined,
+                          keep_trailing_newline=True)
     env.filters["date"] = local_date
     env.filters["datetime"] = local_datetime
     return env
@@ -167,11 +221,12 @@ class Renderer:
             name = f"{kind}.{part}"
             try:
                 if name in templates:
-                    parts[part] = self._template(version_key, name, templates[name]).render(
-                        context)
+                    parts[part] = _render_limited(
+                        self._template(version_key, name, templates[name]), context)
                     continue
-            except Exception:                 # noqa: BLE001 - wording never stops a workflow
-                log.exception("notification template %s failed; using the generic one", name)
+            except Exception as exc:          # noqa: BLE001 - wording never stops a workflow
+                log.warning("notification template %s failed (%s: %s); using the generic one",
+                            name, type(exc).__name__, exc)
             if part == "html":
                 parts[part] = _html_from_text(parts["txt"])
             else:
