@@ -29,9 +29,11 @@ from typing import Iterator
 
 from sqlalchemy import event, exists, inspect, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
+from .errors import NotFound
 from .store.models import AuditEvent, AuditHead, Instance
 
 SYSTEM_CHAIN = "system"
@@ -124,7 +126,6 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
                             .values(audit_seq=seq, audit_head=head))
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None:
-                from sqlalchemy.orm.attributes import set_committed_value
                 set_committed_value(loaded, "audit_seq", seq)
                 set_committed_value(loaded, "audit_head", head)
         else:
@@ -333,6 +334,5 @@ def verify_session(session: Session, instance_id: str | None = None) -> Report:
             f"the instance has no audit entries but its head records seq "
             f"{row.audit_seq or 0} (every instance has at least its start)"))
     if instance_id and report.chains == 0:
-        from .errors import NotFound
         raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
     return report
