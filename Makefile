@@ -43,8 +43,9 @@ run: install
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# One JSON line per figure; e.g. make bench BENCH_ARGS="overhead --overhead-n 1000"
 bench: $(STAMP)
-	$(BIN)/python -m bench.engine_overhead $(BENCH_N)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache api/web/node_modules $(VENDOR)

@@ -1,79 +1,90 @@
-"""Engine overhead: a two-step approval (plan, head's decision, reminder timer, script),
-N instances, through the engine (state in a database) and by bare SpiffWorkflow in memory,
-in one run.
+"""Figure 1, engine overhead: the national proposal driven along its ordinary approval path
+(plan, screening not complex, party opinion, leadership vote, decision approve,
+implementation, evaluation, notification of the result, recognition), N instances, through
+the engine (state, projections, audit and notifications in a database) and by bare
+SpiffWorkflow in memory, in one run.
 
-Prints one JSON object: CPU count, database, N, instances/s of each and the engine/bare ratio.
-Usage: python -m bench.engine_overhead [N] (ND73_BENCH_DATABASE_URL picks the database).
+The bare side runs the same deployed BPMN (the same spec objects) with the same script
+engine and sandbox functions, so the ratio measures what persistence, projections, audit and
+notifications cost, not scripting.
+
+Usage: python -m bench.engine_overhead [N] [--database sqlite|postgresql]
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
-import tempfile
+import argparse
 import time
-from pathlib import Path
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
-from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.util.task import TaskState
 
-from engine.clock import ManualClock
-from engine.variants import SourceFile
-from engine.workflow_engine import WorkflowEngine
+from engine.deadlines import variant_settings
 
-APPROVAL = Path(__file__).resolve().parent / "approval.bpmn"
-STEPS = ({"title": "Số hoá hồ sơ"}, {"decision": "approve"})
+from .common import PROPOSER, bench_database, drive_proposal, emit, library_engine, step_data
 
 
-def bare(n: int) -> float:
-    parser = SpiffBpmnParser()
-    parser.add_bpmn_file(str(APPROVAL))
-    spec, subprocess_specs = parser.get_spec("approval"), parser.get_subprocess_specs("approval")
+def bare(engine, n: int) -> float:
+    """Instances/s of the same process in memory: no database at all while it runs."""
+    definition = engine.repository.latest("national", "proposal")
+    spec, subprocess_specs = engine.repository.specs(definition)
+    unit = engine.org.units_of(PROPOSER)[0]
     started = time.perf_counter()
-    for _ in range(n):
-        workflow = BpmnWorkflow(spec, subprocess_specs)
-        workflow.do_engine_steps()
-        for data in STEPS:
-            [task] = workflow.get_tasks(state=TaskState.READY, manual=True)
-            task.data.update(data)
-            task.run()
+    with variant_settings(engine.repository.settings(definition)):
+        for _ in range(n):
+            workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=engine.script_engine)
+            workflow.data.update({"started_by": PROPOSER})
+            start = workflow.get_tasks(state=TaskState.READY)[0]
+            start.data.update({"started_by": PROPOSER, "proposer": PROPOSER,
+                               "proposer_unit": unit, "business_key": None})
+            workflow.refresh_timers()
             workflow.do_engine_steps()
-        assert workflow.is_completed()
+            while not workflow.is_completed():
+                ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+                if not ready:
+                    raise RuntimeError("the bare workflow stopped without a ready task")
+                for task in ready:
+                    task.data.update(step_data(task.task_spec.bpmn_id))
+                    task.run()
+                    workflow.refresh_timers()
+                    workflow.do_engine_steps()
     return n / (time.perf_counter() - started)
 
 
-def through_engine(n: int, url: str) -> float:
-    engine = WorkflowEngine(url, clock=ManualClock())
-    engine.upgrade_database()
-    engine.repository.deploy("bench", [SourceFile("approval.bpmn", APPROVAL.read_bytes())],
-                             "bench")
+def through_engine(engine, n: int) -> tuple[float, int]:
     runtime = engine.runtime
+    steps = 0
     started = time.perf_counter()
     for _ in range(n):
-        instance = runtime.start("bench", "approval", started_by="bench")
-        for data in STEPS:
-            [task] = runtime.open_tasks(instance.id)
-            runtime.complete_task(task.id, data, actor="bench")
-    rate = n / (time.perf_counter() - started)
-    assert runtime.get(instance.id).status == "completed"
-    engine.close()
-    return rate
+        instance = runtime.start("national", "proposal", started_by=PROPOSER)
+        steps += drive_proposal(engine, instance.id, candidates=False)
+    elapsed = time.perf_counter() - started
+    final = runtime.get(instance.id)
+    assert (final.status, final.stage) == ("completed", "recognised"), final.status
+    return n / elapsed, steps // n
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    with tempfile.TemporaryDirectory() as folder:
-        url = os.environ.get("ND73_BENCH_DATABASE_URL", f"sqlite:///{folder}/bench.sqlite3")
-        engine_rate = through_engine(n, url)
-        bare_rate = bare(n)
-    print(json.dumps({
-        "figure": "engine_overhead_ratio", "cpus": os.cpu_count(),
-        "database": url.split(":", 1)[0], "n": n,
-        "engine_instances_per_s": round(engine_rate, 1),
-        "bare_spiff_instances_per_s": round(bare_rate, 1),
-        "ratio": round(engine_rate / bare_rate, 3),
-    }))
+def run(n: int = 500, database: str = "sqlite") -> dict:
+    with bench_database(database, "overhead") as url:
+        engine = library_engine(url)
+        try:
+            through_engine(engine, min(n, 3))           # warm caches, like a running server
+            engine_rate, steps = through_engine(engine, n)
+            bare_rate = bare(engine, n)
+        finally:
+            engine.close()
+    return emit("engine_overhead_ratio", database, n, process="national/proposal",
+                steps_per_instance=steps,
+                engine_instances_per_s=round(engine_rate, 2),
+                bare_spiff_instances_per_s=round(bare_rate, 2),
+                ratio=round(engine_rate / bare_rate, 3), target_ratio=0.5)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=500)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args(argv)
+    run(args.n, args.database)
 
 
 if __name__ == "__main__":

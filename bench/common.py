@@ -1,0 +1,148 @@
+"""What every figure shares: its JSON line, bench databases (a temporary SQLite file, or a
+PostgreSQL database the bench creates and drops), the deployed process library with its
+organisations, and the national proposal's ordinary approval path."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PROJECT = Path(__file__).resolve().parents[1]
+# the local PostgreSQL server; each figure makes its own database on it and drops it after
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def emit(figure: str, database: str, n: int, **numbers) -> dict:
+    """Print one figure as one JSON line (and return it, for the smoke test)."""
+    record = {"figure": figure, "cpus": os.cpu_count(), "database": database, "n": n,
+              "load_average_1m": round(os.getloadavg()[0], 2), **numbers}
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+    return record
+
+
+def percentiles(samples: list[float], scale: float = 1000.0) -> dict:
+    """p50/p95/p99 (milliseconds by default) of a list of durations in seconds."""
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * scale, 2)
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99),
+            "mean": round(statistics.fmean(ordered) * scale, 2)}
+
+
+def postgres_available(url: str = DEFAULT_POSTGRES) -> bool:
+    try:
+        probe = create_engine(url, connect_args={"connect_timeout": 2})
+        with probe.connect():
+            pass
+        probe.dispose()
+        return True
+    except Exception:            # noqa: BLE001 - any failure means: not available
+        return False
+
+
+@contextmanager
+def bench_database(kind: str, name: str, server: str | None = None) -> Iterator[str]:
+    """A fresh, empty database URL. ``kind`` is sqlite (a temporary file) or postgresql (a
+    database ``nd73_bench_<name>_<pid>`` created on ``server`` and dropped afterwards)."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="nd73-bench-") as folder:
+            yield f"sqlite:///{folder}/{name}.sqlite3"
+        return
+    base = make_url(server or os.environ.get("ND73_BENCH_POSTGRES", DEFAULT_POSTGRES))
+    database = f"nd73_bench_{name}_{os.getpid()}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+        yield base.set(database=database).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def kind_of(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def library_engine(url: str, clock=None):
+    """A migrated engine with the process library deployed and the organisations seeded."""
+    from engine.clock import ManualClock
+    from engine.demo import seed_orgs
+    from engine.workflow_engine import WorkflowEngine
+
+    engine = WorkflowEngine(url, clock=clock or ManualClock())
+    engine.upgrade_database()
+    engine.repository.deploy_folder(PROJECT / "processes" / "national", "bench")
+    seed_orgs(engine, PROJECT / "processes")
+    return engine
+
+
+# --- the national proposal's ordinary approval path ------------------------------------
+PROPOSER = "mau.sxd.qlxd.truongphong"         # a division head of the model department
+VOTERS = ("mau.sxd.giamdoc", "mau.sxd.pgd1", "mau.sxd.pgd2", "mau.sxd.pgd3")
+
+
+def plan() -> dict:
+    from engine.demo import demo_plan
+    return demo_plan("Số hoá hồ sơ cấp phép xây dựng")
+
+
+def step_data(element_id: str) -> dict | None:
+    """The form data of each step of the ordinary path: plan, screening (not complex),
+    party opinion, leadership vote (for), decision (approve), implementation, party's
+    evaluation opinion, evaluation, notification of the result, recognition."""
+    return {
+        "submit_plan": plan(),
+        "screening": {"is_complex": False},
+        "party_opinion": {"party_opinion": "agree"},
+        "leadership_vote": {"vote": "for"},
+        "decide": {"decision": "approve", "decision_number": "15/QĐ-SXD"},
+        "implement": {"finished_on": "2027-06-30", "result_summary": "Đã triển khai"},
+        "party_evaluation_opinion": {"party_opinion": "agree"},
+        "evaluate": {"outcome": "completed", "evaluation_note": "Đánh giá"},
+        "notify_result": {"notice_number": "12/TB", "notified_on": "2027-07-05"},
+        "recognition": {"measures": ["commendation"], "months_early": 12},
+    }.get(element_id)
+
+
+def drive_proposal(engine, instance_id: str, candidates: bool = True) -> int:
+    """Complete the open tasks of a proposal along the ordinary path until it ends, each by
+    one of its candidates (voters vote once each). Returns the steps taken."""
+    from sqlalchemy import select
+    from engine.store import TaskCandidate
+
+    runtime = engine.runtime
+    steps = 0
+    while True:
+        tasks = runtime.open_tasks(instance_id)
+        if not tasks:
+            return steps
+        for task in tasks:
+            data = step_data(task.element_id)
+            if data is None:
+                raise RuntimeError(f"the ordinary path has no step {task.element_id}")
+            actor = PROPOSER
+            if candidates:
+                with engine.db.reading() as session:
+                    actor = session.scalars(select(TaskCandidate.username).where(
+                        TaskCandidate.task_id == task.id).order_by(
+                        TaskCandidate.username)).first() or PROPOSER
+            runtime.complete_task(task.id, data, actor=actor)
+            steps += 1
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result

@@ -1,0 +1,88 @@
+"""Figure 4, fan-out: opening a reporting cycle (national annual_report) for N reporting
+units (communes added in bulk under the model province, each with a head): seconds until
+every unit's report task exists and is in the inbox of its head.
+
+The cycle is opened the way the scheduler opens it (a start of annual_report for the
+province); "in the inbox" is checked for every unit with one query equivalent to the inbox's
+condition (an open task of the cycle naming the unit's head as candidate) and, for a sample,
+through the inbox query itself.
+
+Usage: python -m bench.fanout [N] [--database sqlite|postgresql]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from sqlalchemy import and_, func, insert, select
+from werkzeug.security import generate_password_hash
+
+from engine.store import HumanTask, Membership, OrgUnit, TaskCandidate, User
+
+from .common import bench_database, emit, library_engine, postgres_available
+
+PROVINCE = "mau"
+
+
+def add_units(engine, n: int) -> list[tuple[str, str]]:
+    """N communes under the province, each with a head; returns (unit, head) pairs."""
+    pairs = [(f"mau.xa{i:05d}", f"mau.xa{i:05d}.chutich") for i in range(n)]
+    password = generate_password_hash("bench", method="pbkdf2:sha256:1000")
+    with engine.db.transaction() as session:
+        session.execute(insert(OrgUnit), [
+            {"id": unit, "variant": "national", "name": f"Xã {i}", "parent_id": PROVINCE,
+             "kind": "commune", "tags": []} for i, (unit, _) in enumerate(pairs)])
+        session.execute(insert(User), [
+            {"username": head, "full_name": f"Chủ tịch xã {i}", "password_hash": password,
+             "active": True, "email": None, "notification_mode": "immediate"}
+            for i, (_, head) in enumerate(pairs)])
+        session.execute(insert(Membership), [
+            {"username": head, "unit_id": unit, "position": "head"} for unit, head in pairs])
+    return pairs
+
+
+def run(n: int = 5000, database: str = "sqlite") -> dict:
+    with bench_database(database, "fanout") as url:
+        engine = library_engine(url)
+        try:
+            pairs = add_units(engine, n)
+            started = time.perf_counter()
+            instance = engine.runtime.start("national", "annual_report",
+                                            started_by="scheduler",
+                                            data={"proposer_unit": PROVINCE})
+            opened = time.perf_counter() - started
+            heads = [head for _, head in pairs]
+            with engine.db.reading() as session:
+                tasks = session.scalar(select(func.count(HumanTask.id)).where(
+                    HumanTask.instance_id == instance.id, HumanTask.status == "open",
+                    HumanTask.element_id == "submit_report"))
+                reached = session.scalar(select(func.count(func.distinct(TaskCandidate.username)))
+                                         .join(HumanTask, and_(
+                                             HumanTask.id == TaskCandidate.task_id,
+                                             HumanTask.instance_id == instance.id,
+                                             HumanTask.status == "open"))
+                                         .where(TaskCandidate.username.like("mau.xa0%.chutich")))
+            for head in random.Random(7).sample(heads, min(20, len(heads))):
+                page = engine.tasks.inbox(engine.access.principal(head))
+                assert any(t.instance_id == instance.id for t in page.items), head
+            visible = time.perf_counter() - started
+        finally:
+            engine.close()
+    assert reached == n, f"{reached} of {n} unit heads have the report task"
+    return emit("reporting_cycle_fanout", database, n, report_tasks=tasks,
+                unit_heads_with_task=reached, open_cycle_s=round(opened, 2),
+                all_visible_s=round(visible, 2), target_s=30)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=5000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"),
+                        default="postgresql" if postgres_available() else "sqlite")
+    args = parser.parse_args(argv)
+    run(args.n, args.database)
+
+
+if __name__ == "__main__":
+    main()

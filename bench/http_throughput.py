@@ -1,0 +1,158 @@
+"""Figure 2, HTTP throughput and latency: task completions through the REST API served by
+``nd73 serve`` (gunicorn, ND73_WORKERS workers) on loopback, by C concurrent clients, each
+a thread with its own HTTP session completing distinct tasks; bounded by N completions and
+a time limit.
+
+The open tasks are prepared through the engine first: N national proposals waiting for
+their plan (submit_plan, the proposer's form), each completion then runs the real step
+(form check, scripts, screening task and its candidates, notifications, audit).
+
+Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-limit 60]
+                                       [--database postgresql|sqlite]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from engine.org import DEFAULT_DEMO_PASSWORD
+
+from .common import (PROJECT, PROPOSER, bench_database, emit, library_engine, percentiles,
+                     postgres_available, step_data)
+
+ND73 = Path(PROJECT) / ".venv" / "bin" / "nd73"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(url: str, n: int) -> list[str]:
+    """N open submit_plan tasks, through the engine."""
+    engine = library_engine(url)
+    try:
+        ids = []
+        for _ in range(n):
+            instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+            [task] = engine.runtime.open_tasks(instance.id)
+            ids.append(task.id)
+        return ids
+    finally:
+        engine.close()
+
+
+def serve(url: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "ND73_DATABASE_URL": url, "ND73_PORT": str(port),
+           "ND73_HOST": "127.0.0.1", "ND73_WORKERS": str(workers),
+           "ND73_SECRET_KEY": "bench-secret-key-" + "x" * 32}
+    env.pop("ND73_EMBEDDED_SCHEDULER", None)
+    env.pop("ND73_TEST_CLOCK", None)
+    with open(log, "w") as out:
+        server = subprocess.Popen([str(ND73), "serve"], env=env, cwd=PROJECT, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):                        # workers import the app, then listen
+        if server.poll() is not None:
+            raise RuntimeError(f"nd73 serve stopped: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return server, base
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("nd73 serve never became ready")
+
+
+def hammer(base: str, task_ids: list[str], clients: int, time_limit: float) -> dict:
+    token = requests.post(f"{base}/api/v1/auth/token", timeout=10, json={
+        "username": PROPOSER, "password": os.environ.get("ND73_DEMO_PASSWORD",
+                                                         DEFAULT_DEMO_PASSWORD)}
+    ).json()["access_token"]
+    work: queue.Queue = queue.Queue()
+    for task_id in task_ids:
+        work.put(task_id)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    body = {"data": step_data("submit_plan")}
+    stop_at = time.monotonic() + time_limit
+
+    def client() -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        while time.monotonic() < stop_at:
+            try:
+                task_id = work.get_nowait()
+            except queue.Empty:
+                return
+            started = time.perf_counter()
+            try:
+                response = session.post(f"{base}/api/v1/tasks/{task_id}/complete", json=body,
+                                        timeout=30)
+                ok = response.status_code == 200
+                reason = f"{response.status_code} {response.text[:200]}"
+            except requests.RequestException as exc:
+                ok, reason = False, str(exc)
+            elapsed = time.perf_counter() - started
+            with lock:
+                (latencies.append(elapsed) if ok else failures.append(reason))
+        session.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"completions": len(latencies), "failures": len(failures),
+            "first_failures": failures[:3], "wall_s": round(wall, 2),
+            "completions_per_s": round(len(latencies) / wall, 1),
+            "latency_ms": percentiles(latencies) if latencies else None}
+
+
+def run(n: int = 2000, clients: int = 32, workers: int = 2, time_limit: float = 60.0,
+        database: str = "postgresql") -> dict:
+    with bench_database(database, "http") as url, \
+            tempfile.TemporaryDirectory(prefix="nd73-bench-") as folder:
+        started = time.perf_counter()
+        task_ids = prepare(url, n)
+        prepared_s = time.perf_counter() - started
+        server, base = serve(url, workers, Path(folder) / "serve.log")
+        try:
+            result = hammer(base, task_ids, clients, time_limit)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return emit("http_task_completions", database, n, clients=clients, workers=workers,
+                time_limit_s=time_limit, prepared_s=round(prepared_s, 1), **result,
+                target_completions_per_s=200, target_p95_ms=100)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=2000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"),
+                        default="postgresql" if postgres_available() else "sqlite")
+    args = parser.parse_args(argv)
+    run(args.n, args.clients, args.workers, args.time_limit, args.database)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Figure 5, state size: bytes stored per instance of the national proposal (serialized
+state, projections: tasks, candidates, timers, subscriptions, decisions, and the audit log)
+at the end of the ordinary path, and again after 50 suspend/resume loops.
+
+Bytes are counted the same way on every database: the length of each stored column's text
+(JSON and dates as they are written), so SQLite and PostgreSQL give comparable figures.
+
+Usage: python -m bench.state_size [N] [--loops 50] [--database sqlite|postgresql]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from sqlalchemy import select
+
+from engine.store import (AuditEvent, Decision, HumanTask, Instance, MessageSubscription,
+                          TaskCandidate, Timer)
+from engine.store.models import Notification
+
+from .common import (PROPOSER, bench_database, drive_proposal, emit, library_engine,
+                     step_data)
+
+
+def _row_bytes(row) -> int:
+    total = 0
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if value is None:
+            continue
+        total += len(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list))
+                     else str(value).encode("utf-8"))
+    return total
+
+
+def measure(engine, instance_ids: list[str]) -> dict:
+    """Average bytes per instance, by part."""
+    parts = {"state": 0, "instance_row": 0, "projections": 0, "audit": 0, "notifications": 0}
+    with engine.db.reading() as session:
+        for instance_id in instance_ids:
+            instance = session.get(Instance, instance_id)
+            parts["state"] += len(instance.state.encode("utf-8"))
+            parts["instance_row"] += _row_bytes(instance) - len(instance.state.encode("utf-8"))
+            tasks = list(session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance_id)))
+            rows = tasks + list(session.scalars(select(TaskCandidate).where(
+                TaskCandidate.task_id.in_([t.id for t in tasks]))))
+            for model in (Timer, MessageSubscription, Decision):
+                rows += list(session.scalars(select(model).where(
+                    model.instance_id == instance_id)))
+            parts["projections"] += sum(_row_bytes(r) for r in rows)
+            parts["audit"] += sum(_row_bytes(r) for r in session.scalars(select(AuditEvent).where(
+                AuditEvent.instance_id == instance_id)))
+            parts["notifications"] += sum(_row_bytes(r) for r in session.scalars(
+                select(Notification).where(Notification.instance_id == instance_id)))
+    count = len(instance_ids)
+    average = {k: round(v / count) for k, v in parts.items()}
+    average["total"] = sum(average.values())
+    return average
+
+
+def run(n: int = 20, loops: int = 50, database: str = "sqlite") -> dict:
+    with bench_database(database, "state") as url:
+        engine = library_engine(url)
+        try:
+            ids = []
+            for _ in range(n):
+                instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+                drive_proposal(engine, instance.id, candidates=False)
+                ids.append(instance.id)
+            finished = measure(engine, ids)
+            # a second set, suspended and resumed while it waits for screening
+            looped_ids = []
+            for _ in range(n):
+                instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+                [plan_task] = engine.runtime.open_tasks(instance.id)
+                engine.runtime.complete_task(plan_task.id, step_data("submit_plan"),
+                                             actor=PROPOSER)
+                for _ in range(loops):
+                    engine.runtime.suspend(instance.id, actor="admin", reason="kiểm tra")
+                    engine.runtime.resume(instance.id, actor="admin")
+                drive_proposal(engine, instance.id, candidates=False)
+                looped_ids.append(instance.id)
+            looped = measure(engine, looped_ids)
+        finally:
+            engine.close()
+    growth = {k: looped[k] - finished[k] for k in finished}
+    return emit("state_size", database, n, loops=loops,
+                bytes_per_instance_ordinary_path=finished,
+                bytes_per_instance_after_loops=looped,
+                growth_per_loop={k: round(v / loops, 1) for k, v in growth.items()},
+                state_growth_per_loop_bytes=round(growth["state"] / loops, 1),
+                audit_growth_per_loop_bytes=round(growth["audit"] / loops, 1),
+                target_bytes=32 * 1024)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", type=int, nargs="?", default=20)
+    parser.add_argument("--loops", type=int, default=50)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args(argv)
+    run(args.n, args.loops, args.database)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Smoke test of the benchmarks (bench/): every figure runs with a tiny N so none can rot.
+Speed is not asserted, only that each prints its JSON figure with positive numbers. Figures
+meant for PostgreSQL run there when the suite runs on PostgreSQL (in databases the bench
+creates and drops on that server), otherwise on SQLite."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from bench import engine_overhead, fanout, history, http_throughput, state_size, timers
+
+
+@pytest.fixture
+def server_kind(database_url, monkeypatch) -> str:
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        monkeypatch.setenv("ND73_BENCH_POSTGRES", url.set(database="postgres")
+                           .render_as_string(hide_password=False))
+        return "postgresql"
+    return "sqlite"
+
+
+def _check(record: dict, figure: str, database: str, capsys) -> None:
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(line) == record
+    assert record["figure"] == figure
+    assert record["database"] == database
+    assert record["cpus"] >= 1 and record["n"] >= 1
+
+
+def test_engine_overhead(server_kind, capsys):
+    record = engine_overhead.run(2, server_kind)
+    _check(record, "engine_overhead_ratio", server_kind, capsys)
+    assert record["steps_per_instance"] >= 10
+    assert record["engine_instances_per_s"] > 0 and record["bare_spiff_instances_per_s"] > 0
+    assert record["ratio"] > 0
+
+
+def test_http_throughput(server_kind, capsys):
+    record = http_throughput.run(8, clients=4, workers=2, time_limit=60, database=server_kind)
+    _check(record, "http_task_completions", server_kind, capsys)
+    assert record["completions"] == 8 and record["failures"] == 0
+    assert record["completions_per_s"] > 0 and record["latency_ms"]["p95"] > 0
+
+
+def test_flat_cost_with_history(server_kind, capsys):
+    record = history.run(history=60, open_tasks=40, samples=3, database=server_kind, small=20)
+    _check(record, "flat_cost_with_history", server_kind, capsys)
+    for size in ("small", "large"):
+        assert record[size]["inbox_total"] > 0
+        for name in ("inbox_ms", "search_ms", "admin_search_ms", "complete_ms"):
+            assert record[size][name]["p95"] > 0
+    assert record["large"]["history"] == 60 and record["inbox_p95_ratio"] > 0
+
+
+def test_reporting_cycle_fanout(server_kind, capsys):
+    record = fanout.run(15, server_kind)
+    _check(record, "reporting_cycle_fanout", server_kind, capsys)
+    assert record["unit_heads_with_task"] == 15 and record["report_tasks"] >= 15
+    assert record["all_visible_s"] > 0
+
+
+def test_state_size(server_kind, capsys):
+    record = state_size.run(1, loops=2, database=server_kind)
+    _check(record, "state_size", server_kind, capsys)
+    for part in ("state", "projections", "audit", "total"):
+        assert record["bytes_per_instance_ordinary_path"][part] > 0
+    assert record["audit_growth_per_loop_bytes"] > 0
+
+
+def test_timer_precision(server_kind, capsys):
+    record = timers.run(12, window=2, schedulers=1, database=server_kind, time_limit=60)
+    _check(record, "timer_precision", server_kind, capsys)
+    assert record["fired"] == 12 and record["not_fired"] == 0
+    assert record["delay_s"]["p99"] >= 0
