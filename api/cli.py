@@ -23,6 +23,13 @@ def _fail(exc: EngineError) -> None:
     sys.exit(1)
 
 
+def _database_failed(exc: Exception) -> None:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    click.echo(f"error: the database failed: {reason} (is ND73_DATABASE_URL right and the "
+               f"schema migrated with 'nd73 db upgrade'?)", err=True)
+    sys.exit(1)
+
+
 @click.group(help="ND73 Workflow: BPM engine for the procedures of Decree 73/2023/NĐ-CP.")
 def main() -> None:
     pass
@@ -128,11 +135,15 @@ def audit() -> None:
                               "their heads; name the first broken link (exit status 1).")
 @click.option("--instance", "instance_id", help="Verify only this instance's chain.")
 def audit_verify(instance_id: str | None) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine.audit import verify
     try:
         result = verify(_engine().db, instance_id)
     except EngineError as exc:
         _fail(exc)
+    except SQLAlchemyError as exc:
+        _database_failed(exc)
     if result.ok:
         click.echo(f"OK: {result.chains} chain(s), {result.events} entries verified")
         return
@@ -148,12 +159,17 @@ def audit_verify(instance_id: str | None) -> None:
                              "log, organisation…) as one JSON document.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def export_command(file: Path) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine.backup import export_file
     try:
         counts = export_file(_engine().db, file)
     except OSError as exc:
         click.echo(f"error: cannot write {file}: {exc.strerror}", err=True)
         sys.exit(1)
+    except SQLAlchemyError as exc:
+        file.unlink(missing_ok=True)          # never leave half a backup behind
+        _database_failed(exc)
     click.echo(f"wrote {file}: {sum(counts.values())} rows of {len(counts)} tables")
 
 
@@ -161,11 +177,15 @@ def export_command(file: Path) -> None:
                              "migrated database (all or nothing), then verify its audit log.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_command(file: Path) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from engine.backup import import_file
     try:
         counts = import_file(_engine().db, file)
     except EngineError as exc:
         _fail(exc)
+    except SQLAlchemyError as exc:
+        _database_failed(exc)
     click.echo(f"imported {sum(counts.values())} rows of {len(counts)} tables from {file}; "
                f"audit log verified")
 

@@ -187,6 +187,14 @@ def test_cli_verify_reports_ok_then_the_first_broken_link(engine, review, monkey
     assert result.stderr.strip() == "error: instance no-such-instance does not exist"
 
 
+def test_cli_verify_on_a_database_without_the_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("ND73_DATABASE_URL", f"sqlite:///{tmp_path / 'blank.sqlite3'}")
+    result = CliRunner().invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the database failed: no such table")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_the_migration_chains_rows_written_before_it(database_url, tmp_path):
     with scratch_database(database_url, tmp_path, "premigration") as url:
         db = Database(url)
