@@ -3,8 +3,10 @@ app both apply.
 
 - An official sees the tasks they are a candidate for or assigned to, and their units'
   tasks; they act only on tasks they are a candidate for (or assigned to).
-- An instance is visible to its proposer, to everyone who had a task in it, and to the
-  administrators of its variant; to anyone else it does not exist.
+- An instance is visible to its proposer, to everyone who had a task in it, to whoever was
+  notified about it (a superior head told of an overdue step), and to the administrators of
+  its variant; to anyone else it does not exist. A task is visible to whoever was notified
+  about it, too.
 - Designers deploy only to the variants they are designers of; administrators of a variant
   see and repair all of its instances and assign its tasks.
 """
@@ -18,7 +20,7 @@ from werkzeug.security import check_password_hash
 
 from .clock import Clock
 from .store import Database, Grant, HumanTask, Instance, Membership, TaskCandidate, User
-from .store.models import LoginAttempt
+from .store.models import LoginAttempt, Notification
 
 ALL_VARIANTS = "*"
 
@@ -112,7 +114,9 @@ class Access:
         if principal.units:
             involvement.append(HumanTask.unit_id.in_(principal.units))
         mine = exists().where(HumanTask.instance_id == Instance.id, or_(*involvement))
-        return or_(Instance.started_by == principal.username, mine,
+        told = exists().where(Notification.instance_id == Instance.id,
+                              Notification.username == principal.username)
+        return or_(Instance.started_by == principal.username, mine, told,
                    principal.admin_variants_clause(Instance.variant))
 
     def can_see_instance(self, principal: Principal, instance_id: str) -> bool:
@@ -149,6 +153,8 @@ class Access:
             clauses.append(HumanTask.unit_id.in_(principal.units))
         if admin is not None:
             clauses.append(admin)
+        clauses.append(exists().where(Notification.task_id == HumanTask.id,
+                                      Notification.username == principal.username))
         return or_(*clauses)
 
     def can_see_task(self, principal: Principal, task_id: str) -> bool:

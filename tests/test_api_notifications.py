@@ -96,3 +96,22 @@ def test_designers_upload_templates_like_bpmn(api, engine):
     [item] = api.get("/notifications", HEAD).json()["items"]
     assert item["title"] == "[Lào Cai] Việc mới: Tiếp nhận, xem xét phạm vi và tính chất"
     assert item["body"].startswith("Kính gửi ")           # the other files were kept
+
+
+def test_a_superior_head_told_of_an_overdue_step_may_open_it(api, engine, clock):
+    from datetime import datetime, timezone
+
+    from engine.scheduler import Scheduler
+    case = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-10")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [screening] = case.open("screening")
+    assert api.get(f"/tasks/{screening.id}", "laocai.chutich").status_code == 404
+    clock.set(datetime(2026, 1, 16, 10, 1, tzinfo=timezone.utc))   # reminded and escalated
+    Scheduler(engine, owner="s1", smtp=None).run_due()
+    [escalation] = [n for n in api.get("/notifications", "laocai.chutich").json()["items"]
+                    if n["kind"] == "escalation"]
+    assert escalation["link"] == f"/tasks/{screening.id}"
+    assert api.get(f"/tasks/{screening.id}", "laocai.chutich").status_code == 200
+    assert api.get(f"/instances/{case.id}", "laocai.chutich").status_code == 200
+    assert api.post(f"/tasks/{screening.id}/complete", "laocai.chutich",
+                    json={"data": {"is_complex": False}}).status_code == 403   # see, not act
