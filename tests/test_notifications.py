@@ -5,8 +5,12 @@ senders, a failing SMTP server leaves messages queued with backoff while the wor
 on, and the e-mail preference (immediate, daily digest, off) is honoured."""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -24,6 +28,7 @@ from engine.store.models import Notification, OutboxMessage
 from conftest import PROJECT
 from procedures import Case, deploy_library, plan
 
+ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "mau.sxd.qlxd.chuyenvien"
 HEAD = "mau.sxd.giamdoc"
 DOMAIN = "demo.nd73.local"
@@ -242,6 +247,31 @@ def test_outbox_survives_a_scheduler_restart_and_a_killed_sender(library, clock,
     for owner in ("s3", "s4"):                    # more restarts send nothing more
         assert scheduler(library, mailbox.port, owner=owner).send_mail() == 0
     assert mailbox.take() == []
+
+
+def test_scheduler_processes_configured_from_the_environment_send_once(library, mailbox):
+    """``nd73 scheduler --once`` as separate processes: SMTP settings from ND73_SMTP_*, and
+    a second process started after the first sends nothing again."""
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-17")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    env = {**os.environ, "ND73_DATABASE_URL": library.db.url, "ND73_SMTP_HOST": "127.0.0.1",
+           "ND73_SMTP_PORT": str(mailbox.port), "ND73_SMTP_TLS": "none",
+           "ND73_SMTP_SENDER": "ND73 <no-reply@nd73.test>"}
+    runs = [subprocess.run([str(ND73), "scheduler", "--once"], capture_output=True, text=True,
+                           env=env, cwd=PROJECT, timeout=120) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    # on the wall clock, the first process also fires what came due since January 2026
+    # (reminders, escalations, reporting cycles): each of its messages arrives exactly once
+    rows = outbox(library)
+    assert {m.status for m in rows} == {"sent"} and len(rows) > 2
+    assert f"sent {len(rows)} e-mail(s)" in runs[0].stdout
+    assert "sent 0 e-mail(s)" in runs[1].stdout
+    received = mailbox.take()
+    assert received == sorted((m.recipient, m.subject) for m in rows)
+    assert {mail(HEAD, "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính chất – DX-17"),
+            mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-17")
+            } <= set(received)
 
 
 def test_a_failing_smtp_server_leaves_messages_queued_and_the_workflow_unaffected(
