@@ -116,7 +116,13 @@ def report(instance_id: str, file_format: str, output: Path | None) -> None:
               show_default="$ND73_SCHEDULER_INTERVAL or 1", help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Fire what is due now, then exit (for cron).")
 def scheduler(interval: float, once: bool) -> None:
+    from engine.notifications.mailer import SmtpSettings
     from engine.scheduler import Scheduler, run_loop
+    try:
+        SmtpSettings.from_env(os.environ)
+    except ValueError as exc:
+        click.echo(f"error: {exc} (see nd73 check-config)", err=True)
+        sys.exit(1)
     if once:
         scheduler = Scheduler(_engine())
         click.echo(f"fired {scheduler.run_due()} timer(s)")

@@ -194,6 +194,10 @@ def test_in_app_notifications_link_to_the_task_or_the_instance(library):
     assert library.notifications.list_for(HEAD, unread_only=True) == [listed[0]]
     with pytest.raises(NotFound):                               # another user's: refused
         library.notifications.mark_read("mau.sxd.pgd2", [first["id"]])
+    with pytest.raises(NotFound):                               # beyond any stored id
+        library.notifications.mark_read(HEAD, [first["id"], 2**40])
+    with pytest.raises(InvalidData):
+        library.notifications.mark_read(HEAD, ["abc"])
     assert library.notifications.unread_count(HEAD) == 1
     assert library.notifications.mark_read(HEAD) == 1
     assert library.notifications.unread_count(HEAD) == 0

@@ -37,8 +37,12 @@ class SmtpSettings:
             return None
         tls = env.get("ND73_SMTP_TLS", "none").strip() or "none"
         if tls not in TLS_MODES:
-            raise ValueError(f"ND73_SMTP_TLS must be one of {', '.join(TLS_MODES)}")
-        port = int(env.get("ND73_SMTP_PORT") or DEFAULT_PORTS[tls])
+            raise ValueError(f"ND73_SMTP_TLS: '{tls}' must be one of {', '.join(TLS_MODES)}")
+        try:
+            port = int(env.get("ND73_SMTP_PORT") or DEFAULT_PORTS[tls])
+        except ValueError:
+            raise ValueError(f"ND73_SMTP_PORT: '{env['ND73_SMTP_PORT']}' is not a port "
+                             "number") from None
         return cls(host=host, port=port, tls=tls, user=env.get("ND73_SMTP_USER") or None,
                    password=env.get("ND73_SMTP_PASSWORD") or None,
                    sender=env.get("ND73_SMTP_SENDER") or DEFAULT_SENDER)

@@ -51,13 +51,14 @@ class Notifications:
         self.base_url = (base_url or public_url()).rstrip("/")
         self.renderer = Renderer()
         self._templates: dict[int, dict[str, str]] = {}
+        self._definitions: dict[int, Definition] = {}
 
     # --- recording (inside the caller's transaction) -------------------------------------
     def notify(self, session: Session, usernames, kind: str, *, instance: Instance | None,
                task: HumanTask | None = None, data: dict | None = None,
                actor: str | None = None) -> list[Notification]:
         now = self.clock.now()
-        definition = (session.get(Definition, instance.definition_id)
+        definition = (self._definition(session, instance.definition_id)
                       if instance is not None else None)
         created = []
         for username in dict.fromkeys(u for u in usernames if u):
@@ -88,6 +89,17 @@ class Notifications:
             created.append(row)
         session.flush()
         return created
+
+    def _definition(self, session: Session, definition_id: int) -> Definition | None:
+        """Definition versions never change: read each once (its row holds the whole spec
+        and sources, too big to read at every notification)."""
+        cached = self._definitions.get(definition_id)
+        if cached is None:
+            cached = session.get(Definition, definition_id)
+            if cached is not None:
+                session.expunge(cached)
+                self._definitions[definition_id] = cached
+        return cached
 
     @staticmethod
     def _email_status(user: User) -> str:
@@ -164,10 +176,14 @@ class Notifications:
             query = update(Notification).where(Notification.username == username,
                                                Notification.read_at.is_(None))
             if ids is not None:
-                wanted = sorted({int(i) for i in ids})
+                try:
+                    wanted = sorted({int(i) for i in ids})
+                except (TypeError, ValueError):
+                    raise InvalidData("notification ids are whole numbers") from None
+                storable = [i for i in wanted if 0 < i < 2**31]   # beyond any stored id
                 owned = set(session.scalars(select(Notification.id).where(
-                    Notification.username == username, Notification.id.in_(wanted)))) \
-                    if wanted else set()
+                    Notification.username == username, Notification.id.in_(storable)))) \
+                    if storable else set()
                 missing = [i for i in wanted if i not in owned]
                 if missing:
                     raise NotFound(f"notification(s) {', '.join(map(str, missing[:10]))} do "
