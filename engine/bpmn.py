@@ -82,7 +82,8 @@ class BuiltProcess:
 
 def _safe_name(name: str) -> str:
     base = Path(name.replace("\\", "/")).name
-    if not base or base != name or base.startswith("."):
+    # a colon makes a drive-relative path on Windows (C:name), should files ever be written
+    if not base or base != name or base.startswith(".") or ":" in base:
         raise DefinitionInvalid([Problem(name, "file names must be plain names, not paths")])
     return base
 
