@@ -82,9 +82,13 @@ def test_serve_answers_healthz_over_http(cli_url):
         else:
             raise AssertionError("/healthz never answered")
         with pytest.raises(urllib.error.HTTPError) as missing:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/no-such-thing", timeout=2)
         assert missing.value.code == 404
         assert json.load(missing.value)["type"].endswith("/not-found")
+        with pytest.raises(urllib.error.HTTPError) as page:     # people get a page
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=2)
+        assert page.value.code == 404
+        assert page.value.headers["Content-Type"].startswith("text/html")
     finally:
         server.terminate()
         server.wait(timeout=30)
