@@ -10,6 +10,8 @@ province, a department or a commune; divisions and offices belong to their agenc
 """
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -35,13 +37,39 @@ class Resolution:
 
 
 class Org:
+    # Units are read at every step (a lane's role walks up the tree one level at a time), so
+    # the tree is kept in memory: reloaded after a seed in this process, and at most
+    # TREE_SECONDS old for changes made by another process (units change only by seeding).
+    TREE_SECONDS = 10.0
+
     def __init__(self, db: Database):
         self.db = db
+        self._units: dict[str, OrgUnit] | None = None
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        """Forget the cached tree (after units are written other than by :meth:`seed`)."""
+        with self._lock:
+            self._units = None
+
+    def _tree(self) -> dict[str, OrgUnit]:
+        with self._lock:
+            units = self._units
+            if units is not None and time.monotonic() - self._loaded_at < self.TREE_SECONDS:
+                return units
+        with self.db.reading() as session:
+            units = {u.id: u for u in session.scalars(select(OrgUnit))}
+        with self._lock:
+            self._units, self._loaded_at = units, time.monotonic()
+        return units
 
     # --- look-ups ------------------------------------------------------------------------
     def unit(self, unit_id: str) -> OrgUnit:
-        with self.db.reading() as session:
-            unit = session.get(OrgUnit, unit_id)
+        unit = self._tree().get(unit_id)
+        if unit is None:            # perhaps added since the tree was read: ask the database
+            with self.db.reading() as session:
+                unit = session.get(OrgUnit, unit_id)
         if unit is None:
             raise NotFound(f"unit '{unit_id}' does not exist", unit_id=unit_id)
         return unit
@@ -91,9 +119,8 @@ class Org:
 
     def subtree(self, unit_id: str) -> list[OrgUnit]:
         root = self.unit(unit_id)
-        with self.db.reading() as session:
-            units = list(session.scalars(select(OrgUnit).where(OrgUnit.variant == root.variant)
-                                         .order_by(OrgUnit.id)))
+        units = sorted((u for u in self._tree().values() if u.variant == root.variant),
+                       key=lambda u: u.id)
         children: dict[str | None, list[OrgUnit]] = {}
         for unit in units:
             children.setdefault(unit.parent_id, []).append(unit)
@@ -242,6 +269,7 @@ class Org:
                         if exists is None:
                             session.add(Grant(username=spec["username"], variant=target,
                                               grant=grant))
+        self.invalidate()
         return len(units), len(users)
 
     def sandbox_functions(self) -> dict:

@@ -55,6 +55,9 @@ class Repository:
         self.clock = clock
         self._specs: dict[int, tuple] = {}
         self._settings: dict[int, dict] = {}
+        # definition rows by id: versions are immutable, and a row carries the whole spec
+        # text and sources, too costly to read again at every step of every instance
+        self._definitions: dict[int, Definition] = {}
         self._lock = threading.Lock()
 
     # validation and deployment -------------------------------------------------------
@@ -172,13 +175,17 @@ class Repository:
 
     # look-ups --------------------------------------------------------------------------
     def get(self, definition_id: int) -> Definition:
+        cached = self._definitions.get(definition_id)
+        if cached is not None:
+            return cached
         if not 0 < definition_id < 2**31:      # beyond any stored id (and any SQL INTEGER)
             raise NotFound(f"definition {definition_id} does not exist")
         with self.db.reading() as session:
             definition = session.get(Definition, definition_id)
             if definition is None:
                 raise NotFound(f"definition {definition_id} does not exist")
-            return definition
+        self._definitions[definition_id] = definition
+        return definition
 
     def latest(self, variant: str, key: str) -> Definition:
         with self.db.reading() as session:

@@ -38,6 +38,7 @@ from .scripting import EngineScriptEngine, data_size, parse_instant, timer_due
 from .serialization import STATE_FORMAT, Codec
 from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
                     MessageSubscription, TaskCandidate, Timer)
+from .workflow_cache import WorkflowCache
 
 RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
 COMPLETED, TERMINATED = "completed", "terminated"
@@ -104,6 +105,7 @@ class Runtime:
         self.clock = clock
         self.script_engine = script_engine
         self.max_data_bytes = max_data_bytes
+        self._workflows = WorkflowCache()
 
     # --- units of work -----------------------------------------------------------------
     @contextmanager
@@ -122,11 +124,17 @@ class Runtime:
                 raise Conflict("the instance is busy with another change; try again") from None
             raise
 
-    def _load(self, session: Session, instance_id: str) -> tuple[Instance, BpmnWorkflow]:
+    def _load(self, session: Session, instance_id: str,
+              cached: bool = False) -> tuple[Instance, BpmnWorkflow]:
         instance = session.get(Instance, instance_id)
         if instance is None:
             raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
-        definition = session.get(Definition, instance.definition_id)
+        if cached:          # only for a unit of work that holds the instance's row lock
+            workflow = self._workflows.take(instance_id, instance.version,
+                                            instance.definition_id)
+            if workflow is not None:
+                return instance, workflow
+        definition = self.repository.get(instance.definition_id)
         spec, subprocess_specs = self.repository.specs(definition)
         workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
                                          self.script_engine)
@@ -139,10 +147,16 @@ class Runtime:
         with self._unit_of_work() as session:
             # the instance row first, before any of its other rows (see lock_instance_chain)
             lock_instance_chain(session, instance_id)
-            instance, workflow = self._load(session, instance_id)
-            definition = session.get(Definition, instance.definition_id)
+            instance, workflow = self._load(session, instance_id, cached=True)
+            loaded_version = instance.version
+            definition = self.repository.get(instance.definition_id)
             with variant_settings(self.repository.settings(definition)):
                 yield session, instance, workflow
+        # committed: keep the workflow for the next step when this one saved it (a unit of
+        # work that saved nothing may have touched it without writing; it is dropped)
+        if instance.version != loaded_version:
+            self._workflows.put(instance_id, instance.version, instance.definition_id,
+                                workflow)
 
     def _advance(self, workflow: BpmnWorkflow, completed: list) -> Incident | None:
         """Run engine steps; a failing script or expression becomes an incident."""
@@ -212,10 +226,17 @@ class Runtime:
                 row.status = "cancelled"
                 row.completed_at = now
         known = {r.id for r in open_rows}
-        for task_id, task in ready.items():
-            if task_id in known:
-                continue
-            existing = session.get(HumanTask, task_id)
+        new_ids = [task_id for task_id in ready if task_id not in known]
+        # rows of tasks reopened by retry or migration, in one query (a reporting cycle
+        # opens thousands of tasks in one step)
+        earlier = {}
+        for first in range(0, len(new_ids), 500):
+            earlier.update((r.id, r) for r in session.scalars(select(HumanTask).where(
+                HumanTask.id.in_(new_ids[first:first + 500]))))
+        candidate_rows = []
+        for task_id in new_ids:
+            task = ready[task_id]
+            existing = earlier.get(task_id)
             if existing is not None:     # a task reopened by retry or migration
                 existing.status, existing.completed_at, existing.completed_by = "open", None, None
                 continue
@@ -232,9 +253,11 @@ class Runtime:
                 created_at=now, due_at=due)
             session.add(human)
             created.append((human, list(dict.fromkeys(candidates))))
-            session.flush()
-            session.add_all(TaskCandidate(task_id=task_id, username=u)
-                            for u in dict.fromkeys(candidates))
+            candidate_rows += [TaskCandidate(task_id=task_id, username=u)
+                               for u in dict.fromkeys(candidates)]
+        if candidate_rows:
+            session.flush()              # the tasks first: candidates refer to them
+            session.add_all(candidate_rows)
 
         waiting = [] if finished else workflow.get_tasks(state=TaskState.WAITING)
         timers = {}
@@ -247,16 +270,18 @@ class Runtime:
                     timers[str(task.id)] = (task, definition, due)
             elif isinstance(definition, MessageEventDefinition):
                 messages[str(task.id)] = (task, definition)
-        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id,
-                                                       Timer.status == "pending")):
+        earlier_timers = {}              # fired or cancelled rows, by task (one each)
+        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
+            if row.status != "pending":
+                earlier_timers[row.task_id] = row
+                continue
             entry = timers.pop(row.task_id, None)
             if entry is None:
                 row.status = "cancelled"
             elif as_utc(row.due_at) != entry[2]:
                 row.due_at, row.attempts = entry[2], 0
         for task_id, (task, definition, due) in timers.items():
-            existing = session.scalars(select(Timer).where(
-                Timer.instance_id == instance.id, Timer.task_id == task_id)).first()
+            existing = earlier_timers.get(task_id)
             if existing is not None:
                 existing.status, existing.due_at, existing.attempts = "pending", due, 0
                 continue
@@ -392,6 +417,7 @@ class Runtime:
                            incident=incident, completed=completed)
                 if in_transaction is not None:
                     in_transaction(session, instance)
+        self._workflows.put(instance.id, instance.version, instance.definition_id, workflow)
         return instance
 
     def get(self, instance_id: str) -> Instance:
@@ -440,7 +466,7 @@ class Runtime:
                 task = None
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
-            definition = session.get(Definition, instance.definition_id)
+            definition = self.repository.get(instance.definition_id)
             self._check_form(definition, row, task.data, data)
             before = dict(task.data)
             task.data.update(data)
