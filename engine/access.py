@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select, union
 from werkzeug.security import check_password_hash
 
 from .clock import Clock
@@ -107,6 +107,29 @@ class Access:
     def involved_clause(self, principal: Principal):
         """SQL condition on Instance: the principal may see it (proposer, someone who had a
         task in it or whose unit had one, an administrator of its variant)."""
+        # The ids of the principal's instances, each part read through its own index, so
+        # the cost follows the principal's own history, not everyone's (an EXISTS tested
+        # on every instance row reads the whole country's history).
+        name = principal.username
+        parts = [select(Instance.id).where(Instance.started_by == name),
+                 select(HumanTask.instance_id).where(HumanTask.assignee == name),
+                 select(HumanTask.instance_id).where(HumanTask.completed_by == name),
+                 select(HumanTask.instance_id).join(
+                     TaskCandidate, TaskCandidate.task_id == HumanTask.id)
+                 .where(TaskCandidate.username == name),
+                 select(Notification.instance_id).where(Notification.username == name,
+                                                        Notification.instance_id.isnot(None))]
+        if principal.units:
+            parts.append(select(HumanTask.instance_id)
+                         .where(HumanTask.unit_id.in_(principal.units)))
+        clauses = [Instance.id.in_(union(*parts))]
+        if principal.admin_of:
+            clauses.append(principal.admin_variants_clause(Instance.variant))
+        return or_(*clauses)
+
+    def _involved_row_clause(self, principal: Principal):
+        """The same condition as :meth:`involved_clause`, tested row by row: cheapest for
+        one given instance."""
         involvement = [HumanTask.assignee == principal.username,
                        HumanTask.completed_by == principal.username,
                        exists().where(TaskCandidate.task_id == HumanTask.id,
@@ -122,7 +145,7 @@ class Access:
     def can_see_instance(self, principal: Principal, instance_id: str) -> bool:
         with self.db.reading() as session:
             return session.scalar(select(func.count(Instance.id)).where(
-                Instance.id == instance_id, self.involved_clause(principal))) > 0
+                Instance.id == instance_id, self._involved_row_clause(principal))) > 0
 
     def candidates(self, task_id: str) -> list[str]:
         return self.candidates_of([task_id]).get(task_id, [])

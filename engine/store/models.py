@@ -56,6 +56,7 @@ class Instance(Base):
     __table_args__ = (
         Index("ix_instance_status", "status", "variant", "definition_key"),
         Index("ix_instance_business_key", "business_key"),
+        Index("ix_instance_started_by", "started_by", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -92,6 +93,8 @@ class HumanTask(Base):
         Index("ix_human_task_inbox", "status", "lane"),
         Index("ix_human_task_instance", "instance_id", "status"),
         Index("ix_human_task_assignee", "assignee", "status"),
+        Index("ix_human_task_completed_by", "completed_by"),
+        Index("ix_human_task_unit", "unit_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)   # SpiffWorkflow task id
