@@ -9,10 +9,13 @@ import threading
 
 import pytest
 
-from engine.errors import Conflict
-from engine.runtime import Runtime
+from sqlalchemy import select
 
-from conftest import PROJECT
+from engine.errors import Conflict, EngineError, InvalidState, NotFound
+from engine.runtime import Runtime
+from engine.store import AuditEvent
+
+from conftest import PROJECT, bpmn_source
 
 RACER = """
 import sys
@@ -109,4 +112,141 @@ def test_failure_in_the_middle_of_a_save_keeps_the_previous_state(engine, review
     assert still_open.id == decide.id
     engine.runtime.complete_task(decide.id, {"decision": "reject", "refusal_reasons": "x"},
                                  actor="bob")
+    assert engine.runtime.get(instance.id).status == "completed"
+
+
+# --- 50 clients at once -------------------------------------------------------------------
+RACERS = 50
+
+
+def _safe(call):
+    try:
+        return call()
+    except EngineError as exc:
+        return exc
+
+
+def _race(clients) -> list:
+    """Run each client in its own thread, all released at once; their results, in order."""
+    barrier = threading.Barrier(len(clients))
+    results = [None] * len(clients)
+
+    def run(index, client):
+        barrier.wait()
+        try:
+            results[index] = client()
+        except EngineError as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def _attempt(engine, task_id, data, actor):
+    engine.runtime.complete_task(task_id, data, actor=actor)
+    return "won"
+
+
+def _winners(results) -> dict:
+    """task id -> the one value that won it; fails when a task was won twice."""
+    won = {}
+    for task_id, value, outcome in results:
+        if outcome == "won":
+            assert task_id not in won, f"task {task_id} was completed twice"
+            won[task_id] = value
+        else:   # a clear refusal: someone else changed the instance or took the task first
+            assert isinstance(outcome, (Conflict, InvalidState, NotFound)) and outcome.message
+    return won
+
+
+def _retry_the_rest(engine, instance_id, tasks: dict, won: dict, data_for) -> None:
+    """What a client does after a 409: reload and complete its task if it is still open."""
+    for task_id in tasks:
+        if task_id not in won:
+            assert task_id in {t.id for t in engine.runtime.open_tasks(instance_id)}
+            engine.runtime.complete_task(task_id, data_for(task_id), actor="retry")
+            won[task_id] = data_for(task_id).get("vote")
+
+
+@pytest.fixture
+def parallel(engine):
+    engine.repository.deploy("national", [bpmn_source("parallel_votes.bpmn")], "designer")
+    voters = [f"voter{i}" for i in range(5)]
+    instance = engine.runtime.start("national", "parallel_votes", started_by="alice",
+                                    data={"voters": voters}, business_key="PAR-1")
+    return instance, voters
+
+
+def _data_after(engine, instance_id, element):
+    [task] = engine.runtime.workflow(instance_id).get_tasks(spec_name=element)
+    return task.data
+
+
+def _events(engine, instance_id, action):
+    with engine.db.reading() as session:
+        return list(session.scalars(select(AuditEvent.element_id).where(
+            AuditEvent.instance_id == instance_id, AuditEvent.action == action)))
+
+
+def test_fifty_clients_complete_the_same_task(engine, review):
+    instance, decide = _at_decision(engine)
+    results = _race([lambda who=f"racer{i}": engine.runtime.complete_task(
+        decide.id, {"decision": "reject", "refusal_reasons": who}, actor=who)
+        for i in range(RACERS)])
+    winners = [i for i, r in enumerate(results) if not isinstance(r, EngineError)]
+    assert len(winners) == 1, results
+    losers = [r for r in results if isinstance(r, EngineError)]
+    assert all(isinstance(r, (Conflict, InvalidState, NotFound)) and r.message for r in losers)
+    _assert_intact(engine, instance.id, f"racer{winners[0]}")
+    assert _events(engine, instance.id, "task_completed").count("decide") == 1
+
+
+def test_fifty_clients_vote_join_and_send_the_same_message(engine, parallel):
+    instance, voters = parallel
+    ballots = {t.id: t for t in engine.runtime.open_tasks(instance.id)}
+    assert len(ballots) == len(voters)
+    # ten clients per ballot, all at once: each ballot goes to one of its clients
+    def vote_of(i):
+        return "for" if i % 3 else "against"
+    results = _race([lambda t=list(ballots)[i % len(ballots)], i=i: (
+        t, vote_of(i), _safe(lambda: _attempt(engine, t, {"vote": vote_of(i)}, f"client{i}")))
+        for i in range(RACERS)])
+    chosen = _winners(results)
+    assert chosen, "at least the first ballot to be saved wins"
+    _retry_the_rest(engine, instance.id, ballots, chosen, lambda t: {"vote": "for"})
+    tally = _data_after(engine, instance.id, "tally")
+    assert sorted(tally["ballots"]) == sorted(chosen.values())
+    assert tally["votes_cast"] == len(voters)
+    assert tally["votes_for"] == list(chosen.values()).count("for")
+
+    # the three branches of the parallel gateway, completed at once by 50 clients
+    branches = {t.id: t for t in engine.runtime.open_tasks(instance.id)}
+    assert {t.element_id for t in branches.values()} == {"review_a", "review_b", "review_c"}
+    results = _race([lambda t=list(branches)[i % 3], i=i: (
+        t, None, _safe(lambda: _attempt(engine, t, {}, f"client{i}"))) for i in range(RACERS)])
+    done = _winners(results)
+    assert done
+    _retry_the_rest(engine, instance.id, branches, done, lambda t: {})
+    assert sorted(done) == sorted(branches)
+    [joined] = engine.runtime.workflow(instance.id).get_tasks(spec_name="joined")
+    assert joined.data["log"] == ["tally", "joined"]        # the join passed exactly once
+    assert _events(engine, instance.id, "element_completed").count("join") == 1
+
+    # the message it now waits for, sent by 50 clients: delivered once
+    results = _race([lambda i=i: engine.runtime.send_message(
+        "go_ahead", {"sender": f"client{i}"}, actor=f"client{i}", correlation_key="PAR-1")
+        for i in range(RACERS)])
+    delivered = [r for r in results if not isinstance(r, EngineError)]
+    assert len(delivered) == 1, results
+    assert all(isinstance(r, (Conflict, NotFound)) and r.message
+               for r in results if isinstance(r, EngineError))
+    assert _data_after(engine, instance.id, "went")["log"] == ["tally", "joined", "went"]
+    [close] = engine.runtime.open_tasks(instance.id)
+    assert close.element_id == "close"
+    engine.runtime.complete_task(close.id, {}, actor="alice")
     assert engine.runtime.get(instance.id).status == "completed"
