@@ -2,7 +2,11 @@
 by one or all at once, and the e-mail preference."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
+
+from engine.scheduler import Scheduler
 
 from api_client import LiveServer
 from procedures import Case, deploy_library, plan
@@ -99,9 +103,6 @@ def test_designers_upload_templates_like_bpmn(api, engine):
 
 
 def test_a_superior_head_told_of_an_overdue_step_may_open_it(api, engine, clock):
-    from datetime import datetime, timezone
-
-    from engine.scheduler import Scheduler
     case = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-10")
     case.do("submit_plan", plan(), by=PROPOSER)
     [screening] = case.open("screening")

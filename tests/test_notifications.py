@@ -10,23 +10,24 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 from email.policy import default as default_policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select, update
 
 from engine.clock import as_utc
+from engine.demo import seed_orgs
 from engine.errors import DefinitionInvalid, InvalidData, NotFound
 from engine.notifications.mailer import SmtpSettings
+from engine.notifications.templates import Renderer
 from engine.scheduler import Scheduler
-from engine.store.models import Notification, OutboxMessage
+from engine.store.models import OutboxMessage
 
 from conftest import PROJECT
-from procedures import Case, deploy_library, plan
+from procedures import Case, deploy_library, implement_and_evaluate, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "mau.sxd.qlxd.chuyenvien"
@@ -220,6 +221,28 @@ def test_a_refusal_tells_the_proposer_the_reasons(library, mailbox):
     scheduler(library, mailbox.port).send_mail()
     [(rcpt, message)] = [m for m in mailbox.messages if m[0] == [f"{PROPOSER}@{DOMAIN}"]]
     assert "Lý do: Đã có quy định điều chỉnh" in message.get_body(("html",)).get_content()
+
+
+def test_a_protection_decision_tells_the_proposer(library):
+    case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-18")
+    case.do("submit_plan", plan(), by=PROPOSER)
+    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    case.vote({v: "for" for v in case.voters()})
+    case.do("decide", {"decision": "approve"}, by=HEAD)
+    implement_and_evaluate(case, "not_completed", PROPOSER)
+    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
+            by=PROPOSER)
+    case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
+                       "abuse": False, "assessment": "Đúng chủ trương"}, by=HEAD)
+    case.do("protection_party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
+    case.do("decide_protection", {"protection_decision": "exempted",
+                                  "protection_reasons": "Điều 11"}, by=HEAD)
+    [decided] = [n for n in library.notifications.list_for(PROPOSER)
+                 if n["kind"] == "protection_decided"]
+    assert decided["title"] == "[ND73] Đã có quyết định về việc bảo vệ – DX-18"
+    assert "đã có quyết định: Miễn trách nhiệm." in decided["body"]
+    assert "Căn cứ, lý do: Điều 11" in decided["body"]
 
 
 def test_outbox_survives_a_scheduler_restart_and_a_killed_sender(library, clock, mailbox):
@@ -431,7 +454,6 @@ def test_a_variant_overrides_templates_file_by_file(engine, processes):
         "<p>{{ data.note }}{{ user.full_name }}</p>", encoding="utf-8")
     (processes / "national" / "org.toml").rename(folder / "org.toml")
     engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
-    from engine.demo import seed_orgs
     seed_orgs(engine, processes)
     case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
                                              business_key="MN-1"))
@@ -458,7 +480,7 @@ def test_template_problems_are_refused_at_deployment_with_file_and_line(engine, 
     assert engine.repository.count() == 0                  # nothing was deployed
 
 
-def test_templates_run_in_a_sandbox(engine, processes, caplog):
+def test_templates_run_in_a_sandbox(engine, processes):
     folder = processes / "mien-nui"
     (folder / "notifications" / "task_available.subject.txt").write_text(
         "{{ user.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}", encoding="utf-8")
@@ -466,7 +488,6 @@ def test_templates_run_in_a_sandbox(engine, processes, caplog):
         "<p>{{ instance.business_key }}</p>", encoding="utf-8")
     (processes / "national" / "org.toml").rename(folder / "org.toml")
     engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
-    from engine.demo import seed_orgs
     seed_orgs(engine, processes)
     case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
                                              business_key="<b>MN-2</b>"))
@@ -485,7 +506,6 @@ def test_templates_run_in_a_sandbox(engine, processes, caplog):
     "{{ 2 ** 100000000 }}",
 ])
 def test_a_costly_template_falls_back_to_the_generic_message(costly):
-    from engine.notifications.templates import Renderer
     context = {"user": {"full_name": "Lê Văn A"}, "url": "http://x/tasks/1", "task": None,
                "instance": None, "data": {}}
     subject, text, html = Renderer().render(1, {"reminder.subject.txt": costly,
