@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
@@ -174,16 +176,20 @@ class Repository:
         return DeployedProcess(definition.id, process.key, variant, definition.version, True)
 
     # look-ups --------------------------------------------------------------------------
-    def get(self, definition_id: int) -> Definition:
+    def get(self, definition_id: int, session: Session | None = None) -> Definition:
+        """A definition by id. Inside a unit of work pass its ``session``: taking a second
+        connection while holding one deadlocks when every pooled connection is held so."""
         cached = self._definitions.get(definition_id)
         if cached is not None:
             return cached
         if not 0 < definition_id < 2**31:      # beyond any stored id (and any SQL INTEGER)
             raise NotFound(f"definition {definition_id} does not exist")
-        with self.db.reading() as session:
-            definition = session.get(Definition, definition_id)
+        with nullcontext(session) if session is not None else self.db.reading() as reader:
+            definition = reader.get(Definition, definition_id)
             if definition is None:
                 raise NotFound(f"definition {definition_id} does not exist")
+            if session is not None:     # a rollback of that unit must not expire the cached row
+                session.expunge(definition)
         self._definitions[definition_id] = definition
         return definition
 

@@ -134,7 +134,7 @@ class Runtime:
                                             instance.definition_id)
             if workflow is not None:
                 return instance, workflow
-        definition = self.repository.get(instance.definition_id)
+        definition = self.repository.get(instance.definition_id, session)
         spec, subprocess_specs = self.repository.specs(definition)
         workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
                                          self.script_engine)
@@ -149,7 +149,7 @@ class Runtime:
             lock_instance_chain(session, instance_id)
             instance, workflow = self._load(session, instance_id, cached=True)
             loaded_version = instance.version
-            definition = self.repository.get(instance.definition_id)
+            definition = self.repository.get(instance.definition_id, session)
             with variant_settings(self.repository.settings(definition)):
                 yield session, instance, workflow
         # committed: keep the workflow for the next step when this one saved it (a unit of
@@ -466,7 +466,7 @@ class Runtime:
                 task = None
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
-            definition = self.repository.get(instance.definition_id)
+            definition = self.repository.get(instance.definition_id, session)
             self._check_form(definition, row, task.data, data)
             before = dict(task.data)
             task.data.update(data)
