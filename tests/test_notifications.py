@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -299,6 +300,34 @@ def test_scheduler_processes_configured_from_the_environment_send_once(library, 
     assert {mail(HEAD, "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính chất – DX-17"),
             mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-17")
             } <= set(received)
+
+
+def test_two_schedulers_at_once_send_each_message_once(library, mailbox):
+    for number in range(3):
+        case = Case.start(library, "national", "proposal", PROPOSER,
+                          business_key=f"DX-2{number}")
+        case.do("submit_plan", plan(), by=PROPOSER)
+        case.do("screening", {"is_complex": False}, by=HEAD)
+    rows = outbox(library)
+    assert len(rows) == 6
+    senders = [scheduler(library, mailbox.port, owner=f"s{i}") for i in (1, 2)]
+    for sender in senders:
+        sender.outbox.batch = 2                   # several claims each, interleaved
+    barrier = threading.Barrier(2)
+    sent = {}
+
+    def run(sender):
+        barrier.wait()
+        sent[sender.owner] = sender.send_mail()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(sent.values()) == 6
+    assert mailbox.take() == sorted((m.recipient, m.subject) for m in rows)
+    assert {m.status for m in outbox(library)} == {"sent"}
 
 
 def test_a_failing_smtp_server_leaves_messages_queued_and_the_workflow_unaffected(
