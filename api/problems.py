@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy.exc
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
@@ -33,6 +34,10 @@ PROBLEMS = {
                           "Too many attempts, try again later"),
     "server-error": (500, "Lỗi hệ thống, đã được ghi nhận", "Internal error; it was logged"),
     "server-unavailable": (503, "Hệ thống chưa sẵn sàng", "Not ready"),
+    "database-unavailable": (503, "Cơ sở dữ liệu tạm thời không truy cập được, vui lòng thử "
+                                  "lại", "The database is unavailable for a moment; try again"),
+    "storage-full": (507, "Hết dung lượng lưu trữ; chưa có gì được ghi, vui lòng thử lại sau",
+                     "Storage is full; nothing was saved, try again later"),
 }
 _ENGINE_TYPES = {"not_found": "not-found", "conflict": "conflict",
                  "invalid_state": "invalid-state", "invalid_data": "invalid-data",
@@ -42,6 +47,11 @@ _STATUS_TYPES = {400: "malformed-request", 401: "unauthenticated", 403: "forbidd
                  404: "not-found", 405: "method-not-allowed", 409: "conflict",
                  413: "payload-too-large", 415: "unsupported-media-type",
                  422: "invalid-data", 429: "too-many-requests"}
+
+
+# how SQLite and PostgreSQL say that the disk (or the database's size limit) is full
+_STORAGE_FULL = ("database or disk is full", "no space left on device", "disk full",
+                 "could not extend file")
 
 
 class ApiProblem(Exception):
@@ -130,6 +140,22 @@ def register(app: Flask) -> None:
             log.error("HTTP %s on %s %s", exc.code, request.method, request.path)
             return problem("server-error")
         return problem(kind, exc.description if exc.code != 404 else None)
+
+    @app.errorhandler(sqlalchemy.exc.OperationalError)
+    @app.errorhandler(sqlalchemy.exc.InterfaceError)
+    @app.errorhandler(sqlalchemy.exc.TimeoutError)
+    def database_unavailable(exc: Exception):
+        # the unit of work rolled back: nothing of this request was written, so the client
+        # may send it again (a completed task then answers 409, never a double completion)
+        log.error("database error on %s %s: %s", request.method, request.path,
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        text = str(getattr(exc, "orig", exc)).lower()
+        if any(sign in text for sign in _STORAGE_FULL):
+            return problem("storage-full", "the database has no space left; this request "
+                                           "wrote nothing")
+        response = problem("database-unavailable", "this request wrote nothing; send it again")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
