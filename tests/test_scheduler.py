@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -210,6 +211,35 @@ def test_claims_of_a_killed_scheduler_are_taken_over_after_their_lock_expires(
     fired = _audit(timers, "timers_fired")
     assert len(fired) == 20 and len({e.instance_id for e in fired}) == 20
     assert {e.details["scheduler"] for e in fired} == {"survivor"}
+
+
+def test_a_scheduler_killed_while_firing_leaves_every_timer_fired_once(timers, database_url):
+    count = 200
+    _due_in_the_past(timers, count)
+    doomed = _python(RUN_SCHEDULER, database_url, "doomed")
+    for _ in range(6000):       # bounded wait until it is under way, then kill it mid-batch
+        if _audit(timers, "timers_fired") or doomed.poll() is not None:
+            break
+        threading.Event().wait(0.01)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    fired_before = len(_audit(timers, "timers_fired"))
+    assert 0 < fired_before < count, "killed before it began or after it finished"
+    survivor_clock = ManualClock(datetime.now(timezone.utc) + timedelta(seconds=61))
+    survivor = WorkflowEngine(database_url, clock=survivor_clock)
+    try:        # once the dead scheduler's claims expired, the rest fire, each once
+        assert Scheduler(survivor, owner="survivor").run_due() == count - fired_before
+    finally:
+        survivor.close()
+    fired = _audit(timers, "timers_fired")
+    assert len(fired) == count and len({e.instance_id for e in fired}) == count
+    with timers.db.reading() as session:
+        ids = list(session.scalars(select(Instance.id)))
+        completed = session.scalar(select(func.count(Instance.id)).where(
+            Instance.status == "completed"))
+    assert completed == count
+    for instance_id in ids:         # every stored state still loads
+        assert timers.runtime.workflow(instance_id).is_completed()
 
 
 def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers, clock):
