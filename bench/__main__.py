@@ -22,6 +22,8 @@ def main(argv=None) -> int:
     parser.add_argument("figures", nargs="*", choices=FIGURES, default=[],
                         help="figures to run (default: all)")
     parser.add_argument("--overhead-n", type=int, default=500)
+    parser.add_argument("--overhead-postgres-n", type=int, default=100,
+                        help="N of figure 1 on PostgreSQL (slower per instance: round trips)")
     parser.add_argument("--overhead-databases", default="sqlite,postgresql")
     parser.add_argument("--http-n", type=int, default=2000)
     parser.add_argument("--http-clients", type=int, default=32)
@@ -30,7 +32,8 @@ def main(argv=None) -> int:
                         help="finished instances of figure 3's large database (issue: 1000000)")
     parser.add_argument("--history-open", type=int, default=10_000)
     parser.add_argument("--history-samples", type=int, default=200)
-    parser.add_argument("--fanout-n", type=int, default=5000)
+    parser.add_argument("--fanout-n", type=int, default=2000,
+                        help="reporting units of figure 4 (the issue: 5000, several minutes)")
     parser.add_argument("--state-n", type=int, default=20)
     parser.add_argument("--state-loops", type=int, default=50)
     parser.add_argument("--timers-n", type=int, default=10_000)
@@ -49,7 +52,8 @@ def main(argv=None) -> int:
             for database in args.overhead_databases.split(","):
                 if database == "postgresql" and not postgres:
                     continue
-                engine_overhead.run(args.overhead_n, database)
+                engine_overhead.run(args.overhead_n if database == "sqlite"
+                                    else args.overhead_postgres_n, database)
         elif figure == "http":
             http_throughput.run(args.http_n, args.http_clients, 2, args.http_time_limit, server)
         elif figure == "history":

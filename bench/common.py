@@ -75,13 +75,14 @@ def kind_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def library_engine(url: str, clock=None):
-    """A migrated engine with the process library deployed and the organisations seeded."""
+def library_engine(url: str, clock=None, **settings):
+    """A migrated engine with the process library deployed and the organisations seeded
+    (``settings``: WorkflowEngine's keyword arguments, such as max_data_bytes)."""
     from engine.clock import ManualClock
     from engine.demo import seed_orgs
     from engine.workflow_engine import WorkflowEngine
 
-    engine = WorkflowEngine(url, clock=clock or ManualClock())
+    engine = WorkflowEngine(url, clock=clock or ManualClock(), **settings)
     engine.upgrade_database()
     engine.repository.deploy_folder(PROJECT / "processes" / "national", "bench")
     seed_orgs(engine, PROJECT / "processes")
