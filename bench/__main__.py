@@ -19,8 +19,8 @@ FIGURES = ("overhead", "http", "history", "fanout", "state", "timers")
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("figures", nargs="*", choices=FIGURES, default=[],
-                        help="figures to run (default: all)")
+    parser.add_argument("figures", nargs="*", metavar="figure",
+                        help=f"figures to run, of {', '.join(FIGURES)} (default: all)")
     parser.add_argument("--overhead-n", type=int, default=500)
     parser.add_argument("--overhead-postgres-n", type=int, default=100,
                         help="N of figure 1 on PostgreSQL (slower per instance: round trips)")
@@ -43,6 +43,9 @@ def main(argv=None) -> int:
                         help="run every figure on SQLite (no PostgreSQL server needed)")
     args = parser.parse_args(argv)
     selected = args.figures or list(FIGURES)
+    unknown = [f for f in selected if f not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
     postgres = not args.sqlite_only and postgres_available()
     server = "postgresql" if postgres else "sqlite"
     if not postgres and not args.sqlite_only:
