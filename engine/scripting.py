@@ -263,6 +263,9 @@ class EngineCycle(CycleTimerEventDefinition):
         return ready
 
 
+MIN_CYCLE_PERIOD = timedelta(minutes=1)
+
+
 def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelta]:
     """``R[n]/[start/]duration`` → (cycles, first due time, period); -1 cycles is unbounded."""
     parts = expression.strip().upper().replace("--", "/").split("/")
@@ -271,9 +274,14 @@ def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelt
     cycles = int(parts[0][1:]) if parts[0][1:] else -1
     if len(parts) == 3:
         start = parse_instant(parts[1])
-        return cycles, start, duration_from(parts[2], start)
-    period = duration_from(parts[1], now)
-    return cycles, now + period, period
+        period = duration_from(parts[2], start)
+    else:
+        start, period = None, duration_from(parts[1], now)
+    # a zero period fires again at once, for ever: the step that starts it never ends
+    if period < MIN_CYCLE_PERIOD:
+        raise ValueError(f"a timer cycle must repeat after at least "
+                         f"{MIN_CYCLE_PERIOD.total_seconds():g} seconds: {expression!r}")
+    return cycles, start or now + period, period
 
 
 class _StartsTheInstance:
