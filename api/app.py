@@ -10,7 +10,7 @@ from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
 from . import observability, problems
-from .auth import DEFAULT_TTL, secret_key
+from .auth import DEFAULT_TTL, authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
@@ -57,6 +57,7 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api)
     problems.register(app)
+    app.before_request(authenticate_first)      # after the NUL check problems registers
     ui.register(app)
     observability.register(app, app.extensions["nd73"])
     return app

@@ -102,9 +102,19 @@ def authenticated(view):
     ``g.principal``."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        g.principal = _principal_from_request()
+        if "principal" not in g:
+            g.principal = _principal_from_request()
         return view(*args, **kwargs)
+    wrapper.requires_principal = True   # copied onto the outer wrappers by functools.wraps
     return wrapper
+
+
+def authenticate_first() -> None:
+    """Before any view: who calls is settled before the body and query are parsed, so a
+    caller without a valid token gets 401, not a description of what the body lacks."""
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "requires_principal", False):
+        g.principal = _principal_from_request()
 
 
 def current() -> Principal:

@@ -183,6 +183,12 @@ def test_no_token_forged_or_expired_token_is_unauthenticated(case):
             _problem(response, 401, operation, who)
             if who == "expired":
                 assert "expired" in response.json()["detail"]
+        # who calls is settled first: an invalid body does not describe itself to strangers
+        method, path = operation.split()[0], ROWS[operation][0][0]
+        response = requests.request(method, f"{server.url}/api/v1{path.format(**values)}",
+                                    json={"unexpected": ["field"]}, timeout=60,
+                                    params={"page_size": "not a number"})
+        _problem(response, 401, operation, "no token, invalid body")
 
 
 def test_users_of_another_province_and_plain_officials(case):
