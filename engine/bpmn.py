@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,12 +253,52 @@ def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Pro
                                         **where))
                 continue
             try:
-                Draft202012Validator.check_schema(json.loads(forms[name]))
-            except (ValueError, SchemaError) as exc:
+                schema = json.loads(forms[name])
+                Draft202012Validator.check_schema(schema)
+            except (ValueError, SchemaError, RecursionError) as exc:
                 message = getattr(exc, "message", str(exc))
                 problems.append(Problem(f.name, f"form '{name}' is not a valid JSON Schema: "
                                                 f"{message}", **where))
+                continue
+            for message in _unsafe_schema(schema):
+                problems.append(Problem(f.name, f"form '{name}': {message}", **where))
     return problems
+
+
+# A group that repeats and holds a repetition itself, as in (a+)+ or (a|aa)*: Python's
+# regular expressions backtrack exponentially on such patterns, outside any CPU budget.
+_NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]"
+                            r"|\((?:[^()\\]|\\.)*\|(?:[^()\\]|\\.)*\)\s*[+*{]")
+MAX_PATTERN = 500
+
+
+def _unsafe_schema(schema) -> list[str]:
+    """What in a form's schema would let a designer hang the server or reach outside:
+    patterns that backtrack without end, and references to other documents."""
+    found, todo = [], [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        if isinstance(node.get("patternProperties"), dict):
+            patterns += list(node["patternProperties"])
+        for pattern in patterns:
+            if len(pattern) > MAX_PATTERN:
+                found.append(f"pattern longer than {MAX_PATTERN} characters")
+            elif _NESTED_REPEAT.search(pattern):
+                found.append(f"pattern {pattern!r} repeats a repetition, which can take "
+                             "for ever to check; simplify it")
+        for key in ("$ref", "$dynamicRef"):
+            if isinstance(node.get(key), str) and not node[key].startswith("#"):
+                found.append(f"{key} {node[key][:80]!r} refers outside the form; only "
+                             "references inside it ('#/...') are allowed")
+        todo.extend(v for k, v in node.items() if k not in ("const", "enum", "default",
+                                                             "examples"))
+    return found
 
 
 def forms_used(process: "BuiltProcess") -> set[str]:

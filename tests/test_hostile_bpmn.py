@@ -27,6 +27,7 @@ from engine.variants import SourceFile
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CORPUS = sorted(HOSTILE.glob("*.bpmn"))
+FORMS = {p.name: p.read_bytes() for p in HOSTILE.glob("*.json")}   # forms the attacks name
 HEADER = re.compile(r"ATTACK: (?P<attack>.+?)\n\s*EXPECT: (?P<expect>refused|incident)\n"
                     r"\s*ELEMENT: (?P<element>\S+)\n\s*MESSAGE: (?P<message>.+?) -->", re.S)
 INCIDENT_SECONDS = 15   # a budget of 1 CPU second per evaluation, with room for a busy CI
@@ -67,7 +68,7 @@ def test_hostile_file(engine, tmp_path, path):
     before = _counts(engine)
     if expected["expect"] == "refused":
         with pytest.raises(DefinitionInvalid) as caught:
-            engine.repository.deploy("national", [source], "designer", forms={})
+            engine.repository.deploy("national", [source], "designer", forms=FORMS)
         assert _counts(engine) == before, "a refused deployment must write nothing"
         problems = caught.value.problems
         matching = [p for p in problems if re.search(expected["message"], p.message)]
@@ -79,7 +80,7 @@ def test_hostile_file(engine, tmp_path, path):
         if expected["element"] not in ("-", "(file)"):
             assert problem.element_id == expected["element"], problem
     else:
-        engine.repository.deploy("national", [source], "designer", forms={})
+        engine.repository.deploy("national", [source], "designer", forms=FORMS)
         started = time.monotonic()
         instance = engine.runtime.start("national", "hostile", started_by="alice")
         assert time.monotonic() - started < INCIDENT_SECONDS
