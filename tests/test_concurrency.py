@@ -250,3 +250,28 @@ def test_fifty_clients_vote_join_and_send_the_same_message(engine, parallel):
     assert close.element_id == "close"
     engine.runtime.complete_task(close.id, {}, actor="alice")
     assert engine.runtime.get(instance.id).status == "completed"
+
+
+def test_fifty_http_clients_complete_the_same_task(engine):
+    """The same race through the REST API: one 200, and 409 problems for everyone else."""
+    from api_client import LiveServer
+    from procedures import deploy_library, plan
+    deploy_library(engine)
+    proposer, head = "laocai.sxd.qlxd.truongphong", "laocai.sxd.giamdoc"
+    instance = engine.runtime.start("lao-cai", "proposal", started_by=proposer)
+    [draft] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(draft.id, plan(), actor=proposer)
+    [screening] = engine.runtime.open_tasks(instance.id)
+    server = LiveServer(engine)
+    try:
+        server.token(head)
+        responses = _race([lambda: server.post(f"/tasks/{screening.id}/complete", head,
+                                               json={"data": {"is_complex": False}})
+                           for _ in range(RACERS)])
+    finally:
+        server.stop()
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [409] * (RACERS - 1), statuses
+    assert all(r.headers["Content-Type"].startswith("application/problem+json")
+               for r in responses if r.status_code == 409)
+    assert _events(engine, instance.id, "task_completed").count("screening") == 1
