@@ -71,6 +71,8 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /reports/{instance_id}.{file_format}": (("/reports/{instance_id}.xlsx", {}), 404, None),
     "GET /admin/timers": (("/admin/timers", {}), 403, 403),
     "POST /admin/timers/{timer_id}/fire": (("/admin/timers/{timer_id}/fire", {}), 404, 404),
+    "GET /admin/outbox": (("/admin/outbox", {}), 403, 403),
+    "POST /admin/outbox/{message_id}/retry": (("/admin/outbox/1/retry", {}), 404, 404),
     "POST /files": (("/files", {"files": {"file": ("a.pdf", b"%PDF-1.4\n")}}), None, None),
     "GET /files/{file_id}": (("/files/" + MISSING, {}), 404, 404),
     "GET /instances/{instance_id}/files/{file_id}": (

@@ -1,4 +1,5 @@
-"""Administration of timers, and the test clock (only with ND73_TEST_CLOCK=1)."""
+"""Administration of timers and of the e-mail outbox, and the test clock (only with
+ND73_TEST_CLOCK=1)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ from ..problems import ApiProblem
 from .common import SECURITY, utc_or_none, engine, page_dict
 
 
-blp = Blueprint("admin", __name__, description="Administration: timers and the test clock")
+blp = Blueprint("admin", __name__,
+                description="Administration: timers, the e-mail outbox and the test clock")
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "unknown")
 
 
 class TimerArgs(schemas.PageArgs):
@@ -128,6 +131,57 @@ def fire_now(timer_id):
         return {"fired": int(fired is not None)}
     scheduler = Scheduler(wf_engine, owner=f"admin:{current().username}")
     return {"fired": sum(scheduler.fire(r) for r in scheduler.claim(timer_id=timer_id))}
+
+
+class OutboxArgs(schemas.PageArgs):
+    status = fields.String(validate=validate.OneOf(OUTBOX_STATUSES))
+
+
+class OutboxRow(Schema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    recipient = fields.String(required=True)
+    subject = fields.String(required=True)
+    kind = fields.String(required=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    created_at = schemas.Utc(required=True)
+    next_attempt_at = schemas.Utc(allow_none=True)
+    sent_at = schemas.Utc(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+def outbox_row(row) -> dict:
+    return {"id": row.id, "username": row.username, "recipient": row.recipient,
+            "subject": row.subject, "kind": row.kind, "status": row.status,
+            "attempts": row.attempts, "created_at": utc_or_none(row.created_at),
+            "next_attempt_at": utc_or_none(row.next_attempt_at),
+            "sent_at": utc_or_none(row.sent_at), "last_error": row.last_error}
+
+
+@blp.route("/admin/outbox")
+@blp.arguments(OutboxArgs, location="query")
+@blp.response(200, schemas.page_of(OutboxRow))
+@blp.doc(security=SECURITY)
+@authenticated
+def list_outbox(args):
+    """E-mails to the users of the caller's variants, newest first (administrators)."""
+    if not current().is_admin():
+        raise ApiProblem("forbidden", "only administrators may list e-mails")
+    page = engine().notifications.outbox_page(current(), args.get("status"), args["page"],
+                                              args["page_size"])
+    return page_dict(page, outbox_row)
+
+
+@blp.route("/admin/outbox/<int:message_id>/retry", methods=["POST"])
+@blp.response(200, OutboxRow)
+@blp.doc(security=SECURITY)
+@authenticated
+def retry_email(message_id):
+    """Send a failed e-mail again, or one whose delivery is unknown (administrators)."""
+    if not current().is_admin() or not 0 < message_id < 2**31:
+        raise ApiProblem("not-found", f"e-mail {message_id} does not exist")
+    return outbox_row(engine().notifications.requeue(current(), message_id))
 
 
 def register_test_clock(api) -> None:

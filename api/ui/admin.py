@@ -12,6 +12,7 @@ from engine.errors import EngineError, InvalidData
 from engine.queries import InstanceFilters
 
 from ..problems import ApiProblem
+from ..routes.admin import OUTBOX_STATUSES
 from .form_fields import parse_date
 from .i18n import STATUS_KEYS, t
 from .officials import case_titles, unit_names
@@ -129,3 +130,27 @@ def cycles():
     found.sort(key=lambda i: i.started_at, reverse=True)
     return render_template("cycles.html", cycles=found, titles=case_titles(i.id for i in found),
                            units=unit_names(i.unit_id for i in found))
+
+
+@blp.route("/admin/outbox")
+@signed_in
+def outbox():
+    _require_admin()
+    status = request.args.get("status") if request.args.get("status") in OUTBOX_STATUSES \
+        else None
+    page_number = max(1, min(request.args.get("page", 1, type=int), 10_000))
+    page = engine().notifications.outbox_page(principal(), status, page_number, PAGE_SIZE)
+    return render_template("outbox.html", page=page, status=status, statuses=OUTBOX_STATUSES)
+
+
+@blp.route("/admin/outbox/<int:message_id>/retry", methods=["POST"])
+@signed_in
+def retry_email(message_id):
+    _require_admin()
+    try:
+        engine().notifications.requeue(principal(), message_id)
+    except EngineError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(t("done"), "success")
+    return redirect(url_for("admin_ui.outbox", status=request.args.get("status")))

@@ -15,8 +15,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import Clock, as_utc
-from ..errors import InvalidData, NotFound
-from ..store import Database, Definition, HumanTask, Instance, OrgUnit, User
+from ..errors import InvalidData, InvalidState, NotFound
+from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
+                     OrgUnit, User)
 from ..store.models import Notification, OutboxMessage
 from .templates import Renderer, from_sources
 
@@ -42,6 +43,14 @@ def as_dict(row: Notification) -> dict:
             "task_id": row.task_id, "instance_id": row.instance_id, "link": row.link,
             "created_at": as_utc(row.created_at),
             "read_at": as_utc(row.read_at) if row.read_at is not None else None}
+
+
+def _administered(principal):
+    """SQL condition on an outbox row: it goes to a member of a unit in a variant the
+    principal administers."""
+    members = (select(Membership.username).join(OrgUnit, OrgUnit.id == Membership.unit_id)
+               .where(principal.admin_variants_clause(OrgUnit.variant)))
+    return OutboxMessage.username.in_(members)
 
 
 class Notifications:
@@ -223,6 +232,41 @@ class Notifications:
                     .values(email_status="none"))
             user.notification_mode = mode
         return mode
+
+    def outbox_page(self, principal, status: str | None = None, page: int = 1,
+                    page_size: int = 50):
+        """E-mails to the users of the variants an administrator administers, newest first:
+        what is waiting, sent, failed or unknown (and why)."""
+        from ..tasks import Page
+        query = select(OutboxMessage).where(_administered(principal))
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        with self.db.reading() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            items = list(session.scalars(query.order_by(OutboxMessage.id.desc())
+                                         .offset((page - 1) * page_size).limit(page_size)))
+        return Page(items, total, page, page_size)
+
+    def requeue(self, principal, message_id: int) -> OutboxMessage:
+        """Send a failed e-mail again, or one whose delivery is unknown (the administrator
+        decides it was not received: it may arrive twice)."""
+        now = self.clock.now()
+        with self.db.transaction() as session:
+            row = session.scalars(select(OutboxMessage).where(
+                OutboxMessage.id == message_id, _administered(principal))).first()
+            if row is None:
+                raise NotFound(f"e-mail {message_id} does not exist")
+            if row.status not in ("failed", "unknown"):
+                raise InvalidState(f"e-mail {message_id} is {row.status}; only failed or "
+                                   "unknown ones are sent again")
+            session.add(AuditEvent(at=now, actor=principal.username, action="email_requeued",
+                                   details={"outbox_id": row.id, "was": row.status,
+                                            "recipient": row.recipient}))
+            row.status, row.attempts, row.next_attempt_at = "pending", 0, now
+            row.lock_owner = row.lock_expires_at = row.last_error = None
+            session.flush()
+            session.expunge(row)
+        return row
 
     def outbox(self, username: str | None = None) -> list[OutboxMessage]:
         """Outbox rows, oldest first (monitoring and tests)."""
