@@ -75,3 +75,12 @@ def test_timer_precision(server_kind, capsys):
     _check(record, "timer_precision", server_kind, capsys)
     assert record["fired"] == 12 and record["not_fired"] == 0
     assert record["delay_s"]["p99"] >= 0
+
+
+def test_runner_prints_one_line_per_figure(capsys):
+    from bench.__main__ import main
+    assert main(["state", "--sqlite-only", "--state-n", "1", "--state-loops", "1"]) == 0
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(line)["figure"] == "state_size"
+    with pytest.raises(SystemExit):
+        main(["no-such-figure"])
