@@ -7,6 +7,7 @@ the optimistic version check meaningful. PostgreSQL (production) uses psycopg 3.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -63,6 +64,7 @@ class Database:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _prepare_sqlite(self.engine)
+        self._local = threading.local()     # the writing unit of work of each thread
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
                                     expire_on_commit=False)
@@ -70,13 +72,30 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One writing unit of work: commits at the end, rolls back on any error."""
+        outer = getattr(self._local, "writer", None)
         with self._writer() as session:
             with session.begin():
-                yield session
+                self._local.writer = session
+                try:
+                    yield session
+                finally:
+                    self._local.writer = outer
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only unit of work (never takes SQLite's write lock)."""
+        """A read-only unit of work (never takes SQLite's write lock).
+
+        Inside a writing unit of work on the same thread (an organisation look-up while an
+        instance is saved), it reads through that unit's connection: taking a second one
+        while holding the first deadlocks once every pooled connection is held so, by
+        requests that wait for the same instance's lock."""
+        writer = getattr(self._local, "writer", None)
+        if writer is not None:
+            # joined to the writer's transaction: it never commits it, and closing it (the
+            # only thing done to it here) leaves that transaction alone
+            with Session(bind=writer.connection(), expire_on_commit=False) as session:
+                yield session
+            return
         with self._reader() as session:
             with session.begin():
                 yield session
