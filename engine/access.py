@@ -107,6 +107,24 @@ class Access:
     def involved_clause(self, principal: Principal):
         """SQL condition on Instance: the principal may see it (proposer, someone who had a
         task in it or whose unit had one, an administrator of its variant)."""
+        clauses = [Instance.id.in_(self._involved_ids_query(principal))]
+        if principal.admin_of:
+            clauses.append(principal.admin_variants_clause(Instance.variant))
+        return or_(*clauses)
+
+    def involved_ids(self, principal: Principal, limit: int = 5000) -> list[str] | None:
+        """The ids of the instances a principal (not an administrator) takes part in, or
+        None when there are more than ``limit``. A search given these ids fetches its page
+        by primary key; given the subquery, PostgreSQL overestimates it (its parts overlap)
+        and reads the whole instances table instead."""
+        if principal.admin_of:
+            return None
+        ids = self._involved_ids_query(principal).subquery()
+        with self.db.reading() as session:
+            found = list(session.scalars(select(ids.c[0]).limit(limit + 1)))
+        return found if len(found) <= limit else None
+
+    def _involved_ids_query(self, principal: Principal):
         # The ids of the principal's instances, each part read through its own index, so
         # the cost follows the principal's own history, not everyone's (an EXISTS tested
         # on every instance row reads the whole country's history).
@@ -122,10 +140,7 @@ class Access:
         if principal.units:
             parts.append(select(HumanTask.instance_id)
                          .where(HumanTask.unit_id.in_(principal.units)))
-        clauses = [Instance.id.in_(union(*parts))]
-        if principal.admin_of:
-            clauses.append(principal.admin_variants_clause(Instance.variant))
-        return or_(*clauses)
+        return union(*parts)
 
     def _involved_row_clause(self, principal: Principal):
         """The same condition as :meth:`involved_clause`, tested row by row: cheapest for

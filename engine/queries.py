@@ -58,7 +58,9 @@ class Queries:
 
     def instances(self, principal: Principal, filters: InstanceFilters, page: int = 1,
                   page_size: int = 50) -> Page:
-        query = select(Instance).where(self.access.involved_clause(principal))
+        ids = self.access.involved_ids(principal)
+        query = select(Instance).where(Instance.id.in_(ids) if ids is not None
+                                       else self.access.involved_clause(principal))
         for column, value in ((Instance.variant, filters.variant),
                               (Instance.definition_key, filters.definition_key),
                               (Instance.status, filters.status),
