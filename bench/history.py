@@ -46,6 +46,7 @@ def measure(url: str, history: int, open_tasks: int, samples: int) -> dict:
             history_data.generate(connection, definition_id=definition_id, history=history,
                                   open_tasks=open_tasks, measured_user=MEASURED,
                                   measured_unit=MEASURED_UNIT)
+        history_data.settle(engine.db.engine)
         generated_s = time.perf_counter() - started
         # real proposals waiting for the measured official's screening, completed one by one
         waiting = []
