@@ -16,7 +16,7 @@ from .common import (SECURITY, engine, instance_dict, page_dict, require_admin, 
 blp = Blueprint("instances", __name__, description="Process instances")
 
 
-def _starting_unit(variant: str, unit_id: str | None) -> str | None:
+def starting_unit(variant: str, unit_id: str | None) -> str | None:
     """The unit the caller starts from: one of their own units in that variant."""
     principal = current()
     with engine().db.reading() as session:
@@ -47,7 +47,7 @@ def start_instance(body):
     spec, _ = engine().repository.specs(definition)
     if start_timers(spec):
         require_admin(body["variant"])       # scheduled processes: by hand only for admins
-    unit_id = _starting_unit(body["variant"], body.get("unit_id"))
+    unit_id = starting_unit(body["variant"], body.get("unit_id"))
     data = dict(body["data"])
     if unit_id is not None:
         data["proposer_unit"] = unit_id

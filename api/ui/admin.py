@@ -3,7 +3,7 @@ reporting cycles with their reports."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
@@ -12,11 +12,12 @@ from engine.errors import EngineError, InvalidData
 from engine.queries import InstanceFilters
 
 from ..problems import ApiProblem
+from ..routes.common import require_admin, visible_instance
 from ..routes.admin import OUTBOX_STATUSES
 from .form_fields import parse_date
 from .i18n import STATUS_KEYS, t
 from .officials import case_titles, unit_names
-from .web import engine, principal, signed_in
+from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("admin_ui", __name__, template_folder="templates")
 PAGE_SIZE = 25
@@ -39,7 +40,7 @@ def dashboard():
 
 
 def _local_day(text: str, end: bool) -> datetime:
-    day = datetime.fromisoformat(parse_date(text)).date()
+    day = date.fromisoformat(parse_date(text))
     return datetime.combine(day, time.max if end else time.min, LOCAL_TZ)
 
 
@@ -66,8 +67,7 @@ def _filters() -> tuple[InstanceFilters, dict[str, str]]:
 def search():
     _require_admin()
     filters, values = _filters()
-    page_number = max(1, min(request.args.get("page", 1, type=int), 10_000))
-    page = engine().queries.instances(principal(), filters, page_number, PAGE_SIZE)
+    page = engine().queries.instances(principal(), filters, page_number(), PAGE_SIZE)
     return render_template("search.html", page=page, values=values, statuses=STATUS_KEYS,
                            titles=case_titles(i.id for i in page.items),
                            units=unit_names(i.unit_id for i in page.items))
@@ -79,13 +79,10 @@ ACTIONS = ("suspend", "resume", "terminate", "retry", "migrate")
 @blp.route("/instances/<string:instance_id>/<string:action>", methods=["POST"])
 @signed_in
 def repair(instance_id, action):
-    wf_engine = engine()
-    if action not in ACTIONS or not wf_engine.access.can_see_instance(principal(),
-                                                                      instance_id):
+    if action not in ACTIONS:
         raise ApiProblem("not-found", f"no action '{action}' on instance {instance_id}")
-    instance = wf_engine.queries.instance(instance_id)
-    _require_admin(instance.variant)
-    runtime, actor = wf_engine.runtime, principal().username
+    require_admin(visible_instance(instance_id).variant)
+    runtime, actor = engine().runtime, principal().username
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
         if action == "suspend":
@@ -138,8 +135,7 @@ def outbox():
     _require_admin()
     status = request.args.get("status") if request.args.get("status") in OUTBOX_STATUSES \
         else None
-    page_number = max(1, min(request.args.get("page", 1, type=int), 10_000))
-    page = engine().notifications.outbox_page(principal(), status, page_number, PAGE_SIZE)
+    page = engine().notifications.outbox_page(principal(), status, page_number(), PAGE_SIZE)
     return render_template("outbox.html", page=page, status=status, statuses=OUTBOX_STATUSES)
 
 

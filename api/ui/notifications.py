@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from .i18n import t
-from .web import engine, principal, signed_in
+from .web import engine, local_target, principal, signed_in
 
 blp = Blueprint("notification_centre", __name__, template_folder="templates")
 MODES = ("immediate", "digest", "off")
@@ -26,10 +26,8 @@ def page():
 def mark_read():
     wanted = request.form.get("id", type=int)
     engine().notifications.mark_read(principal().username, [wanted] if wanted else None)
-    target = request.form.get("next") or ""
-    # only the notification's own link, which the engine made: a path of this site
-    if target.startswith("/") and not target.startswith("//"):
-        return redirect(target)
+    if request.form.get("next"):
+        return redirect(local_target(request.form.get("next")))
     return redirect(url_for("notification_centre.page"))
 
 

@@ -16,9 +16,11 @@ from engine.scripting import start_timers
 from engine.store import Definition, HumanTask, Instance, OrgUnit
 
 from . import form_fields
+from ..routes.common import visible_task
+from ..routes.instances import starting_unit
 from .attachments import store_uploads
 from .i18n import label, t
-from .web import engine, principal, signed_in
+from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
 PAGE_SIZE = 25
@@ -28,13 +30,6 @@ TIMELINE_HIDDEN = ("element_completed",)
 
 def is_overdue(task: HumanTask, now) -> bool:
     return task.status == "open" and task.due_at is not None and as_utc(task.due_at) < now
-
-
-def _page_number() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", 1)), 10_000))
-    except ValueError:
-        return 1
 
 
 def unit_names(unit_ids) -> dict[str, str]:
@@ -66,7 +61,7 @@ def inbox():
         else None
     overdue = True if request.args.get("overdue") == "1" else None
     page = engine().tasks.inbox(principal(), scope=scope, overdue=overdue,
-                                page=_page_number(), page_size=PAGE_SIZE)
+                                page=page_number(), page_size=PAGE_SIZE)
     now = engine().clock.now()
     return render_template("inbox.html", page=page, scope=scope, overdue=overdue, now=now,
                            is_overdue=is_overdue,
@@ -78,10 +73,7 @@ def inbox():
 
 def _task_context(task_id: str):
     wf_engine = engine()
-    if not wf_engine.access.can_see_task(principal(), task_id):
-        raise NotFound(f"task {task_id} does not exist")
-    with wf_engine.db.reading() as session:
-        task = session.get(HumanTask, task_id)
+    task = visible_task(task_id)
     instance = wf_engine.queries.instance(task.instance_id)
     definition = wf_engine.repository.get(instance.definition_id)
     schema = wf_engine.repository.form(definition, task.form) or {"type": "object",
@@ -104,8 +96,7 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     wf_engine = engine()
     me = principal()
     candidates = wf_engine.access.candidates(task.id)
-    may_work = (task.status == "open" and wf_engine.access.may_work_on(me, task)
-                and (task.assignee in (None, me.username)))
+    may_work = task.status == "open" and wf_engine.access.may_work_on(me, task)
     if data is None:
         data = wf_engine.runtime.task_data(task.id) if task.status == "open" else {}
     fields = form_fields.build(schema, data, errors, raw)
@@ -133,8 +124,7 @@ def complete_task(task_id):
     if task.status != "open":
         flash(t("task_closed"), "error")
         return redirect(url_for("officials.instance_page", instance_id=instance.id))
-    if (task.assignee not in (None, me.username)
-            or not engine().access.may_work_on(me, task)):
+    if not engine().access.may_work_on(me, task):
         flash(t("not_yours"), "error")
         return _render_task(task, instance, definition, schema, status=403)
     data, errors = {}, {}
@@ -213,9 +203,7 @@ def start_case():
     if chosen is None:
         raise NotFound(f"no startable process '{wanted}'")
     me = principal()
-    with engine().db.reading() as session:
-        unit = next((u for u in me.units
-                     if (row := session.get(OrgUnit, u)) and row.variant == chosen.variant))
+    unit = starting_unit(chosen.variant, None)
     instance = engine().runtime.start(chosen.variant, chosen.key, started_by=me.username,
                                       data={"proposer_unit": unit})
     for task in engine().runtime.open_tasks(instance.id):
@@ -230,7 +218,7 @@ def start_case():
 @signed_in
 def my_cases():
     page = engine().queries.instances(principal(), InstanceFilters(
-        started_by=principal().username), _page_number(), PAGE_SIZE)
+        started_by=principal().username), page_number(), PAGE_SIZE)
     return render_template("proposals.html", page=page,
                            titles=case_titles(i.id for i in page.items))
 

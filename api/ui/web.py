@@ -45,11 +45,16 @@ def signed_in(view):
     return wrapper
 
 
+def page_number() -> int:
+    """The ``page`` query argument of a list, within sane bounds."""
+    return max(1, min(request.args.get("page", 1, type=int), 10_000))
+
+
 def _is_page(path: str) -> bool:
     return not path.startswith(("/api/", "/static/", "/healthz", "/readyz", "/metrics"))
 
 
-def _local_target(target: str | None) -> str:
+def local_target(target: str | None) -> str:
     """Only paths of this site (no ``//host`` or ``https://``): no open redirect."""
     if not target:
         return url_for("officials.inbox")
@@ -117,7 +122,7 @@ def error_page(status: int, title_vi: str, title_en: str, detail: str | None):
 
 @blp.route("/login", methods=["GET", "POST"])
 def login():
-    target = _local_target(request.values.get("next"))
+    target = local_target(request.values.get("next"))
     if request.method == "GET":
         return render_template("login.html", next=target)
     access = engine().access
@@ -154,4 +159,4 @@ def language():
     chosen = request.form.get("lang")
     if chosen in i18n.LANGUAGES:
         session["lang"] = chosen
-    return redirect(_local_target(request.form.get("next")))
+    return redirect(local_target(request.form.get("next")))

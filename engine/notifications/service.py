@@ -19,6 +19,7 @@ from ..errors import InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                      OrgUnit, User)
 from ..store.models import Notification, OutboxMessage
+from ..tasks import Page
 from .templates import Renderer, from_sources
 
 MODES = ("immediate", "digest", "off")
@@ -237,7 +238,6 @@ class Notifications:
                     page_size: int = 50):
         """E-mails to the users of the variants an administrator administers, newest first:
         what is waiting, sent, failed or unknown (and why)."""
-        from ..tasks import Page
         query = select(OutboxMessage).where(_administered(principal))
         if status:
             query = query.where(OutboxMessage.status == status)
