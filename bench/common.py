@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 PROJECT = Path(__file__).resolve().parents[1]
 # the local PostgreSQL server; each figure makes its own database on it and drops it after
@@ -58,13 +58,20 @@ def bench_database(kind: str, name: str, server: str | None = None) -> Iterator[
             yield f"sqlite:///{folder}/{name}.sqlite3"
         return
     base = make_url(server or os.environ.get("ND73_BENCH_POSTGRES", DEFAULT_POSTGRES))
-    database = f"nd73_bench_{name}_{os.getpid()}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with postgres_database(base, f"nd73_bench_{name}_{os.getpid()}") as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(server: URL, database: str) -> Iterator[str]:
+    """Database ``database`` created new on ``server``'s PostgreSQL and dropped afterwards
+    (also used by the tests that need a second database)."""
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{database}"'))
-        yield base.set(database=database).render_as_string(hide_password=False)
+        yield server.set(database=database).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from bench.common import postgres_database
 
 
 @contextmanager
@@ -17,14 +18,5 @@ def scratch_database(suite_url: str, folder: Path, suffix: str) -> Iterator[str]
     if url.get_backend_name() == "sqlite":
         yield f"sqlite:///{folder / (suffix + '.sqlite3')}"
         return
-    name = f"{url.database}_{suffix}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database(url, f"{url.database}_{suffix}") as scratch:
+        yield scratch
