@@ -32,8 +32,8 @@ def main(argv=None) -> int:
                         help="finished instances of figure 3's large database (issue: 1000000)")
     parser.add_argument("--history-open", type=int, default=10_000)
     parser.add_argument("--history-samples", type=int, default=200)
-    parser.add_argument("--fanout-n", type=int, default=2000,
-                        help="reporting units of figure 4 (the issue: 5000, several minutes)")
+    parser.add_argument("--fanout-n", type=int, default=5000,
+                        help="reporting units of figure 4")
     parser.add_argument("--state-n", type=int, default=20)
     parser.add_argument("--state-loops", type=int, default=50)
     parser.add_argument("--timers-n", type=int, default=10_000)

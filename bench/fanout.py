@@ -23,10 +23,6 @@ from engine.store import HumanTask, Membership, OrgUnit, TaskCandidate, User
 from .common import bench_database, emit, library_engine, postgres_available
 
 PROVINCE = "mau"
-# The cycle's data holds every unit's pre-filled figures (~220 bytes a unit): past ~2,000
-# units it outgrows the default 512 KB limit of one step's data, so a province that large
-# sets ND73_MAX_DATA_BYTES higher; the bench does the same.
-MAX_DATA_BYTES = 8 * 1024 * 1024
 
 
 def add_units(engine, n: int) -> list[tuple[str, str]]:
@@ -48,7 +44,7 @@ def add_units(engine, n: int) -> list[tuple[str, str]]:
 
 def run(n: int = 5000, database: str = "sqlite") -> dict:
     with bench_database(database, "fanout") as url:
-        engine = library_engine(url, max_data_bytes=MAX_DATA_BYTES)
+        engine = library_engine(url)
         try:
             pairs = add_units(engine, n)
             engine.org.invalidate()        # units written in bulk, not by Org.seed
@@ -75,8 +71,7 @@ def run(n: int = 5000, database: str = "sqlite") -> dict:
         finally:
             engine.close()
     assert reached == n, f"{reached} of {n} unit heads have the report task"
-    return emit("reporting_cycle_fanout", database, n, max_data_bytes=MAX_DATA_BYTES,
-                report_tasks=tasks,
+    return emit("reporting_cycle_fanout", database, n, report_tasks=tasks,
                 unit_heads_with_task=reached, open_cycle_s=round(opened, 2),
                 all_visible_s=round(visible, 2), target_s=30)
 

@@ -37,14 +37,16 @@ class Resolution:
 
 
 class Org:
-    # Units are read at every step (a lane's role walks up the tree one level at a time), so
-    # the tree is kept in memory: reloaded after a seed in this process, and at most
-    # TREE_SECONDS old for changes made by another process (units change only by seeding).
+    # Units and memberships are read at every step (a lane's role walks up the tree one
+    # level at a time and names the members of a unit), so they are kept in memory: reloaded
+    # after a seed in this process, and at most TREE_SECONDS old for changes made by another
+    # process (units and memberships change only by seeding).
     TREE_SECONDS = 10.0
 
     def __init__(self, db: Database):
         self.db = db
         self._units: dict[str, OrgUnit] | None = None
+        self._members: dict[str, list[tuple[str, str]]] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
@@ -54,15 +56,24 @@ class Org:
             self._units = None
 
     def _tree(self) -> dict[str, OrgUnit]:
+        return self._snapshot()[0]
+
+    def _snapshot(self) -> tuple[dict[str, OrgUnit], dict[str, list[tuple[str, str]]]]:
+        """The units by id and each unit's (username, position) memberships, read together."""
         with self._lock:
-            units = self._units
+            units, members = self._units, self._members
             if units is not None and time.monotonic() - self._loaded_at < self.TREE_SECONDS:
-                return units
+                return units, members
         with self.db.reading() as session:
             units = {u.id: u for u in session.scalars(select(OrgUnit))}
+            members = {}
+            for unit_id, username, position in session.execute(
+                    select(Membership.unit_id, Membership.username, Membership.position)
+                    .order_by(Membership.username)):
+                members.setdefault(unit_id, []).append((username, position))
         with self._lock:
-            self._units, self._loaded_at = units, time.monotonic()
-        return units
+            self._units, self._members, self._loaded_at = units, members, time.monotonic()
+        return units, members
 
     # --- look-ups ------------------------------------------------------------------------
     def unit(self, unit_id: str) -> OrgUnit:
@@ -91,11 +102,10 @@ class Org:
         return unit
 
     def members(self, unit_id: str, positions: Iterable[str]) -> list[str]:
-        with self.db.reading() as session:
-            return list(session.scalars(
-                select(Membership.username).where(Membership.unit_id == unit_id,
-                                                  Membership.position.in_(tuple(positions)))
-                .order_by(Membership.username)).unique())
+        wanted = set(positions)
+        return list(dict.fromkeys(username for username, position
+                                  in self._snapshot()[1].get(unit_id, ())
+                                  if position in wanted))
 
     def positions(self, username: str, unit_id: str | None = None) -> list[str]:
         query = select(Membership.position).where(Membership.username == username)

@@ -16,6 +16,7 @@ from sqlalchemy import and_, func, or_, select
 from .clock import LOCAL_TZ, Clock
 from .errors import InvalidState, NotFound
 from .org import Org
+from .scripting import step_memo
 from .store import Database, Decision, HumanTask, Instance, OrgUnit
 
 FIGURES = {
@@ -42,19 +43,39 @@ class Figures:
         self.clock = clock
 
     def for_unit(self, unit_id: str, year: int) -> dict[str, int]:
-        """The figures of one unit (with everything below it) for one calendar year."""
-        return self.for_units([unit_id], year)[unit_id]
+        """The figures of one unit (with everything below it) for one calendar year.
+
+        A reporting cycle asks this once per unit, thousands of times in one step: the
+        counts of the whole year are taken once per step (``step_memo``) and summed here
+        over the unit's subtree."""
+        return self.for_units([unit_id], year)[str(unit_id)]
 
     def for_units(self, unit_ids, year: int) -> dict[str, dict[str, int]]:
-        """The figures of several units (each with everything below it) for one year.
-
-        A reporting cycle asks for thousands of units at once (every commune of a province),
-        so this costs one load of the tree and one grouped query per figure, not a tree walk
-        and seven queries per unit: counts are taken per unit and summed over subtrees."""
+        """The figures of several units (each with everything below it) for one year:
+        one load of the tree and one grouped query per figure, not a tree walk and seven
+        queries per unit; counts are taken per unit and summed over subtrees."""
         unit_ids = [str(u) for u in unit_ids]
         if not unit_ids:
             return {}
-        subtrees = self._subtrees(unit_ids)
+        per_unit, children = step_memo(("unit_figures", int(year)),
+                                       lambda: self._year_counts(int(year)))
+        result = {}
+        for unit in unit_ids:
+            if unit not in children:
+                raise NotFound(f"unit '{unit}' does not exist", unit_id=unit)
+            totals = dict.fromkeys(FIGURES, 0)
+            stack = [unit]
+            while stack:
+                current = stack.pop()
+                for name, count in per_unit.get(current, {}).items():
+                    totals[name] += count
+                stack.extend(children[current])
+            result[unit] = totals
+        return result
+
+    def _year_counts(self, year: int) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+        """Each unit's own counts for the year (without the units below it), and the
+        children of every unit, from one load of the organisation tree."""
         start, end = _year_range(year)
         proposal = Instance.definition_key == "proposal"
         late = or_(HumanTask.completed_at > HumanTask.due_at,
@@ -70,6 +91,11 @@ class Figures:
                    ("decision", "reject"): "proposals_refused",
                    ("outcome", "completed"): "proposals_completed"}
         with self.db.reading() as session:
+            children: dict[str, list[str]] = {}
+            for unit, parent in session.execute(select(OrgUnit.id, OrgUnit.parent_id)):
+                children.setdefault(unit, [])
+                if parent is not None:
+                    children.setdefault(parent, []).append(unit)
             add("proposals_submitted", session.execute(
                 select(Instance.unit_id, func.count(Instance.id)).where(
                     proposal, Instance.started_at >= start, Instance.started_at < end,
@@ -94,34 +120,10 @@ class Figures:
                     Instance, Instance.id == HumanTask.instance_id).where(
                     HumanTask.due_at.isnot(None), HumanTask.due_at >= start,
                     HumanTask.due_at < end, late).group_by(Instance.unit_id)))
-        return {unit: {name: sum(per_unit.get(u, {}).get(name, 0) for u in subtrees[unit])
-                       for name in FIGURES}
-                for unit in unit_ids}
-
-    def _subtrees(self, unit_ids: list[str]) -> dict[str, list[str]]:
-        """Each unit with the ids of everything below it (itself included), from one load
-        of the organisation tree. An unknown unit is refused by name, as ``Org.unit`` does."""
-        with self.db.reading() as session:
-            rows = session.execute(select(OrgUnit.id, OrgUnit.parent_id)).all()
-        known = {unit for unit, _ in rows}
-        for unit in unit_ids:
-            if unit not in known:
-                raise NotFound(f"unit '{unit}' does not exist", unit_id=unit)
-        children: dict[str | None, list[str]] = {}
-        for unit, parent in rows:
-            children.setdefault(parent, []).append(unit)
-        result = {}
-        for unit in unit_ids:
-            found, stack = [], [unit]
-            while stack:
-                current = stack.pop()
-                found.append(current)
-                stack.extend(children.get(current, ()))
-            result[unit] = found
-        return result
+        return per_unit, children
 
     def sandbox_functions(self) -> dict:
-        return {"unit_figures": self.for_units}
+        return {"unit_figures": self.for_units, "unit_figures_of": self.for_unit}
 
 
 # --- documents ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .forms import form_errors
 from .org import Org
 from .repository import Repository
 from .rules import decision_problems
-from .scripting import EngineScriptEngine, data_size, parse_instant, timer_due
+from .scripting import EngineScriptEngine, data_size, one_step, parse_instant, timer_due
 from .serialization import STATE_FORMAT, Codec
 from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
                     MessageSubscription, TaskCandidate, Timer)
@@ -164,8 +164,9 @@ class Runtime:
             if getattr(task.task_spec, "bpmn_id", None):
                 completed.append(task)
         try:
-            workflow.refresh_timers()
-            workflow.do_engine_steps(did_complete_task=did_complete)
+            with one_step():
+                workflow.refresh_timers()
+                workflow.do_engine_steps(did_complete_task=did_complete)
         except (WorkflowException, ScriptError) as exc:
             return _incident_from(exc)
         return None
@@ -305,6 +306,10 @@ class Runtime:
         cycle opened), and the proposer when the proposal is recognised."""
         if self.notifications is None:
             return
+        if len(created) > 1:
+            self.notifications.prefetch(
+                session, [instance.started_by] + [u for _, people in created for u in people],
+                [instance.unit_id] + [task.unit_id for task, _ in created])
         for task, candidates in created:
             kind = "report_cycle_opened" if task.lane == "reporting_unit" else "task_available"
             self.notifications.notify(session, candidates, kind, instance=instance,

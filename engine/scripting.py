@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -32,6 +33,31 @@ from .errors import ScriptError
 from .sandbox import DEFAULT_TIME_LIMIT, Sandbox, check_code
 
 DEFAULT_MAX_DATA_BYTES = 512 * 1024
+
+# Look-ups that many scripts of one step ask for alike (the figures of a reporting cycle's
+# thousands of units, one unit per script) are computed once per step: see ``one_step``.
+_STEP_MEMO: ContextVar[dict | None] = ContextVar("step_memo", default=None)
+
+
+@contextmanager
+def one_step():
+    """Scope in which ``step_memo`` keeps what it computed (one run of engine steps)."""
+    token = _STEP_MEMO.set({})
+    try:
+        yield
+    finally:
+        _STEP_MEMO.reset(token)
+
+
+def step_memo(key, compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per key within the current ``one_step`` (every time outside one).
+    Callers must not hand the memoized value itself to scripts, which could change it."""
+    memo = _STEP_MEMO.get()
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def _json_default(value):
