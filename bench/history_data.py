@@ -6,18 +6,26 @@ engine.
 The history is spread the way a country's is: over ``history / 1000`` officials (one of them
 the official whose queries are measured), so each official has about a thousand finished
 cases of their own whatever the total; what grows is everyone else's history. Stored state of
-a finished instance is a small stub (a real one is ~30 KB and lives out of line, in TOAST on
-PostgreSQL, so it does not change what the queries read).
+a finished instance is a small stub (a real one is ~5 KB compressed and lives out of line, in
+TOAST on PostgreSQL, so it does not change what the queries read).
 """
 from __future__ import annotations
 
 from sqlalchemy import text
+
+from engine.serialization import compress_state
 
 TASKS_PER_INSTANCE = 4          # completed human tasks of a finished proposal (with candidate)
 AUDIT_PER_INSTANCE = 6          # audit events of a finished proposal
 DECISIONS_PER_INSTANCE = 2
 ELEMENTS = ("submit_plan", "screening", "party_opinion", "decide")
 OPEN_PER_MEASURED_USER = 50     # open tasks in the measured official's inbox
+
+
+def _stub_state(dialect: str) -> str:
+    """SQL literal of an empty workflow's stored state (compressed ``{}``)."""
+    blob = compress_state("{}").hex()
+    return f"'\\x{blob}'::bytea" if dialect == "postgresql" else f"X'{blob}'"
 
 
 def _numbers(dialect: str, bound: str) -> str:
@@ -69,10 +77,11 @@ def _finished(connection, dialect, definition_id, first, count, officials, measu
     numbers = _numbers(dialect, str(count))
     connection.execute(text(f"""
         INSERT INTO instances (id, definition_id, variant, definition_key, business_key, status,
-            state, state_format, version, started_by, started_at, updated_at, ended_at, stage,
+            state_data, state_format, version, started_by, started_at, updated_at, ended_at, stage,
             latest_decision, unit_id, audit_seq, audit_head)
         SELECT 'hist-' || {n}, {definition_id}, 'national', 'proposal', 'LS-' || {n},
-            'completed', '{{}}', 'nd73-1/history-stub', 14, {who}, {started}, {ended}, {ended},
+            'completed', {_stub_state(dialect)}, 'nd73-2/history-stub', 14, {who}, {started},
+            {ended}, {ended},
             'recognised', 'completed', {where_unit}, {AUDIT_PER_INSTANCE}, NULL
         FROM {numbers}"""))
     for t, element in enumerate(ELEMENTS[:TASKS_PER_INSTANCE]):
@@ -116,10 +125,11 @@ def _open(connection, dialect, definition_id, count, measured, unit):
     due = _minutes_ago(dialect, "s.i - 14400")
     connection.execute(text(f"""
         INSERT INTO instances (id, definition_id, variant, definition_key, business_key, status,
-            state, state_format, version, started_by, started_at, updated_at, stage, unit_id,
+            state_data, state_format, version, started_by, started_at, updated_at, stage, unit_id,
             audit_seq)
         SELECT 'open-' || s.i, {definition_id}, 'national', 'proposal', 'LO-' || s.i,
-            'running', '{{}}', 'nd73-1/history-stub', 3, 'open.proposer' || (s.i % 500), {at},
+            'running', {_stub_state(dialect)}, 'nd73-2/history-stub', 3,
+            'open.proposer' || (s.i % 500), {at},
             {at}, 'under_review', {where_unit}, 2
         FROM {numbers}"""))
     connection.execute(text(f"""

@@ -3,7 +3,8 @@ state, projections: tasks, candidates, timers, subscriptions, decisions, and the
 at the end of the ordinary path, and again after 50 suspend/resume loops.
 
 Bytes are counted the same way on every database: the length of each stored column's text
-(JSON and dates as they are written), so SQLite and PostgreSQL give comparable figures.
+(JSON and dates as they are written) or binary value (the compressed state), so SQLite and
+PostgreSQL give comparable figures.
 
 Usage: python -m bench.state_size [N] [--loops 50] [--database sqlite|postgresql]
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from engine.store import (AuditEvent, Decision, HumanTask, Instance, MessageSubscription,
                           TaskCandidate, Timer)
@@ -24,12 +25,16 @@ from .common import (PROPOSER, bench_database, drive_proposal, emit, library_eng
 
 def _row_bytes(row) -> int:
     total = 0
-    for column in row.__table__.columns:
-        value = getattr(row, column.key)
+    for attribute in inspect(row).mapper.column_attrs:
+        value = getattr(row, attribute.key)
         if value is None:
             continue
-        total += len(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list))
-                     else str(value).encode("utf-8"))
+        if isinstance(value, bytes):
+            total += len(value)
+        elif isinstance(value, (dict, list)):
+            total += len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        else:
+            total += len(str(value).encode("utf-8"))
     return total
 
 
@@ -39,8 +44,8 @@ def measure(engine, instance_ids: list[str]) -> dict:
     with engine.db.reading() as session:
         for instance_id in instance_ids:
             instance = session.get(Instance, instance_id)
-            parts["state"] += len(instance.state.encode("utf-8"))
-            parts["instance_row"] += _row_bytes(instance) - len(instance.state.encode("utf-8"))
+            parts["state"] += len(instance.state)
+            parts["instance_row"] += _row_bytes(instance) - len(instance.state)
             tasks = list(session.scalars(select(HumanTask).where(
                 HumanTask.instance_id == instance_id)))
             rows = tasks + list(session.scalars(select(TaskCandidate).where(

@@ -412,7 +412,7 @@ class Runtime:
                 instance = Instance(
                     id=str(uuid.uuid4()), definition_id=definition.id,
                     variant=definition.variant, definition_key=definition.key,
-                    business_key=business_key, status=RUNNING, state="",
+                    business_key=business_key, status=RUNNING, state=b"",
                     state_format=STATE_FORMAT, started_by=started_by, started_at=now,
                     updated_at=now, unit_id=unit_id)
                 session.add(instance)

@@ -3,10 +3,14 @@
 SpiffWorkflow's serializer embeds the whole spec in every saved workflow, about half the
 bytes. Here the spec is serialized once, when a definition version is deployed, and each
 instance's state carries only its task tree and data; the spec objects are re-attached on load.
+
+The state is stored zlib-compressed: the task tree repeats the same keys, spec names and
+data at every task, so it shrinks about sevenfold, for a fraction of a millisecond per step.
 """
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
@@ -25,7 +29,24 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
-STATE_FORMAT = f"nd73-1/spiff-{SPIFF_STATE_VERSION}"
+STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
+STATE_COMPRESSION_LEVEL = 1         # fastest: higher levels save little on this text
+
+
+class UnreadableState(ValueError):
+    """A stored state that is not compressed JSON (damaged outside the engine)."""
+
+
+def compress_state(text: str) -> bytes:
+    return zlib.compress(text.encode("utf-8"), STATE_COMPRESSION_LEVEL)
+
+
+def state_text(blob: bytes) -> str:
+    """The JSON text of a stored state."""
+    try:
+        return zlib.decompress(blob).decode("utf-8")
+    except (zlib.error, TypeError, UnicodeDecodeError) as exc:
+        raise UnreadableState(f"the stored state is not compressed JSON ({exc})") from None
 
 
 class InstanceStateConverter(BpmnWorkflowConverter):
@@ -78,11 +99,14 @@ class Codec:
         return spec, subprocess_specs
 
     # instance state ------------------------------------------------------------
-    def dump_state(self, workflow: BpmnWorkflow) -> str:
-        return self._serializer.serialize_json(workflow)
+    def dump_state(self, workflow: BpmnWorkflow) -> bytes:
+        return compress_state(self._serializer.serialize_json(workflow))
 
-    def load_state(self, text: str, spec, subprocess_specs, script_engine) -> BpmnWorkflow:
-        dct = json.loads(text)
+    def load_state(self, blob: bytes, spec, subprocess_specs, script_engine) -> BpmnWorkflow:
+        try:
+            dct = json.loads(state_text(blob))
+        except json.JSONDecodeError as exc:
+            raise UnreadableState(f"the stored state is not JSON ({exc})") from None
         dct.pop(BpmnWorkflowSerializer.VERSION_KEY, None)
         workflow = self._state.from_state(dct, spec, subprocess_specs)
         workflow.script_engine = script_engine
