@@ -1,0 +1,63 @@
+"""Migration 0008 stores instance state compressed: a running proposal written before it is
+converted in place (and back by the downgrade), then carries on after the upgrade."""
+from __future__ import annotations
+
+import json
+
+from alembic import command
+from sqlalchemy import text
+
+from engine.serialization import state_text
+from engine.store import Database, Instance
+from engine.store.migrate import alembic_config, upgrade
+from engine.workflow_engine import WorkflowEngine
+
+from procedures import deploy_library, to_decision
+from scratch_db import scratch_database
+
+
+def _downgrade(db: Database, revision: str) -> None:
+    config = alembic_config(db.url)
+    with db.engine.connect() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+        connection.commit()
+
+
+def test_state_is_converted_both_ways_and_the_instance_carries_on(database_url, tmp_path,
+                                                                  clock):
+    with scratch_database(database_url, tmp_path, "statemigration") as url:
+        engine = WorkflowEngine(url, clock=clock)
+        try:
+            upgrade(engine.db)
+            deploy_library(engine)
+            case = to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
+            with engine.db.reading() as session:
+                stored = session.get(Instance, case.id)
+            compressed, version = stored.state, stored.version
+            assert stored.state_format.startswith("nd73-2/")
+            assert json.loads(state_text(compressed))["root"]
+        finally:
+            engine.close()
+
+        db = Database(url)
+        _downgrade(db, "0007")
+        with db.engine.connect() as connection:
+            old_text, old_format = connection.execute(text(
+                "SELECT state, state_format FROM instances WHERE id = :id"),
+                {"id": case.id}).one()
+        assert old_text == state_text(compressed) and old_format.startswith("nd73-1/")
+        upgrade(db)
+        db.engine.dispose()
+
+        fresh = WorkflowEngine(url, clock=clock)     # nothing of the case kept in memory
+        try:
+            with fresh.db.reading() as session:
+                again = session.get(Instance, case.id)
+            assert state_text(again.state) == old_text and again.version == version
+            assert again.state_format.startswith("nd73-2/")
+            case.engine = fresh
+            case.vote({voter: "for" for voter in case.voters()})
+            assert "decide" in case.open_elements()
+        finally:
+            fresh.close()
