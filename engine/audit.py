@@ -64,6 +64,10 @@ def row_hash(previous: str | None, row) -> str:
 
 
 # --- chaining new entries ---------------------------------------------------------------
+# session.info key: chain heads (seq, hash) of the instances this session has locked
+LOCKED_HEADS = "nd73_locked_chain_heads"
+
+
 def lock_instance_chain(session: Session, instance_id: str) -> None:
     """Lock an instance's row (and so its chain head) before touching any other row of the
     instance. Every unit of work on an instance (the runtime's, a task claim) starts with
@@ -73,11 +77,16 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
 
     The lock is FOR NO KEY UPDATE, the one an UPDATE of the instance row takes anyway: FOR
     UPDATE would also wait for the key-share locks that inserting a decision or a task of
-    the instance takes."""
+    the instance takes. The chain head read under the lock is kept for the session, so
+    chaining this unit's entries needs no second read."""
     if session.get_bind().dialect.name == "sqlite":
         return
-    session.execute(select(Instance.id).where(Instance.id == instance_id)
-                    .with_for_update(key_share=True))
+    row = session.execute(select(Instance.audit_seq, Instance.audit_head)
+                          .where(Instance.id == instance_id)
+                          .with_for_update(key_share=True)).first()
+    if row is not None:
+        session.info.setdefault(LOCKED_HEADS, {})[instance_id] = (row.audit_seq or 0,
+                                                                  row.audit_head)
 
 
 def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, object]:
@@ -85,6 +94,16 @@ def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str
     if instance_id is not None:
         if instance_id in pending:
             return "pending", pending[instance_id]
+        locked = session.info.get(LOCKED_HEADS, {}).get(instance_id)
+        if locked is not None:
+            return "instance", locked
+        if session.get_bind().dialect.name == "sqlite":
+            # SQLite's writers are serialized from BEGIN IMMEDIATE on, and a writing
+            # session lives for one transaction: a loaded instance row is current (chaining
+            # below keeps its head fields so)
+            loaded = session.identity_map.get(identity_key(Instance, instance_id))
+            if loaded is not None:
+                return "instance", (loaded.audit_seq or 0, loaded.audit_head)
         row = session.execute(select(Instance.audit_seq, Instance.audit_head)
                               .where(Instance.id == instance_id)
                               .with_for_update(key_share=True)).first()
@@ -124,6 +143,8 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
             # a task claim conflict with a concurrent completion of another task
             session.execute(update(Instance.__table__).where(Instance.id == instance_id)
                             .values(audit_seq=seq, audit_head=head))
+            if instance_id in session.info.get(LOCKED_HEADS, {}):
+                session.info[LOCKED_HEADS][instance_id] = (seq, head)
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None:
                 set_committed_value(loaded, "audit_seq", seq)

@@ -8,7 +8,9 @@ gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
 """
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +50,7 @@ FORM_PROPERTY = "formJsonSchemaFilename"
 DECISION_FIELDS = ("vote", "decision", "outcome", "protection_decision", "is_complex")
 LATEST_DECISION_FIELDS = ("decision", "outcome", "protection_decision")
 NOTIFY_ACTIONS = {"assignee": "reminder", "assignee_head": "escalation"}
+TASKS_REMEMBERED = 20_000       # open tasks whose instance a process knows without a query
 
 
 def _properties(task_spec) -> dict:
@@ -106,6 +109,10 @@ class Runtime:
         self.script_engine = script_engine
         self.max_data_bytes = max_data_bytes
         self._workflows = WorkflowCache()
+        # task id -> instance id (never changes), remembered when a task opens: completing
+        # it then locks its instance without reading the task first in another transaction
+        self._task_instances: OrderedDict[str, str] = OrderedDict()
+        self._task_instances_lock = threading.Lock()
 
     # --- units of work -----------------------------------------------------------------
     @contextmanager
@@ -191,7 +198,9 @@ class Runtime:
         if instance.status in (COMPLETED, TERMINATED):
             instance.ended_at = instance.ended_at or now
         previous_stage = instance.stage
-        instance.stage = _stage(workflow, completed, instance.stage)
+        # one walk of the task tree for the stage and the projections
+        live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        instance.stage = _stage(live, completed, instance.stage)
         session.flush()   # the version check happens here, before any projection is written
         events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
                              at=now, actor=actor, action=action, element_id=element_id,
@@ -209,17 +218,18 @@ class Runtime:
                                      details={"message": incident.message}))
         events += self._notifications(session, instance, completed, now, actor)
         session.add_all(events)
-        created = self._project(session, instance, workflow, now)
+        created = self._project(session, instance, live, now)
         self._notify_progress(session, instance, created, previous_stage, actor)
 
     # --- projections -------------------------------------------------------------------
-    def _project(self, session: Session, instance: Instance, workflow: BpmnWorkflow,
+    def _project(self, session: Session, instance: Instance, live: list,
                  now: datetime) -> list[tuple[HumanTask, list[str]]]:
-        """Refresh the projections; returns the human tasks it opened, with candidates."""
+        """Refresh the projections from the live (ready, waiting, started) tasks; returns
+        the human tasks it opened, with candidates."""
         created = []
         finished = instance.status in (COMPLETED, TERMINATED)
         ready = {} if finished else {
-            str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)}
+            str(t.id): t for t in live if t.task_spec.manual and t.has_state(TaskState.READY)}
         open_rows = session.scalars(select(HumanTask).where(
             HumanTask.instance_id == instance.id, HumanTask.status == "open")).all()
         for row in open_rows:
@@ -259,8 +269,9 @@ class Runtime:
         if candidate_rows:
             session.flush()              # the tasks first: candidates refer to them
             session.add_all(candidate_rows)
+        self._remember_tasks(instance.id, [task.id for task, _ in created])
 
-        waiting = [] if finished else workflow.get_tasks(state=TaskState.WAITING)
+        waiting = [] if finished else [t for t in live if t.has_state(TaskState.WAITING)]
         timers = {}
         messages = {}
         for task in waiting:
@@ -308,8 +319,7 @@ class Runtime:
             return
         if len(created) > 1:
             self.notifications.prefetch(
-                session, [instance.started_by] + [u for _, people in created for u in people],
-                [instance.unit_id] + [task.unit_id for task, _ in created])
+                session, [instance.started_by] + [u for _, people in created for u in people])
         for task, candidates in created:
             kind = "report_cycle_opened" if task.lane == "reporting_unit" else "task_available"
             self.notifications.notify(session, candidates, kind, instance=instance,
@@ -456,11 +466,25 @@ class Runtime:
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
         return task
 
+    def _remember_tasks(self, instance_id: str, task_ids) -> None:
+        with self._task_instances_lock:
+            for task_id in task_ids:
+                self._task_instances[task_id] = instance_id
+            while len(self._task_instances) > TASKS_REMEMBERED:
+                self._task_instances.popitem(last=False)
+
+    def _instance_of_task(self, task_id: str) -> str:
+        with self._task_instances_lock:
+            instance_id = self._task_instances.get(task_id)
+        return instance_id or self._human_task(task_id).instance_id
+
     def complete_task(self, task_id: str, data: dict | None, *, actor: str) -> Instance:
         data = _clean_data(data, self.max_data_bytes)
-        human = self._human_task(task_id)
-        with self._instance(human.instance_id) as (session, instance, workflow):
+        instance_id = self._instance_of_task(task_id)
+        with self._instance(instance_id) as (session, instance, workflow):
             row = session.get(HumanTask, task_id)
+            if row is None or row.instance_id != instance_id:
+                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
             if row.status == "completed":
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
                                f"{row.completed_by}", task_id=task_id)
@@ -758,11 +782,11 @@ def _decision_kind(data: dict) -> str | None:
     return None
 
 
-def _stage(workflow: BpmnWorkflow, completed: list, current: str | None) -> str | None:
-    """The business stage: that of the open steps (``stage`` property), else of the last
-    finished element that names one (an end event, say), else unchanged."""
-    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING
-                                   | TaskState.STARTED):
+def _stage(live: list, completed: list, current: str | None) -> str | None:
+    """The business stage: that of the open steps (``stage`` property) among the live
+    (ready, waiting, started) tasks, else of the last finished element that names one (an
+    end event, say), else unchanged."""
+    for task in live:
         stage = _properties(task.task_spec).get("stage")
         if stage and (task.task_spec.manual or task.has_state(TaskState.WAITING)):
             return stage

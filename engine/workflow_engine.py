@@ -48,7 +48,7 @@ class WorkflowEngine:
                    **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
-        self.notifications = Notifications(self.db, self.clock)
+        self.notifications = Notifications(self.db, self.clock, self.org)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org,
                                notifications=self.notifications)

@@ -18,6 +18,7 @@ from ..clock import Clock, as_utc
 from ..errors import InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                      OrgUnit, User)
+from ..org import Org
 from ..store.models import Notification, OutboxMessage
 from ..tasks import Page
 from .templates import Renderer, from_sources
@@ -55,8 +56,9 @@ def _administered(principal):
 
 
 class Notifications:
-    def __init__(self, db: Database, clock: Clock, base_url: str | None = None):
+    def __init__(self, db: Database, clock: Clock, org: Org, base_url: str | None = None):
         self.db = db
+        self.org = org              # unit names, from its in-memory tree
         self.clock = clock
         self.base_url = (base_url or public_url()).rstrip("/")
         self.renderer = Renderer()
@@ -97,22 +99,19 @@ class Notifications:
                 row.outbox_id = message.id
             session.add(row)
             created.append(row)
-        session.flush()
         return created
 
     @staticmethod
-    def prefetch(session: Session, usernames, unit_ids) -> None:
-        """Load the users and units that many notifications of one step will name, in a
-        few queries instead of one each (a reporting cycle tells thousands of units): the
-        session then finds them without asking the database. The session's identity map
-        holds objects weakly, so they are kept referenced for the session's life."""
+    def prefetch(session: Session, usernames) -> None:
+        """Load the users that many notifications of one step will name, in a few queries
+        instead of one each (a reporting cycle tells thousands of units): the session then
+        finds them without asking the database. The session's identity map holds objects
+        weakly, so they are kept referenced for the session's life."""
         kept = session.info.setdefault("prefetched", [])
-        for model, column, keys in ((User, User.username, usernames),
-                                    (OrgUnit, OrgUnit.id, unit_ids)):
-            keys = [k for k in dict.fromkeys(keys) if k]
-            for first in range(0, len(keys), 500):
-                kept += session.scalars(select(model).where(
-                    column.in_(keys[first:first + 500]))).all()
+        keys = [k for k in dict.fromkeys(usernames) if k]
+        for first in range(0, len(keys), 500):
+            kept += session.scalars(select(User).where(
+                User.username.in_(keys[first:first + 500]))).all()
 
     def _definition(self, session: Session, definition_id: int) -> Definition | None:
         """Definition versions never change: read each once (its row holds the whole spec
@@ -152,21 +151,27 @@ class Notifications:
         if instance is not None:
             proposer = (None if instance.started_by in SYSTEM_ACTORS
                         else session.get(User, instance.started_by))
-            unit = session.get(OrgUnit, instance.unit_id) if instance.unit_id else None
             context["instance"] = {
                 "id": instance.id, "business_key": instance.business_key,
                 "process": (definition.name if definition else None) or instance.definition_key,
                 "definition_key": instance.definition_key, "variant": instance.variant,
                 "stage": instance.stage, "proposer": instance.started_by,
                 "proposer_name": proposer.full_name if proposer else instance.started_by,
-                "unit_name": unit.name if unit else None,
+                "unit_name": self._unit_name(instance.unit_id),
                 "started_at": instance.started_at}
         if task is not None:
-            unit = session.get(OrgUnit, task.unit_id) if task.unit_id else None
             context["task"] = {"id": task.id, "name": task.name or task.element_id,
                                "element_id": task.element_id, "due_at": task.due_at,
-                               "role": task.role, "unit_name": unit.name if unit else None}
+                               "role": task.role, "unit_name": self._unit_name(task.unit_id)}
         return context
+
+    def _unit_name(self, unit_id: str | None) -> str | None:
+        if not unit_id:
+            return None
+        try:
+            return self.org.unit(unit_id).name
+        except NotFound:
+            return None
 
     # --- the notification centre -------------------------------------------------------
     def unread_count(self, username: str) -> int:
