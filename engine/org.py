@@ -47,6 +47,7 @@ class Org:
         self.db = db
         self._units: dict[str, OrgUnit] | None = None
         self._members: dict[str, list[tuple[str, str]]] = {}
+        self._held: dict[str, list[tuple[str, str]]] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
@@ -58,22 +59,30 @@ class Org:
     def _tree(self) -> dict[str, OrgUnit]:
         return self._snapshot()[0]
 
-    def _snapshot(self) -> tuple[dict[str, OrgUnit], dict[str, list[tuple[str, str]]]]:
-        """The units by id and each unit's (username, position) memberships, read together."""
+    def _snapshot(self):
+        """The units by id, each unit's (username, position) memberships by username, and
+        each user's (unit, position) memberships in the order they were made; read
+        together."""
         with self._lock:
-            units, members = self._units, self._members
-            if units is not None and time.monotonic() - self._loaded_at < self.TREE_SECONDS:
-                return units, members
+            snapshot = (self._units, self._members, self._held)
+            if snapshot[0] is not None and \
+                    time.monotonic() - self._loaded_at < self.TREE_SECONDS:
+                return snapshot
         with self.db.reading() as session:
             units = {u.id: u for u in session.scalars(select(OrgUnit))}
-            members = {}
+            members: dict[str, list[tuple[str, str]]] = {}
+            held: dict[str, list[tuple[str, str]]] = {}
             for unit_id, username, position in session.execute(
                     select(Membership.unit_id, Membership.username, Membership.position)
-                    .order_by(Membership.username)):
+                    .order_by(Membership.id)):
                 members.setdefault(unit_id, []).append((username, position))
+                held.setdefault(username, []).append((unit_id, position))
+        for unit_members in members.values():
+            unit_members.sort()
         with self._lock:
-            self._units, self._members, self._loaded_at = units, members, time.monotonic()
-        return units, members
+            self._units, self._members, self._held = units, members, held
+            self._loaded_at = time.monotonic()
+        return units, members, held
 
     # --- look-ups ------------------------------------------------------------------------
     def unit(self, unit_id: str) -> OrgUnit:
@@ -108,17 +117,11 @@ class Org:
                                   if position in wanted))
 
     def positions(self, username: str, unit_id: str | None = None) -> list[str]:
-        query = select(Membership.position).where(Membership.username == username)
-        if unit_id:
-            query = query.where(Membership.unit_id == unit_id)
-        with self.db.reading() as session:
-            return sorted(set(session.scalars(query)))
+        return sorted({position for unit, position in self._snapshot()[2].get(username, ())
+                       if not unit_id or unit == unit_id})
 
     def units_of(self, username: str) -> list[str]:
-        with self.db.reading() as session:
-            return list(dict.fromkeys(session.scalars(
-                select(Membership.unit_id).where(Membership.username == username)
-                .order_by(Membership.id))))
+        return list(dict.fromkeys(unit for unit, _ in self._snapshot()[2].get(username, ())))
 
     def tagged(self, under_unit_id: str, tag: str) -> OrgUnit | None:
         """The first unit with ``tag`` in the subtree of ``under_unit_id`` (itself included)."""

@@ -22,12 +22,12 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from .audit import lock_instance_chain
+from .audit import lock_instance
 from .clock import Clock, as_utc
 from .deadlines import current_settings, due_at, variant_settings
 from .errors import (Conflict, InvalidData, InvalidState, MigrationRefused,
@@ -152,9 +152,11 @@ class Runtime:
         """A unit of work on one instance, with its variant's settings (calendar, deadlines)
         in force for every script and timer."""
         with self._unit_of_work() as session:
-            # the instance row first, before any of its other rows (see lock_instance_chain)
-            lock_instance_chain(session, instance_id)
+            # the instance row first, before any of its other rows (see lock_instance_chain);
+            # held here, as the session keeps loaded rows only while they are referenced
+            locked = lock_instance(session, instance_id)
             instance, workflow = self._load(session, instance_id, cached=True)
+            assert locked is None or locked is instance
             loaded_version = instance.version
             definition = self.repository.get(instance.definition_id, session)
             with variant_settings(self.repository.settings(definition)):
@@ -181,7 +183,10 @@ class Runtime:
     def _save(self, session: Session, instance: Instance, workflow: BpmnWorkflow, *,
               actor: str, action: str, element_id: str | None = None,
               details: dict | None = None, incident: Incident | None = None,
-              completed: list = (), status: str | None = None) -> None:
+              completed: list = (), status: str | None = None,
+              timer_rows: list[Timer] | None = None) -> None:
+        """Save the state and refresh projections, audit and notifications. ``timer_rows``:
+        every timer row of the instance, when the caller has just read them."""
         now = self.clock.now()
         instance.state = self.codec.dump_state(workflow)
         instance.state_format = STATE_FORMAT
@@ -201,7 +206,6 @@ class Runtime:
         # one walk of the task tree for the stage and the projections
         live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
         instance.stage = _stage(live, completed, instance.stage)
-        session.flush()   # the version check happens here, before any projection is written
         events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
                              at=now, actor=actor, action=action, element_id=element_id,
                              details=details)]
@@ -218,32 +222,48 @@ class Runtime:
                                      details={"message": incident.message}))
         events += self._notifications(session, instance, completed, now, actor)
         session.add_all(events)
-        created = self._project(session, instance, live, now)
+        # the version check happens here, before any projection is written; the audit
+        # entries' chain head goes into the same UPDATE of the instance row
+        session.flush()
+        created = self._project(session, instance, live, now, timer_rows)
         self._notify_progress(session, instance, created, previous_stage, actor)
 
     # --- projections -------------------------------------------------------------------
-    def _project(self, session: Session, instance: Instance, live: list,
-                 now: datetime) -> list[tuple[HumanTask, list[str]]]:
+    def _project(self, session: Session, instance: Instance, live: list, now: datetime,
+                 timer_rows: list[Timer] | None = None) -> list[tuple[HumanTask, list[str]]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
         the human tasks it opened, with candidates."""
         created = []
         finished = instance.status in (COMPLETED, TERMINATED)
         ready = {} if finished else {
             str(t.id): t for t in live if t.task_spec.manual and t.has_state(TaskState.READY)}
-        open_rows = session.scalars(select(HumanTask).where(
-            HumanTask.instance_id == instance.id, HumanTask.status == "open")).all()
+        # The projections' rows are read first and without autoflush: the instance and the
+        # task rows changed before were flushed by _save, and what is pending (audit
+        # entries, rows added here) cannot change what these reads find.
+        with session.no_autoflush:
+            # the open rows, with the rows of ready tasks that were closed before (reopened
+            # by retry or migration); a reporting cycle readies thousands: 500 ids a query
+            ready_ids = list(ready)
+            rows = session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance.id,
+                or_(HumanTask.status == "open", HumanTask.id.in_(ready_ids[:500])))).all()
+            for first in range(500, len(ready_ids), 500):
+                rows += session.scalars(select(HumanTask).where(
+                    HumanTask.instance_id == instance.id,
+                    HumanTask.id.in_(ready_ids[first:first + 500]))).all()
+            open_rows = list({r.id: r for r in rows if r.status == "open"}.values())
+            earlier = {r.id: r for r in rows if r.status != "open"}
+            if timer_rows is None:
+                timer_rows = session.scalars(select(Timer).where(
+                    Timer.instance_id == instance.id)).all()
+            subscription_rows = session.scalars(select(MessageSubscription).where(
+                MessageSubscription.instance_id == instance.id)).all()
+        known = {r.id for r in open_rows}
+        new_ids = [task_id for task_id in ready if task_id not in known]
         for row in open_rows:
             if row.id not in ready:
                 row.status = "cancelled"
                 row.completed_at = now
-        known = {r.id for r in open_rows}
-        new_ids = [task_id for task_id in ready if task_id not in known]
-        # rows of tasks reopened by retry or migration, in one query (a reporting cycle
-        # opens thousands of tasks in one step)
-        earlier = {}
-        for first in range(0, len(new_ids), 500):
-            earlier.update((r.id, r) for r in session.scalars(select(HumanTask).where(
-                HumanTask.id.in_(new_ids[first:first + 500]))))
         candidate_rows = []
         for task_id in new_ids:
             task = ready[task_id]
@@ -283,7 +303,7 @@ class Runtime:
             elif isinstance(definition, MessageEventDefinition):
                 messages[str(task.id)] = (task, definition)
         earlier_timers = {}              # fired or cancelled rows, by task (one each)
-        for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id)):
+        for row in timer_rows:
             if row.status != "pending":
                 earlier_timers[row.task_id] = row
                 continue
@@ -301,8 +321,7 @@ class Runtime:
                               task_id=task_id, element_id=_element_id(task),
                               kind=type(definition).__name__, due_at=due, status="pending",
                               attempts=0))
-        for row in session.scalars(select(MessageSubscription).where(
-                MessageSubscription.instance_id == instance.id)):
+        for row in subscription_rows:
             if messages.pop(row.task_id, None) is None:
                 session.delete(row)
         for task_id, (task, definition) in messages.items():
@@ -603,8 +622,10 @@ class Runtime:
             if instance.status != RUNNING:
                 return None
             now = self.clock.now()
-            due = [t for t in self._pending_timers(session, instance_id)
-                   if as_utc(t.due_at) <= now]
+            timer_rows = session.scalars(select(Timer).where(
+                Timer.instance_id == instance_id)).all()
+            pending = [t for t in timer_rows if t.status == "pending"]
+            due = [t for t in pending if as_utc(t.due_at) <= now]
             if not due:
                 return None
             delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
@@ -613,12 +634,14 @@ class Runtime:
             self._save(session, instance, workflow, actor=actor, action="timers_fired",
                        details={"elements": sorted(delays), "delay_seconds": delays,
                                 **({"scheduler": claimed_by} if claimed_by else {})},
-                       incident=incident, completed=completed)
+                       incident=incident, completed=completed, timer_rows=timer_rows)
             for timer in due:                 # the projection cancelled or moved them on
                 if timer.status == "cancelled":
                     timer.status = "fired"
                 timer.fired_at = now
-                timer.lock_owner = timer.lock_expires_at = None
+            for timer in pending:             # claims of this scheduler end with the step
+                if timer in due or (claimed_by and timer.lock_owner == claimed_by):
+                    timer.lock_owner = timer.lock_expires_at = None
         return instance
 
     def fire_timer_now(self, instance_id: str, task_id: str, *, actor: str) -> Instance | None:
@@ -644,10 +667,6 @@ class Runtime:
             self._save(session, instance, workflow, actor=actor, action="timer_moved",
                        element_id=_element_id(task), details={"due_at": now.isoformat()})
         return self.fire_timers(instance_id, actor=actor)
-
-    def _pending_timers(self, session: Session, instance_id: str) -> list[Timer]:
-        return list(session.scalars(select(Timer).where(Timer.instance_id == instance_id,
-                                                        Timer.status == "pending")))
 
     def due_timers(self) -> list[Timer]:
         with self.db.reading() as session:

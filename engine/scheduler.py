@@ -197,11 +197,10 @@ class Scheduler:
     def _fire_instance_timer(self, row: Timer) -> int:
         instance = self.engine.runtime.fire_timers(row.instance_id, actor=SCHEDULER_ACTOR,
                                                    claimed_by=self.owner)
-        with self.db.transaction() as session:
-            current = session.get(Timer, row.id)
-            if current is not None and current.lock_owner == self.owner:
-                current.lock_owner, current.lock_expires_at = None, None
-        return 1 if instance is not None else 0
+        if instance is None:        # nothing fired: the claim is given back here
+            self._release(row.id)
+            return 0
+        return 1                    # fire_timers released the claims of what it fired
 
     def _start_scheduled(self, row: Timer) -> int:
         definition = self.engine.repository.get(row.definition_id)
