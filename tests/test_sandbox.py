@@ -108,3 +108,22 @@ def test_task_data_growing_past_the_cap_becomes_an_incident(engine):
         engine.runtime.complete_task(task.id, data, actor="alice")
     failed = engine.runtime.get(instance.id)
     assert failed.status == "incident" and "byte limit" in failed.incident_message
+
+
+@pytest.mark.parametrize("script", [
+    # one big list held many times: printing it would build 300 million items
+    "a = [0] * 300000\nb = []\nfor i in range(1000):\n    b.append(a)\nx = str(b)",
+    # the same through a dictionary of lists
+    "a = list(range(300000))\nd = {}\nfor i in range(1000):\n    d[str(i)] = a\nx = str(d)",
+])
+def test_shared_reference_bombs_are_weighed_within_the_cpu_limit(sandbox, script):
+    """Weighing a value before printing it must cost less than the script's CPU budget
+    (0.3 s here), or the bomb would be reported as a slow script instead of by its size."""
+    with pytest.raises(SandboxViolation, match="more than 1,000,000 items"):
+        sandbox.execute(script, {})
+
+
+def test_a_list_holding_itself_is_printed_as_python_prints_it(sandbox):
+    data: dict = {}
+    sandbox.execute("a = [1]\na.append(a)\nx = str(a)", data)
+    assert data["x"] == "[1, [...]]"
