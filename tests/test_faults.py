@@ -165,14 +165,17 @@ def test_a_full_sqlite_database_refuses_cleanly_and_serves_once_space_is_freed(l
         raw.close()
     engine.db.engine.dispose()
     server = LiveServer(engine)
+    # a plan with a long description (~25 KB): its audit entry cannot fit in the free space
+    # left inside the file's pages, as a small step's rows might
+    long_plan = plan(content="Nội dung chi tiết của sáng kiến, từng bước thực hiện. " * 450)
     try:
         before = engine.runtime.get(instance_id).version
         audit_before = _audit_count(engine)
-        full = server.post(f"/tasks/{task_id}/complete", PROPOSER, json={"data": plan()})
+        full = server.post(f"/tasks/{task_id}/complete", PROPOSER, json={"data": long_plan})
         assert full.status_code == 507, full.text[:300]
         assert full.headers["Content-Type"].startswith("application/problem+json")
         assert "nothing was saved" in server.post(
-            f"/tasks/{task_id}/complete", PROPOSER, json={"data": plan()},
+            f"/tasks/{task_id}/complete", PROPOSER, json={"data": long_plan},
             headers={"Accept-Language": "en"}).json()["title"]
         assert engine.runtime.get(instance_id).version == before    # nothing partial
         assert _audit_count(engine) == audit_before
@@ -180,7 +183,7 @@ def test_a_full_sqlite_database_refuses_cleanly_and_serves_once_space_is_freed(l
 
         limit["pages"] = None       # space freed
         engine.db.engine.dispose()
-        done = server.post(f"/tasks/{task_id}/complete", PROPOSER, json={"data": plan()})
+        done = server.post(f"/tasks/{task_id}/complete", PROPOSER, json={"data": long_plan})
         assert done.status_code == 200, done.text[:300]
     finally:
         server.stop()
