@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select, union
+from sqlalchemy import and_, delete, exists, func, or_, select, true, union
 from werkzeug.security import check_password_hash
 
 from .clock import Clock
@@ -107,10 +107,15 @@ class Access:
     def involved_clause(self, principal: Principal):
         """SQL condition on Instance: the principal may see it (proposer, someone who had a
         task in it or whose unit had one, an administrator of its variant)."""
-        clauses = [Instance.id.in_(self._involved_ids_query(principal))]
-        if principal.admin_of:
-            clauses.append(principal.admin_variants_clause(Instance.variant))
-        return or_(*clauses)
+        if ALL_VARIANTS in principal.admin_of:
+            return true()
+        involved = Instance.id.in_(self._involved_ids_query(principal))
+        if not principal.admin_of:
+            return involved
+        # the variant first: PostgreSQL tests OR's arms in order, so the administrator's
+        # own involvement (a union over the whole history) is read only for instances of
+        # variants they do not administer
+        return or_(principal.admin_variants_clause(Instance.variant), involved)
 
     def involved_ids(self, principal: Principal, limit: int = 5000) -> list[str] | None:
         """The ids of the instances a principal (not an administrator) takes part in, or
