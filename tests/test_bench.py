@@ -36,6 +36,7 @@ def test_engine_overhead(server_kind, capsys):
     assert record["steps_per_instance"] >= 10
     assert record["engine_instances_per_s"] > 0 and record["bare_spiff_instances_per_s"] > 0
     assert record["ratio"] > 0
+    assert 0 < record["ratio_ceiling_with_whole_state_writes"] < 1.5
 
 
 def test_http_throughput(server_kind, capsys):
