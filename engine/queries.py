@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import exists, func, select
+from sqlalchemy import String, any_, bindparam, exists, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from .access import Access, Principal
 from .clock import Clock
 from .errors import NotFound
 from .runtime import Runtime
 from .store import AuditEvent, Database, Definition, HumanTask, Instance, Timer
-from .tasks import Page
+from .tasks import Page, page_of
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Queries:
     def instances(self, principal: Principal, filters: InstanceFilters, page: int = 1,
                   page_size: int = 50) -> Page:
         ids = self.access.involved_ids(principal)
-        query = select(Instance).where(Instance.id.in_(ids) if ids is not None
+        query = select(Instance).where(self._one_of(ids) if ids is not None
                                        else self.access.involved_clause(principal))
         for column, value in ((Instance.variant, filters.variant),
                               (Instance.definition_key, filters.definition_key),
@@ -79,11 +80,15 @@ class Queries:
                                   self.access.overdue_clause(self.clock.now()))
             query = query.where(late if filters.overdue else ~late)
         with self.db.reading() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            items = list(session.scalars(query.order_by(Instance.started_at.desc(),
-                                                        Instance.id)
-                                         .offset((page - 1) * page_size).limit(page_size)))
-        return Page(items, total, page, page_size)
+            return page_of(session, query, (Instance.started_at.desc(), Instance.id),
+                           page, page_size)
+
+    def _one_of(self, ids: list[str]):
+        """Instance.id is one of ``ids``: on PostgreSQL as one array parameter, which it
+        plans in a fraction of the time a list of a thousand parameters takes."""
+        if self.db.is_sqlite:
+            return Instance.id.in_(ids)
+        return Instance.id == any_(bindparam("instance_ids", ids, type_=ARRAY(String)))
 
     def summary(self, principal: Principal) -> Summary:
         """Counts for the administrators' dashboard over the instances they may see."""
@@ -138,10 +143,7 @@ class Queries:
             raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
         query = select(AuditEvent).where(AuditEvent.instance_id == instance_id)
         with self.db.reading() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            items = list(session.scalars(query.order_by(AuditEvent.id)
-                                         .offset((page - 1) * page_size).limit(page_size)))
-        return Page(items, total, page, page_size)
+            return page_of(session, query, (AuditEvent.id,), page, page_size)
 
     def instance(self, instance_id: str) -> Instance:
         with self.db.reading() as session:

@@ -21,6 +21,21 @@ class Page:
     page_size: int
 
 
+def page_of(session, query, order_by: tuple, page: int, page_size: int) -> Page:
+    """One page of ``query``'s rows with the number of all of them, in one statement (a
+    window count over the matching rows, which the sort reads anyway); only a page past the
+    end needs the count asked for separately."""
+    rows = session.execute(query.add_columns(func.count().over()).order_by(*order_by)
+                           .offset((page - 1) * page_size).limit(page_size)).all()
+    if rows:
+        total = rows[0][1]
+    elif page > 1:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+    else:
+        total = 0
+    return Page([row[0] for row in rows], total, page, page_size)
+
+
 class TaskService:
     def __init__(self, db: Database, clock: Clock, access: Access, notifications=None):
         self.db = db
@@ -46,12 +61,9 @@ class TaskService:
             late = self.access.overdue_clause(self.clock.now())
             query = query.where(late if overdue else ~late)
         with self.db.reading() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            items = list(session.scalars(
-                query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                               HumanTask.created_at, HumanTask.id)
-                .offset((page - 1) * page_size).limit(page_size)))
-        return Page(items, total, page, page_size)
+            return page_of(session, query, (HumanTask.due_at.is_(None), HumanTask.due_at,
+                                            HumanTask.created_at, HumanTask.id),
+                           page, page_size)
 
     def _audit(self, session, task: HumanTask, actor: str, action: str, details: dict):
         instance = session.get(Instance, task.instance_id)

@@ -242,6 +242,10 @@ def test_instance_detail_search_and_visibility(api, clock):
     assert [i["business_key"] for i in mine["items"]] == ["A"]
     paged = api.get("/instances", "admin", params={"page_size": 1, "page": 2}).json()
     assert paged["total"] == 2 and len(paged["items"]) == 1
+    past_the_end = api.get("/instances", "admin", params={"page_size": 1, "page": 3}).json()
+    assert (past_the_end["total"], past_the_end["items"]) == (2, [])
+    nothing = api.get("/instances", "admin", params={"status": "terminated"}).json()
+    assert (nothing["total"], nothing["items"]) == (0, [])
     by_stage = api.get("/instances", "admin", params={"stage": "draft",
                                                       "started_by": "laocai.sxd.qhkt.truongphong"})
     assert [i["business_key"] for i in by_stage.json()["items"]] == ["B"]

@@ -20,7 +20,7 @@ from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Memb
                      OrgUnit, User)
 from ..org import Org
 from ..store.models import Notification, OutboxMessage
-from ..tasks import Page
+from ..tasks import page_of
 from .templates import Renderer, from_sources
 
 MODES = ("immediate", "digest", "off")
@@ -262,10 +262,7 @@ class Notifications:
         if status:
             query = query.where(OutboxMessage.status == status)
         with self.db.reading() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            items = list(session.scalars(query.order_by(OutboxMessage.id.desc())
-                                         .offset((page - 1) * page_size).limit(page_size)))
-        return Page(items, total, page, page_size)
+            return page_of(session, query, (OutboxMessage.id.desc(),), page, page_size)
 
     def requeue(self, principal, message_id: int) -> OutboxMessage:
         """Send a failed e-mail again, or one whose delivery is unknown (the administrator

@@ -1,8 +1,9 @@
 """Database tables: definitions, instances and their queryable projections.
 
-The serialized workflow in ``instances.state`` is the truth; ``human_tasks``, ``timers``,
-``message_subscriptions`` and ``audit_events`` are projections written in the same
-transaction so that inbox and monitoring queries never deserialize a workflow.
+The serialized workflow in ``instances.state`` (column ``state_data``, compressed) is the
+truth; ``human_tasks``, ``timers``, ``message_subscriptions`` and ``audit_events`` are
+projections written in the same transaction so that inbox and monitoring queries never
+deserialize a workflow.
 """
 from __future__ import annotations
 
