@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 
-from alembic import command
 from sqlalchemy import text
 
 from engine.serialization import state_text
 from engine.store import Database, Instance
-from engine.store.migrate import alembic_config, upgrade
+from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
 
 from procedures import deploy_library, to_decision
 from scratch_db import scratch_database
-
-
-def _downgrade(db: Database, revision: str) -> None:
-    config = alembic_config(db.url)
-    with db.engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-        connection.commit()
 
 
 def test_state_is_converted_both_ways_and_the_instance_carries_on(database_url, tmp_path,
@@ -41,7 +32,7 @@ def test_state_is_converted_both_ways_and_the_instance_carries_on(database_url, 
             engine.close()
 
         db = Database(url)
-        _downgrade(db, "0007")
+        downgrade(db, "0007")
         with db.engine.connect() as connection:
             old_text, old_format = connection.execute(text(
                 "SELECT state, state_format FROM instances WHERE id = :id"),

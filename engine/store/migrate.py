@@ -19,10 +19,18 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(database, revision: str = "head") -> None:
+    _migrate(database, command.upgrade, revision)
+
+
+def downgrade(database, revision: str) -> None:
+    _migrate(database, command.downgrade, revision)
+
+
+def _migrate(database, step, revision: str) -> None:
     config = alembic_config(database.url)
     with database.engine.connect() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
         connection.commit()
 
 
