@@ -174,6 +174,16 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
             else:
                 session.execute(update(AuditHead.__table__).where(AuditHead.chain == chain)
                                 .values(seq=seq, head=head))
+    # Written here, in order, as one multi-row statement, instead of by the flush: the ORM
+    # would insert them one by one on SQLite to read each id back, and nothing reads the
+    # ids of entries it has just written. They leave the session, as written rows do.
+    rows = [{column: getattr(entry, column) for column in _EVENT_COLUMNS} for entry in new]
+    for entry in new:
+        session.expunge(entry)
+    session.execute(insert(AuditEvent.__table__), rows)
+
+
+_EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
 
 
 event.listen(Session, "before_flush", _chain_new_events)

@@ -13,6 +13,7 @@ import os
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from ..clock import Clock, as_utc
 from ..errors import InvalidData, InvalidState, NotFound
@@ -73,10 +74,15 @@ class Notifications:
         definition = (self._definition(session, instance.definition_id)
                       if instance is not None else None)
         created = []
-        for username in dict.fromkeys(u for u in usernames if u):
-            if username == actor or username in SYSTEM_ACTORS:
-                continue
-            user = session.get(User, username)
+        recipients = [u for u in dict.fromkeys(usernames)
+                      if u and u != actor and u not in SYSTEM_ACTORS]
+        if not recipients:
+            return created
+        # the recipients and the proposer named in the messages, in one query
+        users = self.prefetch(session, recipients + (
+            [instance.started_by] if instance is not None else []))
+        for username in recipients:
+            user = users.get(username)
             if user is None or not user.active:
                 continue
             link = link_for(task.id if task is not None else None,
@@ -94,24 +100,35 @@ class Notifications:
                                         subject=subject, text_body=text, html_body=html,
                                         kind=kind, status="pending", attempts=0,
                                         next_attempt_at=now, created_at=now)
-                session.add(message)
-                session.flush()
-                row.outbox_id = message.id
+                row.outbox = message
             session.add(row)
             created.append(row)
         return created
 
     @staticmethod
-    def prefetch(session: Session, usernames) -> None:
-        """Load the users that many notifications of one step will name, in a few queries
-        instead of one each (a reporting cycle tells thousands of units): the session then
-        finds them without asking the database. The session's identity map holds objects
-        weakly, so they are kept referenced for the session's life."""
-        kept = session.info.setdefault("prefetched", [])
-        keys = [k for k in dict.fromkeys(usernames) if k]
-        for first in range(0, len(keys), 500):
-            kept += session.scalars(select(User).where(
-                User.username.in_(keys[first:first + 500]))).all()
+    def prefetch(session: Session, usernames) -> dict[str, User]:
+        """The users of ``usernames`` that exist, by name: those the session has already
+        loaded, the others in a few queries instead of one each (a reporting cycle tells
+        thousands of units). The session's identity map holds objects weakly, so they are
+        kept referenced for the session's life: later look-ups of the same users in this
+        unit of work (``session.get``) find them without asking the database."""
+        kept = session.info.setdefault("prefetched", {})
+        found = {}
+        missing = []
+        for name in dict.fromkeys(usernames):
+            if not name:
+                continue
+            user = kept.get(name) or session.identity_map.get(identity_key(User, name))
+            if user is not None:
+                found[name] = user
+            elif name not in SYSTEM_ACTORS:
+                missing.append(name)
+        for first in range(0, len(missing), 500):
+            for user in session.scalars(select(User).where(
+                    User.username.in_(missing[first:first + 500]))):
+                found[user.username] = user
+        kept.update(found)
+        return found
 
     def _definition(self, session: Session, definition_id: int) -> Definition | None:
         """Definition versions never change: read each once (its row holds the whole spec
@@ -150,7 +167,8 @@ class Notifications:
                    "instance": None}
         if instance is not None:
             proposer = (None if instance.started_by in SYSTEM_ACTORS
-                        else session.get(User, instance.started_by))
+                        else self.prefetch(session, [instance.started_by]).get(
+                            instance.started_by))
             context["instance"] = {
                 "id": instance.id, "business_key": instance.business_key,
                 "process": (definition.name if definition else None) or instance.definition_key,

@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -306,6 +306,10 @@ class Notification(Base):
     # digest) | digested (went out in one)
     email_status: Mapped[str] = mapped_column(String(16))
     outbox_id: Mapped[int | None]
+    # set with the message it was sent as: one flush writes the message, then this row
+    # with its id (the column has no foreign key in the schema)
+    outbox: Mapped[OutboxMessage | None] = relationship(
+        "OutboxMessage", primaryjoin="foreign(Notification.outbox_id) == OutboxMessage.id")
 
 
 class OutboxMessage(Base):
