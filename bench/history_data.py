@@ -93,8 +93,8 @@ def _finished(connection, dialect, definition_id, first, count, officials, measu
                 {started}, {ended}, {ended}, {who}
             FROM {numbers}"""))
         connection.execute(text(f"""
-            INSERT INTO task_candidates (task_id, username)
-            SELECT 'hist-' || {n} || '-{t}', {who} FROM {numbers}"""))
+            INSERT INTO task_candidates (task_id, instance_id, username)
+            SELECT 'hist-' || {n} || '-{t}', 'hist-' || {n}, {who} FROM {numbers}"""))
     for a in range(AUDIT_PER_INSTANCE):
         action = "instance_started" if a == 0 else "task_completed"
         connection.execute(text(f"""
@@ -139,5 +139,5 @@ def _open(connection, dialect, definition_id, count, measured, unit):
             'screening.schema.json', 'decider', {where_unit}, 'open', NULL, {at}, {due}
         FROM {numbers}"""))
     connection.execute(text(f"""
-        INSERT INTO task_candidates (task_id, username)
-        SELECT 'open-' || s.i || '-t', {who} FROM {numbers}"""))
+        INSERT INTO task_candidates (task_id, instance_id, username)
+        SELECT 'open-' || s.i || '-t', 'open-' || s.i, {who} FROM {numbers}"""))

@@ -137,9 +137,7 @@ class Access:
         parts = [select(Instance.id).where(Instance.started_by == name),
                  select(HumanTask.instance_id).where(HumanTask.assignee == name),
                  select(HumanTask.instance_id).where(HumanTask.completed_by == name),
-                 select(HumanTask.instance_id).join(
-                     TaskCandidate, TaskCandidate.task_id == HumanTask.id)
-                 .where(TaskCandidate.username == name),
+                 select(TaskCandidate.instance_id).where(TaskCandidate.username == name),
                  select(Notification.instance_id).where(Notification.username == name,
                                                         Notification.instance_id.isnot(None))]
         if principal.units:

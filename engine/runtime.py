@@ -284,8 +284,8 @@ class Runtime:
                 created_at=now, due_at=due)
             session.add(human)
             created.append((human, list(dict.fromkeys(candidates))))
-            candidate_rows += [TaskCandidate(task_id=task_id, username=u)
-                               for u in dict.fromkeys(candidates)]
+            candidate_rows += [TaskCandidate(task_id=task_id, instance_id=instance.id,
+                                             username=u) for u in dict.fromkeys(candidates)]
         if candidate_rows:
             session.flush()              # the tasks first: candidates refer to them
             session.add_all(candidate_rows)

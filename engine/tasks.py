@@ -127,7 +127,8 @@ class TaskService:
                                            "message": "Người dùng không tồn tại",
                                            "message_en": "No such user"}])
             if session.get(TaskCandidate, (task_id, username)) is None:
-                session.add(TaskCandidate(task_id=task_id, username=username))
+                session.add(TaskCandidate(task_id=task_id, instance_id=task.instance_id,
+                                          username=username))
             previous = task.assignee
             task.assignee = username
             self._audit(session, task, actor, "task_assigned",

@@ -66,7 +66,7 @@ def test_claims_join_the_instance_chain(engine, review):
     instance = engine.runtime.start("national", "review", started_by="alice")
     [task] = engine.runtime.open_tasks(instance.id)
     with engine.db.transaction() as session:
-        session.add(TaskCandidate(task_id=task.id, username="carol"))
+        session.add(TaskCandidate(task_id=task.id, instance_id=instance.id, username="carol"))
     engine.tasks.claim(task.id, "carol")
     engine.tasks.unclaim(task.id, "carol")
     engine.runtime.complete_task(task.id, {}, actor="carol")

@@ -57,7 +57,7 @@ class Instance(Base):
     __table_args__ = (
         Index("ix_instance_status", "status", "variant", "definition_key"),
         Index("ix_instance_business_key", "business_key"),
-        Index("ix_instance_started_by", "started_by", "started_at"),
+        Index("ix_instance_started_by", "started_by", "started_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -94,9 +94,10 @@ class HumanTask(Base):
     __table_args__ = (
         Index("ix_human_task_inbox", "status", "lane"),
         Index("ix_human_task_instance", "instance_id", "status"),
-        Index("ix_human_task_assignee", "assignee", "status"),
-        Index("ix_human_task_completed_by", "completed_by"),
-        Index("ix_human_task_unit", "unit_id", "status"),
+        # the instance id last: an official's instances are read from the index alone
+        Index("ix_human_task_assignee", "assignee", "status", "instance_id"),
+        Index("ix_human_task_completed_by", "completed_by", "instance_id"),
+        Index("ix_human_task_unit", "unit_id", "status", "instance_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)   # SpiffWorkflow task id
@@ -190,11 +191,14 @@ class TaskCandidate(Base):
     """Who may claim and complete an open human task (resolved from its lane's role)."""
 
     __tablename__ = "task_candidates"
-    __table_args__ = (Index("ix_candidate_user", "username", "task_id"),)
+    __table_args__ = (Index("ix_candidate_user", "username", "task_id"),
+                      Index("ix_candidate_user_instance", "username", "instance_id"))
 
     task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"),
                                          primary_key=True)
     username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # the task's instance, copied: an official's instances come from one index
+    instance_id: Mapped[str] = mapped_column(String(36))
 
 
 class Decision(Base):
