@@ -256,3 +256,48 @@ def test_postgresql_restarted_under_load(library):
     for task_id, instance_id in tasks.items():
         assert _completions(engine, instance_id) == ["submit_plan"]
         _intact(engine, instance_id)
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_after_idling(database_url,
+                                                                          monkeypatch):
+    """A connection dropped while idle in the pool (a server restart, a firewall) is tested
+    and replaced before use once it has idled past the threshold; within the threshold it
+    is not tested (no round trip per transaction), so its next use fails once, and then the
+    pool serves fresh connections."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+    import engine.store.db as db_module
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no server connection to lose")
+    db = db_module.Database(database_url)
+    killer = db_module.Database(database_url)
+
+    def backend_pid() -> int:
+        with db.reading() as session:
+            return session.scalar(text("SELECT pg_backend_pid()"))
+
+    def drop(pid: int) -> None:
+        with killer.transaction() as session:
+            assert session.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(10_000):        # the signal is asynchronous: until the backend is gone
+            with killer.reading() as session:
+                if not session.scalar(text("SELECT count(*) FROM pg_stat_activity "
+                                           "WHERE pid = :pid"), {"pid": pid}):
+                    return
+        raise AssertionError(f"backend {pid} did not stop")
+
+    try:
+        first = backend_pid()
+        drop(first)
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 0.0)    # idled long enough
+        second = backend_pid()
+        assert second != first
+
+        drop(second)
+        monkeypatch.setattr(db_module, "PING_AFTER_IDLE_S", 3600.0)  # used just now
+        with pytest.raises(OperationalError):
+            backend_pid()
+        assert backend_pid() not in (first, second)
+    finally:
+        db.dispose()
+        killer.dispose()

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _READ_ONLY = "nd73_read_only"
+_IDLE_SINCE = "nd73_idle_since"
+PING_AFTER_IDLE_S = 1.0     # a pooled connection idle longer is tested before use
 
 
 def default_database_url() -> str:
@@ -49,6 +53,32 @@ def _prepare_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _ping_idle_connections(engine: Engine) -> None:
+    """Test a pooled connection before use only when it has been idle for a while, the way
+    HikariCP does: a busy server reuses its connections within milliseconds, and a ping
+    before every transaction (SQLAlchemy's ``pool_pre_ping``) cost a round trip each, a
+    tenth of a task completion. A connection the server dropped (a restart) is replaced
+    here; one dropped while in use fails that request, and SQLAlchemy then discards every
+    connection pooled before it."""
+
+    @event.listens_for(engine, "checkin")
+    def on_checkin(_dbapi_connection, record):
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection, record, _proxy):
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:        # noqa: BLE001 - any failure: not usable
+            # the pool discards it and checks out another (a new connection if need be)
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+
+
 class Database:
     """An engine plus session factories for writing and reading units of work."""
 
@@ -59,11 +89,13 @@ class Database:
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine = create_engine(self.url, **kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _prepare_sqlite(self.engine)
+        else:
+            _ping_idle_connections(self.engine)
         self._local = threading.local()     # the writing unit of work of each thread
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
