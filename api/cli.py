@@ -217,7 +217,9 @@ def check_config() -> None:
               show_default="$ND73_PORT or 8000")
 @click.option("--workers", type=int, default=lambda: int(os.environ.get("ND73_WORKERS", "1")),
               show_default="$ND73_WORKERS or 1")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--threads", type=int, default=lambda: int(os.environ.get("ND73_THREADS", "4")),
+              show_default="$ND73_THREADS or 4")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from api.app import create_app
@@ -226,7 +228,7 @@ def serve(host: str, port: int, workers: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", 4)
+            self.cfg.set("threads", threads)
             self.cfg.set("accesslog", "-")
 
         def load(self):

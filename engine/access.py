@@ -199,15 +199,28 @@ class Access:
         return or_(*clauses)
 
     def can_see_task(self, principal: Principal, task_id: str) -> bool:
-        with self.db.reading() as session:
-            return session.scalar(select(func.count(HumanTask.id)).where(
-                HumanTask.id == task_id, self.task_visible_clause(principal))) > 0
+        return self.visible_task(principal, task_id) is not None
 
-    def may_work_on(self, principal: Principal, task: HumanTask) -> bool:
-        """Claim or complete: a candidate of an unclaimed task, or its assignee."""
+    def visible_task(self, principal: Principal,
+                     task_id: str) -> tuple[HumanTask, bool] | None:
+        """The task if the principal may see it (else None), with whether the principal
+        is one of its candidates: one query for what a request on a task checks first."""
+        candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
+                                   TaskCandidate.username == principal.username)
+        with self.db.reading() as session:
+            found = session.execute(select(HumanTask, candidate).where(
+                HumanTask.id == task_id, self.task_visible_clause(principal))).first()
+        return (found[0], bool(found[1])) if found is not None else None
+
+    def may_work_on(self, principal: Principal, task: HumanTask,
+                    is_candidate: bool | None = None) -> bool:
+        """Claim or complete: a candidate of an unclaimed task, or its assignee
+        (``is_candidate``: already known, as :meth:`visible_task` tells)."""
         if task.assignee:
             return task.assignee == principal.username
-        return principal.username in self.candidates(task.id)
+        if is_candidate is None:
+            is_candidate = principal.username in self.candidates(task.id)
+        return is_candidate
 
     def inbox_clause(self, principal: Principal, scope: str | None):
         candidate = and_(HumanTask.assignee.is_(None), exists().where(

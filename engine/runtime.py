@@ -497,9 +497,12 @@ class Runtime:
             instance_id = self._task_instances.get(task_id)
         return instance_id or self._human_task(task_id).instance_id
 
-    def complete_task(self, task_id: str, data: dict | None, *, actor: str) -> Instance:
+    def complete_task(self, task_id: str, data: dict | None, *, actor: str,
+                      instance_id: str | None = None) -> Instance:
+        """Complete a task with its form data. ``instance_id``: the task's instance, when
+        the caller has just read the task (checked again under the instance's lock)."""
         data = _clean_data(data, self.max_data_bytes)
-        instance_id = self._instance_of_task(task_id)
+        instance_id = instance_id or self._instance_of_task(task_id)
         with self._instance(instance_id) as (session, instance, workflow):
             row = session.get(HumanTask, task_id)
             if row is None or row.instance_id != instance_id:

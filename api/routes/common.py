@@ -77,6 +77,13 @@ def visible_instance(instance_id: str) -> Instance:
 
 
 def visible_task(task_id: str) -> HumanTask:
-    if not engine().access.can_see_task(current(), task_id):
+    return visible_task_and_candidacy(task_id)[0]
+
+
+def visible_task_and_candidacy(task_id: str) -> tuple[HumanTask, bool]:
+    """The task, if the caller may see it (404 otherwise), and whether the caller is one
+    of its candidates."""
+    found = engine().access.visible_task(current(), task_id)
+    if found is None:
         raise ApiProblem("not-found", f"task {task_id} does not exist")
-    return engine().tasks.get(task_id)
+    return found

@@ -7,7 +7,7 @@ from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
 from .common import (SECURITY, engine, instance_dict, require_admin, task_dict, tasks_dicts,
-                     visible_task)
+                     visible_task, visible_task_and_candidacy)
 
 blp = Blueprint("tasks", __name__, description="Inbox and tasks (officials)")
 
@@ -44,10 +44,11 @@ def get_task(task_id):
 
 
 def _workable(task_id: str):
-    task = visible_task(task_id)
+    """The open task and whether the caller is one of its candidates."""
+    task, is_candidate = visible_task_and_candidacy(task_id)
     if task.status != "open":
         raise ApiProblem("conflict", f"the task is {task.status}")
-    return task
+    return task, is_candidate
 
 
 @blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
@@ -56,8 +57,8 @@ def _workable(task_id: str):
 @authenticated
 def claim(task_id):
     """Take a task one is a candidate for."""
-    task = _workable(task_id)
-    if current().username not in engine().access.candidates(task.id):
+    task, is_candidate = _workable(task_id)
+    if not is_candidate:
         raise ApiProblem("forbidden", "you are not a candidate of this task")
     return task_dict(engine().tasks.claim(task_id, current().username))
 
@@ -68,7 +69,7 @@ def claim(task_id):
 @authenticated
 def unclaim(task_id):
     """Give a claimed task back (its assignee, or an administrator)."""
-    task = _workable(task_id)
+    task, _ = _workable(task_id)
     variant = engine().queries.instance(task.instance_id).variant
     if task.assignee != current().username and not current().is_admin(variant):
         raise ApiProblem("forbidden", "only the assignee or an administrator may unclaim")
@@ -82,7 +83,7 @@ def unclaim(task_id):
 @authenticated
 def assign(body, task_id):
     """Give a task to a user (administrators of the variant)."""
-    task = _workable(task_id)
+    task, _ = _workable(task_id)
     require_admin(engine().queries.instance(task.instance_id).variant)
     return task_dict(engine().tasks.assign(task_id, body["username"], current().username))
 
@@ -94,10 +95,11 @@ def assign(body, task_id):
 @authenticated
 def complete(body, task_id):
     """Submit a task's form; the answer is the instance after the step."""
-    task = _workable(task_id)
+    task, is_candidate = _workable(task_id)
     if task.assignee and task.assignee != current().username:
         raise ApiProblem("forbidden", f"the task is claimed by {task.assignee}")
-    if not engine().access.may_work_on(current(), task):
+    if not engine().access.may_work_on(current(), task, is_candidate):
         raise ApiProblem("forbidden", "you are not a candidate of this task")
-    instance = engine().runtime.complete_task(task_id, body["data"], actor=current().username)
-    return instance_dict(engine().queries.instance(instance.id))
+    instance = engine().runtime.complete_task(task_id, body["data"], actor=current().username,
+                                              instance_id=task.instance_id)
+    return instance_dict(instance)     # as the step committed it
