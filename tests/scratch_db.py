@@ -12,6 +12,23 @@ from sqlalchemy.engine import make_url
 from bench.common import postgres_database
 
 
+def proposal_at_vote(url: str, clock):
+    """Migrate the database at ``url`` to the newest schema, deploy the process library
+    and bring one national proposal to its leadership vote; returns the case, its engine
+    closed (a migration test then works on the database alone)."""
+    from engine.store.migrate import upgrade
+    from engine.workflow_engine import WorkflowEngine
+    from procedures import deploy_library, to_decision
+
+    engine = WorkflowEngine(url, clock=clock)
+    try:
+        upgrade(engine.db)
+        deploy_library(engine)
+        return to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
+    finally:
+        engine.close()
+
+
 @contextmanager
 def scratch_database(suite_url: str, folder: Path, suffix: str) -> Iterator[str]:
     url = make_url(suite_url)

@@ -9,8 +9,7 @@ from engine.store import Database
 from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
 
-from procedures import deploy_library, to_decision
-from scratch_db import scratch_database
+from scratch_db import proposal_at_vote, scratch_database
 
 VOTER = "mau.sxd.pgd1"
 
@@ -25,13 +24,7 @@ def _candidacies(db: Database) -> list[tuple]:
 def test_candidacies_get_their_instance_and_lose_it_on_downgrade(database_url, tmp_path,
                                                                  clock):
     with scratch_database(database_url, tmp_path, "candidacies") as url:
-        engine = WorkflowEngine(url, clock=clock)
-        try:
-            upgrade(engine.db)
-            deploy_library(engine)
-            case = to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
-        finally:
-            engine.close()
+        case = proposal_at_vote(url, clock)
 
         db = Database(url)
         downgrade(db, "0008")

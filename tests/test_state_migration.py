@@ -11,27 +11,19 @@ from engine.store import Database, Instance
 from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
 
-from procedures import deploy_library, to_decision
-from scratch_db import scratch_database
+from scratch_db import proposal_at_vote, scratch_database
 
 
 def test_state_is_converted_both_ways_and_the_instance_carries_on(database_url, tmp_path,
                                                                   clock):
     with scratch_database(database_url, tmp_path, "statemigration") as url:
-        engine = WorkflowEngine(url, clock=clock)
-        try:
-            upgrade(engine.db)
-            deploy_library(engine)
-            case = to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
-            with engine.db.reading() as session:
-                stored = session.get(Instance, case.id)
-            compressed, version = stored.state, stored.version
-            assert stored.state_format.startswith("nd73-2/")
-            assert json.loads(state_text(compressed))["root"]
-        finally:
-            engine.close()
-
+        case = proposal_at_vote(url, clock)
         db = Database(url)
+        with db.reading() as session:
+            stored = session.get(Instance, case.id)
+        compressed, version = stored.state, stored.version
+        assert stored.state_format.startswith("nd73-2/")
+        assert json.loads(state_text(compressed))["root"]
         downgrade(db, "0007")
         with db.engine.connect() as connection:
             old_text, old_format = connection.execute(text(
