@@ -198,9 +198,6 @@ class Access:
                                       Notification.username == principal.username))
         return or_(*clauses)
 
-    def can_see_task(self, principal: Principal, task_id: str) -> bool:
-        return self.visible_task(principal, task_id) is not None
-
     def visible_task(self, principal: Principal,
                      task_id: str) -> tuple[HumanTask, bool] | None:
         """The task if the principal may see it (else None), with whether the principal
