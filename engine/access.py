@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, exists, func, or_, select, true, union
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from .clock import Clock
@@ -65,18 +66,23 @@ class Access:
 
     # --- identities ----------------------------------------------------------------------
     def principal(self, username: str) -> Principal | None:
+        # every request asks this: the user, memberships and grants in one query (a user
+        # has a few of each, so their cross product stays small)
         with self.db.reading() as session:
-            user = session.get(User, username)
-            if user is None or not user.active:
-                return None
-            memberships = session.execute(
-                select(Membership.unit_id, Membership.position)
-                .where(Membership.username == username).order_by(Membership.id)).all()
-            grants = session.execute(select(Grant.grant, Grant.variant)
-                                     .where(Grant.username == username)).all()
+            rows = session.execute(
+                select(User.full_name, User.active, Membership.id, Membership.unit_id,
+                       Membership.position, Grant.grant, Grant.variant)
+                .outerjoin(Membership, Membership.username == User.username)
+                .outerjoin(Grant, Grant.username == User.username)
+                .where(User.username == username)).all()
+        if not rows or not rows[0].active:
+            return None
+        memberships = {row.id: (row.unit_id, row.position)
+                       for row in sorted(rows, key=lambda r: r.id or 0) if row.id is not None}
+        grants = {(row.grant, row.variant) for row in rows if row.grant is not None}
         return Principal(
-            username=user.username, full_name=user.full_name,
-            memberships=tuple((u, p) for u, p in memberships),
+            username=username, full_name=rows[0].full_name,
+            memberships=tuple(memberships.values()),
             admin_of=frozenset(v for g, v in grants if g == "admin"),
             designer_of=frozenset(v for g, v in grants if g == "designer"))
 
@@ -198,15 +204,20 @@ class Access:
                                       Notification.username == principal.username))
         return or_(*clauses)
 
-    def visible_task(self, principal: Principal,
-                     task_id: str) -> tuple[HumanTask, bool] | None:
+    def visible_task(self, principal: Principal, task_id: str,
+                     session: Session | None = None) -> tuple[HumanTask, bool] | None:
         """The task if the principal may see it (else None), with whether the principal
-        is one of its candidates: one query for what a request on a task checks first."""
+        is one of its candidates: one query for what a request on a task checks first
+        (in ``session``, a unit of work that is about to act on the task, if given)."""
         candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
                                    TaskCandidate.username == principal.username)
-        with self.db.reading() as session:
-            found = session.execute(select(HumanTask, candidate).where(
-                HumanTask.id == task_id, self.task_visible_clause(principal))).first()
+        query = select(HumanTask, candidate).where(HumanTask.id == task_id,
+                                                   self.task_visible_clause(principal))
+        if session is not None:
+            found = session.execute(query).first()
+        else:
+            with self.db.reading() as reader:
+                found = reader.execute(query).first()
         return (found[0], bool(found[1])) if found is not None else None
 
     def may_work_on(self, principal: Principal, task: HumanTask,

@@ -34,7 +34,7 @@ from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
 from .errors import NotFound
-from .store.models import AuditEvent, AuditHead, Instance
+from .store.models import AuditEvent, AuditHead, HumanTask, Instance
 
 SYSTEM_CHAIN = "system"
 GENESIS = ""          # the "previous hash" of a chain's first entry
@@ -89,15 +89,21 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
                                                                   row.audit_head)
 
 
-def lock_instance(session: Session, instance_id: str) -> Instance | None:
+def lock_instance(session: Session, instance_id: str | None = None, *,
+                  task_id: str | None = None) -> Instance | None:
     """:func:`lock_instance_chain` for a unit of work that reads the whole instance row:
-    the row is loaded by the locking statement itself (one round trip instead of two)."""
-    if session.get_bind().dialect.name == "sqlite":
+    the row is loaded by the locking statement itself (one round trip instead of two).
+    ``task_id`` instead of ``instance_id``: the instance of that task."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if instance_id is not None and sqlite:
         return session.get(Instance, instance_id)
-    instance = session.scalars(select(Instance).where(Instance.id == instance_id)
-                               .with_for_update(key_share=True)).first()
-    if instance is not None:
-        session.info.setdefault(LOCKED_HEADS, {})[instance_id] = (instance.audit_seq or 0,
+    which = Instance.id == (instance_id if instance_id is not None else select(
+        HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
+    query = select(Instance).where(which)
+    instance = session.scalars(query if sqlite else
+                               query.with_for_update(key_share=True, of=Instance)).first()
+    if instance is not None and not sqlite:
+        session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (instance.audit_seq or 0,
                                                                   instance.audit_head)
     return instance
 

@@ -8,9 +8,7 @@ gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
 """
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +20,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -61,6 +59,29 @@ def _properties(task_spec) -> dict:
 class Incident:
     message: str
     element_id: str | None
+
+
+@dataclass
+class WaitingEvents:
+    """The waiting timers (task id -> (task, definition, due)) and message catches (task
+    id -> (task, definition)) among an instance's live tasks."""
+    timers: dict
+    messages: dict
+
+    @classmethod
+    def of(cls, live) -> WaitingEvents:
+        timers, messages = {}, {}
+        for task in live:
+            if not task.has_state(TaskState.WAITING):
+                continue
+            definition = getattr(task.task_spec, "event_definition", None)
+            if isinstance(definition, TimerEventDefinition):
+                due = timer_due(task)
+                if due is not None:
+                    timers[str(task.id)] = (task, definition, due)
+            elif isinstance(definition, MessageEventDefinition):
+                messages[str(task.id)] = (task, definition)
+        return cls(timers, messages)
 
 
 def _element_id(task) -> str | None:
@@ -109,10 +130,6 @@ class Runtime:
         self.script_engine = script_engine
         self.max_data_bytes = max_data_bytes
         self._workflows = WorkflowCache()
-        # task id -> instance id (never changes), remembered when a task opens: completing
-        # it then locks its instance without reading the task first in another transaction
-        self._task_instances: OrderedDict[str, str] = OrderedDict()
-        self._task_instances_lock = threading.Lock()
 
     # --- units of work -----------------------------------------------------------------
     @contextmanager
@@ -148,13 +165,18 @@ class Runtime:
         return instance, workflow
 
     @contextmanager
-    def _instance(self, instance_id: str) -> Iterator[tuple[Session, Instance, BpmnWorkflow]]:
-        """A unit of work on one instance, with its variant's settings (calendar, deadlines)
-        in force for every script and timer."""
+    def _instance(self, instance_id: str | None, *, task_id: str | None = None
+                  ) -> Iterator[tuple[Session, Instance, BpmnWorkflow]]:
+        """A unit of work on one instance (``task_id``: the instance of that task), with its
+        variant's settings (calendar, deadlines) in force for every script and timer."""
         with self._unit_of_work() as session:
             # the instance row first, before any of its other rows (see lock_instance_chain);
             # held here, as the session keeps loaded rows only while they are referenced
-            locked = lock_instance(session, instance_id)
+            locked = lock_instance(session, instance_id, task_id=task_id)
+            if instance_id is None:
+                if locked is None:
+                    raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+                instance_id = locked.id
             instance, workflow = self._load(session, instance_id, cached=True)
             assert locked is None or locked is instance
             loaded_version = instance.version
@@ -184,9 +206,13 @@ class Runtime:
               actor: str, action: str, element_id: str | None = None,
               details: dict | None = None, incident: Incident | None = None,
               completed: list = (), status: str | None = None,
-              timer_rows: list[Timer] | None = None) -> None:
+              timer_rows: list[Timer] | None = None,
+              task_rows: list[HumanTask] | None = None,
+              waited: WaitingEvents | None = None) -> None:
         """Save the state and refresh projections, audit and notifications. ``timer_rows``:
-        every timer row of the instance, when the caller has just read them."""
+        every timer row of the instance, when the caller has just read them; ``task_rows``
+        and ``waited``: its rows of the tasks open, and its events waiting, before a task
+        was completed (see :meth:`_project`)."""
         now = self.clock.now()
         instance.state = self.codec.dump_state(workflow)
         instance.state_format = STATE_FORMAT
@@ -225,14 +251,22 @@ class Runtime:
         # the version check happens here, before any projection is written; the audit
         # entries' chain head goes into the same UPDATE of the instance row
         session.flush()
-        created = self._project(session, instance, live, now, timer_rows)
+        created = self._project(session, instance, live, now, timer_rows, task_rows, waited)
         self._notify_progress(session, instance, created, previous_stage, actor)
 
     # --- projections -------------------------------------------------------------------
     def _project(self, session: Session, instance: Instance, live: list, now: datetime,
-                 timer_rows: list[Timer] | None = None) -> list[tuple[HumanTask, list[str]]]:
+                 timer_rows: list[Timer] | None = None,
+                 task_rows: list[HumanTask] | None = None,
+                 waited: WaitingEvents | None = None) -> list[tuple[HumanTask, list[str]]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
-        the human tasks it opened, with candidates."""
+        the human tasks it opened, with candidates.
+
+        A completion passes the rows of the tasks open before it (``task_rows``) and the
+        events that were waiting (``waited``): the tasks and events this step readied are
+        new ones, as a completion never reopens a task the way a retry or a migration may,
+        and the pending timer and subscription rows are those of the events that waited,
+        as every step keeps them so. Then none of these rows is read again."""
         created = []
         finished = instance.status in (COMPLETED, TERMINATED)
         ready = {} if finished else {
@@ -243,21 +277,22 @@ class Runtime:
         with session.no_autoflush:
             # the open rows, with the rows of ready tasks that were closed before (reopened
             # by retry or migration); a reporting cycle readies thousands: 500 ids a query
-            ready_ids = list(ready)
-            rows = session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance.id,
-                or_(HumanTask.status == "open", HumanTask.id.in_(ready_ids[:500])))).all()
+            ready_ids = [] if task_rows is not None else list(ready)
+            rows = task_rows if task_rows is not None else session.scalars(
+                select(HumanTask).where(HumanTask.instance_id == instance.id, or_(
+                    HumanTask.status == "open", HumanTask.id.in_(ready_ids[:500])))).all()
             for first in range(500, len(ready_ids), 500):
                 rows += session.scalars(select(HumanTask).where(
                     HumanTask.instance_id == instance.id,
                     HumanTask.id.in_(ready_ids[first:first + 500]))).all()
             open_rows = list({r.id: r for r in rows if r.status == "open"}.values())
             earlier = {r.id: r for r in rows if r.status != "open"}
-            if timer_rows is None:
+            if timer_rows is None and waited is None:
                 timer_rows = session.scalars(select(Timer).where(
                     Timer.instance_id == instance.id)).all()
-            subscription_rows = session.scalars(select(MessageSubscription).where(
-                MessageSubscription.instance_id == instance.id)).all()
+            subscription_rows = [] if waited is not None else session.scalars(
+                select(MessageSubscription).where(
+                    MessageSubscription.instance_id == instance.id)).all()
         known = {r.id for r in open_rows}
         new_ids = [task_id for task_id in ready if task_id not in known]
         for row in open_rows:
@@ -289,19 +324,12 @@ class Runtime:
         if candidate_rows:
             session.flush()              # the tasks first: candidates refer to them
             session.add_all(candidate_rows)
-        self._remember_tasks(instance.id, [task.id for task, _ in created])
 
-        waiting = [] if finished else [t for t in live if t.has_state(TaskState.WAITING)]
-        timers = {}
-        messages = {}
-        for task in waiting:
-            definition = getattr(task.task_spec, "event_definition", None)
-            if isinstance(definition, TimerEventDefinition):
-                due = timer_due(task)
-                if due is not None:
-                    timers[str(task.id)] = (task, definition, due)
-            elif isinstance(definition, MessageEventDefinition):
-                messages[str(task.id)] = (task, definition)
+        waiting = WaitingEvents.of([] if finished else live)
+        if waited is not None:
+            self._project_events_since(session, instance, waited, waiting)
+            return created
+        timers, messages = waiting.timers, waiting.messages
         earlier_timers = {}              # fired or cancelled rows, by task (one each)
         for row in timer_rows:
             if row.status != "pending":
@@ -317,18 +345,53 @@ class Runtime:
             if existing is not None:
                 existing.status, existing.due_at, existing.attempts = "pending", due, 0
                 continue
-            session.add(Timer(instance_id=instance.id, definition_id=instance.definition_id,
-                              task_id=task_id, element_id=_element_id(task),
-                              kind=type(definition).__name__, due_at=due, status="pending",
-                              attempts=0))
+            self._schedule(session, instance, task_id, task, definition, due)
         for row in subscription_rows:
             if messages.pop(row.task_id, None) is None:
                 session.delete(row)
         for task_id, (task, definition) in messages.items():
-            session.add(MessageSubscription(instance_id=instance.id, task_id=task_id,
-                                            element_id=_element_id(task),
-                                            message_name=definition.name))
+            self._subscribe(session, instance, task_id, task, definition)
         return created
+
+    def _project_events_since(self, session: Session, instance: Instance,
+                              waited: WaitingEvents, waiting: WaitingEvents) -> None:
+        """Timer and subscription rows from what waited before a step and waits after."""
+        gone = [task_id for task_id in waited.timers if task_id not in waiting.timers]
+        if gone:
+            session.execute(update(Timer.__table__).where(
+                Timer.instance_id == instance.id, Timer.task_id.in_(gone),
+                Timer.status == "pending").values(status="cancelled"))
+        for task_id, (task, definition, due) in waiting.timers.items():
+            before = waited.timers.get(task_id)
+            if before is None:
+                self._schedule(session, instance, task_id, task, definition, due)
+            elif before[2] != due:
+                session.execute(update(Timer.__table__).where(
+                    Timer.instance_id == instance.id, Timer.task_id == task_id)
+                    .values(due_at=due, attempts=0))
+        gone = [task_id for task_id in waited.messages if task_id not in waiting.messages]
+        if gone:
+            session.execute(delete(MessageSubscription.__table__).where(
+                MessageSubscription.instance_id == instance.id,
+                MessageSubscription.task_id.in_(gone)))
+        for task_id, (task, definition) in waiting.messages.items():
+            if task_id not in waited.messages:
+                self._subscribe(session, instance, task_id, task, definition)
+
+    @staticmethod
+    def _schedule(session: Session, instance: Instance, task_id: str, task, definition,
+                  due: datetime) -> None:
+        session.add(Timer(instance_id=instance.id, definition_id=instance.definition_id,
+                          task_id=task_id, element_id=_element_id(task),
+                          kind=type(definition).__name__, due_at=due, status="pending",
+                          attempts=0))
+
+    @staticmethod
+    def _subscribe(session: Session, instance: Instance, task_id: str, task,
+                   definition) -> None:
+        session.add(MessageSubscription(instance_id=instance.id, task_id=task_id,
+                                        element_id=_element_id(task),
+                                        message_name=definition.name))
 
     def _notify_progress(self, session: Session, instance: Instance, created: list,
                          previous_stage: str | None, actor: str) -> None:
@@ -485,27 +548,25 @@ class Runtime:
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
         return task
 
-    def _remember_tasks(self, instance_id: str, task_ids) -> None:
-        with self._task_instances_lock:
-            for task_id in task_ids:
-                self._task_instances[task_id] = instance_id
-            while len(self._task_instances) > TASKS_REMEMBERED:
-                self._task_instances.popitem(last=False)
-
-    def _instance_of_task(self, task_id: str) -> str:
-        with self._task_instances_lock:
-            instance_id = self._task_instances.get(task_id)
-        return instance_id or self._human_task(task_id).instance_id
-
     def complete_task(self, task_id: str, data: dict | None, *, actor: str,
-                      instance_id: str | None = None) -> Instance:
+                      instance_id: str | None = None,
+                      check: Callable[[Session], None] | None = None) -> Instance:
         """Complete a task with its form data. ``instance_id``: the task's instance, when
-        the caller has just read the task (checked again under the instance's lock)."""
-        data = _clean_data(data, self.max_data_bytes)
-        instance_id = instance_id or self._instance_of_task(task_id)
-        with self._instance(instance_id) as (session, instance, workflow):
-            row = session.get(HumanTask, task_id)
-            if row is None or row.instance_id != instance_id:
+        the caller knows it (checked again under the instance's lock). ``check`` runs
+        first in the same transaction, once the instance is locked (whether the caller
+        may complete the task): what it raises is raised, with nothing written."""
+        with self._instance(instance_id, task_id=task_id) as (session, instance, workflow):
+            if check is not None:
+                check(session)
+            data = _clean_data(data, self.max_data_bytes)
+            instance_id = instance.id
+            # the task's row with the instance's other open ones, which the projection
+            # refreshes after the step: one query for both
+            rows = session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance_id,
+                or_(HumanTask.status == "open", HumanTask.id == task_id))).all()
+            row = next((r for r in rows if r.id == task_id), None)
+            if row is None:
                 raise NotFound(f"task {task_id} does not exist", task_id=task_id)
             if row.status == "completed":
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
@@ -519,6 +580,7 @@ class Runtime:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
             self._check_form(definition, row, task.data, data)
+            waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
             before = dict(task.data)
             task.data.update(data)
             changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()
@@ -536,7 +598,8 @@ class Runtime:
             self._save(session, instance, workflow, actor=actor, action="task_completed",
                        element_id=row.element_id, details={"task_id": task_id,
                                                            "changed": changed},
-                       incident=incident, completed=completed)
+                       incident=incident, completed=completed, task_rows=rows,
+                       waited=waited)
             kind = _decision_kind(data)
             if kind and self.notifications is not None:   # after the version-checked save
                 self.notifications.notify(session, [instance.started_by], kind,

@@ -80,10 +80,10 @@ def visible_task(task_id: str) -> HumanTask:
     return visible_task_and_candidacy(task_id)[0]
 
 
-def visible_task_and_candidacy(task_id: str) -> tuple[HumanTask, bool]:
+def visible_task_and_candidacy(task_id: str, session=None) -> tuple[HumanTask, bool]:
     """The task, if the caller may see it (404 otherwise), and whether the caller is one
-    of its candidates."""
-    found = engine().access.visible_task(current(), task_id)
+    of its candidates (read in ``session``, a unit of work on the task, if given)."""
+    found = engine().access.visible_task(current(), task_id, session)
     if found is None:
         raise ApiProblem("not-found", f"task {task_id} does not exist")
     return found

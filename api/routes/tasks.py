@@ -43,9 +43,9 @@ def get_task(task_id):
             "form_schema": wf_engine.repository.form(definition, task.form), "data": data}
 
 
-def _workable(task_id: str):
+def _workable(task_id: str, session=None):
     """The open task and whether the caller is one of its candidates."""
-    task, is_candidate = visible_task_and_candidacy(task_id)
+    task, is_candidate = visible_task_and_candidacy(task_id, session)
     if task.status != "open":
         raise ApiProblem("conflict", f"the task is {task.status}")
     return task, is_candidate
@@ -95,11 +95,14 @@ def assign(body, task_id):
 @authenticated
 def complete(body, task_id):
     """Submit a task's form; the answer is the instance after the step."""
-    task, is_candidate = _workable(task_id)
-    if task.assignee and task.assignee != current().username:
-        raise ApiProblem("forbidden", f"the task is claimed by {task.assignee}")
-    if not engine().access.may_work_on(current(), task, is_candidate):
-        raise ApiProblem("forbidden", "you are not a candidate of this task")
+    def may_complete(session) -> None:
+        # in the step's own transaction, with the task's instance locked
+        task, is_candidate = _workable(task_id, session)
+        if task.assignee and task.assignee != current().username:
+            raise ApiProblem("forbidden", f"the task is claimed by {task.assignee}")
+        if not engine().access.may_work_on(current(), task, is_candidate):
+            raise ApiProblem("forbidden", "you are not a candidate of this task")
+
     instance = engine().runtime.complete_task(task_id, body["data"], actor=current().username,
-                                              instance_id=task.instance_id)
+                                              check=may_complete)
     return instance_dict(instance)     # as the step committed it
