@@ -72,11 +72,16 @@ def test_authorization_matrix(api, user):
         "read_notification": lambda i, t: api.post("/notifications/read", user, json={
             "ids": [_notification_of(api, t)]}),
     }
+    runtime = api.app.extensions["nd73"].runtime
     observed = {}
     for action in ACTIONS:
         instance_id, task_id = _screening(api)          # every action on a fresh instance
+        version = runtime.get(instance_id).version
         response = actions[action](instance_id, task_id)
         observed[action] = response.status_code
         if response.status_code >= 400:
             assert response.headers["Content-Type"].startswith("application/problem+json")
+            # a refused step is checked in its own transaction: it wrote nothing
+            assert runtime.get(instance_id).version == version
+            assert [t.id for t in runtime.open_tasks(instance_id)] == [task_id]
     assert observed == dict(zip(ACTIONS, MATRIX[user]))

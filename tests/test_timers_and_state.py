@@ -8,10 +8,12 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from engine.clock import as_utc
+from engine.runtime import WaitingEvents
 from engine.serialization import state_text
-from engine.store import Definition, Instance, Timer
+from engine.store import Definition, HumanTask, Instance, MessageSubscription, Timer
 
 from conftest import bpmn_source
+from procedures import Case, deploy_library, implement_and_evaluate, plan
 
 
 def _timers(engine, instance_id):
@@ -88,3 +90,83 @@ def test_timer_date_expression_naive_is_read_in_vietnam_time(engine, clock):
     instance = _to_decision(engine)
     [timer] = _timers(engine, instance.id)
     assert as_utc(timer.due_at).isoformat() == "2026-12-10T10:00:00+00:00"
+
+
+def assert_projections_match(engine, instance_id: str, where: str) -> None:
+    """The pending timer rows, subscriptions and open task rows are exactly what the
+    workflow waits for: completions write them from what waited before the step, without
+    reading them, so nothing else keeps them right."""
+    workflow = engine.runtime.workflow(instance_id)
+    finished = engine.runtime.get(instance_id).status in ("completed", "terminated")
+    live = [] if finished else workflow.get_tasks(
+        state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+    waiting = WaitingEvents.of(live)
+    with engine.db.reading() as session:
+        pending = {t.task_id: as_utc(t.due_at) for t in session.scalars(select(Timer).where(
+            Timer.instance_id == instance_id, Timer.status == "pending"))}
+        subscribed = set(session.scalars(select(MessageSubscription.task_id).where(
+            MessageSubscription.instance_id == instance_id)))
+        open_rows = set(session.scalars(select(HumanTask.id).where(
+            HumanTask.instance_id == instance_id, HumanTask.status == "open")))
+    assert pending == {task_id: due for task_id, (_, _, due) in waiting.timers.items()}, where
+    assert subscribed == set(waiting.messages), where
+    assert open_rows == {str(t.id) for t in live
+                         if t.task_spec.manual and t.has_state(TaskState.READY)}, where
+
+
+class CheckedCase(Case):
+    """A case whose projections are compared with its workflow after every completion."""
+
+    steps = 0
+
+    def do(self, element_id, data=None, *, by=None):
+        actor = super().do(element_id, data, by=by)
+        self.steps += 1
+        assert_projections_match(self.engine, self.id, f"after {element_id}")
+        return actor
+
+
+def test_completions_keep_timer_subscription_and_task_rows_equal_to_the_workflow(engine, clock):
+    deploy_library(engine)
+    proposer = "mau.sxd.qlxd.chuyenvien"
+    case = CheckedCase.start(engine, "national", "proposal", proposer, business_key="DX-9")
+    case.do("submit_plan", plan(), by=proposer)
+    case.do("screening", {"is_complex": False})
+    clock.advance(days=3)                        # deadlines move with the engine clock
+    case.do("party_opinion", {"party_opinion": "agree"})
+    for voter in case.voters():
+        case.do("leadership_vote", {"vote": "for"}, by=voter)
+    case.do("decide", {"decision": "approve"})
+    implement_and_evaluate(case, "not_completed", proposer)
+    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
+            by=proposer)
+    case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
+                       "abuse": False, "assessment": "Đúng chủ trương"})
+    case.do("protection_party_opinion", {"party_opinion": "agree"})
+    case.do("decide_protection", {"protection_decision": "exempted",
+                                  "protection_reasons": "Điều 11"})
+    assert case.instance.status == "completed" and case.steps >= 14
+    with engine.db.reading() as session:
+        statuses = set(session.scalars(select(Timer.status).where(Timer.instance_id == case.id)))
+    assert "cancelled" in statuses                # deadlines of completed steps were dropped
+
+
+def test_completions_cancel_a_boundary_timer_and_subscribe_to_a_message(engine, review):
+    instance = _to_decision(engine)
+    assert_projections_match(engine, instance.id, "at the decision")
+    [timer] = _timers(engine, instance.id)
+    assert timer.status == "pending"
+    [decide] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(decide.id, {"decision": "approve", "budget": 10, "months": 2},
+                                 actor="bob")
+    assert_projections_match(engine, instance.id, "after the decision")
+    [timer] = _timers(engine, instance.id)
+    assert timer.status == "cancelled"
+    with engine.db.reading() as session:
+        [waiting] = session.scalars(select(MessageSubscription).where(
+            MessageSubscription.instance_id == instance.id))
+    assert waiting.message_name == "implementation_report"
+    engine.runtime.send_message("implementation_report", {"ok": True}, actor="alice",
+                                correlation_key="DX-7")
+    assert_projections_match(engine, instance.id, "after the report")
+    assert engine.runtime.get(instance.id).status == "completed"
