@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from api.cli import main as cli
 from engine.audit import verify
 from engine.backup import BackupError, backed_up_tables, export_file, import_file
-from engine.store import Database, Timer
+from engine.store import Database, TaskCandidate, Timer
 from engine.workflow_engine import WorkflowEngine
 
 from procedures import Case, deploy_library, to_decision
@@ -217,3 +217,36 @@ def test_cli_export_and_import(engine, review, tmp_path, monkeypatch, target):
     assert len(result.stderr.strip().splitlines()) == 1
     result = runner.invoke(cli, ["import", str(tmp_path / "missing.json")])
     assert result.exit_code == 1 and "cannot read" in result.stderr
+
+
+def test_a_backup_from_before_candidacies_carried_their_instance_is_restored(
+        backup, target, tmp_path):
+    def as_before_0009(document):
+        table = document["tables"]["task_candidates"]
+        at = table["columns"].index("instance_id")
+        table["columns"].pop(at)
+        for row in table["rows"]:
+            row.pop(at)
+        document["schema"] = "0008"
+    old = _edited(backup, tmp_path, as_before_0009)
+    import_file(target, old)
+    original = _document(backup)["tables"]["task_candidates"]
+    assert original["rows"]
+    with target.reading() as session:
+        restored = {(t, u, i) for t, u, i in session.execute(select(
+            TaskCandidate.task_id, TaskCandidate.username, TaskCandidate.instance_id))}
+    columns = original["columns"]
+    assert restored == {(r[columns.index("task_id")], r[columns.index("username")],
+                         r[columns.index("instance_id")]) for r in original["rows"]}
+
+
+def test_an_old_backup_with_a_candidacy_of_no_task_is_refused(backup, target, tmp_path):
+    def orphan(document):
+        table = document["tables"]["task_candidates"]
+        at = table["columns"].index("instance_id")
+        table["columns"].pop(at)
+        for row in table["rows"]:
+            row.pop(at)
+        table["rows"][0][table["columns"].index("task_id")] = "no-such-task"
+    _refused(target, _edited(backup, tmp_path, orphan),
+             "tables.task_candidates.rows[0]: task 'no-such-task' is not among")
