@@ -23,7 +23,7 @@ from sqlalchemy import event, func, select
 
 from api_client import LiveServer
 from conftest import PROJECT
-from engine.store import AuditEvent, Instance
+from engine.store import AuditEvent
 from procedures import deploy_library, plan
 
 ND73 = Path(sys.executable).with_name("nd73")

@@ -16,7 +16,7 @@ from engine.scripting import start_timers
 from engine.store import Definition, HumanTask, Instance, OrgUnit
 
 from . import form_fields
-from ..routes.common import visible_task
+from ..routes.common import visible_task_and_candidacy
 from ..routes.instances import starting_unit
 from .attachments import store_uploads
 from .i18n import label, t
@@ -72,13 +72,15 @@ def inbox():
 # a task -------------------------------------------------------------------------------------
 
 def _task_context(task_id: str):
+    """The task (404 unless the caller may see it), its instance, definition and form, and
+    whether the caller is one of its candidates."""
     wf_engine = engine()
-    task = visible_task(task_id)
+    task, is_candidate = visible_task_and_candidacy(task_id)
     instance = wf_engine.queries.instance(task.instance_id)
     definition = wf_engine.repository.get(instance.definition_id)
     schema = wf_engine.repository.form(definition, task.form) or {"type": "object",
                                                                  "properties": {}}
-    return task, instance, definition, schema
+    return task, instance, definition, schema, is_candidate
 
 
 def _instructions(definition: Definition, element_id: str) -> str | None:
@@ -96,7 +98,8 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     wf_engine = engine()
     me = principal()
     candidates = wf_engine.access.candidates(task.id)
-    may_work = task.status == "open" and wf_engine.access.may_work_on(me, task)
+    may_work = task.status == "open" and wf_engine.access.may_work_on(
+        me, task, me.username in candidates)
     if data is None:
         data = wf_engine.runtime.task_data(task.id) if task.status == "open" else {}
     fields = form_fields.build(schema, data, errors, raw)
@@ -113,18 +116,18 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
 @blp.route("/tasks/<string:task_id>")
 @signed_in
 def task_page(task_id):
-    return _render_task(*_task_context(task_id))
+    return _render_task(*_task_context(task_id)[:4])
 
 
 @blp.route("/tasks/<string:task_id>", methods=["POST"])
 @signed_in
 def complete_task(task_id):
-    task, instance, definition, schema = _task_context(task_id)
+    task, instance, definition, schema, is_candidate = _task_context(task_id)
     me = principal()
     if task.status != "open":
         flash(t("task_closed"), "error")
         return redirect(url_for("officials.instance_page", instance_id=instance.id))
-    if not engine().access.may_work_on(me, task):
+    if not engine().access.may_work_on(me, task, is_candidate):
         flash(t("not_yours"), "error")
         return _render_task(task, instance, definition, schema, status=403)
     data, errors = {}, {}
@@ -150,8 +153,8 @@ def complete_task(task_id):
 @blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
 @signed_in
 def claim(task_id):
-    task, *_ = _task_context(task_id)
-    if principal().username not in engine().access.candidates(task.id):
+    *_, is_candidate = _task_context(task_id)
+    if not is_candidate:
         flash(t("not_yours"), "error")
     else:
         engine().tasks.claim(task_id, principal().username)
