@@ -356,9 +356,11 @@ class Runtime:
     def _project_events_since(self, session: Session, instance: Instance,
                               waited: WaitingEvents, waiting: WaitingEvents) -> None:
         """Timer and subscription rows from what waited before a step and waits after."""
+        # statements on rows no pending object touches: no autoflush before them
+        connection = session.connection()
         gone = [task_id for task_id in waited.timers if task_id not in waiting.timers]
         if gone:
-            session.execute(update(Timer.__table__).where(
+            connection.execute(update(Timer.__table__).where(
                 Timer.instance_id == instance.id, Timer.task_id.in_(gone),
                 Timer.status == "pending").values(status="cancelled"))
         for task_id, (task, definition, due) in waiting.timers.items():
@@ -366,12 +368,12 @@ class Runtime:
             if before is None:
                 self._schedule(session, instance, task_id, task, definition, due)
             elif before[2] != due:
-                session.execute(update(Timer.__table__).where(
+                connection.execute(update(Timer.__table__).where(
                     Timer.instance_id == instance.id, Timer.task_id == task_id)
                     .values(due_at=due, attempts=0))
         gone = [task_id for task_id in waited.messages if task_id not in waiting.messages]
         if gone:
-            session.execute(delete(MessageSubscription.__table__).where(
+            connection.execute(delete(MessageSubscription.__table__).where(
                 MessageSubscription.instance_id == instance.id,
                 MessageSubscription.task_id.in_(gone)))
         for task_id, (task, definition) in waiting.messages.items():

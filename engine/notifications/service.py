@@ -123,10 +123,12 @@ class Notifications:
                 found[name] = user
             elif name not in SYSTEM_ACTORS:
                 missing.append(name)
-        for first in range(0, len(missing), 500):
-            for user in session.scalars(select(User).where(
-                    User.username.in_(missing[first:first + 500]))):
-                found[user.username] = user
+        # users are not among what the step has pending: no flush of it before reading
+        with session.no_autoflush:
+            for first in range(0, len(missing), 500):
+                for user in session.scalars(select(User).where(
+                        User.username.in_(missing[first:first + 500]))):
+                    found[user.username] = user
         kept.update(found)
         return found
 
