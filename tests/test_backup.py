@@ -219,17 +219,19 @@ def test_cli_export_and_import(engine, review, tmp_path, monkeypatch, target):
     assert result.exit_code == 1 and "cannot read" in result.stderr
 
 
+def _as_before_0009(document) -> None:
+    """A backup as exported before migration 0009: candidacies without their instance."""
+    table = document["tables"]["task_candidates"]
+    at = table["columns"].index("instance_id")
+    table["columns"].pop(at)
+    for row in table["rows"]:
+        row.pop(at)
+    document["schema"] = "0008"
+
+
 def test_a_backup_from_before_candidacies_carried_their_instance_is_restored(
         backup, target, tmp_path):
-    def as_before_0009(document):
-        table = document["tables"]["task_candidates"]
-        at = table["columns"].index("instance_id")
-        table["columns"].pop(at)
-        for row in table["rows"]:
-            row.pop(at)
-        document["schema"] = "0008"
-    old = _edited(backup, tmp_path, as_before_0009)
-    import_file(target, old)
+    import_file(target, _edited(backup, tmp_path, _as_before_0009))
     original = _document(backup)["tables"]["task_candidates"]
     assert original["rows"]
     with target.reading() as session:
@@ -242,11 +244,8 @@ def test_a_backup_from_before_candidacies_carried_their_instance_is_restored(
 
 def test_an_old_backup_with_a_candidacy_of_no_task_is_refused(backup, target, tmp_path):
     def orphan(document):
+        _as_before_0009(document)
         table = document["tables"]["task_candidates"]
-        at = table["columns"].index("instance_id")
-        table["columns"].pop(at)
-        for row in table["rows"]:
-            row.pop(at)
         table["rows"][0][table["columns"].index("task_id")] = "no-such-task"
     _refused(target, _edited(backup, tmp_path, orphan),
              "tables.task_candidates.rows[0]: task 'no-such-task' is not among")
