@@ -359,9 +359,9 @@ class Runtime:
         # statements on rows no pending object touches: no autoflush before them
         connection = session.connection()
         gone = [task_id for task_id in waited.timers if task_id not in waiting.timers]
-        if gone:
+        for first in range(0, len(gone), 500):          # a reporting cycle waits on thousands
             connection.execute(update(Timer.__table__).where(
-                Timer.instance_id == instance.id, Timer.task_id.in_(gone),
+                Timer.instance_id == instance.id, Timer.task_id.in_(gone[first:first + 500]),
                 Timer.status == "pending").values(status="cancelled"))
         for task_id, (task, definition, due) in waiting.timers.items():
             before = waited.timers.get(task_id)
@@ -372,10 +372,10 @@ class Runtime:
                     Timer.instance_id == instance.id, Timer.task_id == task_id)
                     .values(due_at=due, attempts=0))
         gone = [task_id for task_id in waited.messages if task_id not in waiting.messages]
-        if gone:
+        for first in range(0, len(gone), 500):
             connection.execute(delete(MessageSubscription.__table__).where(
                 MessageSubscription.instance_id == instance.id,
-                MessageSubscription.task_id.in_(gone)))
+                MessageSubscription.task_id.in_(gone[first:first + 500])))
         for task_id, (task, definition) in waiting.messages.items():
             if task_id not in waited.messages:
                 self._subscribe(session, instance, task_id, task, definition)
