@@ -48,7 +48,6 @@ FORM_PROPERTY = "formJsonSchemaFilename"
 DECISION_FIELDS = ("vote", "decision", "outcome", "protection_decision", "is_complex")
 LATEST_DECISION_FIELDS = ("decision", "outcome", "protection_decision")
 NOTIFY_ACTIONS = {"assignee": "reminder", "assignee_head": "escalation"}
-TASKS_REMEMBERED = 20_000       # open tasks whose instance a process knows without a query
 
 
 def _properties(task_spec) -> dict:
