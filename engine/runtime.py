@@ -173,8 +173,8 @@ class Runtime:
             # held here, as the session keeps loaded rows only while they are referenced
             locked = lock_instance(session, instance_id, task_id=task_id)
             if instance_id is None:
-                if locked is None:
-                    raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+                if locked is None:       # said as for a task the caller may not see
+                    raise NotFound(f"task {task_id} does not exist")
                 instance_id = locked.id
             instance, workflow = self._load(session, instance_id, cached=True)
             assert locked is None or locked is instance

@@ -85,3 +85,15 @@ def test_authorization_matrix(api, user):
             assert runtime.get(instance_id).version == version
             assert [t.id for t in runtime.open_tasks(instance_id)] == [task_id]
     assert observed == dict(zip(ACTIONS, MATRIX[user]))
+
+
+def test_a_task_one_may_not_see_is_answered_like_one_that_does_not_exist(api):
+    """Completing someone else's task tells nothing more than completing a made-up id."""
+    _, task_id = _screening(api)
+    stranger = "cantho.sxd.giamdoc"
+    hidden = api.post(f"/tasks/{task_id}/complete", stranger, json={"data": {}})
+    made_up = "00000000-0000-4000-8000-000000000000"
+    missing = api.post(f"/tasks/{made_up}/complete", stranger, json={"data": {}})
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json() == {**missing.json(),
+                             "detail": missing.json()["detail"].replace(made_up, task_id)}
