@@ -550,25 +550,20 @@ class Runtime:
         return task
 
     def complete_task(self, task_id: str, data: dict | None, *, actor: str,
-                      instance_id: str | None = None,
                       check: Callable[[Session], None] | None = None) -> Instance:
-        """Complete a task with its form data. ``instance_id``: the task's instance, when
-        the caller knows it (checked again under the instance's lock). ``check`` runs
-        first in the same transaction, once the instance is locked (whether the caller
-        may complete the task): what it raises is raised, with nothing written."""
-        with self._instance(instance_id, task_id=task_id) as (session, instance, workflow):
+        """Complete a task with its form data. ``check`` runs first in the same transaction,
+        once the task's instance is locked (whether the caller may complete the task): what
+        it raises is raised, with nothing written."""
+        with self._instance(None, task_id=task_id) as (session, instance, workflow):
             if check is not None:
                 check(session)
             data = _clean_data(data, self.max_data_bytes)
-            instance_id = instance.id
-            # the task's row with the instance's other open ones, which the projection
-            # refreshes after the step: one query for both
+            # the task's row (its instance was found through it) with the instance's other
+            # open ones, which the projection refreshes after the step: one query for both
             rows = session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance_id,
+                HumanTask.instance_id == instance.id,
                 or_(HumanTask.status == "open", HumanTask.id == task_id))).all()
-            row = next((r for r in rows if r.id == task_id), None)
-            if row is None:
-                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            [row] = [r for r in rows if r.id == task_id]
             if row.status == "completed":
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
                                f"{row.completed_by}", task_id=task_id)

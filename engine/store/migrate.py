@@ -39,9 +39,7 @@ def _migrate(database, step, revision: str) -> None:
 def newest_heads() -> frozenset[str]:
     """The newest revisions of the migration scripts, read once per process: they ship with
     the code (reading them takes ~20 ms, which every readiness probe spent)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    return frozenset(ScriptDirectory(str(MIGRATIONS)).get_heads())
 
 
 def is_current(database) -> bool:
