@@ -37,7 +37,7 @@ from .rules import decision_problems
 from .scripting import EngineScriptEngine, data_size, one_step, parse_instant, timer_due
 from .serialization import STATE_FORMAT, Codec
 from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
-                    MessageSubscription, TaskCandidate, Timer)
+                    MessageSubscription, TaskCandidate, Timer, appends)
 from .workflow_cache import WorkflowCache
 
 RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
@@ -298,7 +298,6 @@ class Runtime:
             if row.id not in ready:
                 row.status = "cancelled"
                 row.completed_at = now
-        candidate_rows = []
         for task_id in new_ids:
             task = ready[task_id]
             existing = earlier.get(task_id)
@@ -310,19 +309,17 @@ class Runtime:
             lane = getattr(spec, "lane", None)
             candidates, role_unit = self._candidates(instance, lane, task.data,
                                                      properties.get("assigneeFrom"))
-            due = self._due(task, properties, now)
-            human = HumanTask(
-                id=task_id, instance_id=instance.id, element_id=_element_id(task),
-                name=getattr(spec, "bpmn_name", None), lane=lane, role=lane,
-                unit_id=role_unit, form=properties.get(FORM_PROPERTY), status="open",
-                created_at=now, due_at=due)
-            session.add(human)
-            created.append((human, list(dict.fromkeys(candidates))))
-            candidate_rows += [TaskCandidate(task_id=task_id, instance_id=instance.id,
-                                             username=u) for u in dict.fromkeys(candidates)]
-        if candidate_rows:
-            session.flush()              # the tasks first: candidates refer to them
-            session.add_all(candidate_rows)
+            candidates = list(dict.fromkeys(candidates))
+            values = appends.add(
+                session, HumanTask.__table__, id=task_id, instance_id=instance.id,
+                element_id=_element_id(task), name=getattr(spec, "bpmn_name", None),
+                lane=lane, role=lane, unit_id=role_unit, form=properties.get(FORM_PROPERTY),
+                status="open", assignee=None, created_at=now,
+                due_at=self._due(task, properties, now))
+            created.append((HumanTask(**values), candidates))
+            for username in candidates:
+                appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                            instance_id=instance.id, username=username)
 
         waiting = WaitingEvents.of([] if finished else live)
         if waited is not None:
@@ -382,17 +379,17 @@ class Runtime:
     @staticmethod
     def _schedule(session: Session, instance: Instance, task_id: str, task, definition,
                   due: datetime) -> None:
-        session.add(Timer(instance_id=instance.id, definition_id=instance.definition_id,
-                          task_id=task_id, element_id=_element_id(task),
-                          kind=type(definition).__name__, due_at=due, status="pending",
-                          attempts=0))
+        appends.add(session, Timer.__table__, instance_id=instance.id,
+                    definition_id=instance.definition_id, task_id=task_id,
+                    element_id=_element_id(task), kind=type(definition).__name__, due_at=due,
+                    status="pending", attempts=0)
 
     @staticmethod
     def _subscribe(session: Session, instance: Instance, task_id: str, task,
                    definition) -> None:
-        session.add(MessageSubscription(instance_id=instance.id, task_id=task_id,
-                                        element_id=_element_id(task),
-                                        message_name=definition.name))
+        appends.add(session, MessageSubscription.__table__, instance_id=instance.id,
+                    task_id=task_id, element_id=_element_id(task),
+                    message_name=definition.name)
 
     def _notify_progress(self, session: Session, instance: Instance, created: list,
                          previous_stage: str | None, actor: str) -> None:
@@ -622,11 +619,10 @@ class Runtime:
                           data: dict, actor: str, now: datetime) -> None:
         for field in DECISION_FIELDS:
             if field in data and data[field] is not None:
-                session.add(Decision(instance_id=instance.id, variant=instance.variant,
-                                     definition_key=instance.definition_key,
-                                     unit_id=instance.unit_id, element_id=row.element_id,
-                                     field=field, value=str(data[field]).lower()[:64],
-                                     actor=actor, at=now))
+                appends.add(session, Decision.__table__, instance_id=instance.id,
+                            variant=instance.variant, definition_key=instance.definition_key,
+                            unit_id=instance.unit_id, element_id=row.element_id, field=field,
+                            value=str(data[field]).lower()[:64], actor=actor, at=now)
                 if field in LATEST_DECISION_FIELDS:
                     instance.latest_decision = str(data[field])[:32]
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm.util import identity_key
 from ..clock import Clock, as_utc
 from ..errors import InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
-                     OrgUnit, User)
+                     OrgUnit, User, appends)
 from ..org import Org
 from ..store.models import Notification, OutboxMessage
 from ..tasks import page_of
@@ -69,7 +69,9 @@ class Notifications:
     # --- recording (inside the caller's transaction) -------------------------------------
     def notify(self, session: Session, usernames, kind: str, *, instance: Instance | None,
                task: HumanTask | None = None, data: dict | None = None,
-               actor: str | None = None) -> list[Notification]:
+               actor: str | None = None) -> list[dict]:
+        """Record the notifications (and e-mails) of an event; returns their rows' values,
+        written with the unit of work (:mod:`engine.store.appends`)."""
         now = self.clock.now()
         definition = (self._definition(session, instance.definition_id)
                       if instance is not None else None)
@@ -89,20 +91,17 @@ class Notifications:
                             instance.id if instance is not None else None)
             context = self._context(session, user, instance, definition, task, data, link)
             subject, text, html = self._render(definition, kind, context)
-            row = Notification(username=username, kind=kind, title=subject, body=text,
-                               task_id=task.id if task is not None else None,
-                               instance_id=instance.id if instance is not None else None,
-                               definition_id=definition.id if definition else None,
-                               link=link, created_at=now, read_at=None,
-                               email_status=self._email_status(user))
-            if row.email_status == "outbox":
-                message = OutboxMessage(username=username, recipient=user.email,
-                                        subject=subject, text_body=text, html_body=html,
-                                        kind=kind, status="pending", attempts=0,
-                                        next_attempt_at=now, created_at=now)
-                row.outbox = message
-            session.add(row)
-            created.append(row)
+            email_status = self._email_status(user)
+            created.append(appends.add(
+                session, Notification.__table__, username=username, kind=kind,
+                title=subject, body=text, task_id=task.id if task is not None else None,
+                instance_id=instance.id if instance is not None else None,
+                definition_id=definition.id if definition else None, link=link,
+                created_at=now, read_at=None, email_status=email_status, outbox_id=None,
+                outbox=None if email_status != "outbox" else dict(
+                    username=username, recipient=user.email, subject=subject,
+                    text_body=text, html_body=html, kind=kind, status="pending",
+                    attempts=0, next_attempt_at=now, created_at=now)))
         return created
 
     @staticmethod

@@ -18,6 +18,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from . import appends
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _READ_ONLY = "nd73_read_only"
 _IDLE_SINCE = "nd73_idle_since"
@@ -110,6 +112,7 @@ class Database:
                 self._local.writer = session
                 try:
                     yield session
+                    appends.write(session)      # the rows it added, before it commits
                 finally:
                     self._local.writer = outer
 
