@@ -93,8 +93,8 @@ def _finished(connection, dialect, definition_id, first, count, officials, measu
                 {started}, {ended}, {ended}, {who}
             FROM {numbers}"""))
         connection.execute(text(f"""
-            INSERT INTO task_candidates (task_id, instance_id, username)
-            SELECT 'hist-' || {n} || '-{t}', 'hist-' || {n}, {who} FROM {numbers}"""))
+            INSERT INTO task_candidates (task_id, instance_id, username, task_open)
+            SELECT 'hist-' || {n} || '-{t}', 'hist-' || {n}, {who}, FALSE FROM {numbers}"""))
     for a in range(AUDIT_PER_INSTANCE):
         action = "instance_started" if a == 0 else "task_completed"
         connection.execute(text(f"""

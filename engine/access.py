@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, or_, select, true, union
+from sqlalchemy import and_, any_, delete, exists, func, or_, select, true, union, union_all
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
@@ -231,15 +231,33 @@ class Access:
         return is_candidate
 
     def inbox_clause(self, principal: Principal, scope: str | None):
-        candidate = and_(HumanTask.assignee.is_(None), exists().where(
-            TaskCandidate.task_id == HumanTask.id, TaskCandidate.username == principal.username))
+        """SQL condition on open tasks: the principal's inbox (``scope``: all of it, or the
+        tasks assigned to them, offered to them, or of their units).
+
+        It starts from the ids of the tasks assigned to the principal and of their open
+        candidacies, two small index ranges, so an inbox costs what the principal's open
+        work costs, not what the whole database's open tasks or anyone's history do."""
+        name = principal.username
+        unclaimed = HumanTask.assignee.is_(None)
+        offered = select(TaskCandidate.task_id).where(TaskCandidate.username == name,
+                                                      TaskCandidate.task_open)
         if scope == "mine":
-            return HumanTask.assignee == principal.username
+            return HumanTask.assignee == name
         if scope == "candidate":
-            return candidate
+            return and_(unclaimed, HumanTask.id.in_(offered))
         if scope == "unit":
             return HumanTask.unit_id.in_(principal.units or ("",))
-        return or_(HumanTask.assignee == principal.username, candidate)
+        assigned = select(HumanTask.id).where(HumanTask.assignee == name,
+                                              HumanTask.status == "open")
+        ids = union_all(assigned, offered)
+        if self.db.is_sqlite:
+            chosen = HumanTask.id.in_(ids)
+        else:
+            # an array made first, then read by primary key: given the subquery instead,
+            # PostgreSQL may misjudge its size (an official's open candidacies among their
+            # many closed ones) and scan every task
+            chosen = HumanTask.id == any_(func.array(ids.scalar_subquery()))
+        return and_(or_(unclaimed, HumanTask.assignee == name), chosen)
 
     @staticmethod
     def overdue_clause(now: datetime):

@@ -15,9 +15,10 @@ is backed up without anyone remembering to. Layout::
      "tables": {"<table>": {"columns": ["id", ...], "rows": [[...], ...]}, ...}}
 
 Values: datetimes as UTC ISO 8601 strings, binary as base64, JSON columns as JSON, the
-rest as they are. A backup taken before migration 0009 (candidacies without their task's
-instance id) is read too: the ids are filled in from the backup's tasks. Rows are ordered by primary key (byte order of strings, the same on
-SQLite and PostgreSQL), so two exports of the same data are identical documents.
+rest as they are. A backup taken before migration 0009 or 0010 (candidacies without their
+task's instance id, or without whether it is open) is read too: what is missing is filled
+in from the backup's tasks. Rows are ordered by primary key (byte order of strings, the
+same on SQLite and PostgreSQL), so two exports of the same data are identical documents.
 
 Export reads one consistent snapshot (PostgreSQL: REPEATABLE READ) and streams rows in
 batches, so it runs beside a live system. Import reads the document, checks all of it
@@ -194,7 +195,7 @@ def parse(document) -> dict[str, list[dict]]:
     tables = document["tables"]
     if not isinstance(tables, dict):
         raise BackupError("tables: expected an object of tables")
-    _add_candidacy_instances(tables)
+    _complete_old_candidacies(tables)
     known = {t.name: t for t in Base.metadata.sorted_tables}
     parsed: dict[str, list[dict]] = {}
     for name, entry in tables.items():
@@ -230,30 +231,37 @@ def parse(document) -> dict[str, list[dict]]:
     return parsed
 
 
-def _add_candidacy_instances(tables: dict) -> None:
+def _complete_old_candidacies(tables: dict) -> None:
     """Backups taken before migration 0009 have candidacies without their task's instance
-    id: it is filled in from the backup's own tasks, as the migration did in place."""
+    id, and before 0010 without whether their task is open: both are filled in from the
+    backup's own tasks, as the migrations did in place."""
     candidacies, tasks = tables.get("task_candidates"), tables.get("human_tasks")
     if not isinstance(candidacies, dict) or not isinstance(candidacies.get("columns"), list) \
             or not isinstance(candidacies.get("rows"), list) \
-            or "instance_id" in candidacies["columns"] or "task_id" not in candidacies["columns"]:
-        return                      # current, or malformed: parse() names what is wrong
-    instance_of = {}
+            or "task_id" not in candidacies["columns"]:
+        return                      # malformed: parse() names what is wrong
+    missing = [column for column in ("instance_id", "task_open")
+               if column not in candidacies["columns"]]
+    if not missing:
+        return
+    task_of = {}
     if isinstance(tasks, dict) and isinstance(tasks.get("columns"), list) \
-            and {"id", "instance_id"} <= set(tasks["columns"]) \
+            and {"id", "instance_id", "status"} <= set(tasks["columns"]) \
             and isinstance(tasks.get("rows"), list):
-        task_at, instance_at = tasks["columns"].index("id"), tasks["columns"].index("instance_id")
-        instance_of = {row[task_at]: row[instance_at] for row in tasks["rows"]
-                       if isinstance(row, list) and len(row) == len(tasks["columns"])}
+        columns = tasks["columns"]
+        task_of = {row[columns.index("id")]: {"instance_id": row[columns.index("instance_id")],
+                                              "task_open": row[columns.index("status")] == "open"}
+                   for row in tasks["rows"] if isinstance(row, list) and len(row) == len(columns)}
     task_at = candidacies["columns"].index("task_id")
     for index, row in enumerate(candidacies["rows"]):
         if not isinstance(row, list) or len(row) != len(candidacies["columns"]):
             return                  # parse() names the row
-        if row[task_at] not in instance_of:
+        if row[task_at] not in task_of:
             raise BackupError(f"tables.task_candidates.rows[{index}]: task {row[task_at]!r} "
                               f"is not among tables.human_tasks (a candidacy needs its task)")
-    candidacies["columns"] = [*candidacies["columns"], "instance_id"]
-    candidacies["rows"] = [[*row, instance_of[row[task_at]]] for row in candidacies["rows"]]
+    candidacies["columns"] = [*candidacies["columns"], *missing]
+    candidacies["rows"] = [[*row, *(task_of[row[task_at]][column] for column in missing)]
+                           for row in candidacies["rows"]]
 
 
 def _parents_first(table: Table, rows: list[dict]) -> list[dict]:

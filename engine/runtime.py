@@ -319,7 +319,7 @@ class Runtime:
             created.append((HumanTask(**values), candidates))
             for username in candidates:
                 appends.add(session, TaskCandidate.__table__, task_id=task_id,
-                            instance_id=instance.id, username=username)
+                            instance_id=instance.id, username=username, task_open=True)
 
         waiting = WaitingEvents.of([] if finished else live)
         if waited is not None:

@@ -133,6 +133,19 @@ def backup(engine, review, tmp_path):
     return path
 
 
+@pytest.fixture
+def backup_with_open_task(engine, review, tmp_path):
+    """:func:`backup` with a second instance whose task is still open."""
+    for complete in (True, False):
+        instance = engine.runtime.start("national", "review", started_by="alice")
+        [task] = engine.runtime.open_tasks(instance.id)
+        if complete:
+            engine.runtime.complete_task(task.id, {}, actor="alice")
+    path = tmp_path / "backup.json"
+    export_file(engine.db, path)
+    return path
+
+
 def _refused(target, path, *fragments):
     with pytest.raises(BackupError) as refused:
         import_file(target, path)
@@ -219,27 +232,53 @@ def test_cli_export_and_import(engine, review, tmp_path, monkeypatch, target):
     assert result.exit_code == 1 and "cannot read" in result.stderr
 
 
-def _as_before_0009(document) -> None:
-    """A backup as exported before migration 0009: candidacies without their instance."""
+def _without_candidacy_columns(document, *columns: str, schema: str) -> None:
     table = document["tables"]["task_candidates"]
-    at = table["columns"].index("instance_id")
-    table["columns"].pop(at)
-    for row in table["rows"]:
-        row.pop(at)
-    document["schema"] = "0008"
+    for column in columns:
+        at = table["columns"].index(column)
+        table["columns"].pop(at)
+        for row in table["rows"]:
+            row.pop(at)
+    document["schema"] = schema
 
 
-def test_a_backup_from_before_candidacies_carried_their_instance_is_restored(
-        backup, target, tmp_path):
-    import_file(target, _edited(backup, tmp_path, _as_before_0009))
-    original = _document(backup)["tables"]["task_candidates"]
-    assert original["rows"]
+def _as_before_0009(document) -> None:
+    """A backup as exported before migration 0009: candidacies without their instance
+    (nor whether their task is open, which came later)."""
+    _without_candidacy_columns(document, "instance_id", "task_open", schema="0008")
+
+
+def _as_before_0010(document) -> None:
+    """A backup as exported before migration 0010: candidacies without whether their task
+    is open."""
+    _without_candidacy_columns(document, "task_open", schema="0009")
+
+
+def _restored_candidacies(target) -> set:
     with target.reading() as session:
-        restored = {(t, u, i) for t, u, i in session.execute(select(
-            TaskCandidate.task_id, TaskCandidate.username, TaskCandidate.instance_id))}
+        return {tuple(row) for row in session.execute(select(
+            TaskCandidate.task_id, TaskCandidate.username, TaskCandidate.instance_id,
+            TaskCandidate.task_open))}
+
+
+@pytest.mark.parametrize("older", [_as_before_0009, _as_before_0010])
+def test_a_backup_from_before_candidacies_carried_their_instance_and_state_is_restored(
+        older, backup_with_open_task, target, tmp_path):
+    backup = backup_with_open_task
+    import_file(target, _edited(backup, tmp_path, older))
+    document = _document(backup)
+    original = document["tables"]["task_candidates"]
     columns = original["columns"]
-    assert restored == {(r[columns.index("task_id")], r[columns.index("username")],
-                         r[columns.index("instance_id")]) for r in original["rows"]}
+    tasks = document["tables"]["human_tasks"]
+    status = {row[tasks["columns"].index("id")]: row[tasks["columns"].index("status")]
+              for row in tasks["rows"]}
+    expected = {(r[columns.index("task_id")], r[columns.index("username")],
+                 r[columns.index("instance_id")], r[columns.index("task_open")])
+                for r in original["rows"]}
+    # the backup holds candidacies of open tasks and of closed ones, and each says so
+    assert {open_ for *_rest, open_ in expected} == {True, False}
+    assert all(open_ == (status[task_id] == "open") for task_id, *_rest, open_ in expected)
+    assert _restored_candidacies(target) == expected
 
 
 def test_an_old_backup_with_a_candidacy_of_no_task_is_refused(backup, target, tmp_path):

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from engine.clock import as_utc
 from engine.runtime import WaitingEvents
 from engine.serialization import state_text
-from engine.store import Definition, HumanTask, Instance, MessageSubscription, Timer
+from engine.store import (Definition, HumanTask, Instance, MessageSubscription,
+                          TaskCandidate, Timer)
 
 from conftest import bpmn_source
 from procedures import Case, deploy_library, implement_and_evaluate, plan
@@ -108,6 +109,11 @@ def assert_projections_match(engine, instance_id: str, where: str) -> None:
             MessageSubscription.instance_id == instance_id)))
         open_rows = set(session.scalars(select(HumanTask.id).where(
             HumanTask.instance_id == instance_id, HumanTask.status == "open")))
+        # each candidacy says whether its task is open (kept by a trigger, read by inboxes)
+        candidacies = session.execute(select(TaskCandidate.task_open, HumanTask.status).join(
+            HumanTask, HumanTask.id == TaskCandidate.task_id).where(
+            TaskCandidate.instance_id == instance_id)).all()
+    assert candidacies and all(flag == (status == "open") for flag, status in candidacies), where
     assert pending == {task_id: due for task_id, (_, _, due) in waiting.timers.items()}, where
     assert subscribed == set(waiting.messages), where
     assert open_rows == {str(t.id) for t in live

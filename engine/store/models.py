@@ -21,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -191,14 +193,19 @@ class TaskCandidate(Base):
     """Who may claim and complete an open human task (resolved from its lane's role)."""
 
     __tablename__ = "task_candidates"
-    __table_args__ = (Index("ix_candidate_user", "username", "task_id"),
-                      Index("ix_candidate_user_instance", "username", "instance_id"))
+    __table_args__ = (Index("ix_candidate_user_instance", "username", "instance_id"),
+                      # an inbox reads the open candidacies only (migration 0010)
+                      Index("ix_candidate_open", "username", "task_id",
+                            postgresql_where=text("task_open"),
+                            sqlite_where=text("task_open = 1")))
 
     task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"),
                                          primary_key=True)
     username: Mapped[str] = mapped_column(String(128), primary_key=True)
     # the task's instance, copied: an official's instances come from one index
     instance_id: Mapped[str] = mapped_column(String(36))
+    # whether the task is open, kept so by a trigger on human_tasks.status (migration 0010)
+    task_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Decision(Base):
