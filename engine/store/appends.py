@@ -23,15 +23,10 @@ _ORDER = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
 
 
 def add(session: Session, table: Table, **values) -> dict:
-    """Queue one row of ``table`` (every column a row of its kind sets, the same keys each
-    time); returns the values, which :func:`write` completes with generated ids when asked
-    to by ``returning``."""
+    """Queue one row of ``table``; every row of a table names the same columns (one
+    statement writes them all). Returns the values."""
     session.info.setdefault(_PENDING, {}).setdefault(table, []).append(values)
     return values
-
-
-def pending(session: Session, table: Table) -> list[dict]:
-    return session.info.get(_PENDING, {}).get(table, [])
 
 
 def write(session: Session) -> None:
