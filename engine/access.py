@@ -244,20 +244,22 @@ class Access:
         if scope == "mine":
             return HumanTask.assignee == name
         if scope == "candidate":
-            return and_(unclaimed, HumanTask.id.in_(offered))
+            return and_(unclaimed, self._task_among(offered))
         if scope == "unit":
             return HumanTask.unit_id.in_(principal.units or ("",))
         assigned = select(HumanTask.id).where(HumanTask.assignee == name,
                                               HumanTask.status == "open")
-        ids = union_all(assigned, offered)
+        return and_(or_(unclaimed, HumanTask.assignee == name),
+                    self._task_among(union_all(assigned, offered)))
+
+    def _task_among(self, ids):
+        """HumanTask.id is among the ids a subquery gives. On PostgreSQL they are made into
+        an array first and the tasks read by primary key: given the subquery, the planner
+        may misjudge how few they are (an official's open candidacies among their many
+        closed ones) and scan every task."""
         if self.db.is_sqlite:
-            chosen = HumanTask.id.in_(ids)
-        else:
-            # an array made first, then read by primary key: given the subquery instead,
-            # PostgreSQL may misjudge its size (an official's open candidacies among their
-            # many closed ones) and scan every task
-            chosen = HumanTask.id == any_(func.array(ids.scalar_subquery()))
-        return and_(or_(unclaimed, HumanTask.assignee == name), chosen)
+            return HumanTask.id.in_(ids)
+        return HumanTask.id == any_(func.array(ids.scalar_subquery()))
 
     @staticmethod
     def overdue_clause(now: datetime):

@@ -11,7 +11,9 @@ candidacies alone, whatever the history.
 
 A trigger keeps the flag equal to its task's status on every change of it (a completion,
 a cancellation, a task reopened by a retry or a migration), inside the same UPDATE: no
-writer has to remember it, and a step makes no extra round trip for it.
+writer has to remember it, and a step makes no extra round trip for it. (SQLite drops a
+table's triggers with the table: a later migration that rebuilds human_tasks in batch mode
+must create this one again.)
 """
 import sqlalchemy as sa
 from alembic import op
