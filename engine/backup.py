@@ -249,8 +249,9 @@ def _complete_old_candidacies(tables: dict) -> None:
             and {"id", "instance_id", "status"} <= set(tasks["columns"]) \
             and isinstance(tasks.get("rows"), list):
         columns = tasks["columns"]
-        task_of = {row[columns.index("id")]: {"instance_id": row[columns.index("instance_id")],
-                                              "task_open": row[columns.index("status")] == "open"}
+        id_at, instance_at, status_at = (columns.index(c) for c in ("id", "instance_id", "status"))
+        task_of = {row[id_at]: {"instance_id": row[instance_at],
+                                "task_open": row[status_at] == "open"}
                    for row in tasks["rows"] if isinstance(row, list) and len(row) == len(columns)}
     task_at = candidacies["columns"].index("task_id")
     for index, row in enumerate(candidacies["rows"]):
