@@ -19,6 +19,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
+from . import policy
 from .errors import DefinitionInvalid, Problem
 from .org import ROLES
 from .sandbox import SandboxViolation, check_code
@@ -29,7 +30,7 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 200
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
-NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS}
+NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS, policy.PREFIX: policy.NS}
 
 # Designer code inside BPMN, with the mode it is compiled in.
 _CODE_XPATHS = (
@@ -43,7 +44,13 @@ _CODE_XPATHS = (
     (".//bpmn:timeCycle", "eval"),
     (".//bpmn:completionCondition", "eval"),
     (".//bpmn:loopCardinality", "eval"),
+    (".//nd73:notification/@when", "eval"),
+    (".//nd73:validation/@when", "eval"),
 )
+# Properties whose value names a form, and whose value is a stage (either namespace).
+_FORM_XPATHS = (".//nd73:property[@name='form']",
+                ".//spiffworkflow:property[@name='formJsonSchemaFilename']")
+_STAGE_XPATHS = (".//nd73:property[@name='stage']", ".//spiffworkflow:property[@name='stage']")
 
 
 @dataclass
@@ -163,12 +170,13 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                 problems.append(Problem(
                     f.name, f"lane '{lane.get('name')}' names no known role; use one of: "
                             + ", ".join(ROLES), element_id=lane.get("id"), line=lane.sourceline))
-        for prop in f.root.iterfind(".//spiffworkflow:property[@name='stage']", NS):
+        for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
             if prop.get("value") not in STAGES:
                 problems.append(Problem(
                     f.name, f"stage '{prop.get('value')}' is not in the vocabulary: "
                             + ", ".join(STAGES), element_id=_enclosing_id(prop),
                     line=prop.sourceline))
+        problems.extend(_declaration_problems(f))
         for call in f.root.iterfind(".//bpmn:callActivity", NS):
             target = call.get("calledElement")
             if target not in known:
@@ -177,16 +185,62 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                     element_id=call.get("id"), line=call.sourceline))
         problems.extend(_recursive_calls(f))
         for xpath, mode in _CODE_XPATHS:
-            for node in f.root.iterfind(xpath, NS):
-                text = (node.text or "").strip()
+            attribute = xpath.rsplit("/@", 1)[1] if "/@" in xpath else None
+            for node in f.root.iterfind(xpath.rsplit("/@", 1)[0], NS):
+                text = ((node.get(attribute) if attribute else node.text) or "").strip()
                 if not text:
                     continue
                 try:
                     check_code(text, mode)
                 except SandboxViolation as exc:
-                    problems.append(Problem(f.name, f"{etree.QName(node).localname}: {exc}",
+                    label = etree.QName(node).localname + (f".{attribute}" if attribute else "")
+                    problems.append(Problem(f.name, f"{label}: {exc}",
                                             element_id=_enclosing_id(node),
                                             line=node.sourceline))
+    return problems
+
+
+def _declaration_problems(f: ParsedFile) -> list[Problem]:
+    """nd73 declarations the engine would not understand: unknown property names, a
+    notification without a kind or to unknown recipients, a rule naming no field, an
+    unknown process category."""
+    problems = []
+
+    def problem(node, message):
+        problems.append(Problem(f.name, message, element_id=_enclosing_id(node),
+                                line=node.sourceline))
+
+    for prop in f.root.iterfind(".//nd73:property", NS):
+        owner = prop.getparent().getparent().getparent()
+        is_process = etree.QName(owner).localname == "process"
+        known = policy.PROCESS_PROPERTIES if is_process else policy.ELEMENT_PROPERTIES
+        if prop.get("name") not in known:
+            problem(prop, f"property '{prop.get('name')}' is not one the engine reads here; "
+                          "use one of: " + ", ".join(known))
+        elif is_process and prop.get("name") == "category" \
+                and prop.get("value") not in policy.CATEGORIES:
+            problem(prop, f"category '{prop.get('value')}' is not one of: "
+                          + ", ".join(policy.CATEGORIES))
+    for rule in f.root.iterfind(".//nd73:notification", NS):
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", rule.get("kind") or ""):
+            problem(rule, f"notification kind '{rule.get('kind') or ''}' must be a name of "
+                          "lower-case letters, digits and '_' (its templates' file name)")
+        if (rule.get("to") or "candidates") not in policy.RECIPIENTS:
+            problem(rule, f"notification recipients '{rule.get('to')}' are not one of: "
+                          + ", ".join(policy.RECIPIENTS))
+        if (rule.get("on") or "complete") not in policy.NOTIFICATION_MOMENTS:
+            problem(rule, f"notification moment '{rule.get('on')}' is not one of: "
+                          + ", ".join(policy.NOTIFICATION_MOMENTS))
+    for rule in f.root.iterfind(".//nd73:validation", NS):
+        for attribute in ("field", "when", "message"):
+            if not (rule.get(attribute) or "").strip():
+                problem(rule, f"validation rule without '{attribute}'")
+        for attribute in ("message", "messageEn"):
+            for expression in policy.placeholders(rule.get(attribute) or ""):
+                try:
+                    check_code(expression, "eval")
+                except SandboxViolation as exc:
+                    problem(rule, f"validation.{attribute}: {exc}")
     return problems
 
 
@@ -233,7 +287,6 @@ def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Probl
                    line=int(line) if line else None)
 
 
-FORM_PROPERTY = "formJsonSchemaFilename"
 # Business stages every instance reports, whatever its diagram (see processes/README.md).
 STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
           "implementing", "suspended", "terminated", "evaluating", "recognised",
@@ -243,8 +296,7 @@ STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejec
 def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Problem]:
     problems = []
     for f in files:
-        for prop in f.root.iterfind(
-                f".//spiffworkflow:property[@name='{FORM_PROPERTY}']", NS):
+        for prop in (p for xpath in _FORM_XPATHS for p in f.root.iterfind(xpath, NS)):
             name = prop.get("value", "")
             task = prop.getparent().getparent().getparent()
             where = dict(element_id=task.get("id"), line=prop.sourceline)
@@ -305,9 +357,9 @@ def forms_used(process: "BuiltProcess") -> set[str]:
     names = set()
     for spec in (process.spec, *process.subprocess_specs.values()):
         for task_spec in spec.task_specs.values():
-            properties = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
-            if FORM_PROPERTY in properties:
-                names.add(properties[FORM_PROPERTY])
+            form = policy.element_properties(task_spec).get("form")
+            if form:
+                names.add(form)
     return names
 
 
@@ -371,6 +423,8 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
             for name in subprocess_specs:
                 if name in owner:
                     used[owner[name].name] = owner[name]
+            for used_file in used.values():
+                policy.attach(used_file.root, [spec, *subprocess_specs.values()])
             process_built = BuiltProcess(pid, process.get("name"), spec, subprocess_specs,
                                          list(used.values()))
             if forms is not None:

@@ -2,8 +2,9 @@
 consolidated report as documents: xlsx (openpyxl) and docx (python-docx) in the layout of a
 Vietnamese administrative report.
 
-The figures count canonical decisions and stages, so they are right whatever a province's
-diagram looks like.
+What a figure counts is the variant's setting (``[[figures]]`` in variant.toml: cases of a
+process started or ended in a stage, decisions recorded on a field, overdue steps), so the
+figures follow the declarations of a province's diagrams, not names known here.
 """
 from __future__ import annotations
 
@@ -13,21 +14,18 @@ from datetime import datetime, timezone
 
 from sqlalchemy import and_, func, or_, select
 
+from . import policy
 from .clock import LOCAL_TZ, Clock
+from .deadlines import current_settings
 from .errors import InvalidState, NotFound
 from .org import Org
 from .scripting import step_memo
 from .store import Database, Decision, HumanTask, Instance, OrgUnit
 
-FIGURES = {
-    "proposals_submitted": "Số đề xuất đã gửi",
-    "proposals_approved": "Số đề xuất được phê duyệt",
-    "proposals_refused": "Số đề xuất bị từ chối",
-    "proposals_completed": "Số đề xuất hoàn thành",
-    "recognitions": "Số trường hợp được công nhận, khuyến khích",
-    "protection_decisions": "Số quyết định bảo vệ",
-    "overdue_steps": "Số bước quá hạn",
-}
+
+def figure_labels(settings: dict) -> dict[str, str]:
+    """The figures a variant declares, key → label, in their order."""
+    return {f["key"]: f.get("label") or f["key"] for f in settings.get("figures") or []}
 
 
 def _year_range(year: int) -> tuple[datetime, datetime]:
@@ -57,13 +55,14 @@ class Figures:
         unit_ids = [str(u) for u in unit_ids]
         if not unit_ids:
             return {}
+        figures = current_settings().get("figures") or []
         per_unit, children = step_memo(("unit_figures", int(year)),
-                                       lambda: self._year_counts(int(year)))
+                                       lambda: self._year_counts(int(year), figures))
         result = {}
         for unit in unit_ids:
             if unit not in children:
                 raise NotFound(f"unit '{unit}' does not exist", unit_id=unit)
-            totals = dict.fromkeys(FIGURES, 0)
+            totals = dict.fromkeys((f["key"] for f in figures), 0)
             stack = [unit]
             while stack:
                 current = stack.pop()
@@ -73,54 +72,59 @@ class Figures:
             result[unit] = totals
         return result
 
-    def _year_counts(self, year: int) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    def _year_counts(self, year: int, figures: list[dict]
+                     ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
         """Each unit's own counts for the year (without the units below it), and the
-        children of every unit, from one load of the organisation tree."""
+        children of every unit, from one load of the organisation tree; one grouped query
+        per declared figure."""
         start, end = _year_range(year)
-        proposal = Instance.definition_key == "proposal"
-        late = or_(HumanTask.completed_at > HumanTask.due_at,
-                   and_(HumanTask.status == "open", HumanTask.due_at < self.clock.now()))
         per_unit: dict[str, dict[str, int]] = {}
 
         def add(name, rows):
             for unit, count in rows:
-                figures = per_unit.setdefault(unit, {})
-                figures[name] = figures.get(name, 0) + count
+                counts = per_unit.setdefault(unit, {})
+                counts[name] = counts.get(name, 0) + count
 
-        decided = {("decision", "approve"): "proposals_approved",
-                   ("decision", "reject"): "proposals_refused",
-                   ("outcome", "completed"): "proposals_completed"}
         with self.db.reading() as session:
             children: dict[str, list[str]] = {}
             for unit, parent in session.execute(select(OrgUnit.id, OrgUnit.parent_id)):
                 children.setdefault(unit, [])
                 if parent is not None:
                     children.setdefault(parent, []).append(unit)
-            add("proposals_submitted", session.execute(
-                select(Instance.unit_id, func.count(Instance.id)).where(
-                    proposal, Instance.started_at >= start, Instance.started_at < end,
-                    or_(Instance.stage.is_(None), Instance.stage != "draft"))
-                .group_by(Instance.unit_id)))
-            add("recognitions", session.execute(
-                select(Instance.unit_id, func.count(Instance.id)).where(
-                    proposal, Instance.stage == "recognised", Instance.ended_at >= start,
-                    Instance.ended_at < end).group_by(Instance.unit_id)))
-            for unit, field, value, count in session.execute(
-                    select(Decision.unit_id, Decision.field, Decision.value,
-                           func.count(Decision.id)).where(
-                        Decision.field.in_(("decision", "outcome", "protection_decision")),
-                        Decision.at >= start, Decision.at < end)
-                    .group_by(Decision.unit_id, Decision.field, Decision.value)):
-                name = ("protection_decisions" if field == "protection_decision"
-                        else decided.get((field, value)))
-                if name:
-                    add(name, [(unit, count)])
-            add("overdue_steps", session.execute(
-                select(Instance.unit_id, func.count(HumanTask.id)).join(
-                    Instance, Instance.id == HumanTask.instance_id).where(
-                    HumanTask.due_at.isnot(None), HumanTask.due_at >= start,
-                    HumanTask.due_at < end, late).group_by(Instance.unit_id)))
+            for figure in figures:
+                add(figure["key"], session.execute(self._count(figure, start, end)))
         return per_unit, children
+
+    def _count(self, figure: dict, start: datetime, end: datetime):
+        """The query of one declared figure: (unit, count) rows for [start, end)."""
+        count = figure["count"]
+        if count == "cases_started":
+            excluded = figure.get("except_stages") or []
+            return (select(Instance.unit_id, func.count(Instance.id)).where(
+                Instance.definition_key == figure["process"], Instance.started_at >= start,
+                Instance.started_at < end,
+                or_(Instance.stage.is_(None), Instance.stage.not_in(excluded)))
+                .group_by(Instance.unit_id))
+        if count == "cases_ended":
+            return (select(Instance.unit_id, func.count(Instance.id)).where(
+                Instance.definition_key == figure["process"],
+                Instance.stage == figure["stage"], Instance.ended_at >= start,
+                Instance.ended_at < end).group_by(Instance.unit_id))
+        if count == "decisions":
+            chosen = [Decision.field == figure["field"], Decision.at >= start,
+                      Decision.at < end]
+            if figure.get("value") is not None:
+                chosen.append(Decision.value == str(figure["value"]).lower())
+            return (select(Decision.unit_id, func.count(Decision.id)).where(*chosen)
+                    .group_by(Decision.unit_id))
+        if count == "overdue_steps":
+            late = or_(HumanTask.completed_at > HumanTask.due_at,
+                       and_(HumanTask.status == "open", HumanTask.due_at < self.clock.now()))
+            return (select(Instance.unit_id, func.count(HumanTask.id)).join(
+                Instance, Instance.id == HumanTask.instance_id).where(
+                HumanTask.due_at.isnot(None), HumanTask.due_at >= start,
+                HumanTask.due_at < end, late).group_by(Instance.unit_id))
+        raise InvalidState(f"figure '{figure['key']}' counts '{count}', which is not known")
 
     def sandbox_functions(self) -> dict:
         return {"unit_figures": self.for_units, "unit_figures_of": self.for_unit}
@@ -139,12 +143,15 @@ class ReportContent:
     year: int
     rows: list[tuple[str, dict]]          # unit name, figures/summary
     recipients: list[str]
+    figures: dict[str, str]               # figure key → column label, in order
 
 
 def report_content(engine, instance_id: str) -> ReportContent:
     """What a finished (or consolidating) reporting cycle says, ready for a document."""
     instance = engine.runtime.get(instance_id)
-    if instance.definition_key not in ("annual_report", "department_report"):
+    definition = engine.repository.get(instance.definition_id)
+    declared = policy.process_properties(definition)
+    if declared.get("category") != "reporting_cycle":
         raise NotFound(f"instance {instance_id} is not a reporting cycle")
     workflow = engine.runtime.workflow(instance_id)
     data: dict = {}
@@ -157,8 +164,11 @@ def report_content(engine, instance_id: str) -> ReportContent:
         raise InvalidState("the reporting cycle has not opened yet")
     org = engine.org
     owner = data.get("proposer_unit") or instance.unit_id
-    consolidating = org.tagged(org.province_of(owner).id, "home_affairs") \
-        if instance.definition_key == "annual_report" else org.tagged(owner, "office")
+    # who issues the report: "<unit tag>@province" (the province's unit with that tag) or
+    # "<unit tag>@unit" (the cycle's own unit's), else the cycle's unit
+    tag, _, level = (declared.get("reportIssuer") or "").partition("@")
+    issuer = owner if level != "province" else org.province_of(owner).id
+    consolidating = org.tagged(issuer, tag) if tag else None
     agency = (consolidating or org.unit(owner)).name
     province = org.province_of(owner).name
     # each report names its unit (the task's post-script); order of arrival does not matter
@@ -171,10 +181,12 @@ def report_content(engine, instance_id: str) -> ReportContent:
         number=str(data.get("document_number") or "…/BC"),
         place=province.replace("UBND tỉnh ", "").replace("UBND thành phố ", ""),
         date=when.astimezone(LOCAL_TZ),
-        title=("Kết quả thực hiện Nghị định số 73/2023/NĐ-CP về khuyến khích, bảo vệ cán bộ "
-               f"năng động, sáng tạo năm {data.get('report_year')}"),
+        title=(declared.get("reportTitle") or definition.name or definition.key).replace(
+            "{year}", str(data.get("report_year") or when.year)),
         year=int(data.get("report_year") or when.year), rows=rows,
-        recipients=["UBND tỉnh (để báo cáo)", "Sở Nội vụ", "Lưu: VT"])
+        recipients=[r.strip() for r in (declared.get("reportRecipients") or "").split(";")
+                    if r.strip()],
+        figures=figure_labels(engine.repository.settings(definition)))
 
 
 def _date_line(content: ReportContent) -> str:
@@ -190,7 +202,7 @@ def xlsx(content: ReportContent) -> bytes:
     sheet = book.active
     sheet.title = f"Báo cáo {content.year}"
     bold, center = Font(bold=True), Alignment(horizontal="center", wrap_text=True)
-    columns = ["TT", "Đơn vị", *FIGURES.values(), "Đánh giá chung, kiến nghị"]
+    columns = ["TT", "Đơn vị", *content.figures.values(), "Đánh giá chung, kiến nghị"]
     last = len(columns)
     heading = [(content.parent_agency, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM"),
                (content.agency, "Độc lập - Tự do - Hạnh phúc"),
@@ -212,10 +224,10 @@ def xlsx(content: ReportContent) -> bytes:
     for col, name in enumerate(columns, start=1):
         cell = sheet.cell(header_row, col, name)
         cell.font, cell.alignment, cell.border = bold, center, box
-    totals = {key: 0 for key in FIGURES}
+    totals = {key: 0 for key in content.figures}
     for index, (unit, report) in enumerate(content.rows, start=1):
         values = [index, unit]
-        for key in FIGURES:
+        for key in content.figures:
             value = int(report.get(key) or 0)
             totals[key] += value
             values.append(value)
@@ -224,7 +236,7 @@ def xlsx(content: ReportContent) -> bytes:
             sheet.cell(header_row + index, col, value).border = box
     total_row = header_row + len(content.rows) + 1
     sheet.cell(total_row, 2, "Tổng cộng").font = bold
-    for col, key in enumerate(FIGURES, start=3):
+    for col, key in enumerate(content.figures, start=3):
         sheet.cell(total_row, col, totals[key]).font = bold
     sheet.cell(total_row + 2, 1, "Nơi nhận:").font = Font(bold=True, italic=True)
     for offset, recipient in enumerate(content.recipients, start=3):
@@ -260,22 +272,22 @@ def docx(content: ReportContent) -> bytes:
     run.bold, run.font.size = True, Pt(14)
     subtitle = document.add_paragraph(content.title)
     subtitle.alignment = WD_ALIGN_PARAGRAPH.CENTER
-    columns = ["TT", "Đơn vị", *FIGURES.values()]
+    columns = ["TT", "Đơn vị", *content.figures.values()]
     table = document.add_table(rows=1, cols=len(columns))
     table.style = "Table Grid"
     for col, name in enumerate(columns):
         table.rows[0].cells[col].text = name
-    totals = {key: 0 for key in FIGURES}
+    totals = {key: 0 for key in content.figures}
     for index, (unit, report) in enumerate(content.rows, start=1):
         cells = table.add_row().cells
         cells[0].text, cells[1].text = str(index), unit
-        for col, key in enumerate(FIGURES, start=2):
+        for col, key in enumerate(content.figures, start=2):
             value = int(report.get(key) or 0)
             totals[key] += value
             cells[col].text = str(value)
     cells = table.add_row().cells
     cells[1].text = "Tổng cộng"
-    for col, key in enumerate(FIGURES, start=2):
+    for col, key in enumerate(content.figures, start=2):
         cells[col].text = str(totals[key])
     for unit, report in content.rows:
         if report.get("summary"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
 from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
@@ -46,7 +47,8 @@ def read_folder(folder: Path | str, forms_dir: Path | str | None = None):
 def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
                     ) -> tuple[str, list[BuiltProcess]]:
     variant, forms = read_folder(folder, forms_dir)
-    notification_templates.validate(variant.templates)
+    notification_templates.validate(variant.templates,
+                                    policy.notification_kinds(variant.sources))
     return variant.name, build_processes(variant.sources, forms=forms)
 
 
@@ -69,7 +71,7 @@ class Repository:
         """Raise DefinitionInvalid listing every problem, or return the built processes.
         Notification templates are checked and deployed with every process of the variant."""
         if templates:
-            notification_templates.validate(templates)
+            notification_templates.validate(templates, policy.notification_kinds(sources))
         built = build_processes(sources, forms=forms)
         for process in built:
             process.extra.update({notification_templates.SOURCE_PREFIX + name: content
@@ -142,6 +144,12 @@ class Repository:
         sources, forms, settings, templates = self.upload_sources(variant, uploads)
         return self.deploy(variant, sources, deployed_by, forms=forms, settings=settings,
                            templates=templates)
+
+    def variants(self) -> list[str]:
+        """The variants that have deployed definitions."""
+        with self.db.reading() as session:
+            return list(session.scalars(select(Definition.variant).distinct()
+                                        .order_by(Definition.variant)))
 
     def latest_versions(self, variant: str) -> list[Definition]:
         newest = (select(Definition.key, func.max(Definition.version).label("version"))

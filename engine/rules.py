@@ -1,5 +1,5 @@
-"""The rules of Decree 73 procedures, implemented once and used by every variant's BPMN
-(as sandbox functions) and by the runtime (to validate decisions).
+"""The rules of Decree 73 procedures, implemented once and offered to every variant's BPMN
+as sandbox functions (scripts, conditions and the form rules tasks declare).
 
 Canonical fields: ``vote`` (for | against), ``decision`` (approve | reject),
 ``override_reason``, ``refusal_reasons``, ``outcome`` (completed | not_completed | damaged),
@@ -83,31 +83,6 @@ def allowed_protection_decisions(outcome: str | None, abuse: bool = False) -> tu
     return {"completed": ("not_liable",),
             "not_completed": ("exempted", "refused"),
             "damaged": ("exempted", "reduced", "refused")}.get(outcome, PROTECTION_DECISIONS)
-
-
-def decision_problems(task_data: Mapping, submitted: Mapping,
-                      council_rules: Mapping | None = None) -> dict[str, str]:
-    """Field → message for canonical decision fields that break the rules (empty if fine)."""
-    problems: dict[str, str] = {}
-    if "council_members" in submitted and council_rules:
-        members = submitted["council_members"]
-        low, high = council_rules.get("min_size", 5), council_rules.get("max_size", 9)
-        if not isinstance(members, list) or not council_size_ok(len(set(members)), low, high):
-            problems["council_members"] = f"Hội đồng phải có từ {low} đến {high} thành viên"
-    decision = submitted.get("decision")
-    if decision == "approve" and task_data.get("vote_result") == "rejected" \
-            and not str(submitted.get("override_reason") or "").strip():
-        problems["override_reason"] = ("Phê duyệt trái với kết quả biểu quyết phải có lý do "
-                                       "bằng văn bản")
-    if decision == "reject" and not str(submitted.get("refusal_reasons") or "").strip():
-        problems["refusal_reasons"] = "Từ chối phải nêu rõ lý do bằng văn bản"
-    if "protection_decision" in submitted:
-        allowed = allowed_protection_decisions(
-            task_data.get("outcome"), bool(submitted.get("abuse", task_data.get("abuse"))))
-        if submitted["protection_decision"] not in allowed:
-            problems["protection_decision"] = (
-                "Quyết định không phù hợp với kết quả thực hiện; được chọn: " + ", ".join(allowed))
-    return problems
 
 
 SANDBOX_FUNCTIONS = {

@@ -27,31 +27,24 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .audit import lock_instance
 from .clock import Clock, as_utc
-from .deadlines import current_settings, due_at, variant_settings
+from .deadlines import due_at, variant_settings
 from .errors import (Conflict, InvalidData, InvalidState, MigrationRefused,
                      NotFound, ScriptError)
+from . import policy
 from .forms import form_errors
+from .listeners import DecisionRecorder, Notifier, Step, StepListener
 from .org import Org
 from .repository import Repository
-from .rules import decision_problems
 from .scripting import EngineScriptEngine, data_size, one_step, parse_instant, timer_due
 from .serialization import STATE_FORMAT, Codec
-from .store import (AuditEvent, Database, Decision, Definition, HumanTask, Instance,
+from .store import (AuditEvent, Database, Definition, HumanTask, Instance,
                     MessageSubscription, TaskCandidate, Timer, appends)
 from .workflow_cache import WorkflowCache
 
 RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
 COMPLETED, TERMINATED = "completed", "terminated"
 ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
-FORM_PROPERTY = "formJsonSchemaFilename"
-# Canonical decision fields (recorded in ``decisions`` whatever the diagram looks like).
-DECISION_FIELDS = ("vote", "decision", "outcome", "protection_decision", "is_complex")
-LATEST_DECISION_FIELDS = ("decision", "outcome", "protection_decision")
-NOTIFY_ACTIONS = {"assignee": "reminder", "assignee_head": "escalation"}
-
-
-def _properties(task_spec) -> dict:
-    return (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+_properties = policy.element_properties
 
 
 @dataclass
@@ -119,7 +112,7 @@ def _clean_data(data: Any, max_bytes: int) -> dict:
 class Runtime:
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
                  script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
-                 notifications=None):
+                 notifications=None, listeners: list[StepListener] | None = None):
         self.db = db
         self.org = org
         self.notifications = notifications   # told of tasks, deadlines and decisions
@@ -129,6 +122,31 @@ class Runtime:
         self.script_engine = script_engine
         self.max_data_bytes = max_data_bytes
         self._workflows = WorkflowCache()
+        # what the definitions declare around each step: decisions, then notifications
+        self.listeners: list[StepListener] = [DecisionRecorder()]
+        if notifications is not None:
+            self.listeners.append(Notifier(notifications, org, self.evaluate_declared))
+        self.listeners += listeners or []
+
+    def evaluate_declared(self, expression: str, data: dict):
+        """A condition a definition declares (a notification's ``when``, a form rule) over
+        ``data``, in the sandbox; names absent from the data read as None."""
+        environment = self.script_engine.environment
+        known = environment.sandbox.builtins
+        context = dict(data)
+        for name in policy.free_names(expression):
+            if name not in context and name not in known:
+                context[name] = None
+        return environment.evaluate(expression, context)
+
+    def _message(self, message: str, data: dict) -> str:
+        """A declared message with its ``{{ expression }}`` placeholders filled in."""
+        def value(match):
+            try:
+                return str(self.evaluate_declared(match.group(1).strip(), data))
+            except ScriptError:
+                return "…"
+        return policy.PLACEHOLDER.sub(value, message)
 
     # --- units of work -----------------------------------------------------------------
     @contextmanager
@@ -207,11 +225,13 @@ class Runtime:
               completed: list = (), status: str | None = None,
               timer_rows: list[Timer] | None = None,
               task_rows: list[HumanTask] | None = None,
-              waited: WaitingEvents | None = None) -> None:
-        """Save the state and refresh projections, audit and notifications. ``timer_rows``:
-        every timer row of the instance, when the caller has just read them; ``task_rows``
-        and ``waited``: its rows of the tasks open, and its events waiting, before a task
-        was completed (see :meth:`_project`)."""
+              waited: WaitingEvents | None = None, user_task=None,
+              task_row: HumanTask | None = None, submitted: dict | None = None) -> None:
+        """Save the state and refresh projections, audit and the step's listeners.
+        ``timer_rows``: every timer row of the instance, when the caller has just read
+        them; ``task_rows`` and ``waited``: its rows of the tasks open, and its events
+        waiting, before a task was completed (see :meth:`_project`); ``user_task``,
+        ``task_row`` and ``submitted``: the task a person completed, its row and data."""
         now = self.clock.now()
         instance.state = self.codec.dump_state(workflow)
         instance.state_format = STATE_FORMAT
@@ -245,21 +265,27 @@ class Runtime:
                                      actor=actor, action="incident",
                                      element_id=incident.element_id,
                                      details={"message": incident.message}))
-        events += self._notifications(session, instance, completed, now, actor)
-        session.add_all(events)
+        step = Step(session, instance, self.repository.get(instance.definition_id, session),
+                    actor, now, previous_stage, completed, user_task, task_row,
+                    submitted or {})
+        for listener in self.listeners:
+            listener.step_saving(step)
+        session.add_all(events + step.audit)
         # the version check happens here, before any projection is written; the audit
         # entries' chain head goes into the same UPDATE of the instance row
         session.flush()
-        created = self._project(session, instance, live, now, timer_rows, task_rows, waited)
-        self._notify_progress(session, instance, created, previous_stage, actor)
+        step.opened = self._project(session, instance, live, now, timer_rows, task_rows,
+                                    waited)
+        for listener in self.listeners:
+            listener.step_saved(step)
 
     # --- projections -------------------------------------------------------------------
     def _project(self, session: Session, instance: Instance, live: list, now: datetime,
                  timer_rows: list[Timer] | None = None,
                  task_rows: list[HumanTask] | None = None,
-                 waited: WaitingEvents | None = None) -> list[tuple[HumanTask, list[str]]]:
+                 waited: WaitingEvents | None = None) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
-        the human tasks it opened, with candidates.
+        the human tasks it opened, with candidates and their Spiff task.
 
         A completion passes the rows of the tasks open before it (``task_rows``) and the
         events that were waiting (``waited``): the tasks and events this step readied are
@@ -313,10 +339,10 @@ class Runtime:
             values = appends.add(
                 session, HumanTask.__table__, id=task_id, instance_id=instance.id,
                 element_id=_element_id(task), name=getattr(spec, "bpmn_name", None),
-                lane=lane, role=lane, unit_id=role_unit, form=properties.get(FORM_PROPERTY),
+                lane=lane, role=lane, unit_id=role_unit, form=properties.get("form"),
                 status="open", assignee=None, created_at=now,
                 due_at=self._due(task, properties, now))
-            created.append((HumanTask(**values), candidates))
+            created.append((HumanTask(**values), candidates, task))
             for username in candidates:
                 appends.add(session, TaskCandidate.__table__, task_id=task_id,
                             instance_id=instance.id, username=username, task_open=True)
@@ -391,23 +417,6 @@ class Runtime:
                     task_id=task_id, element_id=_element_id(task),
                     message_name=definition.name)
 
-    def _notify_progress(self, session: Session, instance: Instance, created: list,
-                         previous_stage: str | None, actor: str) -> None:
-        """Tell candidates of the tasks just opened (a reporting unit's task says its
-        cycle opened), and the proposer when the proposal is recognised."""
-        if self.notifications is None:
-            return
-        if len(created) > 1:
-            self.notifications.prefetch(
-                session, [instance.started_by] + [u for _, people in created for u in people])
-        for task, candidates in created:
-            kind = "report_cycle_opened" if task.lane == "reporting_unit" else "task_available"
-            self.notifications.notify(session, candidates, kind, instance=instance,
-                                      task=task, actor=actor)
-        if instance.stage == "recognised" and previous_stage != "recognised":
-            self.notifications.notify(session, [instance.started_by], "proposal_recognised",
-                                      instance=instance, actor=actor)
-
     def _due(self, task, properties: dict, now: datetime) -> datetime | None:
         """A task's due time: ``dueInWorkingDays`` (a number or a deadline name) or
         ``dueDate`` (an expression over the task data giving a date and time)."""
@@ -433,45 +442,6 @@ class Runtime:
         except (InvalidData, NotFound):
             return [], None          # nobody can be named: administrators see and assign it
         return resolution.usernames, resolution.unit_id
-
-    def _notifications(self, session: Session, instance: Instance, completed: list,
-                       now: datetime, actor: str) -> list[AuditEvent]:
-        """Reminders and escalations of boundary timers marked ``notify`` that just fired."""
-        events = []
-        for task in completed:
-            notify = _properties(task.task_spec).get("notify")
-            if notify not in NOTIFY_ACTIONS:
-                continue
-            attached = [t for sibling in task.parent.children if sibling is not task
-                        for t in sibling if t.task_spec.manual
-                        and t.has_state(TaskState.READY)]
-            recipients: list[str] = []
-            # whom to tell, of which late task; an escalation tells the late people too
-            late_task: dict[str, tuple[HumanTask, bool]] = {}
-            for late in attached:
-                row = session.get(HumanTask, str(late.id))
-                if row is None:
-                    continue
-                people = [row.assignee] if row.assignee else list(session.scalars(
-                    select(TaskCandidate.username).where(TaskCandidate.task_id == row.id)))
-                if notify == "assignee_head":
-                    for person in people:
-                        late_task.setdefault(person, (row, False))
-                    people = [h for p in people for h in self.org.heads_above(p, row.unit_id)]
-                recipients += people
-                for person in people:
-                    late_task[person] = (row, notify == "assignee_head")
-            events.append(AuditEvent(
-                instance_id=instance.id, definition_id=instance.definition_id, at=now,
-                actor=actor, action=NOTIFY_ACTIONS[notify], element_id=_element_id(task),
-                details={"recipients": list(dict.fromkeys(recipients)),
-                         "tasks": [_element_id(t) for t in attached]}))
-            if self.notifications is not None:
-                for person, (row, to_head) in late_task.items():
-                    self.notifications.notify(session, [person], NOTIFY_ACTIONS[notify],
-                                              instance=instance, task=row, actor=actor,
-                                              data={"to_head": to_head})
-        return events
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
@@ -572,7 +542,7 @@ class Runtime:
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
-            self._check_form(definition, row, task.data, data)
+            self._check_form(definition, row, task, data)
             waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
             before = dict(task.data)
             task.data.update(data)
@@ -587,44 +557,45 @@ class Runtime:
                 incident = self._advance(workflow, completed)
             now = self.clock.now()
             row.status, row.completed_at, row.completed_by = "completed", now, actor
-            self._record_decisions(session, instance, row, data, actor, now)
             self._save(session, instance, workflow, actor=actor, action="task_completed",
                        element_id=row.element_id, details={"task_id": task_id,
                                                            "changed": changed},
                        incident=incident, completed=completed, task_rows=rows,
-                       waited=waited)
-            kind = _decision_kind(data)
-            if kind and self.notifications is not None:   # after the version-checked save
-                self.notifications.notify(session, [instance.started_by], kind,
-                                          instance=instance, data=data, actor=actor)
+                       waited=waited, user_task=task, task_row=row, submitted=data)
         return instance
 
-    def _check_form(self, definition: Definition, row: HumanTask, task_data, data) -> None:
+    def _check_form(self, definition: Definition, row: HumanTask, task, data) -> None:
+        """The form's schema, then the rules the task declares (``nd73:validation``: a
+        condition over the task data and the submitted fields that names a field)."""
         errors = []
         schema = self.repository.form(definition, row.form)
         if schema is not None:
             errors = form_errors(schema, data)
-        known = {e["field"] for e in errors}
-        errors += [{"field": field, "message": message, "message_en": message}
-                   for field, message in decision_problems(
-                       task_data, data, current_settings().get("council")).items()
-                   if field not in known]
+        rules = policy.validations(task.task_spec)
+        if rules:
+            known = {e["field"] for e in errors}
+            fields = dict.fromkeys((schema or {}).get("properties") or {})
+            context = {**task.data, **fields, **data}
+            for rule in rules:
+                if rule.field in known:
+                    continue
+                try:
+                    broken = self.evaluate_declared(rule.when, context)
+                except ScriptError as exc:
+                    raise InvalidData(f"the rule on field '{rule.field}' of the form "
+                                      f"'{row.name or row.element_id}' cannot be checked: "
+                                      f"{exc}") from None
+                if broken:
+                    known.add(rule.field)
+                    errors.append({"field": rule.field,
+                                   "message": self._message(rule.message, context),
+                                   "message_en": self._message(
+                                       rule.message_en or rule.message, context)})
         if errors:
             raise InvalidData(f"the form '{row.name or row.element_id}' has "
                               f"{len(errors)} invalid field(s): "
                               + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                               errors=errors)
-
-    def _record_decisions(self, session: Session, instance: Instance, row: HumanTask,
-                          data: dict, actor: str, now: datetime) -> None:
-        for field in DECISION_FIELDS:
-            if field in data and data[field] is not None:
-                appends.add(session, Decision.__table__, instance_id=instance.id,
-                            variant=instance.variant, definition_key=instance.definition_key,
-                            unit_id=instance.unit_id, element_id=row.element_id, field=field,
-                            value=str(data[field]).lower()[:64], actor=actor, at=now)
-                if field in LATEST_DECISION_FIELDS:
-                    instance.latest_decision = str(data[field])[:32]
 
     def send_message(self, name: str, payload: dict | None = None, *, actor: str,
                      instance_id: str | None = None,
@@ -846,17 +817,6 @@ def _unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
             elif type(new_spec) is not type(task.task_spec):
                 reasons.append(f"active element '{old_id}'{where} changes its type")
     return reasons
-
-
-def _decision_kind(data: dict) -> str | None:
-    """The notification a decision gives the proposer (None: not a decision on it)."""
-    if data.get("decision") == "approve":
-        return "proposal_approved"
-    if data.get("decision") == "reject":
-        return "proposal_refused"
-    if data.get("protection_decision"):
-        return "protection_decided"
-    return None
 
 
 def _stage(live: list, completed: list, current: str | None) -> str | None:

@@ -104,6 +104,7 @@ def check_settings(settings: dict, file_label: str) -> None:
                 parse_full_date(value, f"{file_label}: calendar.{key}")
             except DefinitionInvalid as exc:
                 problems.extend(exc.problems)
+    problems += _figure_problems(settings.get("figures") or [], file_label)
     council = settings.get("council", {})
     if not 1 <= council.get("min_size", 5) <= council.get("max_size", 9):
         problems.append(Problem(file_label, "council.min_size must be ≥ 1 and ≤ max_size"))
@@ -111,11 +112,44 @@ def check_settings(settings: dict, file_label: str) -> None:
         raise DefinitionInvalid(problems)
 
 
+# What a reporting figure may count, with the settings each kind needs (see reports.py).
+FIGURE_COUNTS = {"cases_started": ("process",), "cases_ended": ("process", "stage"),
+                 "decisions": ("field",), "overdue_steps": ()}
+
+
+def _figure_problems(figures, file_label: str) -> list[Problem]:
+    problems, seen = [], set()
+    if not isinstance(figures, list):
+        return [Problem(file_label, "figures must be a list of [[figures]] tables")]
+    for index, figure in enumerate(figures):
+        where = f"{file_label}: figures[{index}]"
+        if not isinstance(figure, dict) or not isinstance(figure.get("key"), str):
+            problems.append(Problem(where, "a figure needs a 'key'"))
+            continue
+        if figure["key"] in seen:
+            problems.append(Problem(where, f"figure '{figure['key']}' is declared twice"))
+        seen.add(figure["key"])
+        count = figure.get("count")
+        if count not in FIGURE_COUNTS:
+            problems.append(Problem(where, f"count '{count}' is not one of: "
+                                           + ", ".join(FIGURE_COUNTS)))
+            continue
+        missing = [k for k in FIGURE_COUNTS[count] if not figure.get(k)]
+        if missing:
+            problems.append(Problem(where, f"a '{count}' figure needs " + ", ".join(missing)))
+    return problems
+
+
 def _merge(base: dict, override: dict) -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
+        elif key == "figures" and isinstance(value, list) and isinstance(merged.get(key), list):
+            # a province's figures replace inherited ones of the same key, others are added
+            mine = {f.get("key"): f for f in value if isinstance(f, dict)}
+            merged[key] = [copy.deepcopy(mine.pop(f.get("key"), f)) for f in merged[key]
+                           if isinstance(f, dict)] + [copy.deepcopy(f) for f in mine.values()]
         else:
             merged[key] = copy.deepcopy(value)
     return merged

@@ -535,8 +535,9 @@ def test_templates_run_in_a_sandbox(engine, processes):
     "{{ 2 ** 100000000 }}",
 ])
 def test_a_costly_template_falls_back_to_the_generic_message(costly):
+    # the title the BPMN declares with the notification (nd73:notification title=…)
     context = {"user": {"full_name": "Lê Văn A"}, "url": "http://x/tasks/1", "task": None,
-               "instance": None, "data": {}}
+               "instance": None, "data": {}, "title": "Nhắc hạn xử lý công việc"}
     subject, text, html = Renderer().render(1, {"reminder.subject.txt": costly,
                                                 "reminder.txt": costly}, "reminder", context)
     assert subject == "[ND73] Nhắc hạn xử lý công việc"

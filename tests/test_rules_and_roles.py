@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.rules import (allowed_protection_decisions, council_result, count_votes,
-                          decision_problems, eligible_voters, outcome_path, route_proposal)
+                          eligible_voters, outcome_path, route_proposal)
 
 from procedures import deploy_library
 
@@ -61,14 +61,6 @@ def test_outcome_mapping_and_protection_choices():
     assert allowed_protection_decisions("completed") == ("not_liable",)
     assert allowed_protection_decisions("damaged") == ("exempted", "reduced", "refused")
     assert allowed_protection_decisions("damaged", abuse=True) == ("refused",)
-
-
-def test_decision_problems_name_the_field():
-    assert decision_problems({"vote_result": "rejected"}, {"decision": "approve"}) == {
-        "override_reason": "Phê duyệt trái với kết quả biểu quyết phải có lý do bằng văn bản"}
-    assert decision_problems({"vote_result": "approved"}, {"decision": "approve"}) == {}
-    assert set(decision_problems({}, {"council_members": ["a"] * 3},
-                                 {"min_size": 5, "max_size": 9})) == {"council_members"}
 
 
 @pytest.fixture

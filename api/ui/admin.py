@@ -7,6 +7,7 @@ from datetime import date, datetime, time
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from engine import policy
 from engine.clock import LOCAL_TZ
 from engine.errors import EngineError, InvalidData
 from engine.queries import InstanceFilters
@@ -21,7 +22,6 @@ from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("admin_ui", __name__, template_folder="templates")
 PAGE_SIZE = 25
-CYCLE_KEYS = ("annual_report", "department_report")
 FILTERS = ("variant", "definition_key", "status", "stage", "unit", "started_by")
 
 
@@ -116,12 +116,23 @@ def _json_object(text: str | None) -> dict:
     return value
 
 
+def cycle_keys() -> list[str]:
+    """The processes the administrator's variants declare reporting cycles."""
+    me = principal()
+    keys = set()
+    for variant in engine().repository.variants():
+        if me.is_admin(variant):
+            keys.update(d.key for d in engine().repository.latest_versions(variant)
+                        if policy.category(d) == "reporting_cycle")
+    return sorted(keys)
+
+
 @blp.route("/admin/cycles")
 @signed_in
 def cycles():
     _require_admin()
     found = []
-    for key in CYCLE_KEYS:
+    for key in cycle_keys():
         found += engine().queries.instances(principal(), InstanceFilters(definition_key=key),
                                             1, 200).items
     found.sort(key=lambda i: i.started_at, reverse=True)

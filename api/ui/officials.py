@@ -6,13 +6,11 @@ import json
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from engine import diagrams
+from engine import diagrams, policy
 from engine.clock import as_utc
 from engine.errors import InvalidData, NotFound
 from engine.forms import form_errors
 from engine.queries import InstanceFilters
-from engine.runtime import DECISION_FIELDS
-from engine.scripting import start_timers
 from engine.store import Definition, HumanTask, Instance, OrgUnit
 
 from . import form_fields
@@ -24,7 +22,6 @@ from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
 PAGE_SIZE = 25
-PROPOSER_LANE = "proposer"
 TIMELINE_HIDDEN = ("element_completed",)
 
 
@@ -174,21 +171,17 @@ def unclaim(task_id):
 # starting a case -----------------------------------------------------------------------------
 
 def startable() -> list[Definition]:
-    """Processes an official starts by hand in the variants of their units: those whose
-    start event lies in the proposer's lane (a proposal, a protection request), not the
-    ones other roles open (reporting cycles, the council)."""
+    """Processes an official starts by hand in the variants of their units: those the
+    definition declares a case (``category`` = ``case``), not the ones the engine or other
+    processes open (reporting cycles, the council)."""
     me = principal()
     with engine().db.reading() as session:
         variants = sorted({v for (v,) in session.execute(
             select(OrgUnit.variant).where(OrgUnit.id.in_(me.units or ("",))))})
     chosen = []
     for variant in variants:
-        for definition in engine().repository.latest_versions(variant):
-            spec, _ = engine().repository.specs(definition)
-            if not start_timers(spec) and any(
-                    type(task).__name__ == "StartEvent" and getattr(task, "lane", None)
-                    == PROPOSER_LANE for task in spec.task_specs.values()):
-                chosen.append(definition)
+        chosen += [d for d in engine().repository.latest_versions(variant)
+                   if policy.category(d) == "case"]
     return chosen
 
 
@@ -226,28 +219,35 @@ def my_cases():
                            titles=case_titles(i.id for i in page.items))
 
 
+def decision_fields(definition: Definition) -> tuple[str, ...]:
+    """The fields the definition's user tasks declare as decisions."""
+    return policy.decision_fields_of(definition, engine().repository.specs(definition))
+
+
 def decision_labels(definition: Definition) -> dict[str, str]:
     """Decision values → the words their forms show (approve → Phê duyệt)."""
     labels: dict[str, str] = {}
+    fields = decision_fields(definition)
     for name, text in definition.sources.items():
         if name.startswith("forms/"):
             for field, prop in (json.loads(text).get("properties") or {}).items():
-                if field in DECISION_FIELDS:
+                if field in fields:
                     labels.update(prop.get("x-enum-labels") or {})
     return labels
 
 
-def timeline(instance_id: str, names: dict[str, str], everything: bool = False) -> list[dict]:
+def timeline(instance_id: str, names: dict[str, str], everything: bool = False,
+             decisions: tuple[str, ...] = ()) -> list[dict]:
     events = engine().queries.events(principal(), instance_id, 1, 1000).items
     rows = []
     for event in events:
         if event.action in TIMELINE_HIDDEN and not everything:
             continue
         changed = (event.details or {}).get("changed") or {}
-        decision = next((changed[f]["after"] for f in DECISION_FIELDS if f in changed), None)
+        decided = next((changed[f]["after"] for f in decisions if f in changed), None)
         rows.append({"at": event.at, "actor": event.actor, "action": event.action,
                      "element": names.get(event.element_id, event.element_id),
-                     "decision": decision, "details": event.details})
+                     "decided": decided, "details": event.details})
     return rows
 
 
@@ -266,7 +266,8 @@ def instance_page(instance_id):
     return render_template(
         "instance.html", detail=detail, instance=detail.instance, definition=definition,
         xml=xml, names=names, admin=admin, versions=versions,
-        events=timeline(instance_id, names, everything=admin),
+        events=timeline(instance_id, names, everything=admin,
+                        decisions=decision_fields(definition)),
         labels=decision_labels(definition),
         units=unit_names([detail.instance.unit_id, *(t.unit_id for t in detail.open_tasks)]),
         title=case_titles([instance_id])[instance_id],

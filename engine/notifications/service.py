@@ -69,7 +69,7 @@ class Notifications:
     # --- recording (inside the caller's transaction) -------------------------------------
     def notify(self, session: Session, usernames, kind: str, *, instance: Instance | None,
                task: HumanTask | None = None, data: dict | None = None,
-               actor: str | None = None) -> list[dict]:
+               actor: str | None = None, title: str | None = None) -> list[dict]:
         """Record the notifications (and e-mails) of an event; returns their rows' values,
         written with the unit of work (:mod:`engine.store.appends`)."""
         now = self.clock.now()
@@ -90,6 +90,8 @@ class Notifications:
             link = link_for(task.id if task is not None else None,
                             instance.id if instance is not None else None)
             context = self._context(session, user, instance, definition, task, data, link)
+            if title:                 # the declared title, for a kind without templates
+                context["title"] = title
             subject, text, html = self._render(definition, kind, context)
             email_status = self._email_status(user)
             created.append(appends.add(

@@ -33,9 +33,9 @@ log = logging.getLogger("nd73.notifications")
 
 FOLDER = "notifications"
 SOURCE_PREFIX = f"{FOLDER}/"
-KINDS = ("task_available", "task_assigned", "report_cycle_opened", "reminder", "escalation",
-         "proposal_approved", "proposal_refused", "proposal_recognised",
-         "protection_decided", "digest")
+# Kinds the engine itself sends; every other kind is one a definition declares
+# (``nd73:notification``), and its templates come with the definition.
+KINDS = ("task_available", "task_assigned", "digest")
 PARTS = ("subject.txt", "txt", "html")
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_OUTPUT_CHARS = 100_000           # a rendered part; longer ones are refused
@@ -52,15 +52,9 @@ GENERIC = {
 GENERIC_TITLES = {
     "task_available": "Có công việc mới cần xử lý",
     "task_assigned": "Anh/chị được giao một công việc",
-    "report_cycle_opened": "Kỳ báo cáo đã mở cho đơn vị",
-    "reminder": "Nhắc hạn xử lý công việc",
-    "escalation": "Công việc quá hạn",
-    "proposal_approved": "Đề xuất đã được phê duyệt",
-    "proposal_refused": "Đề xuất không được phê duyệt",
-    "proposal_recognised": "Đề xuất đã được công nhận",
-    "protection_decided": "Đã có quyết định về bảo vệ",
     "digest": "Tổng hợp thông báo trong ngày",
 }
+GENERIC_TITLE = "Có thông báo mới về hồ sơ"
 
 
 def local_date(value) -> str:
@@ -144,19 +138,30 @@ def _env_for(name: str) -> SandboxedEnvironment:
 
 def is_template_name(name: str) -> bool:
     match = _NAME.match(name)
-    return match is not None and match["kind"] in KINDS
+    return match is not None
 
 
-def check(templates: Mapping[str, bytes]) -> list[Problem]:
+def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
+          ) -> list[Problem]:
     """Problems of a set of template files (name → content): unknown names, encodings,
-    sizes and syntax errors, each with its file and line."""
+    sizes and syntax errors, each with its file and line. With ``declared`` (the kinds the
+    deployment's BPMN declares), a template of any other kind is refused as well."""
     problems = []
+    known = None if declared is None else set(KINDS) | set(declared)
     for name, content in sorted(templates.items()):
         label = SOURCE_PREFIX + name
+        match = _NAME.match(name)
+        if match is not None and known is not None and match["kind"] not in known:
+            problems.append(Problem(label, f"no notification of kind '{match['kind']}' is "
+                                           "sent: the engine sends " + ", ".join(KINDS)
+                                           + ", the BPMN declares " + (", ".join(
+                                               sorted(set(declared or ()))) or "none")))
+            continue
         if not is_template_name(name):
             problems.append(Problem(label, "a notification template is named <kind>.subject."
-                                           "txt, <kind>.txt or <kind>.html with a kind among: "
-                                    + ", ".join(KINDS)))
+                                           "txt, <kind>.txt or <kind>.html, the kind in "
+                                           "lower-case letters and '_' (the engine's own: "
+                                    + ", ".join(KINDS) + "; others as the BPMN declares)"))
             continue
         if len(content) > MAX_TEMPLATE_BYTES:
             problems.append(Problem(label, f"larger than {MAX_TEMPLATE_BYTES // 1024} KB"))
@@ -173,8 +178,8 @@ def check(templates: Mapping[str, bytes]) -> list[Problem]:
     return problems
 
 
-def validate(templates: Mapping[str, bytes]) -> None:
-    problems = check(templates)
+def validate(templates: Mapping[str, bytes], declared: Iterable[str] | None = None) -> None:
+    problems = check(templates, declared)
     if problems:
         raise DefinitionInvalid(problems)
 
@@ -215,7 +220,7 @@ class Renderer:
 
     def render(self, version_key, templates: Mapping[str, str], kind: str,
                context: dict) -> tuple[str, str, str]:
-        context = {"title": GENERIC_TITLES.get(kind, kind), "kind": kind, **context}
+        context = {"title": GENERIC_TITLES.get(kind, GENERIC_TITLE), "kind": kind, **context}
         parts = {}
         for part in PARTS:
             name = f"{kind}.{part}"

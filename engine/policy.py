@@ -1,0 +1,245 @@
+"""What a definition declares about its steps, beyond what SpiffWorkflow executes: the
+project's BPMN extension namespace ``nd73`` (processes/README.md; the moddle descriptor
+for modelers is ``processes/nd73.moddle.json``).
+
+A flow element may carry, inside ``bpmn:extensionElements``::
+
+    <nd73:properties>
+      <nd73:property name="form" value="vote.schema.json"/>      (and stage, dueDate, …)
+    </nd73:properties>
+    <nd73:notification kind="…" to="proposer" when="expression"/>
+    <nd73:validation field="…" when="expression" message="…" messageEn="…"/>
+
+and a ``bpmn:process`` the same ``nd73:properties`` (category, report title …). Element
+declarations are copied into each task spec's ``extensions["nd73"]`` when the definition is
+built, so they travel with the serialized spec; process properties are read from the
+deployed sources. Older definitions that declared properties as ``spiffworkflow:property``
+are read the same way (``formJsonSchemaFilename`` is the ``form``).
+
+The engine knows only the *kinds* of declarations, never their values: which fields are
+decisions, which notifications go to whom and which rules a form must meet are data.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lxml import etree
+
+NS = "urn:nd73-workflow:bpmn:1.0"
+PREFIX = "nd73"
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+XPATH_NS = {"bpmn": BPMN_NS, PREFIX: NS}
+SPIFF_FORM_PROPERTY = "formJsonSchemaFilename"
+
+# Properties of flow elements the engine reads (processes/README.md explains each).
+ELEMENT_PROPERTIES = ("form", "stage", "dueDate", "dueInWorkingDays", "assigneeFrom",
+                      "decisionFields", "caseDecisionField", "legalBasis")
+# Properties of a process.
+PROCESS_PROPERTIES = ("category", "proposerField", "reportTitle", "reportIssuer",
+                      "reportRecipients")
+CATEGORIES = ("case", "reporting_cycle", "called")
+# Who a notification goes to: the candidates of a task that opens, the case's proposer, the
+# people who may do the task a boundary timer is attached to, or those people and their
+# heads (the late people are told too, with ``to_head`` false).
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                          huge_tree=False)
+RECIPIENTS = ("candidates", "proposer", "assignee", "assignee_head")
+NOTIFICATION_MOMENTS = ("open", "complete")
+
+
+@dataclass(frozen=True)
+class NotificationRule:
+    kind: str
+    to: str
+    on: str = "complete"
+    when: str | None = None
+    title: str | None = None      # the title when the kind has no template
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    field: str
+    when: str
+    message: str
+    message_en: str | None = None
+
+
+# --- reading the XML (deployment) ----------------------------------------------------------
+
+def properties_of(node) -> dict[str, str]:
+    """The ``nd73:property`` name → value pairs directly under ``node``'s extensions."""
+    return {p.get("name"): p.get("value") or ""
+            for p in node.iterfind("bpmn:extensionElements/nd73:properties/nd73:property",
+                                   XPATH_NS) if p.get("name")}
+
+
+def declarations_of(node) -> dict:
+    """Everything ``node`` declares in the nd73 namespace, as stored in a task spec."""
+    found: dict = {}
+    properties = properties_of(node)
+    if properties:
+        found["properties"] = properties
+    notifications = [{k: v for k, v in n.attrib.items()
+                      if k in ("kind", "to", "on", "when", "title")}
+                     for n in node.iterfind("bpmn:extensionElements/nd73:notification",
+                                            XPATH_NS)]
+    if notifications:
+        found["notifications"] = notifications
+    validations = [{"field": v.get("field") or "", "when": v.get("when") or "",
+                    "message": v.get("message") or "",
+                    **({"message_en": v.get("messageEn")} if v.get("messageEn") else {})}
+                   for v in node.iterfind("bpmn:extensionElements/nd73:validation", XPATH_NS)]
+    if validations:
+        found["validations"] = validations
+    return found
+
+
+def notification_kinds(sources) -> set[str]:
+    """The notification kinds the BPMN files among ``sources`` declare."""
+    kinds = set()
+    for source in sources:
+        if not source.name.endswith(".bpmn"):
+            continue
+        try:
+            root = etree.fromstring(source.content, _PARSER)
+        except etree.XMLSyntaxError:
+            continue                  # reported with its line by the BPMN checks
+        kinds.update(n.get("kind") for n in root.iterfind(".//nd73:notification", XPATH_NS)
+                     if n.get("kind"))
+    return kinds
+
+
+def declared_elements(root) -> dict[tuple[str, str], dict]:
+    """(process or subprocess id, element id) → declarations, for every element of a BPMN
+    document that declares something."""
+    found = {}
+    for ext in root.iterfind(".//bpmn:extensionElements", XPATH_NS):
+        element = ext.getparent()
+        if etree.QName(element).localname == "process":
+            continue
+        owner = element.getparent()
+        while owner is not None and etree.QName(owner).localname not in (
+                "process", "subProcess", "transaction", "adHocSubProcess"):
+            owner = owner.getparent()
+        declarations = declarations_of(element)
+        if declarations and owner is not None and element.get("id"):
+            found[(owner.get("id"), element.get("id"))] = declarations
+    return found
+
+
+def attach(root, specs) -> None:
+    """Copy the declarations of a BPMN document onto the task specs built from it."""
+    declared = declared_elements(root)
+    if not declared:
+        return
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            element_id = getattr(task_spec, "bpmn_id", None)
+            declarations = declared.get((spec.name, element_id))
+            if declarations is None:
+                continue
+            extensions = dict(getattr(task_spec, "extensions", None) or {})
+            extensions[PREFIX] = declarations
+            task_spec.extensions = extensions
+
+
+# --- reading a built spec (run time) -------------------------------------------------------
+
+def _declarations(task_spec) -> dict:
+    return (getattr(task_spec, "extensions", None) or {}).get(PREFIX) or {}
+
+
+def element_properties(task_spec) -> dict[str, str]:
+    """A task spec's properties: the nd73 ones over those of older definitions."""
+    extensions = getattr(task_spec, "extensions", None) or {}
+    legacy = dict(extensions.get("properties") or {})
+    if SPIFF_FORM_PROPERTY in legacy:
+        legacy.setdefault("form", legacy[SPIFF_FORM_PROPERTY])
+    return {**legacy, **(_declarations(task_spec).get("properties") or {})}
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").replace(";", ",").split(",") if n.strip())
+
+
+def decision_fields(task_spec) -> tuple[str, ...]:
+    """The form fields of a user task recorded as decisions (for reports and the case)."""
+    return _names(element_properties(task_spec).get("decisionFields"))
+
+
+def case_decision_field(task_spec) -> str | None:
+    """The field whose value becomes the case's latest decision, shown in lists."""
+    return element_properties(task_spec).get("caseDecisionField") or None
+
+
+def notifications(task_spec, on: str | None = None) -> list[NotificationRule]:
+    rules = [NotificationRule(n["kind"], n.get("to") or "candidates",
+                              n.get("on") or "complete", n.get("when") or None,
+                              n.get("title") or None)
+             for n in _declarations(task_spec).get("notifications") or []]
+    return [r for r in rules if on is None or r.on == on]
+
+
+def validations(task_spec) -> list[ValidationRule]:
+    return [ValidationRule(v["field"], v["when"], v["message"], v.get("message_en"))
+            for v in _declarations(task_spec).get("validations") or []]
+
+
+@lru_cache(maxsize=1024)
+def free_names(expression: str) -> frozenset[str]:
+    """The variables a declared condition reads. A condition is written over a form's
+    fields and the task data, where a field left empty or a variable an earlier path did
+    not set is simply absent: such names read as None (the sandbox checks the rest)."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree)
+                     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load))
+
+
+# ``{{ expression }}`` inside a rule's message: a value shown to the user (a setting, say)
+PLACEHOLDER = re.compile(r"\{\{(.+?)\}\}")
+
+
+def placeholders(message: str) -> list[str]:
+    return [m.strip() for m in PLACEHOLDER.findall(message or "")]
+
+
+# --- process properties (from the deployed sources) ----------------------------------------
+
+@lru_cache(maxsize=512)
+def _process_properties(key: str, source: str) -> dict[str, str]:
+    root = etree.fromstring(source.encode("utf-8"), _PARSER)
+    for process in root.iterfind("bpmn:process", XPATH_NS):
+        if process.get("id") == key:
+            return properties_of(process)
+    return {}
+
+
+def process_properties(definition) -> dict[str, str]:
+    """The nd73 properties of a deployed definition's own process (empty when none)."""
+    for name, text in definition.sources.items():
+        if name.endswith(".bpmn") and f'id="{definition.key}"' in text:
+            found = _process_properties(definition.key, text)
+            if found:
+                return found
+    return {}
+
+
+def category(definition) -> str | None:
+    return process_properties(definition).get("category") or None
+
+
+def decision_fields_of(definition, specs) -> tuple[str, ...]:
+    """Every decision field the user tasks of a definition declare (spec and call
+    activities' specs), in order of first appearance."""
+    spec, subprocess_specs = specs
+    fields: dict[str, None] = {}
+    for process_spec in (spec, *subprocess_specs.values()):
+        for task_spec in process_spec.task_specs.values():
+            fields.update(dict.fromkeys(decision_fields(task_spec)))
+    return tuple(fields)
