@@ -120,12 +120,14 @@ class Repository:
                 else:
                     files[name] = text.encode()
         problems = []
+        files.update({n: c for n, c in uploads.items() if n.endswith((".bpmn", ".dmn"))})
+        declared = policy.notification_kinds(SourceFile(n, c) for n, c in files.items())
         for name, content in uploads.items():
             if name.endswith((".bpmn", ".dmn")):
-                files[name] = content
+                continue
             elif name.endswith(".json"):
                 forms[name] = content
-            elif notification_templates.is_template_name(name):
+            elif notification_templates.is_template_name(name, declared):
                 templates[name] = content
             else:
                 problems.append(Problem(name, "only .bpmn, .dmn, form .json and notification "

@@ -136,9 +136,12 @@ def _env_for(name: str) -> SandboxedEnvironment:
     return _HTML if name.endswith(".html") else _TEXT
 
 
-def is_template_name(name: str) -> bool:
+def is_template_name(name: str, declared: Iterable[str] | None = None) -> bool:
+    """Whether ``name`` is a template's file name; with ``declared`` (the kinds a
+    deployment's BPMN declares), of a kind that is sent."""
     match = _NAME.match(name)
-    return match is not None
+    return match is not None and (declared is None or match["kind"] in KINDS
+                                  or match["kind"] in set(declared))
 
 
 def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
