@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.errors import Conflict, EngineError, InvalidState, NotFound
-from engine.runtime import Runtime
+from engine.runtime import Projection
 from engine.store import AuditEvent
 
 from conftest import PROJECT, bpmn_source
@@ -93,17 +93,17 @@ def test_two_processes_complete_the_same_task(engine, review, database_url):
 def test_failure_in_the_middle_of_a_save_keeps_the_previous_state(engine, review, monkeypatch):
     instance, decide = _at_decision(engine)
     before = engine.runtime.get(instance.id)
-    original = Runtime._project
+    original = Projection.refresh
 
-    def crash_after_state_written(self, session, *args):
-        original(self, session, *args)
+    def crash_after_state_written(self, session, *args, **kwargs):
+        original(self, session, *args, **kwargs)
         session.flush()
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(Runtime, "_project", crash_after_state_written)
+    monkeypatch.setattr(Projection, "refresh", crash_after_state_written)
     with pytest.raises(RuntimeError, match="power cut"):
         engine.runtime.complete_task(decide.id, {"decision": "approve"}, actor="bob")
-    monkeypatch.setattr(Runtime, "_project", original)
+    monkeypatch.setattr(Projection, "refresh", original)
 
     after = engine.runtime.get(instance.id)
     assert (after.version, after.state, after.status) == (before.version, before.state,

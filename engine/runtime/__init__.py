@@ -1,0 +1,10 @@
+"""The runtime: running instances of deployed definitions (see :mod:`.instances`), the
+administrators' and scheduler's operations on them (:mod:`.management`), and the
+projections of their state that people and the scheduler query (:mod:`.projection`)."""
+from .instances import Runtime
+from .projection import EventRows, Projection, WaitingEvents
+from .steps import (ACTIVE_STATUSES, COMPLETED, INCIDENT, RUNNING, SUSPENDED, TERMINATED,
+                    Incident)
+
+__all__ = ["Runtime", "EventRows", "Projection", "WaitingEvents", "Incident",
+           "ACTIVE_STATUSES", "COMPLETED", "INCIDENT", "RUNNING", "SUSPENDED", "TERMINATED"]

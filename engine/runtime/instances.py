@@ -1,0 +1,413 @@
+"""Running instances: start, complete tasks, messages, timers, suspend/resume/terminate,
+incidents and retry, migration to a newer definition version.
+
+Every operation is one unit of work: load the instance (spec from the repository cache, state
+from the store), let SpiffWorkflow run, then save the state with an optimistic version check
+and refresh the projections and the audit log in the same transaction. A conflicting writer
+gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.exceptions import WorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from .. import policy
+from ..audit import lock_instance
+from ..clock import Clock
+from ..deadlines import variant_settings
+from ..errors import Conflict, InvalidData, NotFound, ScriptError
+from ..forms import form_errors
+from ..listeners import DecisionRecorder, Notifier, Step, StepListener
+from ..org import Org
+from ..repository import Repository
+from ..scripting import EngineScriptEngine, one_step
+from ..serialization import STATE_FORMAT, Codec
+from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
+                     MessageSubscription)
+from ..workflow_cache import WorkflowCache
+from .management import InstanceManagement
+from .projection import EventRows, Projection, WaitingEvents
+from .steps import (ACTIVE_STATUSES, COMPLETED, INCIDENT, RUNNING, TERMINATED, Incident,
+                    clean_data, element_of, incident_from, stage_after)
+
+
+class Runtime(InstanceManagement):
+    def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
+                 script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
+                 notifications=None, listeners: list[StepListener] | None = None):
+        self.db = db
+        self.org = org
+        self.notifications = notifications   # told of tasks, deadlines and decisions
+        self.repository = repository
+        self.codec = codec
+        self.clock = clock
+        self.script_engine = script_engine
+        self.max_data_bytes = max_data_bytes
+        self._workflows = WorkflowCache()
+        self.projection = Projection(org, script_engine)
+        # what the definitions declare around each step: decisions, then notifications
+        self.listeners: list[StepListener] = [DecisionRecorder()]
+        if notifications is not None:
+            self.listeners.append(Notifier(notifications, org, self.evaluate_declared))
+        self.listeners += listeners or []
+
+    def evaluate_declared(self, expression: str, data: dict):
+        """A condition a definition declares (a notification's ``when``, a form rule) over
+        ``data``, in the sandbox; names absent from the data read as None."""
+        environment = self.script_engine.environment
+        known = environment.sandbox.builtins
+        context = dict(data)
+        for name in policy.free_names(expression):
+            if name not in context and name not in known:
+                context[name] = None
+        return environment.evaluate(expression, context)
+
+    def _message(self, message: str, data: dict) -> str:
+        """A declared message with its ``{{ expression }}`` placeholders filled in."""
+        def value(match):
+            try:
+                return str(self.evaluate_declared(match.group(1).strip(), data))
+            except ScriptError:
+                return "…"
+        return policy.PLACEHOLDER.sub(value, message)
+
+    # --- units of work -----------------------------------------------------------------
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[Session]:
+        try:
+            with self.db.transaction() as session:
+                yield session
+        except StaleDataError:
+            raise Conflict("the instance was changed by someone else at the same time; "
+                           "reload and try again") from None
+        except IntegrityError as exc:
+            raise Conflict(f"a concurrent change collided with this one: {exc.orig}") from None
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if "deadlock" in text or "could not serialize" in text or "locked" in text:
+                raise Conflict("the instance is busy with another change; try again") from None
+            raise
+
+    def _load(self, session: Session, instance_id: str,
+              cached: bool = False) -> tuple[Instance, BpmnWorkflow]:
+        instance = session.get(Instance, instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        if cached:          # only for a unit of work that holds the instance's row lock
+            workflow = self._workflows.take(instance_id, instance.version,
+                                            instance.definition_id)
+            if workflow is not None:
+                return instance, workflow
+        definition = self.repository.get(instance.definition_id, session)
+        spec, subprocess_specs = self.repository.specs(definition)
+        workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
+                                         self.script_engine)
+        return instance, workflow
+
+    @contextmanager
+    def _instance(self, instance_id: str | None, *, task_id: str | None = None
+                  ) -> Iterator[tuple[Session, Instance, BpmnWorkflow]]:
+        """A unit of work on one instance (``task_id``: the instance of that task), with its
+        variant's settings (calendar, deadlines) in force for every script and timer."""
+        with self._unit_of_work() as session:
+            # the instance row first, before any of its other rows (see lock_instance_chain);
+            # held here, as the session keeps loaded rows only while they are referenced
+            locked = lock_instance(session, instance_id, task_id=task_id)
+            if instance_id is None:
+                if locked is None:       # said as for a task the caller may not see
+                    raise NotFound(f"task {task_id} does not exist")
+                instance_id = locked.id
+            instance, workflow = self._load(session, instance_id, cached=True)
+            assert locked is None or locked is instance
+            loaded_version = instance.version
+            definition = self.repository.get(instance.definition_id, session)
+            with variant_settings(self.repository.settings(definition)):
+                yield session, instance, workflow
+        # committed: keep the workflow for the next step when this one saved it (a unit of
+        # work that saved nothing may have touched it without writing; it is dropped)
+        if instance.version != loaded_version:
+            self._workflows.put(instance_id, instance.version, instance.definition_id,
+                                workflow)
+
+    def _advance(self, workflow: BpmnWorkflow, completed: list) -> Incident | None:
+        """Run engine steps; a failing script or expression becomes an incident."""
+        def did_complete(task):
+            if getattr(task.task_spec, "bpmn_id", None):
+                completed.append(task)
+        try:
+            with one_step():
+                workflow.refresh_timers()
+                workflow.do_engine_steps(did_complete_task=did_complete)
+        except (WorkflowException, ScriptError) as exc:
+            return incident_from(exc)
+        return None
+
+    def _save(self, session: Session, instance: Instance, workflow: BpmnWorkflow, *,
+              actor: str, action: str, element_id: str | None = None,
+              details: dict | None = None, incident: Incident | None = None,
+              completed: list = (), status: str | None = None,
+              task_rows: list[HumanTask] | None = None,
+              event_rows: EventRows | None = None, user_task=None,
+              task_row: HumanTask | None = None, submitted: dict | None = None) -> None:
+        """Save the state and refresh projections, audit and the step's listeners.
+        ``task_rows`` and ``event_rows``: the instance's rows of the tasks open and of its
+        events, when the caller knows them (see :meth:`Projection.refresh`); ``user_task``,
+        ``task_row`` and ``submitted``: the task a person completed, its row and data."""
+        now = self.clock.now()
+        instance.state = self.codec.dump_state(workflow)
+        instance.state_format = STATE_FORMAT
+        instance.updated_at = now
+        if incident is not None:
+            instance.status = INCIDENT
+            instance.incident_message = incident.message
+            instance.incident_element = incident.element_id
+            instance.incident_at = now
+        elif status is not None:
+            instance.status = status
+        elif workflow.is_completed() and instance.status in ACTIVE_STATUSES:
+            instance.status = COMPLETED
+        if instance.status in (COMPLETED, TERMINATED):
+            instance.ended_at = instance.ended_at or now
+        previous_stage = instance.stage
+        # one walk of the task tree for the stage and the projections
+        live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        instance.stage = stage_after(live, completed, instance.stage)
+        events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
+                             at=now, actor=actor, action=action, element_id=element_id,
+                             details=details)]
+        events += [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
+                              at=now, actor=actor, action="element_completed",
+                              element_id=element_of(t),
+                              details={"type": type(t.task_spec).__name__})
+                   for t in completed if not t.task_spec.manual]
+        if incident is not None:
+            events.append(AuditEvent(instance_id=instance.id,
+                                     definition_id=instance.definition_id, at=now,
+                                     actor=actor, action="incident",
+                                     element_id=incident.element_id,
+                                     details={"message": incident.message}))
+        step = Step(session, instance, self.repository.get(instance.definition_id, session),
+                    actor, now, previous_stage, completed, user_task, task_row,
+                    submitted or {})
+        for listener in self.listeners:
+            listener.step_saving(step)
+        session.add_all(events + step.audit)
+        # the version check happens here, before any projection is written; the audit
+        # entries' chain head goes into the same UPDATE of the instance row
+        session.flush()
+        step.opened = self.projection.refresh(
+            session, instance, live, now, task_rows=task_rows, events=event_rows,
+            finished=instance.status in (COMPLETED, TERMINATED))
+        for listener in self.listeners:
+            listener.step_saved(step)
+
+    # --- operations ----------------------------------------------------------------------
+    def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
+              business_key: str | None = None, definition_id: int | None = None,
+              in_transaction: Callable[[Session, Instance], None] | None = None) -> Instance:
+        """Start an instance of the newest version (or ``definition_id``) of a process.
+
+        ``in_transaction`` runs inside the unit of work that creates the instance (a
+        scheduler moves its schedule there, so a start happens exactly once)."""
+        data = clean_data(data, self.max_data_bytes)
+        definition = (self.repository.get(definition_id) if definition_id
+                      else self.repository.latest(variant, key))
+        spec, subprocess_specs = self.repository.specs(definition)
+        unit_id = data.get("proposer_unit") or next(iter(self.org.units_of(started_by)), None)
+        if unit_id is not None:
+            self.org.unit(str(unit_id))          # an unknown unit is refused here, by name
+        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        workflow.data.update({"started_by": started_by})
+        start_task = workflow.get_tasks(state=TaskState.READY)[0]
+        start_task.data.update(data)
+        start_task.data.update({"started_by": started_by, "proposer": started_by,
+                                "proposer_unit": unit_id, "business_key": business_key})
+        completed: list = []
+        now = self.clock.now()
+        with variant_settings(self.repository.settings(definition)):
+            incident = self._advance(workflow, completed)
+            with self._unit_of_work() as session:
+                instance = Instance(
+                    id=str(uuid.uuid4()), definition_id=definition.id,
+                    variant=definition.variant, definition_key=definition.key,
+                    business_key=business_key, status=RUNNING, state=b"",
+                    state_format=STATE_FORMAT, started_by=started_by, started_at=now,
+                    updated_at=now, unit_id=unit_id)
+                session.add(instance)
+                self._save(session, instance, workflow, actor=started_by,
+                           action="instance_started", details={"data": data,
+                                                               "version": definition.version},
+                           incident=incident, completed=completed)
+                if in_transaction is not None:
+                    in_transaction(session, instance)
+        self._workflows.put(instance.id, instance.version, instance.definition_id, workflow)
+        return instance
+
+    def get(self, instance_id: str) -> Instance:
+        with self.db.reading() as session:
+            instance = session.get(Instance, instance_id)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        return instance
+
+    def workflow(self, instance_id: str) -> BpmnWorkflow:
+        """The live SpiffWorkflow object of an instance (read-only use)."""
+        with self.db.reading() as session:
+            return self._load(session, instance_id)[1]
+
+    def open_tasks(self, instance_id: str) -> list[HumanTask]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                .order_by(HumanTask.created_at, HumanTask.id)))
+
+    def task_data(self, task_id: str) -> dict:
+        task = self._human_task(task_id)
+        workflow = self.workflow(task.instance_id)
+        spiff_task = workflow.get_task_from_id(uuid.UUID(task_id))
+        return dict(spiff_task.data)
+
+    def _human_task(self, task_id: str) -> HumanTask:
+        with self.db.reading() as session:
+            task = session.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+        return task
+
+    def complete_task(self, task_id: str, data: dict | None, *, actor: str,
+                      check: Callable[[Session], None] | None = None) -> Instance:
+        """Complete a task with its form data. ``check`` runs first in the same transaction,
+        once the task's instance is locked (whether the caller may complete the task): what
+        it raises is raised, with nothing written."""
+        with self._instance(None, task_id=task_id) as (session, instance, workflow):
+            if check is not None:
+                check(session)
+            data = clean_data(data, self.max_data_bytes)
+            # the task's row (its instance was found through it) with the instance's other
+            # open ones, which the projection refreshes after the step: one query for both
+            rows = session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance.id,
+                or_(HumanTask.status == "open", HumanTask.id == task_id))).all()
+            [row] = [r for r in rows if r.id == task_id]
+            if row.status == "completed":
+                raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
+                               f"{row.completed_by}", task_id=task_id)
+            self._require(instance, RUNNING, "complete a task of")
+            try:
+                task = workflow.get_task_from_id(uuid.UUID(task_id))
+            except (WorkflowException, KeyError):
+                task = None
+            if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
+                raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
+            definition = self.repository.get(instance.definition_id, session)
+            self._check_form(definition, row, task, data)
+            waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
+            before = dict(task.data)
+            task.data.update(data)
+            changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()
+                       if before.get(k) != v}
+            completed: list = []
+            try:
+                task.run()
+            except (WorkflowException, ScriptError) as exc:
+                incident = incident_from(exc)
+            else:
+                incident = self._advance(workflow, completed)
+            now = self.clock.now()
+            row.status, row.completed_at, row.completed_by = "completed", now, actor
+            self._save(session, instance, workflow, actor=actor, action="task_completed",
+                       element_id=row.element_id, details={"task_id": task_id,
+                                                           "changed": changed},
+                       incident=incident, completed=completed, task_rows=rows,
+                       event_rows=EventRows.waited_before(session, instance.id, waited),
+                       user_task=task, task_row=row, submitted=data)
+        return instance
+
+    def _check_form(self, definition: Definition, row: HumanTask, task, data) -> None:
+        """The form's schema, then the rules the task declares (``nd73:validation``: a
+        condition over the task data and the submitted fields that names a field)."""
+        errors = []
+        schema = self.repository.form(definition, row.form)
+        if schema is not None:
+            errors = form_errors(schema, data)
+        rules = policy.validations(task.task_spec)
+        if rules:
+            known = {e["field"] for e in errors}
+            fields = dict.fromkeys((schema or {}).get("properties") or {})
+            context = {**task.data, **fields, **data}
+            for rule in rules:
+                if rule.field in known:
+                    continue
+                try:
+                    broken = self.evaluate_declared(rule.when, context)
+                except ScriptError as exc:
+                    raise InvalidData(f"the rule on field '{rule.field}' of the form "
+                                      f"'{row.name or row.element_id}' cannot be checked: "
+                                      f"{exc}") from None
+                if broken:
+                    known.add(rule.field)
+                    errors.append({"field": rule.field,
+                                   "message": self._message(rule.message, context),
+                                   "message_en": self._message(
+                                       rule.message_en or rule.message, context)})
+        if errors:
+            raise InvalidData(f"the form '{row.name or row.element_id}' has "
+                              f"{len(errors)} invalid field(s): "
+                              + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                              errors=errors)
+
+    def send_message(self, name: str, payload: dict | None = None, *, actor: str,
+                     instance_id: str | None = None,
+                     correlation_key: str | None = None) -> Instance:
+        """Deliver a message to the one instance waiting for it (by id or business key)."""
+        payload = clean_data(payload, self.max_data_bytes)
+        if not instance_id:
+            instance_id = self._correlate(name, correlation_key)
+        with self._instance(instance_id) as (session, instance, workflow):
+            self._require(instance, RUNNING, "deliver a message to")
+            waiting = [t for t in workflow.get_tasks(state=TaskState.WAITING)
+                       if isinstance(getattr(t.task_spec, "event_definition", None),
+                                     MessageEventDefinition)
+                       and t.task_spec.event_definition.name == name]
+            if not waiting:
+                raise NotFound(f"instance {instance_id} is not waiting for message '{name}'",
+                               message_name=name, instance_id=instance_id)
+            catcher = waiting[0]
+            definition = catcher.task_spec.event_definition
+            workflow.send_event(BpmnEvent(definition, payload))
+            if getattr(definition, "message_var", None) is None:
+                catcher.data.update(payload)
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="message_received",
+                       element_id=element_of(catcher),
+                       details={"message": name, "payload": payload},
+                       incident=incident, completed=completed)
+        return instance
+
+    def _correlate(self, name: str, correlation_key: str | None) -> str:
+        if not correlation_key:
+            raise InvalidData("a message needs an instance id or a correlation key")
+        with self.db.reading() as session:
+            ids = list(session.scalars(
+                select(Instance.id).join(MessageSubscription,
+                                         MessageSubscription.instance_id == Instance.id)
+                .where(Instance.business_key == correlation_key,
+                       MessageSubscription.message_name == name).distinct()))
+        if not ids:
+            raise NotFound(f"no instance with key '{correlation_key}' waits for message "
+                           f"'{name}'", message_name=name, correlation_key=correlation_key)
+        if len(ids) > 1:
+            raise Conflict(f"{len(ids)} instances with key '{correlation_key}' wait for "
+                           f"message '{name}'; send it by instance id")
+        return ids[0]

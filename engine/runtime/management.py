@@ -1,0 +1,198 @@
+"""The operations that administrators and the scheduler apply to running instances:
+firing timers, suspending, resuming and terminating, retrying an incident, migrating to
+another version of the process. Mixed into :class:`~engine.runtime.instances.Runtime`,
+whose units of work and save they use."""
+from __future__ import annotations
+
+import uuid
+
+from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
+from SpiffWorkflow.exceptions import WorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
+
+from ..clock import as_utc
+from ..errors import InvalidState, MigrationRefused
+from ..scripting import timer_due
+from ..store import Instance, Timer
+from .projection import EventRows
+from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, clean_data,
+                    element_of)
+
+
+class InstanceManagement:
+    def fire_timers(self, instance_id: str, *, actor: str = "scheduler",
+                    claimed_by: str | None = None) -> Instance | None:
+        """Let the instance's timers that are due on the engine clock fire; None when none
+        is due (nothing is written then). The audit log records how late each one fired."""
+        with self._instance(instance_id) as (session, instance, workflow):
+            if instance.status != RUNNING:
+                return None
+            now = self.clock.now()
+            timer_rows = session.scalars(select(Timer).where(
+                Timer.instance_id == instance_id)).all()
+            pending = [t for t in timer_rows if t.status == "pending"]
+            due = [t for t in pending if as_utc(t.due_at) <= now]
+            if not due:
+                return None
+            delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="timers_fired",
+                       details={"elements": sorted(delays), "delay_seconds": delays,
+                                **({"scheduler": claimed_by} if claimed_by else {})},
+                       incident=incident, completed=completed,
+                       event_rows=EventRows.read(session, instance_id, timer_rows))
+            for timer in due:                 # the projection cancelled or moved them on
+                if timer.status == "cancelled":
+                    timer.status = "fired"
+                timer.fired_at = now
+            for timer in pending:             # claims of this scheduler end with the step
+                if timer in due or (claimed_by and timer.lock_owner == claimed_by):
+                    timer.lock_owner = timer.lock_expires_at = None
+        return instance
+
+    def fire_timer_now(self, instance_id: str, task_id: str, *, actor: str) -> Instance | None:
+        """Make one waiting timer of an instance due now (an administrator's "fire now")."""
+        with self._instance(instance_id) as (session, instance, workflow):
+            try:
+                task = workflow.get_task_from_id(uuid.UUID(task_id))
+            except (WorkflowException, KeyError, ValueError):
+                task = None
+            if task is None or timer_due(task) is None:
+                raise InvalidState(f"element of timer {task_id} is not waiting")
+            now = self.clock.now()
+            value = task._get_internal_data("event_value")
+            if isinstance(value, dict):
+                value["next"] = now.isoformat()
+            else:
+                value = now.isoformat()
+            task._set_internal_data(event_value=value)
+            row = session.scalars(select(Timer).where(Timer.instance_id == instance_id,
+                                                      Timer.task_id == task_id)).first()
+            if row is not None:
+                row.due_at = now
+            self._save(session, instance, workflow, actor=actor, action="timer_moved",
+                       element_id=element_of(task), details={"due_at": now.isoformat()})
+        return self.fire_timers(instance_id, actor=actor)
+
+    def due_timers(self) -> list[Timer]:
+        with self.db.reading() as session:
+            return list(session.scalars(select(Timer).where(
+                Timer.status == "pending", Timer.due_at <= self.clock.now())
+                .order_by(Timer.due_at)))
+
+    def _require(self, instance: Instance, status: str, verb: str) -> None:
+        if instance.status != status:
+            raise InvalidState(f"cannot {verb} instance {instance.id}: it is {instance.status}",
+                               instance_status=instance.status)
+
+    def _set_status(self, instance_id: str, *, actor: str, allowed: tuple, status: str,
+                    action: str, reason: str | None = None) -> Instance:
+        with self._instance(instance_id) as (session, instance, workflow):
+            if instance.status not in allowed:
+                raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
+                                   f"it is {instance.status}", instance_status=instance.status)
+            if status == TERMINATED:
+                workflow.cancel()
+            self._save(session, instance, workflow, actor=actor, action=action,
+                       details={"reason": reason} if reason else None, status=status)
+        return instance
+
+    def suspend(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=(RUNNING,), status=SUSPENDED,
+                                action="instance_suspended", reason=reason)
+
+    def resume(self, instance_id: str, *, actor: str) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=(SUSPENDED,), status=RUNNING,
+                                action="instance_resumed")
+
+    def terminate(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, actor=actor, allowed=ACTIVE_STATUSES,
+                                status=TERMINATED, action="instance_terminated", reason=reason)
+
+    def retry(self, instance_id: str, *, actor: str, data: dict | None = None) -> Instance:
+        """Run the failed element of an instance in incident again (after a fix)."""
+        data = clean_data(data, self.max_data_bytes)
+        with self._instance(instance_id) as (session, instance, workflow):
+            self._require(instance, INCIDENT, "retry")
+            failed = workflow.get_tasks(state=TaskState.ERROR)
+            for task in failed:
+                task.data.update(data)
+                task._set_state(TaskState.READY)
+            instance.status = RUNNING
+            instance.incident_message = instance.incident_element = instance.incident_at = None
+            completed: list = []
+            incident = self._advance(workflow, completed)
+            self._save(session, instance, workflow, actor=actor, action="instance_retried",
+                       element_id=element_of(failed[0]) if failed else None,
+                       details={"data": data} if data else None, incident=incident,
+                       completed=completed)
+        return instance
+
+    def migrate(self, instance_id: str, target_definition_id: int, *, actor: str) -> Instance:
+        """Move an instance to another version of its process, refusing unsafe moves."""
+        target = self.repository.get(target_definition_id)
+        with self._instance(instance_id) as (session, instance, workflow):
+            if instance.status not in ACTIVE_STATUSES:
+                raise InvalidState(f"cannot migrate instance {instance_id}: it is "
+                                   f"{instance.status}", instance_status=instance.status)
+            if (target.variant, target.key) != (instance.variant, instance.definition_key):
+                raise MigrationRefused("cannot migrate", [
+                    f"version {target.id} belongs to {target.variant}/{target.key}, not "
+                    f"{instance.variant}/{instance.definition_key}"])
+            if target.id == instance.definition_id:
+                raise MigrationRefused("cannot migrate", ["the instance already runs this version"])
+            spec, subprocess_specs = self.repository.specs(target)
+            top_diff, sub_diffs = diff_workflow(self.codec.registry, workflow, spec,
+                                                subprocess_specs)
+            reasons = unsafe_migration(workflow, top_diff, sub_diffs)
+            if reasons:
+                raise MigrationRefused(f"cannot migrate instance {instance_id} to version "
+                                       f"{target.version}", reasons)
+            previous = instance.definition_id
+            migrate_workflow(top_diff, workflow, spec)
+            for sp_id, sp_diff in sub_diffs.items():
+                subprocess = workflow.subprocesses[sp_id]
+                migrate_workflow(sp_diff, subprocess, subprocess_specs[subprocess.spec.name])
+            workflow.subprocess_specs = subprocess_specs
+            instance.definition_id = target.id
+            completed: list = []
+            incident = self._advance(workflow, completed) if instance.status == RUNNING else None
+            self._save(session, instance, workflow, actor=actor, action="instance_migrated",
+                       details={"from_definition": previous, "to_definition": target.id,
+                                "to_version": target.version},
+                       incident=incident, completed=completed)
+        return instance
+
+
+def unsafe_migration(workflow, top_diff, sub_diffs) -> list[str]:
+    """Reasons a migration would lose or corrupt work (empty when it is safe).
+
+    SpiffWorkflow aligns old and new tasks by their place in the graph; a live task (ready,
+    waiting, running or failed) must keep its element id and type, or open work would
+    silently turn into something else.
+    """
+    live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
+    diffs = [(None, top_diff)] + [(workflow.subprocesses[sp_id].spec.name, d)
+                                  for sp_id, d in sub_diffs.items()]
+    reasons = []
+    for subprocess, diff in diffs:
+        where = f" of subprocess '{subprocess}'" if subprocess else ""
+        if diff is None:
+            reasons.append(f"running subprocess '{subprocess}' does not exist in the new version")
+            continue
+        for task in diff.removed:
+            if task.has_state(live):
+                reasons.append(f"active element '{element_of(task)}'{where} does not exist in "
+                               f"the new version")
+        for task in diff.changed:
+            new_spec = diff.alignment.get(task)
+            if not task.has_state(live) or new_spec is None:
+                continue
+            old_id, new_id = element_of(task), getattr(new_spec, "bpmn_id", None) or new_spec.name
+            if old_id != new_id:
+                reasons.append(f"active element '{old_id}'{where} would become '{new_id}'")
+            elif type(new_spec) is not type(task.task_spec):
+                reasons.append(f"active element '{old_id}'{where} changes its type")
+    return reasons

@@ -1,0 +1,71 @@
+"""What every step of an instance shares: its statuses, how a failure becomes an incident,
+the data a caller may put in, and the business stage after the step."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from SpiffWorkflow.util.task import TaskState
+
+from .. import policy
+from ..errors import InvalidData, ScriptError
+from ..scripting import data_size
+
+RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
+COMPLETED, TERMINATED = "completed", "terminated"
+ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
+properties_of = policy.element_properties
+
+
+@dataclass
+class Incident:
+    message: str
+    element_id: str | None
+
+
+def element_of(task) -> str | None:
+    spec = task.task_spec
+    return getattr(spec, "bpmn_id", None) or spec.name
+
+
+def incident_from(exc: Exception) -> Incident:
+    task = getattr(exc, "task", None)
+    element = element_of(task) if task is not None else None
+    # SpiffWorkflow keeps the reason an expression failed only as the exception's context
+    inner = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
+    message = str(exc.args[0]) if exc.args else str(exc)
+    if inner is not None and str(inner) not in message:
+        message = f"{message}: {inner}"
+    return Incident(message, element)
+
+
+def clean_data(data: Any, max_bytes: int) -> dict:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidData("data must be a JSON object")
+    bad = [k for k in data if not isinstance(k, str) or k.startswith("_")]
+    if bad:
+        raise InvalidData(f"data field names must not start with '_': {bad[:5]}")
+    try:
+        size = data_size(data, max_bytes)
+    except ScriptError as exc:
+        raise InvalidData(str(exc)) from None
+    if size > max_bytes:
+        raise InvalidData(f"data is larger than the limit of {max_bytes:,} bytes")
+    return data
+
+
+def stage_after(live: list, completed: list, current: str | None) -> str | None:
+    """The business stage: that of the open steps (``stage`` property) among the live
+    (ready, waiting, started) tasks, else of the last finished element that names one (an
+    end event, say), else unchanged."""
+    for task in live:
+        stage = properties_of(task.task_spec).get("stage")
+        if stage and (task.task_spec.manual or task.has_state(TaskState.WAITING)):
+            return stage
+    for task in reversed(completed):
+        stage = properties_of(task.task_spec).get("stage")
+        if stage:
+            return stage
+    return current
