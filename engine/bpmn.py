@@ -221,6 +221,10 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
                 and prop.get("value") not in policy.CATEGORIES:
             problem(prop, f"category '{prop.get('value')}' is not one of: "
                           + ", ".join(policy.CATEGORIES))
+        elif is_process and prop.get("name") == "startUnit" \
+                and prop.get("value") not in policy.START_UNITS:
+            problem(prop, f"startUnit '{prop.get('value')}' is not one of: "
+                          + ", ".join(policy.START_UNITS))
     for rule in f.root.iterfind(".//nd73:notification", NS):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", rule.get("kind") or ""):
             problem(rule, f"notification kind '{rule.get('kind') or ''}' must be a name of "

@@ -33,7 +33,7 @@ from .errors import Conflict, EngineError
 from .notifications.mailer import SmtpSettings
 from .notifications.outbox import OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
-from .store import AuditEvent, Definition, Instance, OrgUnit, Timer
+from .store import AuditEvent, Definition, Instance, Timer
 
 log = logging.getLogger("nd73.scheduler")
 SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
@@ -207,7 +207,7 @@ class Scheduler:
         due = as_utc(row.due_at)
         next_due = self._after_firing(definition, row, due)
         now = self.clock.now()
-        unit = self._schedule_unit(definition)
+        unit = self.engine.runtime.schedule_unit(definition)
 
         def move_schedule(session: Session, instance: Instance) -> None:
             moved = session.execute(
@@ -231,18 +231,6 @@ class Scheduler:
                                   data={"proposer_unit": unit} if unit else {},
                                   definition_id=definition.id, in_transaction=move_schedule)
         return 1
-
-    def _schedule_unit(self, definition: Definition) -> str | None:
-        """The unit a scheduled cycle runs for: ``[schedules.<process>] unit`` in the
-        variant's settings, else the variant's province."""
-        settings = self.engine.repository.settings(definition)
-        configured = settings.get("schedules", {}).get(definition.key, {}).get("unit")
-        if configured:
-            return configured
-        with self.db.reading() as session:
-            return session.scalars(select(OrgUnit.id).where(
-                OrgUnit.variant == definition.variant, OrgUnit.parent_id.is_(None))
-                .order_by(OrgUnit.id)).first()
 
     def _release(self, timer_id: int) -> None:
         with self.db.transaction() as session:
