@@ -1,7 +1,7 @@
 """The engine does not know the decree: the runtime (engine/runtime/) and the HTTP layer
-name no process id, element id, lane or form field of the procedures in processes/ and forms/. What a step
-records, whom it tells and what a report counts are declarations of the definitions
-(engine/policy.py), so a province changes its procedures without Python."""
+name no process id, element id, lane or form field of the procedures in processes/ and
+forms/. What a step records, whom it tells and what a report counts are declarations of
+the definitions (engine/policy.py), so a province changes its procedures without Python."""
 from __future__ import annotations
 
 import ast
