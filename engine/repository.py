@@ -49,7 +49,8 @@ def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
     variant, forms = read_folder(folder, forms_dir)
     notification_templates.validate(variant.templates,
                                     policy.notification_kinds(variant.sources))
-    return variant.name, build_processes(variant.sources, forms=forms)
+    return variant.name, build_processes(variant.sources, forms=forms,
+                                         settings=variant.settings)
 
 
 class Repository:
@@ -72,7 +73,7 @@ class Repository:
         Notification templates are checked and deployed with every process of the variant."""
         if templates:
             notification_templates.validate(templates, policy.notification_kinds(sources))
-        built = build_processes(sources, forms=forms)
+        built = build_processes(sources, forms=forms, settings=settings)
         for process in built:
             process.extra.update({notification_templates.SOURCE_PREFIX + name: content
                                   for name, content in sorted((templates or {}).items())})

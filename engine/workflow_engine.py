@@ -44,7 +44,7 @@ class WorkflowEngine:
         self.org = Org(self.db)
         self.figures = Figures(self.db, self.org, self.clock)
         offered = {**rules.SANDBOX_FUNCTIONS, **deadlines.sandbox_functions(self.clock),
-                   **self.org.sandbox_functions(), **self.figures.sandbox_functions(),
+                   **self.org.sandbox_functions(deadlines.current_settings), **self.figures.sandbox_functions(),
                    **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)

@@ -6,7 +6,14 @@ import pytest
 from engine.rules import (allowed_protection_decisions, council_result, count_votes,
                           eligible_voters, outcome_path, route_proposal)
 
+from engine.errors import DefinitionInvalid
+from engine.roles import role_problems
+from engine.variants import load_variant
+
+from conftest import PROJECT, bpmn_source
 from procedures import deploy_library
+
+NATIONAL = load_variant(PROJECT / "processes" / "national").settings
 
 
 @pytest.mark.parametrize("ballots, head, expected", [
@@ -85,16 +92,66 @@ def org(engine):
     ("proposer", "mau.sxd.gt.truongphong", "mau.sxd.gt", ["mau.sxd.gt.truongphong"]),
 ])
 def test_roles_resolve_through_the_org_tree(org, role, proposer, unit, expected):
-    assert sorted(org.resolve(role, proposer=proposer, unit_id=unit).usernames) == expected
+    assert sorted(org.resolve(role, proposer=proposer, unit_id=unit,
+                              settings=NATIONAL).usernames) == expected
 
 
 def test_decider_role_and_assignee_come_from_the_data(org):
     resolution = org.resolve("decider", proposer="mau.sxd.giamdoc", unit_id="mau.sxd",
-                             data={"decider_role": "superior_head"})
+                             settings=NATIONAL, data={"decider_role": "superior_head"})
     assert resolution.usernames == ["mau.chutich"] and resolution.unit_id == "mau"
-    ballot = org.resolve("leadership", proposer="p", unit_id="mau.sxd",
+    ballot = org.resolve("leadership", proposer="p", unit_id="mau.sxd", settings=NATIONAL,
                          data={"voter": "mau.sxd.pgd2"}, assignee_from="voter")
     assert ballot.usernames == ["mau.sxd.pgd2"]
+    implementers = org.resolve("implementer", proposer="p", unit_id="mau.sxd",
+                               settings=NATIONAL, data={"implementers": []})
+    assert implementers.usernames == ["p"]          # otherwise = "proposer"
+
+
+def test_a_variant_changes_whom_a_lane_names_by_its_settings_alone(org):
+    """The Party committee consulted is declared, so a province (or a correction of the
+    law) moves it to the superior agency's committee without code."""
+    own = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
+                      settings=NATIONAL)
+    assert (own.usernames, own.unit_id) == (["mau.sxd.pgd1"], "mau.sxd")
+    moved = {**NATIONAL, "roles": {**NATIONAL["roles"], "party_committee": {
+        "positions": ["party_secretary"], "unit": "superior_agency"}}}
+    above = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
+                        settings=moved)
+    assert above.unit_id == "mau" and above.usernames != own.usernames
+    assert org.role_unit("superior_head", "mau.sxd", NATIONAL) == "mau"
+    assert org.role_unit("head", "mau.sxd.gt", NATIONAL) == "mau.sxd"
+
+
+def test_a_lane_no_role_declares_names_the_position_of_its_name(org):
+    assert org.resolve("deputy", proposer="x", unit_id="mau.sxd.gt",
+                       settings={}).usernames == org.members("mau.sxd", ["deputy"])
+
+
+def test_role_declarations_the_engine_cannot_read_are_refused_by_name():
+    problems = role_problems({"roles": {
+        "a": {"positions": ["head"], "unit": "ministry"},
+        "b": {"unit": "agency"},
+        "c": {"person": "someone"},
+        "d": {"positions": ["head"], "colour": "red"},
+        "e": {"role_from": "x", "otherwise_role": "nobody"}}}, "variant.toml")
+    text = "\n".join(f"{p.file}: {p.message}" for p in problems)
+    assert "roles.a: unit 'ministry' is not one of" in text
+    assert "roles.b: names nobody" in text
+    assert "roles.c: person can only be" in text
+    assert "roles.d: 'colour' is not one of" in text
+    assert "roles.e: otherwise_role 'nobody' is not a declared role" in text
+
+
+def test_a_lane_naming_an_undeclared_role_is_refused_at_deployment(engine):
+    lane = bpmn_source(replace={'<bpmn:lane id="Lane_head" name="head">':
+                                '<bpmn:lane id="Lane_head" name="treasurer">'})
+    with pytest.raises(DefinitionInvalid) as refused:
+        engine.repository.deploy("national", [lane], "designer", settings=NATIONAL)
+    [problem] = [p for p in refused.value.problems if "treasurer" in p.message]
+    assert problem.element_id == "Lane_head"
+    engine.repository.deploy("national", [lane], "designer", settings={
+        **NATIONAL, "roles": {**NATIONAL["roles"], "treasurer": {"positions": ["head"]}}})
 
 
 def test_escalation_goes_to_the_head_or_the_superior_head(org):

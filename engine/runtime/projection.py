@@ -19,7 +19,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
-from ..deadlines import due_at
+from ..deadlines import current_settings, due_at
 from ..errors import InvalidData, NotFound, ScriptError
 from ..org import Org
 from ..scripting import parse_instant, timer_due
@@ -251,7 +251,8 @@ class Projection:
         try:
             resolution = self.org.resolve(lane, proposer=instance.started_by,
                                           unit_id=data.get("proposer_unit") or instance.unit_id,
-                                          data=data, assignee_from=assignee_from)
+                                          settings=current_settings(), data=data,
+                                          assignee_from=assignee_from)
         except (InvalidData, NotFound):
             return [], None          # nobody can be named: administrators see and assign it
         return resolution.usernames, resolution.unit_id
