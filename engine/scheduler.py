@@ -3,7 +3,10 @@
 The database decides: a scheduler claims due timer rows (PostgreSQL: ``FOR UPDATE SKIP
 LOCKED``; SQLite: its single writer lock, so one scheduler is enough there) by writing its
 name and a lock expiry on them, fires them through the runtime, and releases them. A claim
-whose scheduler died is taken over once its lock expires. Firing is itself guarded: an
+whose scheduler died is taken over once its lock expires. Claims, retries with backoff and
+giving up are :class:`engine.leases.LeaseQueue`'s, with the timers' own settings
+(:data:`TIMER_LEASES`); a failing timer waits out its backoff under ``lock_expires_at``, its
+due time being what it fires for. Firing is itself guarded: an
 instance's timers fire inside the instance's optimistic-version transaction, and a
 schedule (a process's timer start event) starts its instance in the same transaction that
 moves the schedule on, conditioned on still holding the claim. So a timer fires once even
@@ -22,22 +25,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
+from .leases import LeaseQueue, LeaseSettings
 from .notifications.mailer import SmtpSettings
-from .notifications.outbox import OutboxSender
+from .notifications.outbox import OUTBOX_LEASES, OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
 from .store import AuditEvent, Definition, Instance, Timer
 
 log = logging.getLogger("nd73.scheduler")
 SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
 SCHEDULER_ACTOR = "scheduler"
+# a claim outlives a slow firing; 10, 20, 40, 80 s between attempts; incident after the 5th
+TIMER_LEASES = LeaseSettings(lease_seconds=60, max_attempts=5, backoff_base_seconds=10)
 
 
 def default_owner() -> str:
@@ -59,19 +65,27 @@ def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
 
 
 class Scheduler:
-    def __init__(self, engine, owner: str | None = None, lock_seconds: int = 60,
-                 max_attempts: int = 5, batch: int = 100,
-                 smtp: SmtpSettings | None | str = "environment"):
+    def __init__(self, engine, owner: str | None = None, lock_seconds: int | None = None,
+                 max_attempts: int | None = None, batch: int = 100,
+                 smtp: SmtpSettings | None | str = "environment", *,
+                 timer_leases: LeaseSettings = TIMER_LEASES,
+                 outbox_leases: LeaseSettings = OUTBOX_LEASES):
+        """``lock_seconds`` and ``max_attempts``, when given, replace those of
+        ``timer_leases``; ``outbox_leases`` are the e-mail outbox's."""
         self.engine = engine
         self.db = engine.db
         self.clock = engine.clock
         self.owner = owner or default_owner()
-        self.lock = timedelta(seconds=lock_seconds)
-        self.max_attempts = max_attempts
         self.batch = batch
+        self.timer_queue = LeaseQueue(
+            self.db, self.clock, Timer, owner=self.owner, name="timers",
+            settings=timer_leases.overridden(lease_seconds=lock_seconds,
+                                             max_attempts=max_attempts),
+            due=Timer.due_at, retry_at=Timer.lock_expires_at, give_up=self._give_up)
         if smtp == "environment":
             smtp = SmtpSettings.from_env(os.environ)
-        self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp)
+        self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp,
+                                   leases=outbox_leases)
 
     # --- schedules (timer start events) ----------------------------------------------------
     def sync_schedules(self) -> int:
@@ -144,22 +158,8 @@ class Scheduler:
     # --- claiming and firing ---------------------------------------------------------------
     def claim(self, limit: int | None = None, timer_id: int | None = None) -> list[Timer]:
         """Take due, unclaimed (or abandoned) timers, oldest first; or just ``timer_id``."""
-        now = self.clock.now()
-        query = (select(Timer).where(
-            Timer.status == "pending", Timer.due_at <= now,
-            or_(Timer.lock_expires_at.is_(None), Timer.lock_expires_at < now))
-            .order_by(Timer.due_at, Timer.id).limit(limit or self.batch))
-        if timer_id is not None:
-            query = query.where(Timer.id == timer_id)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        with self.db.transaction() as session:
-            rows = list(session.scalars(query))
-            for row in rows:
-                row.lock_owner = self.owner
-                row.lock_expires_at = now + self.lock
-                row.attempts = (row.attempts or 0) + 1
-        return rows
+        only = (Timer.id == timer_id,) if timer_id is not None else ()
+        return self.timer_queue.claim(limit or self.batch, *only)
 
     def run_due(self, max_rounds: int = 1000) -> int:
         """Claim and fire everything due now, oldest first. Returns timers fired."""
@@ -211,7 +211,7 @@ class Scheduler:
 
         def move_schedule(session: Session, instance: Instance) -> None:
             moved = session.execute(
-                update(Timer).where(Timer.id == row.id, Timer.lock_owner == self.owner,
+                update(Timer).where(self.timer_queue.holding(row.id),
                                     Timer.status == "pending", Timer.due_at == row.due_at)
                 .values(status="pending" if next_due else "fired",
                         due_at=next_due or row.due_at, fired_at=now, lock_owner=None,
@@ -233,33 +233,24 @@ class Scheduler:
         return 1
 
     def _release(self, timer_id: int) -> None:
-        with self.db.transaction() as session:
-            row = session.get(Timer, timer_id)
-            if row is not None and row.lock_owner == self.owner:
-                row.lock_owner, row.lock_expires_at = None, None
+        self.timer_queue.release(timer_id)
 
     def _failed(self, row: Timer, exc: Exception) -> None:
-        now = self.clock.now()
+        """Retried after the backoff; after the last attempt, :meth:`_give_up`."""
         message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-        with self.db.transaction() as session:
-            current = session.get(Timer, row.id)
-            if current is None or current.status != "pending":
-                return
-            current.last_error = message[:2000]
-            current.lock_owner = None
-            if current.attempts >= self.max_attempts:
-                current.status = "failed"
-                current.lock_expires_at = None
-                if current.instance_id:
-                    instance = session.get(Instance, current.instance_id)
-                    if instance is not None and instance.status == "running":
-                        instance.status = "incident"
-                        instance.incident_message = f"timer failed {current.attempts} " \
-                                                    f"times: {message}"
-                        instance.incident_element = current.element_id
-                        instance.incident_at = now
-            else:                              # retry with exponential backoff
-                current.lock_expires_at = now + timedelta(seconds=2 ** current.attempts * 5)
+        self.timer_queue.record_failure(row.id, message)
+
+    def _give_up(self, session: Session, row: Timer, error: str) -> None:
+        """The timer's last attempt failed: it is ``failed`` and its running instance is put
+        in incident, in the transaction that records the failure."""
+        row.status = "failed"
+        if row.instance_id:
+            instance = session.get(Instance, row.instance_id)
+            if instance is not None and instance.status == "running":
+                instance.status = "incident"
+                instance.incident_message = f"timer failed {row.attempts} times: {error}"
+                instance.incident_element = row.element_id
+                instance.incident_at = self.clock.now()
 
 
 def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):
