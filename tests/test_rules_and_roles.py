@@ -1,19 +1,47 @@
-"""The rules of the decree and the role resolution, each checked on its own."""
+"""The rules of the decree as the procedures state them (the scripts and conditions of
+processes/, run in the engine's sandbox), and the role resolution the variants declare."""
 from __future__ import annotations
 
 import pytest
-
-from engine.rules import (allowed_protection_decisions, council_result, count_votes,
-                          eligible_voters, outcome_path, route_proposal)
+from lxml import etree
 
 from engine.errors import DefinitionInvalid
 from engine.roles import role_problems
+from engine.sandbox import Sandbox
 from engine.variants import load_variant
 
 from conftest import PROJECT, bpmn_source
 from procedures import deploy_library
 
 NATIONAL = load_variant(PROJECT / "processes" / "national").settings
+NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+      "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
+      "nd73": "urn:nd73-workflow:bpmn:1.0"}
+ROUTING_FILES = ("national/proposal.bpmn", "national/protection.bpmn",
+                 "can-tho/registration.bpmn")
+
+
+def element(path: str, element_id: str):
+    root = etree.parse(str(PROJECT / "processes" / path)).getroot()
+    [found] = root.xpath(f"//*[@id='{element_id}']")
+    return found
+
+
+def script(path: str, element_id: str, xpath: str = "bpmn:script") -> str:
+    return element(path, element_id).find(xpath, NS).text
+
+
+def run(code: str, data: dict, **functions) -> dict:
+    settings = {**NATIONAL["council"], **NATIONAL["routing"]}
+    sandbox = Sandbox({"setting": lambda section, key: settings[key], **functions})
+    sandbox.execute(code, data)
+    return data
+
+
+def tally(ballots: dict, chair: str) -> str:
+    code = script("national/proposal.bpmn", "tally")
+    return run(code, {"voters": list(ballots), "ballots": list(ballots.values()),
+                      "chair": chair})["vote_result"]
 
 
 @pytest.mark.parametrize("ballots, head, expected", [
@@ -21,21 +49,27 @@ NATIONAL = load_variant(PROJECT / "processes" / "national").settings
     ({"h": "against", "d1": "for", "d2": "for", "d3": "against"}, "h", "rejected"),  # tie
     ({"h": "for", "d1": "against", "d2": "for", "d3": "against"}, "h", "approved"),  # tie
     ({"h": "for", "d1": "against", "d2": "against"}, "h", "rejected"),
-    ({}, "h", "rejected"),
+    ({"h": "abstain"}, "h", "rejected"),
 ])
 def test_vote_needs_more_than_half_and_a_tie_follows_the_head(ballots, head, expected):
-    assert count_votes(ballots, list(ballots) or ["h"], head) == expected
+    assert tally(ballots, head) == expected
 
 
-def test_ballots_of_non_members_and_blank_ballots_do_not_count():
-    ballots = {"h": "for", "d1": "against", "intruder": "against", "d2": "abstain"}
-    assert count_votes(ballots, ["h", "d1", "d2"], "h") == "approved"   # 1–1 tie, head for
+def test_blank_ballots_do_not_count():
+    assert tally({"h": "for", "d1": "against", "d2": "abstain"}, "h") == "approved"
 
 
-def test_deputy_proposer_is_not_an_eligible_voter():
-    assert eligible_voters(["h", "d1", "d2", "d1"], "d2") == ["h", "d1"]
+def test_the_proposer_does_not_vote_on_his_own_proposal():
+    code = script("national/proposal.bpmn", "prepare_vote")
+    members = {"agency": ["h", "d1", "d2"]}
+    data = run(code, {"decider_role": "head", "proposer_unit": "u", "proposer": "d2"},
+               role_unit=lambda role, unit: "agency",
+               members_of=lambda unit, *positions: members[unit] if "deputy" in positions
+               else members[unit][:1])
+    assert (data["voters"], data["chair"]) == (["h", "d1"], "h")
 
 
+@pytest.mark.parametrize("path", ROUTING_FILES)
 @pytest.mark.parametrize("positions, kind, via, expected", [
     ([], "department", [], ("head", "head")),
     (["head"], "department", [], ("superior_head", "superior_head")),
@@ -44,9 +78,17 @@ def test_deputy_proposer_is_not_an_eligible_voter():
     (["deputy"], "department", ["head", "deputy"], ("home_affairs", "chairman")),
     (["head"], "province", ["head"], ("superior_head", "superior_head")),
 ])
-def test_routing_of_proposals(positions, kind, via, expected):
-    route = route_proposal(positions, kind, via)
-    assert (route["route"], route["decider_role"]) == expected
+def test_routing_of_proposals(path, positions, kind, via, expected):
+    script_id = {"national/proposal.bpmn": "route", "national/protection.bpmn":
+                 "protection_route", "can-tho/registration.bpmn": "registration_route"}[path]
+    data = run(script(path, script_id), {"proposer": "p", "proposer_unit": "u"},
+               positions_of=lambda user, unit: positions, agency_of=lambda unit: "a",
+               agency_kind=lambda unit: kind,
+               setting=lambda section, key: via if key == "via_home_affairs_for" else 0,
+               deadline=lambda name: None, escalation=lambda name: None)
+    assert data["decider_role"] == expected[1]
+    if "route" in data:
+        assert data["route"] == expected[0]
 
 
 @pytest.mark.parametrize("votes, expected", [
@@ -57,17 +99,34 @@ def test_routing_of_proposals(positions, kind, via, expected):
 ])
 def test_council_quorum_and_majority(votes, expected):
     members = ["m1", "m2", "m3", "m4", "m5"]
-    assert council_result(dict(zip(members, votes)), members) == expected
+    code = script("national/council.bpmn", "council_tally")
+    data = run(code, {"council_members": members,
+                      "council_ballots": votes + [None] * (5 - len(votes))})
+    assert data["council_recommendation"] == expected
+
+
+@pytest.mark.parametrize("size, refused", [(4, True), (5, False), (9, False), (10, True)])
+def test_council_size_follows_the_settings(size, refused):
+    [rule] = element("national/council.bpmn", "form_council").findall("*/nd73:validation", NS)
+    members = [f"m{i}" for i in range(size)]
+    sandbox = Sandbox({"setting": lambda section, key: NATIONAL[section][key]})
+    assert sandbox.evaluate(rule.get("when"), {"council_members": members}) is refused
 
 
 def test_outcome_mapping_and_protection_choices():
-    assert outcome_path("completed") == "recognition"
-    assert outcome_path("not_completed") == outcome_path("damaged") == "protection"
-    with pytest.raises(ValueError):
-        outcome_path("partly")
-    assert allowed_protection_decisions("completed") == ("not_liable",)
-    assert allowed_protection_decisions("damaged") == ("exempted", "reduced", "refused")
-    assert allowed_protection_decisions("damaged", abuse=True) == ("refused",)
+    code = script("national/proposal.bpmn", "route_result")
+    no_deadlines = {"deadline": lambda name: None, "escalation": lambda name: None}
+    assert run(code, {"outcome": "completed"}, **no_deadlines)["result_path"] == "recognition"
+    for outcome in ("not_completed", "damaged"):
+        assert run(code, {"outcome": outcome}, **no_deadlines)["result_path"] == "protection"
+    choices = script("national/protection.bpmn", "decide_protection",
+                     "bpmn:extensionElements/spiffworkflow:preScript")
+
+    def allowed(outcome, abuse=False):
+        return run(choices, {"outcome": outcome, "abuse": abuse})["protection_choices"]
+    assert allowed("completed") == ["not_liable"]
+    assert allowed("damaged") == ["exempted", "reduced", "refused"]
+    assert allowed("damaged", abuse=True) == ["refused"]
 
 
 @pytest.fixture
