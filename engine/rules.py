@@ -30,7 +30,8 @@ def count_votes(ballots: Mapping[str, str], eligible: Iterable[str], head: str |
     votes_against = len(cast) - votes_for
     if votes_for > votes_against:
         return "approved"
-    if votes_for == votes_against and votes_for and cast.get(head) == "for":
+    if votes_for == votes_against and votes_for and head is not None \
+            and cast.get(head) == "for":
         return "approved"
     return "rejected"
 
@@ -82,7 +83,8 @@ def allowed_protection_decisions(outcome: str | None, abuse: bool = False) -> tu
         return ("refused",)
     return {"completed": ("not_liable",),
             "not_completed": ("exempted", "refused"),
-            "damaged": ("exempted", "reduced", "refused")}.get(outcome, PROTECTION_DECISIONS)
+            "damaged": ("exempted", "reduced", "refused")}.get(outcome or "",
+                                                               PROTECTION_DECISIONS)
 
 
 SANDBOX_FUNCTIONS = {
