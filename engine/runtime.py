@@ -33,6 +33,7 @@ from .errors import (Conflict, InvalidData, InvalidState, MigrationRefused,
 from . import policy
 from .forms import form_errors
 from .listeners import DecisionRecorder, Notifier, Step, StepListener
+from .logs import note
 from .org import Org
 from .repository import Repository
 from .scripting import EngineScriptEngine, data_size, one_step, parse_instant, timer_due
@@ -194,6 +195,7 @@ class Runtime:
                 if locked is None:       # said as for a task the caller may not see
                     raise NotFound(f"task {task_id} does not exist")
                 instance_id = locked.id
+            note(instance_id=instance_id)          # on the log lines of the work in hand
             instance, workflow = self._load(session, instance_id, cached=True)
             assert locked is None or locked is instance
             loaded_version = instance.version
@@ -476,6 +478,7 @@ class Runtime:
                     state_format=STATE_FORMAT, started_by=started_by, started_at=now,
                     updated_at=now, unit_id=unit_id)
                 session.add(instance)
+                note(instance_id=instance.id)
                 self._save(session, instance, workflow, actor=started_by,
                            action="instance_started", details={"data": data,
                                                                "version": definition.version},
