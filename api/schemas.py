@@ -308,7 +308,7 @@ class NotificationOut(Schema):
     read_at = Utc(allow_none=True)
 
 
-class NotificationPage(page_of(NotificationOut)):
+class NotificationPage(page_of(NotificationOut)):  # type: ignore[misc]  # a made class
     unread = fields.Integer(required=True, metadata={"description": "the caller's unread "
                                                                     "notifications"})
 

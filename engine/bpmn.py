@@ -259,7 +259,8 @@ def _recursive_calls(f: ParsedFile) -> list[Problem]:
     problems = []
     for pid, activities in calls.items():
         for call in activities:
-            path, todo, seen = {call.get("calledElement"): [pid]}, [call.get("calledElement")], set()
+            path, todo = {call.get("calledElement"): [pid]}, [call.get("calledElement")]
+            seen = set()
             while todo:
                 current = todo.pop()
                 if current == pid:

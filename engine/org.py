@@ -107,7 +107,7 @@ class Org:
             unit = self.unit(unit.parent_id)
         return unit
 
-    def members(self, unit_id: str, positions: Iterable[str]) -> list[str]:
+    def members(self, unit_id: str | None, positions: Iterable[str]) -> list[str]:
         wanted = set(positions)
         return list(dict.fromkeys(username for username, position
                                   in self._snapshot()[1].get(unit_id, ())

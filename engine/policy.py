@@ -102,7 +102,7 @@ def declarations_of(node) -> dict:
 
 def notification_kinds(sources) -> set[str]:
     """The notification kinds the BPMN files among ``sources`` declare."""
-    kinds = set()
+    kinds: set[str] = set()
     for source in sources:
         if not source.name.endswith(".bpmn"):
             continue
@@ -115,7 +115,7 @@ def notification_kinds(sources) -> set[str]:
     return kinds
 
 
-def declared_elements(root) -> dict[tuple[str, str], dict]:
+def declared_elements(root) -> dict[tuple[str, str | None], dict]:
     """(process or subprocess id, element id) → declarations, for every element of a BPMN
     document that declares something."""
     found = {}

@@ -19,12 +19,12 @@ from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
 from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
-
-SETTINGS_SOURCE = "variant.toml.json"
 from .clock import Clock
 from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
 from .store import AuditEvent, Database, Definition
+
+SETTINGS_SOURCE = "variant.toml.json"
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class Repository:
 
     def count(self) -> int:
         with self.db.reading() as session:
-            return session.scalar(select(func.count(Definition.id)))
+            return session.scalar(select(func.count(Definition.id))) or 0
 
     def settings(self, definition: Definition) -> dict:
         """The variant settings deployed with a definition (defaults for bare deployments)."""

@@ -34,6 +34,7 @@ from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
 from .leases import LeaseQueue, LeaseSettings
+from .logs import log_scope
 from .notifications.mailer import SmtpSettings
 from .notifications.outbox import OUTBOX_LEASES, OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
@@ -182,6 +183,14 @@ class Scheduler:
             return 0
 
     def fire(self, row: Timer) -> int:
+        with log_scope(instance_id=row.instance_id, timer_id=row.id):
+            fired = self._fire(row)
+            if fired:           # a schedule's line has the instance it started
+                log.info("timer %s fired", row.element_id, extra={"fields": {
+                    "element_id": row.element_id, "due_at": as_utc(row.due_at).isoformat()}})
+            return fired
+
+    def _fire(self, row: Timer) -> int:
         try:
             if row.instance_id is None:
                 return self._start_scheduled(row)

@@ -28,6 +28,7 @@ from ..deadlines import variant_settings
 from ..errors import Conflict, InvalidData, NotFound, ScriptError
 from ..forms import form_errors
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
+from ..logs import note
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
@@ -128,6 +129,7 @@ class Runtime(InstanceManagement):
                 if locked is None:       # said as for a task the caller may not see
                     raise NotFound(f"task {task_id} does not exist")
                 instance_id = locked.id
+            note(instance_id=instance_id)          # on the log lines of the work in hand
             instance, workflow = self._load(session, instance_id, cached=True)
             assert locked is None or locked is instance
             loaded_version = instance.version
@@ -247,6 +249,7 @@ class Runtime(InstanceManagement):
                     state_format=STATE_FORMAT, started_by=started_by, started_at=now,
                     updated_at=now, unit_id=unit_id)
                 session.add(instance)
+                note(instance_id=instance.id)
                 self._save(session, instance, workflow, actor=started_by,
                            action="instance_started", details={"data": data,
                                                                "version": definition.version},

@@ -85,7 +85,8 @@ class EventRows:
             subscriptions = list(session.scalars(select(MessageSubscription).where(
                 MessageSubscription.instance_id == instance_id)))
         return cls(session, instance_id,
-                   {r.task_id: as_utc(r.due_at) for r in timer_rows if r.status == "pending"},
+                   {str(r.task_id): as_utc(r.due_at) for r in timer_rows
+                    if r.status == "pending"},
                    {r.task_id for r in subscriptions}, timer_rows, subscriptions)
 
     @classmethod
