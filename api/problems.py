@@ -39,7 +39,7 @@ PROBLEMS = {
     "storage-full": (507, "Hết dung lượng lưu trữ; chưa có gì được ghi, vui lòng thử lại sau",
                      "Storage is full; nothing was saved, try again later"),
 }
-_ENGINE_TYPES = {"not_found": "not-found", "conflict": "conflict",
+_ENGINE_TYPES = {"not_found": "not-found", "forbidden": "forbidden", "conflict": "conflict",
                  "invalid_state": "invalid-state", "invalid_data": "invalid-data",
                  "definition_invalid": "invalid-definition",
                  "migration_refused": "migration-refused"}
@@ -78,6 +78,12 @@ def problem(kind: str, detail: str | None = None, **extra) -> Response:
             "status": status, **({"detail": detail} if detail else {})}
     return Response(json.dumps(body, ensure_ascii=False), status=status,
                     mimetype="application/problem+json")
+
+
+def engine_problem(exc: EngineError) -> Response:
+    """A refusal of the engine as a problem of its type, with its details."""
+    extra = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
+    return problem(_ENGINE_TYPES.get(exc.code, "malformed-request"), exc.message, **extra)
 
 
 def _field_errors(messages, prefix="") -> list[dict]:
@@ -124,10 +130,7 @@ def register(app: Flask) -> None:
     def api_problem(exc: ApiProblem):
         return problem(exc.kind, exc.detail, **exc.extra)
 
-    @app.errorhandler(EngineError)
-    def engine_error(exc: EngineError):
-        extra = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
-        return problem(_ENGINE_TYPES.get(exc.code, "malformed-request"), exc.message, **extra)
+    app.register_error_handler(EngineError, engine_problem)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -63,10 +63,11 @@ def bare(engine, n: int, serialize: bool = False) -> float:
 def through_engine(engine, n: int) -> tuple[float, int]:
     """Seconds to run the process n times through the engine, and steps per instance."""
     runtime = engine.runtime
+    proposer = engine.access.principal(PROPOSER)
     steps = 0
     started = time.perf_counter()
     for _ in range(n):
-        instance = runtime.start("national", "proposal", started_by=PROPOSER)
+        instance = runtime.start("national", "proposal", principal=proposer)
         steps += drive_proposal(engine, instance.id, candidates=False)
     elapsed = time.perf_counter() - started
     final = runtime.get(instance.id)

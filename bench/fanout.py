@@ -18,6 +18,7 @@ import time
 from sqlalchemy import and_, func, insert, select
 from werkzeug.security import generate_password_hash
 
+from engine.scheduler import SCHEDULER
 from engine.store import HumanTask, Membership, OrgUnit, TaskCandidate, User
 
 from .common import bench_database, emit, library_engine, postgres_available
@@ -50,7 +51,7 @@ def run(n: int = 5000, database: str = "sqlite") -> dict:
             engine.org.invalidate()        # units written in bulk, not by Org.seed
             started = time.perf_counter()
             instance = engine.runtime.start("national", "annual_report",
-                                            started_by="scheduler",
+                                            principal=SCHEDULER,
                                             data={"proposer_unit": PROVINCE})
             opened = time.perf_counter() - started
             heads = [head for _, head in pairs]

@@ -50,10 +50,12 @@ def measure(url: str, history: int, open_tasks: int, samples: int) -> dict:
         generated_s = time.perf_counter() - started
         # real proposals waiting for the measured official's screening, completed one by one
         waiting = []
+        proposer = engine.access.principal(PROPOSER)
         for _ in range(min(samples, 100)):
-            instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+            instance = engine.runtime.start("national", "proposal", principal=proposer)
             [plan_task] = engine.runtime.open_tasks(instance.id)
-            engine.runtime.complete_task(plan_task.id, step_data("submit_plan"), actor=PROPOSER)
+            engine.runtime.complete_task(plan_task.id, step_data("submit_plan"),
+                                         principal=proposer)
             [screening] = engine.runtime.open_tasks(instance.id)
             waiting.append(screening.id)
         official = engine.access.principal(MEASURED)
@@ -66,7 +68,7 @@ def measure(url: str, history: int, open_tasks: int, samples: int) -> dict:
         completions = []
         for task_id in waiting:
             started = time.perf_counter()
-            engine.runtime.complete_task(task_id, step_data("screening"), actor=MEASURED)
+            engine.runtime.complete_task(task_id, step_data("screening"), principal=official)
             completions.append(time.perf_counter() - started)
         page = engine.tasks.inbox(official)
         return {"history": history, "open_tasks": open_tasks, "generated_s": round(generated_s, 1),

@@ -43,8 +43,9 @@ def prepare(url: str, n: int) -> list[str]:
     engine = library_engine(url)
     try:
         ids = []
+        proposer = engine.access.principal(PROPOSER)
         for _ in range(n):
-            instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+            instance = engine.runtime.start("national", "proposal", principal=proposer)
             [task] = engine.runtime.open_tasks(instance.id)
             ids.append(task.id)
         return ids

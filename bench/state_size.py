@@ -69,21 +69,23 @@ def run(n: int = 20, loops: int = 50, database: str = "sqlite") -> dict:
         engine = library_engine(url)
         try:
             ids = []
+            proposer = engine.access.principal(PROPOSER)
+            admin = engine.access.principal("admin")
             for _ in range(n):
-                instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+                instance = engine.runtime.start("national", "proposal", principal=proposer)
                 drive_proposal(engine, instance.id, candidates=False)
                 ids.append(instance.id)
             finished = measure(engine, ids)
             # a second set, suspended and resumed while it waits for screening
             looped_ids = []
             for _ in range(n):
-                instance = engine.runtime.start("national", "proposal", started_by=PROPOSER)
+                instance = engine.runtime.start("national", "proposal", principal=proposer)
                 [plan_task] = engine.runtime.open_tasks(instance.id)
                 engine.runtime.complete_task(plan_task.id, step_data("submit_plan"),
-                                             actor=PROPOSER)
+                                             principal=proposer)
                 for _ in range(loops):
-                    engine.runtime.suspend(instance.id, actor="admin", reason="kiểm tra")
-                    engine.runtime.resume(instance.id, actor="admin")
+                    engine.runtime.suspend(instance.id, principal=admin, reason="kiểm tra")
+                    engine.runtime.resume(instance.id, principal=admin)
                 drive_proposal(engine, instance.id, candidates=False)
                 looped_ids.append(instance.id)
             looped = measure(engine, looped_ids)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
+from engine.access import Principal
 from engine.clock import Clock, ManualClock
 from engine.store import Timer
 from engine.variants import SourceFile
@@ -62,7 +63,7 @@ def create(url: str, n: int, window: float) -> None:
         first = BASE + timedelta(hours=1)
         for i in range(n):
             due = first + timedelta(seconds=window * i / max(n - 1, 1))
-            engine.runtime.start("bench", "bench_timer", started_by="bench",
+            engine.runtime.start("bench", "bench_timer", principal=Principal.system("bench"),
                                  data={"due": due.isoformat()})
     finally:
         engine.close()

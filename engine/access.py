@@ -9,6 +9,9 @@ app both apply.
   about it, too.
 - Designers deploy only to the variants they are designers of; administrators of a variant
   see and repair all of its instances and assign its tasks.
+- Who may act is checked by the engine's operations themselves, given the acting
+  :class:`Principal`, inside the unit of work once the instance's row is locked (see
+  "rights to act" below); the API and the web app only say who is signed in.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
 from .clock import Clock
-from .store import Database, Grant, HumanTask, Instance, Membership, TaskCandidate, User
+from .errors import Forbidden, NotFound
+from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
+                     TaskCandidate, User)
 from .store.models import LoginAttempt, Notification
 
 ALL_VARIANTS = "*"
@@ -28,11 +33,21 @@ ALL_VARIANTS = "*"
 
 @dataclass(frozen=True)
 class Principal:
+    """Who acts: a signed-in user (built by :meth:`Access.principal` from the user's records,
+    memberships and grants), or a trusted part of the system (:meth:`system`)."""
     username: str
     full_name: str
     memberships: tuple[tuple[str, str], ...]          # (unit id, position)
     admin_of: frozenset[str]
     designer_of: frozenset[str]
+    trusted: bool = False        # the scheduler, the command line, demo seeding: no checks
+
+    @classmethod
+    def system(cls, name: str) -> "Principal":
+        """The engine itself acting as ``name`` (the audit log's actor): the scheduler firing
+        timers and starting cycles, the command line, seeding. It may do anything."""
+        return cls(username=name, full_name=name, memberships=(), admin_of=frozenset(),
+                   designer_of=frozenset(), trusted=True)
 
     @property
     def units(self) -> tuple[str, ...]:
@@ -167,10 +182,15 @@ class Access:
         return or_(Instance.started_by == principal.username, mine, told,
                    principal.admin_variants_clause(Instance.variant))
 
-    def can_see_instance(self, principal: Principal, instance_id: str) -> bool:
-        with self.db.reading() as session:
-            return (session.scalar(select(func.count(Instance.id)).where(
-                Instance.id == instance_id, self._involved_row_clause(principal))) or 0) > 0
+    def can_see_instance(self, principal: Principal, instance_id: str,
+                         session: Session | None = None) -> bool:
+        """Whether the principal may see the instance (read in ``session`` if given)."""
+        query = select(func.count(Instance.id)).where(Instance.id == instance_id,
+                                                      self._involved_row_clause(principal))
+        if session is not None:
+            return (session.scalar(query) or 0) > 0
+        with self.db.reading() as reader:
+            return (reader.scalar(query) or 0) > 0
 
     def candidates(self, task_id: str) -> list[str]:
         return self.candidates_of([task_id]).get(task_id, [])
@@ -215,7 +235,8 @@ class Access:
         query = select(HumanTask, candidate).where(HumanTask.id == task_id,
                                                    self.task_visible_clause(principal))
         if session is not None:
-            found = session.execute(query).first()
+            # the row as it is now, under the unit's lock, not as the session loaded it
+            found = session.execute(query.execution_options(populate_existing=True)).first()
         else:
             with self.db.reading() as reader:
                 found = reader.execute(query).first()
@@ -230,6 +251,108 @@ class Access:
         if is_candidate is None:
             is_candidate = principal.username in self.candidates(task.id)
         return is_candidate
+
+    # --- rights to act ------------------------------------------------------------------
+    # The engine's operations ask these inside their own unit of work, once the instance's
+    # row is locked (where Camunda checks its authorizations too): what they read cannot
+    # change before the step commits, so a claim made by someone else a moment earlier is
+    # seen, and a refusal writes nothing. What the principal may not see does not exist for
+    # them (NotFound); what they see but may not do is Forbidden, naming the rule.
+
+    def task_to_act_on(self, session: Session, principal: Principal,
+                       task_id: str) -> tuple[HumanTask, bool] | None:
+        """The task and whether the principal is one of its candidates, read in the unit of
+        work; None when the principal may not see it (the caller says it does not exist)."""
+        if not principal.trusted:
+            return self.visible_task(principal, task_id, session)
+        task = session.execute(select(HumanTask).where(HumanTask.id == task_id)
+                               .execution_options(populate_existing=True)).scalar()
+        if task is None:
+            return None
+        return task, session.get(TaskCandidate, (task_id, principal.username)) is not None
+
+    def require_candidate(self, principal: Principal, task: HumanTask, is_candidate: bool,
+                          doing: str) -> None:
+        if principal.trusted or is_candidate:
+            return
+        raise Forbidden(f"only a candidate of task '{task.name or task.element_id}' may "
+                        f"{doing} it, and {principal.username} is not one",
+                        rule="candidates_only", task_id=task.id)
+
+    def require_may_work_on(self, principal: Principal, task: HumanTask, is_candidate: bool,
+                            doing: str) -> None:
+        """Complete: the assignee of a claimed task, a candidate of an unclaimed one (what
+        :meth:`may_work_on` tells a page)."""
+        if principal.trusted or task.assignee == principal.username:
+            return
+        if task.assignee:
+            raise Forbidden(f"only the assignee may {doing} task "
+                            f"'{task.name or task.element_id}': it is claimed by "
+                            f"{task.assignee}", rule="claimed_by_another", task_id=task.id,
+                            assignee=task.assignee)
+        self.require_candidate(principal, task, is_candidate, doing)
+
+    def require_may_unclaim(self, principal: Principal, task: HumanTask, variant: str) -> None:
+        if principal.trusted or task.assignee == principal.username \
+                or principal.is_admin(variant):
+            return
+        raise Forbidden(f"only the assignee of task '{task.name or task.element_id}' or an "
+                        f"administrator of '{variant}' may give it back",
+                        rule="assignee_or_administrators", task_id=task.id)
+
+    def require_admin(self, principal: Principal, variant: str, doing: str) -> None:
+        """Administrators' work (repairs, assigning, starting scheduled processes by hand)."""
+        if principal.trusted or principal.is_admin(variant):
+            return
+        raise Forbidden(f"only administrators of '{variant}' may {doing}",
+                        rule="administrators_only", variant=variant)
+
+    def require_manages(self, session: Session, principal: Principal, instance: Instance,
+                        doing: str) -> None:
+        """An administrator's repair of an instance; to someone who may not even see it, the
+        instance does not exist."""
+        if principal.trusted or principal.is_admin(instance.variant):
+            return
+        if not self.can_see_instance(principal, instance.id, session):
+            raise NotFound(f"instance {instance.id} does not exist", instance_id=instance.id)
+        self.require_admin(principal, instance.variant, doing)
+
+    def require_involved(self, session: Session, principal: Principal,
+                         instance: Instance) -> None:
+        """Messages go to instances the sender takes part in or administers."""
+        if not principal.trusted and not self.can_see_instance(principal, instance.id,
+                                                                 session):
+            raise NotFound(f"instance {instance.id} does not exist", instance_id=instance.id)
+
+    def starting_unit(self, principal: Principal, variant: str, unit_id: str | None,
+                      scheduled: bool) -> str | None:
+        """The unit an instance of ``variant`` is started for: ``unit_id`` if the principal
+        may act for it (one of their own units there, or any unit of a variant they
+        administer), else their first unit in the variant. ``scheduled``: the process has a
+        timer start event, so only administrators start it by hand."""
+        if scheduled:
+            self.require_admin(principal, variant, "start a scheduled process by hand")
+        asked = [*principal.units, *([unit_id] if unit_id is not None else [])]
+        variants: dict[str, str] = {}
+        if asked:
+            with self.db.reading() as session:
+                variants = dict(session.execute(select(OrgUnit.id, OrgUnit.variant)
+                                                .where(OrgUnit.id.in_(asked))).all())
+        own = [u for u in principal.units if variants.get(u) == variant]
+        if unit_id is not None:
+            if principal.trusted or unit_id in own or (principal.is_admin(variant)
+                                                       and variants.get(unit_id) == variant):
+                return unit_id
+            raise Forbidden(f"{principal.username} cannot act for unit '{unit_id}': it is "
+                            f"not one of their units in '{variant}'", rule="own_units_only",
+                            unit_id=unit_id)
+        if own:
+            return own[0]
+        if principal.trusted or principal.is_admin(variant):
+            return None
+        raise Forbidden(f"{principal.username} holds no position in a unit of '{variant}', "
+                        f"so cannot start its processes", rule="members_only",
+                        variant=variant)
 
     def inbox_clause(self, principal: Principal, scope: str | None):
         """SQL condition on open tasks: the principal's inbox (``scope``: all of it, or the

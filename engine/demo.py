@@ -29,12 +29,15 @@ def seed(engine, processes_dir: Path) -> list[str]:
         if session.scalar(select(func.count(Instance.id))):
             return lines + ["demo proposals already present"]
     runtime = engine.runtime
-    proposer = "laocai.sxd.qlxd.truongphong"
-    submitted = runtime.start("lao-cai", "proposal", started_by=proposer,
+    # the officials of the seeded organisations themselves, their rights checked as anyone's
+    proposer = engine.access.principal("laocai.sxd.qlxd.truongphong")
+    submitted = runtime.start("lao-cai", "proposal", principal=proposer,
                               business_key="LC-2026-001")
     [plan] = runtime.open_tasks(submitted.id)
-    runtime.complete_task(plan.id, demo_plan("Số hoá hồ sơ cấp phép xây dựng"), actor=proposer)
-    draft = runtime.start("dak-lak", "proposal", started_by="daklak.sxd.qhkt.truongphong",
+    runtime.complete_task(plan.id, demo_plan("Số hoá hồ sơ cấp phép xây dựng"),
+                          principal=proposer)
+    draft = runtime.start("dak-lak", "proposal",
+                          principal=engine.access.principal("daklak.sxd.qhkt.truongphong"),
                           business_key="DL-2026-001")
     return lines + [f"proposal {submitted.business_key} waits for screening by the head",
                     f"proposal {draft.business_key} waits for its plan"]

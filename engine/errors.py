@@ -26,6 +26,17 @@ class NotFound(EngineError):
     code = "not_found"
 
 
+class Forbidden(EngineError):
+    """The principal may see what they act on but may not do this to it; ``rule`` names the
+    rule that refuses it (what they may not see is :class:`NotFound` instead)."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, *, rule: str, **details):
+        super().__init__(message, rule=rule, **details)
+        self.rule = rule
+
+
 class Conflict(EngineError):
     """Someone else changed the instance first (optimistic version check lost)."""
 

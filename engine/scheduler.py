@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from .access import Principal
 from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
@@ -43,6 +44,7 @@ from .store import AuditEvent, Definition, Instance, Timer
 log = logging.getLogger("nd73.scheduler")
 SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
 SCHEDULER_ACTOR = "scheduler"
+SCHEDULER = Principal.system(SCHEDULER_ACTOR)      # trusted: it fires what the engine set up
 # a claim outlives a slow firing; 10, 20, 40, 80 s between attempts; incident after the 5th
 TIMER_LEASES = LeaseSettings(lease_seconds=60, max_attempts=5, backoff_base_seconds=10)
 
@@ -204,7 +206,7 @@ class Scheduler:
             return 0
 
     def _fire_instance_timer(self, row: Timer) -> int:
-        instance = self.engine.runtime.fire_timers(row.instance_id, actor=SCHEDULER_ACTOR,
+        instance = self.engine.runtime.fire_timers(row.instance_id, principal=SCHEDULER,
                                                    claimed_by=self.owner)
         if instance is None:        # nothing fired: the claim is given back here
             self._release(row.id)
@@ -236,7 +238,7 @@ class Scheduler:
                                             if next_due else None}))
 
         self.engine.runtime.start(definition.variant, definition.key,
-                                  started_by=SCHEDULER_ACTOR,
+                                  principal=SCHEDULER,
                                   data={"proposer_unit": unit} if unit else {},
                                   definition_id=definition.id, in_transaction=move_schedule)
         return 1

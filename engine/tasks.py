@@ -1,5 +1,8 @@
 """The inbox and task assignment (Camunda's TaskService): claim, unclaim, assign, and the
-task lists each official sees. Completing a task is the runtime's job."""
+task lists each official sees. Completing a task is the runtime's job.
+
+Claim, unclaim and assign are given the principal who acts and check, once the task's
+instance is locked, that they may (:mod:`engine.access`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,6 +68,10 @@ class TaskService:
                                             HumanTask.created_at, HumanTask.id),
                            page, page_size)
 
+    @staticmethod
+    def _variant(session, task: HumanTask) -> str:
+        return session.scalar(select(Instance.variant).where(Instance.id == task.instance_id))
+
     def _audit(self, session, task: HumanTask, actor: str, action: str, details: dict):
         instance = session.get(Instance, task.instance_id)
         session.add(AuditEvent(instance_id=task.instance_id,
@@ -73,17 +80,28 @@ class TaskService:
                                element_id=task.element_id,
                                details={"task_id": task.id, **details}))
 
-    def claim(self, task_id: str, username: str) -> HumanTask:
+    def _locked_task(self, session, task_id: str,
+                     principal: Principal) -> tuple[HumanTask, bool]:
+        """The task with its instance locked, and whether the principal is a candidate; a
+        task the principal may not see does not exist, a closed one is a conflict."""
+        task = session.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+        # the instance row first, then the task row: the runtime's order
+        lock_instance_chain(session, task.instance_id)
+        found = self.access.task_to_act_on(session, principal, task_id)
+        if found is None:
+            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+        if found[0].status != "open":
+            raise Conflict("the task is no longer open", task_id=task_id)
+        return found
+
+    def claim(self, task_id: str, principal: Principal) -> HumanTask:
         """Take an unclaimed task one is a candidate for; a race has one winner."""
+        username = principal.username
         with self.db.transaction() as session:
-            task = session.get(HumanTask, task_id)
-            if task is None:
-                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-            is_candidate = session.get(TaskCandidate, (task_id, username)) is not None
-            if not is_candidate:
-                raise Conflict(f"{username} is not a candidate of this task")
-            # the instance row first, then the task row: the runtime's order
-            lock_instance_chain(session, task.instance_id)
+            task, is_candidate = self._locked_task(session, task_id, principal)
+            self.access.require_candidate(principal, task, is_candidate, "claim")
             changed = session.execute(
                 update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
                                         HumanTask.assignee.is_(None))
@@ -98,28 +116,24 @@ class TaskService:
             self._audit(session, task, username, "task_claimed", {})
         return self.get(task_id)
 
-    def unclaim(self, task_id: str, actor: str) -> HumanTask:
+    def unclaim(self, task_id: str, principal: Principal) -> HumanTask:
+        """Give a claimed task back (its assignee, or an administrator of its variant)."""
         with self.db.transaction() as session:
-            task = session.get(HumanTask, task_id)
-            if task is None:
-                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-            lock_instance_chain(session, task.instance_id)
-            if task.status != "open":
-                raise Conflict("the task is no longer open", task_id=task_id)
+            task, _ = self._locked_task(session, task_id, principal)
+            self.access.require_may_unclaim(principal, task, self._variant(session, task))
             previous = task.assignee
             task.assignee = None
-            self._audit(session, task, actor, "task_unclaimed", {"previous": previous})
+            self._audit(session, task, principal.username, "task_unclaimed",
+                        {"previous": previous})
         return self.get(task_id)
 
-    def assign(self, task_id: str, username: str, actor: str) -> HumanTask:
+    def assign(self, task_id: str, username: str, principal: Principal) -> HumanTask:
         """Give an open task to a user (an administrator's repair); they become a candidate."""
+        actor = principal.username
         with self.db.transaction() as session:
-            task = session.get(HumanTask, task_id)
-            if task is None:
-                raise NotFound(f"task {task_id} does not exist", task_id=task_id)
-            lock_instance_chain(session, task.instance_id)
-            if task.status != "open":
-                raise Conflict("the task is no longer open", task_id=task_id)
+            task, _ = self._locked_task(session, task_id, principal)
+            self.access.require_admin(principal, self._variant(session, task),
+                                      "assign its tasks")
             user = session.get(User, username)
             if user is None or not user.active:
                 raise InvalidData(f"user '{username}' does not exist",

@@ -49,10 +49,10 @@ class WorkflowEngine:
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
         self.notifications = Notifications(self.db, self.clock, self.org)
-        self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
-                               self.script_engine, max_bytes, self.org,
-                               notifications=self.notifications)
         self.access = Access(self.db, self.clock)
+        self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
+                               self.script_engine, max_bytes, self.org, self.access,
+                               notifications=self.notifications)
         self.tasks = TaskService(self.db, self.clock, self.access,
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)

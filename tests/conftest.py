@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from engine.access import Principal
 from engine.variants import SourceFile
 from engine.audit import triggers_lifted
 from engine.clock import ManualClock
@@ -17,6 +18,12 @@ from engine.workflow_engine import WorkflowEngine
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT = Path(__file__).resolve().parents[1]
+
+# The fixtures' processes name no organisation: their people act as trusted principals,
+# whose rights the engine does not check (tests/test_engine_rights.py checks them).
+ALICE, BOB, CAROL = (Principal.system(name) for name in ("alice", "bob", "carol"))
+ADMIN, MALLORY = Principal.system("admin"), Principal.system("mallory")
+PORTAL = Principal.system("portal")          # a message from outside
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """Helpers that drive the Decree 73 procedures the way officials do: each step completed by
-one of the users its lane resolves to, with the data its form asks for."""
+one of the users its lane resolves to, with the data its form asks for, as that user (the
+engine checks their rights as for anyone)."""
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from engine.access import Principal
 from engine.demo import demo_plan, seed_orgs
 from engine.store import AuditEvent, Decision, HumanTask, TaskCandidate
 
@@ -19,6 +21,13 @@ def deploy_library(engine) -> None:
     seed_orgs(engine, PROJECT / "processes")
 
 
+def as_user(engine, username: str) -> Principal:
+    """The principal of a seeded user, as the API and the web app build it at sign-in."""
+    principal = engine.access.principal(username)
+    assert principal is not None, f"no active user {username}"
+    return principal
+
+
 def plan(title: str = "Số hoá hồ sơ cấp phép xây dựng", **changes) -> dict:
     return {**demo_plan(title), **changes}
 
@@ -32,8 +41,12 @@ class Case:
         self.business_key = instance.business_key
 
     @classmethod
-    def start(cls, engine, variant, key, proposer, data=None, business_key=None):
-        return cls(engine, engine.runtime.start(variant, key, started_by=proposer,
+    def start(cls, engine, variant, key, proposer: str | Principal, data=None,
+              business_key=None):
+        """Start as ``proposer``: a user's name (started as that user), or a principal (a
+        scheduled cycle is started as :meth:`Principal.system`, as the scheduler would)."""
+        principal = proposer if isinstance(proposer, Principal) else as_user(engine, proposer)
+        return cls(engine, engine.runtime.start(variant, key, principal=principal,
                                                 data=data or {}, business_key=business_key))
 
     @property
@@ -67,7 +80,8 @@ class Case:
         else:
             task = tasks[0]
             by = self.candidates(task)[0]
-        self.engine.runtime.complete_task(task.id, data or {}, actor=by)
+        self.engine.runtime.complete_task(task.id, data or {},
+                                          principal=as_user(self.engine, by))
         return by
 
     def vote(self, ballots: dict[str, str], element_id: str = "leadership_vote") -> None:
@@ -99,7 +113,9 @@ class Case:
                 .order_by(AuditEvent.id)))
 
     def send(self, message: str, payload: dict | None = None, by: str = "system") -> None:
-        self.engine.runtime.send_message(message, payload or {}, actor=by,
+        """A message from outside (a portal: the system)."""
+        self.engine.runtime.send_message(message, payload or {},
+                                         principal=Principal.system(by),
                                          correlation_key=self.business_key)
 
 

@@ -13,7 +13,7 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error,
                                  status_code_conformance)
 
 from api_client import LiveServer
-from procedures import deploy_library
+from procedures import as_user, deploy_library
 
 EXAMPLES = 20
 # No 5xx, and every response as documented. Whether a schema-valid request is accepted is
@@ -25,7 +25,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture
 def live(engine):
     deploy_library(engine)
-    engine.runtime.start("lao-cai", "proposal", started_by="laocai.sxd.qlxd.truongphong",
+    engine.runtime.start("lao-cai", "proposal",
+                         principal=as_user(engine, "laocai.sxd.qlxd.truongphong"),
                          business_key="FUZZ-1")
     server = LiveServer(engine)
     yield server

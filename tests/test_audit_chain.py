@@ -17,7 +17,8 @@ from engine.errors import Conflict
 from engine.store import AuditEvent, Database, Instance, TaskCandidate
 from engine.store.migrate import upgrade
 
-from procedures import deploy_library, to_decision
+from conftest import ALICE, CAROL
+from procedures import as_user, deploy_library, to_decision
 from scratch_db import scratch_database
 
 
@@ -25,9 +26,9 @@ def _run(engine, instance_count=2):
     """Instances with a few entries each: start, plan, decision (review fixture)."""
     ids = []
     for n in range(instance_count):
-        instance = engine.runtime.start("national", "review", started_by="alice")
+        instance = engine.runtime.start("national", "review", principal=ALICE)
         [task] = engine.runtime.open_tasks(instance.id)
-        engine.runtime.complete_task(task.id, {}, actor="alice")
+        engine.runtime.complete_task(task.id, {}, principal=ALICE)
         ids.append(instance.id)
     return ids
 
@@ -63,13 +64,13 @@ def test_every_writer_chains_its_entries_and_the_log_verifies(engine, review):
 
 
 def test_claims_join_the_instance_chain(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
     with engine.db.transaction() as session:
         session.add(TaskCandidate(task_id=task.id, instance_id=instance.id, username="carol"))
-    engine.tasks.claim(task.id, "carol")
-    engine.tasks.unclaim(task.id, "carol")
-    engine.runtime.complete_task(task.id, {}, actor="carol")
+    engine.tasks.claim(task.id, CAROL)
+    engine.tasks.unclaim(task.id, CAROL)
+    engine.runtime.complete_task(task.id, {}, principal=CAROL)
     entries = _entries(engine, instance.id)
     actions = [e.action for e in entries]
     assert actions.index("task_claimed") < actions.index("task_unclaimed") < actions.index(
@@ -248,11 +249,11 @@ def test_concurrent_claims_and_completions_keep_one_unbroken_chain(engine):
     def vote(voter):
         barrier.wait()
         try:
-            engine.tasks.claim(tasks[voter].id, voter)
+            engine.tasks.claim(tasks[voter].id, as_user(engine, voter))
             for _ in range(50):              # the optimistic check makes losers retry
                 try:
                     engine.runtime.complete_task(tasks[voter].id, {"vote": "for"},
-                                                 actor=voter)
+                                                 principal=as_user(engine, voter))
                     return
                 except Conflict as exc:
                     conflicts.append(exc.message)

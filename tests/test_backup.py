@@ -14,10 +14,12 @@ from sqlalchemy import func, select
 from api.cli import main as cli
 from engine.audit import verify
 from engine.backup import BackupError, backed_up_tables, export_file, import_file
+from engine.scheduler import SCHEDULER
 from engine.store import Database, TaskCandidate, Timer
 from engine.workflow_engine import WorkflowEngine
 
-from procedures import Case, deploy_library, to_decision
+from conftest import ALICE
+from procedures import Case, as_user, deploy_library, to_decision
 from scratch_db import scratch_database
 
 
@@ -36,11 +38,12 @@ def _stages(engine, clock):
     implementing.do("decide", {"decision": "approve"})
     suspended = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.chuyenvien",
                             business_key="DX-4")
-    engine.runtime.suspend(suspended.id, actor="admin", reason="Chờ hồ sơ")
-    cycle = Case.start(engine, "national", "annual_report", "mau.snv.chuyenvien",
+    engine.runtime.suspend(suspended.id, principal=as_user(engine, "admin"),
+                           reason="Chờ hồ sơ")
+    cycle = Case.start(engine, "national", "annual_report", SCHEDULER,
                        data={"proposer_unit": "mau"})
     [task] = voting.open("leadership_vote")[:1]
-    engine.tasks.claim(task.id, voting.candidates(task)[0])
+    engine.tasks.claim(task.id, as_user(engine, voting.candidates(task)[0]))
     clock.advance(hours=3)
     return {"finished": finished, "voting": voting, "implementing": implementing,
             "suspended": suspended, "cycle": cycle}
@@ -100,13 +103,14 @@ def test_round_trip_between_databases_loses_nothing(engine, clock, database_url,
             voting = Case(restored, restored.runtime.get(cases["voting"].id))
             voting.vote({v: "for" for v in voting.voters()})
             assert voting.open_elements() == ["decide"]
-            restored.runtime.resume(cases["suspended"].id, actor="admin")
+            restored.runtime.resume(cases["suspended"].id,
+                                    principal=as_user(restored, "admin"))
             assert restored.runtime.get(cases["suspended"].id).status == "running"
             implementing = Case(restored, restored.runtime.get(cases["implementing"].id))
             implementing.send("implementation_suspended", {"suspension_reason": "Kinh phí"})
             assert implementing.open_elements() == ["suspension_review"]
             clock.advance(days=60)                 # the cycle's reminders come due and fire
-            assert restored.runtime.fire_timers(cases["cycle"].id) is not None
+            assert restored.runtime.fire_timers(cases["cycle"].id, principal=SCHEDULER) is not None
             # new rows take ids after the restored ones (sequences moved on PostgreSQL)
             fresh = Case.start(restored, "national", "proposal", "mau.sxd.qlxd.chuyenvien")
             assert fresh.open_elements() == ["submit_plan"]
@@ -125,9 +129,9 @@ def target(tmp_path):
 
 @pytest.fixture
 def backup(engine, review, tmp_path):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     path = tmp_path / "backup.json"
     export_file(engine.db, path)
     return path
@@ -137,10 +141,10 @@ def backup(engine, review, tmp_path):
 def backup_with_open_task(engine, review, tmp_path):
     """:func:`backup` with a second instance whose task is still open."""
     for complete in (True, False):
-        instance = engine.runtime.start("national", "review", started_by="alice")
+        instance = engine.runtime.start("national", "review", principal=ALICE)
         [task] = engine.runtime.open_tasks(instance.id)
         if complete:
-            engine.runtime.complete_task(task.id, {}, actor="alice")
+            engine.runtime.complete_task(task.id, {}, principal=ALICE)
     path = tmp_path / "backup.json"
     export_file(engine.db, path)
     return path
@@ -213,7 +217,7 @@ def test_a_database_that_is_not_empty_is_refused(backup, engine):
 
 
 def test_cli_export_and_import(engine, review, tmp_path, monkeypatch, target):
-    engine.runtime.start("national", "review", started_by="alice")
+    engine.runtime.start("national", "review", principal=ALICE)
     runner = CliRunner()
     path = tmp_path / "cli.json"
     monkeypatch.setenv("ND73_DATABASE_URL", engine.db.url)

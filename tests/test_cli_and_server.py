@@ -95,9 +95,9 @@ def test_serve_answers_healthz_over_http(cli_url):
 
 
 def test_scheduler_command_fires_due_timers(engine, cli_url):
-    from conftest import bpmn_source
+    from conftest import ALICE, bpmn_source
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
-    instance = engine.runtime.start("national", "wait_then_go", started_by="a",
+    instance = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                     data={"wait": "PT1H"})          # due long ago, really
     assert "fired 1 timer(s)" in _run("scheduler", "--once", url=cli_url).stdout
     assert engine.runtime.get(instance.id).status == "completed"

@@ -11,14 +11,16 @@ import pytest
 
 from sqlalchemy import select
 
+from engine.access import Principal
 from engine.errors import Conflict, EngineError, InvalidState, NotFound
 from engine.runtime import Projection
 from engine.store import AuditEvent
 
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, BOB, PROJECT, bpmn_source
 
 RACER = """
 import sys
+from engine.access import Principal
 from engine.workflow_engine import WorkflowEngine
 from engine.errors import Conflict
 engine = WorkflowEngine(sys.argv[1])
@@ -26,7 +28,7 @@ sys.stdin.readline()          # wait for the starting signal
 try:
     engine.runtime.complete_task(sys.argv[2], {"decision": "reject",
                                                "refusal_reasons": sys.argv[3]},
-                                 actor=sys.argv[3])
+                                 principal=Principal.system(sys.argv[3]))
     print("won")
 except Conflict as exc:
     print("conflict:", exc.message)
@@ -34,9 +36,9 @@ except Conflict as exc:
 
 
 def _at_decision(engine):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     [decide] = engine.runtime.open_tasks(instance.id)
     return instance, decide
 
@@ -59,7 +61,8 @@ def test_two_threads_complete_the_same_task(engine, review):
         barrier.wait()
         try:
             engine.runtime.complete_task(decide.id, {"decision": "reject",
-                                                     "refusal_reasons": who}, actor=who)
+                                                     "refusal_reasons": who},
+                                         principal=Principal.system(who))
             outcomes[who] = "won"
         except Conflict as exc:
             outcomes[who] = exc
@@ -102,7 +105,7 @@ def test_failure_in_the_middle_of_a_save_keeps_the_previous_state(engine, review
 
     monkeypatch.setattr(Projection, "refresh", crash_after_state_written)
     with pytest.raises(RuntimeError, match="power cut"):
-        engine.runtime.complete_task(decide.id, {"decision": "approve"}, actor="bob")
+        engine.runtime.complete_task(decide.id, {"decision": "approve"}, principal=BOB)
     monkeypatch.setattr(Projection, "refresh", original)
 
     after = engine.runtime.get(instance.id)
@@ -111,7 +114,7 @@ def test_failure_in_the_middle_of_a_save_keeps_the_previous_state(engine, review
     [still_open] = engine.runtime.open_tasks(instance.id)
     assert still_open.id == decide.id
     engine.runtime.complete_task(decide.id, {"decision": "reject", "refusal_reasons": "x"},
-                                 actor="bob")
+                                 principal=BOB)
     assert engine.runtime.get(instance.id).status == "completed"
 
 
@@ -148,7 +151,7 @@ def _race(clients) -> list:
 
 
 def _attempt(engine, task_id, data, actor):
-    engine.runtime.complete_task(task_id, data, actor=actor)
+    engine.runtime.complete_task(task_id, data, principal=Principal.system(actor))
     return "won"
 
 
@@ -169,7 +172,8 @@ def _retry_the_rest(engine, instance_id, tasks: dict, won: dict, data_for) -> No
     for task_id in tasks:
         if task_id not in won:
             assert task_id in {t.id for t in engine.runtime.open_tasks(instance_id)}
-            engine.runtime.complete_task(task_id, data_for(task_id), actor="retry")
+            engine.runtime.complete_task(task_id, data_for(task_id),
+                                         principal=Principal.system("retry"))
             won[task_id] = data_for(task_id).get("vote")
 
 
@@ -177,7 +181,7 @@ def _retry_the_rest(engine, instance_id, tasks: dict, won: dict, data_for) -> No
 def parallel(engine):
     engine.repository.deploy("national", [bpmn_source("parallel_votes.bpmn")], "designer")
     voters = [f"voter{i}" for i in range(5)]
-    instance = engine.runtime.start("national", "parallel_votes", started_by="alice",
+    instance = engine.runtime.start("national", "parallel_votes", principal=ALICE,
                                     data={"voters": voters}, business_key="PAR-1")
     return instance, voters
 
@@ -196,8 +200,8 @@ def _events(engine, instance_id, action):
 def test_fifty_clients_complete_the_same_task(engine, review):
     instance, decide = _at_decision(engine)
     results = _race([lambda who=f"racer{i}": engine.runtime.complete_task(
-        decide.id, {"decision": "reject", "refusal_reasons": who}, actor=who)
-        for i in range(RACERS)])
+        decide.id, {"decision": "reject", "refusal_reasons": who},
+        principal=Principal.system(who)) for i in range(RACERS)])
     winners = [i for i, r in enumerate(results) if not isinstance(r, EngineError)]
     assert len(winners) == 1, results
     losers = [r for r in results if isinstance(r, EngineError)]
@@ -239,7 +243,8 @@ def test_fifty_clients_vote_join_and_send_the_same_message(engine, parallel):
 
     # the message it now waits for, sent by 50 clients: delivered once
     results = _race([lambda i=i: engine.runtime.send_message(
-        "go_ahead", {"sender": f"client{i}"}, actor=f"client{i}", correlation_key="PAR-1")
+        "go_ahead", {"sender": f"client{i}"}, principal=Principal.system(f"client{i}"),
+        correlation_key="PAR-1")
         for i in range(RACERS)])
     delivered = [r for r in results if not isinstance(r, EngineError)]
     assert len(delivered) == 1, results
@@ -248,19 +253,19 @@ def test_fifty_clients_vote_join_and_send_the_same_message(engine, parallel):
     assert _data_after(engine, instance.id, "went")["log"] == ["tally", "joined", "went"]
     [close] = engine.runtime.open_tasks(instance.id)
     assert close.element_id == "close"
-    engine.runtime.complete_task(close.id, {}, actor="alice")
+    engine.runtime.complete_task(close.id, {}, principal=ALICE)
     assert engine.runtime.get(instance.id).status == "completed"
 
 
 def test_fifty_http_clients_complete_the_same_task(engine):
     """The same race through the REST API: one 200, and 409 problems for everyone else."""
     from api_client import LiveServer
-    from procedures import deploy_library, plan
+    from procedures import as_user, deploy_library, plan
     deploy_library(engine)
     proposer, head = "laocai.sxd.qlxd.truongphong", "laocai.sxd.giamdoc"
-    instance = engine.runtime.start("lao-cai", "proposal", started_by=proposer)
+    instance = engine.runtime.start("lao-cai", "proposal", principal=as_user(engine, proposer))
     [draft] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(draft.id, plan(), actor=proposer)
+    engine.runtime.complete_task(draft.id, plan(), principal=as_user(engine, proposer))
     [screening] = engine.runtime.open_tasks(instance.id)
     server = LiveServer(engine)
     try:

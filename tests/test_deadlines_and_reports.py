@@ -9,11 +9,12 @@ import pytest
 
 from engine.clock import as_utc
 from engine.errors import DefinitionInvalid
+from engine.scheduler import SCHEDULER
 from engine.variants import load_variant
 from engine.workdays import WorkingCalendar
 
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, Case, deploy_library, to_decision
+from procedures import PREFIX, VARIANTS, Case, as_user, deploy_library, to_decision
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_late_decision_is_reminded_then_escalated_across_tet(library, clock, var
 
     def fire():
         for timer in library.runtime.due_timers():
-            library.runtime.fire_timers(timer.instance_id)
+            library.runtime.fire_timers(timer.instance_id, principal=SCHEDULER)
 
     clock.set(utc(2026, 2, 27, 10, 0))                           # Friday: not yet due
     fire()
@@ -105,8 +106,7 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     unit = PREFIX[variant]
     expected = [f"{unit}.skhcn", f"{unit}.sxd", f"{unit}.xa"]
     clock.set(utc(2026, 11, 16, 1, 0))
-    opener = f"{unit}.snv.chuyenvien"
-    case = Case.start(library, variant, "annual_report", opener,
+    case = Case.start(library, variant, "annual_report", SCHEDULER,
                       data={"proposer_unit": unit})
     tasks = case.open("submit_report")
     assert sorted(t.unit_id for t in tasks) == expected
@@ -117,7 +117,8 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     for task in tasks:
         by = case.candidates(task)[0]
         library.runtime.complete_task(task.id, {"report": {
-            "proposals_submitted": 2, "proposals_approved": 1, "summary": "Ổn định"}}, actor=by)
+            "proposals_submitted": 2, "proposals_approved": 1, "summary": "Ổn định"}},
+            principal=as_user(library, by))
     [consolidate] = case.open("consolidate")
     assert case.candidates(consolidate) == [f"{unit}.snv.chuyenvien", f"{unit}.snv.giamdoc"]
     consolidation = library.repository.settings(
@@ -132,15 +133,15 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
 
 def test_late_unit_report_is_reminded_then_escalated(library, clock):
     clock.set(utc(2026, 11, 2, 1, 0))
-    case = Case.start(library, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+    case = Case.start(library, "lao-cai", "annual_report", SCHEDULER,
                       data={"proposer_unit": "laocai"})
     for task in case.open("submit_report"):
         if task.unit_id != "laocai.xa":
             library.runtime.complete_task(task.id, {"report": {"summary": "Đúng hạn"}},
-                                          actor=case.candidates(task)[0])
+                                          principal=as_user(library, case.candidates(task)[0]))
     clock.set(utc(2026, 12, 2, 11, 0))            # after 30/11 17:00 and two working days
     for timer in library.runtime.due_timers():
-        library.runtime.fire_timers(timer.instance_id)
+        library.runtime.fire_timers(timer.instance_id, principal=SCHEDULER)
     [reminder] = case.audit("reminder")
     assert sorted(reminder.details["recipients"]) == ["laocai.xa.chutich", "laocai.xa.congchuc"]
     [escalation] = case.audit("escalation")
@@ -150,7 +151,7 @@ def test_late_unit_report_is_reminded_then_escalated(library, clock):
 
 def test_dak_lak_department_cycle_units_office_province(library, clock):
     clock.set(utc(2026, 11, 16, 1, 0))
-    case = Case.start(library, "dak-lak", "department_report", "daklak.sxd.vp.chuyenvien",
+    case = Case.start(library, "dak-lak", "department_report", SCHEDULER,
                       data={"proposer_unit": "daklak.sxd"})
     tasks = case.open("submit_report")
     assert sorted(t.unit_id for t in tasks) == ["daklak.sxd.gt", "daklak.sxd.qhkt",
@@ -158,7 +159,7 @@ def test_dak_lak_department_cycle_units_office_province(library, clock):
     assert {as_utc(t.due_at) for t in tasks} == {utc(2026, 12, 5, 10, 0)}
     for task in tasks:
         library.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
-                                      actor=case.candidates(task)[0])
+                                      principal=as_user(library, case.candidates(task)[0]))
     [office] = case.open("consolidate")
     assert case.candidates(office) == ["daklak.sxd.vp.chanhvp", "daklak.sxd.vp.chuyenvien"]
     assert as_utc(office.due_at) == utc(2026, 12, 10, 10, 0)
@@ -166,7 +167,7 @@ def test_dak_lak_department_cycle_units_office_province(library, clock):
 
 def test_dak_lak_province_cycle_uses_its_own_dates(library, clock):
     clock.set(utc(2026, 11, 16, 1, 0))
-    case = Case.start(library, "dak-lak", "annual_report", "daklak.snv.chuyenvien",
+    case = Case.start(library, "dak-lak", "annual_report", SCHEDULER,
                       data={"proposer_unit": "daklak"})
     assert {as_utc(t.due_at) for t in case.open("submit_report")} == {utc(2026, 12, 10, 10, 0)}
 

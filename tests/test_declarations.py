@@ -14,7 +14,7 @@ from engine.errors import DefinitionInvalid, InvalidData
 from engine.serialization import Codec
 from engine.store import Decision
 
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, BOB, PROJECT, bpmn_source
 
 NS = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
 DECIDE = '<bpmn:userTask id="decide" name="Quyết định">'
@@ -77,16 +77,16 @@ def test_a_step_runs_its_declarations_and_tells_every_listener(engine):
     engine.repository.deploy("national", [declaring(DECLARED)], "designer")
     recorder = Recorder()
     engine.runtime.listeners.append(recorder)
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"budget": 120})
     [submit] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(submit.id, {"months": 4}, actor="alice")
+    engine.runtime.complete_task(submit.id, {"months": 4}, principal=ALICE)
     [decide] = engine.runtime.open_tasks(instance.id)
     with pytest.raises(InvalidData) as refused:
-        engine.runtime.complete_task(decide.id, {"decision": "reject"}, actor="bob")
+        engine.runtime.complete_task(decide.id, {"decision": "reject"}, principal=BOB)
     [error] = refused.value.details["errors"]
     assert (error["field"], error["message"]) == ("note", "Từ chối phải có lý do (reject)")
-    engine.runtime.complete_task(decide.id, {"decision": "approve"}, actor="bob")
+    engine.runtime.complete_task(decide.id, {"decision": "approve"}, principal=BOB)
     assert recorder.steps == [
         ("saving", None, {}, ["start"]), ("saved", ["submit"]),
         ("saving", "submit", {"months": 4}, []), ("saved", ["decide"]),

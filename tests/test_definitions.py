@@ -9,7 +9,7 @@ from engine.variants import SourceFile, load_variant
 from engine.errors import DefinitionInvalid, NotFound
 from engine.store import AuditEvent, Definition
 
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source
 
 
 def _counts(engine) -> tuple[int, int]:
@@ -148,7 +148,7 @@ def test_path_in_file_name_is_refused(engine):
 def test_starting_unknown_process_is_not_found(engine, review):
     before = _counts(engine)
     with pytest.raises(NotFound) as caught:
-        engine.runtime.start("national", "no_such_process", started_by="alice")
+        engine.runtime.start("national", "no_such_process", principal=ALICE)
     assert "no_such_process" in caught.value.message
     assert _counts(engine) == before
 

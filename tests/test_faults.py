@@ -24,7 +24,7 @@ from sqlalchemy import event, func, select
 from api_client import LiveServer
 from conftest import PROJECT
 from engine.store import AuditEvent
-from procedures import deploy_library, plan
+from procedures import as_user, deploy_library, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "laocai.sxd.qlxd.truongphong"
@@ -60,8 +60,9 @@ def _kill(process: subprocess.Popen) -> None:
 def _drafts(engine, count: int) -> dict[str, str]:
     """``count`` proposals waiting for their plan: task id -> instance id."""
     tasks = {}
+    proposer = as_user(engine, PROPOSER)
     for _ in range(count):
-        instance = engine.runtime.start("lao-cai", "proposal", started_by=PROPOSER)
+        instance = engine.runtime.start("lao-cai", "proposal", principal=proposer)
         [task] = engine.runtime.open_tasks(instance.id)
         tasks[task.id] = instance.id
     return tasks

@@ -25,6 +25,8 @@ from engine.errors import DefinitionInvalid
 from engine.store import AuditEvent, Definition, Instance
 from engine.variants import SourceFile
 
+from conftest import ALICE
+
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 CORPUS = sorted(HOSTILE.glob("*.bpmn"))
 FORMS = {p.name: p.read_bytes() for p in HOSTILE.glob("*.json")}   # forms the attacks name
@@ -82,7 +84,7 @@ def test_hostile_file(engine, tmp_path, path):
     else:
         engine.repository.deploy("national", [source], "designer", forms=FORMS)
         started = time.monotonic()
-        instance = engine.runtime.start("national", "hostile", started_by="alice")
+        instance = engine.runtime.start("national", "hostile", principal=ALICE)
         assert time.monotonic() - started < INCIDENT_SECONDS
         failed = engine.runtime.get(instance.id)
         assert failed.status == "incident", f"{path.name}: {failed.status}"

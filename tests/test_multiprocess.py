@@ -15,6 +15,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from engine.access import Principal
 from engine.store import AuditEvent, Instance
 
 from conftest import PROJECT, bpmn_source
@@ -114,7 +115,7 @@ def test_two_schedulers_fire_every_timer_once(replicas):
     engine, _, env = replicas
     count = 60
     for _ in range(count):
-        engine.runtime.start("national", "wait_then_go", started_by="load",
+        engine.runtime.start("national", "wait_then_go", principal=Principal.system("load"),
                              data={"wait": "PT1H"})       # due long before the real now
     schedulers = [subprocess.Popen([str(ND73), "scheduler", "--once"], cwd=PROJECT, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -26,11 +26,11 @@ from engine.errors import DefinitionInvalid, InvalidData, NotFound
 from engine.notifications.mailer import SmtpSettings
 from engine.notifications.outbox import OUTBOX_LEASES
 from engine.notifications.templates import Renderer
-from engine.scheduler import Scheduler
+from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
 from conftest import PROJECT
-from procedures import Case, deploy_library, implement_and_evaluate, plan
+from procedures import Case, as_user, deploy_library, implement_and_evaluate, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "mau.sxd.qlxd.chuyenvien"
@@ -449,7 +449,7 @@ def test_assigning_a_task_tells_the_new_assignee(library):
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-16")
     case.do("submit_plan", plan(), by=PROPOSER)
     [screening] = case.open("screening")
-    library.tasks.assign(screening.id, "mau.sxd.pgd2", "admin")
+    library.tasks.assign(screening.id, "mau.sxd.pgd2", as_user(library, "admin"))
     [item] = library.notifications.list_for("mau.sxd.pgd2")
     assert (item["kind"], item["link"]) == ("task_assigned", f"/tasks/{screening.id}")
     assert item["title"].startswith("[ND73] Anh/Chị được giao: Tiếp nhận")
@@ -457,7 +457,7 @@ def test_assigning_a_task_tells_the_new_assignee(library):
 
 def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
     clock.set(utc(2026, 11, 2, 1, 0))
-    Case.start(library, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+    Case.start(library, "lao-cai", "annual_report", SCHEDULER,
                data={"proposer_unit": "laocai"})
     [item] = library.notifications.list_for("laocai.xa.congchuc")
     assert item["kind"] == "report_cycle_opened"
@@ -485,7 +485,8 @@ def test_a_variant_overrides_templates_file_by_file(engine, processes):
     (processes / "national" / "org.toml").rename(folder / "org.toml")
     engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
     seed_orgs(engine, processes)
-    case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
+    case = Case(engine, engine.runtime.start("mien-nui", "proposal",
+                                             principal=as_user(engine, PROPOSER),
                                              business_key="MN-1"))
     case.do("submit_plan", plan(), by=PROPOSER)
     [item] = engine.notifications.list_for(HEAD)
@@ -519,7 +520,8 @@ def test_templates_run_in_a_sandbox(engine, processes):
     (processes / "national" / "org.toml").rename(folder / "org.toml")
     engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
     seed_orgs(engine, processes)
-    case = Case(engine, engine.runtime.start("mien-nui", "proposal", started_by=PROPOSER,
+    case = Case(engine, engine.runtime.start("mien-nui", "proposal",
+                                             principal=as_user(engine, PROPOSER),
                                              business_key="<b>MN-2</b>"))
     case.do("submit_plan", plan(), by=PROPOSER)
     [item] = engine.notifications.list_for(HEAD)

@@ -11,7 +11,7 @@ import requests
 from api_client import LiveServer
 from engine.workflow_engine import WorkflowEngine
 
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source
 from procedures import deploy_library
 
 ND73 = Path(sys.executable).with_name("nd73")
@@ -37,7 +37,7 @@ def test_ready_only_with_a_current_schema(engine, tmp_path):
 def test_metrics_and_request_ids(engine, clock):
     deploy_library(engine)
     engine.repository.deploy("national", [bpmn_source()], "designer")
-    engine.runtime.start("national", "review", started_by="a")
+    engine.runtime.start("national", "review", principal=ALICE)
     server = LiveServer(engine)
     try:
         echoed = requests.get(server.url + "/healthz", headers={"X-Request-ID": "abc-123"},

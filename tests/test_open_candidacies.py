@@ -9,7 +9,8 @@ from engine.store import Database, HumanTask, TaskCandidate
 from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
 
-from procedures import Case, deploy_library, plan
+from conftest import ALICE
+from procedures import Case, as_user, deploy_library, plan
 from scratch_db import proposal_at_vote, scratch_database
 
 VOTER = "mau.sxd.pgd1"
@@ -60,7 +61,7 @@ def test_migration_sets_the_flag_and_the_downgrade_takes_it_away(database_url, t
 def test_the_flag_follows_every_change_of_the_task_status(engine, review):
     """Completed, cancelled, reopened (as a retry or a migration does): whoever writes the
     status, the candidacies follow, in the same statement."""
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
 
     def flags():
@@ -94,11 +95,11 @@ def test_an_inbox_lists_open_tasks_one_may_work_on_and_nothing_else(engine):
 
     ids = [t.id for t in tasks]
     assert inbox() == inbox("candidate") == set(ids)
-    engine.tasks.claim(ids[0], head)
-    engine.runtime.complete_task(ids[1], {"is_complex": False}, actor=head)
+    engine.tasks.claim(ids[0], as_user(engine, head))
+    engine.runtime.complete_task(ids[1], {"is_complex": False}, principal=as_user(engine, head))
     assert inbox() == {ids[0], ids[2]}
     assert inbox("mine") == {ids[0]}
     assert inbox("candidate") == {ids[2]}
-    engine.tasks.assign(ids[2], "mau.sxd.pgd1", actor="admin")   # still a candidacy of head
+    engine.tasks.assign(ids[2], "mau.sxd.pgd1", as_user(engine, "admin"))   # head: a candidacy
     assert inbox() == inbox("mine") == {ids[0]}
     assert inbox("candidate") == set()

@@ -14,7 +14,9 @@ from openpyxl import load_workbook
 
 from api_client import LiveServer
 from browser import chromium_page
-from procedures import Case, deploy_library
+from engine.scheduler import SCHEDULER
+
+from procedures import Case, as_user, deploy_library
 
 DIVISION_HEAD = "cantho.sxd.qlxd.truongphong"     # under his agency: to its director
 DIRECTOR = "cantho.sxd.giamdoc"                   # under the city: via Sở Nội vụ
@@ -104,7 +106,7 @@ def test_registrations_count_in_the_city_annual_report(server, engine, clock):
         case.do("register", REGISTRATION, by=user)
         case.do("review_registration", {"registration_decision": "accept"}, by=DIRECTOR)
     clock.set(utc(2026, 11, 16, 1, 0))
-    cycle = Case.start(engine, "can-tho", "annual_report", "cantho.snv.chuyenvien",
+    cycle = Case.start(engine, "can-tho", "annual_report", SCHEDULER,
                        data={"proposer_unit": "cantho"})
     prefilled = {t.unit_id: engine.runtime.task_data(t.id)["report"]
                  for t in cycle.open("submit_report")}
@@ -113,7 +115,8 @@ def test_registrations_count_in_the_city_annual_report(server, engine, clock):
     for task in cycle.open("submit_report"):
         report = {**engine.runtime.task_data(task.id)["report"], "summary": "Đã rà soát"}
         user = Case(engine, cycle.instance).candidates(task)[0]
-        engine.runtime.complete_task(task.id, {"report": report}, actor=user)
+        engine.runtime.complete_task(task.id, {"report": report},
+                                     principal=as_user(engine, user))
     cycle.do("consolidate", {"summary": "Tổng hợp", "document_number": "15/BC-SNV"})
     sheet = load_workbook(io.BytesIO(server.get(
         f"/reports/{cycle.id}.xlsx", "cantho.quantri").content)).active

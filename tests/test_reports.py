@@ -14,7 +14,8 @@ from openpyxl import load_workbook
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import Case, deploy_library, implement_and_evaluate, to_decision
+from engine.scheduler import SCHEDULER
+from procedures import Case, as_user, deploy_library, implement_and_evaluate, to_decision
 
 
 def utc(*args):
@@ -40,7 +41,7 @@ def year_of_work(engine, clock):
     science.vote({v: "for" for v in science.voters()})
     science.do("decide", {"decision": "approve"})
     clock.set(utc(2026, 11, 16, 1, 0))
-    cycle = Case.start(engine, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+    cycle = Case.start(engine, "lao-cai", "annual_report", SCHEDULER,
                        data={"proposer_unit": "laocai"})
     return engine, cycle
 
@@ -62,7 +63,7 @@ def _consolidate(engine, cycle):
     for task in cycle.open("submit_report"):
         report = dict(engine.runtime.task_data(task.id)["report"], summary="Đã thực hiện")
         engine.runtime.complete_task(task.id, {"report": report},
-                                     actor=cycle.candidates(task)[0])
+                                     principal=as_user(engine, cycle.candidates(task)[0]))
     cycle.do("consolidate", {"summary": "Tổng hợp", "document_number": "125/BC-SNV"})
 
 

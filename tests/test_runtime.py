@@ -8,7 +8,7 @@ from sqlalchemy import select
 from engine.errors import Conflict, InvalidData, InvalidState, MigrationRefused, NotFound
 from engine.store import AuditEvent, HumanTask, Instance, MessageSubscription, Timer
 
-from conftest import bpmn_source
+from conftest import ADMIN, ALICE, BOB, MALLORY, PORTAL, bpmn_source
 
 
 def _only_task(engine, instance_id):
@@ -17,12 +17,12 @@ def _only_task(engine, instance_id):
 
 
 def _approved_waiting_for_report(engine, business_key="DX-1"):
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"budget": 120}, business_key=business_key)
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {"months": 4},
-                                 actor="alice")
+                                 principal=ALICE)
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {"decision": "approve"},
-                                 actor="bob")
+                                 principal=BOB)
     return instance
 
 
@@ -33,7 +33,7 @@ def _audit(engine, instance_id):
 
 
 def test_start_lists_first_user_task_with_lane_and_form(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"budget": 100})
     assert instance.status == "running" and instance.definition_id == review.definition_id
     task = _only_task(engine, instance.id)
@@ -52,7 +52,7 @@ def test_ordinary_path_to_completion_with_message_by_correlation_key(engine, rev
         [subscription] = session.scalars(select(MessageSubscription).where(
             MessageSubscription.instance_id == instance.id))
     assert subscription.message_name == "implementation_report"
-    engine.runtime.send_message("implementation_report", {"report": "done"}, actor="alice",
+    engine.runtime.send_message("implementation_report", {"report": "done"}, principal=ALICE,
                                 correlation_key="DX-1")
     finished = engine.runtime.get(instance.id)
     assert finished.status == "completed" and finished.ended_at is not None
@@ -69,28 +69,29 @@ def test_ordinary_path_to_completion_with_message_by_correlation_key(engine, rev
 
 def test_message_by_instance_id(engine, review):
     instance = _approved_waiting_for_report(engine)
-    engine.runtime.send_message("implementation_report", {}, actor="x", instance_id=instance.id)
+    engine.runtime.send_message("implementation_report", {}, principal=PORTAL,
+                                instance_id=instance.id)
     assert engine.runtime.get(instance.id).status == "completed"
 
 
 def test_message_nobody_waits_for_is_refused_and_changes_nothing(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     before = engine.runtime.get(instance.id)
     with pytest.raises(NotFound, match="not waiting for message 'implementation_report'"):
-        engine.runtime.send_message("implementation_report", {}, actor="x",
+        engine.runtime.send_message("implementation_report", {}, principal=PORTAL,
                                     instance_id=instance.id)
     with pytest.raises(NotFound, match="no instance with key 'NOPE'"):
-        engine.runtime.send_message("implementation_report", {}, actor="x",
+        engine.runtime.send_message("implementation_report", {}, principal=PORTAL,
                                     correlation_key="NOPE")
     assert engine.runtime.get(instance.id).version == before.version
 
 
 def test_refusal_ends_the_instance(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
-    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, actor="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, principal=ALICE)
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {"decision": "reject",
                                                                    "refusal_reasons": "thiếu"},
-                                 actor="bob")
+                                 principal=BOB)
     assert engine.runtime.get(instance.id).status == "completed"
     with engine.db.reading() as session:
         timers = list(session.scalars(select(Timer).where(Timer.instance_id == instance.id)))
@@ -98,23 +99,23 @@ def test_refusal_ends_the_instance(engine, review):
 
 
 def test_suspend_blocks_work_until_resumed(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     task = _only_task(engine, instance.id)
-    engine.runtime.suspend(instance.id, actor="admin", reason="kiểm tra")
+    engine.runtime.suspend(instance.id, principal=ADMIN, reason="kiểm tra")
     assert engine.runtime.get(instance.id).status == "suspended"
     with pytest.raises(InvalidState, match="suspended"):
-        engine.runtime.complete_task(task.id, {}, actor="alice")
+        engine.runtime.complete_task(task.id, {}, principal=ALICE)
     with pytest.raises(InvalidState):
-        engine.runtime.suspend(instance.id, actor="admin")
-    engine.runtime.resume(instance.id, actor="admin")
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+        engine.runtime.suspend(instance.id, principal=ADMIN)
+    engine.runtime.resume(instance.id, principal=ADMIN)
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     assert _only_task(engine, instance.id).element_id == "decide"
 
 
 def test_terminate_cancels_open_tasks_and_timers(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
-    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, actor="alice")
-    engine.runtime.terminate(instance.id, actor="admin", reason="rút đề xuất")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, principal=ALICE)
+    engine.runtime.terminate(instance.id, principal=ADMIN, reason="rút đề xuất")
     stored = engine.runtime.get(instance.id)
     assert stored.status == "terminated" and stored.ended_at is not None
     assert engine.runtime.open_tasks(instance.id) == []
@@ -122,16 +123,16 @@ def test_terminate_cancels_open_tasks_and_timers(engine, review):
         assert all(t.status == "cancelled" for t in session.scalars(
             select(Timer).where(Timer.instance_id == instance.id)))
     with pytest.raises(InvalidState):
-        engine.runtime.resume(instance.id, actor="admin")
+        engine.runtime.resume(instance.id, principal=ADMIN)
 
 
 def test_failing_script_makes_an_incident_then_retry_after_fix(engine, review, clock):
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"budget": 100})
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {"months": 0},
-                                 actor="alice")
+                                 principal=ALICE)
     engine.runtime.complete_task(_only_task(engine, instance.id).id, {"decision": "approve"},
-                                 actor="bob")
+                                 principal=BOB)
     failed = engine.runtime.get(instance.id)
     assert failed.status == "incident"
     assert failed.incident_element == "record"
@@ -141,9 +142,9 @@ def test_failing_script_makes_an_incident_then_retry_after_fix(engine, review, c
     assert engine.runtime.workflow(instance.id).get_tasks(spec_name="decide")[0].data[
         "decision"] == "approve"
     with pytest.raises(InvalidState):
-        engine.runtime.send_message("implementation_report", {}, actor="x",
+        engine.runtime.send_message("implementation_report", {}, principal=PORTAL,
                                     instance_id=instance.id)
-    engine.runtime.retry(instance.id, actor="admin", data={"months": 5})
+    engine.runtime.retry(instance.id, principal=ADMIN, data={"months": 5})
     fixed = engine.runtime.get(instance.id)
     assert fixed.status == "running" and fixed.incident_message is None
     [waiting] = engine.runtime.workflow(instance.id).get_tasks(spec_name="wait_report")
@@ -153,51 +154,51 @@ def test_failing_script_makes_an_incident_then_retry_after_fix(engine, review, c
 
 def test_invalid_start_and_task_data_is_refused(engine, review):
     with pytest.raises(InvalidData, match="JSON object"):
-        engine.runtime.start("national", "review", started_by="a", data=[1, 2])
+        engine.runtime.start("national", "review", principal=ALICE, data=[1, 2])
     with pytest.raises(InvalidData, match="must not start with '_'"):
-        engine.runtime.start("national", "review", started_by="a", data={"__class__": 1})
-    instance = engine.runtime.start("national", "review", started_by="a")
+        engine.runtime.start("national", "review", principal=ALICE, data={"__class__": 1})
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     task = _only_task(engine, instance.id)
     with pytest.raises(InvalidData, match="limit"):
-        engine.runtime.complete_task(task.id, {"blob": "x" * 600_000}, actor="a")
+        engine.runtime.complete_task(task.id, {"blob": "x" * 600_000}, principal=ALICE)
     with pytest.raises(InvalidData, match="cannot hold a value of type"):
-        engine.runtime.complete_task(task.id, {"s": {1, 2}}, actor="a")
+        engine.runtime.complete_task(task.id, {"s": {1, 2}}, principal=ALICE)
     assert _only_task(engine, instance.id).id == task.id
 
 
 def test_unknown_task_and_instance_are_not_found(engine, review):
     with pytest.raises(NotFound):
-        engine.runtime.complete_task("00000000-0000-0000-0000-000000000000", {}, actor="a")
+        engine.runtime.complete_task("00000000-0000-0000-0000-000000000000", {}, principal=ALICE)
     with pytest.raises(NotFound):
-        engine.runtime.suspend("nope", actor="a")
+        engine.runtime.suspend("nope", principal=ALICE)
 
 
 def test_completed_task_cannot_be_completed_twice(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     task = _only_task(engine, instance.id)
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     with pytest.raises(Conflict, match="already completed by alice"):
-        engine.runtime.complete_task(task.id, {}, actor="mallory")
+        engine.runtime.complete_task(task.id, {}, principal=MALLORY)
 
 
 def test_instance_stays_on_its_version_and_migrates_safely(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     renamed = bpmn_source(replace={'name="Quyết định"': 'name="Quyết định (mới)"'})
     [v2] = engine.repository.deploy("national", [renamed], "designer")
     assert engine.runtime.get(instance.id).definition_id == review.definition_id
-    newer = engine.runtime.start("national", "review", started_by="alice")
+    newer = engine.runtime.start("national", "review", principal=ALICE)
     assert newer.definition_id == v2.definition_id
 
-    engine.runtime.migrate(instance.id, v2.definition_id, actor="admin")
+    engine.runtime.migrate(instance.id, v2.definition_id, principal=ADMIN)
     migrated = engine.runtime.get(instance.id)
     assert migrated.definition_id == v2.definition_id
-    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, actor="alice")
+    engine.runtime.complete_task(_only_task(engine, instance.id).id, {}, principal=ALICE)
     assert _only_task(engine, instance.id).name == "Quyết định (mới)"
     assert "instance_migrated" in [e.action for e in _audit(engine, instance.id)]
 
 
 def test_migration_removing_the_active_task_is_refused_with_reasons(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     without_submit = bpmn_source(replace={
         '<bpmn:userTask id="submit" name="Nộp kế hoạch">': '<bpmn:userTask id="submit_v2" '
         'name="Nộp kế hoạch">',
@@ -208,23 +209,23 @@ def test_migration_removing_the_active_task_is_refused_with_reasons(engine, revi
     [v2] = engine.repository.deploy("national", [without_submit], "designer")
     before = engine.runtime.get(instance.id)
     with pytest.raises(MigrationRefused) as caught:
-        engine.runtime.migrate(instance.id, v2.definition_id, actor="admin")
+        engine.runtime.migrate(instance.id, v2.definition_id, principal=ADMIN)
     assert any("'submit'" in reason for reason in caught.value.reasons)
     after = engine.runtime.get(instance.id)
     assert (after.definition_id, after.version) == (before.definition_id, before.version)
 
 
 def test_migration_to_another_process_is_refused(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [other] = engine.repository.deploy("lao-cai", [bpmn_source()], "designer")
     with pytest.raises(MigrationRefused, match="belongs to lao-cai/review"):
-        engine.runtime.migrate(instance.id, other.definition_id, actor="admin")
+        engine.runtime.migrate(instance.id, other.definition_id, principal=ADMIN)
 
 
 def test_human_task_projection_follows_the_workflow(engine, review):
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     first = _only_task(engine, instance.id)
-    engine.runtime.complete_task(first.id, {}, actor="alice")
+    engine.runtime.complete_task(first.id, {}, principal=ALICE)
     with engine.db.reading() as session:
         rows = {r.element_id: r for r in session.scalars(
             select(HumanTask).where(HumanTask.instance_id == instance.id))}

@@ -7,7 +7,7 @@ import pytest
 from engine.errors import ScriptError
 from engine.sandbox import Sandbox, SandboxViolation
 
-from conftest import bpmn_source
+from conftest import ALICE, BOB, bpmn_source
 
 ESCAPES = [
     "().__class__.__base__.__subclasses__()",
@@ -89,11 +89,11 @@ def test_ordinary_scripts_work(sandbox):
 def test_endless_loop_in_bpmn_becomes_an_incident(engine):
     source = bpmn_source(replace={'result = "approved"': "while True:\n    pass"})
     engine.repository.deploy("national", [source], "designer")
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     [task] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(task.id, {"decision": "approve"}, actor="bob")
+    engine.runtime.complete_task(task.id, {"decision": "approve"}, principal=BOB)
     failed = engine.runtime.get(instance.id)
     assert failed.status == "incident" and failed.incident_element == "record"
     assert "CPU limit" in failed.incident_message
@@ -102,10 +102,10 @@ def test_endless_loop_in_bpmn_becomes_an_incident(engine):
 def test_task_data_growing_past_the_cap_becomes_an_incident(engine):
     source = bpmn_source(replace={'result = "approved"': "blob = 'x' * 900000"})
     engine.repository.deploy("national", [source], "designer")
-    instance = engine.runtime.start("national", "review", started_by="alice")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
     for data in ({"budget": 1, "months": 1}, {"decision": "approve"}):
         [task] = engine.runtime.open_tasks(instance.id)
-        engine.runtime.complete_task(task.id, data, actor="alice")
+        engine.runtime.complete_task(task.id, data, principal=ALICE)
     failed = engine.runtime.get(instance.id)
     assert failed.status == "incident" and "byte limit" in failed.incident_message
 

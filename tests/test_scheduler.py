@@ -13,12 +13,13 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 
+from engine.access import Principal
 from engine.clock import ManualClock, as_utc
 from engine.scheduler import Scheduler, next_occurrence
 from engine.store import AuditEvent, Instance, Timer
 from engine.workflow_engine import WorkflowEngine
 
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source
 
 
 def utc(*args) -> datetime:
@@ -50,7 +51,7 @@ def _audit(engine, action):
 
 
 def test_intermediate_timer_fires_when_the_clock_reaches_it(timers, clock):
-    instance = timers.runtime.start("national", "wait_then_go", started_by="a",
+    instance = timers.runtime.start("national", "wait_then_go", principal=ALICE,
                                     data={"wait": "PT2H"})
     scheduler = Scheduler(timers, owner="s1")
     clock.advance(hours=1, minutes=59)
@@ -65,7 +66,7 @@ def test_intermediate_timer_fires_when_the_clock_reaches_it(timers, clock):
 
 
 def test_interrupting_boundary_on_a_task_and_cycle_on_a_subprocess(timers, clock):
-    instance = timers.runtime.start("national", "deadline_kinds", started_by="a")
+    instance = timers.runtime.start("national", "deadline_kinds", principal=ALICE)
     assert sorted(t.element_id for t in timers.runtime.open_tasks(instance.id)) == [
         "d_answer", "s_review"]
     scheduler = Scheduler(timers, owner="s1")
@@ -129,7 +130,7 @@ def test_new_version_replaces_the_schedule(schedules, clock):
 
 
 def test_missed_timers_catch_up_oldest_first_with_their_delay(timers, clock):
-    late = [timers.runtime.start("national", "wait_then_go", started_by="a",
+    late = [timers.runtime.start("national", "wait_then_go", principal=ALICE,
                                  data={"wait": f"PT{hours}H"}) for hours in (5, 1, 3)]
     clock.advance(days=2)                         # nothing ran for two days
     assert Scheduler(timers, owner="restart").run_due() == 3
@@ -168,7 +169,7 @@ def _python(script, *args, **kwargs):
 def _due_in_the_past(engine, count):
     """``count`` instances whose timer fell due long before the real clock's now."""
     for _ in range(count):
-        engine.runtime.start("national", "wait_then_go", started_by="load",
+        engine.runtime.start("national", "wait_then_go", principal=Principal.system("load"),
                              data={"wait": "PT1H"})
 
 
@@ -243,7 +244,7 @@ def test_a_scheduler_killed_while_firing_leaves_every_timer_fired_once(timers, d
 
 
 def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers, clock):
-    instance = timers.runtime.start("national", "wait_then_go", started_by="a",
+    instance = timers.runtime.start("national", "wait_then_go", principal=ALICE,
                                     data={"wait": "PT1H"})
     with timers.db.transaction() as session:             # a fault: unreadable stored state
         session.get(Instance, instance.id).state = b"{not compressed json"
@@ -267,7 +268,7 @@ def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers,
 
 def test_interrupting_boundary_on_a_subprocess_counts_working_days(timers, clock):
     clock.set(utc(2026, 2, 13, 2, 0))            # Friday before Tết: 3 working days → 25/02
-    instance = timers.runtime.start("national", "give_up", started_by="a")
+    instance = timers.runtime.start("national", "give_up", principal=ALICE)
     assert timers.runtime.due_timers() == []
     with timers.db.reading() as session:
         [row] = session.scalars(select(Timer).where(Timer.instance_id == instance.id))

@@ -18,7 +18,7 @@ from engine.scripting import start_timers
 from engine.store import AuditEvent, Instance, OrgUnit
 
 from api_client import LiveServer
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, BOB, PROJECT, bpmn_source
 from procedures import VARIANTS, deploy_library
 
 NS = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
@@ -152,33 +152,33 @@ def declared(engine):
 def test_start_data_breaking_the_start_events_form_is_refused(engine, declared):
     before = counts(engine)
     with pytest.raises(InvalidData) as refused:
-        engine.runtime.start("national", "review", started_by="alice", data={"title": "x"})
+        engine.runtime.start("national", "review", principal=ALICE, data={"title": "x"})
     assert [e["field"] for e in refused.value.details["errors"]] == ["title"]
     with pytest.raises(InvalidData, match="Tên không được là test"):
-        engine.runtime.start("national", "review", started_by="alice",
+        engine.runtime.start("national", "review", principal=ALICE,
                              data={"title": "test"})
     assert counts(engine) == before
-    started = engine.runtime.start("national", "review", started_by="alice",
+    started = engine.runtime.start("national", "review", principal=ALICE,
                                    data={"title": "Một cửa số"})
     assert started.status == "running"
 
 
 def test_a_message_breaking_the_catch_events_form_is_refused(engine, declared):
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"title": "Một cửa số"})
     [submit] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(submit.id, {"budget": 10, "months": 2}, actor="alice")
+    engine.runtime.complete_task(submit.id, {"budget": 10, "months": 2}, principal=ALICE)
     [decide] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(decide.id, {"decision": "approve"}, actor="bob")
+    engine.runtime.complete_task(decide.id, {"decision": "approve"}, principal=BOB)
     waiting = engine.runtime.get(instance.id)
     with pytest.raises(InvalidData) as refused:
         engine.runtime.send_message("implementation_report", {"outcome": "maybe"},
-                                    actor="alice", instance_id=instance.id)
+                                    principal=ALICE, instance_id=instance.id)
     assert [e["field"] for e in refused.value.details["errors"]] == ["outcome"]
     after = engine.runtime.get(instance.id)
     assert (after.version, after.status) == (waiting.version, "running")
     engine.runtime.send_message("implementation_report", {"outcome": "done"},
-                                actor="alice", instance_id=instance.id)
+                                principal=ALICE, instance_id=instance.id)
     assert engine.runtime.get(instance.id).status == "completed"
 
 

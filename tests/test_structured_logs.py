@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from api_client import LiveServer
-from conftest import PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source
 from engine.logs import json_handler
 from engine.scheduler import Scheduler
 from procedures import deploy_library, plan
@@ -87,9 +87,9 @@ def test_a_request_line_names_its_request_id_user_and_instance(engine, log_lines
 
 def test_a_fired_timer_line_names_its_instance(engine, clock, log_lines):
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
-    waiting = engine.runtime.start("national", "wait_then_go", started_by="a",
+    waiting = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                    data={"wait": "PT1H"})
-    other = engine.runtime.start("national", "wait_then_go", started_by="a",
+    other = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                  data={"wait": "PT3H"})
     clock.advance(hours=2)
     assert Scheduler(engine, smtp=None).run_due() == 1
@@ -110,7 +110,7 @@ def _free_port() -> int:
 def test_server_and_scheduler_processes_write_only_json_lines(engine, clock):
     """What the processes print, gunicorn's own lines included, as an operator reads it."""
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
-    instance = engine.runtime.start("national", "wait_then_go", started_by="a",
+    instance = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                     data={"wait": "PT1H"})     # due long ago, really
     env = {**os.environ, "ND73_DATABASE_URL": engine.db.url}
     env.pop("ND73_TEST_CLOCK", None)

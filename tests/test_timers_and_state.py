@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from engine.clock import as_utc
 from engine.runtime import WaitingEvents
+from engine.scheduler import SCHEDULER
 from engine.serialization import state_text
 from engine.store import (Definition, HumanTask, Instance, MessageSubscription,
                           TaskCandidate, Timer)
 
-from conftest import bpmn_source
+from conftest import ALICE, BOB, bpmn_source
 from procedures import Case, deploy_library, implement_and_evaluate, plan
 
 
@@ -23,10 +24,10 @@ def _timers(engine, instance_id):
 
 
 def _to_decision(engine):
-    instance = engine.runtime.start("national", "review", started_by="alice",
+    instance = engine.runtime.start("national", "review", principal=ALICE,
                                     business_key="DX-7")
     [task] = engine.runtime.open_tasks(instance.id)
-    engine.runtime.complete_task(task.id, {}, actor="alice")
+    engine.runtime.complete_task(task.id, {}, principal=ALICE)
     return instance
 
 
@@ -42,13 +43,13 @@ def test_timer_fires_only_when_the_clock_reaches_it(engine, review, clock):
     instance = _to_decision(engine)
     clock.advance(days=6, hours=23)
     assert engine.runtime.due_timers() == []
-    engine.runtime.fire_timers(instance.id)
+    engine.runtime.fire_timers(instance.id, principal=SCHEDULER)
     workflow = engine.runtime.workflow(instance.id)
     assert not workflow.get_tasks(spec_name="reminded")[0].has_state(TaskState.COMPLETED)   # not completed
     clock.advance(hours=2)
     [due] = engine.runtime.due_timers()
     assert due.instance_id == instance.id
-    engine.runtime.fire_timers(instance.id)
+    engine.runtime.fire_timers(instance.id, principal=SCHEDULER)
     workflow = engine.runtime.workflow(instance.id)
     [reminded] = workflow.get_tasks(spec_name="reminded")
     assert reminded.data["reminder_sent"] is True
@@ -75,8 +76,8 @@ def test_timer_and_message_round_trip_without_the_spec_per_instance(engine, revi
     fresh = WorkflowEngine(engine.db.url, clock=clock)
     [decide] = fresh.runtime.open_tasks(instance.id)
     fresh.runtime.complete_task(decide.id, {"decision": "approve", "budget": 10, "months": 2},
-                                actor="bob")
-    fresh.runtime.send_message("implementation_report", {"ok": True}, actor="alice",
+                                principal=BOB)
+    fresh.runtime.send_message("implementation_report", {"ok": True}, principal=ALICE,
                                correlation_key="DX-7")
     assert fresh.runtime.get(instance.id).status == "completed"
     fresh.close()
@@ -164,7 +165,7 @@ def test_completions_cancel_a_boundary_timer_and_subscribe_to_a_message(engine, 
     assert timer.status == "pending"
     [decide] = engine.runtime.open_tasks(instance.id)
     engine.runtime.complete_task(decide.id, {"decision": "approve", "budget": 10, "months": 2},
-                                 actor="bob")
+                                 principal=BOB)
     assert_projections_match(engine, instance.id, "after the decision")
     [timer] = _timers(engine, instance.id)
     assert timer.status == "cancelled"
@@ -172,7 +173,7 @@ def test_completions_cancel_a_boundary_timer_and_subscribe_to_a_message(engine, 
         [waiting] = session.scalars(select(MessageSubscription).where(
             MessageSubscription.instance_id == instance.id))
     assert waiting.message_name == "implementation_report"
-    engine.runtime.send_message("implementation_report", {"ok": True}, actor="alice",
+    engine.runtime.send_message("implementation_report", {"ok": True}, principal=ALICE,
                                 correlation_key="DX-7")
     assert_projections_match(engine, instance.id, "after the report")
     assert engine.runtime.get(instance.id).status == "completed"

@@ -15,6 +15,7 @@ from api_client import LiveServer
 from browser import CHROMIUM, chromium_page
 from engine.clock import as_utc
 from engine.org import DEFAULT_DEMO_PASSWORD
+from engine.scheduler import SCHEDULER
 from procedures import Case, deploy_library, plan
 
 if not Path(CHROMIUM).exists():
@@ -343,7 +344,7 @@ def test_reporting_cycle_report_form_and_downloads(server, engine, browser):
     """A unit fills its report (a group of figures, pre-filled), and an administrator
     downloads the consolidated report from the cycles page."""
     page = browser
-    cycle = Case.start(engine, "lao-cai", "annual_report", "laocai.snv.chuyenvien",
+    cycle = Case.start(engine, "lao-cai", "annual_report", SCHEDULER,
                        data={"proposer_unit": "laocai"}, business_key="BC-2026")
     [report_task] = [t for t in cycle.open("submit_report") if t.unit_id == "laocai.sxd"]
     reporter = next(u for u in cycle.candidates(report_task) if u.startswith("laocai.sxd"))

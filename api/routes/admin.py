@@ -107,6 +107,8 @@ def list_timers(args):
 def fire_now(timer_id):
     """Fire a pending (or failed) timer now, whatever its due time."""
     wf_engine = engine()
+    # checked here too: this route writes the timer row itself, and fires schedules (which
+    # have no instance); the engine checks again when it fires an instance's timer
     with wf_engine.db.reading() as session:
         timer = session.get(Timer, timer_id) if 0 < timer_id < 2**31 else None
         definition = session.get(Definition, timer.definition_id) if timer else None
@@ -127,7 +129,7 @@ def fire_now(timer_id):
                 instance.status = "running"
     if timer.instance_id is not None:
         fired = wf_engine.runtime.fire_timer_now(timer.instance_id, timer.task_id,
-                                                 actor=current().username)
+                                                 principal=current())
         return {"fired": int(fired is not None)}
     scheduler = Scheduler(wf_engine, owner=f"admin:{current().username}")
     return {"fired": sum(scheduler.fire(r) for r in scheduler.claim(timer_id=timer_id))}

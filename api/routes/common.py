@@ -65,11 +65,6 @@ def page_dict(page, shape) -> dict:
             "page": page.page, "page_size": page.page_size}
 
 
-def require_admin(variant: str) -> None:
-    if not current().is_admin(variant):
-        raise ApiProblem("forbidden", f"only administrators of '{variant}' may do this")
-
-
 def visible_instance(instance_id: str) -> Instance:
     """The instance, if the caller may see it; 404 otherwise (its existence is not told)."""
     if not engine().access.can_see_instance(current(), instance_id):
@@ -81,10 +76,10 @@ def visible_task(task_id: str) -> HumanTask:
     return visible_task_and_candidacy(task_id)[0]
 
 
-def visible_task_and_candidacy(task_id: str, session=None) -> tuple[HumanTask, bool]:
+def visible_task_and_candidacy(task_id: str) -> tuple[HumanTask, bool]:
     """The task, if the caller may see it (404 otherwise), and whether the caller is one
-    of its candidates (read in ``session``, a unit of work on the task, if given)."""
-    found = engine().access.visible_task(current(), task_id, session)
+    of its candidates."""
+    found = engine().access.visible_task(current(), task_id)
     if found is None:
         raise ApiProblem("not-found", f"task {task_id} does not exist")
     return found

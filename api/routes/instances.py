@@ -4,35 +4,14 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 from engine.errors import NotFound
 from engine.queries import InstanceFilters
-from engine.scripting import start_timers
-from engine.store import OrgUnit
 
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import (SECURITY, engine, instance_dict, page_dict, require_admin, tasks_dicts,
-                     utc_or_none, visible_instance)
+from .common import (SECURITY, engine, instance_dict, page_dict, tasks_dicts, utc_or_none,
+                     visible_instance)
 
 blp = Blueprint("instances", __name__, description="Process instances")
-
-
-def starting_unit(variant: str, unit_id: str | None) -> str | None:
-    """The unit the caller starts from: one of their own units in that variant."""
-    principal = current()
-    with engine().db.reading() as session:
-        own = [u for u in principal.units
-               if (row := session.get(OrgUnit, u)) is not None and row.variant == variant]
-        if unit_id is not None:
-            if unit_id in own or (principal.is_admin(variant)
-                                  and (row := session.get(OrgUnit, unit_id)) is not None
-                                  and row.variant == variant):
-                return unit_id
-            raise ApiProblem("forbidden", f"you cannot act for unit '{unit_id}'")
-    if own:
-        return own[0]
-    if principal.is_admin(variant):
-        return None
-    raise ApiProblem("forbidden", f"you hold no position in a unit of '{variant}'")
 
 
 @blp.route("/instances", methods=["POST"])
@@ -41,19 +20,15 @@ def starting_unit(variant: str, unit_id: str | None) -> str | None:
 @blp.doc(security=SECURITY)
 @authenticated
 def start_instance(body):
-    """Start a proposal, a protection request or (administrators) a reporting cycle."""
-    runtime = engine().runtime
-    definition = engine().repository.latest(body["variant"], body["definition_key"])
-    spec, _ = engine().repository.specs(definition)
-    if start_timers(spec):
-        require_admin(body["variant"])       # scheduled processes: by hand only for admins
-    unit_id = starting_unit(body["variant"], body.get("unit_id"))
+    """Start a proposal, a protection request or (administrators) a reporting cycle, for
+    ``unit_id`` (one of the caller's units in the variant, or any of a variant they
+    administer) or else the caller's own unit there."""
     data = dict(body["data"])
-    if unit_id is not None:
-        data["proposer_unit"] = unit_id
-    instance = runtime.start(body["variant"], body["definition_key"],
-                             started_by=current().username, data=data,
-                             business_key=body.get("business_key"))
+    if body.get("unit_id") is not None:
+        data["proposer_unit"] = body["unit_id"]
+    instance = engine().runtime.start(body["variant"], body["definition_key"],
+                                      principal=current(), data=data,
+                                      business_key=body.get("business_key"))
     return instance_dict(instance)
 
 
@@ -104,12 +79,6 @@ def instance_events(args, instance_id):
                                       "details": e.details})
 
 
-def _admin_instance(instance_id: str):
-    instance = visible_instance(instance_id)
-    require_admin(instance.variant)
-    return instance
-
-
 @blp.route("/instances/<string:instance_id>/suspend", methods=["POST"])
 @blp.arguments(schemas.Reason)
 @blp.response(200, schemas.InstanceOut)
@@ -117,8 +86,7 @@ def _admin_instance(instance_id: str):
 @authenticated
 def suspend(body, instance_id):
     """Suspend a running instance (administrators)."""
-    _admin_instance(instance_id)
-    return instance_dict(engine().runtime.suspend(instance_id, actor=current().username,
+    return instance_dict(engine().runtime.suspend(instance_id, principal=current(),
                                                   reason=body.get("reason")))
 
 
@@ -128,8 +96,7 @@ def suspend(body, instance_id):
 @authenticated
 def resume(instance_id):
     """Resume a suspended instance (administrators)."""
-    _admin_instance(instance_id)
-    return instance_dict(engine().runtime.resume(instance_id, actor=current().username))
+    return instance_dict(engine().runtime.resume(instance_id, principal=current()))
 
 
 @blp.route("/instances/<string:instance_id>/terminate", methods=["POST"])
@@ -139,8 +106,7 @@ def resume(instance_id):
 @authenticated
 def terminate(body, instance_id):
     """Terminate an instance for good (administrators)."""
-    _admin_instance(instance_id)
-    return instance_dict(engine().runtime.terminate(instance_id, actor=current().username,
+    return instance_dict(engine().runtime.terminate(instance_id, principal=current(),
                                                     reason=body.get("reason")))
 
 
@@ -151,8 +117,7 @@ def terminate(body, instance_id):
 @authenticated
 def retry(body, instance_id):
     """Run the failed element of an instance in incident again, with corrected data."""
-    _admin_instance(instance_id)
-    return instance_dict(engine().runtime.retry(instance_id, actor=current().username,
+    return instance_dict(engine().runtime.retry(instance_id, principal=current(),
                                                 data=body["data"]))
 
 
@@ -163,6 +128,5 @@ def retry(body, instance_id):
 @authenticated
 def migrate(body, instance_id):
     """Move an instance to another version of its process (refused when unsafe)."""
-    _admin_instance(instance_id)
     return instance_dict(engine().runtime.migrate(instance_id, body["definition_id"],
-                                                  actor=current().username))
+                                                  principal=current()))

@@ -9,7 +9,7 @@ from engine.store import Instance
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, engine, instance_dict, visible_instance
+from .common import SECURITY, engine, instance_dict
 
 blp = Blueprint("messages", __name__, description="Messages to instances")
 
@@ -33,8 +33,6 @@ def send(body):
         if len(ids) > 1:
             raise ApiProblem("conflict", "several instances have this key; use instance_id")
         instance_id = ids[0]
-    visible_instance(instance_id)
     instance = engine().runtime.send_message(body["name"], body["payload"],
-                                             actor=current().username,
-                                             instance_id=instance_id)
+                                             principal=current(), instance_id=instance_id)
     return instance_dict(engine().queries.instance(instance.id))

@@ -10,11 +10,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from engine import policy
 from engine.clock import LOCAL_TZ
-from engine.errors import EngineError, InvalidData
+from engine.errors import EngineError, Forbidden, InvalidData, NotFound
 from engine.queries import InstanceFilters
 
 from ..problems import ApiProblem
-from ..routes.common import require_admin, visible_instance
 from ..routes.admin import OUTBOX_STATUSES
 from .form_fields import parse_date
 from .i18n import STATUS_KEYS, t
@@ -83,22 +82,27 @@ ACTIONS = ("suspend", "resume", "terminate", "retry", "migrate")
 def repair(instance_id, action):
     if action not in ACTIONS:
         raise ApiProblem("not-found", f"no action '{action}' on instance {instance_id}")
-    require_admin(visible_instance(instance_id).variant)
-    runtime, actor = engine().runtime, principal().username
+    runtime, me = engine().runtime, principal()      # the engine checks who may repair
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
         if action == "suspend":
-            runtime.suspend(instance_id, actor=actor, reason=reason)
+            runtime.suspend(instance_id, principal=me, reason=reason)
         elif action == "resume":
-            runtime.resume(instance_id, actor=actor)
+            runtime.resume(instance_id, principal=me)
         elif action == "terminate":
-            runtime.terminate(instance_id, actor=actor, reason=reason)
+            runtime.terminate(instance_id, principal=me, reason=reason)
         elif action == "retry":
-            runtime.retry(instance_id, actor=actor,
+            runtime.retry(instance_id, principal=me,
                           data=_json_object(request.form.get("data")))
         else:
             runtime.migrate(instance_id, request.form.get("definition_id", type=int) or 0,
-                            actor=actor)
+                            principal=me)
+    except Forbidden:                      # not an administrator of it: the error page
+        raise
+    except NotFound as exc:                # an instance they may not see: the error page
+        if exc.details.get("instance_id") == instance_id:
+            raise
+        flash(f"{t(action)}: {exc.message}", "error")
     except EngineError as exc:             # refused: said on the page the admin came from
         flash(f"{t(action)}: {exc.message}", "error")
     else:

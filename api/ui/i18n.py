@@ -206,6 +206,23 @@ ACTION_LABELS = {
     "schedule_fired": ("Mở theo lịch", "Opened by schedule"),
 }
 STATUS_KEYS = ("running", "incident", "suspended", "completed", "terminated")
+# the rules by which the engine refuses an action (engine.errors.Forbidden.rule), said to
+# the person refused; the placeholders are the refusal's details
+REFUSALS = {
+    "claimed_by_another": ("Công việc này đã được {assignee} nhận xử lý; chỉ người đó được "
+                           "xử lý tiếp", "This task was claimed by {assignee}; only they may "
+                           "work on it"),
+    "candidates_only": TEXT["not_yours"],
+    "assignee_or_administrators": ("Chỉ người đã nhận công việc hoặc quản trị viên mới được "
+                                   "trả lại công việc này", "Only the assignee or an "
+                                   "administrator may give this task back"),
+    "administrators_only": ("Chỉ quản trị viên của {variant} mới được thực hiện thao tác này",
+                            "Only administrators of {variant} may do this"),
+    "own_units_only": ("Bạn không được thực hiện thay cho đơn vị {unit_id}",
+                       "You cannot act for unit {unit_id}"),
+    "members_only": ("Bạn không giữ chức vụ nào trong đơn vị thuộc {variant}",
+                     "You hold no position in a unit of {variant}"),
+}
 
 
 def choose_language() -> str:
@@ -221,6 +238,17 @@ def lang() -> str:
 def t(key: str) -> str:
     vi, en = TEXT[key]
     return en if lang() == "en" else vi
+
+
+def refusal(exc) -> str:
+    """Why the engine refused (a :class:`~engine.errors.Forbidden`), in the page's language."""
+    pair = REFUSALS.get(exc.rule)
+    if pair is None:
+        return exc.message
+    try:
+        return label(pair).format(**exc.details)
+    except (KeyError, IndexError):
+        return label(pair)
 
 
 def label(pair_or_text, english: str | None = None) -> str:

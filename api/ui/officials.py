@@ -8,16 +8,15 @@ from sqlalchemy import select
 
 from engine import diagrams, policy
 from engine.clock import as_utc
-from engine.errors import InvalidData, NotFound
+from engine.errors import Forbidden, InvalidData, NotFound
 from engine.forms import form_errors
 from engine.queries import InstanceFilters
 from engine.store import Definition, HumanTask, Instance, OrgUnit
 
 from . import form_fields
 from ..routes.common import visible_task_and_candidacy
-from ..routes.instances import starting_unit
 from .attachments import store_uploads
-from .i18n import label, t
+from .i18n import label, refusal, t
 from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
@@ -119,14 +118,11 @@ def task_page(task_id):
 @blp.route("/tasks/<string:task_id>", methods=["POST"])
 @signed_in
 def complete_task(task_id):
-    task, instance, definition, schema, is_candidate = _task_context(task_id)
+    task, instance, definition, schema, _ = _task_context(task_id)
     me = principal()
     if task.status != "open":
         flash(t("task_closed"), "error")
         return redirect(url_for("officials.instance_page", instance_id=instance.id))
-    if not engine().access.may_work_on(me, task, is_candidate):
-        flash(t("not_yours"), "error")
-        return _render_task(task, instance, definition, schema, status=403)
     data, errors = {}, {}
     try:
         data, unreadable = form_fields.parse(
@@ -135,7 +131,12 @@ def complete_task(task_id):
             errors = {**form_fields.field_messages(form_errors(schema, data)),
                       **{path: label(message) for path, message in unreadable.items()}}
         else:
-            engine().runtime.complete_task(task_id, data, actor=me.username)
+            # the engine checks, with the instance locked, that the signed-in user may
+            engine().runtime.complete_task(task_id, data, principal=me)
+    except Forbidden as exc:
+        flash(refusal(exc), "error")
+        return _render_task(engine().tasks.get(task_id), instance, definition, schema,
+                            status=403)
     except InvalidData as exc:
         errors = form_fields.field_messages(exc.details.get("errors", [])) or {
             "(form)": exc.message}
@@ -150,11 +151,11 @@ def complete_task(task_id):
 @blp.route("/tasks/<string:task_id>/claim", methods=["POST"])
 @signed_in
 def claim(task_id):
-    *_, is_candidate = _task_context(task_id)
-    if not is_candidate:
-        flash(t("not_yours"), "error")
+    try:
+        engine().tasks.claim(task_id, principal())
+    except Forbidden as exc:
+        flash(refusal(exc), "error")
     else:
-        engine().tasks.claim(task_id, principal().username)
         flash(t("claimed"), "success")
     return redirect(url_for("officials.task_page", task_id=task_id))
 
@@ -162,9 +163,10 @@ def claim(task_id):
 @blp.route("/tasks/<string:task_id>/unclaim", methods=["POST"])
 @signed_in
 def unclaim(task_id):
-    task, instance, *_ = _task_context(task_id)
-    if task.assignee == principal().username or principal().is_admin(instance.variant):
-        engine().tasks.unclaim(task_id, principal().username)
+    try:
+        engine().tasks.unclaim(task_id, principal())
+    except Forbidden as exc:
+        flash(refusal(exc), "error")
     return redirect(url_for("officials.task_page", task_id=task_id))
 
 
@@ -199,9 +201,8 @@ def start_case():
     if chosen is None:
         raise NotFound(f"no startable process '{wanted}'")
     me = principal()
-    unit = starting_unit(chosen.variant, None)
-    instance = engine().runtime.start(chosen.variant, chosen.key, started_by=me.username,
-                                      data={"proposer_unit": unit})
+    # for the official's own unit in the variant, which the engine finds and checks
+    instance = engine().runtime.start(chosen.variant, chosen.key, principal=me)
     for task in engine().runtime.open_tasks(instance.id):
         if engine().access.may_work_on(me, task):
             return redirect(url_for("officials.task_page", task_id=task.id))

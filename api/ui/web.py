@@ -10,8 +10,10 @@ from flask import (Blueprint, Flask, current_app, flash, g, redirect, render_tem
                    session, url_for)
 
 from engine.access import Principal
+from engine.errors import Forbidden
 
 from ..auth import csrf_token, csrf_valid, session_username
+from ..problems import PROBLEMS, engine_problem
 from . import i18n
 
 blp = Blueprint("web", __name__, template_folder="templates")
@@ -77,6 +79,15 @@ def install(app: Flask) -> None:
                                  money=i18n.format_money, compact_json=i18n.compact_json)
     app.extensions["nd73.error_page"] = (
         lambda *problem: error_page(*problem) if _is_page(request.path) else None)
+
+    @app.errorhandler(Forbidden)
+    def refused(exc: Forbidden):
+        """The engine refused: on a page, said in the person's language by its rule."""
+        if not _is_page(request.path):
+            return engine_problem(exc)
+        _, title_vi, title_en = PROBLEMS["forbidden"]
+        g.lang = getattr(g, "lang", None) or i18n.choose_language()
+        return error_page(403, title_vi, title_en, i18n.refusal(exc))
 
     @app.before_request
     def web_request():

@@ -5,6 +5,10 @@ Every operation is one unit of work: load the instance (spec from the repository
 from the store), let SpiffWorkflow run, then save the state with an optimistic version check
 and refresh the projections and the audit log in the same transaction. A conflicting writer
 gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
+
+Every operation is given the :class:`~engine.access.Principal` who acts and checks, in its
+unit of work once the instance's row is locked, that they may (:mod:`engine.access`); the
+audit log records their username.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
+from ..access import Access, Principal
 from ..audit import lock_instance
 from ..clock import Clock
 from ..deadlines import variant_settings
@@ -46,9 +51,11 @@ from .steps import (ACTIVE_STATUSES, COMPLETED, INCIDENT, RUNNING, TERMINATED, I
 class Runtime(InstanceManagement):
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
                  script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
-                 notifications=None, listeners: list[StepListener] | None = None):
+                 access: Access, notifications=None,
+                 listeners: list[StepListener] | None = None):
         self.db = db
         self.org = org
+        self.access = access                 # who may act: asked inside each unit of work
         self.notifications = notifications   # told of tasks, deadlines and decisions
         self.repository = repository
         self.codec = codec
@@ -215,10 +222,12 @@ class Runtime(InstanceManagement):
             listener.step_saved(step)
 
     # --- operations ----------------------------------------------------------------------
-    def start(self, variant: str, key: str, *, started_by: str, data: dict | None = None,
-              business_key: str | None = None, definition_id: int | None = None,
+    def start(self, variant: str, key: str, *, principal: Principal,
+              data: dict | None = None, business_key: str | None = None,
+              definition_id: int | None = None,
               in_transaction: Callable[[Session, Instance], None] | None = None) -> Instance:
-        """Start an instance of the newest version (or ``definition_id``) of a process.
+        """Start an instance of the newest version (or ``definition_id``) of a process, for
+        the unit ``data["proposer_unit"]`` names (else the principal's own unit there).
 
         ``in_transaction`` runs inside the unit of work that creates the instance (a
         scheduler moves its schedule there, so a start happens exactly once)."""
@@ -226,11 +235,17 @@ class Runtime(InstanceManagement):
         definition = (self.repository.get(definition_id) if definition_id
                       else self.repository.latest(variant, key))
         spec, subprocess_specs = self.repository.specs(definition)
-        unit_id = self._starting_unit(definition, spec, data, started_by)
+        # no instance exists yet to lock: whom the principal may start for is read here
+        requested = data.get("proposer_unit")
+        unit_id = self.access.starting_unit(principal, definition.variant,
+                                            str(requested) if requested else None,
+                                            scheduled=bool(start_timers(spec)))
+        unit_id = self._starting_unit(definition, spec, unit_id)
         start_event = _start_event(spec)
         if start_event is not None:
             self._check_form(definition, start_event, {}, {
                 k: v for k, v in data.items() if k != "proposer_unit"})
+        started_by = principal.username
         workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         workflow.data.update({"started_by": started_by})
         start_task = workflow.get_tasks(state=TaskState.READY)[0]
@@ -259,12 +274,10 @@ class Runtime(InstanceManagement):
         self._workflows.put(instance.id, instance.version, instance.definition_id, workflow)
         return instance
 
-    def _starting_unit(self, definition: Definition, spec, data: dict,
-                       started_by: str) -> str | None:
-        """The unit an instance starts for: given in the data, else the starter's own; a
-        process with a timer start event started by hand runs for its schedule's unit.
-        A process that declares ``startUnit`` required is refused without one."""
-        unit_id = data.get("proposer_unit") or next(iter(self.org.units_of(started_by)), None)
+    def _starting_unit(self, definition: Definition, spec, unit_id: str | None) -> str | None:
+        """The unit an instance starts for, when the starter named none and has none: a
+        process with a timer start event started by hand runs for its schedule's unit. A
+        process that declares ``startUnit`` required is refused without one."""
         if unit_id is None and start_timers(spec):
             unit_id = self.schedule_unit(definition)
         if unit_id is not None:
@@ -321,14 +334,18 @@ class Runtime(InstanceManagement):
             raise NotFound(f"task {task_id} does not exist", task_id=task_id)
         return task
 
-    def complete_task(self, task_id: str, data: dict | None, *, actor: str,
-                      check: Callable[[Session], None] | None = None) -> Instance:
-        """Complete a task with its form data. ``check`` runs first in the same transaction,
-        once the task's instance is locked (whether the caller may complete the task): what
-        it raises is raised, with nothing written."""
+    def complete_task(self, task_id: str, data: dict | None, *,
+                      principal: Principal) -> Instance:
+        """Complete a task with its form data, as its assignee or (unclaimed) a candidate."""
         with self._instance(None, task_id=task_id) as (session, instance, workflow):
-            if check is not None:
-                check(session)
+            # with the instance locked: a claim committed before this step is seen here
+            found = self.access.task_to_act_on(session, principal, task_id)
+            if found is None:                    # said as for a task that does not exist
+                raise NotFound(f"task {task_id} does not exist")
+            checked, is_candidate = found
+            if checked.status == "open":
+                self.access.require_may_work_on(principal, checked, is_candidate, "complete")
+            actor = principal.username
             data = clean_data(data, self.max_data_bytes)
             # the task's row (its instance was found through it) with the instance's other
             # open ones, which the projection refreshes after the step: one query for both
@@ -408,14 +425,17 @@ class Runtime(InstanceManagement):
                               + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                               errors=errors)
 
-    def send_message(self, name: str, payload: dict | None = None, *, actor: str,
+    def send_message(self, name: str, payload: dict | None = None, *, principal: Principal,
                      instance_id: str | None = None,
                      correlation_key: str | None = None) -> Instance:
-        """Deliver a message to the one instance waiting for it (by id or business key)."""
+        """Deliver a message to the one instance waiting for it (by id or business key), as
+        someone who takes part in the instance or administers it."""
         payload = clean_data(payload, self.max_data_bytes)
         if not instance_id:
             instance_id = self._correlate(name, correlation_key)
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_involved(session, principal, instance)
+            actor = principal.username
             self._require(instance, RUNNING, "deliver a message to")
             waiting = [t for t in workflow.get_tasks(state=TaskState.WAITING)
                        if isinstance(getattr(t.task_spec, "event_definition", None),

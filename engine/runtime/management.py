@@ -1,7 +1,9 @@
 """The operations that administrators and the scheduler apply to running instances:
 firing timers, suspending, resuming and terminating, retrying an incident, migrating to
 another version of the process. Mixed into :class:`~engine.runtime.instances.Runtime`,
-whose units of work and save they use."""
+whose units of work and save they use. Each is given the principal who acts and checks, once
+the instance is locked, that they administer its variant (the scheduler acts as a trusted
+system principal)."""
 from __future__ import annotations
 
 import uuid
@@ -11,6 +13,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
+from ..access import Principal
 from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
 from ..scripting import timer_due
@@ -20,12 +23,18 @@ from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, c
                     element_of)
 
 
+VERBS = {"instance_suspended": "suspend", "instance_resumed": "resume",
+         "instance_terminated": "terminate"}
+
+
 class InstanceManagement:
-    def fire_timers(self, instance_id: str, *, actor: str = "scheduler",
+    def fire_timers(self, instance_id: str, *, principal: Principal,
                     claimed_by: str | None = None) -> Instance | None:
         """Let the instance's timers that are due on the engine clock fire; None when none
         is due (nothing is written then). The audit log records how late each one fired."""
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_manages(session, principal, instance, "fire its timers")
+            actor = principal.username
             if instance.status != RUNNING:
                 return None
             now = self.clock.now()
@@ -52,9 +61,12 @@ class InstanceManagement:
                     timer.lock_owner = timer.lock_expires_at = None
         return instance
 
-    def fire_timer_now(self, instance_id: str, task_id: str, *, actor: str) -> Instance | None:
+    def fire_timer_now(self, instance_id: str, task_id: str, *,
+                       principal: Principal) -> Instance | None:
         """Make one waiting timer of an instance due now (an administrator's "fire now")."""
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_manages(session, principal, instance, "fire its timers")
+            actor = principal.username
             try:
                 task = workflow.get_task_from_id(uuid.UUID(task_id))
             except (WorkflowException, KeyError, ValueError):
@@ -74,7 +86,7 @@ class InstanceManagement:
                 row.due_at = now
             self._save(session, instance, workflow, actor=actor, action="timer_moved",
                        element_id=element_of(task), details={"due_at": now.isoformat()})
-        return self.fire_timers(instance_id, actor=actor)
+        return self.fire_timers(instance_id, principal=principal)
 
     def due_timers(self) -> list[Timer]:
         with self.db.reading() as session:
@@ -87,9 +99,12 @@ class InstanceManagement:
             raise InvalidState(f"cannot {verb} instance {instance.id}: it is {instance.status}",
                                instance_status=instance.status)
 
-    def _set_status(self, instance_id: str, *, actor: str, allowed: tuple, status: str,
-                    action: str, reason: str | None = None) -> Instance:
+    def _set_status(self, instance_id: str, *, principal: Principal, allowed: tuple,
+                    status: str, action: str, reason: str | None = None) -> Instance:
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_manages(session, principal, instance,
+                                        f"{VERBS[action]} an instance")
+            actor = principal.username
             if instance.status not in allowed:
                 raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
                                    f"it is {instance.status}", instance_status=instance.status)
@@ -99,22 +114,27 @@ class InstanceManagement:
                        details={"reason": reason} if reason else None, status=status)
         return instance
 
-    def suspend(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
-        return self._set_status(instance_id, actor=actor, allowed=(RUNNING,), status=SUSPENDED,
-                                action="instance_suspended", reason=reason)
+    def suspend(self, instance_id: str, *, principal: Principal,
+                reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, principal=principal, allowed=(RUNNING,),
+                                status=SUSPENDED, action="instance_suspended", reason=reason)
 
-    def resume(self, instance_id: str, *, actor: str) -> Instance:
-        return self._set_status(instance_id, actor=actor, allowed=(SUSPENDED,), status=RUNNING,
-                                action="instance_resumed")
+    def resume(self, instance_id: str, *, principal: Principal) -> Instance:
+        return self._set_status(instance_id, principal=principal, allowed=(SUSPENDED,),
+                                status=RUNNING, action="instance_resumed")
 
-    def terminate(self, instance_id: str, *, actor: str, reason: str | None = None) -> Instance:
-        return self._set_status(instance_id, actor=actor, allowed=ACTIVE_STATUSES,
+    def terminate(self, instance_id: str, *, principal: Principal,
+                  reason: str | None = None) -> Instance:
+        return self._set_status(instance_id, principal=principal, allowed=ACTIVE_STATUSES,
                                 status=TERMINATED, action="instance_terminated", reason=reason)
 
-    def retry(self, instance_id: str, *, actor: str, data: dict | None = None) -> Instance:
+    def retry(self, instance_id: str, *, principal: Principal,
+              data: dict | None = None) -> Instance:
         """Run the failed element of an instance in incident again (after a fix)."""
         data = clean_data(data, self.max_data_bytes)
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_manages(session, principal, instance, "retry an instance")
+            actor = principal.username
             self._require(instance, INCIDENT, "retry")
             failed = workflow.get_tasks(state=TaskState.ERROR)
             for task in failed:
@@ -130,10 +150,13 @@ class InstanceManagement:
                        completed=completed)
         return instance
 
-    def migrate(self, instance_id: str, target_definition_id: int, *, actor: str) -> Instance:
+    def migrate(self, instance_id: str, target_definition_id: int, *,
+                principal: Principal) -> Instance:
         """Move an instance to another version of its process, refusing unsafe moves."""
-        target = self.repository.get(target_definition_id)
         with self._instance(instance_id) as (session, instance, workflow):
+            self.access.require_manages(session, principal, instance, "migrate an instance")
+            actor = principal.username
+            target = self.repository.get(target_definition_id, session)
             if instance.status not in ACTIVE_STATUSES:
                 raise InvalidState(f"cannot migrate instance {instance_id}: it is "
                                    f"{instance.status}", instance_status=instance.status)
