@@ -10,7 +10,7 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import Conflict, InvalidData, NotFound
-from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, User
+from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, TaskStatus, User
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TaskService:
     def inbox(self, principal: Principal, *, scope: str | None = None,
               instance_id: str | None = None, overdue: bool | None = None,
               page: int = 1, page_size: int = 50) -> Page:
-        query = select(HumanTask).where(HumanTask.status == "open",
+        query = select(HumanTask).where(HumanTask.status == TaskStatus.OPEN,
                                         self.access.inbox_clause(principal, scope))
         if instance_id:
             query = query.where(HumanTask.instance_id == instance_id)
@@ -85,12 +85,12 @@ class TaskService:
             # the instance row first, then the task row: the runtime's order
             lock_instance_chain(session, task.instance_id)
             changed = session.execute(
-                update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
+                update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == TaskStatus.OPEN,
                                         HumanTask.assignee.is_(None))
                 .values(assignee=username)).rowcount
             if not changed:
                 session.refresh(task)
-                if task.status != "open":
+                if task.status != TaskStatus.OPEN:
                     raise Conflict("the task is no longer open", task_id=task_id)
                 if task.assignee != username:
                     raise Conflict(f"the task is already claimed by {task.assignee}",
@@ -104,7 +104,7 @@ class TaskService:
             if task is None:
                 raise NotFound(f"task {task_id} does not exist", task_id=task_id)
             lock_instance_chain(session, task.instance_id)
-            if task.status != "open":
+            if task.status != TaskStatus.OPEN:
                 raise Conflict("the task is no longer open", task_id=task_id)
             previous = task.assignee
             task.assignee = None
@@ -118,7 +118,7 @@ class TaskService:
             if task is None:
                 raise NotFound(f"task {task_id} does not exist", task_id=task_id)
             lock_instance_chain(session, task.instance_id)
-            if task.status != "open":
+            if task.status != TaskStatus.OPEN:
                 raise Conflict("the task is no longer open", task_id=task_id)
             user = session.get(User, username)
             if user is None or not user.active:

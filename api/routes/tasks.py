@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from engine.store import TaskStatus
+
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
@@ -37,7 +39,7 @@ def get_task(task_id):
     wf_engine = engine()
     instance = wf_engine.queries.instance(task.instance_id)
     definition = wf_engine.repository.get(instance.definition_id)
-    data = wf_engine.runtime.task_data(task_id) if task.status == "open" else {}
+    data = wf_engine.runtime.task_data(task_id) if task.status == TaskStatus.OPEN else {}
     return {**task_dict(task), "variant": instance.variant,
             "definition_key": instance.definition_key,
             "form_schema": wf_engine.repository.form(definition, task.form), "data": data}
@@ -46,7 +48,7 @@ def get_task(task_id):
 def _workable(task_id: str, session=None):
     """The open task and whether the caller is one of its candidates."""
     task, is_candidate = visible_task_and_candidacy(task_id, session)
-    if task.status != "open":
+    if task.status != TaskStatus.OPEN:
         raise ApiProblem("conflict", f"the task is {task.status}")
     return task, is_candidate
 
