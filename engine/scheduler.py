@@ -14,6 +14,10 @@ version of each process, due at the next occurrence. A cycle keeps its anchor (t
 its expression); one whose start lies in the past fires once for the last missed occurrence,
 then follows its schedule.
 
+The scheduler decides what is due and when; the runtime changes the timers' and instances'
+statuses (fired, failed, incident, a schedule created, moved on or cancelled), each change
+with its audit entry.
+
 The same loop sends e-mail from the outbox (see :mod:`engine.notifications.outbox` for the
 at-most-once guarantee).
 """
@@ -24,8 +28,7 @@ import os
 import socket
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select
 
 from .clock import as_utc
 from .deadlines import variant_settings
@@ -33,10 +36,9 @@ from .errors import Conflict, EngineError
 from .notifications.mailer import SmtpSettings
 from .notifications.outbox import OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
-from .store import AuditEvent, Definition, Instance, OrgUnit, Timer
+from .store import Definition, OrgUnit, Timer, TimerStatus
 
 log = logging.getLogger("nd73.scheduler")
-SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
 SCHEDULER_ACTOR = "scheduler"
 
 
@@ -91,26 +93,10 @@ class Scheduler:
             timers = start_timers(spec)
             if not timers:
                 continue
-            with self.db.transaction() as session:
-                stale = session.scalars(select(Timer).where(
-                    Timer.instance_id.is_(None), Timer.status == "pending",
-                    Timer.kind.in_(SCHEDULE_KINDS), Timer.definition_id != definition.id,
-                    Timer.definition_id.in_(select(Definition.id).where(
-                        Definition.variant == definition.variant,
-                        Definition.key == definition.key))))
-                for row in stale:
-                    row.status = "cancelled"
-                for element_id, kind, expression in timers:
-                    exists = session.scalars(select(Timer).where(
-                        Timer.instance_id.is_(None), Timer.definition_id == definition.id,
-                        Timer.element_id == element_id)).first()
-                    if exists is not None:
-                        continue
-                    due = self._first_due(definition, kind, expression)
-                    session.add(Timer(instance_id=None, definition_id=definition.id,
-                                      task_id=None, element_id=element_id, kind=kind,
-                                      due_at=due, status="pending", attempts=0))
-                    created += 1
+            created += self.engine.runtime.schedule(
+                definition, timers,
+                lambda kind, expression: self._first_due(definition, kind, expression),
+                actor=SCHEDULER_ACTOR)
         return created
 
     def _evaluate(self, definition: Definition, expression: str):
@@ -146,7 +132,7 @@ class Scheduler:
         """Take due, unclaimed (or abandoned) timers, oldest first; or just ``timer_id``."""
         now = self.clock.now()
         query = (select(Timer).where(
-            Timer.status == "pending", Timer.due_at <= now,
+            Timer.status == TimerStatus.PENDING, Timer.due_at <= now,
             or_(Timer.lock_expires_at.is_(None), Timer.lock_expires_at < now))
             .order_by(Timer.due_at, Timer.id).limit(limit or self.batch))
         if timer_id is not None:
@@ -204,32 +190,11 @@ class Scheduler:
 
     def _start_scheduled(self, row: Timer) -> int:
         definition = self.engine.repository.get(row.definition_id)
-        due = as_utc(row.due_at)
-        next_due = self._after_firing(definition, row, due)
-        now = self.clock.now()
+        next_due = self._after_firing(definition, row, as_utc(row.due_at))
         unit = self._schedule_unit(definition)
-
-        def move_schedule(session: Session, instance: Instance) -> None:
-            moved = session.execute(
-                update(Timer).where(Timer.id == row.id, Timer.lock_owner == self.owner,
-                                    Timer.status == "pending", Timer.due_at == row.due_at)
-                .values(status="pending" if next_due else "fired",
-                        due_at=next_due or row.due_at, fired_at=now, lock_owner=None,
-                        lock_expires_at=None, attempts=0, last_error=None)).rowcount
-            if not moved:
-                raise Conflict("the schedule was fired by another scheduler")
-            session.add(AuditEvent(instance_id=instance.id, definition_id=definition.id,
-                                   at=now, actor=SCHEDULER_ACTOR, action="schedule_fired",
-                                   element_id=row.element_id,
-                                   details={"due_at": due.isoformat(),
-                                            "delay_seconds": (now - due).total_seconds(),
-                                            "next_due_at": next_due.isoformat()
-                                            if next_due else None}))
-
-        self.engine.runtime.start(definition.variant, definition.key,
-                                  started_by=SCHEDULER_ACTOR,
-                                  data={"proposer_unit": unit} if unit else {},
-                                  definition_id=definition.id, in_transaction=move_schedule)
+        self.engine.runtime.start_scheduled(row, definition, next_due, owner=self.owner,
+                                            actor=SCHEDULER_ACTOR,
+                                            data={"proposer_unit": unit} if unit else {})
         return 1
 
     def _schedule_unit(self, definition: Definition) -> str | None:
@@ -255,23 +220,15 @@ class Scheduler:
         message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
         with self.db.transaction() as session:
             current = session.get(Timer, row.id)
-            if current is None or current.status != "pending":
+            if current is None or current.status != TimerStatus.PENDING:
                 return
-            current.last_error = message[:2000]
-            current.lock_owner = None
-            if current.attempts >= self.max_attempts:
-                current.status = "failed"
-                current.lock_expires_at = None
-                if current.instance_id:
-                    instance = session.get(Instance, current.instance_id)
-                    if instance is not None and instance.status == "running":
-                        instance.status = "incident"
-                        instance.incident_message = f"timer failed {current.attempts} " \
-                                                    f"times: {message}"
-                        instance.incident_element = current.element_id
-                        instance.incident_at = now
-            else:                              # retry with exponential backoff
+            if current.attempts < self.max_attempts:     # retry with exponential backoff
+                current.last_error = message[:2000]
+                current.lock_owner = None
                 current.lock_expires_at = now + timedelta(seconds=2 ** current.attempts * 5)
+                return
+        # the last attempt: the runtime marks the timer failed and its instance in incident
+        self.engine.runtime.timer_failed(row.id, message, actor=SCHEDULER_ACTOR)
 
 
 def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):
