@@ -7,14 +7,30 @@ STAMP  := $(VENV)/.installed
 VENDOR := api/static/vendor
 BPMN_JS := api/web/node_modules/bpmn-js/dist
 
-.PHONY: run test install browser bench clean
+# Exact versions with their hashes, made from pyproject.toml by `make lock`: the runtime's
+# (the Docker image installs it) and the runtime's with the test extra (developers and CI).
+LOCKS := requirements.lock requirements-test.lock
+UV_VERSION := 0.13.9
+UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
+              --python-version 3.11 --custom-compile-command 'make lock' $(UV_ARGS)
 
-$(STAMP): pyproject.toml
+.PHONY: run test install lint lock browser bench clean
+
+$(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After changing the dependencies in pyproject.toml; versions already locked are kept
+# unless asked: make lock UV_ARGS=--upgrade
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(UV_COMPILE) --extra test -o requirements-test.lock
+	$(UV_COMPILE) --constraint requirements-test.lock -o requirements.lock
 
 # Web assets come from npm (bpmn-js) and are served locally: nothing loads from the internet.
 $(VENDOR)/.built: api/web/package.json api/web/package-lock.json
@@ -42,6 +58,12 @@ run: install
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pycodestyle errors and warnings, pyflakes) and mypy on the engine and the API;
+# their settings are in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check engine api
+	$(BIN)/mypy
 
 # One JSON line per figure; e.g. make bench BENCH_ARGS="overhead --overhead-n 1000"
 bench: $(STAMP)

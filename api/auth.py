@@ -112,7 +112,7 @@ def authenticated(view):
 def authenticate_first() -> None:
     """Before any view: who calls is settled before the body and query are parsed, so a
     caller without a valid token gets 401, not a description of what the body lacks."""
-    view = current_app.view_functions.get(request.endpoint)
+    view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "requires_principal", False):
         g.principal = _principal_from_request()
 

@@ -1,6 +1,7 @@
 """The ``nd73`` command line."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import click
 
 from engine.errors import DefinitionInvalid, EngineError
+from engine.logs import configure_logging
+
+log = logging.getLogger("nd73.cli")
 
 
 def _engine():
@@ -123,12 +127,13 @@ def scheduler(interval: float, once: bool) -> None:
     except ValueError as exc:
         click.echo(f"error: {exc} (see nd73 check-config)", err=True)
         sys.exit(1)
+    configure_logging()
     if once:
         scheduler = Scheduler(_engine())
         click.echo(f"fired {scheduler.run_due()} timer(s)")
         click.echo(f"sent {scheduler.send_mail()} e-mail(s)")
         return
-    click.echo(f"scheduler running every {interval:g} s")
+    log.info("scheduler running every %g s", interval)
     run_loop(_engine(), interval=interval, blocking=True)
 
 
@@ -221,15 +226,26 @@ def check_config() -> None:
               show_default="$ND73_THREADS or 4")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
 
     from api.app import create_app
+    from engine.logs import use_json
+
+    class JsonLogger(Logger):
+        """gunicorn's own lines (listening, workers booting or dying) as JSON lines too."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                use_json(handler)
 
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("accesslog", "-")
+            # no access log: the application logs each request, with its id, user and instance
+            self.cfg.set("logger_class", JsonLogger)
 
         def load(self):
             app = create_app()
@@ -238,7 +254,8 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                 run_loop(app.extensions["nd73"], blocking=False)
             return app
 
-    click.echo(f"serving on http://{host}:{port}")
+    configure_logging()
+    log.info("serving on http://%s:%s", host, port)
     Server().run()
 
 

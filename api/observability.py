@@ -1,7 +1,6 @@
 """Health, readiness, Prometheus metrics and JSON request logs with a request id."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -11,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from engine.logs import close_scope, configure_logging, open_scope
 from engine.store import HumanTask, Instance, InstanceStatus, TaskStatus, Timer, TimerStatus
 from engine.store.migrate import is_current
 
@@ -19,25 +19,10 @@ from .problems import problem
 log = logging.getLogger("nd73.requests")
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-                 "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def configure_logging() -> None:
-    root = logging.getLogger("nd73")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        root.propagate = False
+def _signed_in_user() -> str | None:
+    """Asked at each log line: the caller is known only once authentication has run."""
+    principal = g.get("principal")
+    return principal.username if principal else None
 
 
 class EngineCollector:
@@ -88,12 +73,22 @@ def register(app: Flask, engine) -> None:
                         ["method", "endpoint"], registry=registry)
     registry.register(EngineCollector(engine))
 
-    @app.before_request
     def start_request():
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() \
             else uuid.uuid4().hex
         g.started = time.perf_counter()
+        g.log_scope = open_scope(request_id=g.request_id, user=_signed_in_user,
+                                 instance_id=(request.view_args or {}).get("instance_id"))
+
+    # first of all, so a request refused by an earlier check (401, 403) has its id too
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
+
+    @app.teardown_request
+    def end_request(_exc):
+        token = g.pop("log_scope", None)
+        if token is not None:
+            close_scope(token)
 
     @app.after_request
     def finish_request(response):
@@ -102,12 +97,9 @@ def register(app: Flask, engine) -> None:
         requests_total.labels(request.method, endpoint, str(response.status_code)).inc()
         latency.labels(request.method, endpoint).observe(elapsed)
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        principal = g.get("principal")
         log.info("request", extra={"fields": {
-            "request_id": g.get("request_id"), "method": request.method,
-            "path": request.path, "status": response.status_code,
-            "duration_ms": round(elapsed * 1000, 1),
-            "user": principal.username if principal else None}})
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 1)}})
         return response
 
     @app.get("/healthz")

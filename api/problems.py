@@ -131,7 +131,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        kind = _STATUS_TYPES.get(exc.code, "malformed-request")
+        kind = _STATUS_TYPES.get(exc.code or 0, "malformed-request")
         data = getattr(exc, "data", None) or {}
         if "messages" in data:
             return problem("invalid-data" if exc.code == 422 else kind,

@@ -141,11 +141,23 @@ class ValidationResult(Schema):
 
 # --- instances ---------------------------------------------------------------------------
 class InstanceCreate(Schema):
-    definition_key = fields.String(required=True, validate=validate.Length(1, 128))
-    variant = fields.String(required=True, validate=validate.Length(1, 64))
-    data = fields.Dict(keys=fields.String(), load_default=dict)
-    business_key = fields.String(validate=validate.Length(1, 255), allow_none=True)
-    unit_id = fields.String(validate=validate.Length(1, 64), allow_none=True)
+    definition_key = fields.String(required=True, validate=validate.Length(1, 128), metadata={
+        "description": "The process to start: its id in the BPMN (e.g. a case or a "
+                       "reporting cycle listed by GET /definitions)."})
+    variant = fields.String(required=True, validate=validate.Length(1, 64), metadata={
+        "description": "The province's variant whose newest deployed version starts."})
+    data = fields.Dict(keys=fields.String(), load_default=dict, metadata={
+        "description": "Start data. When the start event declares a form, the data must "
+                       "satisfy it (422 lists each invalid field). Names starting with '_' "
+                       "are refused."})
+    business_key = fields.String(validate=validate.Length(1, 255), allow_none=True, metadata={
+        "description": "A key of your own to find the instance and correlate messages."})
+    unit_id = fields.String(validate=validate.Length(1, 64), allow_none=True, metadata={
+        "description": "The unit the instance is started for. Defaults to the caller's own "
+                       "unit; an administrator may name any unit of the variant. A process "
+                       "that declares startUnit=required is refused with 422 naming unit_id "
+                       "when no unit results; a process with a timer start event started "
+                       "by hand runs for its schedule's unit (the province by default)."})
 
 
 class InstanceArgs(PageArgs):
@@ -298,7 +310,7 @@ class NotificationOut(Schema):
     read_at = Utc(allow_none=True)
 
 
-class NotificationPage(page_of(NotificationOut)):
+class NotificationPage(page_of(NotificationOut)):  # type: ignore[misc]  # a made class
     unread = fields.Integer(required=True, metadata={"description": "the caller's unread "
                                                                     "notifications"})
 

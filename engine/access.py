@@ -94,7 +94,8 @@ class Access:
                 LoginAttempt.username == username, LoginAttempt.at >= since))
             by_address = session.scalar(select(func.count(LoginAttempt.id)).where(
                 LoginAttempt.address == address, LoginAttempt.at >= since))
-        return by_name >= self.max_failures or by_address >= self.max_failures_per_address
+        return (by_name or 0) >= self.max_failures \
+            or (by_address or 0) >= self.max_failures_per_address
 
     def authenticate(self, username: str, password: str, address: str) -> Principal | None:
         """The principal for valid credentials; failures are counted for rate limiting."""
@@ -169,8 +170,8 @@ class Access:
 
     def can_see_instance(self, principal: Principal, instance_id: str) -> bool:
         with self.db.reading() as session:
-            return session.scalar(select(func.count(Instance.id)).where(
-                Instance.id == instance_id, self._involved_row_clause(principal))) > 0
+            return (session.scalar(select(func.count(Instance.id)).where(
+                Instance.id == instance_id, self._involved_row_clause(principal))) or 0) > 0
 
     def candidates(self, task_id: str) -> list[str]:
         return self.candidates_of([task_id]).get(task_id, [])

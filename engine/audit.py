@@ -25,7 +25,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import event, exists, inspect, insert, select, update
 from sqlalchemy.orm import Session
@@ -108,7 +108,7 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     return instance
 
 
-def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, object]:
+def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, Any]:
     """(kind, handle) of the chain an event belongs to, with its head row locked."""
     if instance_id is not None:
         if instance_id in pending:
@@ -139,7 +139,7 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
     new = [o for o in session.new if isinstance(o, AuditEvent) and o.hash is None]
     if not new:
         return
-    new.sort(key=lambda o: inspect(o).insert_order)   # the order the rows get their ids
+    new.sort(key=lambda o: inspect(o).insert_order or 0)   # the order the rows get their ids
     pending = {o.id: o for o in session.new if isinstance(o, Instance)}
     chains: dict = {}
     for entry in new:
@@ -339,6 +339,7 @@ def verify_session(session: Session, instance_id: str | None = None) -> Report:
                AuditEvent.definition_id, AuditEvent.at, AuditEvent.actor, AuditEvent.action,
                AuditEvent.element_id, AuditEvent.details)
     other_heads = {h.chain: (h.seq, h.head) for h in session.scalars(select(AuditHead))}
+    chain: _Chain | None
     if instance_id is None:
         chain = _Chain(SYSTEM_CHAIN)
         for row in session.execute(select(*columns).where(AuditEvent.instance_id.is_(None))

@@ -80,7 +80,7 @@ def _encode(column, value):
 
 def _ordered(connection, table: Table):
     """Primary-key order that does not depend on the database's collation."""
-    keys = []
+    keys: list = []
     for column in table.primary_key.columns:
         if isinstance(column.type, String) and connection.dialect.name == "postgresql":
             keys.append(column.collate("C"))
@@ -273,7 +273,7 @@ def _parents_first(table: Table, rows: list[dict]) -> list[dict]:
         return rows
     child, parent = own[0].parent.name, own[0].column.name
     placed: set = set()
-    waiting = defaultdict(list)
+    waiting: defaultdict = defaultdict(list)
     ordered: list[dict] = []
 
     def place(row):

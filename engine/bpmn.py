@@ -21,7 +21,8 @@ from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from . import policy
 from .errors import DefinitionInvalid, Problem
-from .org import ROLES
+from .org import POSITIONS
+from .roles import declared_roles
 from .sandbox import SandboxViolation, check_code
 from .scripting import adopt_engine_timers
 from .variants import SourceFile
@@ -146,7 +147,7 @@ def _enclosing_id(node) -> str | None:
     return None
 
 
-def _static_problems(files: list[ParsedFile]) -> list[Problem]:
+def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Problem]:
     """Checks SpiffWorkflow does not make: start events, call targets, sandboxed code."""
     problems: list[Problem] = []
     known = {pid for f in files for pid in f.process_ids}
@@ -166,10 +167,11 @@ def _static_problems(files: list[ParsedFile]) -> list[Problem]:
                                     "of the process", element_id=flow.get("id"),
                             line=flow.sourceline))
         for lane in f.root.iterfind(".//bpmn:lane", NS):
-            if (lane.get("name") or "") not in ROLES:
+            if (lane.get("name") or "") not in roles:
                 problems.append(Problem(
-                    f.name, f"lane '{lane.get('name')}' names no known role; use one of: "
-                            + ", ".join(ROLES), element_id=lane.get("id"), line=lane.sourceline))
+                    f.name, f"lane '{lane.get('name')}' names no role of the variant's "
+                            "[roles] nor a position; use one of: " + ", ".join(roles),
+                    element_id=lane.get("id"), line=lane.sourceline))
         for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
             if prop.get("value") not in STAGES:
                 problems.append(Problem(
@@ -221,6 +223,10 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
                 and prop.get("value") not in policy.CATEGORIES:
             problem(prop, f"category '{prop.get('value')}' is not one of: "
                           + ", ".join(policy.CATEGORIES))
+        elif is_process and prop.get("name") == "startUnit" \
+                and prop.get("value") not in policy.START_UNITS:
+            problem(prop, f"startUnit '{prop.get('value')}' is not one of: "
+                          + ", ".join(policy.START_UNITS))
     for rule in f.root.iterfind(".//nd73:notification", NS):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", rule.get("kind") or ""):
             problem(rule, f"notification kind '{rule.get('kind') or ''}' must be a name of "
@@ -253,7 +259,8 @@ def _recursive_calls(f: ParsedFile) -> list[Problem]:
     problems = []
     for pid, activities in calls.items():
         for call in activities:
-            path, todo, seen = {call.get("calledElement"): [pid]}, [call.get("calledElement")], set()
+            path, todo = {call.get("calledElement"): [pid]}, [call.get("calledElement")]
+            seen = set()
             while todo:
                 current = todo.pop()
                 if current == pid:
@@ -364,11 +371,13 @@ def forms_used(process: "BuiltProcess") -> set[str]:
 
 
 def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
-                    forms: dict[str, bytes] | None = None) -> list[BuiltProcess]:
+                    forms: dict[str, bytes] | None = None,
+                    settings: dict | None = None) -> list[BuiltProcess]:
     """Parse and validate a set of files; return every process or raise DefinitionInvalid.
 
     With ``forms`` (name → JSON Schema text), every form a user task names must exist and be
-    a valid JSON Schema; the forms a process uses are deployed with it.
+    a valid JSON Schema; the forms a process uses are deployed with it. Lanes name a role
+    the ``settings`` declare (``[roles]``), ``proposer`` or a position.
     """
     if len(sources) > MAX_FILES:
         raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files")])
@@ -398,7 +407,9 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
             problems.append(_problem_from(exc, files))
         for pid in f.process_ids:
             owner.setdefault(pid, f)
-    problems.extend(_static_problems(files))
+    roles = tuple(dict.fromkeys(
+        (*declared_roles(settings or {}), "proposer", *POSITIONS)))
+    problems.extend(_static_problems(files, roles))
     if forms is not None:
         problems.extend(_form_problems(files, forms))
     if problems:

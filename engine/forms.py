@@ -20,7 +20,7 @@ def _messages(error) -> tuple[str, str]:
         return "Trường bắt buộc, chưa được điền", "This field is required"
     if v == "type":
         kinds = value if isinstance(value, list) else [value]
-        return (f"Cần nhập {' hoặc '.join(_TYPES_VI.get(k, k) for k in kinds)}",
+        return (f"Cần nhập {' hoặc '.join(_TYPES_VI.get(k) or k for k in kinds)}",
                 f"Expected {' or '.join(kinds)}")
     if v == "enum":
         return (f"Giá trị không hợp lệ; chọn một trong: {', '.join(map(str, value))}",

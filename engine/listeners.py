@@ -80,6 +80,7 @@ class DecisionRecorder:
         for name in policy.decision_fields(spec):
             if data.get(name) is None:
                 continue
+            assert step.task_row is not None        # a user task's step has its inbox row
             appends.add(step.session, Decision.__table__, instance_id=instance.id,
                         variant=instance.variant, definition_key=instance.definition_key,
                         unit_id=instance.unit_id, element_id=step.task_row.element_id,
@@ -119,6 +120,7 @@ class Notifier:
     def step_saving(self, step: Step) -> None:
         if step.user_task is not None:
             data = {**step.user_task.data, **step.submitted}
+            assert step.task_row is not None        # a user task's step has its inbox row
             for rule in policy.notifications(step.user_task.task_spec, "complete"):
                 if self._applies(rule, data, step.task_row.element_id):
                     self._send(step, rule, data, task_row=step.task_row)

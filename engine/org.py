@@ -1,9 +1,8 @@
-"""The organisation tree and the roles that BPMN lanes name.
+"""The organisation tree, and the people a lane's role names in it.
 
-Lanes name roles (``proposer``, ``head``, ``leadership``, ``superior_head``,
-``party_committee``, ``home_affairs``, ``chairman``, ``council``, ``implementer``, ``office``,
-``reporting_unit``, ``decider``…); they resolve at run time from the instance's context (the
-proposer and the proposer's unit) through the tree, never from names in the BPMN.
+Lanes name roles, which the variant's settings declare (see :mod:`engine.roles`); they
+resolve at run time from the instance's context (the proposer and the proposer's unit)
+through the tree, never from names in the BPMN.
 
 An *agency* (cơ quan sử dụng cán bộ) is the nearest unit, from a unit upwards, that is a
 province, a department or a commune; divisions and offices belong to their agency.
@@ -13,19 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import delete, select
 from werkzeug.security import generate_password_hash
 
 from .errors import InvalidData, NotFound
+from .roles import Role, role_named
 from .store import Database, Grant, Membership, OrgUnit, User
 
 AGENCY_KINDS = ("province", "department", "commune")
 POSITIONS = ("head", "deputy", "staff", "party_secretary", "council_member")
-ROLES = ("proposer", "head", "deputy", "leadership", "superior_head", "party_committee",
-         "home_affairs", "chairman", "council", "implementer", "office", "reporting_unit",
-         "decider")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
 
 
@@ -110,7 +107,7 @@ class Org:
             unit = self.unit(unit.parent_id)
         return unit
 
-    def members(self, unit_id: str, positions: Iterable[str]) -> list[str]:
+    def members(self, unit_id: str | None, positions: Iterable[str]) -> list[str]:
         wanted = set(positions)
         return list(dict.fromkeys(username for username, position
                                   in self._snapshot()[1].get(unit_id, ())
@@ -153,7 +150,8 @@ class Org:
 
     # --- roles ---------------------------------------------------------------------------
     def resolve(self, role: str, *, proposer: str | None, unit_id: str | None,
-                data: Mapping | None = None, assignee_from: str | None = None) -> Resolution:
+                settings: Mapping, data: Mapping | None = None,
+                assignee_from: str | None = None) -> Resolution:
         """Usernames who may act in ``role`` for an instance started by ``proposer`` in
         ``unit_id``. A task whose ``assigneeFrom`` property names a data variable (one
         member's ballot in a vote) goes to the user named there."""
@@ -161,69 +159,54 @@ class Org:
         if assignee_from:
             named = data.get(assignee_from)
             return Resolution([named] if isinstance(named, str) else [], unit_id, role)
-        if role == "decider":
-            role = str(data.get("decider_role") or "head")
-        if role == "proposer":
+        rule = role_named(role, settings)
+        if rule.role_from:
+            named_role = str(data.get(rule.role_from) or rule.otherwise_role or "")
+            if not named_role or named_role == role:
+                raise InvalidData(f"role '{role}': the data field '{rule.role_from}' names "
+                                  "no role")
+            role, rule = named_role, role_named(named_role, settings)
+        if rule.person == "proposer":
             return Resolution([proposer] if proposer else [], unit_id, role)
-        if role == "implementer":
-            implementers = data.get("implementers") or ([proposer] if proposer else [])
-            return Resolution([str(u) for u in implementers], unit_id, role)
-        if role == "reporting_unit":
-            reporting = data.get("reporting_unit") or unit_id
-            return Resolution(self.members(reporting, ("head", "staff")), reporting, role)
-        if role == "council":
-            members = data.get("council_members")
-            if members:
-                return Resolution([str(u) for u in members], unit_id, role)
-        if not unit_id:
-            raise InvalidData(f"role '{role}' needs the proposer's unit (proposer_unit)")
-        target = self._role_unit(role, unit_id)
+        if rule.people_from:
+            people = data.get(rule.people_from)
+            if people:
+                return Resolution([str(u) for u in people], unit_id, role)
+            if rule.otherwise == "proposer":
+                return Resolution([proposer] if proposer else [], unit_id, role)
+            if not rule.positions:
+                return Resolution([], unit_id, role)
+        base = (data.get(rule.unit_from) if rule.unit_from else None) or unit_id
+        if not base:
+            raise InvalidData(f"role '{role}' needs the case's unit (proposer_unit)")
+        target = self._unit_for(rule, str(base))
         if target is None:
             return Resolution([], None, role)
-        positions = {"head": ("head",), "superior_head": ("head",), "chairman": ("head",),
-                     "leadership": ("head", "deputy"), "deputy": ("deputy",),
-                     "party_committee": ("party_secretary",),
-                     "home_affairs": ("head", "staff"), "office": ("head", "staff"),
-                     "council": ("council_member",)}.get(role)
-        if positions is None:
-            raise InvalidData(f"unknown role '{role}' (lane name)")
-        return Resolution(self.members(target.id, positions), target.id, role)
+        return Resolution(self.members(target.id, rule.positions), target.id, role)
 
-    def _role_unit(self, role: str, unit_id: str) -> OrgUnit | None:
-        if role in ("head", "leadership", "deputy", "party_committee"):
-            return self.agency_of(unit_id)
-        if role == "superior_head":
-            return self.superior_agency_of(unit_id)
-        province = self.province_of(unit_id)
-        if role == "chairman":
-            return province
-        if role == "home_affairs":
-            return self.tagged(province.id, "home_affairs")
-        if role == "office":
-            return self.tagged(self.agency_of(unit_id).id, "office") or self.tagged(
-                province.id, "office")
-        if role == "council":
-            return self.tagged(province.id, "council")
-        return self.agency_of(unit_id)
+    def _unit_for(self, rule: Role, unit_id: str) -> OrgUnit | None:
+        """The unit a role's people are found in, from the case's unit: the first of the
+        role's places that exists (and holds a unit with the role's tag, if it has one)."""
+        for place in rule.unit:
+            if place == "case":
+                found: OrgUnit | None = self.unit(unit_id)
+            elif place == "agency":
+                found = self.agency_of(unit_id)
+            elif place == "superior_agency":
+                found = self.superior_agency_of(unit_id)
+            else:
+                found = self.province_of(unit_id)
+            if found is not None and rule.tag:
+                found = self.tagged(found.id, rule.tag)
+            if found is not None:
+                return found
+        return None
 
-    def decision_unit(self, decider_role: str, unit_id: str) -> OrgUnit | None:
-        """The agency whose collective leadership meets for the decider's decision."""
-        if decider_role == "superior_head":
-            return self.superior_agency_of(unit_id)
-        if decider_role == "chairman":
-            return self.province_of(unit_id)
-        return self.agency_of(unit_id)
-
-    def voters_for(self, decider_role: str, proposer: str | None, unit_id: str) -> list[str]:
-        unit = self.decision_unit(decider_role, unit_id)
-        if unit is None:
-            return []
-        return [m for m in self.members(unit.id, ("head", "deputy")) if m != proposer]
-
-    def chair_for(self, decider_role: str, unit_id: str) -> str | None:
-        unit = self.decision_unit(decider_role, unit_id)
-        heads = self.members(unit.id, ("head",)) if unit is not None else []
-        return heads[0] if heads else None
+    def role_unit(self, role: str, unit_id: str, settings: Mapping) -> str | None:
+        """The unit a role's people are found in for a case of ``unit_id`` (the agency
+        whose collective meets for a decider, say); None when there is none."""
+        found = self._unit_for(role_named(role, settings), unit_id)
+        return found.id if found is not None else None
 
     def heads_above(self, username: str, unit_id: str | None) -> list[str]:
         """Whom to tell when ``username`` is late: the head of their agency, or the superior
@@ -285,19 +268,19 @@ class Org:
         self.invalidate()
         return len(units), len(users)
 
-    def sandbox_functions(self) -> dict:
-        """Read-only look-ups offered to BPMN scripts."""
+    def sandbox_functions(self, settings: Callable[[], Mapping]) -> dict:
+        """Read-only look-ups offered to BPMN scripts (``settings``: those of the variant
+        whose step runs)."""
         return {
             "agency_of": lambda unit_id: self.agency_of(unit_id).id,
             "agency_kind": lambda unit_id: self.agency_of(unit_id).kind,
             "members_of": lambda unit_id, *positions: self.members(unit_id, positions),
             "positions_of": lambda username, unit_id=None: self.positions(username, unit_id),
             "role_members": lambda role, proposer, unit_id: self.resolve(
-                role, proposer=proposer, unit_id=unit_id).usernames,
+                role, proposer=proposer, unit_id=unit_id, settings=settings()).usernames,
             "reporting_units_of": lambda unit_id, *kinds: self.reporting_units(
                 unit_id, kinds or ("department", "commune"), ("home_affairs", "office")),
             "unit_name": lambda unit_id: self.unit(unit_id).name,
             "province_of": lambda unit_id: self.province_of(unit_id).id,
-            "voters_for": self.voters_for,
-            "chair_for": self.chair_for,
+            "role_unit": lambda role, unit_id: self.role_unit(role, unit_id, settings()),
         }

@@ -39,8 +39,11 @@ ELEMENT_PROPERTIES = ("form", "stage", "dueDate", "dueInWorkingDays", "assigneeF
                       "decisionFields", "caseDecisionField", "legalBasis")
 # Properties of a process.
 PROCESS_PROPERTIES = ("category", "proposerField", "reportTitle", "reportIssuer",
-                      "reportRecipients")
+                      "reportRecipients", "startUnit")
 CATEGORIES = ("case", "reporting_cycle", "called")
+# ``startUnit``: whether an instance must be started for a unit (its lanes and scripts
+# work from the unit), or may start without one.
+START_UNITS = ("required", "optional")
 # Who a notification goes to: the candidates of a task that opens, the case's proposer, the
 # people who may do the task a boundary timer is attached to, or those people and their
 # heads (the late people are told too, with ``to_head`` false).
@@ -99,7 +102,7 @@ def declarations_of(node) -> dict:
 
 def notification_kinds(sources) -> set[str]:
     """The notification kinds the BPMN files among ``sources`` declare."""
-    kinds = set()
+    kinds: set[str] = set()
     for source in sources:
         if not source.name.endswith(".bpmn"):
             continue
@@ -112,7 +115,7 @@ def notification_kinds(sources) -> set[str]:
     return kinds
 
 
-def declared_elements(root) -> dict[tuple[str, str], dict]:
+def declared_elements(root) -> dict[tuple[str, str | None], dict]:
     """(process or subprocess id, element id) → declarations, for every element of a BPMN
     document that declares something."""
     found = {}
@@ -228,6 +231,10 @@ def process_properties(definition) -> dict[str, str]:
             if found:
                 return found
     return {}
+
+
+def start_unit_required(definition) -> bool:
+    return process_properties(definition).get("startUnit") == "required"
 
 
 def category(definition) -> str | None:

@@ -109,14 +109,14 @@ class Queries:
                            by_stage=counts(session, Instance.stage, live),
                            by_unit=counts(session, Instance.unit_id, live),
                            overdue=session.scalar(select(func.count(Instance.id))
-                                                  .where(visible, live, late)))
+                                                  .where(visible, live, late)) or 0)
 
     def detail(self, principal: Principal, instance_id: str) -> InstanceDetail:
         if not self.access.can_see_instance(principal, instance_id):
             raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
         with self.db.reading() as session:
-            instance = session.get(Instance, instance_id)
-            definition = session.get(Definition, instance.definition_id)
+            instance = session.get_one(Instance, instance_id)
+            definition = session.get_one(Definition, instance.definition_id)
             tasks = list(session.scalars(select(HumanTask).where(
                 HumanTask.instance_id == instance_id, HumanTask.status == TaskStatus.OPEN)
                 .order_by(HumanTask.created_at, HumanTask.id)))

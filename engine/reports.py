@@ -226,7 +226,7 @@ def xlsx(content: ReportContent) -> bytes:
         cell.font, cell.alignment, cell.border = bold, center, box
     totals = {key: 0 for key in content.figures}
     for index, (unit, report) in enumerate(content.rows, start=1):
-        values = [index, unit]
+        values: list = [index, unit]
         for key in content.figures:
             value = int(report.get(key) or 0)
             totals[key] += value

@@ -19,12 +19,12 @@ from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
 from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
-
-SETTINGS_SOURCE = "variant.toml.json"
 from .clock import Clock
 from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
 from .store import AuditEvent, Database, Definition
+
+SETTINGS_SOURCE = "variant.toml.json"
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
     variant, forms = read_folder(folder, forms_dir)
     notification_templates.validate(variant.templates,
                                     policy.notification_kinds(variant.sources))
-    return variant.name, build_processes(variant.sources, forms=forms)
+    return variant.name, build_processes(variant.sources, forms=forms,
+                                         settings=variant.settings)
 
 
 class Repository:
@@ -72,7 +73,7 @@ class Repository:
         Notification templates are checked and deployed with every process of the variant."""
         if templates:
             notification_templates.validate(templates, policy.notification_kinds(sources))
-        built = build_processes(sources, forms=forms)
+        built = build_processes(sources, forms=forms, settings=settings)
         for process in built:
             process.extra.update({notification_templates.SOURCE_PREFIX + name: content
                                   for name, content in sorted((templates or {}).items())})
@@ -225,7 +226,7 @@ class Repository:
 
     def count(self) -> int:
         with self.db.reading() as session:
-            return session.scalar(select(func.count(Definition.id)))
+            return session.scalar(select(func.count(Definition.id))) or 0
 
     def settings(self, definition: Definition) -> dict:
         """The variant settings deployed with a definition (defaults for bare deployments)."""

@@ -199,7 +199,8 @@ def guarded_binop(symbol: str, left, right):
                 raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
         return _check_size(left ** right)
     if symbol == "<<":
-        if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right > MAX_INT_BITS:
+        if isinstance(left, int) and isinstance(right, int) \
+                and left.bit_length() + right > MAX_INT_BITS:
             raise SandboxViolation(f"an integer larger than {MAX_INT_BITS} bits would be built")
         return left << right
     raise SandboxViolation(f"operator {symbol} is not allowed")
@@ -342,11 +343,11 @@ def guarded_getattr(obj, name, *default):
         f"attribute {name!r} of a {kind.__name__} value is not accessible in BPMN scripts")
 
 
-_CONTAINERS = (dict, list, tuple, str, bytes)
+_INDEXABLE = (dict, list, tuple, str, bytes)
 
 
 def guarded_getitem(obj, key):
-    if not isinstance(obj, _CONTAINERS):
+    if not isinstance(obj, _INDEXABLE):
         raise SandboxViolation(f"a {type(obj).__name__} value cannot be indexed in BPMN scripts")
     return obj[key]
 

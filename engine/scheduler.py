@@ -3,7 +3,10 @@
 The database decides: a scheduler claims due timer rows (PostgreSQL: ``FOR UPDATE SKIP
 LOCKED``; SQLite: its single writer lock, so one scheduler is enough there) by writing its
 name and a lock expiry on them, fires them through the runtime, and releases them. A claim
-whose scheduler died is taken over once its lock expires. Firing is itself guarded: an
+whose scheduler died is taken over once its lock expires. Claims, retries with backoff and
+giving up are :class:`engine.leases.LeaseQueue`'s, with the timers' own settings
+(:data:`TIMER_LEASES`); a failing timer waits out its backoff under ``lock_expires_at``, its
+due time being what it fires for. Firing is itself guarded: an
 instance's timers fire inside the instance's optimistic-version transaction, and a
 schedule (a process's timer start event) starts its instance in the same transaction that
 moves the schedule on, conditioned on still holding the claim. So a timer fires once even
@@ -26,20 +29,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from .clock import as_utc
 from .deadlines import variant_settings
 from .errors import Conflict, EngineError
+from .leases import LeaseQueue, LeaseSettings
+from .logs import log_scope
 from .notifications.mailer import SmtpSettings
-from .notifications.outbox import OutboxSender
+from .notifications.outbox import OUTBOX_LEASES, OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
-from .store import Definition, OrgUnit, Timer, TimerStatus
+from .store import Definition, Timer
 
 log = logging.getLogger("nd73.scheduler")
 SCHEDULER_ACTOR = "scheduler"
+# a claim outlives a slow firing; 10, 20, 40, 80 s between attempts; incident after the 5th
+TIMER_LEASES = LeaseSettings(lease_seconds=60, max_attempts=5, backoff_base_seconds=10)
 
 
 def default_owner() -> str:
@@ -61,19 +69,27 @@ def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
 
 
 class Scheduler:
-    def __init__(self, engine, owner: str | None = None, lock_seconds: int = 60,
-                 max_attempts: int = 5, batch: int = 100,
-                 smtp: SmtpSettings | None | str = "environment"):
+    def __init__(self, engine, owner: str | None = None, lock_seconds: int | None = None,
+                 max_attempts: int | None = None, batch: int = 100,
+                 smtp: SmtpSettings | None | str = "environment", *,
+                 timer_leases: LeaseSettings = TIMER_LEASES,
+                 outbox_leases: LeaseSettings = OUTBOX_LEASES):
+        """``lock_seconds`` and ``max_attempts``, when given, replace those of
+        ``timer_leases``; ``outbox_leases`` are the e-mail outbox's."""
         self.engine = engine
         self.db = engine.db
         self.clock = engine.clock
         self.owner = owner or default_owner()
-        self.lock = timedelta(seconds=lock_seconds)
-        self.max_attempts = max_attempts
         self.batch = batch
+        self.timer_queue = LeaseQueue(
+            self.db, self.clock, Timer, owner=self.owner, name="timers",
+            settings=timer_leases.overridden(lease_seconds=lock_seconds,
+                                             max_attempts=max_attempts),
+            due=Timer.due_at, retry_at=Timer.lock_expires_at, give_up=self._give_up)
         if smtp == "environment":
             smtp = SmtpSettings.from_env(os.environ)
-        self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp)
+        self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp,
+                                   leases=outbox_leases)
 
     # --- schedules (timer start events) ----------------------------------------------------
     def sync_schedules(self) -> int:
@@ -130,22 +146,8 @@ class Scheduler:
     # --- claiming and firing ---------------------------------------------------------------
     def claim(self, limit: int | None = None, timer_id: int | None = None) -> list[Timer]:
         """Take due, unclaimed (or abandoned) timers, oldest first; or just ``timer_id``."""
-        now = self.clock.now()
-        query = (select(Timer).where(
-            Timer.status == TimerStatus.PENDING, Timer.due_at <= now,
-            or_(Timer.lock_expires_at.is_(None), Timer.lock_expires_at < now))
-            .order_by(Timer.due_at, Timer.id).limit(limit or self.batch))
-        if timer_id is not None:
-            query = query.where(Timer.id == timer_id)
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        with self.db.transaction() as session:
-            rows = list(session.scalars(query))
-            for row in rows:
-                row.lock_owner = self.owner
-                row.lock_expires_at = now + self.lock
-                row.attempts = (row.attempts or 0) + 1
-        return rows
+        only = (Timer.id == timer_id,) if timer_id is not None else ()
+        return self.timer_queue.claim(limit or self.batch, *only)
 
     def run_due(self, max_rounds: int = 1000) -> int:
         """Claim and fire everything due now, oldest first. Returns timers fired."""
@@ -168,6 +170,14 @@ class Scheduler:
             return 0
 
     def fire(self, row: Timer) -> int:
+        with log_scope(instance_id=row.instance_id, timer_id=row.id):
+            fired = self._fire(row)
+            if fired:           # a schedule's line has the instance it started
+                log.info("timer %s fired", row.element_id, extra={"fields": {
+                    "element_id": row.element_id, "due_at": as_utc(row.due_at).isoformat()}})
+            return fired
+
+    def _fire(self, row: Timer) -> int:
         try:
             if row.instance_id is None:
                 return self._start_scheduled(row)
@@ -191,44 +201,24 @@ class Scheduler:
     def _start_scheduled(self, row: Timer) -> int:
         definition = self.engine.repository.get(row.definition_id)
         next_due = self._after_firing(definition, row, as_utc(row.due_at))
-        unit = self._schedule_unit(definition)
+        unit = self.engine.runtime.schedule_unit(definition)
         self.engine.runtime.start_scheduled(row, definition, next_due, owner=self.owner,
                                             actor=SCHEDULER_ACTOR,
                                             data={"proposer_unit": unit} if unit else {})
         return 1
 
-    def _schedule_unit(self, definition: Definition) -> str | None:
-        """The unit a scheduled cycle runs for: ``[schedules.<process>] unit`` in the
-        variant's settings, else the variant's province."""
-        settings = self.engine.repository.settings(definition)
-        configured = settings.get("schedules", {}).get(definition.key, {}).get("unit")
-        if configured:
-            return configured
-        with self.db.reading() as session:
-            return session.scalars(select(OrgUnit.id).where(
-                OrgUnit.variant == definition.variant, OrgUnit.parent_id.is_(None))
-                .order_by(OrgUnit.id)).first()
-
     def _release(self, timer_id: int) -> None:
-        with self.db.transaction() as session:
-            row = session.get(Timer, timer_id)
-            if row is not None and row.lock_owner == self.owner:
-                row.lock_owner, row.lock_expires_at = None, None
+        self.timer_queue.release(timer_id)
 
     def _failed(self, row: Timer, exc: Exception) -> None:
-        now = self.clock.now()
+        """Retried after the backoff; after the last attempt, :meth:`_give_up`."""
         message = exc.message if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-        with self.db.transaction() as session:
-            current = session.get(Timer, row.id)
-            if current is None or current.status != TimerStatus.PENDING:
-                return
-            if current.attempts < self.max_attempts:     # retry with exponential backoff
-                current.last_error = message[:2000]
-                current.lock_owner = None
-                current.lock_expires_at = now + timedelta(seconds=2 ** current.attempts * 5)
-                return
-        # the last attempt: the runtime marks the timer failed and its instance in incident
-        self.engine.runtime.timer_failed(row.id, message, actor=SCHEDULER_ACTOR)
+        self.timer_queue.record_failure(row.id, message)
+
+    def _give_up(self, session: Session, row: Timer, error: str) -> None:
+        """The timer's last attempt failed: the runtime marks it failed and puts its running
+        instance in incident, in the transaction that records the failure."""
+        self.engine.runtime.timer_failed(session, row, error, actor=SCHEDULER_ACTOR)
 
 
 def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):

@@ -87,7 +87,7 @@ class TaskService:
             changed = session.execute(
                 update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == TaskStatus.OPEN,
                                         HumanTask.assignee.is_(None))
-                .values(assignee=username)).rowcount
+                .values(assignee=username)).rowcount  # type: ignore[attr-defined]
             if not changed:
                 session.refresh(task)
                 if task.status != TaskStatus.OPEN:

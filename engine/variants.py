@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import DefinitionInvalid, Problem
 from .notifications import templates as notification_templates
+from .roles import role_problems
 
 SOURCE_SUFFIXES = (".bpmn", ".dmn")
 SETTINGS_FILE = "variant.toml"
@@ -105,6 +106,7 @@ def check_settings(settings: dict, file_label: str) -> None:
             except DefinitionInvalid as exc:
                 problems.extend(exc.problems)
     problems += _figure_problems(settings.get("figures") or [], file_label)
+    problems += role_problems(settings, file_label)
     council = settings.get("council", {})
     if not 1 <= council.get("min_size", 5) <= council.get("max_size", 9):
         problems.append(Problem(file_label, "council.min_size must be ≥ 1 and ≤ max_size"))

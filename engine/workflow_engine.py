@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Mapping
 
-from . import deadlines, rules
+from . import deadlines
 from .clock import Clock, ManualClock
 from .access import Access
 from .notifications import Notifications
@@ -43,9 +43,9 @@ class WorkflowEngine:
         self.codec = Codec()
         self.org = Org(self.db)
         self.figures = Figures(self.db, self.org, self.clock)
-        offered = {**rules.SANDBOX_FUNCTIONS, **deadlines.sandbox_functions(self.clock),
-                   **self.org.sandbox_functions(), **self.figures.sandbox_functions(),
-                   **(functions or {})}
+        offered = {**deadlines.sandbox_functions(self.clock),
+                   **self.org.sandbox_functions(deadlines.current_settings),
+                   **self.figures.sandbox_functions(), **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
         self.notifications = Notifications(self.db, self.clock, self.org)

@@ -180,7 +180,7 @@ def test_lane_naming_an_unknown_role_is_refused(engine):
     source = bpmn_source(replace={'<bpmn:lane id="Lane_head" name="head">':
                                   '<bpmn:lane id="Lane_head" name="Giám đốc Nguyễn Văn A">'})
     [problem] = _refused(engine, source)
-    assert problem.element_id == "Lane_head" and "no known role" in problem.message
+    assert problem.element_id == "Lane_head" and "names no role" in problem.message
 
 
 def test_stage_outside_the_vocabulary_is_refused(engine):

@@ -106,3 +106,11 @@ def test_image_is_multi_stage_slim_and_runs_as_a_user():
     assert user and user[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["nd73"]' in dockerfile and "HEALTHCHECK" in dockerfile
     assert "ND73_SECRET_KEY" not in dockerfile and "PASSWORD" not in dockerfile
+
+
+def test_image_installs_the_locked_versions_only():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    installs = re.findall(r"^RUN pip install (.*)$", dockerfile, re.M)
+    assert installs[0].startswith("--no-cache-dir --require-hashes -r requirements.lock")
+    assert re.search(r"^COPY requirements\.lock ", dockerfile, re.M)
+    assert all("--no-deps" in line for line in installs[1:]) and len(installs) == 2

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -23,6 +24,7 @@ from engine.clock import as_utc
 from engine.demo import seed_orgs
 from engine.errors import DefinitionInvalid, InvalidData, NotFound
 from engine.notifications.mailer import SmtpSettings
+from engine.notifications.outbox import OUTBOX_LEASES
 from engine.notifications.templates import Renderer
 from engine.scheduler import Scheduler
 from engine.store.models import OutboxMessage
@@ -257,8 +259,7 @@ def test_outbox_survives_a_scheduler_restart_and_a_killed_sender(library, clock,
     dead = scheduler(library, mailbox.port, owner="dead")
     assert dead.outbox.claim() == queued
     # …except one message, which it was handing to the SMTP server when it died
-    assert dead.outbox._mark(queued[0], "pending", "sending",
-                             lock_expires_at=clock.now() + timedelta(minutes=5))
+    assert dead.outbox.queue.move(queued[0], "pending", "sending", lease="renew")
 
     restarted = scheduler(library, mailbox.port, owner="s2")
     assert restarted.send_mail() == 0             # the dead sender's claims still hold
@@ -368,8 +369,8 @@ def test_a_closed_port_is_retried_with_backoff_then_given_up(library, clock):
     port = free_port()                            # nothing listens there
     case = Case.start(library, "national", "proposal", PROPOSER)
     case.do("submit_plan", plan(), by=PROPOSER)
-    sender = Scheduler(library, owner="s1", smtp=smtp_to(port))
-    sender.outbox.max_attempts = 3
+    sender = Scheduler(library, owner="s1", smtp=smtp_to(port),
+                       outbox_leases=replace(OUTBOX_LEASES, max_attempts=3))
     for attempt in (1, 2, 3):
         assert sender.send_mail() == 0
         [row] = outbox(library)

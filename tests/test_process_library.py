@@ -28,7 +28,7 @@ def test_there_are_processes_to_check():
 @pytest.mark.parametrize("path", BPMN_FILES, ids=lambda p: str(p.relative_to(PROJECT)))
 def test_file_validates(path: Path):
     variant = load_variant(path.parent)
-    processes = build_processes(variant.sources)
+    processes = build_processes(variant.sources, settings=variant.settings)
     assert processes
 
 

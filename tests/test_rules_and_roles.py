@@ -1,12 +1,47 @@
-"""The rules of the decree and the role resolution, each checked on its own."""
+"""The rules of the decree as the procedures state them (the scripts and conditions of
+processes/, run in the engine's sandbox), and the role resolution the variants declare."""
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
-from engine.rules import (allowed_protection_decisions, council_result, count_votes,
-                          eligible_voters, outcome_path, route_proposal)
+from engine.errors import DefinitionInvalid
+from engine.roles import role_problems
+from engine.sandbox import Sandbox
+from engine.variants import load_variant
 
+from conftest import PROJECT, bpmn_source
 from procedures import deploy_library
+
+NATIONAL = load_variant(PROJECT / "processes" / "national").settings
+NS = {"bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+      "spiffworkflow": "http://spiffworkflow.org/bpmn/schema/1.0/core",
+      "nd73": "urn:nd73-workflow:bpmn:1.0"}
+ROUTING_FILES = ("national/proposal.bpmn", "national/protection.bpmn",
+                 "can-tho/registration.bpmn")
+
+
+def element(path: str, element_id: str):
+    root = etree.parse(str(PROJECT / "processes" / path)).getroot()
+    [found] = root.xpath(f"//*[@id='{element_id}']")
+    return found
+
+
+def script(path: str, element_id: str, xpath: str = "bpmn:script") -> str:
+    return element(path, element_id).find(xpath, NS).text
+
+
+def run(code: str, data: dict, **functions) -> dict:
+    settings = {**NATIONAL["council"], **NATIONAL["routing"]}
+    sandbox = Sandbox({"setting": lambda section, key: settings[key], **functions})
+    sandbox.execute(code, data)
+    return data
+
+
+def tally(ballots: dict, chair: str) -> str:
+    code = script("national/proposal.bpmn", "tally")
+    return run(code, {"voters": list(ballots), "ballots": list(ballots.values()),
+                      "chair": chair})["vote_result"]
 
 
 @pytest.mark.parametrize("ballots, head, expected", [
@@ -14,21 +49,27 @@ from procedures import deploy_library
     ({"h": "against", "d1": "for", "d2": "for", "d3": "against"}, "h", "rejected"),  # tie
     ({"h": "for", "d1": "against", "d2": "for", "d3": "against"}, "h", "approved"),  # tie
     ({"h": "for", "d1": "against", "d2": "against"}, "h", "rejected"),
-    ({}, "h", "rejected"),
+    ({"h": "abstain"}, "h", "rejected"),
 ])
 def test_vote_needs_more_than_half_and_a_tie_follows_the_head(ballots, head, expected):
-    assert count_votes(ballots, list(ballots) or ["h"], head) == expected
+    assert tally(ballots, head) == expected
 
 
-def test_ballots_of_non_members_and_blank_ballots_do_not_count():
-    ballots = {"h": "for", "d1": "against", "intruder": "against", "d2": "abstain"}
-    assert count_votes(ballots, ["h", "d1", "d2"], "h") == "approved"   # 1–1 tie, head for
+def test_blank_ballots_do_not_count():
+    assert tally({"h": "for", "d1": "against", "d2": "abstain"}, "h") == "approved"
 
 
-def test_deputy_proposer_is_not_an_eligible_voter():
-    assert eligible_voters(["h", "d1", "d2", "d1"], "d2") == ["h", "d1"]
+def test_the_proposer_does_not_vote_on_his_own_proposal():
+    code = script("national/proposal.bpmn", "prepare_vote")
+    members = {"agency": ["h", "d1", "d2"]}
+    data = run(code, {"decider_role": "head", "proposer_unit": "u", "proposer": "d2"},
+               role_unit=lambda role, unit: "agency",
+               members_of=lambda unit, *positions: members[unit] if "deputy" in positions
+               else members[unit][:1])
+    assert (data["voters"], data["chair"]) == (["h", "d1"], "h")
 
 
+@pytest.mark.parametrize("path", ROUTING_FILES)
 @pytest.mark.parametrize("positions, kind, via, expected", [
     ([], "department", [], ("head", "head")),
     (["head"], "department", [], ("superior_head", "superior_head")),
@@ -37,9 +78,17 @@ def test_deputy_proposer_is_not_an_eligible_voter():
     (["deputy"], "department", ["head", "deputy"], ("home_affairs", "chairman")),
     (["head"], "province", ["head"], ("superior_head", "superior_head")),
 ])
-def test_routing_of_proposals(positions, kind, via, expected):
-    route = route_proposal(positions, kind, via)
-    assert (route["route"], route["decider_role"]) == expected
+def test_routing_of_proposals(path, positions, kind, via, expected):
+    script_id = {"national/proposal.bpmn": "route", "national/protection.bpmn":
+                 "protection_route", "can-tho/registration.bpmn": "registration_route"}[path]
+    data = run(script(path, script_id), {"proposer": "p", "proposer_unit": "u"},
+               positions_of=lambda user, unit: positions, agency_of=lambda unit: "a",
+               agency_kind=lambda unit: kind,
+               setting=lambda section, key: via if key == "via_home_affairs_for" else 0,
+               deadline=lambda name: None, escalation=lambda name: None)
+    assert data["decider_role"] == expected[1]
+    if "route" in data:
+        assert data["route"] == expected[0]
 
 
 @pytest.mark.parametrize("votes, expected", [
@@ -50,17 +99,34 @@ def test_routing_of_proposals(positions, kind, via, expected):
 ])
 def test_council_quorum_and_majority(votes, expected):
     members = ["m1", "m2", "m3", "m4", "m5"]
-    assert council_result(dict(zip(members, votes)), members) == expected
+    code = script("national/council.bpmn", "council_tally")
+    data = run(code, {"council_members": members,
+                      "council_ballots": votes + [None] * (5 - len(votes))})
+    assert data["council_recommendation"] == expected
+
+
+@pytest.mark.parametrize("size, refused", [(4, True), (5, False), (9, False), (10, True)])
+def test_council_size_follows_the_settings(size, refused):
+    [rule] = element("national/council.bpmn", "form_council").findall("*/nd73:validation", NS)
+    members = [f"m{i}" for i in range(size)]
+    sandbox = Sandbox({"setting": lambda section, key: NATIONAL[section][key]})
+    assert sandbox.evaluate(rule.get("when"), {"council_members": members}) is refused
 
 
 def test_outcome_mapping_and_protection_choices():
-    assert outcome_path("completed") == "recognition"
-    assert outcome_path("not_completed") == outcome_path("damaged") == "protection"
-    with pytest.raises(ValueError):
-        outcome_path("partly")
-    assert allowed_protection_decisions("completed") == ("not_liable",)
-    assert allowed_protection_decisions("damaged") == ("exempted", "reduced", "refused")
-    assert allowed_protection_decisions("damaged", abuse=True) == ("refused",)
+    code = script("national/proposal.bpmn", "route_result")
+    no_deadlines = {"deadline": lambda name: None, "escalation": lambda name: None}
+    assert run(code, {"outcome": "completed"}, **no_deadlines)["result_path"] == "recognition"
+    for outcome in ("not_completed", "damaged"):
+        assert run(code, {"outcome": outcome}, **no_deadlines)["result_path"] == "protection"
+    choices = script("national/protection.bpmn", "decide_protection",
+                     "bpmn:extensionElements/spiffworkflow:preScript")
+
+    def allowed(outcome, abuse=False):
+        return run(choices, {"outcome": outcome, "abuse": abuse})["protection_choices"]
+    assert allowed("completed") == ["not_liable"]
+    assert allowed("damaged") == ["exempted", "reduced", "refused"]
+    assert allowed("damaged", abuse=True) == ["refused"]
 
 
 @pytest.fixture
@@ -85,16 +151,66 @@ def org(engine):
     ("proposer", "mau.sxd.gt.truongphong", "mau.sxd.gt", ["mau.sxd.gt.truongphong"]),
 ])
 def test_roles_resolve_through_the_org_tree(org, role, proposer, unit, expected):
-    assert sorted(org.resolve(role, proposer=proposer, unit_id=unit).usernames) == expected
+    assert sorted(org.resolve(role, proposer=proposer, unit_id=unit,
+                              settings=NATIONAL).usernames) == expected
 
 
 def test_decider_role_and_assignee_come_from_the_data(org):
     resolution = org.resolve("decider", proposer="mau.sxd.giamdoc", unit_id="mau.sxd",
-                             data={"decider_role": "superior_head"})
+                             settings=NATIONAL, data={"decider_role": "superior_head"})
     assert resolution.usernames == ["mau.chutich"] and resolution.unit_id == "mau"
-    ballot = org.resolve("leadership", proposer="p", unit_id="mau.sxd",
+    ballot = org.resolve("leadership", proposer="p", unit_id="mau.sxd", settings=NATIONAL,
                          data={"voter": "mau.sxd.pgd2"}, assignee_from="voter")
     assert ballot.usernames == ["mau.sxd.pgd2"]
+    implementers = org.resolve("implementer", proposer="p", unit_id="mau.sxd",
+                               settings=NATIONAL, data={"implementers": []})
+    assert implementers.usernames == ["p"]          # otherwise = "proposer"
+
+
+def test_a_variant_changes_whom_a_lane_names_by_its_settings_alone(org):
+    """The Party committee consulted is declared, so a province (or a correction of the
+    law) moves it to the superior agency's committee without code."""
+    own = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
+                      settings=NATIONAL)
+    assert (own.usernames, own.unit_id) == (["mau.sxd.pgd1"], "mau.sxd")
+    moved = {**NATIONAL, "roles": {**NATIONAL["roles"], "party_committee": {
+        "positions": ["party_secretary"], "unit": "superior_agency"}}}
+    above = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
+                        settings=moved)
+    assert above.unit_id == "mau" and above.usernames != own.usernames
+    assert org.role_unit("superior_head", "mau.sxd", NATIONAL) == "mau"
+    assert org.role_unit("head", "mau.sxd.gt", NATIONAL) == "mau.sxd"
+
+
+def test_a_lane_no_role_declares_names_the_position_of_its_name(org):
+    assert org.resolve("deputy", proposer="x", unit_id="mau.sxd.gt",
+                       settings={}).usernames == org.members("mau.sxd", ["deputy"])
+
+
+def test_role_declarations_the_engine_cannot_read_are_refused_by_name():
+    problems = role_problems({"roles": {
+        "a": {"positions": ["head"], "unit": "ministry"},
+        "b": {"unit": "agency"},
+        "c": {"person": "someone"},
+        "d": {"positions": ["head"], "colour": "red"},
+        "e": {"role_from": "x", "otherwise_role": "nobody"}}}, "variant.toml")
+    text = "\n".join(f"{p.file}: {p.message}" for p in problems)
+    assert "roles.a: unit 'ministry' is not one of" in text
+    assert "roles.b: names nobody" in text
+    assert "roles.c: person can only be" in text
+    assert "roles.d: 'colour' is not one of" in text
+    assert "roles.e: otherwise_role 'nobody' is not a declared role" in text
+
+
+def test_a_lane_naming_an_undeclared_role_is_refused_at_deployment(engine):
+    lane = bpmn_source(replace={'<bpmn:lane id="Lane_head" name="head">':
+                                '<bpmn:lane id="Lane_head" name="treasurer">'})
+    with pytest.raises(DefinitionInvalid) as refused:
+        engine.repository.deploy("national", [lane], "designer", settings=NATIONAL)
+    [problem] = [p for p in refused.value.problems if "treasurer" in p.message]
+    assert problem.element_id == "Lane_head"
+    engine.repository.deploy("national", [lane], "designer", settings={
+        **NATIONAL, "roles": {**NATIONAL["roles"], "treasurer": {"positions": ["head"]}}})
 
 
 def test_escalation_goes_to_the_head_or_the_superior_head(org):

@@ -115,6 +115,8 @@ def test_task_data_growing_past_the_cap_becomes_an_incident(engine):
     "a = [0] * 300000\nb = []\nfor i in range(1000):\n    b.append(a)\nx = str(b)",
     # the same through a dictionary of lists
     "a = list(range(300000))\nd = {}\nfor i in range(1000):\n    d[str(i)] = a\nx = str(d)",
+    # and through a set, which is weighed like the other containers
+    "a = set(range(300000))\nb = []\nfor i in range(1000):\n    b.append(a)\nx = str(b)",
 ])
 def test_shared_reference_bombs_are_weighed_within_the_cpu_limit(sandbox, script):
     """Weighing a value before printing it must cost less than the script's CPU budget

@@ -332,8 +332,10 @@ def test_schedules_are_created_fired_failed_rearmed_and_replaced(engine, clock, 
 # --- nobody else writes a status ----------------------------------------------------------------
 STATUS_MODELS = {"Instance", "HumanTask", "Timer"}
 STATUS_TABLES = ("instances", "human_tasks", "timers")
-# statuses of other rows, which the runtime does not own: the e-mail outbox's messages
-OTHER_STATUSES = ("engine/notifications/",)
+# where ``.status =`` sets the statuses of other rows: the e-mail outbox's messages, and the
+# lease queue's rows put back to ready after a failed attempt (a timer row already is, as
+# timers are claimed while pending; after the last attempt the runtime sets its status)
+OTHER_STATUSES = ("engine/notifications/", "engine/leases.py")
 
 
 def status_writes(source: str, path: str) -> list[str]:

@@ -10,7 +10,7 @@ from engine.workflow_engine import WorkflowEngine
 from ..auth import current
 from ..problems import ApiProblem
 
-SECURITY = [{"bearerAuth": []}]
+SECURITY: list[dict[str, list]] = [{"bearerAuth": []}]
 
 
 def engine() -> WorkflowEngine:
@@ -33,7 +33,8 @@ def instance_dict(instance: Instance) -> dict:
         "business_key": instance.business_key, "status": instance.status,
         "stage": instance.stage, "latest_decision": instance.latest_decision,
         "unit_id": instance.unit_id, "started_by": instance.started_by,
-        "started_at": utc_or_none(instance.started_at), "updated_at": utc_or_none(instance.updated_at),
+        "started_at": utc_or_none(instance.started_at),
+        "updated_at": utc_or_none(instance.updated_at),
         "ended_at": utc_or_none(instance.ended_at), "incident": incident,
     }
 

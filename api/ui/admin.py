@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time
+from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
@@ -44,9 +45,10 @@ def _local_day(text: str, end: bool) -> datetime:
     return datetime.combine(day, time.max if end else time.min, LOCAL_TZ)
 
 
-def _filters() -> tuple[InstanceFilters, dict[str, str]]:
+def _filters() -> tuple[InstanceFilters, dict[str, Any]]:
     """The API's instance filters, read from the search form; unreadable dates are named."""
-    values = {name: (request.args.get(name) or "").strip()[:128] for name in FILTERS}
+    values: dict[str, Any] = {name: (request.args.get(name) or "").strip()[:128]
+                              for name in FILTERS}
     filters = InstanceFilters(**{k: v for k, v in values.items() if v})
     errors = {}
     for name, end in (("created_from", False), ("created_to", True)):
@@ -108,7 +110,7 @@ def _json_object(text: str | None) -> dict:
     if not (text or "").strip():
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text or "")
     except ValueError as exc:
         raise InvalidData(f"{t('invalid_json')}: {exc}") from None
     if not isinstance(value, dict):
@@ -119,7 +121,7 @@ def _json_object(text: str | None) -> dict:
 def cycle_keys() -> list[str]:
     """The processes the administrator's variants declare reporting cycles."""
     me = principal()
-    keys = set()
+    keys: set[str] = set()
     for variant in engine().repository.variants():
         if me.is_admin(variant):
             keys.update(d.key for d in engine().repository.latest_versions(variant)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import overload
 
 from flask import g, session
 
@@ -63,7 +64,8 @@ TEXT = {
     "choose": ("-- Chọn --", "-- Choose --"),
     "date_hint": ("dd/mm/yyyy", "dd/mm/yyyy"),
     "attach": ("Đính kèm tệp", "Attach files"),
-    "task_done": ("Đã gửi. Bước tiếp theo đã được chuyển đi.", "Submitted. The next step is on its way."),
+    "task_done": ("Đã gửi. Bước tiếp theo đã được chuyển đi.",
+                  "Submitted. The next step is on its way."),
     "claimed": ("Bạn đã nhận công việc này", "You claimed this task"),
     "not_yours": ("Bạn không phải người xử lý công việc này", "You cannot work on this task"),
     "task_closed": ("Công việc này đã được xử lý", "This task is no longer open"),
@@ -250,6 +252,10 @@ def action_label(action: str) -> str:
     return label(ACTION_LABELS[action]) if action in ACTION_LABELS else action
 
 
+@overload
+def local(value: datetime) -> datetime: ...
+@overload
+def local(value: None) -> None: ...
 def local(value: datetime | None) -> datetime | None:
     return as_utc(value).astimezone(LOCAL_TZ) if value is not None else None
 

@@ -56,8 +56,8 @@ def case_titles(instance_ids) -> dict[str, str]:
 @blp.route("/")
 @signed_in
 def inbox():
-    scope = request.args.get("scope") if request.args.get("scope") in ("mine", "candidate", "unit") \
-        else None
+    scope = request.args.get("scope") \
+        if request.args.get("scope") in ("mine", "candidate", "unit") else None
     overdue = True if request.args.get("overdue") == "1" else None
     page = engine().tasks.inbox(principal(), scope=scope, overdue=overdue,
                                 page=page_number(), page_size=PAGE_SIZE)

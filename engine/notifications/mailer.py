@@ -80,7 +80,7 @@ def build_message(settings: SmtpSettings, *, message_id: int, recipient: str,
     sender_name, sender_address = parseaddr(settings.sender)
     message["From"] = formataddr((sender_name, sender_address), charset="utf-8")
     message["To"] = formataddr((recipient_name or "", recipient), charset="utf-8")
-    message["Subject"] = Header(subject, "utf-8")
+    message["Subject"] = Header(subject, "utf-8")  # type: ignore[assignment]  # compat32
     message["Date"] = format_datetime(created_at)
     domain = sender_address.rsplit("@", 1)[-1] or "nd73.local"
     # one outbox row, one Message-ID: mail systems can recognise a copy if one ever occurs
@@ -107,6 +107,11 @@ class SmtpConnection:
         self.settings = settings
         self.smtp: smtplib.SMTP | None = None
 
+    @property
+    def _server(self) -> smtplib.SMTP:
+        assert self.smtp is not None, "the connection is not open"
+        return self.smtp
+
     def open(self) -> None:
         s = self.settings
         try:
@@ -129,10 +134,10 @@ class SmtpConnection:
         try:
             sender = parseaddr(str(message["From"]))[1]
             recipient = parseaddr(str(message["To"]))[1]
-            code, reply = self.smtp.mail(sender)
+            code, reply = self._server.mail(sender)
             if code != 250:
                 raise Refused(f"MAIL FROM refused: {code} {reply.decode(errors='replace')}")
-            code, reply = self.smtp.rcpt(recipient)
+            code, reply = self._server.rcpt(recipient)
             if code not in (250, 251):
                 raise Refused(f"RCPT TO refused: {code} {reply.decode(errors='replace')}")
         except Refused:
@@ -148,20 +153,22 @@ class SmtpConnection:
         try:
             # SMTP lines end in CRLF; smtplib does not convert the LFs of bytes itself
             wire = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-            code, reply = self.smtp.data(wire)
+            code, reply = self._server.data(wire)
             if code != 250:       # smtplib raises only for the reply to DATA itself
                 raise smtplib.SMTPDataError(code, reply)
         except smtplib.SMTPDataError as exc:
             self._reset()
-            raise Refused(f"DATA refused: {exc.smtp_code} "
-                          f"{exc.smtp_error.decode(errors='replace')}") from None
+            answer = exc.smtp_error
+            if isinstance(answer, bytes):
+                answer = answer.decode(errors="replace")
+            raise Refused(f"DATA refused: {exc.smtp_code} {answer}") from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise Unknown(f"connection lost while sending: {exc}") from None
 
     def _reset(self) -> None:
         try:
-            self.smtp.rset()
+            self._server.rset()
         except (OSError, smtplib.SMTPException):
             self.close()
 

@@ -19,6 +19,10 @@ Guarantee (any number of schedulers, any of them killed at any moment):
   ``max_attempts``, becomes ``failed``. The workflow is never affected: sending runs only
   here, never in a request.
 
+Claims, leases, backoff and giving up are :class:`engine.leases.LeaseQueue`'s, with the
+outbox's own settings (:data:`OUTBOX_LEASES`); a message waits out its backoff in
+``next_attempt_at``.
+
 Digests: at ``ND73_DIGEST_HOUR`` (local time, Asia/Ho_Chi_Minh) or later, each user in
 ``digest`` mode with waiting notifications gets one outbox message for that local day; the
 unique (user, day) row and the notifications it takes are written in one transaction.
@@ -27,12 +31,12 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import LOCAL_TZ, as_utc
+from ..leases import LeaseQueue, LeaseSettings
 from ..store import Definition, User
 from ..store.models import Notification, OutboxMessage
 from .mailer import Refused, SmtpConnection, SmtpSettings, Unknown, build_message
@@ -40,6 +44,10 @@ from .service import Notifications, as_dict
 
 log = logging.getLogger("nd73.outbox")
 DEFAULT_DIGEST_HOUR = 7
+# a 5-minute lease covers a batch's SMTP conversation; 1, 2, 4… minutes between attempts, at
+# most an hour; failed after the 8th
+OUTBOX_LEASES = LeaseSettings(lease_seconds=300, max_attempts=8, backoff_base_seconds=60,
+                              backoff_cap_seconds=3600)
 
 
 def digest_hour(env=os.environ) -> int:
@@ -48,15 +56,19 @@ def digest_hour(env=os.environ) -> int:
 
 class OutboxSender:
     def __init__(self, db, clock, notifications: Notifications, owner: str,
-                 smtp: SmtpSettings | None, *, lease_seconds: int = 300,
-                 max_attempts: int = 8, batch: int = 50, hour: int | None = None):
+                 smtp: SmtpSettings | None, *, lease_seconds: int | None = None,
+                 max_attempts: int | None = None, batch: int = 50, hour: int | None = None,
+                 leases: LeaseSettings = OUTBOX_LEASES):
+        """``lease_seconds`` and ``max_attempts``, when given, replace those of ``leases``."""
         self.db = db
         self.clock = clock
         self.notifications = notifications
         self.owner = owner
         self.smtp = smtp
-        self.lease = timedelta(seconds=lease_seconds)
-        self.max_attempts = max_attempts
+        self.queue = LeaseQueue(db, clock, OutboxMessage, owner=owner, name="outbox",
+                                settings=leases.overridden(lease_seconds=lease_seconds,
+                                                           max_attempts=max_attempts),
+                                due=OutboxMessage.next_attempt_at, give_up=_failed)
         self.batch = batch
         self.hour = digest_hour() if hour is None else hour
 
@@ -129,27 +141,13 @@ class OutboxSender:
     # --- sending ---------------------------------------------------------------------------
     def give_up_interrupted(self) -> int:
         """Messages left ``sending`` by a sender that died: their delivery is unknown."""
-        now = self.clock.now()
-        with self.db.transaction() as session:
-            return session.execute(update(OutboxMessage).where(
-                OutboxMessage.status == "sending", OutboxMessage.lock_expires_at < now)
-                .values(status="unknown", lock_owner=None, lock_expires_at=None,
-                        last_error="the sender stopped while handing the message to the "
-                                   "SMTP server; not sent again")).rowcount
+        return self.queue.end_expired(
+            "sending", "unknown",
+            last_error="the sender stopped while handing the message to the SMTP server; "
+                       "not sent again")
 
     def claim(self) -> list[int]:
-        now = self.clock.now()
-        query = (select(OutboxMessage).where(
-            OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.lock_expires_at.is_(None), OutboxMessage.lock_expires_at < now))
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(self.batch))
-        if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        with self.db.transaction() as session:
-            rows = list(session.scalars(query))
-            for row in rows:
-                row.lock_owner, row.lock_expires_at = self.owner, now + self.lease
-        return [row.id for row in rows]
+        return [row.id for row in self.queue.claim(self.batch)]
 
     def _send(self, ids: list[int]) -> int:
         connection = SmtpConnection(self.smtp)
@@ -185,8 +183,7 @@ class OutboxSender:
         except Refused as exc:
             self._refused(message_id, str(exc))
             return 0
-        if not self._mark(message_id, "pending", "sending",
-                          lock_expires_at=self.clock.now() + self.lease):
+        if not self.queue.move(message_id, "pending", "sending", lease="renew"):
             return 0                                # the claim was lost: someone else has it
         try:
             connection.content(message)
@@ -194,42 +191,22 @@ class OutboxSender:
             self._refused(message_id, str(exc), status="sending")
             return 0
         except Unknown as exc:
-            self._mark(message_id, "sending", "unknown", last_error=str(exc)[:2000],
-                       lock_owner=None, lock_expires_at=None)
+            self.queue.move(message_id, "sending", "unknown", lease="end",
+                            last_error=str(exc)[:2000])
             return 0
-        self._mark(message_id, "sending", "sent", sent_at=self.clock.now(), lock_owner=None,
-                   lock_expires_at=None, last_error=None)
+        self.queue.move(message_id, "sending", "sent", lease="end", sent_at=self.clock.now(),
+                        last_error=None)
         return 1
 
-    def _mark(self, message_id: int, expected: str, status: str, **values) -> bool:
-        """Move a message we hold from ``expected`` to ``status`` (False: not ours)."""
-        with self.db.transaction() as session:
-            return session.execute(update(OutboxMessage).where(
-                OutboxMessage.id == message_id, OutboxMessage.status == expected,
-                OutboxMessage.lock_owner == self.owner)
-                .values(status=status, **values)).rowcount == 1
-
     def _release(self, message_id: int) -> None:
-        self._mark(message_id, "pending", "pending", lock_owner=None, lock_expires_at=None)
+        self.queue.release(message_id, status="pending")
 
     def _refused(self, message_id: int, error: str, status: str = "pending") -> None:
-        """Not delivered: retry later with exponential backoff, or give up."""
-        now = self.clock.now()
-        with self.db.transaction() as session:
-            row = session.get(OutboxMessage, message_id)
-            if row is None or row.status != status or row.lock_owner != self.owner:
-                return
-            row.attempts = (row.attempts or 0) + 1
-            row.last_error = error[:2000]
-            row.lock_owner, row.lock_expires_at = None, None
-            if row.attempts >= self.max_attempts:
-                row.status = "failed"
-            else:
-                row.status = "pending"
-                row.next_attempt_at = now + backoff(row.attempts)
+        """Not delivered: retry later with exponential backoff, or give up (failed)."""
+        self.queue.record_failure(message_id, error, status=status)
         log.warning("e-mail %s not sent (%s)", message_id, error)
 
 
-def backoff(attempts: int) -> timedelta:
-    """1, 2, 4, 8… minutes after each failure, at most an hour."""
-    return timedelta(seconds=min(60 * 2 ** (attempts - 1), 3600))
+def _failed(session, row: OutboxMessage, error: str) -> None:
+    """Refused at every attempt: kept as ``failed`` (an administrator may send it again)."""
+    row.status = "failed"

@@ -75,7 +75,7 @@ class Notifications:
         now = self.clock.now()
         definition = (self._definition(session, instance.definition_id)
                       if instance is not None else None)
-        created = []
+        created: list = []
         recipients = [u for u in dict.fromkeys(usernames)
                       if u and u != actor and u not in SYSTEM_ACTORS]
         if not recipients:
@@ -198,14 +198,14 @@ class Notifications:
     def unread_count(self, username: str) -> int:
         with self.db.reading() as session:
             return session.scalar(select(func.count(Notification.id)).where(
-                Notification.username == username, Notification.read_at.is_(None)))
+                Notification.username == username, Notification.read_at.is_(None))) or 0
 
     def count(self, username: str, *, unread_only: bool = False) -> int:
         query = select(func.count(Notification.id)).where(Notification.username == username)
         if unread_only:
             query = query.where(Notification.read_at.is_(None))
         with self.db.reading() as session:
-            return session.scalar(query)
+            return session.scalar(query) or 0
 
     def list_for(self, username: str, *, unread_only: bool = False, limit: int = 50,
                  offset: int = 0) -> list[dict]:
@@ -242,7 +242,7 @@ class Notifications:
                 if not wanted:
                     return 0
                 query = query.where(Notification.id.in_(wanted))
-            return session.execute(query.values(read_at=now)).rowcount
+            return session.execute(query.values(read_at=now)).rowcount  # type: ignore[attr-defined]
 
     def preference(self, username: str) -> str:
         with self.db.reading() as session:

@@ -32,18 +32,20 @@ from ..deadlines import variant_settings
 from ..errors import Conflict, InvalidData, NotFound, ScriptError
 from ..forms import form_errors
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
+from ..logs import note
 from ..org import Org
 from ..repository import Repository
-from ..scripting import EngineScriptEngine, one_step
+from ..scripting import EngineScriptEngine, one_step, start_timers
 from ..serialization import STATE_FORMAT, Codec
-from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, MessageSubscription,
-                     TaskStatus)
+from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
+                     MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
 from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Incident,
-                    audit_entry, clean_data, element_of, incident_from, stage_after)
+                    audit_entry, clean_data, element_of, element_of_spec, incident_from,
+                    properties_of, stage_after)
 
 
 class Runtime(InstanceManagement, Schedules):
@@ -132,6 +134,7 @@ class Runtime(InstanceManagement, Schedules):
                 if locked is None:       # said as for a task the caller may not see
                     raise NotFound(f"task {task_id} does not exist")
                 instance_id = locked.id
+            note(instance_id=instance_id)          # on the log lines of the work in hand
             instance, workflow = self._load(session, instance_id, cached=True)
             assert locked is None or locked is instance
             loaded_version = instance.version
@@ -222,9 +225,11 @@ class Runtime(InstanceManagement, Schedules):
         definition = (self.repository.get(definition_id) if definition_id
                       else self.repository.latest(variant, key))
         spec, subprocess_specs = self.repository.specs(definition)
-        unit_id = data.get("proposer_unit") or next(iter(self.org.units_of(started_by)), None)
-        if unit_id is not None:
-            self.org.unit(str(unit_id))          # an unknown unit is refused here, by name
+        unit_id = self._starting_unit(definition, spec, data, started_by)
+        start_event = _start_event(spec)
+        if start_event is not None:
+            self._check_form(definition, start_event, {}, {
+                k: v for k, v in data.items() if k != "proposer_unit"})
         workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         workflow.data.update({"started_by": started_by})
         start_task = workflow.get_tasks(state=TaskState.READY)[0]
@@ -243,6 +248,7 @@ class Runtime(InstanceManagement, Schedules):
                     state_format=STATE_FORMAT, started_by=started_by, started_at=now,
                     updated_at=now, unit_id=unit_id)
                 session.add(instance)
+                note(instance_id=instance.id)
                 self._save(session, instance, workflow, actor=started_by,
                            action="instance_started", details={"data": data,
                                                                "version": definition.version},
@@ -251,6 +257,37 @@ class Runtime(InstanceManagement, Schedules):
                     in_transaction(session, instance)
         self._workflows.put(instance.id, instance.version, instance.definition_id, workflow)
         return instance
+
+    def _starting_unit(self, definition: Definition, spec, data: dict,
+                       started_by: str) -> str | None:
+        """The unit an instance starts for: given in the data, else the starter's own; a
+        process with a timer start event started by hand runs for its schedule's unit.
+        A process that declares ``startUnit`` required is refused without one."""
+        unit_id = data.get("proposer_unit") or next(iter(self.org.units_of(started_by)), None)
+        if unit_id is None and start_timers(spec):
+            unit_id = self.schedule_unit(definition)
+        if unit_id is not None:
+            self.org.unit(str(unit_id))          # an unknown unit is refused here, by name
+        elif policy.start_unit_required(definition):
+            raise InvalidData(
+                f"{definition.variant}/{definition.key} is started for a unit: give unit_id",
+                errors=[{"field": "unit_id",
+                         "message": "Quy trình này phải được khởi tạo cho một đơn vị: "
+                                    "hãy chọn đơn vị (unit_id).",
+                         "message_en": "This process is started for a unit: give unit_id."}])
+        return unit_id
+
+    def schedule_unit(self, definition: Definition) -> str | None:
+        """The unit a scheduled process runs for: ``[schedules.<process>] unit`` in the
+        variant's settings, else the variant's province (its top unit)."""
+        settings = self.repository.settings(definition)
+        configured = settings.get("schedules", {}).get(definition.key, {}).get("unit")
+        if configured:
+            return configured
+        with self.db.reading() as session:
+            return session.scalars(select(OrgUnit.id).where(
+                OrgUnit.variant == definition.variant, OrgUnit.parent_id.is_(None))
+                .order_by(OrgUnit.id)).first()
 
     def get(self, instance_id: str) -> Instance:
         with self.db.reading() as session:
@@ -309,7 +346,7 @@ class Runtime(InstanceManagement, Schedules):
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
                 raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
-            self._check_form(definition, row, task, data)
+            self._check_form(definition, task.task_spec, task.data, data)
             waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
             before = dict(task.data)
             task.data.update(data)
@@ -333,18 +370,23 @@ class Runtime(InstanceManagement, Schedules):
                        user_task=task, task_row=row, submitted=data)
         return instance
 
-    def _check_form(self, definition: Definition, row: HumanTask, task, data) -> None:
-        """The form's schema, then the rules the task declares (``nd73:validation``: a
-        condition over the task data and the submitted fields that names a field)."""
+    def _check_form(self, definition: Definition, task_spec, task_data: dict,
+                    data: dict) -> None:
+        """What an element declares its data must be: its form's schema (``form``), then
+        its rules (``nd73:validation``: a condition over the element's data and the
+        submitted fields that names a field). A user task's form, a start event's start
+        data, a message catch event's payload."""
+        label = getattr(task_spec, "bpmn_name", None) or element_of_spec(task_spec)
+        form = properties_of(task_spec).get("form")
         errors = []
-        schema = self.repository.form(definition, row.form)
+        schema = self.repository.form(definition, form) if form else None
         if schema is not None:
             errors = form_errors(schema, data)
-        rules = policy.validations(task.task_spec)
+        rules = policy.validations(task_spec)
         if rules:
             known = {e["field"] for e in errors}
             fields = dict.fromkeys((schema or {}).get("properties") or {})
-            context = {**task.data, **fields, **data}
+            context = {**task_data, **fields, **data}
             for rule in rules:
                 if rule.field in known:
                     continue
@@ -352,7 +394,7 @@ class Runtime(InstanceManagement, Schedules):
                     broken = self.evaluate_declared(rule.when, context)
                 except ScriptError as exc:
                     raise InvalidData(f"the rule on field '{rule.field}' of the form "
-                                      f"'{row.name or row.element_id}' cannot be checked: "
+                                      f"'{label}' cannot be checked: "
                                       f"{exc}") from None
                 if broken:
                     known.add(rule.field)
@@ -361,7 +403,7 @@ class Runtime(InstanceManagement, Schedules):
                                    "message_en": self._message(
                                        rule.message_en or rule.message, context)})
         if errors:
-            raise InvalidData(f"the form '{row.name or row.element_id}' has "
+            raise InvalidData(f"the form '{label}' has "
                               f"{len(errors)} invalid field(s): "
                               + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                               errors=errors)
@@ -383,6 +425,8 @@ class Runtime(InstanceManagement, Schedules):
                 raise NotFound(f"instance {instance_id} is not waiting for message '{name}'",
                                message_name=name, instance_id=instance_id)
             catcher = waiting[0]
+            self._check_form(self.repository.get(instance.definition_id, session),
+                             catcher.task_spec, catcher.data, payload)
             definition = catcher.task_spec.event_definition
             workflow.send_event(BpmnEvent(definition, payload))
             if getattr(definition, "message_var", None) is None:
@@ -411,3 +455,12 @@ class Runtime(InstanceManagement, Schedules):
             raise Conflict(f"{len(ids)} instances with key '{correlation_key}' wait for "
                            f"message '{name}'; send it by instance id")
         return ids[0]
+
+
+def _start_event(spec):
+    """The none start event a person starts the process from (None when it has only
+    event start events, or several start events)."""
+    events = [s for s in spec.start.outputs
+              if getattr(s, "event_definition", None) is None
+              or type(s.event_definition).__name__ == "NoneEventDefinition"]
+    return events[0] if len(events) == 1 else None

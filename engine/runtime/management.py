@@ -12,6 +12,7 @@ from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..audit import lock_instance
 from ..clock import as_utc
@@ -94,31 +95,22 @@ class InstanceManagement:
                        changes=changes)
         return self.fire_timers(instance_id, actor=actor)
 
-    def timer_failed(self, timer_id: int, message: str, *, actor: str) -> Timer | None:
-        """A timer (or schedule) failed its last attempt: it is marked failed, and a running
-        instance whose timer it is goes into incident, in one transaction with both audit
-        entries. None when the timer is no longer pending (nothing is written then)."""
-        with self._unit_of_work() as session:
-            instance_id = session.scalar(select(Timer.instance_id).where(Timer.id == timer_id))
-            # the instance row first, before its timer row (see lock_instance_chain)
-            instance = lock_instance(session, instance_id) if instance_id else None
-            row = session.get(Timer, timer_id)
-            if row is None or row.status != TimerStatus.PENDING:
-                return None
-            now = self.clock.now()
-            row.status, row.last_error = TimerStatus.FAILED, message[:2000]
-            row.lock_owner = row.lock_expires_at = None
-            session.add(AuditEvent(instance_id=instance_id, definition_id=row.definition_id,
-                                   at=now, actor=actor, action="timer_failed",
-                                   element_id=row.element_id,
-                                   details={"timer_id": row.id, "task_id": row.task_id,
-                                            "attempts": row.attempts, "error": row.last_error}))
-            if instance is not None and instance.status == RUNNING:
-                instance.updated_at = now
-                session.add(self._mark_incident(instance, Incident(
-                    f"timer failed {row.attempts} times: {message}", row.element_id), now,
-                    actor))
-        return row
+    def timer_failed(self, session: Session, row: Timer, error: str, *, actor: str) -> None:
+        """A timer (or schedule) failed its last attempt, in the transaction that records
+        the failure (the scheduler's lease queue gives up on it): it is failed, and the
+        running instance whose timer it is goes into incident, each with its audit entry."""
+        now = self.clock.now()
+        row.status = TimerStatus.FAILED
+        session.add(AuditEvent(instance_id=row.instance_id, definition_id=row.definition_id,
+                               at=now, actor=actor, action="timer_failed",
+                               element_id=row.element_id,
+                               details={"timer_id": row.id, "task_id": row.task_id,
+                                        "attempts": row.attempts, "error": row.last_error}))
+        instance = lock_instance(session, row.instance_id) if row.instance_id else None
+        if instance is not None and instance.status == RUNNING:
+            instance.updated_at = now
+            session.add(self._mark_incident(instance, Incident(
+                f"timer failed {row.attempts} times: {error}", row.element_id), now, actor))
 
     def due_timers(self) -> list[Timer]:
         with self.db.reading() as session:

@@ -21,7 +21,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
-from ..deadlines import due_at
+from ..deadlines import current_settings, due_at
 from ..errors import InvalidData, NotFound, ScriptError
 from ..org import Org
 from ..scripting import parse_instant, timer_due
@@ -90,8 +90,8 @@ class EventRows:
             subscriptions = list(session.scalars(select(MessageSubscription).where(
                 MessageSubscription.instance_id == instance_id)))
         pending = [r for r in timer_rows if r.status == TimerStatus.PENDING]
-        return cls(session, instance_id, {r.task_id: as_utc(r.due_at) for r in pending},
-                   {r.task_id: r.element_id for r in pending},
+        return cls(session, instance_id, {str(r.task_id): as_utc(r.due_at) for r in pending},
+                   {str(r.task_id): r.element_id for r in pending},
                    {r.task_id for r in subscriptions}, timer_rows, subscriptions)
 
     @classmethod
@@ -304,7 +304,8 @@ class Projection:
         try:
             resolution = self.org.resolve(lane, proposer=instance.started_by,
                                           unit_id=data.get("proposer_unit") or instance.unit_id,
-                                          data=data, assignee_from=assignee_from)
+                                          settings=current_settings(), data=data,
+                                          assignee_from=assignee_from)
         except (InvalidData, NotFound):
             return [], None          # nobody can be named: administrators see and assign it
         return resolution.usernames, resolution.unit_id

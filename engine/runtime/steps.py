@@ -35,7 +35,10 @@ def audit_entry(instance: Instance, at: datetime, actor: str, action: str,
 
 
 def element_of(task) -> str | None:
-    spec = task.task_spec
+    return element_of_spec(task.task_spec)
+
+
+def element_of_spec(spec) -> str | None:
     return getattr(spec, "bpmn_id", None) or spec.name
 
 
