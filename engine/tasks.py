@@ -85,7 +85,8 @@ class TaskService:
             # the instance row first, then the task row: the runtime's order
             lock_instance_chain(session, task.instance_id)
             changed = session.execute(
-                update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == TaskStatus.OPEN,
+                update(HumanTask).where(HumanTask.id == task_id,
+                                        HumanTask.status == TaskStatus.OPEN,
                                         HumanTask.assignee.is_(None))
                 .values(assignee=username)).rowcount  # type: ignore[attr-defined]
             if not changed:

@@ -5,8 +5,7 @@ outside the runtime assigns such a status."""
 from __future__ import annotations
 
 import ast
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select

@@ -65,7 +65,7 @@ class EventRows:
     them. Read rows are changed as objects; known ones by statements on their task ids."""
 
     def __init__(self, session: Session, instance_id: str, pending: dict[str, datetime],
-                 elements: dict[str, str], subscribed: set[str],
+                 elements: dict[str, str | None], subscribed: set[str],
                  timer_rows: list[Timer] | None = None,
                  subscription_rows: list[MessageSubscription] | None = None):
         self.session, self.instance_id = session, instance_id
