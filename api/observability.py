@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from engine.logs import close_scope, configure_logging, open_scope
-from engine.store import HumanTask, Instance, Timer
+from engine.store import HumanTask, Instance, InstanceStatus, TaskStatus, Timer, TimerStatus
 from engine.store.migrate import is_current
 
 from .problems import problem
@@ -37,20 +37,20 @@ class EngineCollector:
             by_status = session.execute(select(Instance.status, func.count())
                                         .group_by(Instance.status)).all()
             open_tasks = session.scalar(select(func.count(HumanTask.id))
-                                        .where(HumanTask.status == "open"))
+                                        .where(HumanTask.status == TaskStatus.OPEN))
             overdue = session.scalar(select(func.count(HumanTask.id)).where(
-                HumanTask.status == "open", HumanTask.due_at < now))
+                HumanTask.status == TaskStatus.OPEN, HumanTask.due_at < now))
             oldest_due = session.scalar(select(func.min(Timer.due_at)).where(
-                Timer.status == "pending", Timer.due_at <= now))
+                Timer.status == TimerStatus.PENDING, Timer.due_at <= now))
             failed_timers = session.scalar(select(func.count(Timer.id))
-                                           .where(Timer.status == "failed"))
+                                           .where(Timer.status == TimerStatus.FAILED))
         instances = GaugeMetricFamily("nd73_instances", "Process instances by status",
                                       labels=["status"])
         for status, count in by_status:
             instances.add_metric([status], count)
         yield instances
         yield GaugeMetricFamily("nd73_incidents", "Instances in incident",
-                                value=dict(by_status).get("incident", 0))
+                                value=dict(by_status).get(InstanceStatus.INCIDENT, 0))
         yield GaugeMetricFamily("nd73_tasks_open", "Open human tasks", value=open_tasks)
         yield GaugeMetricFamily("nd73_tasks_overdue", "Open tasks past their due time",
                                 value=overdue)

@@ -6,10 +6,12 @@ from datetime import timezone
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from engine.store import InstanceStatus
+
 Utc = lambda **kw: fields.AwareDateTime(default_timezone=timezone.utc, **kw)  # noqa: E731
 Name = lambda **kw: fields.String(validate=validate.Length(1, 255), **kw)  # noqa: E731
 
-STATUSES = ("running", "suspended", "incident", "completed", "terminated")
+STATUSES = tuple(status.value for status in InstanceStatus)
 STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
           "implementing", "suspended", "terminated", "evaluating", "recognised",
           "protection_review", "closed", "reporting", "consolidating")

@@ -25,7 +25,7 @@ from werkzeug.security import check_password_hash
 from .clock import Clock
 from .errors import Forbidden, NotFound
 from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
-                     TaskCandidate, User)
+                    TaskCandidate, TaskStatus, User)
 from .store.models import LoginAttempt, Notification
 
 ALL_VARIANTS = "*"
@@ -372,7 +372,7 @@ class Access:
         if scope == "unit":
             return HumanTask.unit_id.in_(principal.units or ("",))
         assigned = select(HumanTask.id).where(HumanTask.assignee == name,
-                                              HumanTask.status == "open")
+                                              HumanTask.status == TaskStatus.OPEN)
         return and_(or_(unclaimed, HumanTask.assignee == name),
                     self._task_among(union_all(assigned, offered)))
 

@@ -45,7 +45,7 @@ from sqlalchemy.sql.schema import Table
 from .audit import verify_session
 from .clock import as_utc
 from .errors import EngineError
-from .store.models import Base
+from .store.models import Base, TaskStatus
 
 FORMAT = "nd73-backup"
 VERSION = 1
@@ -251,7 +251,7 @@ def _complete_old_candidacies(tables: dict) -> None:
         columns = tasks["columns"]
         id_at, instance_at, status_at = (columns.index(c) for c in ("id", "instance_id", "status"))
         task_of = {row[id_at]: {"instance_id": row[instance_at],
-                                "task_open": row[status_at] == "open"}
+                                "task_open": row[status_at] == TaskStatus.OPEN}
                    for row in tasks["rows"] if isinstance(row, list) and len(row) == len(columns)}
     task_at = candidacies["columns"].index("task_id")
     for index, row in enumerate(candidacies["rows"]):

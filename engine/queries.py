@@ -14,7 +14,8 @@ from .access import Access, Principal
 from .clock import Clock
 from .errors import NotFound
 from .runtime import Runtime
-from .store import AuditEvent, Database, Definition, HumanTask, Instance, Timer
+from .store import (AuditEvent, Database, Definition, HumanTask, Instance, InstanceStatus,
+                    TaskStatus, Timer, TimerStatus)
 from .tasks import Page, page_of
 
 
@@ -76,7 +77,7 @@ class Queries:
             query = query.where(Instance.started_at <= filters.created_to)
         if filters.overdue is not None:
             late = exists().where(HumanTask.instance_id == Instance.id,
-                                  HumanTask.status == "open",
+                                  HumanTask.status == TaskStatus.OPEN,
                                   self.access.overdue_clause(self.clock.now()))
             query = query.where(late if filters.overdue else ~late)
         with self.db.reading() as session:
@@ -93,9 +94,11 @@ class Queries:
     def summary(self, principal: Principal) -> Summary:
         """Counts for the administrators' dashboard over the instances they may see."""
         visible = self.access.involved_clause(principal)
-        late = exists().where(HumanTask.instance_id == Instance.id, HumanTask.status == "open",
+        late = exists().where(HumanTask.instance_id == Instance.id,
+                              HumanTask.status == TaskStatus.OPEN,
                               self.access.overdue_clause(self.clock.now()))
-        live = Instance.status.in_(("running", "incident", "suspended"))
+        live = Instance.status.in_((InstanceStatus.RUNNING, InstanceStatus.INCIDENT,
+                                    InstanceStatus.SUSPENDED))
 
         def counts(session, column, *where) -> dict:
             return dict(session.execute(select(column, func.count(Instance.id))
@@ -115,10 +118,10 @@ class Queries:
             instance = session.get_one(Instance, instance_id)
             definition = session.get_one(Definition, instance.definition_id)
             tasks = list(session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                HumanTask.instance_id == instance_id, HumanTask.status == TaskStatus.OPEN)
                 .order_by(HumanTask.created_at, HumanTask.id)))
             timers = list(session.scalars(select(Timer).where(
-                Timer.instance_id == instance_id, Timer.status == "pending")
+                Timer.instance_id == instance_id, Timer.status == TimerStatus.PENDING)
                 .order_by(Timer.due_at)))
         workflow = self.runtime.workflow(instance_id)
         live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR

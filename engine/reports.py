@@ -20,7 +20,7 @@ from .deadlines import current_settings
 from .errors import InvalidState, NotFound
 from .org import Org
 from .scripting import step_memo
-from .store import Database, Decision, HumanTask, Instance, OrgUnit
+from .store import Database, Decision, HumanTask, Instance, OrgUnit, TaskStatus
 
 
 def figure_labels(settings: dict) -> dict[str, str]:
@@ -119,7 +119,8 @@ class Figures:
                     .group_by(Decision.unit_id))
         if count == "overdue_steps":
             late = or_(HumanTask.completed_at > HumanTask.due_at,
-                       and_(HumanTask.status == "open", HumanTask.due_at < self.clock.now()))
+                       and_(HumanTask.status == TaskStatus.OPEN,
+                            HumanTask.due_at < self.clock.now()))
             return (select(Instance.unit_id, func.count(HumanTask.id)).join(
                 Instance, Instance.id == HumanTask.instance_id).where(
                 HumanTask.due_at.isnot(None), HumanTask.due_at >= start,

@@ -17,6 +17,10 @@ version of each process, due at the next occurrence. A cycle keeps its anchor (t
 its expression); one whose start lies in the past fires once for the last missed occurrence,
 then follows its schedule.
 
+The scheduler decides what is due and when; the runtime changes the timers' and instances'
+statuses (fired, failed, incident, a schedule created, moved on or cancelled), each change
+with its audit entry.
+
 The same loop sends e-mail from the outbox (see :mod:`engine.notifications.outbox` for the
 at-most-once guarantee).
 """
@@ -27,7 +31,7 @@ import os
 import socket
 from datetime import datetime, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .access import Principal
@@ -39,10 +43,9 @@ from .logs import log_scope
 from .notifications.mailer import SmtpSettings
 from .notifications.outbox import OUTBOX_LEASES, OutboxSender
 from .scripting import duration_from, parse_cycle, parse_instant, start_timers
-from .store import AuditEvent, Definition, Instance, Timer
+from .store import Definition, Timer
 
 log = logging.getLogger("nd73.scheduler")
-SCHEDULE_KINDS = ("StartCycle", "StartTimeDate", "StartDuration")
 SCHEDULER_ACTOR = "scheduler"
 SCHEDULER = Principal.system(SCHEDULER_ACTOR)      # trusted: it fires what the engine set up
 # a claim outlives a slow firing; 10, 20, 40, 80 s between attempts; incident after the 5th
@@ -108,26 +111,10 @@ class Scheduler:
             timers = start_timers(spec)
             if not timers:
                 continue
-            with self.db.transaction() as session:
-                stale = session.scalars(select(Timer).where(
-                    Timer.instance_id.is_(None), Timer.status == "pending",
-                    Timer.kind.in_(SCHEDULE_KINDS), Timer.definition_id != definition.id,
-                    Timer.definition_id.in_(select(Definition.id).where(
-                        Definition.variant == definition.variant,
-                        Definition.key == definition.key))))
-                for row in stale:
-                    row.status = "cancelled"
-                for element_id, kind, expression in timers:
-                    exists = session.scalars(select(Timer).where(
-                        Timer.instance_id.is_(None), Timer.definition_id == definition.id,
-                        Timer.element_id == element_id)).first()
-                    if exists is not None:
-                        continue
-                    due = self._first_due(definition, kind, expression)
-                    session.add(Timer(instance_id=None, definition_id=definition.id,
-                                      task_id=None, element_id=element_id, kind=kind,
-                                      due_at=due, status="pending", attempts=0))
-                    created += 1
+            created += self.engine.runtime.schedule(
+                definition, timers,
+                lambda kind, expression: self._first_due(definition, kind, expression),
+                actor=SCHEDULER_ACTOR)
         return created
 
     def _evaluate(self, definition: Definition, expression: str):
@@ -215,32 +202,11 @@ class Scheduler:
 
     def _start_scheduled(self, row: Timer) -> int:
         definition = self.engine.repository.get(row.definition_id)
-        due = as_utc(row.due_at)
-        next_due = self._after_firing(definition, row, due)
-        now = self.clock.now()
+        next_due = self._after_firing(definition, row, as_utc(row.due_at))
         unit = self.engine.runtime.schedule_unit(definition)
-
-        def move_schedule(session: Session, instance: Instance) -> None:
-            moved = session.execute(
-                update(Timer).where(self.timer_queue.holding(row.id),
-                                    Timer.status == "pending", Timer.due_at == row.due_at)
-                .values(status="pending" if next_due else "fired",
-                        due_at=next_due or row.due_at, fired_at=now, lock_owner=None,
-                        lock_expires_at=None, attempts=0, last_error=None)).rowcount
-            if not moved:
-                raise Conflict("the schedule was fired by another scheduler")
-            session.add(AuditEvent(instance_id=instance.id, definition_id=definition.id,
-                                   at=now, actor=SCHEDULER_ACTOR, action="schedule_fired",
-                                   element_id=row.element_id,
-                                   details={"due_at": due.isoformat(),
-                                            "delay_seconds": (now - due).total_seconds(),
-                                            "next_due_at": next_due.isoformat()
-                                            if next_due else None}))
-
-        self.engine.runtime.start(definition.variant, definition.key,
-                                  principal=SCHEDULER,
-                                  data={"proposer_unit": unit} if unit else {},
-                                  definition_id=definition.id, in_transaction=move_schedule)
+        self.engine.runtime.start_scheduled(row, definition, next_due, owner=self.owner,
+                                            principal=SCHEDULER,
+                                            data={"proposer_unit": unit} if unit else {})
         return 1
 
     def _release(self, timer_id: int) -> None:
@@ -252,16 +218,9 @@ class Scheduler:
         self.timer_queue.record_failure(row.id, message)
 
     def _give_up(self, session: Session, row: Timer, error: str) -> None:
-        """The timer's last attempt failed: it is ``failed`` and its running instance is put
-        in incident, in the transaction that records the failure."""
-        row.status = "failed"
-        if row.instance_id:
-            instance = session.get(Instance, row.instance_id)
-            if instance is not None and instance.status == "running":
-                instance.status = "incident"
-                instance.incident_message = f"timer failed {row.attempts} times: {error}"
-                instance.incident_element = row.element_id
-                instance.incident_at = self.clock.now()
+        """The timer's last attempt failed: the runtime marks it failed and puts its running
+        instance in incident, in the transaction that records the failure."""
+        self.engine.runtime.timer_failed(session, row, error, actor=SCHEDULER_ACTOR)
 
 
 def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):

@@ -13,7 +13,7 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import Conflict, InvalidData, NotFound
-from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, User
+from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, TaskStatus, User
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TaskService:
     def inbox(self, principal: Principal, *, scope: str | None = None,
               instance_id: str | None = None, overdue: bool | None = None,
               page: int = 1, page_size: int = 50) -> Page:
-        query = select(HumanTask).where(HumanTask.status == "open",
+        query = select(HumanTask).where(HumanTask.status == TaskStatus.OPEN,
                                         self.access.inbox_clause(principal, scope))
         if instance_id:
             query = query.where(HumanTask.instance_id == instance_id)
@@ -103,12 +103,13 @@ class TaskService:
             task, is_candidate = self._locked_task(session, task_id, principal)
             self.access.require_candidate(principal, task, is_candidate, "claim")
             changed = session.execute(
-                update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open",
+                update(HumanTask).where(HumanTask.id == task_id,
+                                        HumanTask.status == TaskStatus.OPEN,
                                         HumanTask.assignee.is_(None))
                 .values(assignee=username)).rowcount  # type: ignore[attr-defined]
             if not changed:
                 session.refresh(task)
-                if task.status != "open":
+                if task.status != TaskStatus.OPEN:
                     raise Conflict("the task is no longer open", task_id=task_id)
                 if task.assignee != username:
                     raise Conflict(f"the task is already claimed by {task.assignee}",

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from engine.clock import ManualClock
 from engine.scheduler import Scheduler
 from engine.scripting import duration_from
-from engine.store import Definition, Instance, Timer
+from engine.store import Definition, Timer, TimerStatus
 from engine.tasks import Page
 
 from .. import schemas
@@ -25,8 +25,8 @@ OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "unknown")
 
 
 class TimerArgs(schemas.PageArgs):
-    status = fields.String(load_default="pending",
-                           validate=validate.OneOf(("pending", "failed", "fired", "cancelled")))
+    status = fields.String(load_default=TimerStatus.PENDING.value,
+                           validate=validate.OneOf([s.value for s in TimerStatus]))
     variant = fields.String(validate=validate.Length(1, 64))
 
 
@@ -114,23 +114,14 @@ def fire_now(timer_id):
         definition = session.get(Definition, timer.definition_id) if timer else None
     if timer is None or definition is None or not current().is_admin(definition.variant):
         raise ApiProblem("not-found", f"timer {timer_id} does not exist")
-    if timer.status not in ("pending", "failed"):
+    if timer.status not in (TimerStatus.PENDING, TimerStatus.FAILED):
         raise ApiProblem("conflict", f"the timer is {timer.status}")
-    now = wf_engine.clock.now()
-    with wf_engine.db.transaction() as session:
-        row = session.get(Timer, timer_id)
-        row.status, row.attempts, row.last_error = "pending", 0, None
-        row.lock_owner = row.lock_expires_at = None
-        if row.instance_id is None:
-            row.due_at = now                      # a schedule: its row is its truth
-        else:
-            instance = session.get(Instance, row.instance_id)
-            if instance.status == "incident" and instance.incident_element == row.element_id:
-                instance.status = "running"
     if timer.instance_id is not None:
+        # a failed timer waits again and the incident it raised is resolved, in the step
         fired = wf_engine.runtime.fire_timer_now(timer.instance_id, timer.task_id,
                                                  principal=current())
         return {"fired": int(fired is not None)}
+    wf_engine.runtime.rearm_schedule(timer_id, principal=current())
     scheduler = Scheduler(wf_engine, owner=f"admin:{current().username}")
     return {"fired": sum(scheduler.fire(r) for r in scheduler.claim(timer_id=timer_id))}
 

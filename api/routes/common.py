@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app
 
 from engine.clock import as_utc
-from engine.store import HumanTask, Instance
+from engine.store import HumanTask, Instance, InstanceStatus, TaskStatus
 from engine.workflow_engine import WorkflowEngine
 
 from ..auth import current
@@ -23,7 +23,7 @@ def utc_or_none(value):
 
 def instance_dict(instance: Instance) -> dict:
     incident = None
-    if instance.status == "incident":
+    if instance.status == InstanceStatus.INCIDENT:
         incident = {"message": instance.incident_message,
                     "element_id": instance.incident_element,
                     "at": utc_or_none(instance.incident_at)}
@@ -49,7 +49,7 @@ def task_dict(task: HumanTask, candidates: list[str] | None = None) -> dict:
         "candidates": candidates if candidates is not None
         else engine().access.candidates(task.id),
         "created_at": utc_or_none(task.created_at), "due_at": due,
-        "overdue": bool(due and task.status == "open" and due < now),
+        "overdue": bool(due and task.status == TaskStatus.OPEN and due < now),
         "completed_at": utc_or_none(task.completed_at), "completed_by": task.completed_by,
     }
 

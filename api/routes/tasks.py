@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from engine.store import TaskStatus
+
 from .. import schemas
 from ..auth import authenticated, current
 from .common import SECURITY, engine, instance_dict, task_dict, tasks_dicts, visible_task
@@ -36,7 +38,7 @@ def get_task(task_id):
     wf_engine = engine()
     instance = wf_engine.queries.instance(task.instance_id)
     definition = wf_engine.repository.get(instance.definition_id)
-    data = wf_engine.runtime.task_data(task_id) if task.status == "open" else {}
+    data = wf_engine.runtime.task_data(task_id) if task.status == TaskStatus.OPEN else {}
     return {**task_dict(task), "variant": instance.variant,
             "definition_key": instance.definition_key,
             "form_schema": wf_engine.repository.form(definition, task.form), "data": data}

@@ -9,6 +9,7 @@ from typing import overload
 from flask import g, session
 
 from engine.clock import LOCAL_TZ, as_utc
+from engine.store import InstanceStatus
 
 LANGUAGES = ("vi", "en")
 
@@ -204,8 +205,19 @@ ACTION_LABELS = {
     "instance_retried": ("Chạy lại", "Retried"),
     "instance_migrated": ("Chuyển phiên bản", "Migrated"),
     "schedule_fired": ("Mở theo lịch", "Opened by schedule"),
+    "instance_completed": ("Kết thúc hồ sơ", "Completed"),
+    "incident_resolved": ("Khắc phục sự cố", "Incident resolved"),
+    "task_opened": ("Mở bước", "Step opened"),
+    "task_cancelled": ("Hủy bước", "Step cancelled"),
+    "task_reopened": ("Mở lại bước", "Step reopened"),
+    "timer_scheduled": ("Đặt hạn", "Timer set"),
+    "timer_cancelled": ("Bỏ hạn", "Timer cancelled"),
+    "timer_fired": ("Đến hạn", "Timer fired"),
+    "timer_failed": ("Hẹn giờ bị lỗi", "Timer failed"),
+    "timer_rearmed": ("Đặt lại hẹn giờ", "Timer re-armed"),
 }
-STATUS_KEYS = ("running", "incident", "suspended", "completed", "terminated")
+STATUS_KEYS = (InstanceStatus.RUNNING, InstanceStatus.INCIDENT, InstanceStatus.SUSPENDED,
+               InstanceStatus.COMPLETED, InstanceStatus.TERMINATED)
 # the rules by which the engine refuses an action (engine.errors.Forbidden.rule), said to
 # the person refused; the placeholders are the refusal's details
 REFUSALS = {

@@ -11,7 +11,7 @@ from engine.clock import as_utc
 from engine.errors import Forbidden, InvalidData, NotFound
 from engine.forms import form_errors
 from engine.queries import InstanceFilters
-from engine.store import Definition, HumanTask, Instance, OrgUnit
+from engine.store import Definition, HumanTask, Instance, OrgUnit, TaskStatus
 
 from . import form_fields
 from ..routes.common import visible_task_and_candidacy
@@ -21,11 +21,13 @@ from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
 PAGE_SIZE = 25
-TIMELINE_HIDDEN = ("element_completed",)
+# bookkeeping of each step, shown to administrators only
+TIMELINE_HIDDEN = ("element_completed", "task_opened", "task_cancelled", "task_reopened",
+                   "timer_scheduled", "timer_cancelled", "timer_fired")
 
 
 def is_overdue(task: HumanTask, now) -> bool:
-    return task.status == "open" and task.due_at is not None and as_utc(task.due_at) < now
+    return task.status == TaskStatus.OPEN and task.due_at is not None and as_utc(task.due_at) < now
 
 
 def unit_names(unit_ids) -> dict[str, str]:
@@ -94,15 +96,15 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     wf_engine = engine()
     me = principal()
     candidates = wf_engine.access.candidates(task.id)
-    may_work = task.status == "open" and wf_engine.access.may_work_on(
+    may_work = task.status == TaskStatus.OPEN and wf_engine.access.may_work_on(
         me, task, me.username in candidates)
     if data is None:
-        data = wf_engine.runtime.task_data(task.id) if task.status == "open" else {}
+        data = wf_engine.runtime.task_data(task.id) if task.status == TaskStatus.OPEN else {}
     fields = form_fields.build(schema, data, errors, raw)
     return render_template(
         "task.html", task=task, instance=instance, definition=definition, schema=schema,
         fields=fields, errors=errors or {}, may_work=may_work, candidates=candidates,
-        may_claim=(task.status == "open" and task.assignee is None
+        may_claim=(task.status == TaskStatus.OPEN and task.assignee is None
                    and me.username in candidates),
         instructions=_instructions(definition, task.element_id),
         overdue=is_overdue(task, wf_engine.clock.now()),
@@ -120,7 +122,7 @@ def task_page(task_id):
 def complete_task(task_id):
     task, instance, definition, schema, _ = _task_context(task_id)
     me = principal()
-    if task.status != "open":
+    if task.status != TaskStatus.OPEN:
         flash(t("task_closed"), "error")
         return redirect(url_for("officials.instance_page", instance_id=instance.id))
     data, errors = {}, {}

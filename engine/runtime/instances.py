@@ -9,6 +9,10 @@ gets :class:`~engine.errors.Conflict`; nothing is written when anything fails.
 Every operation is given the :class:`~engine.access.Principal` who acts and checks, in its
 unit of work once the instance's row is locked, that they may (:mod:`engine.access`); the
 audit log records their username.
+
+The runtime is the one writer of statuses (of instances, human tasks and timers): each
+change is made here, in :mod:`.management` or in :mod:`.projection`, with the audit entry
+that records it, in the same transaction.
 """
 from __future__ import annotations
 
@@ -39,16 +43,17 @@ from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
 from ..serialization import STATE_FORMAT, Codec
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
-                     MessageSubscription, OrgUnit)
+                     MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
-from .steps import (ACTIVE_STATUSES, COMPLETED, INCIDENT, RUNNING, TERMINATED, Incident,
-                    clean_data, element_of, element_of_spec, incident_from, properties_of,
-                    stage_after)
+from .schedules import Schedules
+from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Incident,
+                    audit_entry, clean_data, element_of, element_of_spec, incident_from,
+                    properties_of, stage_after)
 
 
-class Runtime(InstanceManagement):
+class Runtime(InstanceManagement, Schedules):
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
                  script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
                  access: Access, notifications=None,
@@ -168,56 +173,50 @@ class Runtime(InstanceManagement):
               completed: list = (), status: str | None = None,
               task_rows: list[HumanTask] | None = None,
               event_rows: EventRows | None = None, user_task=None,
-              task_row: HumanTask | None = None, submitted: dict | None = None) -> None:
+              task_row: HumanTask | None = None, submitted: dict | None = None,
+              fired: frozenset[str] = frozenset(), changes: list[AuditEvent] = ()) -> None:
         """Save the state and refresh projections, audit and the step's listeners.
-        ``task_rows`` and ``event_rows``: the instance's rows of the tasks open and of its
-        events, when the caller knows them (see :meth:`Projection.refresh`); ``user_task``,
-        ``task_row`` and ``submitted``: the task a person completed, its row and data."""
+        ``status``: the instance's new status, which the step's own entry (``action``)
+        records. ``task_rows`` and ``event_rows``: the instance's rows of the tasks open
+        and of its events, when the caller knows them (see :meth:`Projection.refresh`);
+        ``user_task``, ``task_row`` and ``submitted``: the task a person completed, its
+        row and data; ``fired``: the task ids of the timers the step fired; ``changes``:
+        the entries of other changes of status the operation made (written after the
+        step's own)."""
         now = self.clock.now()
         instance.state = self.codec.dump_state(workflow)
         instance.state_format = STATE_FORMAT
         instance.updated_at = now
+        events = [audit_entry(instance, now, actor, action, element_id, details), *changes]
+        events += [audit_entry(instance, now, actor, "element_completed", element_of(t),
+                               {"type": type(t.task_spec).__name__})
+                   for t in completed if not t.task_spec.manual]
         if incident is not None:
-            instance.status = INCIDENT
-            instance.incident_message = incident.message
-            instance.incident_element = incident.element_id
-            instance.incident_at = now
+            events.append(self._mark_incident(instance, incident, now, actor))
         elif status is not None:
             instance.status = status
         elif workflow.is_completed() and instance.status in ACTIVE_STATUSES:
             instance.status = COMPLETED
-        if instance.status in (COMPLETED, TERMINATED):
+            events.append(audit_entry(instance, now, actor, "instance_completed"))
+        if instance.status in ENDED_STATUSES:
             instance.ended_at = instance.ended_at or now
         previous_stage = instance.stage
         # one walk of the task tree for the stage and the projections
         live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
         instance.stage = stage_after(live, completed, instance.stage)
-        events = [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
-                             at=now, actor=actor, action=action, element_id=element_id,
-                             details=details)]
-        events += [AuditEvent(instance_id=instance.id, definition_id=instance.definition_id,
-                              at=now, actor=actor, action="element_completed",
-                              element_id=element_of(t),
-                              details={"type": type(t.task_spec).__name__})
-                   for t in completed if not t.task_spec.manual]
-        if incident is not None:
-            events.append(AuditEvent(instance_id=instance.id,
-                                     definition_id=instance.definition_id, at=now,
-                                     actor=actor, action="incident",
-                                     element_id=incident.element_id,
-                                     details={"message": incident.message}))
         step = Step(session, instance, self.repository.get(instance.definition_id, session),
                     actor, now, previous_stage, completed, user_task, task_row,
                     submitted or {})
         for listener in self.listeners:
             listener.step_saving(step)
-        session.add_all(events + step.audit)
-        # the version check happens here, before any projection is written; the audit
-        # entries' chain head goes into the same UPDATE of the instance row
-        session.flush()
+        # the projections' changes, with their audit entries, go into the step's one flush
         step.opened = self.projection.refresh(
-            session, instance, live, now, task_rows=task_rows, events=event_rows,
-            finished=instance.status in (COMPLETED, TERMINATED))
+            session, instance, live, now, actor=actor, audit=step.audit, task_rows=task_rows,
+            events=event_rows, fired=fired, finished=instance.status in ENDED_STATUSES)
+        session.add_all(events + step.audit)
+        # the version check happens here; the audit entries' chain head goes into the same
+        # UPDATE of the instance row
+        session.flush()
         for listener in self.listeners:
             listener.step_saved(step)
 
@@ -318,7 +317,7 @@ class Runtime(InstanceManagement):
     def open_tasks(self, instance_id: str) -> list[HumanTask]:
         with self.db.reading() as session:
             return list(session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                HumanTask.instance_id == instance_id, HumanTask.status == TaskStatus.OPEN)
                 .order_by(HumanTask.created_at, HumanTask.id)))
 
     def task_data(self, task_id: str) -> dict:
@@ -351,9 +350,9 @@ class Runtime(InstanceManagement):
             # open ones, which the projection refreshes after the step: one query for both
             rows = session.scalars(select(HumanTask).where(
                 HumanTask.instance_id == instance.id,
-                or_(HumanTask.status == "open", HumanTask.id == task_id))).all()
+                or_(HumanTask.status == TaskStatus.OPEN, HumanTask.id == task_id))).all()
             [row] = [r for r in rows if r.id == task_id]
-            if row.status == "completed":
+            if row.status == TaskStatus.COMPLETED:
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
                                f"{row.completed_by}", task_id=task_id)
             self._require(instance, RUNNING, "complete a task of")
@@ -378,7 +377,8 @@ class Runtime(InstanceManagement):
             else:
                 incident = self._advance(workflow, completed)
             now = self.clock.now()
-            row.status, row.completed_at, row.completed_by = "completed", now, actor
+            # the step's own entry (task_completed) records it
+            row.status, row.completed_at, row.completed_by = TaskStatus.COMPLETED, now, actor
             self._save(session, instance, workflow, actor=actor, action="task_completed",
                        element_id=row.element_id, details={"task_id": task_id,
                                                            "changed": changed},

@@ -1,26 +1,30 @@
 """The operations that administrators and the scheduler apply to running instances:
-firing timers, suspending, resuming and terminating, retrying an incident, migrating to
-another version of the process. Mixed into :class:`~engine.runtime.instances.Runtime`,
-whose units of work and save they use. Each is given the principal who acts and checks, once
-the instance is locked, that they administer its variant (the scheduler acts as a trusted
-system principal)."""
+firing timers (and a timer's last failure, which raises an incident), suspending, resuming
+and terminating, retrying an incident, migrating to another version of the process. Mixed
+into :class:`~engine.runtime.instances.Runtime`, whose units of work and save they use;
+every change of status is written here with its audit entry. Each is given the principal
+who acts and checks, once the instance is locked, that they administer its variant (the
+scheduler acts as a trusted system principal)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..access import Principal
+from ..audit import lock_instance
 from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
 from ..scripting import timer_due
-from ..store import Instance, Timer
+from ..store import AuditEvent, Instance, Timer, TimerStatus
 from .projection import EventRows
-from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, clean_data,
-                    element_of)
+from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, Incident,
+                    audit_entry, clean_data, element_of)
 
 
 VERBS = {"instance_suspended": "suspend", "instance_resumed": "resume",
@@ -40,30 +44,32 @@ class InstanceManagement:
             now = self.clock.now()
             timer_rows = session.scalars(select(Timer).where(
                 Timer.instance_id == instance_id)).all()
-            pending = [t for t in timer_rows if t.status == "pending"]
+            pending = [t for t in timer_rows if t.status == TimerStatus.PENDING]
             due = [t for t in pending if as_utc(t.due_at) <= now]
             if not due:
                 return None
             delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
             completed: list = []
             incident = self._advance(workflow, completed)
-            self._save(session, instance, workflow, actor=actor, action="timers_fired",
-                       details={"elements": sorted(delays), "delay_seconds": delays,
-                                **({"scheduler": claimed_by} if claimed_by else {})},
-                       incident=incident, completed=completed,
-                       event_rows=EventRows.read(session, instance_id, timer_rows))
-            for timer in due:                 # the projection cancelled or moved them on
-                if timer.status == "cancelled":
-                    timer.status = "fired"
+            for timer in due:
                 timer.fired_at = now
             for timer in pending:             # claims of this scheduler end with the step
                 if timer in due or (claimed_by and timer.lock_owner == claimed_by):
                     timer.lock_owner = timer.lock_expires_at = None
+            # the projection marks the due timers fired, or moves a cycle on
+            self._save(session, instance, workflow, actor=actor, action="timers_fired",
+                       details={"elements": sorted(delays), "delay_seconds": delays,
+                                **({"scheduler": claimed_by} if claimed_by else {})},
+                       incident=incident, completed=completed,
+                       event_rows=EventRows.read(session, instance_id, timer_rows),
+                       fired=frozenset(t.task_id for t in due))
         return instance
 
     def fire_timer_now(self, instance_id: str, task_id: str, *,
                        principal: Principal) -> Instance | None:
-        """Make one waiting timer of an instance due now (an administrator's "fire now")."""
+        """Make one waiting timer of an instance due now (an administrator's "fire now"): a
+        failed timer waits again (timer_rearmed), and an incident its failure raised is
+        resolved (incident_resolved); then it fires unless the instance is not running."""
         with self._instance(instance_id) as (session, instance, workflow):
             self.access.require_manages(session, principal, instance, "fire its timers")
             actor = principal.username
@@ -80,19 +86,66 @@ class InstanceManagement:
             else:
                 value = now.isoformat()
             task._set_internal_data(event_value=value)
+            element = element_of(task)
+            changes = []
             row = session.scalars(select(Timer).where(Timer.instance_id == instance_id,
                                                       Timer.task_id == task_id)).first()
             if row is not None:
-                row.due_at = now
+                if row.status == TimerStatus.FAILED:
+                    changes.append(audit_entry(instance, now, actor, "timer_rearmed", element,
+                                               {"task_id": task_id, "attempts": row.attempts,
+                                                "last_error": row.last_error}))
+                    row.status = TimerStatus.PENDING
+                row.due_at, row.attempts, row.last_error = now, 0, None
+                row.lock_owner = row.lock_expires_at = None
+            if instance.status == INCIDENT and instance.incident_element == element:
+                changes.append(audit_entry(instance, now, actor, "incident_resolved", element,
+                                           {"message": instance.incident_message}))
+                self._resolve_incident(instance)
             self._save(session, instance, workflow, actor=actor, action="timer_moved",
-                       element_id=element_of(task), details={"due_at": now.isoformat()})
+                       element_id=element, details={"due_at": now.isoformat()},
+                       changes=changes)
         return self.fire_timers(instance_id, principal=principal)
+
+    def timer_failed(self, session: Session, row: Timer, error: str, *, actor: str) -> None:
+        """A timer (or schedule) failed its last attempt, in the transaction that records
+        the failure (the scheduler's lease queue gives up on it): it is failed, and the
+        running instance whose timer it is goes into incident, each with its audit entry."""
+        now = self.clock.now()
+        row.status = TimerStatus.FAILED
+        session.add(AuditEvent(instance_id=row.instance_id, definition_id=row.definition_id,
+                               at=now, actor=actor, action="timer_failed",
+                               element_id=row.element_id,
+                               details={"timer_id": row.id, "task_id": row.task_id,
+                                        "attempts": row.attempts, "error": row.last_error}))
+        instance = lock_instance(session, row.instance_id) if row.instance_id else None
+        if instance is not None and instance.status == RUNNING:
+            instance.updated_at = now
+            session.add(self._mark_incident(instance, Incident(
+                f"timer failed {row.attempts} times: {error}", row.element_id), now, actor))
 
     def due_timers(self) -> list[Timer]:
         with self.db.reading() as session:
             return list(session.scalars(select(Timer).where(
-                Timer.status == "pending", Timer.due_at <= self.clock.now())
+                Timer.status == TimerStatus.PENDING, Timer.due_at <= self.clock.now())
                 .order_by(Timer.due_at)))
+
+    @staticmethod
+    def _mark_incident(instance: Instance, incident: Incident, now: datetime,
+                       actor: str) -> AuditEvent:
+        """Put the instance into incident; returns the entry that records it."""
+        instance.status = INCIDENT
+        instance.incident_message = incident.message
+        instance.incident_element = incident.element_id
+        instance.incident_at = now
+        return audit_entry(instance, now, actor, "incident", incident.element_id,
+                           {"message": incident.message})
+
+    @staticmethod
+    def _resolve_incident(instance: Instance) -> None:
+        """The instance runs again (the caller writes the entry saying why)."""
+        instance.status = RUNNING
+        instance.incident_message = instance.incident_element = instance.incident_at = None
 
     def _require(self, instance: Instance, status: str, verb: str) -> None:
         if instance.status != status:
@@ -140,8 +193,7 @@ class InstanceManagement:
             for task in failed:
                 task.data.update(data)
                 task._set_state(TaskState.READY)
-            instance.status = RUNNING
-            instance.incident_message = instance.incident_element = instance.incident_at = None
+            self._resolve_incident(instance)      # instance_retried records it
             completed: list = []
             incident = self._advance(workflow, completed)
             self._save(session, instance, workflow, actor=actor, action="instance_retried",

@@ -4,7 +4,9 @@ human tasks with their candidates, its pending timers and its message subscripti
 After every step they are brought in line with the live tasks of the workflow by one
 algorithm: what the store holds is compared with what the workflow has open or waiting;
 rows of ended work are closed, rows of new work are added, and rows of work that came back
-(a retry, a migration) are reopened.
+(a retry, a migration) are reopened. Every status a row gets here is written with its audit
+entry (task_opened, task_cancelled, task_reopened; timer_scheduled, timer_cancelled,
+timer_fired), which the step writes in its own flush.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from ..deadlines import current_settings, due_at
 from ..errors import InvalidData, NotFound, ScriptError
 from ..org import Org
 from ..scripting import parse_instant, timer_due
-from ..store import HumanTask, Instance, MessageSubscription, TaskCandidate, Timer, appends
-from .steps import element_of, properties_of
+from ..store import (AuditEvent, HumanTask, Instance, MessageSubscription, TaskCandidate,
+                     TaskStatus, Timer, TimerStatus, appends)
+from .steps import audit_entry, element_of, properties_of
 
 BATCH = 500      # ids per statement: a reporting cycle opens and waits on thousands
 
@@ -54,7 +57,7 @@ class WaitingEvents:
 
 class EventRows:
     """An instance's timer and subscription rows as the projection compares them: the
-    pending timers' due times and the subscribed tasks, by task id.
+    pending timers' due times and elements and the subscribed tasks, by task id.
 
     Either read from the store (:meth:`read`), or known without reading from the events
     that waited before a step (:meth:`waited_before`): every step leaves the pending rows
@@ -62,14 +65,16 @@ class EventRows:
     them. Read rows are changed as objects; known ones by statements on their task ids."""
 
     def __init__(self, session: Session, instance_id: str, pending: dict[str, datetime],
-                 subscribed: set[str], timer_rows: list[Timer] | None = None,
+                 elements: dict[str, str | None], subscribed: set[str],
+                 timer_rows: list[Timer] | None = None,
                  subscription_rows: list[MessageSubscription] | None = None):
         self.session, self.instance_id = session, instance_id
-        self.pending, self.subscribed = pending, subscribed
+        self.pending, self.elements, self.subscribed = pending, elements, subscribed
         rows = timer_rows or []
-        self._pending_rows = {r.task_id: r for r in rows if r.status == "pending"}
-        # fired or cancelled rows (one per task), which a retry or a migration may reopen
-        self._ended_rows = {r.task_id: r for r in rows if r.status != "pending"}
+        self._pending_rows = {r.task_id: r for r in rows if r.status == TimerStatus.PENDING}
+        # fired, cancelled or failed rows (one per task), which a retry or a migration may
+        # reopen
+        self._ended_rows = {r.task_id: r for r in rows if r.status != TimerStatus.PENDING}
         self._subscription_rows = {r.task_id: r for r in subscription_rows or []}
         self._read = timer_rows is not None
 
@@ -84,9 +89,9 @@ class EventRows:
                     Timer.instance_id == instance_id)))
             subscriptions = list(session.scalars(select(MessageSubscription).where(
                 MessageSubscription.instance_id == instance_id)))
-        return cls(session, instance_id,
-                   {str(r.task_id): as_utc(r.due_at) for r in timer_rows
-                    if r.status == "pending"},
+        pending = [r for r in timer_rows if r.status == TimerStatus.PENDING]
+        return cls(session, instance_id, {str(r.task_id): as_utc(r.due_at) for r in pending},
+                   {str(r.task_id): r.element_id for r in pending},
                    {r.task_id for r in subscriptions}, timer_rows, subscriptions)
 
     @classmethod
@@ -94,6 +99,7 @@ class EventRows:
                       waited: WaitingEvents) -> EventRows:
         return cls(session, instance_id,
                    {task_id: entry[2] for task_id, entry in waited.timers.items()},
+                   {task_id: element_of(entry[0]) for task_id, entry in waited.timers.items()},
                    set(waited.messages))
 
     def _statement(self, statement, column, task_ids: list[str]) -> None:
@@ -102,14 +108,19 @@ class EventRows:
         for first in range(0, len(task_ids), BATCH):
             connection.execute(statement.where(column.in_(task_ids[first:first + BATCH])))
 
-    def cancel_timers(self, task_ids: list[str]) -> None:
+    def end_timers(self, task_ids: list[str], status: TimerStatus, now: datetime) -> None:
+        """Pending timers that wait no more: fired (at ``now``) or cancelled."""
+        fired_at = {"fired_at": now} if status == TimerStatus.FIRED else {}
         if self._read:
             for task_id in task_ids:
-                self._pending_rows[task_id].status = "cancelled"
+                row = self._pending_rows[task_id]
+                row.status = status
+                if fired_at:
+                    row.fired_at = now
         elif task_ids:
             self._statement(update(Timer.__table__).where(
-                Timer.instance_id == self.instance_id, Timer.status == "pending")
-                .values(status="cancelled"), Timer.task_id, task_ids)
+                Timer.instance_id == self.instance_id, Timer.status == TimerStatus.PENDING)
+                .values(status=status, **fired_at), Timer.task_id, task_ids)
 
     def move_timer(self, task_id: str, due: datetime) -> None:
         if self._read:
@@ -120,13 +131,15 @@ class EventRows:
                 Timer.instance_id == self.instance_id).values(due_at=due, attempts=0),
                 Timer.task_id, [task_id])
 
-    def reopen_timer(self, task_id: str, due: datetime) -> bool:
-        """Wait again on an ended timer row of the task; False when it has none."""
+    def reopen_timer(self, task_id: str, due: datetime) -> TimerStatus | None:
+        """Wait again on an ended timer row of the task; its status before, or None when it
+        has none."""
         row = self._ended_rows.get(task_id)
         if row is None:
-            return False
-        row.status, row.due_at, row.attempts = "pending", due, 0
-        return True
+            return None
+        was = row.status
+        row.status, row.due_at, row.attempts = TimerStatus.PENDING, due, 0
+        return was
 
     def unsubscribe(self, task_ids: list[str]) -> None:
         if self._read:
@@ -138,6 +151,19 @@ class EventRows:
                 MessageSubscription.task_id, task_ids)
 
 
+@dataclass
+class _Audit:
+    """The audit entries of one step's projection changes, all by the step's actor."""
+    instance: Instance
+    now: datetime
+    actor: str
+    entries: list[AuditEvent]
+
+    def add(self, action: str, element_id: str | None, details: dict) -> None:
+        self.entries.append(audit_entry(self.instance, self.now, self.actor, action,
+                                        element_id, details))
+
+
 class Projection:
     """Brings an instance's projections in line with its workflow after a step."""
 
@@ -146,51 +172,60 @@ class Projection:
         self.script_engine = script_engine
 
     def refresh(self, session: Session, instance: Instance, live: list, now: datetime, *,
-                finished: bool, task_rows: list[HumanTask] | None = None,
-                events: EventRows | None = None) -> list[tuple[HumanTask, list[str], Any]]:
+                actor: str, audit: list[AuditEvent], finished: bool,
+                task_rows: list[HumanTask] | None = None, events: EventRows | None = None,
+                fired: frozenset[str] = frozenset()) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
-        the human tasks it opened, with candidates and their Spiff task.
+        the human tasks it opened, with candidates and their Spiff task, and appends the
+        audit entries of the statuses it changed to ``audit`` (by ``actor``).
 
         ``task_rows``: the rows of the tasks open before a completion, and ``events``: its
         event rows as they were; a completion never reopens a task the way a retry or a
-        migration may, so then none of these rows is read again."""
-        created = self._tasks(session, instance, live, now, finished, task_rows)
+        migration may, so then none of these rows is read again. ``fired``: the task ids of
+        the timers the step fired (the others that wait no more were cancelled)."""
+        changes = _Audit(instance, now, actor, audit)
+        created = self._tasks(session, instance, live, now, finished, task_rows, changes)
         if events is None:
             events = EventRows.read(session, instance.id)
-        self._events(session, instance, events, WaitingEvents.of([] if finished else live))
+        self._events(session, instance, events, WaitingEvents.of([] if finished else live),
+                     now, fired, changes)
         return created
 
     def _tasks(self, session: Session, instance: Instance, live: list, now: datetime,
-               finished: bool, task_rows: list[HumanTask] | None) -> list:
+               finished: bool, task_rows: list[HumanTask] | None, audit: _Audit) -> list:
         created = []
         ready = {} if finished else {
             str(t.id): t for t in live if t.task_spec.manual and t.has_state(TaskState.READY)}
-        # read without autoflush: the instance and the task rows changed before were
-        # flushed by the step, and what is pending (audit entries, rows added here) cannot
-        # change what these reads find
+        # read without autoflush: what is pending (the instance row, the task completed,
+        # audit entries, rows added here) cannot change what these reads find
         with session.no_autoflush:
             # the open rows, with the rows of ready tasks that were closed before (reopened
             # by retry or migration)
             ready_ids = [] if task_rows is not None else list(ready)
             rows = task_rows if task_rows is not None else list(session.scalars(
                 select(HumanTask).where(HumanTask.instance_id == instance.id, or_(
-                    HumanTask.status == "open", HumanTask.id.in_(ready_ids[:BATCH])))))
+                    HumanTask.status == TaskStatus.OPEN,
+                    HumanTask.id.in_(ready_ids[:BATCH])))))
             for first in range(BATCH, len(ready_ids), BATCH):
                 rows += session.scalars(select(HumanTask).where(
                     HumanTask.instance_id == instance.id,
                     HumanTask.id.in_(ready_ids[first:first + BATCH]))).all()
-        open_rows = list({r.id: r for r in rows if r.status == "open"}.values())
-        earlier = {r.id: r for r in rows if r.status != "open"}
+        open_rows = list({r.id: r for r in rows if r.status == TaskStatus.OPEN}.values())
+        earlier = {r.id: r for r in rows if r.status != TaskStatus.OPEN}
         known = {r.id for r in open_rows}
         for row in open_rows:
             if row.id not in ready:
-                row.status = "cancelled"
+                row.status = TaskStatus.CANCELLED
                 row.completed_at = now
+                audit.add("task_cancelled", row.element_id, {"task_id": row.id})
         for task_id in [task_id for task_id in ready if task_id not in known]:
             task = ready[task_id]
             existing = earlier.get(task_id)
             if existing is not None:     # a task reopened by retry or migration
-                existing.status, existing.completed_at, existing.completed_by = "open", None, None
+                audit.add("task_reopened", existing.element_id,
+                          {"task_id": task_id, "was": str(existing.status)})
+                existing.status, existing.completed_at, existing.completed_by = (
+                    TaskStatus.OPEN, None, None)
                 continue
             spec = task.task_spec
             properties = properties_of(spec)
@@ -202,8 +237,9 @@ class Projection:
                 session, HumanTask.__table__, id=task_id, instance_id=instance.id,
                 element_id=element_of(task), name=getattr(spec, "bpmn_name", None),
                 lane=lane, role=lane, unit_id=role_unit, form=properties.get("form"),
-                status="open", assignee=None, created_at=now,
+                status=TaskStatus.OPEN, assignee=None, created_at=now,
                 due_at=self._due(task, properties, now))
+            audit.add("task_opened", values["element_id"], {"task_id": task_id})
             created.append((HumanTask(**values), candidates, task))
             for username in candidates:
                 appends.add(session, TaskCandidate.__table__, task_id=task_id,
@@ -212,18 +248,34 @@ class Projection:
 
     @staticmethod
     def _events(session: Session, instance: Instance, known: EventRows,
-                waiting: WaitingEvents) -> None:
-        known.cancel_timers([t for t in known.pending if t not in waiting.timers])
+                waiting: WaitingEvents, now: datetime, fired: frozenset[str],
+                audit: _Audit) -> None:
+        gone = [t for t in known.pending if t not in waiting.timers]
+        for status, action, task_ids in (
+                (TimerStatus.FIRED, "timer_fired", [t for t in gone if t in fired]),
+                (TimerStatus.CANCELLED, "timer_cancelled", [t for t in gone if t not in fired])):
+            known.end_timers(task_ids, status, now)
+            for task_id in task_ids:
+                audit.add(action, known.elements[task_id], {"task_id": task_id})
         for task_id, (task, definition, due) in waiting.timers.items():
             before = known.pending.get(task_id)
             if before is not None:
                 if before != due:
                     known.move_timer(task_id, due)
-            elif not known.reopen_timer(task_id, due):
-                appends.add(session, Timer.__table__, instance_id=instance.id,
-                            definition_id=instance.definition_id, task_id=task_id,
-                            element_id=element_of(task), kind=type(definition).__name__,
-                            due_at=due, status="pending", attempts=0)
+                if task_id in fired:     # a cycle: it fired and waits for its next time
+                    audit.add("timer_fired", element_of(task),
+                              {"task_id": task_id, "next_due_at": as_utc(due).isoformat()})
+                continue
+            scheduled = {"task_id": task_id, "due_at": as_utc(due).isoformat()}
+            was = known.reopen_timer(task_id, due)
+            if was is not None:          # by a retry or a migration
+                audit.add("timer_scheduled", element_of(task), {**scheduled, "was": str(was)})
+                continue
+            appends.add(session, Timer.__table__, instance_id=instance.id,
+                        definition_id=instance.definition_id, task_id=task_id,
+                        element_id=element_of(task), kind=type(definition).__name__,
+                        due_at=due, status=TimerStatus.PENDING, attempts=0)
+            audit.add("timer_scheduled", element_of(task), scheduled)
         known.unsubscribe([t for t in known.subscribed if t not in waiting.messages])
         for task_id, (task, definition) in waiting.messages.items():
             if task_id not in known.subscribed:

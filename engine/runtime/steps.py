@@ -3,6 +3,7 @@ the data a caller may put in, and the business stage after the step."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
@@ -10,10 +11,13 @@ from SpiffWorkflow.util.task import TaskState
 from .. import policy
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
+from ..store import AuditEvent, Instance, InstanceStatus
 
-RUNNING, SUSPENDED, INCIDENT = "running", "suspended", "incident"
-COMPLETED, TERMINATED = "completed", "terminated"
+RUNNING, SUSPENDED, INCIDENT = (InstanceStatus.RUNNING, InstanceStatus.SUSPENDED,
+                                InstanceStatus.INCIDENT)
+COMPLETED, TERMINATED = InstanceStatus.COMPLETED, InstanceStatus.TERMINATED
 ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
+ENDED_STATUSES = (COMPLETED, TERMINATED)
 properties_of = policy.element_properties
 
 
@@ -21,6 +25,13 @@ properties_of = policy.element_properties
 class Incident:
     message: str
     element_id: str | None
+
+
+def audit_entry(instance: Instance, at: datetime, actor: str, action: str,
+                element_id: str | None = None, details: dict | None = None) -> AuditEvent:
+    """An entry of the instance's audit chain (written with the unit of work's flush)."""
+    return AuditEvent(instance_id=instance.id, definition_id=instance.definition_id, at=at,
+                      actor=actor, action=action, element_id=element_id, details=details)
 
 
 def element_of(task) -> str | None:

@@ -1,8 +1,9 @@
 """Persistence: SQLAlchemy models, sessions and Alembic migrations."""
 from .db import Database, default_database_url
-from .models import (AuditEvent, Decision, Definition, Grant, HumanTask, Instance, Membership,
-                     MessageSubscription, OrgUnit, TaskCandidate, Timer, User)
+from .models import (AuditEvent, Decision, Definition, Grant, HumanTask, Instance,
+                     InstanceStatus, Membership, MessageSubscription, OrgUnit, TaskCandidate,
+                     TaskStatus, Timer, TimerStatus, User)
 
 __all__ = ["Database", "default_database_url", "AuditEvent", "Decision", "Definition", "Grant",
-           "HumanTask", "Instance", "Membership", "MessageSubscription", "OrgUnit",
-           "TaskCandidate", "Timer", "User"]
+           "HumanTask", "Instance", "InstanceStatus", "Membership", "MessageSubscription",
+           "OrgUnit", "TaskCandidate", "TaskStatus", "Timer", "TimerStatus", "User"]

@@ -8,6 +8,7 @@ deserialize a workflow.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -33,6 +35,37 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True)}
     if TYPE_CHECKING:       # every mapped class here has a Table (SQLAlchemy types FromClause)
         __table__: ClassVar[Table]
+
+
+class InstanceStatus(StrEnum):
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    INCIDENT = "incident"
+    COMPLETED = "completed"
+    TERMINATED = "terminated"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class TimerStatus(StrEnum):
+    PENDING = "pending"
+    FAILED = "failed"      # after the scheduler's last attempt
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+def status_column(statuses: type[StrEnum]) -> Enum:
+    """A status stored as its value in the VARCHAR(16) column it always had (no database
+    enum type, no check constraint: no migration), read back as the enum member. A string
+    that is no status may still be compared with it (a search filter typed in a URL finds
+    nothing). Only the runtime (engine/runtime) changes statuses, each change with its
+    audit entry."""
+    return Enum(statuses, native_enum=False, create_constraint=False, length=16,
+                values_callable=lambda members: [m.value for m in members])
 
 
 class Definition(Base):
@@ -71,7 +104,7 @@ class Instance(Base):
     variant: Mapped[str] = mapped_column(String(64))
     definition_key: Mapped[str] = mapped_column(String(128))
     business_key: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[InstanceStatus] = mapped_column(status_column(InstanceStatus))
     # the serialized workflow, compressed (engine.serialization)
     state: Mapped[bytes] = mapped_column("state_data", LargeBinary)
     state_format: Mapped[str] = mapped_column(String(32))
@@ -114,7 +147,7 @@ class HumanTask(Base):
     form: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str | None] = mapped_column(String(64))
     unit_id: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))          # open | completed | cancelled
+    status: Mapped[TaskStatus] = mapped_column(status_column(TaskStatus))
     assignee: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
     due_at: Mapped[datetime | None]
@@ -139,7 +172,7 @@ class Timer(Base):
     element_id: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[datetime]
-    status: Mapped[str] = mapped_column(String(16))           # pending | fired | cancelled
+    status: Mapped[TimerStatus] = mapped_column(status_column(TimerStatus))
     lock_owner: Mapped[str | None] = mapped_column(String(128))
     lock_expires_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
