@@ -1,16 +1,15 @@
 """Flask application factory: the REST API (flask-smorest, OpenAPI) over one engine."""
 from __future__ import annotations
 
-import os
-
 from flask import Flask
 from flask_smorest import Api
 
+from engine.config import Settings
 from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
 from . import observability, problems
-from .auth import DEFAULT_TTL, authenticate_first, secret_key
+from .auth import authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
@@ -18,16 +17,23 @@ from .routes import (admin, definitions, files, instances, messages, notificatio
                      reports, tasks)
 
 API_PREFIX = "/api/v1"
-MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
+def create_app(engine: WorkflowEngine | None = None, settings: Settings | None = None,
+               **config) -> Flask:
+    """The app over ``engine`` (else one made from ``settings``). ``settings`` are the
+    process's, read once by the caller; without them, the engine's (an app made with
+    neither reads the environment here, once)."""
+    if settings is None:
+        settings = engine.settings if engine is not None else Settings.from_environment()
     app = Flask(__name__, static_folder="static", static_url_path="/static")
+    configured_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     app.config.update(
         JSON_AS_ASCII=False,
-        MAX_CONTENT_LENGTH=int(os.environ.get("ND73_MAX_BODY_BYTES", MAX_BODY_BYTES)),
-        SECRET_KEY=secret_key(PROJECT_ROOT / "var"),
-        TOKEN_TTL=int(os.environ.get("ND73_TOKEN_TTL", DEFAULT_TTL)),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SECRET_KEY=secret_key(PROJECT_ROOT / "var", configured_key),
+        TOKEN_TTL=settings.token_ttl,
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
         API_TITLE="ND73 Workflow API",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -45,7 +51,8 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
         },
     )
     app.config.update(config)
-    app.extensions["nd73"] = engine or WorkflowEngine()
+    app.extensions["nd73.settings"] = settings
+    app.extensions["nd73"] = engine or WorkflowEngine(settings=settings)
 
     api = Api(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     api.spec.components.schema("Problem", schema=Problem)
@@ -55,7 +62,7 @@ def create_app(engine: WorkflowEngine | None = None, **config) -> Flask:
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
                       reports.blp, admin.blp, files.blp, notifications.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
-    admin.register_test_clock(api)
+    admin.register_test_clock(api, settings.test_clock)
     problems.register(app)
     app.before_request(authenticate_first)      # after the NUL check problems registers
     ui.register(app)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import secrets
 from pathlib import Path
 
@@ -14,12 +13,11 @@ from engine.access import Principal
 from .problems import ApiProblem
 
 TOKEN_SALT = "nd73-access-token"
-DEFAULT_TTL = 3600
 
 
-def secret_key(var_dir: Path) -> str:
-    """``ND73_SECRET_KEY``, else a key made once and kept in ``var/`` (one-machine setups)."""
-    configured = os.environ.get("ND73_SECRET_KEY")
+def secret_key(var_dir: Path, configured: str | None = None) -> str:
+    """``configured`` (``ND73_SECRET_KEY``), else a key made once and kept in ``var/``
+    (one-machine setups)."""
     if configured:
         return configured
     path = var_dir / "secret_key"

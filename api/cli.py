@@ -1,4 +1,5 @@
-"""The ``nd73`` command line."""
+"""The ``nd73`` command line. Each command reads the ``ND73_*`` settings once, when it first
+needs them (:func:`_settings`), and passes them down; ``nd73 check-config`` shows them."""
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,25 @@ from engine.logs import configure_logging
 log = logging.getLogger("nd73.cli")
 
 
+def _settings():
+    """This invocation's settings: ``obj`` when the caller passed some (``main(obj=...)``),
+    else read from the environment once; a wrong variable ends the command, named."""
+    from engine.config import Settings, SettingsError
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Settings):
+        try:
+            root.obj = Settings.from_environment()
+        except SettingsError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            click.echo("(see nd73 check-config)", err=True)
+            sys.exit(1)
+    return root.obj
+
+
 def _engine():
     from engine.workflow_engine import WorkflowEngine
-    return WorkflowEngine()
+    return WorkflowEngine(settings=_settings())
 
 
 def _fail(exc: EngineError) -> None:
@@ -115,26 +132,22 @@ def report(instance_id: str, file_format: str, output: Path | None) -> None:
 
 @main.command(help="Fire due timers and scheduled processes, and send e-mail from the outbox "
                    "(any number may run against PostgreSQL; one is enough on SQLite).")
-@click.option("--interval", type=float,
-              default=lambda: float(os.environ.get("ND73_SCHEDULER_INTERVAL", "1")),
+@click.option("--interval", type=float, default=None,
               show_default="$ND73_SCHEDULER_INTERVAL or 1", help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Fire what is due now, then exit (for cron).")
-def scheduler(interval: float, once: bool) -> None:
-    from engine.notifications.mailer import SmtpSettings
+def scheduler(interval: float | None, once: bool) -> None:
     from engine.scheduler import Scheduler, run_loop
-    try:
-        SmtpSettings.from_env(os.environ)
-    except ValueError as exc:
-        click.echo(f"error: {exc} (see nd73 check-config)", err=True)
-        sys.exit(1)
+    engine = _engine()          # e-mail settings from the engine's (ND73_SMTP_*)
     configure_logging()
     if once:
-        scheduler = Scheduler(_engine())
+        scheduler = Scheduler(engine)
         click.echo(f"fired {scheduler.run_due()} timer(s)")
         click.echo(f"sent {scheduler.send_mail()} e-mail(s)")
         return
+    if interval is None:
+        interval = engine.settings.scheduler_interval
     log.info("scheduler running every %g s", interval)
-    run_loop(_engine(), interval=interval, blocking=True)
+    run_loop(engine, interval=interval, blocking=True)
 
 
 @main.group(help="The audit log.")
@@ -201,11 +214,24 @@ def import_command(file: Path) -> None:
                f"audit log verified")
 
 
-@main.command("check-config", help="Explain what is wrong with the ND73_* settings of this "
-                                   "environment (exit status 1 if anything is).")
+@main.command("check-config", help="Show the effective ND73_* settings of this environment "
+                                   "(secrets masked), or name each wrong variable (exit "
+                                   "status 1).")
 def check_config() -> None:
-    from engine.config import check_environment
-    problems, notes = check_environment(os.environ)
+    from engine.config import Settings, SettingsError, check, unknown_variables
+    for note in unknown_variables(os.environ):
+        click.echo(f"warning: {note}", err=True)
+    try:
+        settings = Settings.from_environment()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
+    rows = settings.effective()
+    width = max(len(name) for name, _, _ in rows)
+    for name, shown, is_set in rows:
+        click.echo(f"{name:<{width}}  {shown}{'' if is_set else '  (default)'}")
+    problems, notes = check(settings)
     for note in notes:
         click.echo(f"ok: {note}")
     for problem in problems:
@@ -216,15 +242,12 @@ def check_config() -> None:
 
 
 @main.command(help="Serve the web application and API (gunicorn).")
-@click.option("--host", default=lambda: os.environ.get("ND73_HOST", "127.0.0.1"),
-              show_default="$ND73_HOST or 127.0.0.1")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("ND73_PORT", "8000")),
-              show_default="$ND73_PORT or 8000")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("ND73_WORKERS", "1")),
-              show_default="$ND73_WORKERS or 1")
-@click.option("--threads", type=int, default=lambda: int(os.environ.get("ND73_THREADS", "4")),
-              show_default="$ND73_THREADS or 4")
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option("--host", show_default="$ND73_HOST or 127.0.0.1")
+@click.option("--port", type=click.IntRange(1, 65535), show_default="$ND73_PORT or 8000")
+@click.option("--workers", type=click.IntRange(1, 64), show_default="$ND73_WORKERS or 1")
+@click.option("--threads", type=click.IntRange(1, 256), show_default="$ND73_THREADS or 4")
+def serve(host: str | None, port: int | None, workers: int | None,
+          threads: int | None) -> None:
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger
 
@@ -239,6 +262,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             for handler in self.error_log.handlers:
                 use_json(handler)
 
+    settings = _settings()          # read here, once: every worker gets this object
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    threads = threads or settings.threads
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -248,10 +277,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("logger_class", JsonLogger)
 
         def load(self):
-            app = create_app()
-            if os.environ.get("ND73_EMBEDDED_SCHEDULER") == "1":
+            app = create_app(settings=settings)
+            if settings.embedded_scheduler:
                 from engine.scheduler import run_loop
-                run_loop(app.extensions["nd73"], blocking=False)
+                run_loop(app.extensions["nd73"], interval=settings.scheduler_interval,
+                         blocking=False)
             return app
 
     configure_logging()

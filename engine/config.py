@@ -1,86 +1,309 @@
-"""The settings read from the environment, their defaults, and a check that explains what is
-wrong with them (``nd73 check-config``). Every setting is documented in README.md."""
+"""The settings of a process: one typed object, read from the ``ND73_*`` environment
+variables once at startup (``nd73`` commands, the Flask app factory, gunicorn) and passed
+down to what needs it. Nothing else reads the environment, so a running process never
+changes behaviour because its environment did.
+
+``nd73 check-config`` shows the effective settings (secrets masked) or names every variable
+that is wrong. Every setting is documented in README.md (Configuration).
+"""
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import difflib
+from typing import Any, Literal, Mapping
 
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from .notifications.mailer import check_environment as check_mail
+from .notifications.mailer import DEFAULT_PORTS, DEFAULT_SENDER, SmtpSettings
+from .notifications.outbox import DEFAULT_DIGEST_HOUR
+from .notifications.service import DEFAULT_PUBLIC_URL
+from .org import DEFAULT_DEMO_PASSWORD
+from .sandbox import DEFAULT_TIME_LIMIT
+from .scripting import DEFAULT_MAX_DATA_BYTES
 from .store.db import default_database_url
 
+PREFIX = "ND73_"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_TOKEN_TTL = 3600
+MIN_SECRET_KEY_LENGTH = 32
+# read by the test suite and the benchmarks only, never by the product
+TEST_VARIABLES = ("ND73_TEST_DATABASE_URL", "ND73_FAULT_TESTS", "ND73_CHROMIUM",
+                  "ND73_BENCH_POSTGRES")
 
-def _integer(low: int, high: int | None = None) -> Callable[[str], str | None]:
-    def check(value: str) -> str | None:
+
+class SettingsError(ValueError):
+    """Some ``ND73_*`` variables are wrong; ``problems`` has one line per variable, each
+    starting with its name."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    """Everything a deployment configures. Field ``x`` is read from ``ND73_X``; an empty
+    variable counts as unset (docker compose passes ``${VAR:-}`` through as "")."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True,
+                                      extra="ignore", frozen=True)
+
+    # --- storage and engine ----------------------------------------------------------------
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the database; PostgreSQL: "
+                    "postgresql+psycopg://user:password@host:5432/nd73")
+    script_time_limit: float = Field(
+        default=DEFAULT_TIME_LIMIT, gt=0,
+        description="CPU seconds per BPMN script or expression")
+    max_data_bytes: int = Field(
+        default=DEFAULT_MAX_DATA_BYTES, ge=1024,
+        description="largest task data (JSON bytes) of an instance step")
+    test_clock: bool = Field(
+        default=False,
+        description="1: manual engine clock and POST /api/v1/admin/clock (tests only)")
+
+    # --- web server ------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="address `nd73 serve` binds")
+    port: int = Field(default=8000, ge=1, le=65535, description="port of `nd73 serve`")
+    workers: int = Field(default=1, ge=1, le=64, description="gunicorn worker processes")
+    threads: int = Field(
+        default=4, ge=1, le=256,
+        description="threads per worker (requests one worker serves at once)")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="key that signs access tokens and web sessions; unset: a key kept in "
+                    "var/secret_key (set the same one on every replica)")
+    token_ttl: int = Field(default=DEFAULT_TOKEN_TTL, ge=60, le=7 * 24 * 3600,
+                           description="access token lifetime, seconds")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024,
+                                description="largest request body, bytes")
+    secure_cookies: bool = Field(
+        default=False,
+        description="1: the web session cookie is sent only over HTTPS (behind a TLS proxy)")
+    public_url: str = Field(
+        default=DEFAULT_PUBLIC_URL,
+        description="address of the web app, for links in e-mails")
+    embedded_scheduler: bool = Field(
+        default=False, description="1: `nd73 serve` runs a scheduler in each worker")
+
+    # --- scheduler and e-mail --------------------------------------------------------------
+    scheduler_interval: float = Field(default=1.0, gt=0,
+                                      description="seconds between scheduler rounds")
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server schedulers send e-mail through; unset: this process sends "
+                    "none (messages wait in the outbox)")
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="SMTP port; unset: 25, 587 (starttls) or 465 (ssl)")
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field(
+        default="none", description="none, starttls or ssl")
+    smtp_user: str | None = Field(default=None,
+                                  description="SMTP login (with ND73_SMTP_PASSWORD)")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_sender: str = Field(default=DEFAULT_SENDER, description="the From of every e-mail")
+    digest_hour: int = Field(
+        default=DEFAULT_DIGEST_HOUR, ge=0, le=23,
+        description="local hour (Asia/Ho_Chi_Minh) from which daily digests go out")
+
+    # --- demo data -------------------------------------------------------------------------
+    demo_password: SecretStr = Field(
+        default=SecretStr(DEFAULT_DEMO_PASSWORD),
+        description="password of every demo account `nd73 demo` seeds")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        # the process environment only: no .env file or secrets folder is read behind
+        # the operator's back
+        return init_settings, env_settings
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
         try:
-            number = int(value)
-        except ValueError:
-            return f"'{value}' is not a whole number"
-        if number < low or (high is not None and number > high):
-            return f"{number} is outside {low}..{high if high is not None else '∞'}"
-        return None
-    return check
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(f"'{value}' is not a database URL (e.g. "
+                             f"postgresql+psycopg://user:password@host:5432/nd73)") from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"use at least {MIN_SECRET_KEY_LENGTH} random characters")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("smtp_host", "smtp_user")
+    @classmethod
+    def _stripped(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("smtp_sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError(f"'{value}' is not an e-mail address "
+                             "(e.g. ND73 <no-reply@tinh.gov.vn>)")
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_login(self) -> "Settings":
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            raise ValueError("ND73_SMTP_USER and ND73_SMTP_PASSWORD: set both or neither")
+        return self
+
+    # --- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_environment(cls) -> "Settings":
+        """The settings of this process, from ``os.environ``; :class:`SettingsError` names
+        every wrong variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc)) from None
+
+    @classmethod
+    def defaults(cls, **values: Any) -> "Settings":
+        """Settings from ``values`` (field names) and the defaults, never the environment:
+        what a library caller or a test gets unless it passes settings of its own."""
+        try:
+            validated = _WithoutEnvironment(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc)) from None
+        # a Settings built the ordinary way would read the environment: copy the values
+        # validated without it into one
+        return cls.model_construct(_fields_set=validated.model_fields_set, **dict(validated))
+
+    # --- derived values ---------------------------------------------------------------------
+    @property
+    def smtp(self) -> SmtpSettings | None:
+        """How this process sends e-mail; None: it sends none."""
+        if self.smtp_host is None:
+            return None
+        return SmtpSettings(
+            host=self.smtp_host, port=self.smtp_port or DEFAULT_PORTS[self.smtp_tls],
+            tls=self.smtp_tls, user=self.smtp_user,
+            password=self.smtp_password.get_secret_value() if self.smtp_password else None,
+            sender=self.smtp_sender)
+
+    def effective(self) -> list[tuple[str, str, bool]]:
+        """(variable, value shown, set in the environment) for every setting, secrets
+        masked and the database password hidden."""
+        rows = []
+        for field in type(self).model_fields:
+            value = getattr(self, field)
+            if isinstance(value, SecretStr):
+                shown = "********"
+            elif field == "database_url":
+                shown = make_url(value).render_as_string(hide_password=True)
+            elif isinstance(value, bool):
+                shown = "1" if value else "0"
+            elif value is None:
+                shown = "(unset)"
+            else:
+                shown = str(value)
+            rows.append((variable(field), shown, field in self.model_fields_set))
+        return rows
 
 
-def _positive_number(value: str) -> str | None:
-    try:
-        return None if float(value) > 0 else f"{value} must be greater than 0"
-    except ValueError:
-        return f"'{value}' is not a number"
+class _WithoutEnvironment(Settings):
+    """Validates values given as arguments only (:meth:`Settings.defaults`)."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        return (init_settings,)
 
 
-def _flag(value: str) -> str | None:
-    return None if value in ("0", "1", "") else f"'{value}' must be 1 or 0"
+def variable(field: str) -> str:
+    return PREFIX + field.upper()
 
 
-CHECKS: dict[str, Callable[[str], str | None]] = {
-    "ND73_PORT": _integer(1, 65535),
-    "ND73_WORKERS": _integer(1, 64),
-    "ND73_TOKEN_TTL": _integer(60, 7 * 24 * 3600),
-    "ND73_MAX_BODY_BYTES": _integer(1024),
-    "ND73_MAX_DATA_BYTES": _integer(1024),
-    "ND73_SCRIPT_TIME_LIMIT": _positive_number,
-    "ND73_SCHEDULER_INTERVAL": _positive_number,
-    "ND73_EMBEDDED_SCHEDULER": _flag,
-    "ND73_TEST_CLOCK": _flag,
-    "ND73_SMTP_PORT": _integer(1, 65535),
-    "ND73_DIGEST_HOUR": _integer(0, 23),
-}
+VARIABLES = tuple(variable(field) for field in Settings.model_fields)
+_SECRET_FIELDS = {"secret_key", "smtp_password", "demo_password"}
 
 
-def check_environment(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(problems, notes) for the ND73_* variables in ``env``."""
+def _problem(error: Mapping[str, Any]) -> str:
+    """One line naming the variable and what is wrong with its value."""
+    if not error["loc"]:                       # a rule across variables names them itself
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    field = str(error["loc"][0])
+    kind, ctx = error["type"], error.get("ctx", {})
+    given = "the value" if field in _SECRET_FIELDS else f"'{error['input']}'"
+    if kind == "value_error":
+        reason = str(ctx["error"])
+    elif kind == "int_parsing":
+        reason = f"{given} is not a whole number"
+    elif kind == "float_parsing":
+        reason = f"{given} is not a number"
+    elif kind == "bool_parsing":
+        reason = f"{given} must be 1 or 0"
+    elif kind == "greater_than_equal":
+        reason = f"{given} is less than {ctx['ge']:g}"
+    elif kind == "greater_than":
+        reason = f"{given} must be greater than {ctx['gt']:g}"
+    elif kind == "less_than_equal":
+        reason = f"{given} is more than {ctx['le']:g}"
+    elif kind == "literal_error":
+        reason = f"{given} must be one of {ctx['expected']}"
+    else:
+        reason = f"{given}: {error['msg']}"
+    return f"{variable(field)}: {reason}"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    return [_problem(error) for error in exc.errors(include_url=False)]
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """Notes on ``ND73_*`` variables no setting reads (a misspelt name is ignored, not
+    refused: say so, with the nearest name)."""
+    notes = []
+    for name in sorted(env):
+        if not name.startswith(PREFIX) or name in VARIABLES or name in TEST_VARIABLES:
+            continue
+        near = difflib.get_close_matches(name, VARIABLES, n=1)
+        notes.append(f"{name} is not a setting and is ignored"
+                     + (f" (did you mean {near[0]}?)" if near else ""))
+    return notes
+
+
+def check(settings: Settings) -> tuple[list[str], list[str]]:
+    """(problems, notes) of valid settings in this deployment: the database is reachable,
+    no test-only setting is on, what the unset ones mean."""
     problems, notes = [], []
-    for name, check in CHECKS.items():
-        if name in env:
-            problem = check(env[name])
-            if problem:
-                problems.append(f"{name}: {problem}")
-    url = env.get("ND73_DATABASE_URL") or default_database_url()
+    url = make_url(settings.database_url)
     try:
-        parsed = make_url(url)
-        engine = create_engine(url)
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-        notes.append(f"database reachable: {parsed.render_as_string(hide_password=True)}")
-    except ArgumentError:
-        problems.append(f"ND73_DATABASE_URL: '{url}' is not a database URL "
-                        "(e.g. postgresql+psycopg://user:password@host:5432/nd73)")
+        engine = create_engine(settings.database_url)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+        notes.append(f"database reachable: {url.render_as_string(hide_password=True)}")
     except (SQLAlchemyError, ImportError) as exc:
         problems.append(f"ND73_DATABASE_URL: cannot connect ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]})")
-    secret = env.get("ND73_SECRET_KEY")
-    if secret is not None and len(secret) < 32:
-        problems.append("ND73_SECRET_KEY: use at least 32 random characters")
-    elif secret is None:
+    if settings.secret_key is None:
         notes.append("ND73_SECRET_KEY unset: a key kept in var/secret_key signs tokens "
                      "(set the same key on every replica in production)")
-    mail_problems, mail_notes = check_mail(env)
-    problems += mail_problems
-    notes += mail_notes
-    if env.get("ND73_TEST_CLOCK") == "1":
+    if settings.smtp_host is None:
+        notes.append("ND73_SMTP_HOST unset: this process sends no e-mail (messages wait in "
+                     "the outbox for a scheduler that has it)")
+    elif (smtp := settings.smtp) is not None:
+        notes.append(f"e-mail through {smtp.host}:{smtp.port} ({smtp.tls})")
+    if settings.test_clock:
         problems.append("ND73_TEST_CLOCK=1 puts the engine on a manual clock: tests only")
     return problems, notes

@@ -2,18 +2,18 @@
 database, a few proposals at different steps."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from .org import DEFAULT_DEMO_PASSWORD
 from .store import Instance
 from .variants import load_variant
 
 
-def seed_orgs(engine, processes_dir: Path) -> list[str]:
-    password = os.environ.get("ND73_DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD)
+def seed_orgs(engine, processes_dir: Path, password: str | None = None) -> list[str]:
+    """Every variant's organisation; the accounts' password is ``password``, else the
+    engine's ``ND73_DEMO_PASSWORD`` setting."""
+    password = password or engine.settings.demo_password.get_secret_value()
     lines = []
     for folder in sorted(Path(processes_dir).iterdir()):
         if (folder / "org.toml").exists():

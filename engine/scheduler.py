@@ -73,7 +73,7 @@ def next_occurrence(anchor: datetime, period_expression: str, after: datetime,
 class Scheduler:
     def __init__(self, engine, owner: str | None = None, lock_seconds: int | None = None,
                  max_attempts: int | None = None, batch: int = 100,
-                 smtp: SmtpSettings | None | str = "environment", *,
+                 smtp: SmtpSettings | None | str = "settings", *,
                  timer_leases: LeaseSettings = TIMER_LEASES,
                  outbox_leases: LeaseSettings = OUTBOX_LEASES):
         """``lock_seconds`` and ``max_attempts``, when given, replace those of
@@ -88,10 +88,10 @@ class Scheduler:
             settings=timer_leases.overridden(lease_seconds=lock_seconds,
                                              max_attempts=max_attempts),
             due=Timer.due_at, retry_at=Timer.lock_expires_at, give_up=self._give_up)
-        if smtp == "environment":
-            smtp = SmtpSettings.from_env(os.environ)
+        if smtp == "settings":              # the engine's, read once at startup
+            smtp = engine.settings.smtp
         self.outbox = OutboxSender(self.db, self.clock, engine.notifications, self.owner, smtp,
-                                   leases=outbox_leases)
+                                   hour=engine.settings.digest_hour, leases=outbox_leases)
 
     # --- schedules (timer start events) ----------------------------------------------------
     def sync_schedules(self) -> int:

@@ -1,11 +1,11 @@
 """The engine as one object: database, clock, sandbox, repository and runtime wired together."""
 from __future__ import annotations
 
-import os
 from typing import Callable, Mapping
 
 from . import deadlines
 from .clock import Clock, ManualClock
+from .config import Settings
 from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
@@ -15,8 +15,7 @@ from .reports import Figures
 from .tasks import TaskService
 from .repository import Repository
 from .runtime import Runtime
-from .sandbox import DEFAULT_TIME_LIMIT
-from .scripting import DEFAULT_MAX_DATA_BYTES, EngineScriptEngine
+from .scripting import EngineScriptEngine
 from .serialization import Codec
 from .store import Database
 
@@ -25,21 +24,22 @@ class WorkflowEngine:
     """Entry point for scripts, tests, the CLI and the web app.
 
     ``engine.repository`` deploys and looks up definitions; ``engine.runtime`` runs
-    instances. Settings come from arguments, else from ``ND73_*`` environment variables.
+    instances. ``settings`` are the process's (:meth:`Settings.from_environment`, read by
+    the entry points); without them, the defaults. The other arguments override them.
     """
 
-    def __init__(self, database_url: str | None = None, *, clock: Clock | None = None,
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None,
+                 clock: Clock | None = None,
                  functions: Mapping[str, Callable] | None = None,
                  script_time_limit: float | None = None,
                  max_data_bytes: int | None = None):
-        if clock is None and os.environ.get("ND73_TEST_CLOCK") == "1":
+        self.settings = settings = settings or Settings.defaults()
+        if clock is None and settings.test_clock:
             clock = ManualClock(Clock().now())   # end-to-end tests move it over HTTP
         self.clock = clock or Clock()
-        self.db = Database(database_url)
-        time_limit = script_time_limit or float(
-            os.environ.get("ND73_SCRIPT_TIME_LIMIT", DEFAULT_TIME_LIMIT))
-        max_bytes = max_data_bytes or int(
-            os.environ.get("ND73_MAX_DATA_BYTES", DEFAULT_MAX_DATA_BYTES))
+        self.db = Database(database_url or settings.database_url)
+        time_limit = script_time_limit or settings.script_time_limit
+        max_bytes = max_data_bytes or settings.max_data_bytes
         self.codec = Codec()
         self.org = Org(self.db)
         self.figures = Figures(self.db, self.org, self.clock)
@@ -48,7 +48,8 @@ class WorkflowEngine:
                    **self.figures.sandbox_functions(), **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
-        self.notifications = Notifications(self.db, self.clock, self.org)
+        self.notifications = Notifications(self.db, self.clock, self.org,
+                                           base_url=settings.public_url)
         self.access = Access(self.db, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org, self.access,

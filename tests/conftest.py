@@ -1,5 +1,9 @@
 """Shared fixtures: a real database (SQLite file, or PostgreSQL via ND73_TEST_DATABASE_URL),
-migrated once per session and emptied before each test; an engine on a manual clock."""
+migrated once per session and emptied before each test; an engine on a manual clock.
+
+The suite passes whatever ``ND73_*`` variables the shell has: each test starts without any
+but those that choose how the suite itself runs (:data:`SUITE_VARIABLES`), sets what it
+depends on, and starts child processes with :func:`child_environment`."""
 from __future__ import annotations
 
 import os
@@ -11,6 +15,7 @@ from sqlalchemy import inspect, text
 from engine.access import Principal
 from engine.variants import SourceFile
 from engine.audit import triggers_lifted
+from engine.config import TEST_VARIABLES
 from engine.clock import ManualClock
 from engine.store import Database
 from engine.store.models import Base
@@ -18,6 +23,28 @@ from engine.workflow_engine import WorkflowEngine
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT = Path(__file__).resolve().parents[1]
+# the test database, the fault tests, the browser and the benchmarks' PostgreSQL server
+SUITE_VARIABLES = frozenset(TEST_VARIABLES)
+
+
+def product_variables(env=os.environ) -> list[str]:
+    """The ``ND73_*`` variables of ``env`` that configure the product, not the suite."""
+    return [name for name in env if name.startswith("ND73_") and name not in SUITE_VARIABLES]
+
+
+def child_environment(**values: str) -> dict[str, str]:
+    """The environment of a process a test starts: this one's without the product's
+    ``ND73_*`` variables, plus ``values``."""
+    product = product_variables()
+    env = {name: value for name, value in os.environ.items() if name not in product}
+    return {**env, **values}
+
+
+@pytest.fixture(autouse=True)
+def no_product_settings(monkeypatch):
+    """Every test starts with none of the product's ``ND73_*`` variables set."""
+    for name in product_variables():
+        monkeypatch.delenv(name)
 
 # The fixtures' processes name no organisation: their people act as trusted principals,
 # whose rights the engine does not check (tests/test_engine_rights.py checks them).

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from api_client import LiveServer
+from engine.config import Settings
 from procedures import deploy_library
 
 
 @pytest.fixture
-def api(engine, monkeypatch):
-    monkeypatch.setenv("ND73_TEST_CLOCK", "1")
+def api(engine):
     deploy_library(engine)
-    server = LiveServer(engine)
+    server = LiveServer(engine, settings=Settings.defaults(test_clock=True))
     yield server
     server.stop()
 
@@ -67,10 +67,9 @@ def test_test_clock_moves_time_and_fires_what_came_due(api, engine):
                     ).status_code == 403
 
 
-def test_without_the_flag_there_is_no_test_clock(engine, monkeypatch):
-    monkeypatch.delenv("ND73_TEST_CLOCK", raising=False)
+def test_without_the_flag_there_is_no_test_clock(engine):
     deploy_library(engine)
-    server = LiveServer(engine)
+    server = LiveServer(engine, settings=Settings.defaults(test_clock=False))
     try:
         response = server.post("/admin/clock", "admin", json={"advance": "PT1H"})
         assert response.status_code == 404

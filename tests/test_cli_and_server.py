@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, child_environment
 
 ND73 = Path(sys.executable).with_name("nd73")
 
 
 def _run(*args, url, check=True):
-    env = {**os.environ, "ND73_DATABASE_URL": url}
+    env = {**child_environment(), "ND73_DATABASE_URL": url}
     result = subprocess.run([str(ND73), *args], capture_output=True, text=True, env=env,
                             cwd=PROJECT, timeout=120)
     if check:
@@ -62,7 +61,7 @@ def _free_port() -> int:
 
 def test_serve_answers_healthz_over_http(cli_url):
     port = _free_port()
-    env = {**os.environ, "ND73_DATABASE_URL": cli_url, "ND73_PORT": str(port)}
+    env = {**child_environment(), "ND73_DATABASE_URL": cli_url, "ND73_PORT": str(port)}
     server = subprocess.Popen([str(ND73), "serve"], env=env, cwd=PROJECT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

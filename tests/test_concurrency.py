@@ -2,7 +2,6 @@
 and a stored state that is always a whole, earlier or later, never a mix."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from engine.errors import Conflict, EngineError, InvalidState, NotFound
 from engine.runtime import Projection
 from engine.store import AuditEvent
 
-from conftest import ALICE, BOB, PROJECT, bpmn_source
+from conftest import ALICE, BOB, PROJECT, bpmn_source, child_environment
 
 RACER = """
 import sys
@@ -80,7 +79,7 @@ def test_two_threads_complete_the_same_task(engine, review):
 
 def test_two_processes_complete_the_same_task(engine, review, database_url):
     instance, decide = _at_decision(engine)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env = {**child_environment(), "PYTHONPATH": str(PROJECT)}
     racers = [subprocess.Popen([sys.executable, "-c", RACER, database_url, decide.id, who],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT)

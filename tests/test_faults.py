@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import event, func, select
 
 from api_client import LiveServer
-from conftest import PROJECT
+from conftest import PROJECT, child_environment
 from engine.store import AuditEvent
 from procedures import as_user, deploy_library, plan
 
@@ -89,7 +89,7 @@ def library(engine):
 
 def test_api_killed_during_a_burst_of_completions(library):
     engine = library
-    env = {**os.environ, "ND73_DATABASE_URL": engine.db.url,
+    env = {**child_environment(), "ND73_DATABASE_URL": engine.db.url,
            "ND73_SECRET_KEY": "fault-tests-key-0123456789-0123456789"}
     tasks = _drafts(engine, 40)
     process, base = _serve(env)

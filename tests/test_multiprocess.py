@@ -3,7 +3,6 @@ requests spread across both APIs, every instance advances, every timer fires onc
 task completed through one API is gone from the other's inbox at once."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from sqlalchemy import func, select
 from engine.access import Principal
 from engine.store import AuditEvent, Instance
 
-from conftest import PROJECT, bpmn_source
+from conftest import PROJECT, bpmn_source, child_environment
 from procedures import deploy_library, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
@@ -52,9 +51,8 @@ def _serve(url: str, env: dict) -> tuple[subprocess.Popen, str]:
 def replicas(engine):
     deploy_library(engine)
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
-    env = {**os.environ, "ND73_DATABASE_URL": engine.db.url,
+    env = {**child_environment(), "ND73_DATABASE_URL": engine.db.url,
            "ND73_SECRET_KEY": "one-key-shared-by-every-replica-0123456789"}
-    env.pop("ND73_TEST_CLOCK", None)
     servers = [_serve(engine.db.url, env) for _ in range(2)]
     yield engine, [base for _, base in servers], env
     for process, _ in servers:

@@ -5,7 +5,6 @@ senders, a failing SMTP server leaves messages queued with backoff while the wor
 on, and the e-mail preference (immediate, daily digest, off) is honoured."""
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from engine.notifications.templates import Renderer
 from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
-from conftest import PROJECT
+from conftest import PROJECT, child_environment
 from procedures import Case, as_user, deploy_library, implement_and_evaluate, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
@@ -284,7 +283,7 @@ def test_scheduler_processes_configured_from_the_environment_send_once(library, 
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-17")
     case.do("submit_plan", plan(), by=PROPOSER)
     case.do("screening", {"is_complex": False}, by=HEAD)
-    env = {**os.environ, "ND73_DATABASE_URL": library.db.url, "ND73_SMTP_HOST": "127.0.0.1",
+    env = {**child_environment(), "ND73_DATABASE_URL": library.db.url, "ND73_SMTP_HOST": "127.0.0.1",
            "ND73_SMTP_PORT": str(mailbox.port), "ND73_SMTP_TLS": "none",
            "ND73_SMTP_SENDER": "ND73 <no-reply@nd73.test>"}
     runs = [subprocess.run([str(ND73), "scheduler", "--once"], capture_output=True, text=True,

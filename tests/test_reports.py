@@ -13,7 +13,7 @@ from docx import Document
 from openpyxl import load_workbook
 
 from api_client import LiveServer
-from conftest import PROJECT
+from conftest import PROJECT, child_environment
 from engine.scheduler import SCHEDULER
 from procedures import Case, as_user, deploy_library, implement_and_evaluate, to_decision
 
@@ -105,7 +105,7 @@ def test_report_command_writes_the_file(year_of_work, tmp_path):
     output = tmp_path / "bao-cao.xlsx"
     nd73 = Path(os.sys.executable).with_name("nd73")
     result = subprocess.run([str(nd73), "report", cycle.id, "-o", str(output)],
-                            env={**os.environ, "ND73_DATABASE_URL": engine.db.url},
+                            env={**child_environment(), "ND73_DATABASE_URL": engine.db.url},
                             cwd=PROJECT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     sheet = load_workbook(output).active

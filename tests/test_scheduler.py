@@ -2,7 +2,6 @@
 missed timers catch up oldest first, and several scheduler processes fire each timer once."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from engine.scheduler import Scheduler, next_occurrence
 from engine.store import AuditEvent, Instance, Timer
 from engine.workflow_engine import WorkflowEngine
 
-from conftest import ALICE, PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source, child_environment
 
 
 def utc(*args) -> datetime:
@@ -160,7 +159,7 @@ print(Scheduler(engine, owner=sys.argv[2], batch=25).run_due(), flush=True)
 
 
 def _python(script, *args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env = {**child_environment(), "PYTHONPATH": str(PROJECT)}
     return subprocess.Popen([sys.executable, "-c", script, *map(str, args)], env=env,
                             cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from api_client import LiveServer
-from conftest import ALICE, PROJECT, bpmn_source
+from conftest import ALICE, PROJECT, bpmn_source, child_environment
 from engine.logs import json_handler
 from engine.scheduler import Scheduler
 from procedures import deploy_library, plan
@@ -112,7 +111,7 @@ def test_server_and_scheduler_processes_write_only_json_lines(engine, clock):
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
     instance = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                     data={"wait": "PT1H"})     # due long ago, really
-    env = {**os.environ, "ND73_DATABASE_URL": engine.db.url}
+    env = {**child_environment(), "ND73_DATABASE_URL": engine.db.url}
     env.pop("ND73_TEST_CLOCK", None)
     scheduler = subprocess.run([str(ND73), "scheduler", "--once"], env=env, cwd=PROJECT,
                                capture_output=True, text=True, timeout=120)

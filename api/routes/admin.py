@@ -2,7 +2,6 @@
 ND73_TEST_CLOCK=1)."""
 from __future__ import annotations
 
-import os
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
@@ -177,9 +176,10 @@ def retry_email(message_id):
     return outbox_row(engine().notifications.requeue(current(), message_id))
 
 
-def register_test_clock(api) -> None:
-    """``POST /admin/clock`` exists only when the server runs with ND73_TEST_CLOCK=1."""
-    if os.environ.get("ND73_TEST_CLOCK") != "1":
+def register_test_clock(api, enabled: bool) -> None:
+    """``POST /admin/clock`` exists only when the server runs with ND73_TEST_CLOCK=1
+    (``enabled``)."""
+    if not enabled:
         return
     clock_blp = Blueprint("test_clock", __name__, description="Test clock (tests only)")
 

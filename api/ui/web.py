@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -70,7 +69,7 @@ def install(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_NAME", "nd73_session")
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_COOKIE_SECURE", os.environ.get("ND73_SECURE_COOKIES") == "1")
+    app.config.setdefault("SESSION_COOKIE_SECURE", False)     # ND73_SECURE_COOKIES: create_app
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
     app.jinja_env.globals.update(t=i18n.t, label=i18n.label, stage_label=i18n.stage_label,
                                  action_label=i18n.action_label,

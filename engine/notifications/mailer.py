@@ -1,8 +1,9 @@
-"""E-mail: SMTP settings from the environment, MIME messages with a plain-text and an HTML
-part, and a connection that tells a refused message apart from one whose fate is unknown.
+"""E-mail: SMTP settings, MIME messages with a plain-text and an HTML part, and a
+connection that tells a refused message apart from one whose fate is unknown.
 
-``ND73_SMTP_HOST`` unset means this process sends no e-mail (the outbox keeps the messages
-for a scheduler that has it set).
+The settings come from ``ND73_SMTP_*`` (:attr:`engine.config.Settings.smtp`); without
+``ND73_SMTP_HOST`` a process sends no e-mail (the outbox keeps the messages for a scheduler
+that has it set).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
-from typing import Mapping
 
 TLS_MODES = ("none", "starttls", "ssl")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
@@ -29,46 +29,6 @@ class SmtpSettings:
     user: str | None = None
     password: str | None = None
     sender: str = DEFAULT_SENDER
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "SmtpSettings | None":
-        host = env.get("ND73_SMTP_HOST", "").strip()
-        if not host:
-            return None
-        tls = env.get("ND73_SMTP_TLS", "none").strip() or "none"
-        if tls not in TLS_MODES:
-            raise ValueError(f"ND73_SMTP_TLS: '{tls}' must be one of {', '.join(TLS_MODES)}")
-        try:
-            port = int(env.get("ND73_SMTP_PORT") or DEFAULT_PORTS[tls])
-        except ValueError:
-            raise ValueError(f"ND73_SMTP_PORT: '{env['ND73_SMTP_PORT']}' is not a port "
-                             "number") from None
-        return cls(host=host, port=port, tls=tls, user=env.get("ND73_SMTP_USER") or None,
-                   password=env.get("ND73_SMTP_PASSWORD") or None,
-                   sender=env.get("ND73_SMTP_SENDER") or DEFAULT_SENDER)
-
-
-def check_environment(env: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """(problems, notes) of the e-mail settings, for ``nd73 check-config``."""
-    problems, notes = [], []
-    tls = env.get("ND73_SMTP_TLS", "none")
-    if tls not in TLS_MODES:
-        problems.append(f"ND73_SMTP_TLS: '{tls}' must be one of {', '.join(TLS_MODES)}")
-    sender = env.get("ND73_SMTP_SENDER")
-    if sender is not None and "@" not in sender:
-        problems.append(f"ND73_SMTP_SENDER: '{sender}' is not an e-mail address "
-                        "(e.g. ND73 <no-reply@tinh.gov.vn>)")
-    if bool(env.get("ND73_SMTP_USER")) != bool(env.get("ND73_SMTP_PASSWORD")):
-        problems.append("ND73_SMTP_USER and ND73_SMTP_PASSWORD: set both or neither")
-    url = env.get("ND73_PUBLIC_URL")
-    if url is not None and not url.startswith(("http://", "https://")):
-        problems.append(f"ND73_PUBLIC_URL: '{url}' must start with http:// or https://")
-    if not env.get("ND73_SMTP_HOST"):
-        notes.append("ND73_SMTP_HOST unset: this process sends no e-mail (messages wait in "
-                     "the outbox for a scheduler that has it)")
-    else:
-        notes.append(f"e-mail through {env['ND73_SMTP_HOST']} ({tls})")
-    return problems, notes
 
 
 def build_message(settings: SmtpSettings, *, message_id: int, recipient: str,

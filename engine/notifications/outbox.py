@@ -30,7 +30,6 @@ unique (user, day) row and the notifications it takes are written in one transac
 from __future__ import annotations
 
 import logging
-import os
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
@@ -50,10 +49,6 @@ OUTBOX_LEASES = LeaseSettings(lease_seconds=300, max_attempts=8, backoff_base_se
                               backoff_cap_seconds=3600)
 
 
-def digest_hour(env=os.environ) -> int:
-    return int(env.get("ND73_DIGEST_HOUR") or DEFAULT_DIGEST_HOUR)
-
-
 class OutboxSender:
     def __init__(self, db, clock, notifications: Notifications, owner: str,
                  smtp: SmtpSettings | None, *, lease_seconds: int | None = None,
@@ -70,7 +65,7 @@ class OutboxSender:
                                                            max_attempts=max_attempts),
                                 due=OutboxMessage.next_attempt_at, give_up=_failed)
         self.batch = batch
-        self.hour = digest_hour() if hour is None else hour
+        self.hour = DEFAULT_DIGEST_HOUR if hour is None else hour
 
     def run(self) -> int:
         """One round: build due digests, then send what is due. Returns messages sent."""

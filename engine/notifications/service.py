@@ -9,8 +9,6 @@ In-app notifications are always kept; the preference only decides e-mail:
 """
 from __future__ import annotations
 
-import os
-
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -27,11 +25,6 @@ from .templates import Renderer, from_sources
 MODES = ("immediate", "digest", "off")
 SYSTEM_ACTORS = ("scheduler", "system")
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
-
-
-def public_url() -> str:
-    """Where the web app is reached, for links in e-mails (``ND73_PUBLIC_URL``)."""
-    return os.environ.get("ND73_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/")
 
 
 def link_for(task_id: str | None, instance_id: str | None) -> str:
@@ -61,7 +54,8 @@ class Notifications:
         self.db = db
         self.org = org              # unit names, from its in-memory tree
         self.clock = clock
-        self.base_url = (base_url or public_url()).rstrip("/")
+        # where the web app is reached, for links in e-mails (ND73_PUBLIC_URL)
+        self.base_url = (base_url or DEFAULT_PUBLIC_URL).rstrip("/")
         self.renderer = Renderer()
         self._templates: dict[int, dict[str, str]] = {}
         self._definitions: dict[int, Definition] = {}

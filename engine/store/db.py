@@ -6,7 +6,6 @@ the optimistic version check meaningful. PostgreSQL (production) uses psycopg 3.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -27,10 +26,7 @@ PING_AFTER_IDLE_S = 1.0     # a pooled connection idle longer is tested before u
 
 
 def default_database_url() -> str:
-    """``ND73_DATABASE_URL`` or an SQLite file under the project's ``var/`` folder."""
-    url = os.environ.get("ND73_DATABASE_URL")
-    if url:
-        return url
+    """The SQLite file under the project's ``var/`` folder (``ND73_DATABASE_URL`` unset)."""
     return f"sqlite:///{PROJECT_ROOT / 'var' / 'nd73.sqlite3'}"
 
 
