@@ -17,18 +17,20 @@ from engine.errors import Conflict
 from engine.store import AuditEvent, Database, Instance, TaskCandidate
 from engine.store.migrate import upgrade
 
-from conftest import ALICE, CAROL
+from conftest import ALICE, BOB, CAROL
 from procedures import as_user, deploy_library, to_decision
 from scratch_db import scratch_database
 
 
 def _run(engine, instance_count=2):
-    """Instances with a few entries each: start, plan, decision (review fixture)."""
+    """Instances with a few entries each: start, plan, refusal, end (review fixture)."""
     ids = []
     for n in range(instance_count):
         instance = engine.runtime.start("national", "review", principal=ALICE)
         [task] = engine.runtime.open_tasks(instance.id)
         engine.runtime.complete_task(task.id, {}, principal=ALICE)
+        [decide] = engine.runtime.open_tasks(instance.id)
+        engine.runtime.complete_task(decide.id, {"decision": "reject"}, principal=BOB)
         ids.append(instance.id)
     return ids
 

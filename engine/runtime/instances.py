@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
@@ -187,10 +187,12 @@ class Runtime(InstanceManagement, Schedules):
         instance.state = self.codec.dump_state(workflow)
         instance.state_format = STATE_FORMAT
         instance.updated_at = now
+        # the elements the engine passed (gateways, scripts, events) are listed in the step's
+        # own entry, as are the tasks and timers it opened and closed (see Projection)
+        passed = [element_of(t) for t in completed if not t.task_spec.manual]
+        if passed:
+            details = {**(details or {}), "passed": passed}
         events = [audit_entry(instance, now, actor, action, element_id, details), *changes]
-        events += [audit_entry(instance, now, actor, "element_completed", element_of(t),
-                               {"type": type(t.task_spec).__name__})
-                   for t in completed if not t.task_spec.manual]
         if incident is not None:
             events.append(self._mark_incident(instance, incident, now, actor))
         elif status is not None:
@@ -210,9 +212,12 @@ class Runtime(InstanceManagement, Schedules):
         for listener in self.listeners:
             listener.step_saving(step)
         # the projections' changes, with their audit entries, go into the step's one flush
+        projected: dict[str, Any] = {}
         step.opened = self.projection.refresh(
-            session, instance, live, now, actor=actor, audit=step.audit, task_rows=task_rows,
+            session, instance, live, now, changes=projected, task_rows=task_rows,
             events=event_rows, fired=fired, finished=instance.status in ENDED_STATUSES)
+        if projected:            # recorded in the step's own entry
+            events[0].details = {**(events[0].details or {}), "changes": projected}
         session.add_all(events + step.audit)
         # the version check happens here; the audit entries' chain head goes into the same
         # UPDATE of the instance row

@@ -25,9 +25,9 @@ from ..deadlines import current_settings, due_at
 from ..errors import InvalidData, NotFound, ScriptError
 from ..org import Org
 from ..scripting import parse_instant, timer_due
-from ..store import (AuditEvent, HumanTask, Instance, MessageSubscription, TaskCandidate,
+from ..store import (HumanTask, Instance, MessageSubscription, TaskCandidate,
                      TaskStatus, Timer, TimerStatus, appends)
-from .steps import audit_entry, element_of, properties_of
+from .steps import element_of, properties_of
 
 BATCH = 500      # ids per statement: a reporting cycle opens and waits on thousands
 
@@ -153,15 +153,23 @@ class EventRows:
 
 @dataclass
 class _Audit:
-    """The audit entries of one step's projection changes, all by the step's actor."""
-    instance: Instance
-    now: datetime
-    actor: str
-    entries: list[AuditEvent]
+    """The changes of status one step's projection made, recorded in the step's own audit
+    entry (``details["changes"]``): for tasks, action → task id → element; for timers,
+    action → the elements whose timers changed (a timer row is found by its element; its
+    due time is on the row). One entry per step, not one per row: a proposal's
+    steps open and close dozens of tasks and timers, and each entry of the chain carries an
+    instance id and a hash, which would make the audit the largest part of a case."""
+    changes: dict[str, Any]
 
     def add(self, action: str, element_id: str | None, details: dict) -> None:
-        self.entries.append(audit_entry(self.instance, self.now, self.actor, action,
-                                        element_id, details))
+        if action.startswith("timer_"):
+            extra = {k: v for k, v in details.items() if k not in ("task_id", "due_at")}
+            self.changes.setdefault(action, []).append(
+                {"element": element_id, **extra} if extra else element_id)
+            return
+        task_id = details.pop("task_id")
+        self.changes.setdefault(action, {})[task_id] = (
+            {"element": element_id, **details} if details else element_id)
 
 
 class Projection:
@@ -172,23 +180,23 @@ class Projection:
         self.script_engine = script_engine
 
     def refresh(self, session: Session, instance: Instance, live: list, now: datetime, *,
-                actor: str, audit: list[AuditEvent], finished: bool,
+                changes: dict[str, Any], finished: bool,
                 task_rows: list[HumanTask] | None = None, events: EventRows | None = None,
                 fired: frozenset[str] = frozenset()) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
-        the human tasks it opened, with candidates and their Spiff task, and appends the
-        audit entries of the statuses it changed to ``audit`` (by ``actor``).
+        the human tasks it opened, with candidates and their Spiff task, and records the
+        statuses it changed in ``changes`` (see :class:`_Audit`).
 
         ``task_rows``: the rows of the tasks open before a completion, and ``events``: its
         event rows as they were; a completion never reopens a task the way a retry or a
         migration may, so then none of these rows is read again. ``fired``: the task ids of
         the timers the step fired (the others that wait no more were cancelled)."""
-        changes = _Audit(instance, now, actor, audit)
-        created = self._tasks(session, instance, live, now, finished, task_rows, changes)
+        audit = _Audit(changes)
+        created = self._tasks(session, instance, live, now, finished, task_rows, audit)
         if events is None:
             events = EventRows.read(session, instance.id)
         self._events(session, instance, events, WaitingEvents.of([] if finished else live),
-                     now, fired, changes)
+                     now, fired, audit)
         return created
 
     def _tasks(self, session: Session, instance: Instance, live: list, now: datetime,
