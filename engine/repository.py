@@ -70,10 +70,11 @@ class Repository:
                  settings: dict | None = None, templates: dict[str, bytes] | None = None
                  ) -> list[BuiltProcess]:
         """Raise DefinitionInvalid listing every problem, or return the built processes.
-        Notification templates are checked and deployed with every process of the variant."""
+        Notification templates are checked and deployed with every process of the variant,
+        once the BPMN files are readable (the kinds they declare name the templates)."""
+        built = build_processes(sources, forms=forms, settings=settings)
         if templates:
             notification_templates.validate(templates, policy.notification_kinds(sources))
-        built = build_processes(sources, forms=forms, settings=settings)
         for process in built:
             process.extra.update({notification_templates.SOURCE_PREFIX + name: content
                                   for name, content in sorted((templates or {}).items())})
