@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
               --python-version 3.11 --custom-compile-command 'make lock' $(UV_ARGS)
 
-.PHONY: run test install lint lock browser bench clean
+.PHONY: run test install lint lock browser bench clean translations
 
 $(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required") if sys.version_info < (3, 11) else None'
@@ -43,6 +43,20 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json
 	touch $@
 
 install: $(STAMP) $(VENDOR)/.built
+
+# The message catalogues (api/translations/{vi,en}/LC_MESSAGES/messages.po): message ids found
+# in the code (babel.cfg) are added to both with empty words to translate there (tests/
+# test_translations.py refuses an empty one) and ids no longer used are dropped; then the .mo
+# files the app reads are compiled (they are committed: nothing is built at run time).
+TRANSLATIONS := api/translations
+translations: $(STAMP)
+	PYTHONPATH=. $(BIN)/pybabel extract -F babel.cfg -k t -k say --sort-output \
+	  --add-location=file --ignore-dirs='.* _* node_modules static' --project=nd73-workflow \
+	  --version=$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --no-fuzzy-matching --ignore-obsolete --width=100
+	$(BIN)/pybabel compile --statistics -d $(TRANSLATIONS)
+	rm $(TRANSLATIONS)/messages.pot
 
 # Browser tests drive Debian's chromium; install it when missing (CI runs as root).
 browser:

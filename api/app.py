@@ -8,7 +8,7 @@ from engine.config import Settings
 from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
-from . import observability, problems
+from . import catalogues, observability, problems
 from .auth import authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
@@ -53,6 +53,7 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
     app.config.update(config)
     app.extensions["nd73.settings"] = settings
     app.extensions["nd73"] = engine or WorkflowEngine(settings=settings)
+    catalogues.install(app)
 
     api = Api(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     api.spec.components.schema("Problem", schema=Problem)

@@ -1,5 +1,7 @@
 """Errors as RFC 9457 problem details (``application/problem+json``), titled in Vietnamese or
-English following Accept-Language. No traceback ever reaches a client."""
+English following Accept-Language (the catalogues' ``problem.<type>``). A problem that carries
+a message code has it as ``code`` with its ``params``; field errors with a code are said in
+both languages (``message``, ``message_en``). No traceback ever reaches a client."""
 from __future__ import annotations
 
 import logging
@@ -8,36 +10,32 @@ import sqlalchemy.exc
 from flask import Flask, Response, current_app, json, request
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import EngineError
+from engine.errors import N_, EngineError
+
+from . import catalogues
 
 log = logging.getLogger("nd73.api")
 BASE = "https://nd73.vn/problems/"
 
-# type -> (status, Vietnamese title, English title)
+# type -> (status, the message id of its title)
 PROBLEMS = {
-    "malformed-request": (400, "Yêu cầu không hợp lệ", "Malformed request"),
-    "unauthenticated": (401, "Chưa đăng nhập hoặc phiên đã hết hạn",
-                        "Not signed in or the session expired"),
-    "forbidden": (403, "Không có quyền thực hiện", "Not allowed"),
-    "not-found": (404, "Không tìm thấy", "Not found"),
-    "method-not-allowed": (405, "Phương thức không được hỗ trợ", "Method not allowed"),
-    "conflict": (409, "Xung đột: dữ liệu đã bị thay đổi", "Conflict: the data changed"),
-    "invalid-state": (409, "Không thể thực hiện ở trạng thái hiện tại",
-                      "Not possible in the current state"),
-    "migration-refused": (409, "Không thể chuyển phiên bản", "Migration refused"),
-    "payload-too-large": (413, "Dữ liệu gửi lên quá lớn", "Payload too large"),
-    "unsupported-media-type": (415, "Kiểu dữ liệu không được hỗ trợ",
-                               "Unsupported media type"),
-    "invalid-data": (422, "Dữ liệu không hợp lệ", "Invalid data"),
-    "invalid-definition": (422, "Quy trình không hợp lệ", "Invalid process definition"),
-    "too-many-requests": (429, "Quá nhiều lần thử, vui lòng thử lại sau",
-                          "Too many attempts, try again later"),
-    "server-error": (500, "Lỗi hệ thống, đã được ghi nhận", "Internal error; it was logged"),
-    "server-unavailable": (503, "Hệ thống chưa sẵn sàng", "Not ready"),
-    "database-unavailable": (503, "Cơ sở dữ liệu tạm thời không truy cập được, vui lòng thử "
-                                  "lại", "The database is unavailable for a moment; try again"),
-    "storage-full": (507, "Hết dung lượng lưu trữ; chưa có gì được ghi, vui lòng thử lại sau",
-                     "Storage is full; nothing was saved, try again later"),
+    "malformed-request": (400, N_("problem.malformed-request")),
+    "unauthenticated": (401, N_("problem.unauthenticated")),
+    "forbidden": (403, N_("problem.forbidden")),
+    "not-found": (404, N_("problem.not-found")),
+    "method-not-allowed": (405, N_("problem.method-not-allowed")),
+    "conflict": (409, N_("problem.conflict")),
+    "invalid-state": (409, N_("problem.invalid-state")),
+    "migration-refused": (409, N_("problem.migration-refused")),
+    "payload-too-large": (413, N_("problem.payload-too-large")),
+    "unsupported-media-type": (415, N_("problem.unsupported-media-type")),
+    "invalid-data": (422, N_("problem.invalid-data")),
+    "invalid-definition": (422, N_("problem.invalid-definition")),
+    "too-many-requests": (429, N_("problem.too-many-requests")),
+    "server-error": (500, N_("problem.server-error")),
+    "server-unavailable": (503, N_("problem.server-unavailable")),
+    "database-unavailable": (503, N_("problem.database-unavailable")),
+    "storage-full": (507, N_("problem.storage-full")),
 }
 _ENGINE_TYPES = {"not_found": "not-found", "forbidden": "forbidden", "conflict": "conflict",
                  "invalid_state": "invalid-state", "invalid_data": "invalid-data",
@@ -55,11 +53,16 @@ _STORAGE_FULL = ("database or disk is full", "no space left on device", "disk fu
 
 
 class ApiProblem(Exception):
-    """Raised by views: a problem of a known type with a detail for people."""
+    """Raised by views: a problem of a known type with a detail for people; ``code`` and
+    ``params`` (a message code of the catalogues) say it in the reader's language."""
 
-    def __init__(self, kind: str, detail: str | None = None, **extra):
+    def __init__(self, kind: str, detail: str | None = None, *, code: str | None = None,
+                 params: dict | None = None, **extra):
         super().__init__(detail or kind)
         self.kind, self.detail, self.extra = kind, detail, extra
+        self.message_code, self.params = code, dict(params or {})
+        if code:
+            self.extra.update(code=code, params=self.params)
 
 
 def english() -> bool:
@@ -68,13 +71,16 @@ def english() -> bool:
 
 
 def problem(kind: str, detail: str | None = None, **extra) -> Response:
-    status, title_vi, title_en = PROBLEMS[kind]
+    status, title = PROBLEMS[kind]
     page_for_people = current_app.extensions.get("nd73.error_page") if request else None
     if page_for_people is not None:          # the web app answers its pages in HTML
-        page = page_for_people(status, title_vi, title_en, detail)
+        page = page_for_people(status, kind, detail, extra)
         if page is not None:
             return page
-    body = {**extra, "type": BASE + kind, "title": title_en if english() else title_vi,
+    if "errors" in extra:
+        extra["errors"] = catalogues.localized_errors(extra["errors"])
+    body = {**extra, "type": BASE + kind,
+            "title": catalogues.text(title, "en" if english() else "vi"),
             "status": status, **({"detail": detail} if detail else {})}
     return Response(json.dumps(body, ensure_ascii=False), status=status,
                     mimetype="application/problem+json")
@@ -83,6 +89,8 @@ def problem(kind: str, detail: str | None = None, **extra) -> Response:
 def engine_problem(exc: EngineError) -> Response:
     """A refusal of the engine as a problem of its type, with its details."""
     extra = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
+    if exc.message_code:
+        extra.update(code=exc.message_code, params=exc.params)
     return problem(_ENGINE_TYPES.get(exc.code, "malformed-request"), exc.message, **extra)
 
 

@@ -41,6 +41,9 @@ class Problem(Schema):
     title = fields.String(required=True)
     status = fields.Integer(required=True)
     detail = fields.String()
+    code = fields.String(metadata={"description": "message id of the catalogues "
+                                                  "(api/translations), said with params"})
+    params = fields.Dict()
     errors = fields.List(fields.Dict())
     problems = fields.List(fields.Dict())
 

@@ -314,7 +314,8 @@ class Access:
         if principal.trusted or principal.is_admin(instance.variant):
             return
         if not self.can_see_instance(principal, instance.id, session):
-            raise NotFound(f"instance {instance.id} does not exist", instance_id=instance.id)
+            raise NotFound(f"instance {instance.id} does not exist", code="instance.not_found",
+                           instance_id=instance.id)
         self.require_admin(principal, instance.variant, doing)
 
     def require_involved(self, session: Session, principal: Principal,
@@ -322,7 +323,8 @@ class Access:
         """Messages go to instances the sender takes part in or administers."""
         if not principal.trusted and not self.can_see_instance(principal, instance.id,
                                                                  session):
-            raise NotFound(f"instance {instance.id} does not exist", instance_id=instance.id)
+            raise NotFound(f"instance {instance.id} does not exist", code="instance.not_found",
+                           instance_id=instance.id)
 
     def starting_unit(self, principal: Principal, variant: str, unit_id: str | None,
                       scheduled: bool) -> str | None:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import PurePosixPath
 
 from .clock import Clock
-from .errors import InvalidData, NotFound
+from .errors import N_, InvalidData, NotFound
 from .store import Database
 from .store.models import Attachment
 
@@ -41,21 +41,23 @@ def safe_name(name: str) -> str:
                       if unicodedata.category(c)[0] != "C").strip().lstrip(".")
     if not cleaned:
         raise InvalidData(f"the file name {name!r} is empty once its path is removed",
-                          errors=[{"field": "file", "message": "Tên tệp không hợp lệ",
-                                   "message_en": "Invalid file name"}])
+                          code="file.bad_name",
+                          errors=[{"field": "file", "code": N_("file.bad_name"), "params": {},
+                                   "message": "Invalid file name"}])
     if len(cleaned) > 255:
         stem, suffix = cleaned.rsplit(".", 1) if "." in cleaned else (cleaned, "")
         cleaned = stem[:250 - len(suffix)] + ("." + suffix if suffix else "")
     suffix = PurePosixPath(cleaned).suffix.lower()
     if suffix not in TYPES:
         allowed = ", ".join(sorted(TYPES))
+        params = {"type": suffix or "—", "allowed": allowed}
         raise InvalidData(f"'{cleaned}': files of type '{suffix or '(none)'}' cannot be "
-                          f"attached; allowed: {allowed}",
-                          errors=[{"field": "file",
-                                   "message": f"Không nhận tệp loại '{suffix or '(không có)'}'; "
-                                              f"chỉ nhận: {allowed}",
-                                   "message_en": f"Type '{suffix}' is not allowed; "
-                                                 f"allowed: {allowed}"}])
+                          f"attached; allowed: {allowed}", code="file.type_refused",
+                          params=params,
+                          errors=[{"field": "file", "code": N_("file.type_refused"),
+                                   "params": params,
+                                   "message": f"Type '{suffix}' is not allowed; "
+                                              f"allowed: {allowed}"}])
     return cleaned
 
 
@@ -68,13 +70,15 @@ class Attachments:
     def store(self, name: str, content: bytes, uploaded_by: str) -> Attachment:
         name = safe_name(name)
         if len(content) > self.max_bytes:
+            params = {"name": name, "limit_mb": round(self.max_bytes / 1024 / 1024, 1)}
             raise InvalidData(f"'{name}' is {len(content):,} bytes; the limit is "
-                              f"{self.max_bytes:,}",
-                              errors=[{"field": "file", "message": "Tệp quá lớn",
-                                       "message_en": "File too large"}])
+                              f"{self.max_bytes:,}", code="file.too_large", params=params,
+                              errors=[{"field": "file", "code": N_("file.too_large"),
+                                       "params": params, "message": "File too large"}])
         if not content:
-            raise InvalidData(f"'{name}' is empty", errors=[{
-                "field": "file", "message": "Tệp rỗng", "message_en": "Empty file"}])
+            raise InvalidData(f"'{name}' is empty", code="file.empty", params={"name": name},
+                              errors=[{"field": "file", "code": N_("file.empty"),
+                                       "params": {"name": name}, "message": "Empty file"}])
         row = Attachment(id=str(uuid.uuid4()), name=name,
                          content_type=TYPES[PurePosixPath(name).suffix.lower()],
                          size=len(content), sha256=hashlib.sha256(content).hexdigest(),
@@ -88,7 +92,7 @@ class Attachments:
         with self.db.reading() as session:
             row = session.get(Attachment, file_id) if len(file_id) <= 36 else None
         if row is None:
-            raise NotFound(f"file {file_id} does not exist")
+            raise NotFound(f"file {file_id} does not exist", code="file.not_found")
         return row
 
     @staticmethod

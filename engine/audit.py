@@ -389,5 +389,6 @@ def verify_session(session: Session, instance_id: str | None = None) -> Report:
             f"the instance has no audit entries but its head records seq "
             f"{row.audit_seq or 0} (every instance has at least its start)"))
     if instance_id and report.chains == 0:
-        raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+        raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                       instance_id=instance_id)
     return report

@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 
 from . import policy
-from .errors import DefinitionInvalid, Problem
+from .errors import N_, DefinitionInvalid, Problem
 from .org import POSITIONS
 from .roles import declared_roles
 from .sandbox import SandboxViolation, check_code
@@ -93,7 +93,8 @@ def _safe_name(name: str) -> str:
     base = Path(name.replace("\\", "/")).name
     # a colon makes a drive-relative path on Windows (C:name), should files ever be written
     if not base or base != name or base.startswith(".") or ":" in base:
-        raise DefinitionInvalid([Problem(name, "file names must be plain names, not paths")])
+        raise DefinitionInvalid([Problem(name, "file names must be plain names, not paths",
+                                         code="bpmn.file_name")])
     return base
 
 
@@ -106,33 +107,38 @@ def parse_file(source: SourceFile, max_bytes: int = MAX_FILE_BYTES) -> ParsedFil
     name = _safe_name(source.name)
     if len(source.content) > max_bytes:
         raise DefinitionInvalid([Problem(
-            name, f"file is {len(source.content):,} bytes; the limit is {max_bytes:,} bytes")])
+            name, f"file is {len(source.content):,} bytes; the limit is {max_bytes:,} bytes",
+            code="bpmn.file_too_large", params={"limit": max_bytes})])
     head = source.content[:4096].lower()
     if b"<!doctype" in source.content.lower() or b"<!entity" in head:
         line = source.content[:source.content.lower().find(b"<!doctype")].count(b"\n") + 1
         raise DefinitionInvalid([Problem(
-            name, "DTDs and entity declarations are not allowed in BPMN files", line=line)])
+            name, "DTDs and entity declarations are not allowed in BPMN files", line=line,
+            code="bpmn.dtd")])
     parser = etree.XMLParser(**_XML_PARSER_OPTIONS)
     try:
         root = etree.fromstring(source.content, parser)
     except etree.XMLSyntaxError as exc:
         raise DefinitionInvalid([Problem(name, f"not well-formed XML: {exc.msg}",
-                                         line=exc.lineno)]) from None
+                                         line=exc.lineno, code="bpmn.not_xml",
+                                         params={"detail": exc.msg})]) from None
     if root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype:
-        raise DefinitionInvalid([Problem(name, "DTDs are not allowed in BPMN files", line=1)])
+        raise DefinitionInvalid([Problem(name, "DTDs are not allowed in BPMN files", line=1,
+                                         code="bpmn.dtd")])
     outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
     for node in [*outside, *root.iter(etree.Entity, etree.ProcessingInstruction)]:
         if isinstance(node, etree._Comment):
             continue
         raise DefinitionInvalid([Problem(
             name, "entities and processing instructions are not allowed",
-            line=node.sourceline)])
+            line=node.sourceline, code="bpmn.entities")])
     if root.tag not in (f"{{{BPMN_NS}}}definitions",
                         "{https://www.omg.org/spec/DMN/20191111/MODEL/}definitions",
                         "{http://www.omg.org/spec/DMN/20151101/dmn.xsd}definitions"):
         raise DefinitionInvalid([Problem(
             name, f"the root element must be bpmn:definitions, not {etree.QName(root).localname}",
-            line=root.sourceline)])
+            line=root.sourceline, code="bpmn.root",
+            params={"element": etree.QName(root).localname})])
     lines = {el.get("id"): el.sourceline for el in root.iter() if isinstance(el.tag, str)
              and el.get("id")}
     return ParsedFile(name, source.content, root, lines)
@@ -156,7 +162,8 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Pr
             pid = process.get("id")
             if process.find("bpmn:startEvent", NS) is None:
                 problems.append(Problem(f.name, f"process '{pid}' has no start event",
-                                        element_id=pid, line=process.sourceline))
+                                        element_id=pid, line=process.sourceline,
+                                        code="bpmn.no_start", params={"process": pid}))
         for process in f.root.iterfind("bpmn:process", NS):
             ids = {el.get("id") for el in process.iter() if isinstance(el.tag, str)}
             for flow in process.iterfind(".//bpmn:sequenceFlow", NS):
@@ -165,26 +172,30 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Pr
                         problems.append(Problem(
                             f.name, f"sequence flow {end} '{flow.get(end)}' names no element "
                                     "of the process", element_id=flow.get("id"),
-                            line=flow.sourceline))
+                            line=flow.sourceline, code="bpmn.flow_end",
+                            params={"element": flow.get(end)}))
         for lane in f.root.iterfind(".//bpmn:lane", NS):
             if (lane.get("name") or "") not in roles:
                 problems.append(Problem(
                     f.name, f"lane '{lane.get('name')}' names no role of the variant's "
                             "[roles] nor a position; use one of: " + ", ".join(roles),
-                    element_id=lane.get("id"), line=lane.sourceline))
+                    element_id=lane.get("id"), line=lane.sourceline, code="bpmn.lane_role",
+                    params={"lane": lane.get("name") or "", "known": ", ".join(roles)}))
         for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
             if prop.get("value") not in STAGES:
                 problems.append(Problem(
                     f.name, f"stage '{prop.get('value')}' is not in the vocabulary: "
                             + ", ".join(STAGES), element_id=_enclosing_id(prop),
-                    line=prop.sourceline))
+                    line=prop.sourceline, code="bpmn.stage",
+                    params={"stage": prop.get("value") or "", "known": ", ".join(STAGES)}))
         problems.extend(_declaration_problems(f))
         for call in f.root.iterfind(".//bpmn:callActivity", NS):
             target = call.get("calledElement")
             if target not in known:
                 problems.append(Problem(
                     f.name, f"call activity calls unknown process '{target}'",
-                    element_id=call.get("id"), line=call.sourceline))
+                    element_id=call.get("id"), line=call.sourceline, code="bpmn.call_target",
+                    params={"process": target or ""}))
         problems.extend(_recursive_calls(f))
         for xpath, mode in _CODE_XPATHS:
             attribute = xpath.rsplit("/@", 1)[1] if "/@" in xpath else None
@@ -198,7 +209,8 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Pr
                     label = etree.QName(node).localname + (f".{attribute}" if attribute else "")
                     problems.append(Problem(f.name, f"{label}: {exc}",
                                             element_id=_enclosing_id(node),
-                                            line=node.sourceline))
+                                            line=node.sourceline, code="bpmn.code_refused",
+                                            params={"detail": str(exc)}))
     return problems
 
 
@@ -208,9 +220,9 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
     unknown process category."""
     problems = []
 
-    def problem(node, message):
+    def problem(node, message, code, **params):
         problems.append(Problem(f.name, message, element_id=_enclosing_id(node),
-                                line=node.sourceline))
+                                line=node.sourceline, code=code, params=params))
 
     for prop in f.root.iterfind(".//nd73:property", NS):
         owner = prop.getparent().getparent().getparent()
@@ -218,35 +230,46 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
         known = policy.PROCESS_PROPERTIES if is_process else policy.ELEMENT_PROPERTIES
         if prop.get("name") not in known:
             problem(prop, f"property '{prop.get('name')}' is not one the engine reads here; "
-                          "use one of: " + ", ".join(known))
+                          "use one of: " + ", ".join(known), N_("bpmn.property"),
+                    name=prop.get("name") or "", known=", ".join(known))
         elif is_process and prop.get("name") == "category" \
                 and prop.get("value") not in policy.CATEGORIES:
             problem(prop, f"category '{prop.get('value')}' is not one of: "
-                          + ", ".join(policy.CATEGORIES))
+                          + ", ".join(policy.CATEGORIES), N_("bpmn.property_value"),
+                    name="category", value=prop.get("value") or "",
+                    known=", ".join(policy.CATEGORIES))
         elif is_process and prop.get("name") == "startUnit" \
                 and prop.get("value") not in policy.START_UNITS:
             problem(prop, f"startUnit '{prop.get('value')}' is not one of: "
-                          + ", ".join(policy.START_UNITS))
+                          + ", ".join(policy.START_UNITS), N_("bpmn.property_value"),
+                    name="startUnit", value=prop.get("value") or "",
+                    known=", ".join(policy.START_UNITS))
     for rule in f.root.iterfind(".//nd73:notification", NS):
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", rule.get("kind") or ""):
             problem(rule, f"notification kind '{rule.get('kind') or ''}' must be a name of "
-                          "lower-case letters, digits and '_' (its templates' file name)")
+                          "lower-case letters, digits and '_' (its templates' file name)",
+                    N_("bpmn.notification_kind"), kind=rule.get("kind") or "")
         if (rule.get("to") or "candidates") not in policy.RECIPIENTS:
             problem(rule, f"notification recipients '{rule.get('to')}' are not one of: "
-                          + ", ".join(policy.RECIPIENTS))
+                          + ", ".join(policy.RECIPIENTS), N_("bpmn.attribute_value"),
+                    name="to", value=rule.get("to") or "", known=", ".join(policy.RECIPIENTS))
         if (rule.get("on") or "complete") not in policy.NOTIFICATION_MOMENTS:
             problem(rule, f"notification moment '{rule.get('on')}' is not one of: "
-                          + ", ".join(policy.NOTIFICATION_MOMENTS))
+                          + ", ".join(policy.NOTIFICATION_MOMENTS), N_("bpmn.attribute_value"),
+                    name="on", value=rule.get("on") or "",
+                    known=", ".join(policy.NOTIFICATION_MOMENTS))
     for rule in f.root.iterfind(".//nd73:validation", NS):
         for attribute in ("field", "when", "message"):
             if not (rule.get(attribute) or "").strip():
-                problem(rule, f"validation rule without '{attribute}'")
+                problem(rule, f"validation rule without '{attribute}'",
+                        N_("bpmn.rule_attribute"), name=attribute)
         for attribute in ("message", "messageEn"):
             for expression in policy.placeholders(rule.get(attribute) or ""):
                 try:
                     check_code(expression, "eval")
                 except SandboxViolation as exc:
-                    problem(rule, f"validation.{attribute}: {exc}")
+                    problem(rule, f"validation.{attribute}: {exc}", N_("bpmn.code_refused"),
+                            detail=str(exc))
     return problems
 
 
@@ -268,7 +291,8 @@ def _recursive_calls(f: ParsedFile) -> list[Problem]:
                     problems.append(Problem(
                         f.name, f"call activity '{call.get('id')}' calls itself ({chain}); "
                                 "recursive calls are not allowed", element_id=call.get("id"),
-                        line=call.sourceline))
+                        line=call.sourceline, code="bpmn.recursive_call",
+                        params={"chain": chain}))
                     break
                 if current in seen:
                     continue
@@ -291,7 +315,8 @@ def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Probl
                 break
     message = exc.args[0] if exc.args else str(exc)
     return Problem(file_name or "(definitions)", str(message), element_id=element_id,
-                   line=int(line) if line else None)
+                   line=int(line) if line else None, code="bpmn.refused",
+                   params={"detail": str(message)})
 
 
 # Business stages every instance reports, whatever its diagram (see processes/README.md).
@@ -309,6 +334,7 @@ def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Pro
             where = dict(element_id=task.get("id"), line=prop.sourceline)
             if name not in forms:
                 problems.append(Problem(f.name, f"form '{name}' does not exist in forms/",
+                                        code="bpmn.form_missing", params={"form": name},
                                         **where))
                 continue
             try:
@@ -317,10 +343,13 @@ def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Pro
             except (ValueError, SchemaError, RecursionError) as exc:
                 message = getattr(exc, "message", str(exc))
                 problems.append(Problem(f.name, f"form '{name}' is not a valid JSON Schema: "
-                                                f"{message}", **where))
+                                                f"{message}", code="bpmn.form_schema",
+                                        params={"form": name, "detail": message}, **where))
                 continue
             for message in _unsafe_schema(schema):
-                problems.append(Problem(f.name, f"form '{name}': {message}", **where))
+                problems.append(Problem(f.name, f"form '{name}': {message}",
+                                        code="bpmn.form_unsafe",
+                                        params={"form": name, "detail": message}, **where))
     return problems
 
 
@@ -380,7 +409,9 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
     the ``settings`` declare (``[roles]``), ``proposer`` or a position.
     """
     if len(sources) > MAX_FILES:
-        raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files")])
+        raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files",
+                                         code="bpmn.too_many_files",
+                                         params={"limit": MAX_FILES})])
     problems: list[Problem] = []
     files: list[ParsedFile] = []
     for source in sources:
@@ -392,8 +423,10 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
         raise DefinitionInvalid(problems)
     if not any(f.process_ids for f in files):
         raise DefinitionInvalid([Problem(f.name if files else "(upload)",
-                                         "no BPMN process found") for f in files[:1]]
-                                or [Problem("(upload)", "no BPMN files")])
+                                         "no BPMN process found", code="bpmn.no_process")
+                                 for f in files[:1]]
+                                or [Problem("(upload)", "no BPMN files",
+                                            code="bpmn.no_files")])
 
     parser = SpiffBpmnParser(validator=VALIDATOR)
     owner: dict[str, ParsedFile] = {}
@@ -427,7 +460,9 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
                 continue
             except (RecursionError, SpiffWorkflowException, KeyError, ValueError) as exc:
                 problems.append(Problem(f.name, f"cannot build process '{pid}': {exc}",
-                                        element_id=pid, line=process.sourceline))
+                                        element_id=pid, line=process.sourceline,
+                                        code="bpmn.cannot_build",
+                                        params={"process": pid, "detail": str(exc)}))
                 continue
             adopt_engine_timers(spec, *subprocess_specs.values())
             used = {f.name: f}

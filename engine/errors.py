@@ -1,11 +1,20 @@
 """Errors the engine reports to its callers.
 
 Each error says what was wrong and where, in words a process designer or an official can act
-on; the API maps the classes to HTTP status codes.
+on; the API maps the classes to HTTP status codes. An error people see may also carry a message
+``code`` and its ``params``: the web app and the API's field errors say it in the reader's
+language from the catalogues (api/translations), the English ``message`` stays for logs and
+the API's ``detail``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, asdict
+
+
+def N_(code: str) -> str:
+    """Marks a message code written outside a ``code=`` argument, so that ``make
+    translations`` finds it (see api/catalogue_extraction.py)."""
+    return code
 
 
 class EngineError(Exception):
@@ -13,9 +22,12 @@ class EngineError(Exception):
 
     code = "engine_error"
 
-    def __init__(self, message: str, **details):
+    def __init__(self, message: str, *, code: str | None = None, params: dict | None = None,
+                 **details):
         super().__init__(message)
         self.message = message
+        self.message_code = code          # a message id of the catalogues, e.g. task.not_found
+        self.params = dict(params or {})
         self.details = details
 
     def to_dict(self) -> dict:
@@ -33,7 +45,9 @@ class Forbidden(EngineError):
     code = "forbidden"
 
     def __init__(self, message: str, *, rule: str, **details):
-        super().__init__(message, rule=rule, **details)
+        # the rule is the refusal's message code, its details the params (api/ui/i18n.py)
+        super().__init__(message, code=f"refused.{rule}", params=details, rule=rule,
+                         **details)
         self.rule = rule
 
 
@@ -63,9 +77,12 @@ class Problem:
     message: str
     element_id: str | None = None
     line: int | None = None
+    code: str | None = None           # a message id of the catalogues, with its params
+    params: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        found = asdict(self)
+        return {k: v for k, v in found.items() if v is not None or k not in ("code", "params")}
 
     def __str__(self) -> str:
         where = self.file
@@ -86,7 +103,8 @@ class DefinitionInvalid(EngineError):
         summary = "; ".join(str(p) for p in self.problems[:5])
         if len(self.problems) > 5:
             summary += f"; and {len(self.problems) - 5} more"
-        super().__init__(f"invalid process definition: {summary}")
+        super().__init__(f"invalid process definition: {summary}", code="definition.invalid",
+                         params={"count": len(self.problems)})
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message,
@@ -98,7 +116,8 @@ class MigrationRefused(EngineError):
 
     def __init__(self, message: str, reasons: list[str]):
         self.reasons = reasons
-        super().__init__(message + ": " + "; ".join(reasons), reasons=reasons)
+        super().__init__(message + ": " + "; ".join(reasons), code="migration.refused",
+                         params={"reasons": "; ".join(reasons)}, reasons=reasons)
 
 
 class ScriptError(Exception):

@@ -1,7 +1,8 @@
 """Validation of submitted task data against the task's form (a JSON Schema).
 
-Each refusal names the field and says what is wrong, in Vietnamese (``message``) and English
-(``message_en``), so the web form can show it next to the field.
+Each refusal names the field and says what is wrong as a message ``code`` with its ``params``
+(the web app and the API say it in the reader's language from the catalogues, e.g.
+``form.min_length`` with ``{"limit": 10}``) and an English ``message`` for logs.
 """
 from __future__ import annotations
 
@@ -10,40 +11,48 @@ import json
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-_TYPES_VI = {"string": "văn bản", "integer": "số nguyên", "number": "số", "boolean": "đúng/sai",
-             "array": "danh sách", "object": "nhóm thông tin", "null": "trống"}
+from .errors import N_
+
+# the JSON type a field expects → what to ask for ("enter a whole number")
+_TYPES = {"string": N_("form.type.string"), "integer": N_("form.type.integer"),
+          "number": N_("form.type.number"), "boolean": N_("form.type.boolean"),
+          "array": N_("form.type.array"), "object": N_("form.type.object")}
+# validator → (message code with the limit as ``limit``, English words)
+_LIMITS = {"minLength": (N_("form.min_length"), "At least {} characters"),
+           "maxLength": (N_("form.max_length"), "At most {} characters"),
+           "minimum": (N_("form.minimum"), "Must be at least {}"),
+           "maximum": (N_("form.maximum"), "Must be at most {}"),
+           "minItems": (N_("form.min_items"), "At least {} items"),
+           "maxItems": (N_("form.max_items"), "At most {} items")}
 
 
-def _messages(error) -> tuple[str, str]:
+def _described(error) -> tuple[str, dict, str]:
+    """A jsonschema error as (message code, params, English words)."""
     v, value = error.validator, error.validator_value
     if v == "required":
-        return "Trường bắt buộc, chưa được điền", "This field is required"
+        return N_("form.required"), {}, "This field is required"
     if v == "type":
-        kinds = value if isinstance(value, list) else [value]
-        return (f"Cần nhập {' hoặc '.join(_TYPES_VI.get(k) or k for k in kinds)}",
-                f"Expected {' or '.join(kinds)}")
+        kinds = [k for k in (value if isinstance(value, list) else [value]) if k != "null"]
+        if kinds and kinds[0] in _TYPES:
+            return _TYPES[kinds[0]], {}, f"Expected {' or '.join(kinds)}"
     if v == "enum":
-        return (f"Giá trị không hợp lệ; chọn một trong: {', '.join(map(str, value))}",
-                f"Must be one of: {', '.join(map(str, value))}")
-    if v == "minLength":
-        return f"Cần ít nhất {value} ký tự", f"At least {value} characters"
-    if v == "maxLength":
-        return f"Tối đa {value} ký tự", f"At most {value} characters"
-    if v == "minimum":
-        return f"Không được nhỏ hơn {value}", f"Must be at least {value}"
-    if v == "maximum":
-        return f"Không được lớn hơn {value}", f"Must be at most {value}"
-    if v == "minItems":
-        return f"Cần ít nhất {value} mục", f"At least {value} items"
-    if v == "maxItems":
-        return f"Tối đa {value} mục", f"At most {value} items"
+        values = ", ".join(map(str, value))
+        return N_("form.enum"), {"values": values}, f"Must be one of: {values}"
+    if v in _LIMITS:
+        code, english = _LIMITS[v]
+        return code, {"limit": value}, english.format(value)
     if v == "format":
-        return f"Sai định dạng ({value})", f"Invalid format ({value})"
+        return N_("form.format"), {"format": value}, f"Invalid format ({value})"
     if v == "pattern":
-        return "Sai định dạng", "Invalid format"
+        return N_("form.pattern"), {}, "Invalid format"
+    if v == "const" and isinstance(value, bool):
+        # a box to tick (confirmations): "must be True" says nothing to the person
+        return ((N_("form.must_tick"), {}, "Tick this box to confirm") if value else
+                (N_("form.must_untick"), {}, "Leave this box unticked"))
     if v == "const":
-        return f"Phải là {value}", f"Must be {value}"
-    return "Giá trị không hợp lệ", error.message
+        shown = json.dumps(value, ensure_ascii=False)
+        return N_("form.const"), {"value": shown}, f"Must be {shown}"
+    return N_("form.invalid_value"), {"detail": error.message}, error.message
 
 
 def _field(error) -> str:
@@ -67,10 +76,11 @@ def form_errors(schema: dict, data: dict) -> list[dict]:
     """
     validator = _validator(json.dumps(schema, sort_keys=True))
     declared = schema.get("properties")
-    errors = [{"field": name, "message": "Trường này không có trong biểu mẫu",
-               "message_en": "This field is not part of the form"}
+    errors = [{"field": name, "code": N_("form.unknown_field"), "params": {},
+               "message": "This field is not part of the form"}
               for name in (sorted(set(data) - set(declared)) if declared else [])]
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        vi, en = _messages(error)
-        errors.append({"field": _field(error), "message": vi, "message_en": en})
+        code, params, english = _described(error)
+        errors.append({"field": _field(error), "code": code, "params": params,
+                       "message": english})
     return errors

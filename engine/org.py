@@ -88,7 +88,8 @@ class Org:
             with self.db.reading() as session:
                 unit = session.get(OrgUnit, unit_id)
         if unit is None:
-            raise NotFound(f"unit '{unit_id}' does not exist", unit_id=unit_id)
+            raise NotFound(f"unit '{unit_id}' does not exist", code="unit.not_found",
+                           params={"unit": unit_id}, unit_id=unit_id)
         return unit
 
     def agency_of(self, unit_id: str) -> OrgUnit:
@@ -178,7 +179,8 @@ class Org:
                 return Resolution([], unit_id, role)
         base = (data.get(rule.unit_from) if rule.unit_from else None) or unit_id
         if not base:
-            raise InvalidData(f"role '{role}' needs the case's unit (proposer_unit)")
+            raise InvalidData(f"role '{role}' needs the case's unit (proposer_unit)",
+                              code="org.role_needs_unit", params={"role": role})
         target = self._unit_for(rule, str(base))
         if target is None:
             return Resolution([], None, role)

@@ -113,7 +113,8 @@ class Queries:
 
     def detail(self, principal: Principal, instance_id: str) -> InstanceDetail:
         if not self.access.can_see_instance(principal, instance_id):
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
         with self.db.reading() as session:
             instance = session.get_one(Instance, instance_id)
             definition = session.get_one(Definition, instance.definition_id)
@@ -143,7 +144,8 @@ class Queries:
     def events(self, principal: Principal, instance_id: str, page: int = 1,
                page_size: int = 200) -> Page:
         if not self.access.can_see_instance(principal, instance_id):
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
         query = select(AuditEvent).where(AuditEvent.instance_id == instance_id)
         with self.db.reading() as session:
             return page_of(session, query, (AuditEvent.id,), page, page_size)
@@ -152,5 +154,6 @@ class Queries:
         with self.db.reading() as session:
             instance = session.get(Instance, instance_id)
         if instance is None:
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
         return instance

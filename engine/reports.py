@@ -61,7 +61,8 @@ class Figures:
         result = {}
         for unit in unit_ids:
             if unit not in children:
-                raise NotFound(f"unit '{unit}' does not exist", unit_id=unit)
+                raise NotFound(f"unit '{unit}' does not exist", code="unit.not_found",
+                               params={"unit": unit}, unit_id=unit)
             totals = dict.fromkeys((f["key"] for f in figures), 0)
             stack = [unit]
             while stack:
@@ -153,7 +154,8 @@ def report_content(engine, instance_id: str) -> ReportContent:
     definition = engine.repository.get(instance.definition_id)
     declared = policy.process_properties(definition)
     if declared.get("category") != "reporting_cycle":
-        raise NotFound(f"instance {instance_id} is not a reporting cycle")
+        raise NotFound(f"instance {instance_id} is not a reporting cycle",
+                       code="report.not_a_cycle")
     workflow = engine.runtime.workflow(instance_id)
     data: dict = {}
     for task in workflow.get_tasks():
@@ -162,7 +164,8 @@ def report_content(engine, instance_id: str) -> ReportContent:
     units = data.get("reporting_units") or []
     reports = data.get("reports") or []
     if not units:
-        raise InvalidState("the reporting cycle has not opened yet")
+        raise InvalidState("the reporting cycle has not opened yet",
+                           code="report.not_open_yet")
     org = engine.org
     owner = data.get("proposer_unit") or instance.unit_id
     # who issues the report: "<unit tag>@province" (the province's unit with that tag) or

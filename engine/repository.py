@@ -134,7 +134,8 @@ class Repository:
             else:
                 problems.append(Problem(name, "only .bpmn, .dmn, form .json and notification "
                                               "template files (<kind>.subject.txt, <kind>.txt, "
-                                              "<kind>.html) can be uploaded"))
+                                              "<kind>.html) can be uploaded",
+                                        code="bpmn.file_type"))
         if problems:
             raise DefinitionInvalid(problems)
         settings = settings or dict(DEFAULT_SETTINGS, name=variant)
@@ -195,11 +196,13 @@ class Repository:
         if cached is not None:
             return cached
         if not 0 < definition_id < 2**31:      # beyond any stored id (and any SQL INTEGER)
-            raise NotFound(f"definition {definition_id} does not exist")
+            raise NotFound(f"definition {definition_id} does not exist",
+                           code="definition.not_found")
         with nullcontext(session) if session is not None else self.db.reading() as reader:
             definition = reader.get(Definition, definition_id)
             if definition is None:
-                raise NotFound(f"definition {definition_id} does not exist")
+                raise NotFound(f"definition {definition_id} does not exist",
+                               code="definition.not_found")
             if session is not None:     # a rollback of that unit must not expire the cached row
                 session.expunge(definition)
         self._definitions[definition_id] = definition
@@ -212,6 +215,8 @@ class Repository:
                 .order_by(Definition.version.desc()).limit(1)).first()
         if definition is None:
             raise NotFound(f"no process '{key}' is deployed for variant '{variant}'",
+                           code="process.not_deployed",
+                           params={"process": key, "variant": variant},
                            variant=variant, key=key)
         return definition
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
-from .errors import Conflict, InvalidData, NotFound
+from .errors import N_, Conflict, InvalidData, NotFound
 from .store import AuditEvent, Database, HumanTask, Instance, TaskCandidate, TaskStatus, User
 
 
@@ -50,7 +50,8 @@ class TaskService:
         with self.db.reading() as session:
             task = session.get(HumanTask, task_id)
         if task is None:
-            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            raise NotFound(f"task {task_id} does not exist", code="task.not_found",
+                           task_id=task_id)
         return task
 
     def inbox(self, principal: Principal, *, scope: str | None = None,
@@ -86,14 +87,17 @@ class TaskService:
         task the principal may not see does not exist, a closed one is a conflict."""
         task = session.get(HumanTask, task_id)
         if task is None:
-            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            raise NotFound(f"task {task_id} does not exist", code="task.not_found",
+                           task_id=task_id)
         # the instance row first, then the task row: the runtime's order
         lock_instance_chain(session, task.instance_id)
         found = self.access.task_to_act_on(session, principal, task_id)
         if found is None:
-            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            raise NotFound(f"task {task_id} does not exist", code="task.not_found",
+                           task_id=task_id)
         if found[0].status != "open":
-            raise Conflict("the task is no longer open", task_id=task_id)
+            raise Conflict("the task is no longer open", code="task.not_open",
+                           task_id=task_id)
         return found
 
     def claim(self, task_id: str, principal: Principal) -> HumanTask:
@@ -110,9 +114,11 @@ class TaskService:
             if not changed:
                 session.refresh(task)
                 if task.status != TaskStatus.OPEN:
-                    raise Conflict("the task is no longer open", task_id=task_id)
+                    raise Conflict("the task is no longer open", code="task.not_open",
+                                   task_id=task_id)
                 if task.assignee != username:
                     raise Conflict(f"the task is already claimed by {task.assignee}",
+                                   code="task.claimed_by", params={"user": task.assignee},
                                    task_id=task_id)
             self._audit(session, task, username, "task_claimed", {})
         return self.get(task_id)
@@ -137,10 +143,11 @@ class TaskService:
                                       "assign its tasks")
             user = session.get(User, username)
             if user is None or not user.active:
-                raise InvalidData(f"user '{username}' does not exist",
-                                  errors=[{"field": "username",
-                                           "message": "Người dùng không tồn tại",
-                                           "message_en": "No such user"}])
+                raise InvalidData(f"user '{username}' does not exist", code="user.not_found",
+                                  params={"user": username},
+                                  errors=[{"field": "username", "code": N_("user.not_found"),
+                                           "params": {"user": username},
+                                           "message": "No such user"}])
             if session.get(TaskCandidate, (task_id, username)) is None:
                 session.add(TaskCandidate(task_id=task_id, instance_id=task.instance_id,
                                           username=username))

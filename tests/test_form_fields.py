@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import flask_babel
 import pytest
 from flask import Flask, g
 from werkzeug.datastructures import MultiDict
 
+from api import catalogues
+from engine.forms import form_errors
 from api.ui import form_fields
 from conftest import PROJECT
 
@@ -21,6 +24,7 @@ def schema(name: str) -> dict:
 @pytest.fixture(autouse=True)
 def vietnamese():
     app = Flask(__name__)
+    catalogues.install(app)
     with app.test_request_context():
         g.lang = "vi"
         yield
@@ -67,18 +71,23 @@ def test_impossible_dates_are_named(text):
     data, unreadable = form_fields.parse(schema("proposal_plan"),
                                          MultiDict([("start_date", text)]))
     assert "start_date" not in data
-    vi, en = unreadable["start_date"]
-    assert "dd/mm/yyyy" in vi and "dd/mm/yyyy" in en
+    assert unreadable == {"start_date": "form.unreadable_date"}
+    [vi] = form_fields.unreadable_messages(unreadable).values()
+    assert "dd/mm/yyyy" in vi and "Ngày" in vi
+    g.lang = "en"
+    flask_babel.refresh()
+    [en] = form_fields.unreadable_messages(unreadable).values()
+    assert "dd/mm/yyyy" in en and "date" in en
 
 
 def test_unreadable_money_and_numbers_are_named():
     _, unreadable = form_fields.parse(schema("proposal_plan"),
                                       MultiDict([("budget_vnd", "một triệu")]))
-    assert "đồng" in unreadable["budget_vnd"][0]
+    assert "đồng" in form_fields.unreadable_messages(unreadable)["budget_vnd"]
     _, unreadable = form_fields.parse(schema("unit_report"),
                                       MultiDict([("report.overdue_steps", "2,5")]))
-    assert unreadable == {"report.overdue_steps": ("Cần nhập số nguyên",
-                                                   "Enter a whole number")}
+    assert form_fields.unreadable_messages(unreadable) == {
+        "report.overdue_steps": "Cần nhập số nguyên"}
 
 
 def test_groups_repeated_rows_and_choices():
@@ -105,7 +114,28 @@ def test_a_boolean_left_unticked_is_false_only_when_its_box_was_on_the_page():
 
 
 def test_engine_errors_land_on_their_fields_in_the_page_language():
-    errors = [{"field": "report.summary", "message": "Trường bắt buộc", "message_en": "Required"}]
-    assert form_fields.field_messages(errors) == {"report.summary": "Trường bắt buộc"}
+    errors = [{"field": "report.summary", "code": "form.min_length", "params": {"limit": 10},
+               "message": "At least 10 characters"},
+              {"field": "note", "message": "Từ chối phải có lý do", "message_en": "Reasons needed"}]
+    assert form_fields.field_messages(errors) == {"report.summary": "Cần ít nhất 10 ký tự",
+                                                  "note": "Từ chối phải có lý do"}
     g.lang = "en"
-    assert form_fields.field_messages(errors) == {"report.summary": "Required"}
+    flask_babel.refresh()
+    assert form_fields.field_messages(errors) == {"report.summary": "At least 10 characters",
+                                                  "note": "Reasons needed"}
+
+
+def test_a_confirmation_left_unticked_asks_to_tick_it():
+    """"must be True" (Phải là True) says nothing to an official: the box asks to be ticked."""
+    data, _ = form_fields.parse(schema("proposal_plan"), MultiDict([("no_harm.present", "1")]))
+    errors = form_fields.field_messages(form_errors(schema("proposal_plan"), data))
+    assert errors["no_harm"] == "Cần đánh dấu vào ô này để xác nhận"
+    assert not any("True" in message for message in errors.values())
+
+
+def test_an_error_code_the_catalogues_do_not_know_keeps_its_english_off_vietnamese_pages():
+    errors = [{"field": "x", "code": "form.from_the_future", "message": "Must be shiny"}]
+    assert form_fields.field_messages(errors) == {"x": "Yêu cầu chưa thực hiện được"}
+    g.lang = "en"
+    flask_babel.refresh()
+    assert form_fields.field_messages(errors) == {"x": "Must be shiny"}

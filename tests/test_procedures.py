@@ -291,10 +291,11 @@ def test_plan_form_errors_name_each_field(library):
     del bad["no_harm"]
     with pytest.raises(InvalidData) as refused:
         case.do("submit_plan", bad, by=proposer)
-    errors = {e["field"]: e["message"] for e in refused.value.details["errors"]}
+    errors = {e["field"]: e for e in refused.value.details["errors"]}
     assert set(errors) == {"title", "budget_vnd", "end_date", "no_harm"}
-    assert errors["no_harm"] == "Trường bắt buộc, chưa được điền"
-    assert "nhỏ hơn 0" in errors["budget_vnd"]
+    assert errors["no_harm"]["code"] == "form.required"
+    assert (errors["budget_vnd"]["code"], errors["budget_vnd"]["params"]) == (
+        "form.minimum", {"limit": 0})
     assert case.open_elements() == ["submit_plan"]
 
 
@@ -308,6 +309,6 @@ def test_a_form_accepts_only_its_own_fields(library):
         case.do("party_opinion", {"party_opinion": "agree", "decider_role": "party_committee"},
                 by="mau.sxd.pgd1")
     assert refused.value.details["errors"] == [{
-        "field": "decider_role", "message": "Trường này không có trong biểu mẫu",
-        "message_en": "This field is not part of the form"}]
+        "field": "decider_role", "code": "form.unknown_field", "params": {},
+        "message": "This field is not part of the form"}]
     assert case.open_elements() == ["party_opinion"]

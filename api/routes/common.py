@@ -68,7 +68,8 @@ def page_dict(page, shape) -> dict:
 def visible_instance(instance_id: str) -> Instance:
     """The instance, if the caller may see it; 404 otherwise (its existence is not told)."""
     if not engine().access.can_see_instance(current(), instance_id):
-        raise ApiProblem("not-found", f"instance {instance_id} does not exist")
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist",
+                         code="instance.not_found")
     return engine().queries.instance(instance_id)
 
 
@@ -81,5 +82,5 @@ def visible_task_and_candidacy(task_id: str) -> tuple[HumanTask, bool]:
     of its candidates."""
     found = engine().access.visible_task(current(), task_id)
     if found is None:
-        raise ApiProblem("not-found", f"task {task_id} does not exist")
+        raise ApiProblem("not-found", f"task {task_id} does not exist", code="task.not_found")
     return found

@@ -65,7 +65,8 @@ def _uploads() -> tuple[str, dict[str, bytes]]:
                          errors=[{"field": "variant", "message": "Trường bắt buộc",
                                   "message_en": "Required"}])
     if not current().is_designer(variant):
-        raise ApiProblem("forbidden", f"only designers of '{variant}' may deploy to it")
+        raise ApiProblem("forbidden", f"only designers of '{variant}' may deploy to it",
+                         code="access.designer", params={"variant": variant})
     files = request.files.getlist("files") or list(request.files.values())
     if not files:
         raise ApiProblem("invalid-data", "attach at least one file in the field 'files'",

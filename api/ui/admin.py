@@ -11,12 +11,13 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from engine import policy
 from engine.clock import LOCAL_TZ
 from engine.errors import EngineError, Forbidden, InvalidData, NotFound
+from engine.notifications.outbox import failure_code
 from engine.queries import InstanceFilters
 
 from ..problems import ApiProblem
 from ..routes.admin import OUTBOX_STATUSES
 from .form_fields import parse_date
-from .i18n import STATUS_KEYS, t
+from .i18n import STATUS_KEYS, error_text, say, t
 from .officials import case_titles, unit_names
 from .web import engine, page_number, principal, signed_in
 
@@ -27,7 +28,8 @@ FILTERS = ("variant", "definition_key", "status", "stage", "unit", "started_by")
 
 def _require_admin(variant: str | None = None) -> None:
     if not principal().is_admin(variant):
-        raise ApiProblem("forbidden", "only administrators may open this page")
+        raise ApiProblem("forbidden", "only administrators may open this page",
+                         code="access.admin_page")
 
 
 @blp.route("/admin")
@@ -81,7 +83,8 @@ ACTIONS = ("suspend", "resume", "terminate", "retry", "migrate")
 @signed_in
 def repair(instance_id, action):
     if action not in ACTIONS:
-        raise ApiProblem("not-found", f"no action '{action}' on instance {instance_id}")
+        raise ApiProblem("not-found", f"no action '{action}' on instance {instance_id}",
+                         code="instance.no_such_action")
     runtime, me = engine().runtime, principal()      # the engine checks who may repair
     reason = (request.form.get("reason") or "").strip()[:500] or None
     try:
@@ -102,9 +105,9 @@ def repair(instance_id, action):
     except NotFound as exc:                # an instance they may not see: the error page
         if exc.details.get("instance_id") == instance_id:
             raise
-        flash(f"{t(action)}: {exc.message}", "error")
+        flash(f"{t(action)}: {error_text(exc)}", "error")
     except EngineError as exc:             # refused: said on the page the admin came from
-        flash(f"{t(action)}: {exc.message}", "error")
+        flash(f"{t(action)}: {error_text(exc)}", "error")
     else:
         flash(f"{t('done')}: {t(action)}", "success")
     return redirect(url_for("officials.instance_page", instance_id=instance_id))
@@ -116,9 +119,11 @@ def _json_object(text: str | None) -> dict:
     try:
         value = json.loads(text or "")
     except ValueError as exc:
-        raise InvalidData(f"{t('invalid_json')}: {exc}") from None
+        raise InvalidData(f"not valid JSON: {exc}", code="data.not_json",
+                          params={"detail": str(exc)}) from None
     if not isinstance(value, dict):
-        raise InvalidData(f"{t('invalid_json')}: an object {{...}} is expected")
+        raise InvalidData("not valid JSON: an object {...} is expected",
+                          code="data.not_object")
     return value
 
 
@@ -153,7 +158,15 @@ def outbox():
     status = request.args.get("status") if request.args.get("status") in OUTBOX_STATUSES \
         else None
     page = engine().notifications.outbox_page(principal(), status, page_number(), PAGE_SIZE)
-    return render_template("outbox.html", page=page, status=status, statuses=OUTBOX_STATUSES)
+    return render_template("outbox.html", page=page, status=status, statuses=OUTBOX_STATUSES,
+                           failure=outbox_failure)
+
+
+def outbox_failure(last_error: str) -> str:
+    """Why an e-mail was not sent, in the page's language (the server's own words are
+    shown apart, as technical detail)."""
+    found = failure_code(last_error)
+    return (say(*found) if found else None) or t("outbox_error.other")
 
 
 @blp.route("/admin/outbox/<int:message_id>/retry", methods=["POST"])
@@ -163,7 +176,7 @@ def retry_email(message_id):
     try:
         engine().notifications.requeue(principal(), message_id)
     except EngineError as exc:
-        flash(exc.message, "error")
+        flash(error_text(exc), "error")
     else:
         flash(t("done"), "success")
     return redirect(url_for("admin_ui.outbox", status=request.args.get("status")))

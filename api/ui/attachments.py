@@ -19,7 +19,8 @@ def store_uploads(schema: dict, files: MultiDict, username: str) -> dict[str, li
             try:
                 row = engine().attachments.store(upload.filename, upload.read(), username)
             except InvalidData as exc:            # shown next to the field it came from
-                raise InvalidData(exc.message, errors=[
-                    {**e, "field": path} for e in exc.details.get("errors", [])]) from None
+                raise InvalidData(exc.message, code=exc.message_code, params=exc.params,
+                                  errors=[{**e, "field": path}
+                                          for e in exc.details.get("errors", [])]) from None
             stored.setdefault(path, []).append({"name": row.name, "file_id": row.id})
     return stored

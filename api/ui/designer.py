@@ -10,11 +10,14 @@ from engine import diagrams
 from engine.errors import NotFound
 from engine.store import Definition
 
+from .. import catalogues
 from ..problems import ApiProblem
 from .web import engine, principal, signed_in
 
 blp = Blueprint("designer", __name__, template_folder="templates")
 BASE_VARIANT = "national"
+# what validating and deploying from the modeler may answer, said by its script
+MODELER_MESSAGES = ("bpmn.", "template.", "access.", "definition.", "process.", "data.")
 
 
 def designed_variants() -> list[str]:
@@ -26,7 +29,8 @@ def designed_variants() -> list[str]:
 
 def _require_designer(variant: str) -> None:
     if not principal().is_designer(variant):
-        raise ApiProblem("forbidden", f"only designers of '{variant}' may open its processes")
+        raise ApiProblem("forbidden", f"only designers of '{variant}' may open its processes",
+                         code="access.designer", params={"variant": variant})
 
 
 @blp.route("/designer")
@@ -42,7 +46,8 @@ def _definition(variant: str, key: str) -> Definition:
     if wanted:
         definition = engine().repository.get(wanted)
         if definition.variant != variant or definition.key != key:
-            raise NotFound(f"definition {wanted} is not a version of {variant}/{key}")
+            raise NotFound(f"definition {wanted} is not a version of {variant}/{key}",
+                           code="definition.not_found")
         return definition
     return engine().repository.latest(variant, key)
 
@@ -55,7 +60,7 @@ def modeler(variant, key):
     file_name, xml = diagrams.main_file(definition.sources, key)
     return render_template("modeler.html", definition=definition, file_name=file_name,
                            xml=xml, versions=engine().repository.versions(variant, key)[::-1],
-                           base=BASE_VARIANT)
+                           base=BASE_VARIANT, messages=catalogues.messages(MODELER_MESSAGES))
 
 
 @blp.route("/designer/<string:variant>/<string:key>/compare")

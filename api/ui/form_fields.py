@@ -12,7 +12,9 @@ from datetime import date
 
 from werkzeug.datastructures import MultiDict
 
-from .i18n import format_date, label, lang
+from engine.errors import N_
+
+from .i18n import format_date, label, lang, say, t
 
 MISSING = object()
 _DATE_DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
@@ -116,11 +118,11 @@ def _shown(kind: str, value) -> object:
 # posted form → JSON ------------------------------------------------------------------------
 
 def parse(schema: dict, form: MultiDict, stored_files: dict[str, list[dict]] | None = None
-          ) -> tuple[dict, dict[str, tuple[str, str]]]:
+          ) -> tuple[dict, dict[str, str]]:
     """The data a posted form means, and the fields that could not even be read (such as
-    31/02/2026): path → (Vietnamese, English) message. Empty fields are left out, so the
-    schema's ``required`` names them."""
-    errors: dict[str, tuple[str, str]] = {}
+    31/02/2026): path → message code. Empty fields are left out, so the schema's
+    ``required`` names them."""
+    errors: dict[str, str] = {}
     data = _parse_object(schema, "", form, stored_files or {}, errors)
     return (data if data is not MISSING else {}), errors
 
@@ -174,23 +176,27 @@ def parse_date(text: str) -> str:
     return date.fromisoformat(text).isoformat()
 
 
-def _unreadable(kind: str) -> tuple[str, str]:
-    if kind == "date":
-        return ("Ngày không hợp lệ; nhập theo dạng dd/mm/yyyy, ví dụ 05/03/2027",
-                "Not a valid date; use dd/mm/yyyy, e.g. 05/03/2027")
-    if kind == "money":
-        return "Cần nhập số tiền (đồng), ví dụ 150.000.000", "Enter an amount in đồng"
-    if kind == "integer":
-        return "Cần nhập số nguyên", "Enter a whole number"
-    return "Cần nhập số", "Enter a number"
+def _unreadable(kind: str) -> str:
+    return {"date": N_("form.unreadable_date"), "money": N_("form.unreadable_money"),
+            "integer": N_("form.unreadable_integer")}.get(kind, N_("form.unreadable_number"))
+
+
+def unreadable_messages(unreadable: dict[str, str]) -> dict[str, str]:
+    """What :func:`parse` could not read → path → message in the page's language."""
+    return {path: t(code) for path, code in unreadable.items()}
 
 
 def field_messages(errors: list[dict]) -> dict[str, str]:
-    """Engine field errors → path → message in the page's language."""
+    """Engine field errors → path → message in the page's language: said from their message
+    code, else (a process's own rules) the designer's words in the page's language."""
     english = lang() == "en"
     out: dict[str, str] = {}
     for error in errors:
-        message = error.get("message_en") if english else error.get("message")
+        message = say(error.get("code"), error.get("params"))
+        if message is None and error.get("code") and not english:
+            message = t("error_without_words")      # its English sentence stays off the page
+        elif message is None:
+            message = (error.get("message_en") if english else None) or error.get("message")
         out.setdefault(error.get("field") or "(form)", message or "")
     return out
 

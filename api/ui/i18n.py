@@ -1,5 +1,6 @@
-"""Words of the web app in Vietnamese (default) and English, and how values are shown:
-dates dd/mm/yyyy and times in Asia/Ho_Chi_Minh, money in đồng."""
+"""The web app's words in the page's language (Vietnamese by default, English on request) from
+the catalogues (api/catalogues.py), and how values are shown: dates dd/mm/yyyy and times in
+Asia/Ho_Chi_Minh, money in đồng."""
 from __future__ import annotations
 
 import json
@@ -9,232 +10,77 @@ from typing import overload
 from flask import g, session
 
 from engine.clock import LOCAL_TZ, as_utc
+from engine.errors import N_
 from engine.store import InstanceStatus
 
-LANGUAGES = ("vi", "en")
+from .. import catalogues
 
-# key -> (Vietnamese, English)
-TEXT = {
-    "app": ("Quy trình Nghị định 73", "Decree 73 Workflow"),
-    "sign_in": ("Đăng nhập", "Sign in"),
-    "sign_out": ("Đăng xuất", "Sign out"),
-    "username": ("Tên đăng nhập", "Username"),
-    "password": ("Mật khẩu", "Password"),
-    "wrong_credentials": ("Sai tên đăng nhập hoặc mật khẩu", "Wrong username or password"),
-    "locked_out": ("Đăng nhập sai quá nhiều lần; vui lòng thử lại sau 15 phút",
-                   "Too many failed sign-ins; try again in 15 minutes"),
-    "session_expired": ("Phiên làm việc đã hết hạn, vui lòng gửi lại",
-                        "The page expired; please submit again"),
-    "inbox": ("Việc cần làm", "Inbox"),
-    "my_proposals": ("Đề xuất của tôi", "My proposals"),
-    "start_new": ("Tạo mới", "Start new"),
-    "designer": ("Thiết kế quy trình", "Process design"),
-    "admin": ("Quản trị", "Administration"),
-    "dashboard": ("Tổng quan", "Dashboard"),
-    "instances": ("Hồ sơ", "Instances"),
-    "cycles": ("Kỳ báo cáo", "Reporting cycles"),
-    "notifications": ("Thông báo", "Notifications"),
-    "language": ("English", "Tiếng Việt"),
-    "task": ("Công việc", "Task"),
-    "open": ("Đang chờ xử lý", "Open"),
-    "tasks": ("Công việc", "Tasks"),
-    "mine": ("Được giao cho tôi", "Assigned to me"),
-    "claimable": ("Có thể nhận", "Claimable"),
-    "all": ("Tất cả", "All"),
-    "overdue": ("Quá hạn", "Overdue"),
-    "due": ("Hạn xử lý", "Due"),
-    "no_due": ("Không có hạn", "No deadline"),
-    "unit": ("Đơn vị", "Unit"),
-    "case": ("Hồ sơ", "Case"),
-    "created": ("Ngày tạo", "Created"),
-    "no_tasks": ("Không có công việc nào", "No tasks"),
-    "claim": ("Nhận xử lý", "Claim"),
-    "unclaim": ("Trả lại", "Give back"),
-    "assignee": ("Người xử lý", "Assignee"),
-    "candidates": ("Người có thể xử lý", "Candidates"),
-    "submit": ("Gửi", "Submit"),
-    "form_invalid": ("Biểu mẫu có trường chưa hợp lệ, vui lòng xem các thông báo bên dưới",
-                     "Some fields are invalid; see the messages below"),
-    "required": ("bắt buộc", "required"),
-    "confirm": ("Xác nhận", "Confirm"),
-    "yes": ("Có", "Yes"),
-    "no": ("Không", "No"),
-    "add_row": ("Thêm dòng", "Add row"),
-    "remove": ("Xóa", "Remove"),
-    "choose": ("-- Chọn --", "-- Choose --"),
-    "date_hint": ("dd/mm/yyyy", "dd/mm/yyyy"),
-    "attach": ("Đính kèm tệp", "Attach files"),
-    "task_done": ("Đã gửi. Bước tiếp theo đã được chuyển đi.",
-                  "Submitted. The next step is on its way."),
-    "claimed": ("Bạn đã nhận công việc này", "You claimed this task"),
-    "not_yours": ("Bạn không phải người xử lý công việc này", "You cannot work on this task"),
-    "task_closed": ("Công việc này đã được xử lý", "This task is no longer open"),
-    "stage": ("Giai đoạn", "Stage"),
-    "status": ("Trạng thái", "Status"),
-    "started": ("Ngày bắt đầu", "Started"),
-    "updated": ("Cập nhật", "Updated"),
-    "decided": ("Quyết định", "Decision"),
-    "timeline": ("Diễn biến", "Timeline"),
-    "diagram": ("Sơ đồ quy trình", "Process diagram"),
-    "open_tasks": ("Công việc đang mở", "Open tasks"),
-    "no_proposals": ("Bạn chưa có hồ sơ nào", "You have no cases yet"),
-    "when": ("Thời điểm", "When"),
-    "who": ("Người thực hiện", "Who"),
-    "what": ("Nội dung", "What"),
-    "start": ("Bắt đầu", "Start"),
-    "start_help": ("Chọn thủ tục để tạo hồ sơ mới; bước đầu tiên sẽ mở ra ngay.",
-                   "Choose a procedure to start; its first step opens right away."),
-    "nothing_to_start": ("Bạn không có thủ tục nào có thể tạo", "There is nothing you can start"),
-    "variant": ("Địa phương", "Variant"),
-    "process": ("Quy trình", "Process"),
-    "version": ("Phiên bản", "Version"),
-    "versions": ("Lịch sử phiên bản", "Version history"),
-    "deployed_at": ("Triển khai lúc", "Deployed at"),
-    "deployed_by": ("Người triển khai", "Deployed by"),
-    "edit": ("Chỉnh sửa", "Edit"),
-    "view": ("Xem", "View"),
-    "validate": ("Kiểm tra", "Validate"),
-    "deploy": ("Triển khai", "Deploy"),
-    "compare": ("So sánh với quy trình chung", "Compare with national"),
-    "valid": ("Hợp lệ", "Valid"),
-    "deployed": ("Đã triển khai phiên bản", "Deployed version"),
-    "unchanged": ("Không có thay đổi", "Nothing changed"),
-    "differs": ("Khác với quy trình chung", "Differs from national"),
-    "added": ("Thêm mới", "Added"),
-    "removed": ("Bị bỏ", "Removed"),
-    "changed": ("Thay đổi", "Changed"),
-    "same_as_national": ("Giống quy trình chung", "Same as national"),
-    "running": ("Đang chạy", "Running"),
-    "incident": ("Sự cố", "Incident"),
-    "suspended": ("Tạm dừng", "Suspended"),
-    "completed": ("Hoàn thành", "Completed"),
-    "terminated": ("Đã hủy", "Terminated"),
-    "by_stage": ("Theo giai đoạn", "By stage"),
-    "by_unit": ("Theo đơn vị", "By unit"),
-    "search": ("Tìm kiếm", "Search"),
-    "reset": ("Xóa lọc", "Clear"),
-    "from": ("Từ ngày", "From"),
-    "to": ("Đến ngày", "To"),
-    "started_by": ("Người tạo", "Started by"),
-    "results": ("kết quả", "results"),
-    "previous": ("Trang trước", "Previous"),
-    "next": ("Trang sau", "Next"),
-    "data": ("Dữ liệu", "Data"),
-    "timers": ("Hẹn giờ", "Timers"),
-    "audit": ("Nhật ký", "Audit log"),
-    "actions": ("Thao tác", "Actions"),
-    "suspend": ("Tạm dừng", "Suspend"),
-    "resume": ("Tiếp tục", "Resume"),
-    "terminate": ("Hủy hồ sơ", "Terminate"),
-    "retry": ("Chạy lại", "Retry"),
-    "migrate": ("Chuyển phiên bản", "Migrate"),
-    "reason": ("Lý do", "Reason"),
-    "corrected_data": ("Dữ liệu sửa (JSON)", "Corrected data (JSON)"),
-    "target_version": ("Phiên bản đích", "Target version"),
-    "done": ("Đã thực hiện", "Done"),
-    "download": ("Tải về", "Download"),
-    "year": ("Năm", "Year"),
-    "no_cycles": ("Chưa có kỳ báo cáo nào", "No reporting cycles yet"),
-    "outbox": ("Thư điện tử đi", "Outgoing e-mail"),
-    "recipient": ("Người nhận", "Recipient"),
-    "subject": ("Tiêu đề", "Subject"),
-    "last_error": ("Lỗi gần nhất", "Last error"),
-    "sent_at": ("Gửi lúc", "Sent at"),
-    "send_again": ("Gửi lại", "Send again"),
-    "mark_all_read": ("Đánh dấu tất cả đã đọc", "Mark all as read"),
-    "no_notifications": ("Không có thông báo", "No notifications"),
-    "email_preference": ("Nhận thư điện tử", "E-mail"),
-    "pref_immediate": ("Ngay khi có", "Immediately"),
-    "pref_digest": ("Tổng hợp hằng ngày", "Daily digest"),
-    "pref_off": ("Không nhận", "Off"),
-    "save": ("Lưu", "Save"),
-    "error": ("Lỗi", "Error"),
-    "back_home": ("Về trang chính", "Back to the start page"),
-    "incident_at": ("Sự cố tại bước", "Incident at"),
-    "element": ("Bước", "Element"),
-    "fired": ("Đã kích hoạt", "Fired"),
-    "attempts": ("Số lần thử", "Attempts"),
-    "kind": ("Loại", "Kind"),
-    "action_confirm": ("Bạn chắc chắn?", "Are you sure?"),
-    "instructions": ("Hướng dẫn", "Instructions"),
-    "skip": ("Bỏ qua đến nội dung", "Skip to content"),
-    "menu": ("Trình đơn", "Menu"),
-    "total": ("Tổng", "Total"),
-    "count": ("Số lượng", "Count"),
-    "business_key": ("Số hồ sơ", "Case number"),
-    "none": ("(không có)", "(none)"),
-    "elements_changed": ("bước khác nhau", "elements differ"),
-    "invalid_json": ("Không phải JSON hợp lệ", "Not valid JSON"),
-    "file_too_large": ("Tệp quá lớn", "File too large"),
-}
+LANGUAGES = catalogues.LANGUAGES
 
-# the stage vocabulary of the process library (engine.bpmn.STAGES) and instance statuses
-STAGE_LABELS = {
-    "draft": ("Soạn kế hoạch", "Drafting"),
-    "submitted": ("Đã gửi", "Submitted"),
-    "under_review": ("Đang xem xét", "Under review"),
-    "in_council": ("Hội đồng đánh giá", "In council"),
-    "approved": ("Được phê duyệt", "Approved"),
-    "rejected": ("Không phê duyệt", "Rejected"),
-    "implementing": ("Đang triển khai", "Implementing"),
-    "suspended": ("Tạm dừng", "Suspended"),
-    "terminated": ("Chấm dứt", "Terminated"),
-    "evaluating": ("Đánh giá kết quả", "Evaluating"),
-    "recognised": ("Được công nhận", "Recognised"),
-    "protection_review": ("Xem xét bảo vệ", "Protection review"),
-    "closed": ("Kết thúc", "Closed"),
-    "reporting": ("Báo cáo", "Reporting"),
-    "consolidating": ("Tổng hợp báo cáo", "Consolidating"),
-}
-ACTION_LABELS = {
-    "instance_started": ("Tạo hồ sơ", "Started"),
-    "task_completed": ("Hoàn thành bước", "Step completed"),
-    "task_claimed": ("Nhận xử lý", "Claimed"),
-    "task_unclaimed": ("Trả lại", "Given back"),
-    "task_assigned": ("Giao việc", "Assigned"),
-    "element_completed": ("Hoàn thành", "Completed"),
-    "reminder": ("Nhắc hạn", "Reminder"),
-    "escalation": ("Báo quá hạn lên cấp trên", "Escalation"),
-    "timers_fired": ("Đến hạn", "Timer fired"),
-    "timer_moved": ("Đổi hạn", "Timer moved"),
-    "message_received": ("Nhận thông điệp", "Message received"),
-    "incident": ("Sự cố", "Incident"),
-    "instance_suspended": ("Tạm dừng", "Suspended"),
-    "instance_resumed": ("Tiếp tục", "Resumed"),
-    "instance_terminated": ("Hủy hồ sơ", "Terminated"),
-    "instance_retried": ("Chạy lại", "Retried"),
-    "instance_migrated": ("Chuyển phiên bản", "Migrated"),
-    "schedule_fired": ("Mở theo lịch", "Opened by schedule"),
-    "instance_completed": ("Kết thúc hồ sơ", "Completed"),
-    "incident_resolved": ("Khắc phục sự cố", "Incident resolved"),
-    "task_opened": ("Mở bước", "Step opened"),
-    "task_cancelled": ("Hủy bước", "Step cancelled"),
-    "task_reopened": ("Mở lại bước", "Step reopened"),
-    "timer_scheduled": ("Đặt hạn", "Timer set"),
-    "timer_cancelled": ("Bỏ hạn", "Timer cancelled"),
-    "timer_fired": ("Đến hạn", "Timer fired"),
-    "timer_failed": ("Hẹn giờ bị lỗi", "Timer failed"),
-    "timer_rearmed": ("Đặt lại hẹn giờ", "Timer re-armed"),
-}
+
+# vocabularies shown in the pages: value → message id
+STAGE_LABELS = {     # engine.bpmn.STAGES
+    "draft": N_("stage.draft"), "submitted": N_("stage.submitted"),
+    "under_review": N_("stage.under_review"), "in_council": N_("stage.in_council"),
+    "approved": N_("stage.approved"), "rejected": N_("stage.rejected"),
+    "implementing": N_("stage.implementing"), "suspended": N_("stage.suspended"),
+    "terminated": N_("stage.terminated"), "evaluating": N_("stage.evaluating"),
+    "recognised": N_("stage.recognised"), "protection_review": N_("stage.protection_review"),
+    "closed": N_("stage.closed"), "reporting": N_("stage.reporting"),
+    "consolidating": N_("stage.consolidating")}
+ACTION_LABELS = {     # the actions of the audit log shown in a case's timeline
+    "instance_started": N_("event.instance_started"),
+    "task_completed": N_("event.task_completed"), "task_claimed": N_("event.task_claimed"),
+    "task_unclaimed": N_("event.task_unclaimed"), "task_assigned": N_("event.task_assigned"),
+    "element_completed": N_("event.element_completed"), "reminder": N_("event.reminder"),
+    "escalation": N_("event.escalation"), "timers_fired": N_("event.timers_fired"),
+    "timer_moved": N_("event.timer_moved"), "message_received": N_("event.message_received"),
+    "incident": N_("event.incident"), "instance_suspended": N_("event.instance_suspended"),
+    "instance_resumed": N_("event.instance_resumed"),
+    "instance_terminated": N_("event.instance_terminated"),
+    "instance_retried": N_("event.instance_retried"),
+    "instance_migrated": N_("event.instance_migrated"),
+    "schedule_fired": N_("event.schedule_fired"),
+    "definition_deployed": N_("event.definition_deployed"),
+    "email_requeued": N_("event.email_requeued"),
+    "instance_completed": N_("event.instance_completed"),
+    "incident_resolved": N_("event.incident_resolved"), "task_opened": N_("event.task_opened"),
+    "task_cancelled": N_("event.task_cancelled"), "task_reopened": N_("event.task_reopened"),
+    "timer_scheduled": N_("event.timer_scheduled"),
+    "timer_cancelled": N_("event.timer_cancelled"), "timer_fired": N_("event.timer_fired"),
+    "timer_failed": N_("event.timer_failed"), "timer_rearmed": N_("event.timer_rearmed")}
 STATUS_KEYS = (InstanceStatus.RUNNING, InstanceStatus.INCIDENT, InstanceStatus.SUSPENDED,
                InstanceStatus.COMPLETED, InstanceStatus.TERMINATED)
-# the rules by which the engine refuses an action (engine.errors.Forbidden.rule), said to
-# the person refused; the placeholders are the refusal's details
-REFUSALS = {
-    "claimed_by_another": ("Công việc này đã được {assignee} nhận xử lý; chỉ người đó được "
-                           "xử lý tiếp", "This task was claimed by {assignee}; only they may "
-                           "work on it"),
-    "candidates_only": TEXT["not_yours"],
-    "assignee_or_administrators": ("Chỉ người đã nhận công việc hoặc quản trị viên mới được "
-                                   "trả lại công việc này", "Only the assignee or an "
-                                   "administrator may give this task back"),
-    "administrators_only": ("Chỉ quản trị viên của {variant} mới được thực hiện thao tác này",
-                            "Only administrators of {variant} may do this"),
-    "own_units_only": ("Bạn không được thực hiện thay cho đơn vị {unit_id}",
-                       "You cannot act for unit {unit_id}"),
-    "members_only": ("Bạn không giữ chức vụ nào trong đơn vị thuộc {variant}",
-                     "You hold no position in a unit of {variant}"),
+STATUS_LABELS = {   # value → message id, per kind of thing that has a status
+    "instance": {"running": N_("status.running"), "incident": N_("status.incident"),
+                 "suspended": N_("status.suspended"), "completed": N_("status.completed"),
+                 "terminated": N_("status.terminated")},
+    "task": {"open": N_("task_status.open"), "completed": N_("task_status.completed"),
+             "cancelled": N_("task_status.cancelled")},
+    "outbox": {"pending": N_("outbox_status.pending"), "sending": N_("outbox_status.sending"),
+               "sent": N_("outbox_status.sent"), "failed": N_("outbox_status.failed"),
+               "unknown": N_("outbox_status.unknown")},
 }
+# timers by the kind of their event (engine.scripting), and e-mail preferences
+TIMER_KINDS = {
+    "EngineTimeDate": N_("timer_kind.date"), "TimeDateEventDefinition": N_("timer_kind.date"),
+    "StartTimeDate": N_("timer_kind.start_date"),
+    "EngineDuration": N_("timer_kind.duration"),
+    "DurationTimerEventDefinition": N_("timer_kind.duration"),
+    "StartDuration": N_("timer_kind.start_duration"),
+    "EngineCycle": N_("timer_kind.cycle"), "CycleTimerEventDefinition": N_("timer_kind.cycle"),
+    "StartCycle": N_("timer_kind.start_cycle")}
+PREFERENCE_LABELS = {"immediate": N_("pref_immediate"), "digest": N_("pref_digest"),
+                     "off": N_("pref_off")}
+# the rules by which the engine refuses an action (engine.errors.Forbidden.rule): their
+# message codes, said to the person refused with the refusal's details as params
+REFUSALS = {
+    "claimed_by_another": N_("refused.claimed_by_another"),
+    "candidates_only": N_("refused.candidates_only"),
+    "assignee_or_administrators": N_("refused.assignee_or_administrators"),
+    "administrators_only": N_("refused.administrators_only"),
+    "own_units_only": N_("refused.own_units_only"),
+    "members_only": N_("refused.members_only")}
 
 
 def choose_language() -> str:
@@ -247,37 +93,65 @@ def lang() -> str:
     return getattr(g, "lang", "vi")
 
 
-def t(key: str) -> str:
-    vi, en = TEXT[key]
-    return en if lang() == "en" else vi
+def t(key: str, **params) -> str:
+    """The words of a message id in the page's language, from the catalogues."""
+    return catalogues.text(key, **params)
+
+
+def say(code: str | None, params: dict | None = None) -> str | None:
+    """A message code with its params in the page's language; None when unknown."""
+    return catalogues.say(code, params)
+
+
+def error_text(exc) -> str:
+    """An engine error for a page: its message code in words; English only on English
+    pages (the code-less errors are a designer's or a developer's)."""
+    said = catalogues.say_error(exc)
+    if said is not None:
+        return said
+    return exc.message if lang() == "en" else t("error_without_words")
 
 
 def refusal(exc) -> str:
-    """Why the engine refused (a :class:`~engine.errors.Forbidden`), in the page's language."""
-    pair = REFUSALS.get(exc.rule)
-    if pair is None:
-        return exc.message
-    try:
-        return label(pair).format(**exc.details)
-    except (KeyError, IndexError):
-        return label(pair)
+    """Why the engine refused (a :class:`~engine.errors.Forbidden`), in the page's language:
+    its rule is its message code (``refused.<rule>``)."""
+    return error_text(exc)
 
 
 def label(pair_or_text, english: str | None = None) -> str:
-    """A schema title and its ``x-title-en`` (or a (vi, en) pair) in the page's language."""
+    """A schema title and its ``x-title-en`` (or a (vi, en) pair) in the page's language:
+    the words of a process's own forms, written by its designer."""
     if isinstance(pair_or_text, tuple):
         pair_or_text, english = pair_or_text
     return (english or pair_or_text) if lang() == "en" else pair_or_text
 
 
-def stage_label(stage: str | None) -> str:
-    if not stage:
+def _vocabulary(labels: dict[str, str], value: str | None, unknown: str | None = None) -> str:
+    if not value:
         return ""
-    return label(STAGE_LABELS[stage]) if stage in STAGE_LABELS else stage
+    if value in labels:
+        return t(labels[value])
+    return t(unknown, value=value) if unknown else value     # a name a designer chose
+
+
+def stage_label(stage: str | None) -> str:
+    return _vocabulary(STAGE_LABELS, stage)
 
 
 def action_label(action: str) -> str:
-    return label(ACTION_LABELS[action]) if action in ACTION_LABELS else action
+    return _vocabulary(ACTION_LABELS, action, N_("event.other"))
+
+
+def status_label(status: str | None, kind: str = "instance") -> str:
+    return _vocabulary(STATUS_LABELS[kind], status, N_("status.other"))
+
+
+def timer_kind_label(kind: str | None) -> str:
+    return _vocabulary(TIMER_KINDS, kind, N_("timer_kind.other"))
+
+
+def preference_label(mode: str) -> str:
+    return _vocabulary(PREFERENCE_LABELS, mode)
 
 
 @overload

@@ -16,7 +16,7 @@ from engine.store import Definition, HumanTask, Instance, OrgUnit, TaskStatus
 from . import form_fields
 from ..routes.common import visible_task_and_candidacy
 from .attachments import store_uploads
-from .i18n import label, refusal, t
+from .i18n import error_text, refusal, t
 from .web import engine, page_number, principal, signed_in
 
 blp = Blueprint("officials", __name__, template_folder="templates")
@@ -131,7 +131,7 @@ def complete_task(task_id):
             schema, request.form, store_uploads(schema, request.files, me.username))
         if unreadable:      # say everything wrong at once, the unreadable fields first
             errors = {**form_fields.field_messages(form_errors(schema, data)),
-                      **{path: label(message) for path, message in unreadable.items()}}
+                      **form_fields.unreadable_messages(unreadable)}
         else:
             # the engine checks, with the instance locked, that the signed-in user may
             engine().runtime.complete_task(task_id, data, principal=me)
@@ -141,7 +141,7 @@ def complete_task(task_id):
                             status=403)
     except InvalidData as exc:
         errors = form_fields.field_messages(exc.details.get("errors", [])) or {
-            "(form)": exc.message}
+            "(form)": error_text(exc)}
     if errors:
         flash(t("form_invalid"), "error")
         return _render_task(task, instance, definition, schema, data=data, errors=errors,
@@ -201,7 +201,7 @@ def start_case():
     wanted = request.form.get("definition_id", "")
     chosen = next((d for d in startable() if str(d.id) == wanted), None)
     if chosen is None:
-        raise NotFound(f"no startable process '{wanted}'")
+        raise NotFound(f"no startable process '{wanted}'", code="process.not_startable")
     me = principal()
     # for the official's own unit in the variant, which the engine finds and checks
     instance = engine().runtime.start(chosen.variant, chosen.key, principal=me)

@@ -5,14 +5,14 @@ import functools
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import flask_babel
 from flask import (Blueprint, Flask, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 
 from engine.access import Principal
-from engine.errors import Forbidden
+from engine.errors import N_
 
 from ..auth import csrf_token, csrf_valid, session_username
-from ..problems import PROBLEMS, engine_problem
 from . import i18n
 
 blp = Blueprint("web", __name__, template_folder="templates")
@@ -71,22 +71,16 @@ def install(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_SECURE", False)     # ND73_SECURE_COOKIES: create_app
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
-    app.jinja_env.globals.update(t=i18n.t, label=i18n.label, stage_label=i18n.stage_label,
-                                 action_label=i18n.action_label,
+    app.jinja_env.globals.update(t=i18n.t, say=i18n.say, label=i18n.label,
+                                 stage_label=i18n.stage_label, action_label=i18n.action_label,
+                                 status_label=i18n.status_label,
+                                 timer_kind_label=i18n.timer_kind_label,
+                                 preference_label=i18n.preference_label,
                                  csrf_token=csrf_token)
     app.jinja_env.filters.update(date=i18n.format_date, datetime=i18n.format_datetime,
                                  money=i18n.format_money, compact_json=i18n.compact_json)
     app.extensions["nd73.error_page"] = (
         lambda *problem: error_page(*problem) if _is_page(request.path) else None)
-
-    @app.errorhandler(Forbidden)
-    def refused(exc: Forbidden):
-        """The engine refused: on a page, said in the person's language by its rule."""
-        if not _is_page(request.path):
-            return engine_problem(exc)
-        _, title_vi, title_en = PROBLEMS["forbidden"]
-        g.lang = getattr(g, "lang", None) or i18n.choose_language()
-        return error_page(403, title_vi, title_en, i18n.refusal(exc))
 
     @app.before_request
     def web_request():
@@ -96,9 +90,8 @@ def install(app: Flask) -> None:
         if request.method not in SAFE_METHODS:
             sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token")
             if not csrf_valid(sent):
-                return error_page(403, i18n.TEXT["session_expired"][0],
-                                  i18n.TEXT["session_expired"][1],
-                                  "CSRF token missing or wrong")
+                return error_page(403, "forbidden", "CSRF token missing or wrong",
+                                  title=N_("session_expired"))
         return None
 
     @app.after_request
@@ -124,10 +117,20 @@ def _unread(found: Principal) -> int:
     return notifications.unread_count(found.username) if notifications else 0
 
 
-def error_page(status: int, title_vi: str, title_en: str, detail: str | None):
-    g.lang = getattr(g, "lang", None) or i18n.choose_language()
-    title = title_en if g.lang == "en" else title_vi
-    return render_template("error.html", status=status, title=title, detail=detail), status
+def error_page(status: int, kind: str, detail: str | None = None, extra: dict | None = None,
+               *, title: str | None = None):
+    """A problem as a page in the page's language: its title, and what was wrong when the
+    problem carries a message code. A detail without one is a developer's English sentence,
+    shown on English pages only."""
+    if getattr(g, "lang", None) is None:       # refused before the page's language was read
+        g.lang = i18n.choose_language()
+        flask_babel.refresh()
+    extra = extra or {}
+    said = i18n.say(extra.get("code"), extra.get("params"))
+    if said is None and g.lang == "en":
+        said = detail
+    return render_template("error.html", status=status, title=i18n.t(title or f"problem.{kind}"),
+                           detail=said), status
 
 
 @blp.route("/login", methods=["GET", "POST"])

@@ -30,11 +30,13 @@ unique (user, day) row and the notifications it takes are written in one transac
 from __future__ import annotations
 
 import logging
+import re
 
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import LOCAL_TZ, as_utc
+from ..errors import N_
 from ..leases import LeaseQueue, LeaseSettings
 from ..store import Definition, User
 from ..store.models import Notification, OutboxMessage
@@ -47,6 +49,30 @@ DEFAULT_DIGEST_HOUR = 7
 # most an hour; failed after the 8th
 OUTBOX_LEASES = LeaseSettings(lease_seconds=300, max_attempts=8, backoff_base_seconds=60,
                               backoff_cap_seconds=3600)
+
+INTERRUPTED = "the sender stopped while handing the message to the SMTP server; not sent again"
+# How a failure reads in ``last_error`` (written here and by the mailer), as a message code
+# with its params, so that pages say it in the reader's language; ``smtp`` is the server's
+# reply code. The first pattern that matches names the failure.
+FAILURES = (
+    (N_("outbox_error.connect"), re.compile(r"cannot connect to (?P<server>\S+?):?\s")),
+    (N_("outbox_error.sender_refused"), re.compile(r"MAIL FROM refused: (?P<smtp>\d{3})")),
+    (N_("outbox_error.recipient_refused"), re.compile(r"RCPT TO refused: (?P<smtp>\d{3})")),
+    (N_("outbox_error.envelope"), re.compile(r"SMTP envelope failed")),
+    (N_("outbox_error.content_refused"), re.compile(r"DATA refused: (?P<smtp>\d{3})")),
+    (N_("outbox_error.connection_lost"), re.compile(r"connection lost while sending")),
+    (N_("outbox_error.interrupted"), re.compile(re.escape(INTERRUPTED))),
+    (N_("outbox_error.smtp_reply"), re.compile(r"^(?P<smtp>[45]\d\d)\b")),
+)
+
+
+def failure_code(last_error: str | None) -> tuple[str, dict] | None:
+    """``last_error`` as (message code, params); None when it is not one of ours."""
+    for code, pattern in FAILURES:
+        found = pattern.search(last_error or "")
+        if found:
+            return code, found.groupdict()
+    return None
 
 
 class OutboxSender:
@@ -138,8 +164,7 @@ class OutboxSender:
         """Messages left ``sending`` by a sender that died: their delivery is unknown."""
         return self.queue.end_expired(
             "sending", "unknown",
-            last_error="the sender stopped while handing the message to the SMTP server; "
-                       "not sent again")
+            last_error=INTERRUPTED)
 
     def claim(self) -> list[int]:
         return [row.id for row in self.queue.claim(self.batch)]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from ..clock import Clock, as_utc
-from ..errors import InvalidData, InvalidState, NotFound
+from ..errors import N_, InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                      OrgUnit, User, appends)
 from ..org import Org
@@ -224,7 +224,8 @@ class Notifications:
                 try:
                     wanted = sorted({int(i) for i in ids})
                 except (TypeError, ValueError):
-                    raise InvalidData("notification ids are whole numbers") from None
+                    raise InvalidData("notification ids are whole numbers",
+                                      code="notification.bad_ids") from None
                 storable = [i for i in wanted if 0 < i < 2**31]   # beyond any stored id
                 owned = set(session.scalars(select(Notification.id).where(
                     Notification.username == username, Notification.id.in_(storable)))) \
@@ -232,7 +233,8 @@ class Notifications:
                 missing = [i for i in wanted if i not in owned]
                 if missing:
                     raise NotFound(f"notification(s) {', '.join(map(str, missing[:10]))} do "
-                                   f"not exist", ids=missing[:10])
+                                   f"not exist", code="notification.not_found",
+                                   ids=missing[:10])
                 if not wanted:
                     return 0
                 query = query.where(Notification.id.in_(wanted))
@@ -242,7 +244,8 @@ class Notifications:
         with self.db.reading() as session:
             user = session.get(User, username)
         if user is None:
-            raise NotFound(f"user '{username}' does not exist")
+            raise NotFound(f"user '{username}' does not exist", code="user.not_found",
+                               params={"user": username})
         return user.notification_mode or "immediate"
 
     def email(self, username: str) -> str | None:
@@ -254,14 +257,17 @@ class Notifications:
         """Switching away from ``digest`` drops the e-mail of notifications still waiting for
         a digest (they stay in the app)."""
         if mode not in MODES:
+            params = {"modes": ", ".join(MODES)}
             raise InvalidData(f"mode must be one of {', '.join(MODES)}, not '{mode}'",
-                              errors=[{"field": "mode",
-                                       "message": "Chỉ nhận: immediate, digest, off",
-                                       "message_en": "One of: immediate, digest, off"}])
+                              code="notification.mode", params=params,
+                              errors=[{"field": "mode", "code": N_("notification.mode"),
+                                       "params": params,
+                                       "message": f"One of: {', '.join(MODES)}"}])
         with self.db.transaction() as session:
             user = session.get(User, username)
             if user is None:
-                raise NotFound(f"user '{username}' does not exist")
+                raise NotFound(f"user '{username}' does not exist", code="user.not_found",
+                               params={"user": username})
             if user.notification_mode == "digest" and mode != "digest":
                 session.execute(update(Notification).where(
                     Notification.username == username, Notification.email_status == "digest")
@@ -287,10 +293,11 @@ class Notifications:
             row = session.scalars(select(OutboxMessage).where(
                 OutboxMessage.id == message_id, _administered(principal))).first()
             if row is None:
-                raise NotFound(f"e-mail {message_id} does not exist")
+                raise NotFound(f"e-mail {message_id} does not exist", code="email.not_found")
             if row.status not in ("failed", "unknown"):
                 raise InvalidState(f"e-mail {message_id} is {row.status}; only failed or "
-                                   "unknown ones are sent again")
+                                   "unknown ones are sent again", code="email.not_resendable",
+                                   params={"outbox_status": row.status})
             session.add(AuditEvent(at=now, actor=principal.username, action="email_requeued",
                                    details={"outbox_id": row.id, "was": row.status,
                                             "recipient": row.recipient}))

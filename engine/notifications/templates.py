@@ -158,26 +158,32 @@ def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
             problems.append(Problem(label, f"no notification of kind '{match['kind']}' is "
                                            "sent: the engine sends " + ", ".join(KINDS)
                                            + ", the BPMN declares " + (", ".join(
-                                               sorted(set(declared or ()))) or "none")))
+                                               sorted(set(declared or ()))) or "none"),
+                                    code="template.unknown_kind",
+                                    params={"kind": match["kind"]}))
             continue
         if not is_template_name(name):
             problems.append(Problem(label, "a notification template is named <kind>.subject."
                                            "txt, <kind>.txt or <kind>.html, the kind in "
                                            "lower-case letters and '_' (the engine's own: "
-                                    + ", ".join(KINDS) + "; others as the BPMN declares)"))
+                                    + ", ".join(KINDS) + "; others as the BPMN declares)",
+                                    code="template.name"))
             continue
         if len(content) > MAX_TEMPLATE_BYTES:
-            problems.append(Problem(label, f"larger than {MAX_TEMPLATE_BYTES // 1024} KB"))
+            problems.append(Problem(label, f"larger than {MAX_TEMPLATE_BYTES // 1024} KB",
+                                    code="template.too_large",
+                                    params={"limit_kb": MAX_TEMPLATE_BYTES // 1024}))
             continue
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError:
-            problems.append(Problem(label, "not UTF-8 text"))
+            problems.append(Problem(label, "not UTF-8 text", code="template.not_utf8"))
             continue
         try:
             _env_for(name).parse(text)
         except TemplateSyntaxError as exc:
-            problems.append(Problem(label, f"template syntax: {exc.message}", line=exc.lineno))
+            problems.append(Problem(label, f"template syntax: {exc.message}", line=exc.lineno,
+                                    code="template.syntax", params={"detail": exc.message}))
     return problems
 
 

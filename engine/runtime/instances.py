@@ -34,7 +34,7 @@ from ..access import Access, Principal
 from ..audit import lock_instance
 from ..clock import Clock
 from ..deadlines import variant_settings
-from ..errors import Conflict, InvalidData, NotFound, ScriptError
+from ..errors import N_, Conflict, InvalidData, NotFound, ScriptError
 from ..forms import form_errors
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
@@ -103,20 +103,23 @@ class Runtime(InstanceManagement, Schedules):
                 yield session
         except StaleDataError:
             raise Conflict("the instance was changed by someone else at the same time; "
-                           "reload and try again") from None
+                           "reload and try again", code="instance.changed") from None
         except IntegrityError as exc:
-            raise Conflict(f"a concurrent change collided with this one: {exc.orig}") from None
+            raise Conflict(f"a concurrent change collided with this one: {exc.orig}",
+                           code="instance.changed") from None
         except OperationalError as exc:
             text = str(exc.orig).lower()
             if "deadlock" in text or "could not serialize" in text or "locked" in text:
-                raise Conflict("the instance is busy with another change; try again") from None
+                raise Conflict("the instance is busy with another change; try again",
+                               code="instance.busy") from None
             raise
 
     def _load(self, session: Session, instance_id: str,
               cached: bool = False) -> tuple[Instance, BpmnWorkflow]:
         instance = session.get(Instance, instance_id)
         if instance is None:
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
         if cached:          # only for a unit of work that holds the instance's row lock
             workflow = self._workflows.take(instance_id, instance.version,
                                             instance.definition_id)
@@ -139,7 +142,7 @@ class Runtime(InstanceManagement, Schedules):
             locked = lock_instance(session, instance_id, task_id=task_id)
             if instance_id is None:
                 if locked is None:       # said as for a task the caller may not see
-                    raise NotFound(f"task {task_id} does not exist")
+                    raise NotFound(f"task {task_id} does not exist", code="task.not_found")
                 instance_id = locked.id
             note(instance_id=instance_id)          # on the log lines of the work in hand
             instance, workflow = self._load(session, instance_id, cached=True)
@@ -289,10 +292,9 @@ class Runtime(InstanceManagement, Schedules):
         elif policy.start_unit_required(definition):
             raise InvalidData(
                 f"{definition.variant}/{definition.key} is started for a unit: give unit_id",
-                errors=[{"field": "unit_id",
-                         "message": "Quy trình này phải được khởi tạo cho một đơn vị: "
-                                    "hãy chọn đơn vị (unit_id).",
-                         "message_en": "This process is started for a unit: give unit_id."}])
+                code="start.unit_required",
+                errors=[{"field": "unit_id", "code": N_("start.unit_required"), "params": {},
+                         "message": "This process is started for a unit: give unit_id."}])
         return unit_id
 
     def schedule_unit(self, definition: Definition) -> str | None:
@@ -311,7 +313,8 @@ class Runtime(InstanceManagement, Schedules):
         with self.db.reading() as session:
             instance = session.get(Instance, instance_id)
         if instance is None:
-            raise NotFound(f"instance {instance_id} does not exist", instance_id=instance_id)
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
         return instance
 
     def workflow(self, instance_id: str) -> BpmnWorkflow:
@@ -335,7 +338,8 @@ class Runtime(InstanceManagement, Schedules):
         with self.db.reading() as session:
             task = session.get(HumanTask, task_id)
         if task is None:
-            raise NotFound(f"task {task_id} does not exist", task_id=task_id)
+            raise NotFound(f"task {task_id} does not exist", code="task.not_found",
+                           task_id=task_id)
         return task
 
     def complete_task(self, task_id: str, data: dict | None, *,
@@ -345,7 +349,7 @@ class Runtime(InstanceManagement, Schedules):
             # with the instance locked: a claim committed before this step is seen here
             found = self.access.task_to_act_on(session, principal, task_id)
             if found is None:                    # said as for a task that does not exist
-                raise NotFound(f"task {task_id} does not exist")
+                raise NotFound(f"task {task_id} does not exist", code="task.not_found")
             checked, is_candidate = found
             if checked.status == "open":
                 self.access.require_may_work_on(principal, checked, is_candidate, "complete")
@@ -359,14 +363,17 @@ class Runtime(InstanceManagement, Schedules):
             [row] = [r for r in rows if r.id == task_id]
             if row.status == TaskStatus.COMPLETED:
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
-                               f"{row.completed_by}", task_id=task_id)
+                               f"{row.completed_by}", code="task.completed_by",
+                               params={"task": row.name or row.element_id,
+                                       "user": row.completed_by}, task_id=task_id)
             self._require(instance, RUNNING, "complete a task of")
             try:
                 task = workflow.get_task_from_id(uuid.UUID(task_id))
             except (WorkflowException, KeyError):
                 task = None
             if task is None or not task.has_state(TaskState.READY) or not task.task_spec.manual:
-                raise Conflict(f"task {task_id} is no longer open", task_id=task_id)
+                raise Conflict(f"task {task_id} is no longer open", code="task.not_open",
+                               task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
             self._check_form(definition, task.task_spec, task.data, data)
             waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
@@ -417,7 +424,8 @@ class Runtime(InstanceManagement, Schedules):
                 except ScriptError as exc:
                     raise InvalidData(f"the rule on field '{rule.field}' of the form "
                                       f"'{label}' cannot be checked: "
-                                      f"{exc}") from None
+                                      f"{exc}", code="form.rule_unchecked",
+                                      params={"field": rule.field}) from None
                 if broken:
                     known.add(rule.field)
                     errors.append({"field": rule.field,
@@ -428,6 +436,7 @@ class Runtime(InstanceManagement, Schedules):
             raise InvalidData(f"the form '{label}' has "
                               f"{len(errors)} invalid field(s): "
                               + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                              code="form.invalid", params={"count": len(errors)},
                               errors=errors)
 
     def send_message(self, name: str, payload: dict | None = None, *, principal: Principal,

@@ -78,7 +78,8 @@ class InstanceManagement:
             except (WorkflowException, KeyError, ValueError):
                 task = None
             if task is None or timer_due(task) is None:
-                raise InvalidState(f"element of timer {task_id} is not waiting")
+                raise InvalidState(f"element of timer {task_id} is not waiting",
+                                   code="timer.not_waiting")
             now = self.clock.now()
             value = task._get_internal_data("event_value")
             if isinstance(value, dict):
@@ -150,7 +151,8 @@ class InstanceManagement:
     def _require(self, instance: Instance, status: str, verb: str) -> None:
         if instance.status != status:
             raise InvalidState(f"cannot {verb} instance {instance.id}: it is {instance.status}",
-                               instance_status=instance.status)
+                               code="instance.wrong_status", instance_status=instance.status,
+                               params={"instance_status": instance.status})
 
     def _set_status(self, instance_id: str, *, principal: Principal, allowed: tuple,
                     status: str, action: str, reason: str | None = None) -> Instance:
@@ -160,7 +162,9 @@ class InstanceManagement:
             actor = principal.username
             if instance.status not in allowed:
                 raise InvalidState(f"cannot {action.split('_')[-1]} instance {instance_id}: "
-                                   f"it is {instance.status}", instance_status=instance.status)
+                                   f"it is {instance.status}", instance_status=instance.status,
+                                   code="instance.wrong_status",
+                                   params={"instance_status": instance.status})
             if status == TERMINATED:
                 workflow.cancel()
             self._save(session, instance, workflow, actor=actor, action=action,
@@ -211,7 +215,9 @@ class InstanceManagement:
             target = self.repository.get(target_definition_id, session)
             if instance.status not in ACTIVE_STATUSES:
                 raise InvalidState(f"cannot migrate instance {instance_id}: it is "
-                                   f"{instance.status}", instance_status=instance.status)
+                                   f"{instance.status}", instance_status=instance.status,
+                                   code="instance.wrong_status",
+                                   params={"instance_status": instance.status})
             if (target.variant, target.key) != (instance.variant, instance.definition_key):
                 raise MigrationRefused("cannot migrate", [
                     f"version {target.id} belongs to {target.variant}/{target.key}, not "

@@ -57,16 +57,20 @@ def clean_data(data: Any, max_bytes: int) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InvalidData("data must be a JSON object")
+        raise InvalidData("data must be a JSON object", code="data.not_object")
     bad = [k for k in data if not isinstance(k, str) or k.startswith("_")]
     if bad:
-        raise InvalidData(f"data field names must not start with '_': {bad[:5]}")
+        raise InvalidData(f"data field names must not start with '_': {bad[:5]}",
+                          code="data.reserved_names",
+                          params={"names": ", ".join(map(str, bad[:5]))})
     try:
         size = data_size(data, max_bytes)
     except ScriptError as exc:
-        raise InvalidData(str(exc)) from None
+        raise InvalidData(str(exc), code="data.unreadable",
+                          params={"detail": str(exc)}) from None
     if size > max_bytes:
-        raise InvalidData(f"data is larger than the limit of {max_bytes:,} bytes")
+        raise InvalidData(f"data is larger than the limit of {max_bytes:,} bytes",
+                          code="data.too_large", params={"limit": max_bytes})
     return data
 
 

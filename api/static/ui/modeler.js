@@ -1,6 +1,7 @@
 // The variant's diagram in the bpmn-js modeler; "validate" and "deploy" send it to the REST
 // API (the web session with its anti-forgery token) and mark the engine's problems on the
-// elements they name.
+// elements they name, said in the page's language from their message codes (the page
+// carries those words from the catalogues; the engine's English stays on English pages).
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("modeler-data").textContent);
@@ -8,6 +9,21 @@
   var container = document.getElementById("modeler");
   var modeler = new BpmnJS({ container: container, keyboard: { bindTo: document } });
   var marked = [];
+  var english = document.documentElement.lang === "en";
+
+  // "%(name)s" in the catalogue's words → the problem's param
+  function say(code, params, english_words) {
+    var words = code && data.messages[code];
+    if (!words) { return english ? english_words : null; }
+    return words.replace(/%\((\w+)\)s/g, function (all, name) {
+      return params && params[name] !== undefined && params[name] !== null ?
+        String(params[name]) : "";
+    });
+  }
+
+  function problemText(p) {
+    return say(p.code, p.params, p.message) || data.labels.problem;
+  }
 
   modeler.importXML(data.xml).then(function () {
     modeler.get("canvas").zoom("fit-viewport");
@@ -30,7 +46,8 @@
         var item = document.createElement("li");
         item.setAttribute("data-element", p.element_id || "");
         item.textContent = (p.element_id ? "[" + p.element_id + "] " : "") +
-          (p.line ? p.file + ":" + p.line + " " : "") + p.message;
+          (p.line ? p.file + " (" + data.labels.line + " " + p.line + ") " : "") +
+          problemText(p);
         list.appendChild(item);
       });
       result.appendChild(list);
@@ -47,7 +64,7 @@
       marked.push(p.element_id);
       var badge = document.createElement("div");
       badge.className = "problem-badge";
-      badge.title = p.message;
+      badge.title = problemText(p);
       badge.textContent = "!";
       badge.setAttribute("data-problem", p.element_id);
       overlays.add(p.element_id, "problem", { position: { top: -12, right: 12 }, html: badge });
@@ -70,8 +87,10 @@
     }).then(function (answer) {
       if (!answer.ok) {
         var problems = answer.body.problems || [];
+        var detail = problems.length ? null :
+          say(answer.body.code, answer.body.params, answer.body.detail);
         show("error", data.labels.error + ": " + (answer.body.title || "") +
-             (problems.length ? "" : " — " + (answer.body.detail || "")), problems);
+             (detail ? " — " + detail : ""), problems);
         markProblems(problems);
         return null;
       }
