@@ -165,7 +165,8 @@ class Org:
             named_role = str(data.get(rule.role_from) or rule.otherwise_role or "")
             if not named_role or named_role == role:
                 raise InvalidData(f"role '{role}': the data field '{rule.role_from}' names "
-                                  "no role")
+                                  "no role", code="org.role_field_empty",
+                                  params={"role": role, "field": rule.role_from})
             role, rule = named_role, role_named(named_role, settings)
         if rule.person == "proposer":
             return Resolution([proposer] if proposer else [], unit_id, role)

@@ -71,7 +71,7 @@ def install(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app.config.setdefault("SESSION_COOKIE_SECURE", False)     # ND73_SECURE_COOKIES: create_app
     app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=8))
-    app.jinja_env.globals.update(t=i18n.t, say=i18n.say, label=i18n.label,
+    app.jinja_env.globals.update(t=i18n.t, label=i18n.label,
                                  stage_label=i18n.stage_label, action_label=i18n.action_label,
                                  status_label=i18n.status_label,
                                  timer_kind_label=i18n.timer_kind_label,
