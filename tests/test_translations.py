@@ -99,7 +99,7 @@ def test_every_message_id_the_code_names_is_in_the_catalogues_and_no_other():
     named = named_in_code()
     # a sample of what the extraction sees: templates, views, engine codes, BPMN problems
     assert {"sign_in", "outbox", "form.must_tick", "task.completed_by", "bpmn.lane_role",
-            "access.admin", "status.running", "problem.not-found"} <= named
+            "refused.administrators_only", "status.running", "problem.not-found"} <= named
     known = set(words("vi"))
     assert sorted(named - known) == [], "not in the catalogues: run make translations"
     assert sorted(known - named) == [], "no longer used: run make translations"
@@ -122,12 +122,14 @@ def test_every_word_of_the_vocabularies_has_its_words():
     assert set(STATUSES) == set(i18n.STATUS_LABELS["instance"])
     assert set(OUTBOX_STATUSES) == set(i18n.STATUS_LABELS["outbox"])
     assert set(MODES) == set(i18n.PREFERENCE_LABELS)
+    refusing = set(re.findall(r'rule="(\w+)"', (PROJECT / "engine" / "access.py").read_text()))
+    assert refusing and refusing <= set(i18n.REFUSALS)
     timers = {cls.__name__ for cls in vars(scripting).values() if isinstance(cls, type)
               and issubclass(cls, scripting.TimerEventDefinition)
               and cls.__module__ == scripting.__name__ and not cls.__name__.startswith("_")}
     assert timers and timers <= set(i18n.TIMER_KINDS)
     for labels in (i18n.STAGE_LABELS, i18n.ACTION_LABELS, i18n.TIMER_KINDS,
-                   i18n.PREFERENCE_LABELS, *i18n.STATUS_LABELS.values()):
+                   i18n.PREFERENCE_LABELS, i18n.REFUSALS, *i18n.STATUS_LABELS.values()):
         assert set(labels.values()) <= set(vi)
 
 
@@ -291,6 +293,9 @@ def pages(scene, language: str) -> dict[str, str]:
     shown["not found"] = proposer.get(f"/instances/{scene['other'].id}", 404)
     shown["no such task"] = proposer.get("/tasks/00000000-0000-0000-0000-000000000000", 404)
     shown["not a designer"] = proposer.get("/designer/lao-cai/proposal", 403)
+    # the engine refuses a repair by its rule: said by the rule's words
+    shown["repair refused"] = proposer.post(f"/instances/{scene['screening'].id}/suspend",
+                                            {"reason": "x"}, 403)
 
     head = Browser(app, HEAD, language)
     shown["inbox head"] = head.get("/")
@@ -372,6 +377,7 @@ def test_no_english_reaches_a_vietnamese_page(scene):
     assert "Không tìm thấy hồ sơ" in shown["not found"]
     assert "Không tìm thấy công việc" in shown["no such task"]
     assert "Chỉ người thiết kế quy trình của “lao-cai”" in shown["not a designer"]
+    assert "Chỉ quản trị viên của lao-cai mới được thực hiện" in shown["repair refused"]
     assert "Đang chạy" in shown["my cases"] and "Đang chạy" in shown["case admin"]
     assert "Sự cố" in shown["incident"] and "Chi tiết kỹ thuật" in shown["incident"]
     assert "Không thực hiện được khi hồ sơ đang ở trạng thái “Đang chạy”" in shown[
@@ -400,6 +406,7 @@ def test_the_same_pages_in_english_are_in_english(scene):
     assert "Inbox" in shown["inbox"] and "Open" in shown["task head"]
     assert "Only administrators may open this page" in shown["forbidden"]
     assert "The case does not exist" in shown["not found"]
+    assert "Only administrators of lao-cai may do this" in shown["repair refused"]
     assert "Running" in shown["case admin"] and "Timers" in shown["case admin"]
     assert "NameError" in shown["incident"]          # the technical detail, on English pages
     assert "Not possible while the case is “Running”" in shown["resume refused"]
