@@ -12,9 +12,6 @@ Utc = lambda **kw: fields.AwareDateTime(default_timezone=timezone.utc, **kw)  # 
 Name = lambda **kw: fields.String(validate=validate.Length(1, 255), **kw)  # noqa: E731
 
 STATUSES = tuple(status.value for status in InstanceStatus)
-STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
-          "implementing", "suspended", "terminated", "evaluating", "recognised",
-          "protection_review", "closed", "reporting", "consolidating")
 
 
 class PageArgs(Schema):
@@ -167,7 +164,8 @@ class InstanceArgs(PageArgs):
     variant = fields.String(validate=validate.Length(1, 64))
     definition_key = fields.String(validate=validate.Length(1, 128))
     status = fields.String(validate=validate.OneOf(STATUSES))
-    stage = fields.String(validate=validate.OneOf(STAGES))
+    stage = fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"), metadata={
+        "description": "A business stage the variants declare ([stages] in variant.toml)"})
     unit = fields.String(validate=validate.Length(1, 64))
     started_by = fields.String(validate=validate.Length(1, 128))
     overdue = fields.Boolean()

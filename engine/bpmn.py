@@ -153,7 +153,8 @@ def _enclosing_id(node) -> str | None:
     return None
 
 
-def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Problem]:
+def _static_problems(files: list[ParsedFile], roles: tuple[str, ...],
+                     stages: tuple[str, ...]) -> list[Problem]:
     """Checks SpiffWorkflow does not make: start events, call targets, sandboxed code."""
     problems: list[Problem] = []
     known = {pid for f in files for pid in f.process_ids}
@@ -182,12 +183,12 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...]) -> list[Pr
                     element_id=lane.get("id"), line=lane.sourceline, code="bpmn.lane_role",
                     params={"lane": lane.get("name") or "", "known": ", ".join(roles)}))
         for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
-            if prop.get("value") not in STAGES:
+            if prop.get("value") not in stages:
                 problems.append(Problem(
-                    f.name, f"stage '{prop.get('value')}' is not in the vocabulary: "
-                            + ", ".join(STAGES), element_id=_enclosing_id(prop),
+                    f.name, f"stage '{prop.get('value')}' is not in the variant's [stages]: "
+                            + ", ".join(stages), element_id=_enclosing_id(prop),
                     line=prop.sourceline, code="bpmn.stage",
-                    params={"stage": prop.get("value") or "", "known": ", ".join(STAGES)}))
+                    params={"stage": prop.get("value") or "", "known": ", ".join(stages)}))
         problems.extend(_declaration_problems(f))
         for call in f.root.iterfind(".//bpmn:callActivity", NS):
             target = call.get("calledElement")
@@ -319,12 +320,6 @@ def _problem_from(exc: SpiffWorkflowException, files: list[ParsedFile]) -> Probl
                    params={"detail": str(message)})
 
 
-# Business stages every instance reports, whatever its diagram (see processes/README.md).
-STAGES = ("draft", "submitted", "under_review", "in_council", "approved", "rejected",
-          "implementing", "suspended", "terminated", "evaluating", "recognised",
-          "protection_review", "closed", "reporting", "consolidating")
-
-
 def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Problem]:
     problems = []
     for f in files:
@@ -406,7 +401,8 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
 
     With ``forms`` (name → JSON Schema text), every form a user task names must exist and be
     a valid JSON Schema; the forms a process uses are deployed with it. Lanes name a role
-    the ``settings`` declare (``[roles]``), ``proposer`` or a position.
+    the ``settings`` declare (``[roles]``), ``proposer`` or a position; stages are those
+    the settings declare (``[stages]``).
     """
     if len(sources) > MAX_FILES:
         raise DefinitionInvalid([Problem("(upload)", f"more than {MAX_FILES} files",
@@ -442,7 +438,8 @@ def build_processes(sources: list[SourceFile], max_bytes: int = MAX_FILE_BYTES,
             owner.setdefault(pid, f)
     roles = tuple(dict.fromkeys(
         (*declared_roles(settings or {}), "proposer", *POSITIONS)))
-    problems.extend(_static_problems(files, roles))
+    stages = tuple((settings or {}).get("stages") or {})
+    problems.extend(_static_problems(files, roles, stages))
     if forms is not None:
         problems.extend(_form_problems(files, forms))
     if problems:

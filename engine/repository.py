@@ -60,6 +60,7 @@ class Repository:
         self.clock = clock
         self._specs: dict[int, tuple] = {}
         self._settings: dict[int, dict] = {}
+        self._stage_labels: tuple[int, dict[str, dict[str, str]]] | None = None
         # definition rows by id: versions are immutable, and a row carries the whole spec
         # text and sources, too costly to read again at every step of every instance
         self._definitions: dict[int, Definition] = {}
@@ -242,6 +243,25 @@ class Repository:
             cached = json.loads(text) if text else dict(DEFAULT_SETTINGS, name=definition.variant)
             self._settings[definition.id] = cached
         return cached
+
+    def stage_labels(self) -> dict[str, dict[str, str]]:
+        """How pages name each business stage (``[stages]`` of the variants' settings: key
+        → ``label`` and ``label_en``), over the newest definitions of every variant; read
+        again whenever a definition was deployed since."""
+        with self.db.reading() as session:
+            newest = session.scalar(select(func.max(Definition.id))) or 0
+            cached = self._stage_labels
+            if cached is not None and cached[0] == newest:
+                return cached[1]
+            labels: dict[str, dict[str, str]] = {}
+            ids = session.scalars(select(func.max(Definition.id)).group_by(
+                Definition.variant).order_by(Definition.variant))
+            for definition_id in ids:
+                stages = self.settings(self.get(definition_id, session)).get("stages") or {}
+                for key, spec in stages.items():
+                    labels.setdefault(key, dict(spec))
+        self._stage_labels = (newest, labels)
+        return labels
 
     def form(self, definition: Definition, name: str | None) -> dict | None:
         text = definition.sources.get(f"forms/{name}") if name else None

@@ -107,11 +107,24 @@ def check_settings(settings: dict, file_label: str) -> None:
                 problems.extend(exc.problems)
     problems += _figure_problems(settings.get("figures") or [], file_label)
     problems += role_problems(settings, file_label)
+    problems += _stage_problems(settings.get("stages") or {}, file_label)
     council = settings.get("council", {})
     if not 1 <= council.get("min_size", 5) <= council.get("max_size", 9):
         problems.append(Problem(file_label, "council.min_size must be ≥ 1 and ≤ max_size"))
     if problems:
         raise DefinitionInvalid(problems)
+
+
+def _stage_problems(stages, file_label: str) -> list[Problem]:
+    if not isinstance(stages, dict):
+        return [Problem(file_label, "stages must be a table of [stages] entries")]
+    problems = []
+    for key, spec in stages.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("label"), str) \
+                or not isinstance(spec.get("label_en", ""), str):
+            problems.append(Problem(f"{file_label}: stages.{key}",
+                                    "a stage needs a 'label' (and may have 'label_en')"))
+    return problems
 
 
 # What a reporting figure may count, with the settings each kind needs (see reports.py).

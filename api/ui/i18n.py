@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime
 from typing import overload
 
-from flask import g, session
+from flask import current_app, g, session
 
 from engine.clock import LOCAL_TZ, as_utc
 from engine.errors import N_
@@ -19,15 +19,6 @@ LANGUAGES = catalogues.LANGUAGES
 
 
 # vocabularies shown in the pages: value → message id
-STAGE_LABELS = {     # engine.bpmn.STAGES
-    "draft": N_("stage.draft"), "submitted": N_("stage.submitted"),
-    "under_review": N_("stage.under_review"), "in_council": N_("stage.in_council"),
-    "approved": N_("stage.approved"), "rejected": N_("stage.rejected"),
-    "implementing": N_("stage.implementing"), "suspended": N_("stage.suspended"),
-    "terminated": N_("stage.terminated"), "evaluating": N_("stage.evaluating"),
-    "recognised": N_("stage.recognised"), "protection_review": N_("stage.protection_review"),
-    "closed": N_("stage.closed"), "reporting": N_("stage.reporting"),
-    "consolidating": N_("stage.consolidating")}
 ACTION_LABELS = {     # the actions of the audit log shown in a case's timeline
     "instance_started": N_("event.instance_started"),
     "task_completed": N_("event.task_completed"), "task_claimed": N_("event.task_claimed"),
@@ -135,7 +126,12 @@ def _vocabulary(labels: dict[str, str], value: str | None, unknown: str | None =
 
 
 def stage_label(stage: str | None) -> str:
-    return _vocabulary(STAGE_LABELS, stage)
+    """How the variants name a business stage (their ``[stages]`` settings), in the page's
+    language; a stage no variant names is shown as it is."""
+    if not stage:
+        return ""
+    spec = current_app.extensions["nd73"].repository.stage_labels().get(stage) or {}
+    return (spec.get("label_en") if lang() == "en" else None) or spec.get("label") or stage
 
 
 def action_label(action: str) -> str:
