@@ -103,7 +103,7 @@ VOTERS = ("mau.sxd.giamdoc", "mau.sxd.pgd1", "mau.sxd.pgd2", "mau.sxd.pgd3")
 
 def plan() -> dict:
     from engine.demo import demo_plan
-    return demo_plan("Số hoá hồ sơ cấp phép xây dựng")
+    return demo_plan(PROJECT / "processes")
 
 
 def step_data(element_id: str) -> dict | None:

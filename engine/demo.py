@@ -1,13 +1,16 @@
 """Demo data for ``make run``: every variant's organisation (``org.toml``) and, into an empty
-database, a few proposals at different steps."""
+database, the cases ``processes/demo.toml`` describes."""
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from .store import Instance
 from .variants import load_variant
+
+DEMO_FILE = "demo.toml"
 
 
 def seed_orgs(engine, processes_dir: Path, password: str | None = None) -> list[str]:
@@ -23,37 +26,31 @@ def seed_orgs(engine, processes_dir: Path, password: str | None = None) -> list[
     return lines
 
 
+def demo_data(processes_dir: Path) -> dict:
+    """``demo.toml`` beside the variants: the sample plan and the demo cases."""
+    return tomllib.loads((Path(processes_dir) / DEMO_FILE).read_text(encoding="utf-8"))
+
+
+def demo_plan(processes_dir: Path, title: str | None = None) -> dict:
+    plan = dict(demo_data(processes_dir)["plan"])
+    return {**plan, "title": title} if title else plan
+
+
 def seed(engine, processes_dir: Path) -> list[str]:
     lines = seed_orgs(engine, processes_dir)
     with engine.db.reading() as session:
         if session.scalar(select(func.count(Instance.id))):
-            return lines + ["demo proposals already present"]
+            return lines + ["demo cases already present"]
+    data = demo_data(processes_dir)
     runtime = engine.runtime
-    # the officials of the seeded organisations themselves, their rights checked as anyone's
-    proposer = engine.access.principal("laocai.sxd.qlxd.truongphong")
-    submitted = runtime.start("lao-cai", "proposal", principal=proposer,
-                              business_key="LC-2026-001")
-    [plan] = runtime.open_tasks(submitted.id)
-    runtime.complete_task(plan.id, demo_plan("Số hoá hồ sơ cấp phép xây dựng"),
-                          principal=proposer)
-    draft = runtime.start("dak-lak", "proposal",
-                          principal=engine.access.principal("daklak.sxd.qhkt.truongphong"),
-                          business_key="DL-2026-001")
-    return lines + [f"proposal {submitted.business_key} waits for screening by the head",
-                    f"proposal {draft.business_key} waits for its plan"]
-
-
-def demo_plan(title: str) -> dict:
-    return {
-        "title": title, "field_of_work": "chuyen_doi_so",
-        "necessity": "Hồ sơ giấy kéo dài thời gian giải quyết thủ tục.",
-        "purpose_requirements": "Rút ngắn thời gian cấp phép xuống 50%.",
-        "bottleneck": "Chưa có quy định về tiếp nhận hồ sơ số hoá toàn trình.",
-        "content": "Số hoá, ký số và tra cứu hồ sơ trực tuyến.",
-        "scope": "Sở Xây dựng", "target_group": "Tổ chức, cá nhân xin cấp phép",
-        "start_date": "2026-12-01", "end_date": "2027-06-30", "budget_vnd": 450_000_000,
-        "feasibility": "Hạ tầng số của tỉnh đã sẵn sàng.",
-        "expected_effectiveness": "Giảm 50% thời gian, 30% chi phí.",
-        "removes_unregulated_bottleneck": True, "common_interest": True, "urgent_need": True,
-        "no_harm": True,
-    }
+    for case in data.get("cases", []):
+        # the officials of the seeded organisations themselves, their rights checked
+        principal = engine.access.principal(case["by"])
+        started = runtime.start(case["variant"], case["process"], principal=principal,
+                                business_key=case.get("business_key"))
+        for step in case.get("steps", []):
+            task = runtime.open_tasks(started.id)[0]
+            runtime.complete_task(task.id, data[step] if isinstance(step, str) else step,
+                                  principal=principal)
+        lines.append(case.get("says") or f"{case['process']} {started.business_key} started")
+    return lines

@@ -271,6 +271,14 @@ class Org:
         self.invalidate()
         return len(units), len(users)
 
+    def _reporting_units_of(self, unit_id: str, kinds: tuple, settings: Mapping) -> list[str]:
+        """Who reports in a cycle of ``unit_id``: units of ``kinds`` below it (else of the
+        settings' ``reporting.unit_kinds``, else every agency), less those carrying one of
+        ``reporting.exclude_tags``."""
+        reporting = settings.get("reporting") or {}
+        kinds = kinds or tuple(reporting.get("unit_kinds") or AGENCY_KINDS)
+        return self.reporting_units(unit_id, kinds, reporting.get("exclude_tags") or ())
+
     def sandbox_functions(self, settings: Callable[[], Mapping]) -> dict:
         """Read-only look-ups offered to BPMN scripts (``settings``: those of the variant
         whose step runs)."""
@@ -281,8 +289,8 @@ class Org:
             "positions_of": lambda username, unit_id=None: self.positions(username, unit_id),
             "role_members": lambda role, proposer, unit_id: self.resolve(
                 role, proposer=proposer, unit_id=unit_id, settings=settings()).usernames,
-            "reporting_units_of": lambda unit_id, *kinds: self.reporting_units(
-                unit_id, kinds or ("department", "commune"), ("home_affairs", "office")),
+            "reporting_units_of": lambda unit_id, *kinds: self._reporting_units_of(
+                unit_id, kinds, settings()),
             "unit_name": lambda unit_id: self.unit(unit_id).name,
             "province_of": lambda unit_id: self.province_of(unit_id).id,
             "role_unit": lambda role, unit_id: self.role_unit(role, unit_id, settings()),

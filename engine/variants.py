@@ -21,16 +21,10 @@ SOURCE_SUFFIXES = (".bpmn", ".dmn")
 SETTINGS_FILE = "variant.toml"
 ORG_FILE = "org.toml"
 
-# Defaults every variant starts from; national/variant.toml and province files override them.
-DEFAULT_SETTINGS: dict = {
-    "routing": {"via_home_affairs_for": []},
-    "council": {"min_size": 5, "max_size": 9, "quorum": 2 / 3, "majority": 0.5},
-    "deadlines": {"decision": 7, "completion_report": 5, "evaluation": 7, "notification": 3,
-                  "escalation_after": 2},
-    "calendar": {"days_off": [], "working_days": []},
-    "reporting": {"opens": "01/11", "unit_deadline": "30/11",
-                  "consolidation_deadline": "10/12", "consolidating_body": "home_affairs"},
-}
+# What every variant starts from: an empty calendar. Everything a procedure needs (deadlines,
+# routing, council rules, reporting dates, roles, stages) is declared in national/variant.toml,
+# which the provinces extend.
+DEFAULT_SETTINGS: dict = {"calendar": {"days_off": [], "working_days": []}}
 _MONTHS_VI = ["", "tháng 1", "tháng 2", "tháng 3", "tháng 4", "tháng 5", "tháng 6", "tháng 7",
               "tháng 8", "tháng 9", "tháng 10", "tháng 11", "tháng 12"]
 
@@ -108,9 +102,6 @@ def check_settings(settings: dict, file_label: str) -> None:
     problems += _figure_problems(settings.get("figures") or [], file_label)
     problems += role_problems(settings, file_label)
     problems += _stage_problems(settings.get("stages") or {}, file_label)
-    council = settings.get("council", {})
-    if not 1 <= council.get("min_size", 5) <= council.get("max_size", 9):
-        problems.append(Problem(file_label, "council.min_size must be ≥ 1 and ≤ max_size"))
     if problems:
         raise DefinitionInvalid(problems)
 

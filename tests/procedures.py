@@ -29,7 +29,7 @@ def as_user(engine, username: str) -> Principal:
 
 
 def plan(title: str = "Số hoá hồ sơ cấp phép xây dựng", **changes) -> dict:
-    return {**demo_plan(title), **changes}
+    return {**demo_plan(PROJECT / "processes", title), **changes}
 
 
 class Case:

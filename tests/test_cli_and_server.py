@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
 from conftest import PROJECT, child_environment
+from engine.store import Instance
 
 ND73 = Path(sys.executable).with_name("nd73")
 
@@ -101,3 +104,19 @@ def test_scheduler_command_fires_due_timers(engine, cli_url):
     assert "fired 1 timer(s)" in _run("scheduler", "--once", url=cli_url).stdout
     assert engine.runtime.get(instance.id).status == "completed"
     assert "fired 0 timer(s)" in _run("scheduler", "--once", url=cli_url).stdout
+
+
+def test_the_demo_starts_the_cases_demo_toml_describes(engine):
+    from engine.demo import seed
+    from procedures import deploy_library
+    deploy_library(engine)
+    lines = seed(engine, PROJECT / "processes")
+    assert "proposal LC-2026-001 waits for screening by the head" in lines
+    with engine.db.reading() as session:
+        started = {i.business_key: i for i in session.scalars(select(Instance))}
+    assert set(started) == {"LC-2026-001", "DL-2026-001"}
+    assert [t.element_id for t in engine.runtime.open_tasks(started["LC-2026-001"].id)] == [
+        "screening"]
+    assert [t.element_id for t in engine.runtime.open_tasks(started["DL-2026-001"].id)] == [
+        "submit_plan"]
+    assert seed(engine, PROJECT / "processes")[-1] == "demo cases already present"

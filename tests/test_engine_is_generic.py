@@ -1,4 +1,4 @@
-"""The engine does not know the decree: the runtime (engine/runtime/) and the HTTP layer
+"""The engine does not know the decree: the engine (engine/) and the HTTP layer (api/)
 name no process id, element id, lane or form field of the procedures in processes/ and
 forms/. What a step records, whom it tells and what a report counts are declarations of
 the definitions (engine/policy.py), so a province changes its procedures without Python."""
@@ -20,6 +20,10 @@ GENERIC = {"content", "title", "scope", "people", "reports", "start"}
 # The start contract: the engine records who started a case and from which unit under
 # these data names, which every procedure reads (see processes/README.md).
 START_CONTRACT = {"proposer"}
+# What a reporting cycle's data holds for its consolidated report (processes/README.md), and
+# the organisation model's position that escalations go to (engine/org.py POSITIONS), which
+# a lane may name too; "head" is also Alembic's newest revision, "attachments" a table.
+CONTRACTS = {"reporting_units", "summary", "document_number", "head", "attachments"}
 
 
 def decree_names() -> dict[str, str]:
@@ -43,17 +47,18 @@ def decree_names() -> dict[str, str]:
     return names
 
 
-def test_the_runtime_and_the_api_name_nothing_of_the_procedures():
+def test_the_engine_and_the_api_name_nothing_of_the_procedures():
     names = decree_names()
     assert {"proposal", "decide", "leadership", "decision", "vote"} <= set(names)
-    files = [*sorted((PROJECT / "engine" / "runtime").rglob("*.py")),
+    files = [*sorted(p for p in (PROJECT / "engine").rglob("*.py")
+                     if "migrations" not in p.parts),
              *sorted((PROJECT / "api").rglob("*.py"))]
-    assert len(files) > 10
+    assert len(files) > 40
     found = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value in names and node.value not in GENERIC | START_CONTRACT:
+                    and node.value in names and node.value not in GENERIC | START_CONTRACT | CONTRACTS:
                 found.append(f"{path.relative_to(PROJECT)}:{node.lineno}: "
                              f"'{node.value}' is a {names[node.value]}")
     assert not found, "\n".join(found)
