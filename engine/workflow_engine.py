@@ -10,6 +10,7 @@ from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
 from .org import Org
+from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
 from .tasks import TaskService
@@ -58,6 +59,7 @@ class WorkflowEngine:
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
+        self.orgadmin = OrgAdmin(self.db, self.clock, self.access, self.org)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()
