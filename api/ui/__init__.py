@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, designer, notifications, officials, web
+from . import admin, designer, notifications, officials, organisation, web
 
 
 def register(app: Flask) -> None:
     web.install(app)
-    for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp):
+    for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp,
+                      organisation.blp):
         app.register_blueprint(blueprint)
