@@ -130,3 +130,18 @@ def migrate(body, instance_id):
     """Move an instance to another version of its process (refused when unsafe)."""
     return instance_dict(engine().runtime.migrate(instance_id, body["definition_id"],
                                                   principal=current()))
+
+
+@blp.route("/instances/<string:instance_id>/dossier")
+@blp.response(200, schemas.DossierOut)
+@blp.doc(security=SECURITY)
+@authenticated
+def instance_dossier(instance_id):
+    """The case file so far, as its readers see it: each completed step's form with who
+    (name, position, unit) and when, attachments, each vote's ballots and tally, the open
+    steps with their deadline and legal basis. Rights as for the instance (404)."""
+    try:
+        return engine().dossiers.build(current(), instance_id)
+    except NotFound:
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist",
+                         code="instance.not_found") from None

@@ -1,0 +1,207 @@
+"""The case file (hồ sơ) on every page and in the API: the plan laid out for reading (money in
+đồng, dates dd/mm/yyyy), its attachments, each opinion, the vote's ballots and tally, who
+(full name, position, unit) and when, the open step's deadline; to those who may see the
+case only. In a real browser, a head sees it all before deciding, and the diagram zooms."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+from api_client import LiveServer
+from browser import CHROMIUM, chromium_page
+from engine.org import DEFAULT_DEMO_PASSWORD
+from procedures import Case, as_user, deploy_library, plan
+
+SHOTS = Path(__file__).parent / "output"
+PROPOSER = "laocai.sxd.qlxd.truongphong"      # Võ Thị Tâm, Phòng Quản lý xây dựng
+HEAD = "laocai.sxd.giamdoc"                   # Đỗ Thanh Mai, Sở Xây dựng
+STRANGER = "mau.chutich"                      # another province
+TITLE = "Số hoá hồ sơ cấp phép xây dựng toàn trình"
+DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+
+
+@pytest.fixture
+def server(engine):
+    deploy_library(engine)
+    live = LiveServer(engine)
+    yield live
+    live.stop()
+
+
+def at_decision(engine) -> Case:
+    """A Lào Cai proposal with an attached file, screened, the Party committee's opinion
+    given and the leadership's vote cast (three for, one against): the decision is open."""
+    attached = engine.attachments.store("ke-hoach-chi-tiet.pdf", b"%PDF-1.4 plan", PROPOSER)
+    case = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    case.do("submit_plan", plan(TITLE, attachments=[{"name": "ke-hoach-chi-tiet.pdf",
+                                                     "file_id": attached.id}]), by=PROPOSER)
+    case.do("screening", {"is_complex": False})
+    case.do("party_opinion", {"party_opinion": "agree"})
+    voters = case.voters()
+    case.vote({voter: "against" if voter == voters[-1] else "for" for voter in voters})
+    assert case.open_elements() == ["decide"]
+    return case
+
+
+def test_the_dossier_in_the_api(server, engine):
+    case = at_decision(engine)
+    answer = server.get(f"/instances/{case.id}/dossier", HEAD)
+    assert answer.status_code == 200, answer.text
+    dossier = answer.json()
+    assert dossier["title"] == TITLE
+    assert dossier["proposer"]["full_name"] == "Võ Thị Tâm"
+    assert dossier["proposer"]["text"] == ("Võ Thị Tâm (Người đứng đầu, "
+                                           "Phòng Quản lý xây dựng)")
+    assert dossier["stage"]["label"] == "Đang xem xét"
+    steps = {s["element_id"]: s for s in dossier["steps"]}
+    assert list(steps) == ["submit_plan", "screening", "party_opinion", "leadership_vote"]
+
+    # the plan: every field with its form's label, read as a Vietnamese reader expects
+    the_plan = steps["submit_plan"]
+    assert the_plan["name"] == "Lập và gửi kế hoạch đề xuất"
+    assert the_plan["lane"]["label"] == "Người đề xuất"          # not "proposer"
+    assert the_plan["form"]["title"] == "Kế hoạch đề xuất đổi mới, sáng tạo"
+    assert the_plan["by"]["full_name"] == "Võ Thị Tâm"
+    assert DATE.match(the_plan["at_text"].split()[0])
+    shown = {f["name"]: f for f in the_plan["fields"]}
+    assert shown["budget_vnd"]["label"] == "Kinh phí (đồng)"
+    assert shown["budget_vnd"]["text"] == "450.000.000 đồng"
+    assert shown["start_date"]["text"] == "01/12/2026"
+    assert shown["field_of_work"]["text"] == "Chuyển đổi số"
+    assert shown["common_interest"]["text"] == "Có"
+    assert shown["title"]["text"] == TITLE
+    [attached] = the_plan["attachments"]
+    assert attached["name"] == "ke-hoach-chi-tiet.pdf"
+    assert dossier["attachments"] == the_plan["attachments"]
+    # the file downloads for the head, who sees the case
+    download = server.get(f"/instances/{case.id}/files/{attached['file_id']}", HEAD)
+    assert download.status_code == 200 and download.content == b"%PDF-1.4 plan"
+
+    # the opinion, and the vote: who voted how and the tally
+    opinion = steps["party_opinion"]
+    assert opinion["fields"][0]["text"] == "Đồng ý"
+    assert opinion["by"]["full_name"] == "Hồ Công Nam"
+    assert opinion["lane"]["label"] == "Cấp ủy"
+    vote = steps["leadership_vote"]
+    assert vote["kind"] == "vote"
+    tally = {c["text"]: c["count"] for c in vote["tally"]}
+    assert tally == {"Tán thành": 3, "Không tán thành": 1}
+    ballots = {b["by"]["full_name"]: b["fields"][0]["text"] for b in vote["ballots"]}
+    assert ballots["Đỗ Thanh Mai"] in ("Tán thành", "Không tán thành")
+    assert sorted(ballots.values()).count("Tán thành") == 3
+    assert all(b["by"]["positions"] for b in vote["ballots"])
+
+    # the step open now: its deadline, who may do it
+    [now] = dossier["current"]
+    assert now["name"] == "Quyết định phê duyệt hoặc từ chối"
+    assert DATE.match(now["due_text"])
+    assert [p["full_name"] for p in now["candidates"]] == ["Đỗ Thanh Mai"]
+    assert "laocai." not in " ".join(str(s.get("lane")) for s in dossier["steps"])
+
+    # the proposer sees their own case's file; a stranger is told it does not exist
+    assert server.get(f"/instances/{case.id}/dossier", PROPOSER).status_code == 200
+    refused = server.get(f"/instances/{case.id}/dossier", STRANGER)
+    assert refused.status_code == 404
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert server.get(f"/instances/{case.id}/dossier").status_code == 401
+
+    # it is in the OpenAPI document
+    document = requests.get(f"{server.url}/api/v1/openapi.json", timeout=30).json()
+    assert "/api/v1/instances/{instance_id}/dossier" in document["paths"]
+
+
+def _web(server, username: str) -> requests.Session:
+    web = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      web.get(f"{server.url}/login", timeout=30).text).group(1)
+    signed = web.post(f"{server.url}/login", data={
+        "username": username, "password": DEFAULT_DEMO_PASSWORD, "csrf_token": token},
+        allow_redirects=False, timeout=30)
+    assert signed.status_code == 302
+    return web
+
+
+def test_task_and_case_pages_show_the_dossier(server, engine):
+    case = at_decision(engine)
+    [decide] = case.open("decide")
+    web = _web(server, HEAD)
+    page = web.get(f"{server.url}/tasks/{decide.id}", timeout=30).text
+    for words in (TITLE, "450.000.000 đồng", "01/12/2026", "Chuyển đổi số",
+                  "ke-hoach-chi-tiet.pdf", "Tán thành", "Võ Thị Tâm", "Hồ Công Nam",
+                  "Tập thể lãnh đạo", "Cấp ủy"):
+        assert words in page, words
+    assert "Đề xuất đổi mới, sáng tạo · " not in page
+    case_page = web.get(f"{server.url}/instances/{case.id}", timeout=30).text
+    assert TITLE in case_page and "450.000.000 đồng" in case_page
+    # people by name, not username, in the facts and the timeline
+    facts = case_page.split('data-testid="facts"')[1].split("</dl>")[0]
+    assert "Võ Thị Tâm" in facts and f">{PROPOSER}<" not in facts
+    timeline = case_page.split('data-testid="timeline"')[1].split("</table>")[0]
+    assert "Đỗ Thanh Mai" in timeline and f">{HEAD}<" not in timeline
+    # the inbox and the proposer's list carry the plan's title
+    inbox = web.get(f"{server.url}/", timeout=30).text
+    assert TITLE in inbox
+    mine = _web(server, PROPOSER).get(f"{server.url}/proposals", timeout=30).text
+    assert TITLE in mine
+    # a stranger's browser gets the not-found page
+    assert _web(server, STRANGER).get(f"{server.url}/tasks/{decide.id}",
+                                      timeout=30).status_code == 404
+
+
+pytestmark_browser = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                        reason=f"chromium is not installed at {CHROMIUM}")
+
+
+def _sign_in(page, server, username: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Tên đăng nhập").fill(username)
+    page.get_by_label("Mật khẩu").fill(DEFAULT_DEMO_PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+@pytestmark_browser
+def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, engine):
+    case = at_decision(engine)
+    SHOTS.mkdir(exist_ok=True)
+    with chromium_page(1280, 900) as page:
+        _sign_in(page, server, HEAD)
+        page.get_by_role("link", name="Quyết định phê duyệt hoặc từ chối").first.click()
+        page.wait_for_url(re.compile(r".*/tasks/.+"))
+        dossier = page.locator("[data-testid=dossier]")
+        assert dossier.is_visible()
+        plan_step = dossier.locator("[data-element=submit_plan]")
+        assert "450.000.000 đồng" in plan_step.locator("[data-field=budget_vnd]").inner_text()
+        assert TITLE in plan_step.inner_text()
+        assert plan_step.get_by_role("link", name="ke-hoach-chi-tiet.pdf").is_visible()
+        tally = dossier.locator("[data-testid=tally]").inner_text()
+        assert "Tán thành 3" in tally and "Không tán thành 1" in tally
+        assert dossier.locator("[data-testid=ballots] tbody tr").count() == 4
+        # the form to decide comes after what it decides on
+        form_top = page.locator("[data-testid=task-form]").bounding_box()["y"]
+        assert plan_step.bounding_box()["y"] < form_top
+        page.screenshot(path=str(SHOTS / "dossier-decision-task.png"), full_page=True)
+
+        # the case's diagram zooms with its buttons (and the wheel) and pans
+        page.goto(f"{server.url}/instances/{case.id}")
+        page.wait_for_selector("#diagram[data-ready=true]")
+        viewbox = "document.querySelector('#diagram svg').getAttribute('viewBox')"
+        before = page.evaluate(viewbox)
+        page.get_by_role("button", name="Phóng to").click()
+        zoomed = page.evaluate(viewbox)
+        assert zoomed != before
+        width = lambda box: float(box.split()[2])         # noqa: E731
+        assert width(zoomed) < width(before)              # closer: less of it in view
+        box = page.locator("#diagram").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2,
+                        steps=5)
+        page.mouse.up()
+        assert page.evaluate(viewbox).split()[0] != zoomed.split()[0]   # dragged aside
+        page.screenshot(path=str(SHOTS / "dossier-case-page.png"), full_page=True)
+    assert as_user(engine, HEAD) is not None
