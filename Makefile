@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
               --python-version 3.11 --custom-compile-command 'make lock' $(UV_ARGS)
 
-.PHONY: run test install lint lock browser bench clean translations
+.PHONY: run test install lint lock browser office bench clean translations
 
 $(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required") if sys.version_info < (3, 11) else None'
@@ -69,13 +69,21 @@ browser:
 	  [ "$$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium"; exit 1; }; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# Official documents are converted to PDF by LibreOffice headless; install its writer (no
+# GUI) and the Liberation fonts (metric-compatible with Times New Roman) when missing.
+office:
+	@command -v soffice >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] || { echo "soffice is missing: apt-get install libreoffice-writer-nogui fonts-liberation2"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends libreoffice-writer-nogui fonts-liberation2; }
+
 run: install
 	$(BIN)/nd73 db upgrade
 	$(BIN)/nd73 deploy --by system $(wildcard processes/*/)
 	$(BIN)/nd73 demo
 	ND73_EMBEDDED_SCHEDULER=1 $(BIN)/nd73 serve
 
-test: install browser
+test: install browser office
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (pycodestyle errors and warnings, pyflakes) and mypy on the engine and the API;
