@@ -399,7 +399,7 @@ class DossierEntry(DossierStepBase):
     attachments = fields.List(fields.Nested(DossierFile))
 
 
-class DossierTally(Schema):
+class DossierCount(Schema):
     field = fields.String()
     label = fields.String()
     value = fields.Raw()
@@ -408,12 +408,14 @@ class DossierTally(Schema):
 
 
 class DossierStep(DossierEntry):
-    kind = fields.String(metadata={"description": "step: one completed task; vote: the "
-                                                  "ballots of a multi-instance task"})
+    kind = fields.String(metadata={"description": "step: one completed task; collective: "
+                                                  "the completions of a multi-instance task "
+                                                  "(a vote's ballots)"})
     counted = fields.List(fields.String(), metadata={"description": "the decision fields "
-                                                                    "a vote counts"})
-    ballots = fields.List(fields.Nested(DossierEntry))
-    tally = fields.List(fields.Nested(DossierTally))
+                                                                    "counted"})
+    members = fields.List(fields.Nested(DossierEntry), metadata={
+        "description": "each member's completion (ballot) with who and when"})
+    counts = fields.List(fields.Nested(DossierCount))
 
 
 class DossierCurrent(Schema):
@@ -437,7 +439,7 @@ class DossierOut(Schema):
     process = fields.Dict()
     status = fields.String()
     stage = fields.Nested(DossierLabel)
-    decision = fields.Dict()
+    latest_decision = fields.Dict()
     unit = fields.Dict()
     proposer = fields.Nested(DossierPerson, allow_none=True)
     started_at = fields.String()

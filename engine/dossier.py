@@ -1,6 +1,6 @@
 """A case's file (hồ sơ) so far, as its readers see it: what each completed step recorded,
-with who (full name, position, unit) and when, the ballots of each vote with their tally,
-the steps open now with their deadline and legal basis.
+with who (full name, position, unit) and when, the ballots of each collective step and
+their counts, the steps open now with their deadline and legal basis.
 
 Everything comes from what the procedure declares, never from names the engine knows:
 
@@ -10,8 +10,9 @@ Everything comes from what the procedure declares, never from names the engine k
   (``x-title-en`` in English), their ``x-enum-labels``, ``format`` (``date``: dd/mm/yyyy)
   and ``x-widget`` (``money``: đồng); an array of ``{name, file_id}`` items is a list of
   attachments;
-- the ballots of a multi-instance user task are one vote: each ballot's declared decision
-  fields (``decisionFields``) are counted;
+- the completions of a multi-instance user task are one collective step (kind
+  ``collective``, its ``members``): each one's declared decision fields
+  (``decisionFields``) are counted;
 - lanes are named by the variant's ``[roles]`` ``label`` (``label_en``), elements by their
   BPMN name, stages by the variant's ``[stages]``; a step's legal basis is its
   ``legalBasis`` property.
@@ -338,7 +339,7 @@ class Dossiers:
             return form, fields, files
 
         steps: list[dict] = []
-        votes: dict[str, dict] = {}
+        polls: dict[str, dict] = {}
         for row in closed:
             form, fields, files = recorded(row)
             entry = {"task_id": row.id, "element_id": row.element_id, "name": step_name(row),
@@ -351,20 +352,21 @@ class Dossiers:
             if loop is None:
                 steps.append({"kind": "step", **entry})
                 continue
-            vote = votes.get(str(loop.id))
-            if vote is None:
+            poll = polls.get(str(loop.id))
+            if poll is None:
                 decided = policy.decision_fields(loop.task_spec if task is None
                                                  else task.task_spec)
-                vote = {"kind": "vote", "element_id": row.element_id, "name": step_name(row),
+                poll = {"kind": "collective", "element_id": row.element_id,
+                        "name": step_name(row),
                         "lane": lane(row), "legal_basis": legal_basis(row),
-                        "counted": list(decided), "ballots": [], "tally": []}
-                votes[str(loop.id)] = vote
-                steps.append(vote)
-            vote["ballots"].append(entry)
-        for vote in votes.values():
-            vote["tally"] = self._tally(vote)
-            vote["at"] = vote["ballots"][-1]["at"]
-            vote["at_text"] = vote["ballots"][-1]["at_text"]
+                        "counted": list(decided), "members": [], "counts": []}
+                polls[str(loop.id)] = poll
+                steps.append(poll)
+            poll["members"].append(entry)
+        for poll in polls.values():
+            poll["counts"] = self._counts(poll)
+            poll["at"] = poll["members"][-1]["at"]
+            poll["at_text"] = poll["members"][-1]["at_text"]
         current = [{"task_id": r.id, "element_id": r.element_id, "name": step_name(r),
                     "lane": lane(r), "due_at": iso(r.due_at), "due_text": date_text(r.due_at),
                     "legal_basis": legal_basis(r), "assignee": people.get(r.assignee or ""),
@@ -388,7 +390,7 @@ class Dossiers:
             "stage": {"name": instance.stage, "label": stage.get("label") or instance.stage,
                       "label_en": stage.get("label_en") or stage.get("label")
                       or instance.stage},
-            "decision": {"value": instance.latest_decision,
+            "latest_decision": {"value": instance.latest_decision,
                          "label": decision_labels.get(instance.latest_decision or "",
                                                       instance.latest_decision)},
             "unit": {"id": instance.unit_id, "name": unit_name},
@@ -399,7 +401,7 @@ class Dossiers:
             "steps": steps,
             "current": current,
             "attachments": [f for s in steps for b in ([s] if s["kind"] == "step"
-                                                       else s["ballots"])
+                                                       else s["members"])
                             for f in b["attachments"]],
         }
 
@@ -412,11 +414,11 @@ class Dossiers:
         return data
 
     @staticmethod
-    def _tally(vote: dict) -> list[dict]:
+    def _counts(poll: dict) -> list[dict]:
         counted: dict[tuple[str, str], dict] = {}
-        for ballot in vote["ballots"]:
-            for field in ballot["fields"]:
-                if vote["counted"] and field["name"] not in vote["counted"]:
+        for member in poll["members"]:
+            for field in member["fields"]:
+                if poll["counted"] and field["name"] not in poll["counted"]:
                     continue
                 if field["kind"] not in ("choice", "boolean"):
                     continue
@@ -427,3 +429,118 @@ class Dossiers:
                                                  "text": field["text"], "count": 0})
                 entry["count"] += 1
         return list(counted.values())
+
+
+# --- the dossier as one document ------------------------------------------------------------
+
+def docx(dossier: dict) -> bytes:
+    """The case file as a Word document (A4, Times New Roman 13), in Vietnamese: the case,
+    the steps open now, then each completed step with its form's fields, files and polls."""
+    from io import BytesIO
+
+    from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml.ns import qn
+    from docx.shared import Cm, Pt, RGBColor
+
+    document = Document()
+    section = document.sections[0]
+    section.page_width, section.page_height = Cm(21), Cm(29.7)
+    section.top_margin = section.bottom_margin = Cm(2)
+    section.left_margin, section.right_margin = Cm(3), Cm(2)
+    for style_name in ("Normal", "Title", "Heading 1", "Heading 2", "Table Grid"):
+        try:
+            style = document.styles[style_name]
+        except KeyError:
+            continue
+        style.font.name = "Times New Roman"
+        fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
+        fonts.set(qn("w:eastAsia"), "Times New Roman")
+        if style_name == "Normal":
+            style.font.size = Pt(13)
+        elif style_name.startswith("Heading"):
+            style.font.color.rgb = RGBColor(0, 0, 0)
+            style.font.size = Pt(14 if style_name == "Heading 1" else 13)
+
+    def heading(text: str, level: int) -> None:
+        paragraph = document.add_heading(text, level)
+        for run in paragraph.runs:
+            run.font.name = "Times New Roman"
+
+    def table(rows: list[tuple[str, str]]) -> None:
+        if not rows:
+            return
+        grid = document.add_table(rows=0, cols=2)
+        grid.style = "Table Grid"
+        for key, value in rows:
+            cells = grid.add_row().cells
+            cells[0].text, cells[1].text = key, value
+            cells[0].width, cells[1].width = Cm(5.5), Cm(10.5)
+            for run in cells[0].paragraphs[0].runs:
+                run.bold = True
+
+    def who(person: dict | None) -> str:
+        return person["text"] if person else "—"
+
+    title = document.add_paragraph()
+    title.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    run = title.add_run("HỒ SƠ")
+    run.bold, run.font.size = True, Pt(14)
+    name = document.add_paragraph()
+    name.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    run = name.add_run(dossier["title"])
+    run.bold, run.font.size = True, Pt(14)
+    table([("Thủ tục", dossier["process"].get("name") or dossier["process"]["key"]),
+           ("Người đề xuất", who(dossier.get("proposer"))),
+           ("Đơn vị", dossier["unit"].get("name") or "—"),
+           ("Ngày tạo", dossier["started_at_text"]),
+           ("Giai đoạn", dossier["stage"].get("label") or "—"),
+           ("Quyết định", dossier["latest_decision"].get("label") or "—")])
+    if dossier["current"]:
+        heading("Bước đang xử lý", 1)
+        for step in dossier["current"]:
+            heading(step["name"], 2)
+            rows = [("Người thực hiện", step["lane"]["label"] or "—"),
+                    ("Hạn xử lý", step["due_text"] or "—")]
+            if step.get("legal_basis"):
+                rows.append(("Căn cứ", step["legal_basis"]))
+            if step.get("assignee"):
+                rows.append(("Người nhận xử lý", who(step["assignee"])))
+            elif step.get("candidates"):
+                rows.append(("Người có thể xử lý",
+                             "; ".join(p["text"] for p in step["candidates"])))
+            table(rows)
+    heading("Các bước đã thực hiện", 1)
+    for number, step in enumerate(dossier["steps"], 1):
+        heading(f"{number}. {step['name']}", 2)
+        if step["kind"] == "collective":
+            counted_text = "; ".join(f"{c['text']}: {c['count']}" for c in step["counts"])
+            table([("Thực hiện", step["lane"]["label"] or "—"),
+                   ("Kết quả biểu quyết",
+                    f"{counted_text} (tổng số phiếu: {len(step['members'])})"),
+                   *([("Căn cứ", step["legal_basis"])] if step.get("legal_basis") else [])])
+            document.add_paragraph()
+            table([(who(b["by"]), "; ".join(f["text"] for f in b["fields"])
+                    + f" ({b['at_text']})") for b in step["members"]])
+            continue
+        rows = [("Người thực hiện", who(step.get("by"))), ("Thời gian", step["at_text"])]
+        if step.get("legal_basis"):
+            rows.append(("Căn cứ", step["legal_basis"]))
+        rows += [(f["label"], f["text"]) for f in step["fields"]]
+        if step["attachments"]:
+            rows.append(("Tài liệu đính kèm", "; ".join(f["name"] for f in step["attachments"])))
+        table(rows)
+    buffer = BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def pdf(dossier: dict) -> bytes:
+    """The case file as one PDF (the Word document, converted by LibreOffice)."""
+    from .documents.convert import to_pdf
+    return to_pdf(docx(dossier))
+
+
+def file_name(dossier: dict, extension: str) -> str:
+    """An ASCII file name for the download: ``ho-so-<short id>.pdf``."""
+    return f"ho-so-{dossier['instance_id'][:8]}.{extension}"

@@ -5,6 +5,9 @@ case only. In a real browser, a head sees it all before deciding, and the diagra
 from __future__ import annotations
 
 import re
+import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -86,13 +89,13 @@ def test_the_dossier_in_the_api(server, engine):
     assert opinion["by"]["full_name"] == "Hồ Công Nam"
     assert opinion["lane"]["label"] == "Cấp ủy"
     vote = steps["leadership_vote"]
-    assert vote["kind"] == "vote"
-    tally = {c["text"]: c["count"] for c in vote["tally"]}
+    assert vote["kind"] == "collective"
+    tally = {c["text"]: c["count"] for c in vote["counts"]}
     assert tally == {"Tán thành": 3, "Không tán thành": 1}
-    ballots = {b["by"]["full_name"]: b["fields"][0]["text"] for b in vote["ballots"]}
+    ballots = {b["by"]["full_name"]: b["fields"][0]["text"] for b in vote["members"]}
     assert ballots["Đỗ Thanh Mai"] in ("Tán thành", "Không tán thành")
     assert sorted(ballots.values()).count("Tán thành") == 3
-    assert all(b["by"]["positions"] for b in vote["ballots"])
+    assert all(b["by"]["positions"] for b in vote["members"])
 
     # the step open now: its deadline, who may do it
     [now] = dossier["current"]
@@ -189,11 +192,15 @@ def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, e
         # the case's diagram zooms with its buttons (and the wheel) and pans
         page.goto(f"{server.url}/instances/{case.id}")
         page.wait_for_selector("#diagram[data-ready=true]")
-        viewbox = "document.querySelector('#diagram svg').getAttribute('viewBox')"
+        viewbox = "document.querySelector('#diagram').getAttribute('data-viewbox')"
+        transform = ("document.querySelector('#diagram svg g.viewport')"
+                     ".getAttribute('transform')")
+        drawn = page.evaluate(transform)
         before = page.evaluate(viewbox)
         page.get_by_role("button", name="Phóng to").click()
+        page.wait_for_function(f"{viewbox} !== {before!r}")
         zoomed = page.evaluate(viewbox)
-        assert zoomed != before
+        assert zoomed != before and page.evaluate(transform) != drawn
         width = lambda box: float(box.split()[2])         # noqa: E731
         assert width(zoomed) < width(before)              # closer: less of it in view
         box = page.locator("#diagram").bounding_box()
@@ -202,6 +209,55 @@ def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, e
         page.mouse.move(box["x"] + box["width"] / 2 - 150, box["y"] + box["height"] / 2,
                         steps=5)
         page.mouse.up()
+        page.wait_for_function(f"{viewbox} !== {zoomed!r}")
         assert page.evaluate(viewbox).split()[0] != zoomed.split()[0]   # dragged aside
         page.screenshot(path=str(SHOTS / "dossier-case-page.png"), full_page=True)
     assert as_user(engine, HEAD) is not None
+
+
+def _png(bitmap) -> bytes:
+    """A rendered page (RGB rows) as a PNG file, for a person to look at."""
+    rows = bytes(bitmap.buffer)
+    raw = b"".join(b"\x00" + rows[y * bitmap.stride:y * bitmap.stride + bitmap.width * 3]
+                   for y in range(bitmap.height))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", bitmap.width, bitmap.height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.skipif(not shutil.which("soffice"),
+                    reason="LibreOffice is not installed (make office installs it)")
+def test_the_dossier_as_one_pdf(server, engine):
+    import pypdfium2
+
+    case = at_decision(engine)
+    answer = server.get(f"/instances/{case.id}/dossier.pdf", HEAD)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/pdf"
+    assert "attachment" in answer.headers["Content-Disposition"]
+    document = pypdfium2.PdfDocument(answer.content)
+    text = "\n".join(document[i].get_textpage().get_text_range()
+                     for i in range(len(document)))
+    flat = " ".join(text.split())
+    for words in (TITLE, "450.000.000 đồng", "01/12/2026", "Võ Thị Tâm", "Tán thành: 3",
+                  "Không tán thành: 1", "ke-hoach-chi-tiet.pdf",
+                  "Quyết định phê duyệt hoặc từ chối"):
+        assert words in flat, words
+    width, height = document[0].get_size()
+    assert (round(width / 72 * 25.4), round(height / 72 * 25.4)) == (210, 297)   # A4
+    SHOTS.mkdir(exist_ok=True)
+    (SHOTS / "dossier-pdf-page1.png").write_bytes(_png(document[0].render(
+        scale=1.5, rev_byteorder=True, force_bitmap_format=pypdfium2.raw.FPDFBitmap_BGR)))
+    assert server.get(f"/instances/{case.id}/dossier.pdf", STRANGER).status_code == 404
+
+    # the case page links to it, and the link downloads it for a signed-in official
+    web = _web(server, PROPOSER)
+    case_page = web.get(f"{server.url}/instances/{case.id}", timeout=30).text
+    link = re.search(r'href="([^"]+dossier\.pdf)" data-testid="dossier-pdf"', case_page)
+    assert link is not None
+    download = web.get(f"{server.url}{link.group(1)}", timeout=120)
+    assert download.status_code == 200 and download.content.startswith(b"%PDF")

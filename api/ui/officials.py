@@ -104,6 +104,7 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     return render_template(
         "task.html", task=task, instance=instance, definition=definition, schema=schema,
         dossier=case_file, people=people_of([task.assignee, *candidates]),
+        dossier_pdf=url_for("officials.dossier_pdf", instance_id=instance.id),
         fields=fields, errors=errors or {}, may_work=may_work, candidates=candidates,
         may_claim=(task.status == TaskStatus.OPEN and task.assignee is None
                    and me.username in candidates),
@@ -272,6 +273,7 @@ def instance_page(instance_id):
     case_file = wf_engine.dossiers.build(principal(), instance_id)
     return render_template(
         "instance.html", detail=detail, dossier=case_file,
+        dossier_pdf=url_for("officials.dossier_pdf", instance_id=instance_id),
         people=people_of([detail.instance.started_by,
                           *(t.assignee for t in detail.open_tasks)]),
         instance=detail.instance, definition=definition,
@@ -284,3 +286,11 @@ def instance_page(instance_id):
         data_json=json.dumps(detail.data, ensure_ascii=False, indent=2, sort_keys=True,
                              default=str))
 
+
+
+@blp.route("/instances/<string:instance_id>/dossier.pdf")
+@signed_in
+def dossier_pdf(instance_id):
+    """The case file as one PDF, for whoever may see the case."""
+    from ..routes.instances import dossier_pdf_response
+    return dossier_pdf_response(principal(), instance_id)

@@ -28,6 +28,14 @@
             canvas.zoom(how === "in" ? level * 1.25 : level / 1.25);
           });
         });
+      // what is in view (x y width height), for tests and assistive tools
+      var shown = function () {
+        var box = canvas.viewbox();
+        container.setAttribute("data-viewbox", [box.x, box.y, box.width, box.height]
+          .map(function (n) { return Math.round(n * 100) / 100; }).join(" "));
+      };
+      viewer.get("eventBus").on("canvas.viewbox.changed", shown);
+      shown();
       container.setAttribute("data-ready", "true");
     }).catch(function (error) {
       container.textContent = String(error && error.message || error);
