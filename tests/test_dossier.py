@@ -261,3 +261,35 @@ def test_the_dossier_as_one_pdf(server, engine):
     assert link is not None
     download = web.get(f"{server.url}{link.group(1)}", timeout=120)
     assert download.status_code == 200 and download.content.startswith(b"%PDF")
+
+
+def test_a_steps_legal_basis_and_a_title_nothing_declares(engine):
+    """A step's ``legalBasis`` is shown on the step open now and, once done, on the step;
+    a process whose forms mark no title is named by its business key."""
+    from conftest import ALICE, BOB, bpmn_source
+    from engine import policy
+
+    decide = '<bpmn:userTask id="decide" name="Quyết định">'
+    ns = 'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"'
+    engine.repository.deploy("national", [bpmn_source(replace={
+        ns: f'{ns} xmlns:nd73="{policy.NS}"',
+        decide: f'{decide}<bpmn:extensionElements><nd73:properties>'
+                '<nd73:property name="legalBasis" value="Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP" />'
+                '<nd73:property name="decisionFields" value="decision" />'
+                '</nd73:properties></bpmn:extensionElements>'})], "designer")
+    instance = engine.runtime.start("national", "review", principal=ALICE,
+                                    business_key="XD-7")
+    [submit] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(submit.id, {"months": 4}, principal=ALICE)
+    dossier = engine.dossiers.build(ALICE, instance.id)
+    assert dossier["title"] == "XD-7"
+    [now] = dossier["current"]
+    assert (now["name"], now["legal_basis"]) == ("Quyết định",
+                                                 "Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP")
+    assert dossier["steps"][0]["legal_basis"] is None
+    [decide_task] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(decide_task.id, {"decision": "approve"}, principal=BOB)
+    done = engine.dossiers.build(ALICE, instance.id)
+    assert [s["name"] for s in done["steps"]] == ["Nộp kế hoạch", "Quyết định"]
+    assert done["steps"][1]["legal_basis"] == "Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP"
+    assert done["current"] == []
