@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import InvalidData
 
-from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, \
+from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
     to_decision
 
 ASSESSMENT = {"followed_policy": True, "pure_motives": True, "common_interest": True,
@@ -140,3 +140,85 @@ def test_art11_head_who_is_the_proposer_never_assesses_his_own_case(library, var
     case.do("protection_party_opinion", {"party_opinion": "agree"})
     [decide] = case.open("decide_protection")
     assert case.candidates(decide) == [f"{p}.chutich"]
+
+
+# --- Art. 8 k.1: the written decision against the vote exists in one direction only -------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_head_may_approve_after_a_failed_vote_with_written_reasons(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "for", f"{p}.sxd.pgd1": "against",
+               f"{p}.sxd.pgd2": "against", f"{p}.sxd.pgd3": "against"})
+    assert case.data()["vote_result"] == "rejected"
+    with pytest.raises(InvalidData) as refused:
+        case.do("decide", {"decision": "approve"}, by=f"{p}.sxd.giamdoc")
+    assert refused.value.details["errors"][0]["field"] == "override_reason"
+    case.do("decide", {"decision": "approve", "override_reason": "Cần thiết, khả thi"},
+            by=f"{p}.sxd.giamdoc")
+    assert case.instance.stage == "implementing"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_head_cannot_refuse_a_proposal_the_collective_passed(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "against", f"{p}.sxd.pgd1": "for",
+               f"{p}.sxd.pgd2": "for", f"{p}.sxd.pgd3": "for"})
+    assert case.data()["vote_result"] == "approved"
+    with pytest.raises(InvalidData) as refused:
+        case.do("decide", {"decision": "reject", "refusal_reasons": "Không đồng ý"},
+                by=f"{p}.sxd.giamdoc")
+    [error] = refused.value.details["errors"]
+    assert error["field"] == "decision" and "Điều 8 khoản 1" in error["message"]
+    assert case.open_elements() == ["decide"]
+    case.do("decide", {"decision": "approve", "decision_number": "3/QĐ"},
+            by=f"{p}.sxd.giamdoc")
+    assert case.instance.latest_decision == "approve"
+
+
+# --- Art. 4: the Party committee at the level of the one who decides ---------------------
+
+@pytest.mark.parametrize("variant, proposer, decided_at", [
+    ("national", "mau.sxd.qlxd.chuyenvien", "mau.sxd"),
+    ("national", "mau.sxd.giamdoc", "mau"),                 # a head: the superior agency
+    ("dak-lak", "daklak.sxd.giamdoc", "daklak"),
+    ("lao-cai", "laocai.sxd.giamdoc", "laocai"),           # via Sở Nội vụ to the Chairman
+    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", "laocai.sxd"),
+    ("can-tho", "cantho.sxd.pgd2", "cantho"),              # a leader under the city
+    ("can-tho", "cantho.sxd.qhkt.truongphong", "cantho.sxd"),
+])
+def test_art4_party_committee_is_the_one_at_the_deciders_level(library, variant, proposer,
+                                                                decided_at):
+    case = Case.start(library, variant, "proposal", proposer)
+    case.do("submit_plan", plan(), by=proposer)
+    if case.open("home_affairs_review"):
+        case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
+    case.do("screening", {"is_complex": False})
+    [opinion] = case.open("party_opinion")
+    expected = [u for u in library.org.members(decided_at, ("party_secretary",))
+                if u != proposer]
+    assert expected and case.candidates(opinion) == sorted(expected)
+    assert case.data()["decision_unit"] == decided_at
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, variant):
+    p = PREFIX[variant]
+    secretary = library.org.members(f"{p}.sxd", ("party_secretary",))[0]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
+    # the council is never formed with the proposer in it
+    members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
+               f"{p}.sxd.qlxd.chuyenvien"]
+    with pytest.raises(InvalidData) as refused:
+        case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
+                                 "council_members": members})
+    assert "không tham gia hội đồng" in refused.value.details["errors"][0]["message"]
+    # a party secretary who proposes neither opines nor votes on it
+    own = Case.start(library, variant, "proposal", secretary, business_key="DX-OWN")
+    own.do("submit_plan", plan(), by=secretary)
+    if own.open("home_affairs_review"):
+        own.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
+    own.do("screening", {"is_complex": False})
+    [opinion] = own.open("party_opinion")
+    assert secretary not in own.candidates(opinion)
