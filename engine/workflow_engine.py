@@ -9,6 +9,7 @@ from .config import Settings
 from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
+from .dossier import Dossiers
 from .org import Org
 from .orgadmin import OrgAdmin
 from .queries import Queries
@@ -59,6 +60,7 @@ class WorkflowEngine:
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
+        self.dossiers = Dossiers(self.db, self.repository, self.runtime, self.access)
         self.orgadmin = OrgAdmin(self.db, self.clock, self.access, self.org)
 
     def upgrade_database(self) -> None:
