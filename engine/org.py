@@ -73,15 +73,16 @@ class Org:
 
     @contextmanager
     def consistent(self) -> Iterator[None]:
-        """Look-ups inside read one snapshot of the tree, checked once."""
-        if getattr(self._local, "pinned", None) is not None:
-            yield
-            return
-        self._local.pinned = self._snapshot()
+        """Look-ups inside read one snapshot of the tree, its generation checked once, at
+        the first look-up (a step that names nobody reads nothing)."""
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
         try:
             yield
         finally:
-            self._local.pinned = None
+            self._local.depth = depth
+            if not depth:
+                self._local.pinned = None
 
     def generation(self) -> int:
         with self.db.reading() as session:
@@ -98,6 +99,12 @@ class Org:
         pinned = getattr(self._local, "pinned", None)
         if pinned is not None:
             return pinned
+        snapshot = self._current()
+        if getattr(self._local, "depth", 0):
+            self._local.pinned = snapshot
+        return snapshot
+
+    def _current(self):
         # the generation first: data read after it is at least as new as it says
         generation = self.generation()
         with self._lock:
