@@ -226,8 +226,9 @@ class OrgAdmin:
             Membership.unit_id == task.unit_id, Membership.position.in_(positions),
             Membership.username != username).order_by(Membership.id)).all()
         holders = list(dict.fromkeys(holders))
-        for position in ("head", "acting_head"):
-            if position in positions:
+        # a head's work goes to the (other) head, else to the acting head
+        if positions & set(SINGLE_HOLDER):
+            for position in SINGLE_HOLDER:
                 first = session.scalars(select(Membership.username).where(
                     Membership.unit_id == task.unit_id, Membership.position == position,
                     Membership.username != username).order_by(Membership.id)).first()

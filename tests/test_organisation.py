@@ -180,6 +180,19 @@ def test_moving_an_official_passes_their_tasks_to_who_holds_the_position_there(a
         "from_unit": "laocai.sxd", "to_unit": "laocai.skhcn", "position": "deputy"}), 404)
 
 
+def test_without_another_head_the_acting_head_takes_the_heads_work(api, engine):
+    case, task = screening(engine)
+    api.post("/org/lao-cai/officials/laocai.sxd.pgd3/memberships", ADMIN,
+             json={"unit_id": "laocai.sxd", "position": "acting_head"})
+    work = api.get(f"/org/lao-cai/officials/{HEAD}/open-work", ADMIN).json()
+    assert [w["successor"] for w in work] == ["laocai.sxd.pgd3"]
+    ended = api.post(f"/org/lao-cai/officials/{HEAD}/memberships/end", ADMIN,
+                     json={"unit_id": "laocai.sxd", "position": "head"})
+    assert [(r["from"], r["to"]) for r in ended.json()["reassigned"]] == [
+        (HEAD, "laocai.sxd.pgd3")]
+    assert case.candidates(case.open("screening")[0]) == ["laocai.sxd.pgd3"]
+
+
 def test_bulk_reassignment_of_a_variants_tasks(api, engine):
     tasks = [screening(engine)[1] for _ in range(3)]
     ids = [t.id for t in tasks]

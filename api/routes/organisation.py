@@ -301,7 +301,12 @@ def import_officials(variant):
 
 @blp.route("/org/<string:variant>/export")
 @blp.arguments(ExportArgs, location="query")
-@blp.doc(security=SECURITY, responses={"200": {"description": "xlsx or CSV"}})
+@blp.response(200, description="the officials' spreadsheet",
+              content_type="application/octet-stream")
+@blp.doc(security=SECURITY, responses={"200": {"description": "xlsx or CSV", "content": {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+        "schema": {"type": "string", "format": "binary"}},
+    "text/csv": {"schema": {"type": "string"}}}}})
 @authenticated
 def export_officials(args, variant):
     """The variant's officials, one row per membership, in the import's format."""
