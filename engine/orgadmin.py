@@ -114,7 +114,12 @@ def read_rows(content: bytes, filename: str) -> list[dict]:
         except UnicodeDecodeError as exc:
             raise InvalidData(f"{filename} is not UTF-8 CSV", code="org.import_unreadable",
                               params={"file": filename}) from exc
-        table = [list(r) for r in csv.reader(io.StringIO(text))]
+        try:
+            table = [list(r) for r in csv.reader(io.StringIO(text, newline=""))]
+        except csv.Error as exc:
+            raise InvalidData(f"{filename} is not readable CSV: {exc}",
+                              code="org.import_unreadable", params={"file": filename}) \
+                from exc
     if not table:
         return []
     header = [str(h or "").strip().lower() for h in table[0]]

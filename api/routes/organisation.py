@@ -4,6 +4,8 @@ tasks, bulk reassignment, and the organisation's audit log. Administrators of th
 only (the engine checks it, given the caller's principal)."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -315,7 +317,8 @@ def export_officials(args, variant):
     mimetype = "text/csv" if args["format"] == "csv" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(data, mimetype=mimetype, headers={
-        "Content-Disposition": f"attachment; filename={variant}-officials.{args['format']}"})
+        "Content-Disposition":
+            f"attachment; filename*=UTF-8''{quote(variant)}-officials.{args['format']}"})
 
 
 @blp.route("/org/<string:variant>/log")

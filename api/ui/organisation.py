@@ -4,6 +4,8 @@ page (details, positions, move, deactivation with their open work), the HR sprea
 assigning a task from the case page. The engine checks every right (engine.orgadmin)."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import base64
 import binascii
 from datetime import date
@@ -237,7 +239,8 @@ def export(variant, fmt):
     mimetype = "text/csv" if fmt == "csv" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(data, mimetype=mimetype, headers={
-        "Content-Disposition": f"attachment; filename={variant}-officials.{fmt}"})
+        "Content-Disposition":
+            f"attachment; filename*=UTF-8''{quote(variant)}-officials.{fmt}"})
 
 
 @blp.route("/admin/org/<string:variant>/log")
