@@ -220,6 +220,8 @@ def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, st
         return "; ".join(str(s) for s in shown), "list"
     if isinstance(value, str) and value in labels:
         return labels[value], "choice"
+    if isinstance(value, str) and value in people:
+        return people[value]["text"], "person"
     if isinstance(value, (int, float)):
         return f"{value:,}".replace(",", "."), "number"
     if isinstance(value, dict):
@@ -288,11 +290,17 @@ class Dossiers:
         usernames = {instance.started_by, *(r.completed_by for r in closed),
                      *(r.assignee for r in opened),
                      *(u for r in opened for u in candidates.get(r.id, ()))}
+        # form values that name users (a council's chair, the implementers) are shown by
+        # name: any short single-word text of a form that is a user's username
         for row in closed:
             task = spiff_tasks.get(row.id)
-            for value in ((task.data if task is not None else {}) or {}).values():
-                if isinstance(value, list):
-                    usernames.update(v for v in value if isinstance(v, str))
+            schema = forms.get((row.form or "").rsplit("/", 1)[-1]) or {}
+            values = (task.data if task is not None else {}) or {}
+            for name in schema.get("properties") or {}:
+                value = values.get(name)
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str) and 0 < len(item) <= 128 and " " not in item:
+                        usernames.add(item)
         people = self.people.of(usernames)
         people = {u: p for u, p in people.items() if u in usernames}
         known = {u: p for u, p in people.items() if p["full_name"] != u or p["positions"]}
