@@ -141,9 +141,12 @@ def case_titles(db: Database, instance_ids: Iterable[str]) -> dict[str, str]:
                        AuditEvent.action.in_(("task_completed", "instance_started")))
                 .order_by(AuditEvent.id)).all()
             for instance_id, details in events:
-                changed = (details or {}).get("changed") or {}
+                details = details if isinstance(details, dict) else {}
+                changed = details.get("changed") or {}
                 after = {k: (v or {}).get("after") for k, v in changed.items()
                          if isinstance(v, dict)}
+                if isinstance(details.get("data"), dict):      # the start's data
+                    after.update(details["data"])
                 found = _title_from(fields[instance_id], after)
                 if found:
                     titled[instance_id] = found

@@ -149,9 +149,13 @@ def test_task_and_case_pages_show_the_dossier(server, engine):
     assert TITLE in inbox
     mine = _web(server, PROPOSER).get(f"{server.url}/proposals", timeout=30).text
     assert TITLE in mine
-    # a stranger's browser gets the not-found page
-    assert _web(server, STRANGER).get(f"{server.url}/tasks/{decide.id}",
-                                      timeout=30).status_code == 404
+    # a stranger's browser gets the not-found page, for the case file's PDF too
+    stranger = _web(server, STRANGER)
+    assert stranger.get(f"{server.url}/tasks/{decide.id}", timeout=30).status_code == 404
+    refused = stranger.get(f"{server.url}/instances/{case.id}/dossier.pdf", timeout=30)
+    assert refused.status_code == 404 and refused.headers["Content-Type"].startswith(
+        "text/html")
+    assert "Traceback" not in refused.text
 
 
 pytestmark_browser = pytest.mark.skipif(not Path(CHROMIUM).exists(),
