@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 
 from . import diagrams, policy
@@ -282,8 +283,8 @@ class Dossiers:
         for row in rows:
             try:
                 spiff_tasks[row.id] = workflow.get_task_from_id(uuid.UUID(row.id))
-            except Exception:       # a task a migration or a reset left behind
-                spiff_tasks[row.id] = None
+            except (TaskNotFoundException, ValueError):   # left behind by a migration or a
+                spiff_tasks[row.id] = None                # reset: the audit log says it
         closed = [r for r in rows if r.status == TaskStatus.COMPLETED]
         # in the order the steps were taken (the audit log's), not by the clock alone
         closed.sort(key=lambda r: (completions.get(r.id, (0,))[0] or 0,
