@@ -12,11 +12,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from engine.clock import as_utc
 from engine.deadlines import sandbox_functions, variant_settings
-from engine.errors import DefinitionInvalid, Forbidden
+from engine.errors import DefinitionInvalid, Forbidden, InvalidData
 from engine.scheduler import SCHEDULER
+from engine.store import Instance
 from engine.variants import load_variant, unconfirmed_settings
 
 from conftest import PROJECT, child_environment
@@ -151,7 +153,8 @@ def test_consolidation_proceeds_when_a_unit_is_late_and_records_its_late_report(
     data = library.runtime.task_data(consolidate.id)
     assert data["late_units"] == [late_unit]
     [missing] = [r for r in data["reports"] if r["unit"] == late_unit]
-    assert missing == {"unit": late_unit, "late": True}   # marked late, no figures
+    assert missing == {"unit": late_unit, "late": True,   # marked late, no figures
+                       "summary": "Chậm báo cáo: chưa gửi báo cáo trong hạn"}
     assert all(not r["late"] and r["proposals_submitted"] == 3
                for r in data["reports"] if r["unit"] != late_unit)
     assert case.open("submit_report") == []
@@ -309,3 +312,21 @@ def test_ad_hoc_report_is_started_by_an_administrator_with_its_own_dates(library
     assert as_utc(consolidate.due_at) == end_of_day_before(2026, 3, 13)
     assert sorted(library.runtime.task_data(consolidate.id)["late_units"]) == sorted(
         t.unit_id for t in tasks[1:])
+
+
+@pytest.mark.parametrize("unit_before, consolidation_before, field", [
+    ("2026-03-02", "2026-03-13", "adhoc_unit_before"),           # today: nothing left
+    ("2026-03-10", "2026-03-10", "adhoc_consolidation_before"),  # not after the units'
+])
+def test_ad_hoc_dates_that_cannot_work_are_refused_before_anything_starts(
+        library, clock, unit_before, consolidation_before, field):
+    clock.set(utc(2026, 3, 2, 2, 0))
+    with pytest.raises(InvalidData) as refused:
+        library.runtime.start("lao-cai", "adhoc_report", principal=as_user(library, ADMIN),
+                              data={"adhoc_subject": "Báo cáo nhanh", "proposer_unit": "laocai",
+                                    "adhoc_unit_before": unit_before,
+                                    "adhoc_consolidation_before": consolidation_before})
+    assert field in str(refused.value.to_dict())
+    with library.db.reading() as session:
+        assert session.scalars(select(Instance).where(
+            Instance.definition_key == "adhoc_report")).all() == []
