@@ -33,7 +33,7 @@ from ..access import Access, Principal
 from ..audit import lock_instance
 from ..clock import Clock
 from ..deadlines import current_settings
-from ..errors import Forbidden, InvalidData, NotFound, ScriptError, Unavailable
+from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
 from ..org import Org
 from ..repository import document_templates_of
@@ -44,6 +44,8 @@ from .render import TemplateFailed, long_date, render, short_date
 
 log = logging.getLogger("nd73.documents")
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+# the rules that refuse a correction, said from their message codes
+REFUSALS = (N_("refused.document_issuer"), N_("refused.document_corrected"))
 MAX_CORRECTION_REASON = 2000
 
 
