@@ -427,3 +427,45 @@ def test_a_template_no_folder_provides_is_refused_at_deployment(engine):
     assert any(p.code == "bpmn.document_template" and "khong_co.docx" in p.message
                for p in refused.value.problems)
     assert re.search("khong_co", str(refused.value.problems))
+
+
+# --- the case page --------------------------------------------------------------------------
+
+def test_the_proposer_downloads_the_approval_decision_from_the_case_page(library):
+    from browser import CHROMIUM, chromium_page
+    from engine.org import DEFAULT_DEMO_PASSWORD
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)")
+    case = approved_case(library, "DX-9")
+    decision = documents_of(library, case)["quyet_dinh_phe_duyet.docx"][0]
+    server = LiveServer(library)
+    try:
+        with chromium_page(1280, 900) as page:
+            page.goto(f"{server.url}/login")
+            page.get_by_label("Tên đăng nhập").fill(PROPOSER)
+            page.get_by_label("Mật khẩu").fill(DEFAULT_DEMO_PASSWORD)
+            page.get_by_role("button", name="Đăng nhập").click()
+            page.wait_for_url(re.compile(r".*/$"))
+            page.goto(f"{server.url}/instances/{case.id}")
+            section = page.get_by_test_id("documents")
+            assert section.get_by_role("heading", name="Văn bản").is_visible()
+            rows = section.get_by_test_id("document")
+            assert rows.count() == 2
+            row = section.locator("[data-reference='01/QĐ-SXD']")
+            assert "Quyết định phê duyệt đề xuất đổi mới, sáng tạo" in row.inner_text()
+            assert "Đỗ Thanh Mai" in row.inner_text()
+            assert "05/01/2026" in row.inner_text()
+            OUTPUT.mkdir(exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "web-case-documents.png"), full_page=True)
+            with page.expect_download() as download:
+                row.get_by_role("link", name="PDF").click()
+            assert download.value.suggested_filename == "01-QD-SXD.pdf"
+            pdf = Path(download.value.path()).read_bytes()
+            text_ = pypdfium2.PdfDocument(pdf)[0].get_textpage().get_text_range()
+            assert "QUYẾT ĐỊNH" in text_ and "Số: 01/QĐ-SXD" in text_
+            with page.expect_download() as download:
+                row.get_by_role("link", name="DOCX").click()
+            content = Path(download.value.path()).read_bytes()
+            assert hashlib.sha256(content).hexdigest() == decision["sha256"]
+    finally:
+        server.stop()
