@@ -25,7 +25,7 @@ from .errors import Problem
 
 PLACES = ("case", "agency", "superior_agency", "province")
 KEYS = ("person", "people_from", "otherwise", "role_from", "otherwise_role", "positions",
-        "unit", "unit_from", "tag", "label")
+        "unit", "unit_from", "tag", "label", "label_en")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
 from .documents.service import DocumentIssuer, Documents
+from .dossier import Dossiers
 from .org import Org
 from .queries import Queries
 from .reports import Figures
@@ -63,6 +64,7 @@ class WorkflowEngine:
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
+        self.dossiers = Dossiers(self.db, self.repository, self.runtime, self.access)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()
