@@ -291,6 +291,20 @@ def category(definition) -> str | None:
     return process_properties(definition).get("category") or None
 
 
+def legal_bases_of(specs) -> dict[str, str]:
+    """element id → the ``legalBasis`` it declares, over a definition's specs (its own and
+    its call activities')."""
+    spec, subprocess_specs = specs
+    found: dict[str, str] = {}
+    for process_spec in (spec, *subprocess_specs.values()):
+        for task_spec in process_spec.task_specs.values():
+            basis = legal_basis(task_spec)
+            element = getattr(task_spec, "bpmn_id", None)
+            if basis and element:
+                found.setdefault(element, basis)
+    return found
+
+
 def decision_fields_of(definition, specs) -> tuple[str, ...]:
     """Every decision field the user tasks of a definition declare (spec and call
     activities' specs), in order of first appearance."""

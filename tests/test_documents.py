@@ -455,6 +455,11 @@ def test_the_proposer_downloads_the_approval_decision_from_the_case_page(library
             assert "Quyết định phê duyệt đề xuất đổi mới, sáng tạo" in row.inner_text()
             assert "Đỗ Thanh Mai" in row.inner_text()
             assert "05/01/2026" in row.inner_text()
+            # the timeline says which article each step carried out
+            decided = page.get_by_test_id("timeline").locator("tr", has_text="Quyết định phê "
+                                                                        "duyệt hoặc từ chối")
+            assert "Căn cứ: khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP" in \
+                decided.first.inner_text()
             OUTPUT.mkdir(exist_ok=True)
             page.screenshot(path=str(OUTPUT / "web-case-documents.png"), full_page=True)
             with page.expect_download() as download:
