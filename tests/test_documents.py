@@ -474,3 +474,18 @@ def test_the_proposer_downloads_the_approval_decision_from_the_case_page(library
             assert hashlib.sha256(content).hexdigest() == decision["sha256"]
     finally:
         server.stop()
+
+
+def test_a_province_overrides_a_template_by_its_name(tmp_path):
+    from engine.variants import load_variant
+    (tmp_path / "national").symlink_to(PROJECT / "processes" / "national")
+    province = tmp_path / "thu-nghiem"
+    (province / "documents").mkdir(parents=True)
+    (province / "variant.toml").write_text('name = "thu-nghiem"\nextends = "national"\n')
+    own = _docx("Mẫu riêng của tỉnh: {{ doc.reference }}")
+    (province / "documents" / "quyet_dinh_phe_duyet.docx").write_bytes(own)
+    variant = load_variant(province)
+    national = load_variant(PROJECT / "processes" / "national")
+    assert variant.documents["quyet_dinh_phe_duyet.docx"] == own
+    assert variant.documents["van_ban_tra_loi.docx"] == national.documents[
+        "van_ban_tra_loi.docx"]
