@@ -489,3 +489,26 @@ def test_a_province_overrides_a_template_by_its_name(tmp_path):
     assert variant.documents["quyet_dinh_phe_duyet.docx"] == own
     assert variant.documents["van_ban_tra_loi.docx"] == national.documents[
         "van_ban_tra_loi.docx"]
+
+
+def test_a_template_that_cannot_be_rendered_stops_the_step_and_takes_no_number(library):
+    from engine.errors import InvalidData
+    variant, forms = read_folder(PROJECT / "processes" / "national")
+    broken = {**variant.documents, "quyet_dinh_phe_duyet.docx": _docx("{{ doc.reference ")}
+    library.repository.deploy("national", variant.sources, "ci", forms=forms,
+                              settings=variant.settings, templates=variant.templates,
+                              documents=broken)
+    with pytest.raises(InvalidData) as refused:
+        approved_case(library, "DX-10")
+    assert refused.value.message_code == "document.template_failed"
+    [case_id] = [d.instance_id for d in _all_documents(library)]
+    with library.db.reading() as session:
+        kinds = set(session.scalars(select(DocumentRegister.kind)))
+    assert kinds == {"BB"}                          # the decision took no number
+    assert library.runtime.get(case_id).stage == "under_review"
+    assert [t.element_id for t in library.runtime.open_tasks(case_id)] == ["decide"]
+
+
+def _all_documents(engine) -> list[Document]:
+    with engine.db.reading() as session:
+        return list(session.scalars(select(Document)))
