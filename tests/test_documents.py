@@ -191,9 +191,11 @@ def test_a_deputy_signs_for_the_head_and_a_refusal_is_answered_with_its_reasons(
     meta, content = documents_of(library, case)["van_ban_tra_loi.docx"]
     assert meta["reference"] == "01/CV-SXD"
     assert_in_order(_lines(content), HEADER + [
-        "Số: 01/CV-SXD", "V/v văn bản trả lời đề xuất không được phê duyệt",
+        "Số: 01/CV-SXD", "V/v trả lời đề xuất không được phê duyệt",
         "Mẫu, ngày 05 tháng 01 năm 2026", "Kính gửi: Võ Thị Tâm.",
-        "đề xuất không được phê duyệt, với các lý do sau:", "Chưa rõ nguồn kinh phí.",
+        "Sở Xây dựng đã nhận Kế hoạch đề xuất “Số hoá hồ sơ cấp phép xây dựng”. Sau khi xem "
+        "xét theo quy định, đề xuất không được phê duyệt, với các lý do sau:",
+        "Chưa rõ nguồn kinh phí.", "Sở Xây dựng trả lời để Võ Thị Tâm được biết.",
         "Nơi nhận:", "GIÁM ĐỐC", "Đỗ Thanh Mai"])
     _look_at(library, meta)
 

@@ -12,7 +12,7 @@ số/ký hiệu left and địa danh, date right; the kind and trích yếu cent
 italics; the content; "Nơi nhận" left and the signer's authority, position and name right.
 
 What the engine gives every template is under ``doc`` (engine/documents/service.py):
-parent_agency, agency, issuer_title, reference, place, date, title, bases, legal_basis,
+parent_agency, agency, agency_name, issuer_title, reference, place, date, title, bases, legal_basis,
 earlier, recipients, authority_lines, signer_name, case_unit, correction, replaces; the
 case's data are at the top level. Filters: money, date, long_date, name.
 """
@@ -109,7 +109,7 @@ def _header(document, letter: bool) -> None:
     left, right = _cell(table, 1, 0), _cell(table, 1, 1)
     _para(left, "Số: {{ doc.reference }}", size=13, align=CENTER, before=6)
     if letter:
-        _para(left, "V/v {{ doc.title|lower }}", size=12, align=CENTER)
+        _para(left, "V/v {{ doc.title[:1]|lower }}{{ doc.title[1:] }}", size=12, align=CENTER)
     _para(right, "{{ doc.place }}, {{ doc.date }}", italic=True, size=14, align=CENTER,
           before=6)
 
@@ -216,10 +216,10 @@ TEMPLATES = {
     # văn bản trả lời: a refusal with its reasons (Điều 8 khoản 1)
     "van_ban_tra_loi.docx": lambda: paper("", None, [
         "Kính gửi: {{ proposer|name }}.",
-        "{{ doc.agency|capitalize }} đã nhận Kế hoạch đề xuất “{{ title }}”. Sau khi xem xét "
+        "{{ doc.agency_name }} đã nhận Kế hoạch đề xuất “{{ title }}”. Sau khi xem xét "
         "theo quy định, đề xuất không được phê duyệt, với các lý do sau:",
         "{{ refusal_reasons }}",
-        "{{ doc.agency|capitalize }} trả lời để {{ proposer|name }} được biết.",
+        "{{ doc.agency_name }} trả lời để {{ proposer|name }} được biết.",
     ], letter=True, bases=False),
     # biên bản họp tập thể lãnh đạo: attendance, tally and the rule applied
     "bien_ban_hop_lanh_dao.docx": lambda: paper("BIÊN BẢN", "Họp tập thể lãnh đạo xem xét "
@@ -305,7 +305,7 @@ TEMPLATES = {
     "thong_bao_ket_qua.docx": lambda: paper("THÔNG BÁO", "Kết quả đánh giá việc thực hiện "
                                             "đề xuất “{{ title }}”", [
         "Căn cứ kết quả họp đánh giá{{ ' ngày ' ~ (meeting_date|date) if meeting_date else "
-        "'' }}, {{ doc.agency|capitalize }} thông báo kết quả thực hiện đề xuất đổi mới, "
+        "'' }}, {{ doc.agency_name }} thông báo kết quả thực hiện đề xuất đổi mới, "
         "sáng tạo “{{ title }}” của {{ proposer|name }} như sau:",
         "Kết quả: " + "{{ " + OUTCOMES + ".get(outcome, outcome) }}.",
         "Nhận xét: {{ evaluation_note }}",
@@ -339,7 +339,7 @@ TEMPLATES = {
     "de_nghi_khen_thuong.docx": lambda: paper("", None, [
         "Kính gửi: Hội đồng Thi đua - Khen thưởng.",
         "Đề xuất đổi mới, sáng tạo “{{ title }}” của {{ proposer|name }} đã được đánh giá "
-        "hoàn thành. {{ doc.agency|capitalize }} đề nghị xem xét khen thưởng theo Điều 10 "
+        "hoàn thành. {{ doc.agency_name }} đề nghị xem xét khen thưởng theo Điều 10 "
         "Nghị định số 73/2023/NĐ-CP.",
         "{{ recognition_note or '' }}",
     ], letter=True, bases=False),

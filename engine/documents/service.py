@@ -251,6 +251,7 @@ class Documents:
             "parent_agency": _plain(parent.name).upper() if parent else "",
             "issuer_title": issuer_title,
             "agency": _plain(agency.name).upper() if agency else "",
+            "agency_name": _plain(agency.name) if agency else "",
             "reference": reference, "place": place, "date": long_date(local),
             "date_short": short_date(local), "title": rule.title, "kind": rule.kind,
             "bases": bases, "legal_basis": policy.legal_basis(task.task_spec) or "",
