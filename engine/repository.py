@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from sqlalchemy.orm import Session
 from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
-from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
+from .variants import (DEFAULT_SETTINGS, SourceFile, load_forms, load_variant,
+                       unconfirmed_settings)
 from .clock import Clock
 from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
 from .store import AuditEvent, Database, Definition
 
 SETTINGS_SOURCE = "variant.toml.json"
+log = logging.getLogger(__name__)
 # document templates travel with the definitions that declare them, base64 (sources are text)
 DOCUMENT_PREFIX = "documents/"
 
@@ -130,6 +133,8 @@ class Repository:
                       forms_dir: Path | str | None = None) -> list[DeployedProcess]:
         """Deploy a variant folder with its settings and the forms its user tasks name."""
         variant, forms = read_folder(folder, forms_dir)
+        for warning in unconfirmed_settings(variant.settings):
+            log.info("deploying %s: %s", variant.name, warning)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
                            settings=variant.settings, templates=variant.templates,
                            documents=variant.documents)

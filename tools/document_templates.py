@@ -206,9 +206,9 @@ MEASURES = ("{'praise': 'biểu dương', 'commendation': 'khen thưởng', 'pri
             "'early_salary_step': 'nâng bậc lương trước thời hạn'}")
 OUTCOMES = ("{'completed': 'hoàn thành', 'not_completed': 'không hoàn thành hoặc hoàn "
             "thành một phần', 'damaged': 'không hoàn thành và gây thiệt hại'}")
-PROTECTION = ("{'not_liable': 'không bị xử lý trách nhiệm', 'exempted': 'được loại trừ "
-              "trách nhiệm', 'reduced': 'được xem xét loại trừ, miễn hoặc giảm nhẹ trách "
-              "nhiệm', 'refused': 'không thuộc trường hợp được bảo vệ'}")
+PROTECTION = ("{'not_liable': 'không bị xử lý trách nhiệm', 'excluded': 'được loại trừ "
+              "trách nhiệm', 'exempted': 'được miễn trách nhiệm', 'mitigated': 'được giảm nhẹ "
+              "trách nhiệm', 'refused': 'không thuộc trường hợp được bảo vệ'}")
 EXECUTION = ("Điều 3. Quyết định này có hiệu lực kể từ ngày ký. {{ proposer|name }}, các cơ "
              "quan, đơn vị và cá nhân có liên quan chịu trách nhiệm thi hành Quyết định này.")
 
