@@ -182,6 +182,8 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
     shot(page, "decision-deadline")
 
     # the approval branch's condition: refused by the sandbox next to the field, then fixed
+    box = page.locator("#modeler").bounding_box()       # away from the task's context pad
+    page.mouse.click(box["x"] + box["width"] - 5, box["y"] + 5)
     page.locator(f".djs-element[data-element-id={APPROVAL_FLOW}_label]").click()
     condition = panel.locator("#bio-properties-panel-nd73-code")
     expect(condition).to_have_value('decision == "approve"')
@@ -241,10 +243,10 @@ def test_the_modeler_speaks_the_pages_language_and_the_console_stays_clean(serve
     page.goto(f"{server.url}/designer/lao-cai/proposal")
     page.wait_for_selector("#modeler[data-ready=true]")
     palette = page.locator(".djs-palette")
-    assert palette.locator("[data-action=create.start-event]").get_attribute("title") == \
-        "Tạo sự kiện bắt đầu"
-    assert palette.locator("[data-action=create.task]").get_attribute("title") == \
-        "Tạo công việc"
+    # the palette's tooltips (its entries' accessible names)
+    assert palette.locator("[data-action='create.start-event']").get_attribute(
+        "aria-label") == "Tạo sự kiện bắt đầu"
+    expect(palette.get_by_role("button", name="Tạo công việc")).to_be_visible()
     page.locator(".djs-element[data-element-id=decide]").click()
     context_pad = page.locator(".djs-context-pad")
     expect(context_pad.locator("[data-action=delete]")).to_have_attribute("title", "Xoá")
@@ -258,8 +260,8 @@ def test_the_modeler_speaks_the_pages_language_and_the_console_stays_clean(serve
     page.get_by_role("button", name="English").click()
     page.goto(f"{server.url}/designer/lao-cai/proposal")
     page.wait_for_selector("#modeler[data-ready=true]")
-    assert page.locator(".djs-palette [data-action=create.start-event]").get_attribute(
-        "title") == "Create start event"
+    assert page.locator(".djs-palette [data-action='create.start-event']").get_attribute(
+        "aria-label") == "Create start event"
     page.locator(".djs-element[data-element-id=decide]").click()
     expect(page.locator("#properties")).to_contain_text("Due in working days")
     assert said == []

@@ -305,7 +305,8 @@ function Nd73PropertiesProvider(propertiesPanel, injector, translate, nd73Studio
     return function (groups) {
       var entries = propertyEntries(element, nd73Studio.data);
       if (entries.length) {
-        groups.splice(1, 0, { id: 'nd73', label: translate('Workflow (ND73)'), entries: entries });
+        groups.splice(1, 0, { id: 'nd73', label: translate('Workflow (ND73)'), entries: entries,
+                               shouldOpen: true });
       }
       var notifications = notificationGroup(element, injector);
       if (notifications) { groups.push(notifications); }
@@ -324,8 +325,9 @@ function Studio(eventBus, selection, config) {
   this.errors = {};                       // element id → { entry id → message }
   function show() {
     var selected = selection.get()[0];
+    selected = selected && (selected.labelTarget || selected);   // a label shows its owner
     eventBus.fire('propertiesPanel.setErrors',
-                  { errors: (selected && self.errors[selected.id]) || {} });
+                  { errors: Object.assign({}, selected && self.errors[selected.id]) });
   }
   this.show = show;
   eventBus.on('selection.changed', function () { setTimeout(show, 0); });
@@ -363,7 +365,7 @@ Studio.prototype.checkCode = function (element, entryId, code, mode) {
   if (!(code || '').trim()) { self.setError(element.id, entryId, null); return Promise.resolve(); }
   return this.request('/api/v1/definitions/check-code', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ code: code, mode: mode })
+    body: JSON.stringify({ variant: this.data.variant, code: code, mode: mode })
   }).then(function (answer) {
     self.setError(element.id, entryId, answer.ok && !answer.body.valid ?
       answer.body.message : null);
