@@ -40,6 +40,7 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json $(wildcard api/
 	npm ci --prefix api/web --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp $(BPMN_JS)/bpmn-viewer.production.min.js $(BPMN_JS)/bpmn-modeler.production.min.js $(VENDOR)/
+	cp $(BPMN_JS)/bpmn-navigated-viewer.production.min.js $(VENDOR)/
 	cp -r $(BPMN_JS)/assets/. $(VENDOR)/
 	api/web/node_modules/.bin/esbuild api/web/src/studio.js --bundle --minify --format=iife \
 	  --global-name=Nd73Studio --log-level=warning --outfile=$(VENDOR)/studio.js
@@ -48,7 +49,11 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json $(wildcard api/
 	cp api/web/node_modules/swagger-ui-dist/swagger-ui.css api/web/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/web/node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@
 
-install: $(STAMP) $(VENDOR)/.built
+install: $(STAMP) $(VENDOR)/.built $(VENDOR)/bpmn-navigated-viewer.production.min.js
+
+# the case diagram's viewer (zoom and pan), for checkouts whose assets were built before it
+$(VENDOR)/bpmn-navigated-viewer.production.min.js: $(VENDOR)/.built
+	cp $(BPMN_JS)/bpmn-navigated-viewer.production.min.js $@
 
 # The message catalogues (api/translations/{vi,en}/LC_MESSAGES/messages.po): message ids found
 # in the code (babel.cfg) are added to both with empty words to translate there (tests/

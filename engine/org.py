@@ -157,6 +157,17 @@ class Org:
         ``unit_id``. A task whose ``assigneeFrom`` property names a data variable (one
         member's ballot in a vote) goes to the user named there."""
         data = data or {}
+        found = self._resolve(role, proposer=proposer, unit_id=unit_id, settings=settings,
+                              data=data, assignee_from=assignee_from)
+        if proposer and not assignee_from and (
+                role_named(role, settings).except_proposer
+                or role_named(found.role, settings).except_proposer):
+            return Resolution([u for u in found.usernames if u != proposer], found.unit_id,
+                              found.role)
+        return found
+
+    def _resolve(self, role: str, *, proposer: str | None, unit_id: str | None,
+                 settings: Mapping, data: Mapping, assignee_from: str | None) -> Resolution:
         if assignee_from:
             named = data.get(assignee_from)
             return Resolution([named] if isinstance(named, str) else [], unit_id, role)

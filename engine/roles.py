@@ -13,6 +13,9 @@ A role is one of:
   ``superior_agency``, ``province``, or a list tried in order), and ``tag`` the first unit
   carrying that tag inside it.
 
+Any role may add ``except_proposer = true``: the case's proposer is never among its people
+(nobody gives an opinion, an assessment or a vote on their own case).
+
 A lane no role declares resolves, by default, to the members of the case's agency whose
 position has the lane's name (``head``, ``deputy``…), and ``proposer`` to the proposer.
 """
@@ -25,7 +28,7 @@ from .errors import Problem
 
 PLACES = ("case", "agency", "superior_agency", "province")
 KEYS = ("person", "people_from", "otherwise", "role_from", "otherwise_role", "positions",
-        "unit", "unit_from", "tag", "label")
+        "unit", "unit_from", "tag", "label", "label_en", "except_proposer")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Role:
     role_from: str | None = None
     otherwise_role: str | None = None
     person: str | None = None
+    except_proposer: bool = False
 
     @classmethod
     def of(cls, name: str, spec: Mapping) -> Role:
@@ -47,7 +51,8 @@ class Role:
         return cls(name, tuple(spec.get("positions", ())),
                    tuple([unit] if isinstance(unit, str) else unit), spec.get("tag"),
                    spec.get("unit_from"), spec.get("people_from"), spec.get("otherwise"),
-                   spec.get("role_from"), spec.get("otherwise_role"), spec.get("person"))
+                   spec.get("role_from"), spec.get("otherwise_role"), spec.get("person"),
+                   bool(spec.get("except_proposer", False)))
 
 
 def role_named(name: str, settings: Mapping) -> Role:
@@ -85,6 +90,8 @@ def role_problems(settings: Mapping, file_label: str) -> list[Problem]:
                                                + ", ".join(PLACES)))
         if spec.get("person") not in (None, "proposer"):
             problems.append(Problem(where, "person can only be \"proposer\""))
+        if spec.get("except_proposer") not in (None, True, False):
+            problems.append(Problem(where, "except_proposer must be true or false"))
         if spec.get("otherwise") not in (None, "proposer"):
             problems.append(Problem(where, "otherwise can only be \"proposer\""))
         if spec.get("otherwise_role") not in (None, *roles):

@@ -522,14 +522,29 @@ class Sandbox:
         finally:
             sys.settrace(previous)
 
+    def _namespace(self, data: Mapping[str, Any]) -> dict:
+        """``data`` as a script's variables, with ``defined(name)`` (the data has a variable
+        ``name``) and ``value_of(name, default=None)`` (its value, else ``default``), which
+        read the variables as they are when called."""
+        namespace = dict(data)
+
+        def defined(name) -> bool:
+            return isinstance(name, str) and name != "__builtins__" and name in namespace
+
+        def value_of(name, default=None):
+            return namespace[name] if defined(name) else default
+
+        namespace["__builtins__"] = {**self.builtins, "defined": defined, "value_of": value_of}
+        return namespace
+
     def evaluate(self, expression: str, data: Mapping[str, Any]):
         code = compile_code(expression.strip(), "eval")
-        return self._run(code, {**data, "__builtins__": self.builtins})
+        return self._run(code, self._namespace(data))
 
     def execute(self, script: str, data: dict) -> None:
         """Run ``script`` with ``data`` as its variables; ``data`` is updated in place."""
         code = compile_code(script, "exec")
-        namespace = {**data, "__builtins__": self.builtins}
+        namespace = self._namespace(data)
         self._run(code, namespace)
         namespace.pop("__builtins__", None)
         data.clear()

@@ -237,17 +237,18 @@ def test_a_protection_decision_tells_the_proposer(library):
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"}, by=HEAD)
     implement_and_evaluate(case, "not_completed", PROPOSER)
-    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
-            by=PROPOSER)
+    case.do("submit_protection_request",
+            {"claimed_outcome": "not_completed", "facts": "Khách quan"}, by=PROPOSER)
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
                        "abuse": False, "assessment": "Đúng chủ trương"}, by=HEAD)
     case.do("protection_party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
-    case.do("decide_protection", {"protection_decision": "exempted",
+    case.do("decide_protection", {"protection_decision": "excluded",
                                   "protection_reasons": "Điều 11"}, by=HEAD)
     [decided] = [n for n in library.notifications.list_for(PROPOSER)
                  if n["kind"] == "protection_decided"]
     assert decided["title"] == "[ND73] Đã có quyết định về việc bảo vệ – DX-18"
-    assert "đã có quyết định: Miễn trách nhiệm." in decided["body"]
+    assert ("đã có quyết định (Điều 11 Nghị định 73/2023/NĐ-CP): được loại trừ trách nhiệm."
+            in decided["body"])
     assert "Căn cứ, lý do: Điều 11" in decided["body"]
 
 

@@ -230,8 +230,8 @@ def test_not_completed_goes_to_protection_and_is_exempted(library, variant):
     assert case.instance.stage == "protection_review"
     [request] = case.open("submit_protection_request")
     assert case.candidates(request) == [proposer]
-    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
-            by=proposer)
+    case.do("submit_protection_request",
+            {"claimed_outcome": "not_completed", "facts": "Khách quan"}, by=proposer)
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
                        "abuse": False, "assessment": "Đúng chủ trương"}, by=f"{p}.sxd.giamdoc")
     case.do("protection_party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
@@ -239,18 +239,18 @@ def test_not_completed_goes_to_protection_and_is_exempted(library, variant):
         case.do("decide_protection", {"protection_decision": "reduced",
                                       "protection_reasons": "x"}, by=f"{p}.sxd.giamdoc")
     assert refused.value.details["errors"][0]["field"] == "protection_decision"
-    case.do("decide_protection", {"protection_decision": "exempted",
+    case.do("decide_protection", {"protection_decision": "excluded",
                                   "protection_reasons": "Điều 11"}, by=f"{p}.sxd.giamdoc")
     finished = case.instance
     assert (finished.status, finished.stage, finished.latest_decision) == (
-        "completed", "closed", "exempted")
+        "completed", "closed", "excluded")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_damage_goes_to_protection_review_and_abuse_voids_protection(library, variant):
     case, proposer = _to_evaluation(library, variant)
     implement_and_evaluate(case, "damaged", proposer)
-    case.do("submit_protection_request", {"outcome": "damaged", "facts": "Thiệt hại"},
+    case.do("submit_protection_request", {"claimed_outcome": "damaged", "facts": "Thiệt hại"},
             by=proposer)
     case.do("assess", {"followed_policy": True, "pure_motives": False, "common_interest": False,
                        "abuse": True, "assessment": "Có dấu hiệu vụ lợi"})
@@ -266,12 +266,12 @@ def test_damage_goes_to_protection_review_and_abuse_voids_protection(library, va
 def test_damage_without_abuse_allows_reduction(library):
     case, proposer = _to_evaluation(library)
     implement_and_evaluate(case, "damaged", proposer)
-    case.do("submit_protection_request", {"outcome": "damaged", "facts": "Thiệt hại"},
+    case.do("submit_protection_request", {"claimed_outcome": "damaged", "facts": "Thiệt hại"},
             by=proposer)
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
                        "abuse": False, "assessment": "Khách quan"})
     case.do("protection_party_opinion", {"party_opinion": "agree"})
-    case.do("decide_protection", {"protection_decision": "reduced", "protection_reasons": "Art 11"})
+    case.do("decide_protection", {"protection_decision": "mitigated", "protection_reasons": "Art 11"})
     assert case.instance.stage == "closed"
 
 
@@ -279,7 +279,7 @@ def test_standalone_protection_request(library):
     proposer = "laocai.sxd.qhkt.truongphong"
     case = Case.start(library, "lao-cai", "protection", proposer)
     assert case.instance.stage == "protection_review"
-    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "x"}, by=proposer)
+    case.do("submit_protection_request", {"claimed_outcome": "not_completed", "facts": "x"}, by=proposer)
     [assess] = case.open("assess")
     assert case.candidates(assess) == ["laocai.sxd.giamdoc"]
 

@@ -62,8 +62,8 @@ def test_blank_ballots_do_not_count():
 def test_the_proposer_does_not_vote_on_his_own_proposal():
     code = script("national/proposal.bpmn", "prepare_vote")
     members = {"agency": ["h", "d1", "d2"]}
-    data = run(code, {"decider_role": "head", "proposer_unit": "u", "proposer": "d2"},
-               role_unit=lambda role, unit: "agency",
+    data = run(code, {"decider_role": "head", "decision_unit": "agency", "proposer_unit": "u",
+                      "proposer": "d2"},
                members_of=lambda unit, *positions: members[unit] if "deputy" in positions
                else members[unit][:1])
     assert (data["voters"], data["chair"]) == (["h", "d1"], "h")
@@ -83,10 +83,12 @@ def test_routing_of_proposals(path, positions, kind, via, expected):
                  "protection_route", "can-tho/registration.bpmn": "registration_route"}[path]
     data = run(script(path, script_id), {"proposer": "p", "proposer_unit": "u"},
                positions_of=lambda user, unit: positions, agency_of=lambda unit: "a",
-               agency_kind=lambda unit: kind,
+               agency_kind=lambda unit: kind, role_unit=lambda role, unit: f"unit of {role}",
                setting=lambda section, key: via if key == "via_home_affairs_for" else 0,
                deadline=lambda name: None, escalation=lambda name: None)
     assert data["decider_role"] == expected[1]
+    if "decision_unit" in data:             # Art. 4: the Party committee at the decider's level
+        assert data["decision_unit"] == f"unit of {expected[1]}"
     if "route" in data:
         assert data["route"] == expected[0]
 
@@ -122,10 +124,14 @@ def test_outcome_mapping_and_protection_choices():
     choices = script("national/protection.bpmn", "decide_protection",
                      "bpmn:extensionElements/spiffworkflow:preScript")
 
-    def allowed(outcome, abuse=False):
-        return run(choices, {"outcome": outcome, "abuse": abuse})["protection_choices"]
+    def allowed(outcome, abuse=False, met=True):
+        return run(choices, {"outcome": outcome, "evaluation_on_record": True, "abuse": abuse,
+                             "followed_policy": met, "pure_motives": met,
+                             "common_interest": met})["protection_choices"]
     assert allowed("completed") == ["not_liable"]
-    assert allowed("damaged") == ["exempted", "reduced", "refused"]
+    assert allowed("not_completed") == ["excluded", "refused"]
+    assert allowed("damaged") == ["excluded", "exempted", "mitigated", "refused"]
+    assert allowed("damaged", met=False) == ["refused"]
     assert allowed("damaged", abuse=True) == ["refused"]
 
 
@@ -173,6 +179,10 @@ def test_a_variant_changes_whom_a_lane_names_by_its_settings_alone(org):
     own = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
                       settings=NATIONAL)
     assert (own.usernames, own.unit_id) == (["mau.sxd.pgd1"], "mau.sxd")
+    # the national declaration: the committee of the unit in the data field decision_unit
+    decider_level = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
+                                settings=NATIONAL, data={"decision_unit": "mau"})
+    assert decider_level.unit_id == "mau"
     moved = {**NATIONAL, "roles": {**NATIONAL["roles"], "party_committee": {
         "positions": ["party_secretary"], "unit": "superior_agency"}}}
     above = org.resolve("party_committee", proposer="x", unit_id="mau.sxd.gt",
@@ -180,6 +190,24 @@ def test_a_variant_changes_whom_a_lane_names_by_its_settings_alone(org):
     assert above.unit_id == "mau" and above.usernames != own.usernames
     assert org.role_unit("superior_head", "mau.sxd", NATIONAL) == "mau"
     assert org.role_unit("head", "mau.sxd.gt", NATIONAL) == "mau.sxd"
+
+
+def test_a_role_except_proposer_never_names_the_proposer(org):
+    """Nobody gives an opinion, an assessment or a vote on their own proposal (Art. 4, 8,
+    11): a role declared ``except_proposer`` leaves the proposer out, also when it is named
+    through ``role_from``."""
+    secretary = org.resolve("party_committee", proposer="mau.sxd.pgd1", unit_id="mau.sxd.gt",
+                            settings=NATIONAL)
+    assert "mau.sxd.pgd1" not in secretary.usernames
+    plain = {**NATIONAL, "roles": {**NATIONAL["roles"], "party_committee": {
+        "positions": ["party_secretary"], "unit": "agency"}}}
+    assert org.resolve("party_committee", proposer="mau.sxd.pgd1", unit_id="mau.sxd.gt",
+                       settings=plain).usernames == ["mau.sxd.pgd1"]
+    assessor = org.resolve("assessor", proposer="mau.sxd.giamdoc", unit_id="mau.sxd",
+                           settings=NATIONAL, data={"assessor_role": "head"})
+    assert assessor.usernames == []
+    assert role_problems({"roles": {"a": {"positions": ["head"], "except_proposer": "yes"}}},
+                         "variant.toml")[0].message == "except_proposer must be true or false"
 
 
 def test_a_lane_no_role_declares_names_the_position_of_its_name(org):

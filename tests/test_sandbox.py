@@ -86,6 +86,18 @@ def test_ordinary_scripts_work(sandbox):
     assert sandbox.evaluate("per_month > 100000 and approved", data) is True
 
 
+def test_scripts_ask_whether_a_variable_exists(sandbox):
+    """A called process tells whether its caller gave it a variable (``defined``) and reads
+    it with a default (``value_of``), seeing the variables as they are when called."""
+    data = {"outcome": "damaged"}
+    sandbox.execute("on_record = defined('outcome')\nmissing = defined('claimed')\n"
+                    "claimed = value_of('claimed', 'none')\nlater = 1\n"
+                    "seen = value_of('later')\nhidden = defined('__builtins__')", data)
+    assert (data["on_record"], data["missing"], data["claimed"]) == (True, False, "none")
+    assert data["seen"] == 1 and data["hidden"] is False
+    assert sandbox.evaluate("value_of('nothing') is None and defined('outcome')", data)
+
+
 def test_endless_loop_in_bpmn_becomes_an_incident(engine):
     source = bpmn_source(replace={'result = "approved"': "while True:\n    pass"})
     engine.repository.deploy("national", [source], "designer")

@@ -145,12 +145,12 @@ def test_completions_keep_timer_subscription_and_task_rows_equal_to_the_workflow
         case.do("leadership_vote", {"vote": "for"}, by=voter)
     case.do("decide", {"decision": "approve"})
     implement_and_evaluate(case, "not_completed", proposer)
-    case.do("submit_protection_request", {"outcome": "not_completed", "facts": "Khách quan"},
-            by=proposer)
+    case.do("submit_protection_request",
+            {"claimed_outcome": "not_completed", "facts": "Khách quan"}, by=proposer)
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
                        "abuse": False, "assessment": "Đúng chủ trương"})
     case.do("protection_party_opinion", {"party_opinion": "agree"})
-    case.do("decide_protection", {"protection_decision": "exempted",
+    case.do("decide_protection", {"protection_decision": "excluded",
                                   "protection_reasons": "Điều 11"})
     assert case.instance.status == "completed" and case.steps >= 14
     with engine.db.reading() as session:

@@ -1,0 +1,224 @@
+"""The procedures as Decree 73/2023/NĐ-CP writes them: one scenario per rule, named after the
+rule, in every variant it concerns (each variant inherits the national procedures unless it
+overrides them; none of the provinces overrides these)."""
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import InvalidData
+
+from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
+    to_decision
+
+ASSESSMENT = {"followed_policy": True, "pure_motives": True, "common_interest": True,
+              "abuse": False, "assessment": "Đúng chủ trương, động cơ trong sáng"}
+
+
+@pytest.fixture
+def library(engine):
+    deploy_library(engine)
+    return engine
+
+
+def _approved(library, variant, proposer, business_key="DX-1"):
+    case = to_decision(library, variant, proposer, business_key=business_key)
+    case.vote({v: "for" for v in case.voters()})
+    case.do("decide", {"decision": "approve"})
+    return case
+
+
+def _choices_refused(case, by=None) -> list[str]:
+    """The protection decisions the decider may take: those the form rule lists."""
+    with pytest.raises(InvalidData) as refused:
+        case.do("decide_protection", {"protection_decision": "no_such_choice",
+                                      "protection_reasons": "x"}, by=by)
+    [error] = refused.value.details["errors"]
+    assert error["field"] == "protection_decision"
+    return error
+
+
+# --- Art. 11: outcome terms and the choices that follow the official evaluation -----------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("outcome, allowed", [
+    ("not_completed", ["excluded", "refused"]),
+    ("damaged", ["excluded", "exempted", "mitigated", "refused"]),
+])
+def test_art11_choices_follow_the_official_evaluation(library, variant, outcome, allowed):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    case = _approved(library, variant, proposer)
+    implement_and_evaluate(case, outcome, proposer)
+    case.do("submit_protection_request", {"facts": "Khách quan"}, by=proposer)
+    case.do("assess", ASSESSMENT, by=f"{p}.sxd.giamdoc")
+    case.do("protection_party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
+    assert case.data()["protection_choices"] == allowed
+    for choice in {"not_liable", "excluded", "exempted", "mitigated"} - set(allowed):
+        with pytest.raises(InvalidData):
+            case.do("decide_protection", {"protection_decision": choice,
+                                          "protection_reasons": "x"}, by=f"{p}.sxd.giamdoc")
+    # "loại trừ" is a choice in the damage case too (được xem xét loại trừ, miễn, giảm nhẹ)
+    case.do("decide_protection", {"protection_decision": "excluded",
+                                  "protection_reasons": "Điều 11"}, by=f"{p}.sxd.giamdoc")
+    assert case.instance.latest_decision == "excluded"
+    [notice] = [n for n in library.notifications.list_for(proposer)
+                if n["kind"] == "protection_decided"]
+    assert "được loại trừ trách nhiệm" in notice["body"]
+
+
+def test_art11_terms_are_the_decree_words(library):
+    schema = library.repository.form(
+        library.repository.latest("national", "protection"), "protection_decision.schema.json")
+    labels = schema["properties"]["protection_decision"]["x-enum-labels"]
+    assert labels["not_liable"].startswith("Không bị xử lý trách nhiệm")
+    assert labels["excluded"] == "Được loại trừ trách nhiệm"
+    assert labels["exempted"].startswith("Được miễn trách nhiệm")
+    assert labels["mitigated"].startswith("Được giảm nhẹ trách nhiệm")
+
+
+# --- Art. 11 with Art. 9: the outcome is the evaluation on record, not the requester's claim ---
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art11_requester_claim_does_not_override_the_evaluation(library, variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    case = _approved(library, variant, proposer)
+    implement_and_evaluate(case, "damaged", proposer)
+    # the requester claims the work was completed; the evaluation on record says damage
+    case.do("submit_protection_request", {"claimed_outcome": "completed", "facts": "Đã xong"},
+            by=proposer)
+    with pytest.raises(InvalidData) as refused:
+        case.do("assess", {**ASSESSMENT, "assessed_outcome": "completed"},
+                by=f"{p}.sxd.giamdoc")
+    assert refused.value.details["errors"][0]["field"] == "assessed_outcome"
+    case.do("assess", ASSESSMENT, by=f"{p}.sxd.giamdoc")
+    case.do("protection_party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
+    data = case.data()
+    assert (data["outcome"], data["official_outcome"]) == ("damaged", "damaged")
+    assert "not_liable" not in data["protection_choices"]
+    with pytest.raises(InvalidData):
+        case.do("decide_protection", {"protection_decision": "not_liable",
+                                      "protection_reasons": "x"}, by=f"{p}.sxd.giamdoc")
+    # the claim is no decision: reports and lists count only the evaluation's outcome
+    fields = [(field, value) for field, value, _ in case.decisions()]
+    assert ("outcome", "completed") not in fields and ("outcome", "damaged") in fields
+    assert not [f for f in fields if f[0] == "claimed_outcome"]
+    assert case.instance.latest_decision == "damaged"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art11_standalone_request_takes_the_outcome_from_the_assessment(library, variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qhkt.truongphong"
+    with pytest.raises(InvalidData):        # nothing slips in through the start data
+        Case.start(library, variant, "protection", proposer, data={"outcome": "completed"})
+    case = Case.start(library, variant, "protection", proposer)
+    case.do("submit_protection_request", {"claimed_outcome": "completed", "facts": "x"},
+            by=proposer)
+    with pytest.raises(InvalidData) as refused:
+        case.do("assess", ASSESSMENT, by=f"{p}.sxd.giamdoc")
+    assert refused.value.details["errors"][0]["field"] == "assessed_outcome"
+    case.do("assess", {**ASSESSMENT, "assessed_outcome": "not_completed"},
+            by=f"{p}.sxd.giamdoc")
+    case.do("protection_party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
+    assert case.data()["protection_choices"] == ["excluded", "refused"]
+
+
+@pytest.mark.parametrize("variant", ["national", "dak-lak"])
+def test_art11_head_who_is_the_proposer_never_assesses_his_own_case(library, variant):
+    p = PREFIX[variant]
+    head = f"{p}.sxd.giamdoc"
+    case = Case.start(library, variant, "protection", head)
+    case.do("submit_protection_request", {"facts": "x"}, by=head)
+    [assess] = case.open("assess")
+    assert case.candidates(assess) == [f"{p}.chutich"]      # the superior agency's head
+    case.do("assess", {**ASSESSMENT, "assessed_outcome": "damaged"}, by=f"{p}.chutich")
+    [opinion] = case.open("protection_party_opinion")
+    assert head not in case.candidates(opinion)
+    # the Party committee of the province, whose head decides
+    assert case.candidates(opinion) == library.org.members(p, ("party_secretary",))
+    case.do("protection_party_opinion", {"party_opinion": "agree"})
+    [decide] = case.open("decide_protection")
+    assert case.candidates(decide) == [f"{p}.chutich"]
+
+
+# --- Art. 8 k.1: the written decision against the vote exists in one direction only -------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_head_may_approve_after_a_failed_vote_with_written_reasons(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "for", f"{p}.sxd.pgd1": "against",
+               f"{p}.sxd.pgd2": "against", f"{p}.sxd.pgd3": "against"})
+    assert case.data()["vote_result"] == "rejected"
+    with pytest.raises(InvalidData) as refused:
+        case.do("decide", {"decision": "approve"}, by=f"{p}.sxd.giamdoc")
+    assert refused.value.details["errors"][0]["field"] == "override_reason"
+    case.do("decide", {"decision": "approve", "override_reason": "Cần thiết, khả thi"},
+            by=f"{p}.sxd.giamdoc")
+    assert case.instance.stage == "implementing"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_head_cannot_refuse_a_proposal_the_collective_passed(library, variant):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case.vote({f"{p}.sxd.giamdoc": "against", f"{p}.sxd.pgd1": "for",
+               f"{p}.sxd.pgd2": "for", f"{p}.sxd.pgd3": "for"})
+    assert case.data()["vote_result"] == "approved"
+    with pytest.raises(InvalidData) as refused:
+        case.do("decide", {"decision": "reject", "refusal_reasons": "Không đồng ý"},
+                by=f"{p}.sxd.giamdoc")
+    [error] = refused.value.details["errors"]
+    assert error["field"] == "decision" and "Điều 8 khoản 1" in error["message"]
+    assert case.open_elements() == ["decide"]
+    case.do("decide", {"decision": "approve", "decision_number": "3/QĐ"},
+            by=f"{p}.sxd.giamdoc")
+    assert case.instance.latest_decision == "approve"
+
+
+# --- Art. 4: the Party committee at the level of the one who decides ---------------------
+
+@pytest.mark.parametrize("variant, proposer, decided_at", [
+    ("national", "mau.sxd.qlxd.chuyenvien", "mau.sxd"),
+    ("national", "mau.sxd.giamdoc", "mau"),                 # a head: the superior agency
+    ("dak-lak", "daklak.sxd.giamdoc", "daklak"),
+    ("lao-cai", "laocai.sxd.giamdoc", "laocai"),           # via Sở Nội vụ to the Chairman
+    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", "laocai.sxd"),
+    ("can-tho", "cantho.sxd.pgd2", "cantho"),              # a leader under the city
+    ("can-tho", "cantho.sxd.qhkt.truongphong", "cantho.sxd"),
+])
+def test_art4_party_committee_is_the_one_at_the_deciders_level(library, variant, proposer,
+                                                                decided_at):
+    case = Case.start(library, variant, "proposal", proposer)
+    case.do("submit_plan", plan(), by=proposer)
+    if case.open("home_affairs_review"):
+        case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
+    case.do("screening", {"is_complex": False})
+    [opinion] = case.open("party_opinion")
+    expected = [u for u in library.org.members(decided_at, ("party_secretary",))
+                if u != proposer]
+    assert expected and case.candidates(opinion) == sorted(expected)
+    assert case.data()["decision_unit"] == decided_at
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, variant):
+    p = PREFIX[variant]
+    secretary = library.org.members(f"{p}.sxd", ("party_secretary",))[0]
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
+    # the council is never formed with the proposer in it
+    members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
+               f"{p}.sxd.qlxd.chuyenvien"]
+    with pytest.raises(InvalidData) as refused:
+        case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
+                                 "council_members": members})
+    assert "không tham gia hội đồng" in refused.value.details["errors"][0]["message"]
+    # a party secretary who proposes neither opines nor votes on it
+    own = Case.start(library, variant, "proposal", secretary, business_key="DX-OWN")
+    own.do("submit_plan", plan(), by=secretary)
+    if own.open("home_affairs_review"):
+        own.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
+    own.do("screening", {"is_complex": False})
+    [opinion] = own.open("party_opinion")
+    assert secretary not in own.candidates(opinion)
