@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 from playwright.sync_api import expect
 
 from api_client import LiveServer
@@ -23,6 +24,7 @@ from browser import CHROMIUM, chromium_page
 from engine import policy
 from engine.clock import LOCAL_TZ, as_utc
 from engine.org import DEFAULT_DEMO_PASSWORD
+from engine.store import Timer
 from procedures import Case, deploy_library, to_decision
 
 from conftest import PROJECT
@@ -179,10 +181,21 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
     panel.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("5")
     expect(panel.locator("[data-testid=working-day-preview]")).to_have_text(
         "Hạn 12/01/2026 17:00 theo lịch làm việc của lao-cai")
+    expect(panel.locator("[data-entry-id=nd73-dueInWorkingDays]")).to_contain_text(
+        "decision = 7")                                  # the variant's deadlines, for reference
     shot(page, "decision-deadline")
 
-    # the approval branch's condition: refused by the sandbox next to the field, then fixed
+    # its reminder (a non-interrupting boundary timer) fires on the same day
     box = page.locator("#modeler").bounding_box()       # away from the task's context pad
+    page.mouse.click(box["x"] + box["width"] - 5, box["y"] + 5)
+    page.locator(".djs-element[data-element-id=decide_reminder]").click()
+    panel.locator("#bio-properties-panel-nd73-timerWorkingDays").fill("5")
+    expect(panel.locator("[data-testid=working-day-preview]")).to_have_text(
+        "Hạn 12/01/2026 17:00 theo lịch làm việc của lao-cai")
+    expect(panel.locator("#bio-properties-panel-timerEventDefinitionValue")).to_have_value(
+        "due_in_working_days(5)")
+
+    # the approval branch's condition: refused by the sandbox next to the field, then fixed
     page.mouse.click(box["x"] + box["width"] - 5, box["y"] + 5)
     page.locator(f".djs-element[data-element-id={APPROVAL_FLOW}_label]").click()
     condition = panel.locator("#bio-properties-panel-nd73-code")
@@ -213,6 +226,10 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
     fresh = to_decision(engine, "lao-cai", PROPOSER, business_key="LC-NEW")
     task = decide_task(fresh)
     assert as_utc(task.due_at) == FIVE_DAYS
+    with engine.db.reading() as session:
+        reminder = session.scalars(select(Timer.due_at).where(
+            Timer.instance_id == fresh.id, Timer.element_id == "decide_reminder")).one()
+    assert as_utc(reminder) == FIVE_DAYS
     assert as_utc(decide_task(running).due_at) == SEVEN_DAYS
     assert running.instance.definition_id != latest.id
 

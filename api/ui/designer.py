@@ -72,7 +72,8 @@ def modeler_words(language: str) -> dict[str, str]:
 
 def studio_data(definition: Definition) -> dict:
     """What the properties panel offers for a variant: its stages (named in the page's
-    language), the roles its lanes may name, the forms deployed with its processes."""
+    language), the roles its lanes may name, the forms deployed with its processes, its
+    deadlines in working days."""
     repository = engine().repository
     settings = repository.settings(definition)
     english = lang() == "en"
@@ -80,7 +81,10 @@ def studio_data(definition: Definition) -> dict:
               for key, spec in (settings.get("stages") or {}).items()}
     forms = sorted({name[len("forms/"):] for d in repository.latest_versions(definition.variant)
                     for name in d.sources if name.startswith("forms/")})
+    deadlines = {name: days for name, days in (settings.get("deadlines") or {}).items()
+                 if isinstance(days, int)}
     return {"variant": definition.variant, "stages": stages, "forms": forms,
+            "deadlines": deadlines,
             "roles": list(dict.fromkeys((*declared_roles(settings), "proposer", *POSITIONS)))}
 
 

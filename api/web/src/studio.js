@@ -16,12 +16,14 @@ import { getBusinessObject, is } from 'bpmn-js/lib/util/ModelUtil';
 
 import {
   addExtensionChanges, descriptor, getProperty, notificationsOf, propertyChanges,
-  removeExtensionChanges
+  removeExtensionChanges, validationsOf
 } from './nd73.js';
 
 var LOW_PRIORITY = 400;
 var RECIPIENTS = ['candidates', 'proposer', 'assignee', 'assignee_head'];
 var MOMENTS = ['complete', 'open'];
+var CATEGORIES = ['case', 'reporting_cycle', 'called'];
+var START_UNITS = ['optional', 'required'];
 
 // --- translation -------------------------------------------------------------------------
 
@@ -50,7 +52,8 @@ function run(commandStack, changes, element) {
 function options(values, labels, empty) {
   var list = empty ? [{ value: '', label: empty }] : [];
   return list.concat(values.map(function (v) {
-    return { value: v, label: labels && labels[v] ? labels[v] + ' (' + v + ')' : v };
+    var label = typeof labels === 'function' ? labels(v) : labels && labels[v];
+    return { value: v, label: label && label !== v ? label + ' (' + v + ')' : v };
   }));
 }
 
@@ -68,7 +71,7 @@ function PropertyEntry(props) {
   var element = props.element, name = props.name;
   var commandStack = useService('commandStack'), bpmnFactory = useService('bpmnFactory'),
       translate = useService('translate'), debounce = useService('debounceInput');
-  var bo = getBusinessObject(element);
+  var bo = props.target || getBusinessObject(element);
   var common = {
     element: element, id: props.id, label: translate(props.label),
     description: props.description,
@@ -83,7 +86,7 @@ function PropertyEntry(props) {
       var current = getProperty(bo, name);
       var values = props.choices.slice();
       if (current && values.indexOf(current) < 0) { values.push(current); }
-      return options(values, props.labels, translate('(none)'));
+      return options(values, props.labels || translate, translate('(none)'));
     } }));
   }
   if (props.area) {
@@ -114,11 +117,16 @@ function WorkingDayPreview(props) {
 }
 
 function DueInWorkingDays(props) {
+  var translate = useService('translate'), studio = useService('nd73Studio');
   var bo = getBusinessObject(props.element);
   var value = getProperty(bo, 'dueInWorkingDays');
+  var deadlines = Object.keys(studio.data.deadlines).map(function (name) {
+    return name + ' = ' + studio.data.deadlines[name]; }).join(', ');
   return h(PropertyEntry, Object.assign({}, props, {
     name: 'dueInWorkingDays', label: 'Due in working days',
-    description: h(WorkingDayPreview, { days: value })
+    description: h('span', null, h(WorkingDayPreview, { days: value }),
+                   deadlines ? h('span', { class: 'nd73-deadlines' }, ' ' +
+                     translate('Deadlines of the variant: {list}', { list: deadlines })) : null)
   }));
 }
 
@@ -201,7 +209,8 @@ function LaneRole(props) {
   });
 }
 
-function NotificationAttribute(props) {
+// An attribute of an extension element (a notification, a form rule).
+function AttributeEntry(props) {
   var element = props.element, rule = props.rule, name = props.name;
   var commandStack = useService('commandStack'), translate = useService('translate'),
       debounce = useService('debounceInput');
@@ -213,7 +222,7 @@ function NotificationAttribute(props) {
   };
   if (props.choices) {
     return h(SelectEntry, Object.assign(common, { getOptions: function () {
-      return props.choices.map(function (v) { return { value: v, label: translate(v) }; });
+      return options(props.choices, translate);
     } }));
   }
   return h(TextFieldEntry, Object.assign(common, { debounce: debounce }));
@@ -276,7 +285,7 @@ function notificationGroup(element, injector) {
   var items = notificationsOf(bo).map(function (rule, index) {
     var id = element.id + '-notification-' + index;
     function field(name, label, choices) {
-      return entry(id + '-' + name, element, NotificationAttribute,
+      return entry(id + '-' + name, element, AttributeEntry,
                    { rule: rule, name: name, label: label, choices: choices },
                    choices ? isSelectEntryEdited : isTextFieldEntryEdited);
     }
@@ -300,6 +309,56 @@ function notificationGroup(element, injector) {
   };
 }
 
+function validationGroup(element, injector) {
+  if (!is(element, 'bpmn:UserTask') && !is(element, 'bpmn:StartEvent') &&
+      !is(element, 'bpmn:IntermediateCatchEvent')) { return null; }
+  var translate = injector.get('translate'), commandStack = injector.get('commandStack'),
+      bpmnFactory = injector.get('bpmnFactory');
+  var bo = getBusinessObject(element);
+  var items = validationsOf(bo).map(function (rule, index) {
+    var id = element.id + '-validation-' + index;
+    function field(name, label) {
+      return entry(id + '-' + name, element, AttributeEntry,
+                   { rule: rule, name: name, label: label });
+    }
+    return {
+      id: id, label: rule.get('field') || translate('(no field)'), autoFocusEntry: id + '-field',
+      entries: [field('field', 'Field'), field('when', 'Condition'),
+                field('message', 'Message (Vietnamese)'), field('messageEn', 'Message (English)')],
+      remove: function () { run(commandStack, removeExtensionChanges(bo, rule), element); }
+    };
+  });
+  return {
+    id: 'nd73-validations', label: translate('Validation rules'), component: ListGroup,
+    items: items,
+    add: function (event) {
+      event.stopPropagation();
+      run(commandStack, addExtensionChanges(bo, 'nd73:Validation', { field: '', when: '' },
+        function (type, attrs) { return bpmnFactory.create(type, attrs); }), element);
+    }
+  };
+}
+
+// What a process declares (its category, who its proposer is, its report): on the process,
+// or on the pool that shows it.
+function processGroup(element, translate) {
+  var bo = getBusinessObject(element);
+  var target = is(element, 'bpmn:Process') ? bo :
+    is(element, 'bpmn:Participant') ? bo.get('processRef') : null;
+  if (!target) { return null; }
+  function add(name, label, choices) {
+    return entry('nd73-process-' + name, element, PropertyEntry,
+                 { name: name, label: label, target: target, choices: choices },
+                 choices ? isSelectEntryEdited : isTextFieldEntryEdited);
+  }
+  return {
+    id: 'nd73-process', label: translate('Process (ND73)'), shouldOpen: true,
+    entries: [add('category', 'Category', CATEGORIES), add('startUnit', 'Start unit', START_UNITS),
+              add('proposerField', 'Proposer field'), add('reportTitle', 'Report title'),
+              add('reportIssuer', 'Report issuer'), add('reportRecipients', 'Report recipients')]
+  };
+}
+
 function Nd73PropertiesProvider(propertiesPanel, injector, translate, nd73Studio) {
   this.getGroups = function (element) {
     return function (groups) {
@@ -308,8 +367,10 @@ function Nd73PropertiesProvider(propertiesPanel, injector, translate, nd73Studio
         groups.splice(1, 0, { id: 'nd73', label: translate('Workflow (ND73)'), entries: entries,
                                shouldOpen: true });
       }
-      var notifications = notificationGroup(element, injector);
-      if (notifications) { groups.push(notifications); }
+      var process = processGroup(element, translate);
+      if (process) { groups.splice(1, 0, process); }
+      [notificationGroup(element, injector), validationGroup(element, injector)].forEach(
+        function (group) { if (group) { groups.push(group); } });
       return groups;
     };
   };
