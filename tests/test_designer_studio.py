@@ -203,9 +203,11 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
     condition.fill("__import__('os')")
     error = panel.locator("[data-entry-id=nd73-code] .bio-properties-panel-error")
     expect(error).to_contain_text("Biểu thức hoặc đoạn mã dùng cấu trúc không được phép")
+    expect(page.locator(f"[data-problem={APPROVAL_FLOW}]")).to_have_count(1)   # on the flow
     shot(page, "condition-refused")
     condition.fill(NEW_CONDITION)
     expect(error).to_have_count(0)
+    expect(page.locator(f"[data-problem={APPROVAL_FLOW}]")).to_have_count(0)
 
     page.get_by_role("button", name="Kiểm tra").click()
     page.wait_for_selector("#result.success")

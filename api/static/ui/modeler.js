@@ -94,6 +94,26 @@
     });
   }
 
+  // a script or condition the sandbox refuses while it is typed is marked on its element too
+  modeler.get("eventBus").on("nd73.errors.changed", function (event) {
+    var canvas = modeler.get("canvas");
+    var overlays = modeler.get("overlays");
+    var messages = Object.keys(event.errors).map(function (k) { return event.errors[k]; });
+    overlays.remove({ element: event.element, type: "code-problem" });
+    if (!messages.length) {
+      if (marked.indexOf(event.element) < 0) { canvas.removeMarker(event.element, "problem"); }
+      return;
+    }
+    canvas.addMarker(event.element, "problem");
+    var badge = document.createElement("div");
+    badge.className = "problem-badge";
+    badge.title = messages.join("\n");
+    badge.textContent = "!";
+    badge.setAttribute("data-problem", event.element);
+    overlays.add(event.element, "code-problem", { position: { top: -12, right: 12 },
+                                                  html: badge });
+  });
+
   function send(url) {
     clearProblems();
     return modeler.saveXML({ format: true }).then(function (saved) {
