@@ -108,7 +108,7 @@ def test_properties_set_with_the_panels_moddle_are_read_by_the_engine(engine, tm
     running = to_decision(engine, "lao-cai", PROPOSER, business_key="LC-RUNNING")
     xml = panel_writes(tmp_path, PROJECT / "processes" / "national" / "proposal.bpmn",
                        "decide", "dueInWorkingDays=5", "decide", "legalBasis=Điều 8 khoản 1",
-                       "screening", "stage=under_review")
+                       "decide", "dueDate=", "screening", "stage=under_review")
     assert b'<nd73:property name="dueInWorkingDays" value="5" />' in xml
 
     [deployed] = [r for r in engine.repository.deploy_upload(
@@ -119,6 +119,7 @@ def test_properties_set_with_the_panels_moddle_are_read_by_the_engine(engine, tm
     decide = policy.element_properties(spec.task_specs["decide"])
     assert decide["dueInWorkingDays"] == "5" and decide["legalBasis"] == "Điều 8 khoản 1"
     assert decide["form"] == "head_decision.schema.json"          # the rest is kept
+    assert "dueDate" not in decide                                 # an emptied one is removed
     assert policy.element_properties(spec.task_specs["screening"])["stage"] == "under_review"
 
     # a new case is due five working days after the decision opens; the running case keeps
