@@ -179,6 +179,8 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
         "head_decision.schema.json")
     expect(panel.locator("#bio-properties-panel-nd73-stage")).to_have_value("under_review")
     expect(panel.locator("#bio-properties-panel-nd73-dueDate")).to_have_value("decision_due")
+    expect(panel.locator("[data-entry-id=nd73-decisionFields]")).to_contain_text(
+        "Các trường của biểu mẫu: decision")             # the form's fields, to choose from
     panel.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("5")
     expect(panel.locator("[data-testid=working-day-preview]")).to_have_text(
         "Hạn 12/01/2026 17:00 theo lịch làm việc của lao-cai")

@@ -72,19 +72,28 @@ def modeler_words(language: str) -> dict[str, str]:
 
 def studio_data(definition: Definition) -> dict:
     """What the properties panel offers for a variant: its stages (named in the page's
-    language), the roles its lanes may name, the forms deployed with its processes, its
-    deadlines in working days."""
+    language), the roles its lanes may name, the forms deployed with its processes and their
+    fields, its deadlines in working days."""
     repository = engine().repository
     settings = repository.settings(definition)
     english = lang() == "en"
     stages = {key: (spec.get("label_en") if english else None) or spec.get("label") or key
               for key, spec in (settings.get("stages") or {}).items()}
-    forms = sorted({name[len("forms/"):] for d in repository.latest_versions(definition.variant)
-                    for name in d.sources if name.startswith("forms/")})
+    fields: dict[str, list[str]] = {}
+    for deployed in repository.latest_versions(definition.variant):
+        for name, text in deployed.sources.items():
+            if name.startswith("forms/") and name[len("forms/"):] not in fields:
+                try:
+                    schema = json.loads(text)
+                except ValueError:
+                    schema = {}
+                properties = schema.get("properties") if isinstance(schema, dict) else None
+                fields[name[len("forms/"):]] = list(properties or {})
+    forms = sorted(fields)
     deadlines = {name: days for name, days in (settings.get("deadlines") or {}).items()
                  if isinstance(days, int)}
     return {"variant": definition.variant, "stages": stages, "forms": forms,
-            "deadlines": deadlines,
+            "deadlines": deadlines, "fields": fields,
             "roles": list(dict.fromkeys((*declared_roles(settings), "proposer", *POSITIONS)))}
 
 

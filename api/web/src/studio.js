@@ -116,6 +116,12 @@ function WorkingDayPreview(props) {
                 { date: preview.due_local, variant: preview.variant }));
 }
 
+function FormFields(props) {
+  var translate = useService('translate');
+  return h('span', { class: 'nd73-fields' },
+           translate('Fields of the form: {list}', { list: props.fields.join(', ') }));
+}
+
 function DueInWorkingDays(props) {
   var translate = useService('translate'), studio = useService('nd73Studio');
   var bo = getBusinessObject(props.element);
@@ -257,8 +263,10 @@ function propertyEntries(element, data) {
     entries.push(entry('nd73-dueInWorkingDays', element, DueInWorkingDays));
     add('dueDate', 'Due date (expression)');
     add('assigneeFrom', 'Assignee from data field');
-    add('decisionFields', 'Decision fields');
-    add('caseDecisionField', 'Case decision field');
+    var fields = data.fields[getProperty(getBusinessObject(element), 'form')] || [];
+    var hint = fields.length ? h(FormFields, { fields: fields }) : undefined;
+    add('decisionFields', 'Decision fields', { description: hint });
+    add('caseDecisionField', 'Case decision field', { description: hint });
     add('legalBasis', 'Legal basis', { area: true }, isTextAreaEntryEdited);
   }
   if (timerOf(element)) {
