@@ -465,7 +465,8 @@ def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
                data={"proposer_unit": "laocai"})
     [item] = library.notifications.list_for("laocai.xa.congchuc")
     assert item["kind"] == "report_cycle_opened"
-    assert "Hạn nộp báo cáo: 30/11/2026 17:00." in item["body"]
+    # "trước ngày 30/11": by the end of the day before
+    assert "Hạn nộp báo cáo: 29/11/2026 23:59." in item["body"]
     assert item["title"] == "[ND73] Kỳ báo cáo đã mở cho UBND phường Cam Đường"
 
 
