@@ -8,6 +8,7 @@ node) on the national diagram; the browser tests drive the real modeler (Debian'
 Screenshots land in tests/output/studio-*.png."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -287,3 +288,21 @@ def test_the_modeler_speaks_the_pages_language_and_the_console_stays_clean(serve
     page.locator(".djs-element[data-element-id=decide]").click()
     expect(page.locator("#properties")).to_contain_text("Due in working days")
     assert said == []
+
+
+def test_every_word_of_the_modelers_provider_has_its_vietnamese():
+    """The provider's own labels (api/web/src/studio.js) are all in the Vietnamese dictionary
+    kept with the catalogues, none empty; the palette's and the context pad's too."""
+    words = json.loads((PROJECT / "api" / "translations" / "vi" / "modeler.json").read_text(
+        encoding="utf-8"))
+    source = (WEB / "src" / "studio.js").read_text(encoding="utf-8")
+    used = set(re.findall(r"translate\('([^']+)'", source))
+    used |= set(re.findall(r"\badd\('\w+', '([^']+)'", source))
+    used |= set(re.findall(r"field\('\w+', '([^']+)'", source))
+    used |= set(re.findall(r"label: '([^']+)'", source))
+    assert {"Form", "Stage", "Due in working days", "Legal basis", "Notifications"} <= used
+    assert sorted(used - set(words)) == []
+    assert [k for k, v in words.items() if not v.strip()] == []
+    palette = ("Create start event", "Create task", "Create gateway", "Activate hand tool",
+               "Append task", "Delete", "Change element")
+    assert all(words[k] != k for k in palette)
