@@ -274,6 +274,17 @@ def test_the_modeler_speaks_the_pages_language_and_the_console_stays_clean(serve
     context_pad = page.locator(".djs-context-pad")
     expect(context_pad.locator("[data-action=delete]")).to_have_attribute("title", "Xoá")
     expect(page.locator("#properties")).to_contain_text("Hạn xử lý (ngày làm việc)")
+
+    # a lane's role is chosen among the variant's roles
+    box = page.locator("#modeler").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(-250, 0)                # scroll the lanes' headers out of the palette
+    lane = page.locator(".djs-element[data-element-id=Lane_proposal_decider]").bounding_box()
+    page.mouse.click(lane["x"] + 15, lane["y"] + lane["height"] / 2)
+    role = page.locator("#bio-properties-panel-nd73-role")
+    expect(role).to_have_value("decider")
+    offered = role.locator("option").all_inner_texts()
+    assert {"decider", "chairman", "home_affairs", "proposer", "head"} <= set(offered)
     page.get_by_role("button", name="Kiểm tra").click()
     page.wait_for_selector("#result.success")
     shot(page, "modeler-vi")
