@@ -366,6 +366,40 @@ class PreferenceOut(PreferenceIn):
     email = fields.String(allow_none=True)
 
 
+class DocumentOut(Schema):
+    """An issued official document (Nghị định 30/2020/NĐ-CP) and where it stands."""
+    id = fields.String(required=True)
+    instance_id = fields.String(required=True)
+    element_id = fields.String(allow_none=True, metadata={
+        "description": "the step whose completion issued it"})
+    kind = fields.String(required=True, metadata={
+        "description": "the register's kind and the ký hiệu's first part: QĐ, TB, BB, TTr, CV…"})
+    template = fields.String(required=True)
+    agency_id = fields.String(required=True, metadata={"description": "the issuing agency"})
+    agency = fields.String(required=True)
+    year = fields.Integer(required=True)
+    number = fields.Integer(required=True, metadata={
+        "description": "its number in the agency's register of the year and kind"})
+    reference = fields.String(required=True, metadata={"description": "số/ký hiệu, 05/QĐ-SXD"})
+    title = fields.String(required=True, metadata={"description": "trích yếu"})
+    legal_basis = fields.String(allow_none=True)
+    issued_at = Utc(required=True)
+    issued_by = fields.String(required=True)
+    signer = fields.String(allow_none=True)
+    signer_name = fields.String(required=True)
+    sha256 = fields.String(required=True, metadata={
+        "description": "SHA-256 of the DOCX, recorded in the case's audit chain"})
+    size = fields.Integer(required=True)
+    replaces = fields.String(allow_none=True, metadata={
+        "description": "the document this one corrects"})
+    replaced_by = fields.String(allow_none=True, metadata={
+        "description": "the correction that replaces this one"})
+    correction_reason = fields.String(allow_none=True)
+
+
+class CorrectionIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(1, 2000))
+
 # --- a case's file (engine/dossier.py) ------------------------------------------------------
 
 class DossierLabel(Schema):
