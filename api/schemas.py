@@ -139,6 +139,37 @@ class ValidationResult(Schema):
     processes = fields.List(fields.String(), required=True)
 
 
+class CodeCheck(Schema):
+    variant = fields.String(required=True, validate=validate.Length(1, 64))
+    code = fields.String(required=True, validate=validate.Length(max=100_000), metadata={
+        "description": "A script (mode exec) or a condition or timer expression (mode eval)"})
+    mode = fields.String(load_default="eval", validate=validate.OneOf(("eval", "exec")))
+
+
+class CodeCheckResult(Schema):
+    valid = fields.Boolean(required=True)
+    message = fields.String(metadata={"description": "Why it is refused, in the reader's "
+                                                     "language"})
+    detail = fields.String(metadata={"description": "The sandbox's own words"})
+
+
+class WorkingDaysArgs(Schema):
+    days = fields.String(required=True, validate=validate.Length(1, 64), metadata={
+        "description": "A number of working days, or a deadline name of the variant's "
+                       "[deadlines]"})
+    start = fields.Date(metadata={"description": "Counted from this day (default: today "
+                                                 "on the engine clock)"})
+
+
+class WorkingDaysOut(Schema):
+    variant = fields.String(required=True)
+    days = fields.Integer(required=True)
+    start = fields.Date(required=True)
+    due_at = Utc(required=True)
+    due_local = fields.String(required=True, metadata={
+        "description": "dd/mm/yyyy HH:MM in Asia/Ho_Chi_Minh"})
+
+
 # --- instances ---------------------------------------------------------------------------
 class InstanceCreate(Schema):
     definition_key = fields.String(required=True, validate=validate.Length(1, 128), metadata={

@@ -42,6 +42,11 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /definitions/{definition_id}": (("/definitions/{definition_id}", {}), 200, 200),
     "POST /definitions/validate": (("/definitions/validate", {
         "data": {"variant": "lao-cai"}, "files": {"files": ("x.bpmn", b"<x/>")}}), 403, 403),
+    "POST /definitions/check-code": (("/definitions/check-code", {
+        "json": {"variant": "lao-cai", "code": "1 + 1"}}), 403, 403),
+    # a variant's working calendar is no secret: any signed-in user may count on it
+    "GET /variants/{variant}/working-days": (("/variants/lao-cai/working-days?days=5", {}),
+                                             200, 200),
     "POST /instances": (("/instances", {"json": {"definition_key": "proposal",
                                                  "variant": "lao-cai"}}), 403, None),
     "GET /instances": (("/instances", {}), 200, 200),
