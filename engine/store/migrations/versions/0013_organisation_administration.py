@@ -2,7 +2,7 @@
 tree, officials' phone numbers, memberships' from–to dates
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 06:00:00
 
 Every change of units, officials or memberships bumps ``org_generation`` in its own
@@ -14,7 +14,7 @@ from alembic import op
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
