@@ -3,10 +3,13 @@ rule, in every variant it concerns (each variant inherits the national procedure
 overrides them; none of the provinces overrides these)."""
 from __future__ import annotations
 
+from datetime import timezone
+
 import pytest
 
 from engine.errors import InvalidData
 
+from conftest import PROJECT
 from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
     to_decision
 
@@ -210,6 +213,8 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
     # the council is never formed with the proposer in it
     members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
                f"{p}.sxd.qlxd.chuyenvien"]
+    if case.open("advise_council"):
+        case.do("advise_council", {"advised_members": members[:4], "advice_note": "x"})
     with pytest.raises(InvalidData) as refused:
         case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
                                  "council_members": members})
@@ -222,3 +227,51 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
     own.do("screening", {"is_complex": False})
     [opinion] = own.open("party_opinion")
     assert secretary not in own.candidates(opinion)
+
+
+# --- Art. 8 k.2: the council is formed by the competent head; Sở Nội vụ advises where the
+# province says so; its size and deadline are settings --------------------------------------
+
+@pytest.mark.parametrize("variant, proposer, advised, former", [
+    ("national", "mau.sxd.qlxd.chuyenvien", False, "mau.sxd.giamdoc"),
+    ("national", "mau.sxd.giamdoc", False, "mau.chutich"),
+    ("dak-lak", "daklak.sxd.qlxd.chuyenvien", False, "daklak.sxd.giamdoc"),
+    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", True, "laocai.sxd.giamdoc"),
+    ("lao-cai", "laocai.sxd.giamdoc", True, "laocai.chutich"),
+    ("can-tho", "cantho.sxd.qlxd.chuyenvien", False, "cantho.sxd.giamdoc"),
+    ("can-tho", "cantho.sxd.pgd2", True, "cantho.chutich"),       # a leader under the city
+])
+def test_art8_council_is_formed_by_the_competent_head(library, variant, proposer, advised,
+                                                     former):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, proposer, complex_=True)
+    assert bool(case.open("advise_council")) is advised
+    if advised:
+        [advice] = case.open("advise_council")
+        assert case.candidates(advice) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
+        with pytest.raises(InvalidData):
+            case.do("advise_council", {"advised_members": [proposer], "advice_note": "x"})
+        case.do("advise_council", {"advised_members": [f"{p}.chuyengia1"],
+                                   "advice_note": "Đề nghị thành phần hội đồng"})
+    [setup] = case.open("form_council")
+    assert case.candidates(setup) == [former]
+    # the council has its own deadline ([deadlines] council), not the decision's
+    data = case.data()
+    assert setup.due_at is not None and data["council_due"] != data["decision_due"]
+    assert data["council_due"] > data["decision_due"]        # 20 working days against 7
+    assert setup.due_at.replace(tzinfo=None) == data["council_due"].astimezone(
+        timezone.utc).replace(tzinfo=None)
+
+
+def test_art8_council_size_is_a_setting_not_the_decree(library):
+    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", complex_=True)
+    four = ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3", "mau.chuyengia4"]
+    with pytest.raises(InvalidData) as refused:
+        case.do("form_council", {"council_chair": four[0], "council_secretary": four[1],
+                                 "council_members": four})
+    message = refused.value.details["errors"][0]["message"]
+    assert "từ 5 đến 9" in message and "thiết lập" in message and "Điều 8" not in message
+    council = (PROJECT / "processes" / "national" / "council.bpmn").read_text(encoding="utf-8")
+    assert "Draft 3" not in council and "min_size" in council
+    settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
+    assert "Draft 3" in settings          # the default says where it comes from
