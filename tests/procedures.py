@@ -131,8 +131,8 @@ def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1
 
 
 def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
-    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Đã triển khai"},
-            by=proposer)
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
     case.do("evaluate", {"outcome": outcome, "evaluation_note": "Đánh giá"})
     case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"})

@@ -205,8 +205,8 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
              {"decision": "approve", "decision_number": "01/QĐ-SXD"})
-    complete(api, proposer, instance["id"], "implement",
-             {"finished_on": "2027-06-30", "result_summary": "Hoàn thành"})
+    complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
+    complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",
              {"party_opinion": "agree"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate",
@@ -223,7 +223,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
     events = api.get(f"/instances/{instance['id']}/events", proposer,
                      params={"page_size": 200}).json()
     actions = [e["action"] for e in events["items"]]
-    assert actions[0] == "instance_started" and actions.count("task_completed") == 13
+    assert actions[0] == "instance_started" and actions.count("task_completed") == 14
 
 
 def test_instance_detail_search_and_visibility(api, clock):

@@ -3,7 +3,7 @@ rule, in every variant it concerns (each variant inherits the national procedure
 overrides them; none of the provinces overrides these)."""
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 
@@ -226,7 +226,8 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
         own.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
     own.do("screening", {"is_complex": False})
     [opinion] = own.open("party_opinion")
-    assert secretary not in own.candidates(opinion)
+    # the superior agency's committee stands in when he is the committee's secretary
+    assert own.candidates(opinion) and secretary not in own.candidates(opinion)
 
 
 # --- Art. 8 k.2: the council is formed by the competent head; Sở Nội vụ advises where the
@@ -275,3 +276,36 @@ def test_art8_council_size_is_a_setting_not_the_decree(library):
     assert "Draft 3" not in council and "min_size" in council
     settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
     assert "Draft 3" in settings          # the default says where it comes from
+
+
+# --- Art. 9: the completion report counts from the actual completion ----------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art9_completion_report_is_due_5_working_days_after_the_actual_completion(
+        library, variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    case = _approved(library, variant, proposer)
+    [implement] = case.open("implement")
+    planned = case.data()["planned_end_due"]
+    assert planned.date().isoformat() == "2027-06-30"          # the plan's end: a reminder
+    with pytest.raises(InvalidData) as refused:                 # before the start date
+        case.do("implement", {"finished_on": "2026-11-30"}, by=proposer)
+    assert refused.value.details["errors"][0]["field"] == "finished_on"
+    # finished early, on Friday 19/03/2027: 5 working days later is Friday 26/03/2027
+    case.do("implement", {"finished_on": "2027-03-19"}, by=proposer)
+    [report] = case.open("report_completion")
+    assert case.candidates(report) == [proposer]
+    due = report.due_at.replace(tzinfo=timezone.utc) if report.due_at.tzinfo is None \
+        else report.due_at
+    assert due == datetime(2027, 3, 26, 10, 0, tzinfo=timezone.utc)   # 17:00 local
+    case.do("report_completion", {"result_summary": "Đã hoàn thành"}, by=proposer)
+    assert case.open_elements() == ["party_evaluation_opinion"]
+
+
+def test_art9_is_cited_not_art18(library):
+    for path in ("national/variant.toml", "national/proposal.bpmn"):
+        text = (PROJECT / "processes" / path).read_text(encoding="utf-8")
+        assert "Art. 18" not in text and "Điều 18" not in text
+    settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
+    assert "completion_report = 5   # Art. 9" in settings

@@ -139,7 +139,7 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
                                  "DX-7")]
     case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD"}, by=HEAD)
     assert step() == [
-        mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo cáo hoàn thành – DX-7"),
+        mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo ngày hoàn thành – DX-7"),
         mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
     [(_, message)] = [m for m in mailbox.last if "phê duyệt" in str(m[1]["Subject"])]
     assert message["To"].addresses[0].display_name == "Trịnh Anh Tuấn"
@@ -152,7 +152,9 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
     assert f'href="http://127.0.0.1:8000/instances/{case.id}"' in html
 
-    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Xong"}, by=PROPOSER)
+    case.do("implement", {"finished_on": "2027-06-30"}, by=PROPOSER)
+    assert step() == []          # the report is the implementer's next step: nobody is told
+    case.do("report_completion", {"result_summary": "Xong"}, by=PROPOSER)
     assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến về kết "
                                            "quả – DX-7")]
     case.do("party_evaluation_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
