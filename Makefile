@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV_COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
               --python-version 3.11 --custom-compile-command 'make lock' $(UV_ARGS)
 
-.PHONY: run test install lint lock browser bench clean translations
+.PHONY: run test install lint lock browser office bench clean translations
 
 $(STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is required") if sys.version_info < (3, 11) else None'
@@ -37,12 +37,17 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json
 	npm ci --prefix api/web --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp $(BPMN_JS)/bpmn-viewer.production.min.js $(BPMN_JS)/bpmn-modeler.production.min.js $(VENDOR)/
+	cp $(BPMN_JS)/bpmn-navigated-viewer.production.min.js $(VENDOR)/
 	cp -r $(BPMN_JS)/assets/. $(VENDOR)/
 	mkdir -p $(VENDOR)/swagger-ui
 	cp api/web/node_modules/swagger-ui-dist/swagger-ui.css api/web/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/web/node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@
 
-install: $(STAMP) $(VENDOR)/.built
+install: $(STAMP) $(VENDOR)/.built $(VENDOR)/bpmn-navigated-viewer.production.min.js
+
+# the case diagram's viewer (zoom and pan), for checkouts whose assets were built before it
+$(VENDOR)/bpmn-navigated-viewer.production.min.js: $(VENDOR)/.built
+	cp $(BPMN_JS)/bpmn-navigated-viewer.production.min.js $@
 
 # The message catalogues (api/translations/{vi,en}/LC_MESSAGES/messages.po): message ids found
 # in the code (babel.cfg) are added to both with empty words to translate there (tests/
@@ -64,13 +69,21 @@ browser:
 	  [ "$$(id -u)" = 0 ] || { echo "chromium is missing: apt-get install chromium"; exit 1; }; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# Official documents are converted to PDF by LibreOffice headless; install its writer (no
+# GUI) and the Liberation fonts (metric-compatible with Times New Roman) when missing.
+office:
+	@command -v soffice >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] || { echo "soffice is missing: apt-get install libreoffice-writer-nogui fonts-liberation2"; exit 1; }; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    --no-install-recommends libreoffice-writer-nogui fonts-liberation2; }
+
 run: install
 	$(BIN)/nd73 db upgrade
 	$(BIN)/nd73 deploy --by system $(wildcard processes/*/)
 	$(BIN)/nd73 demo
 	ND73_EMBEDDED_SCHEDULER=1 $(BIN)/nd73 serve
 
-test: install browser
+test: install browser office
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (pycodestyle errors and warnings, pyflakes) and mypy on the engine and the API;

@@ -5,7 +5,7 @@ import functools
 import secrets
 from pathlib import Path
 
-from flask import current_app, g, request, session
+from flask import after_this_request, current_app, g, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.access import Principal
@@ -13,6 +13,9 @@ from engine.access import Principal
 from .problems import ApiProblem
 
 TOKEN_SALT = "nd73-access-token"
+DEVICE_SALT = "nd73-device"
+DEVICE_COOKIE = "nd73_device"
+DEVICE_DAYS = 365
 
 
 def secret_key(var_dir: Path, configured: str | None = None) -> str:
@@ -35,6 +38,36 @@ def _serializer() -> URLSafeTimedSerializer:
 def issue_token(principal: Principal) -> tuple[str, int]:
     ttl = current_app.config["TOKEN_TTL"]
     return _serializer().dumps({"u": principal.username}), ttl
+
+
+def trusted_device(username: str) -> str | None:
+    """The id of the device this request comes from when it signed in as ``username``
+    before (its signed cookie), else None: its failed sign-ins are then counted apart."""
+    value = request.cookies.get(DEVICE_COOKIE)
+    if not value:
+        return None
+    serializer = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=DEVICE_SALT)
+    try:
+        payload = serializer.loads(value, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:                    # forged, another key's, or expired
+        return None
+    if not isinstance(payload, dict) or payload.get("u") != username:
+        return None
+    device = payload.get("d")
+    return device if isinstance(device, str) else None
+
+
+def remember_device(username: str, device: str | None) -> None:
+    """After a successful sign-in: the response gives (or renews) the device cookie."""
+    payload = {"u": username, "d": device or secrets.token_urlsafe(16)}
+    value = URLSafeTimedSerializer(current_app.config["SECRET_KEY"],
+                                   salt=DEVICE_SALT).dumps(payload)
+
+    @after_this_request
+    def set_cookie(response):
+        response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_DAYS * 86400, httponly=True,
+                            samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"])
+        return response
 
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -68,6 +68,13 @@ def db_upgrade() -> None:
     click.echo(f"database is up to date ({engine.db.engine.url.render_as_string()})")
 
 
+def _warn_unconfirmed(folder: Path) -> None:
+    """Name every setting of the variant that no source gives (processes/README.md)."""
+    from engine.variants import load_variant, unconfirmed_settings
+    for warning in unconfirmed_settings(load_variant(folder).settings):
+        click.echo(f"warning: {warning}", err=True)
+
+
 @main.command(help="Validate and deploy variant folders (e.g. processes/national).")
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -77,6 +84,7 @@ def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
     engine = _engine()
     try:
         for folder in folders:
+            _warn_unconfirmed(folder)
             for result in engine.repository.deploy_folder(folder, deployed_by):
                 state = "deployed" if result.created else "unchanged"
                 click.echo(f"{result.variant}/{result.key}: version {result.version} {state}")
@@ -91,6 +99,7 @@ def validate(folders: tuple[Path, ...]) -> None:
     from engine.repository import validate_folder
     try:
         for folder in folders:
+            _warn_unconfirmed(folder)
             variant, processes = validate_folder(folder)
             for process in processes:
                 click.echo(f"{variant}/{process.key}: valid")

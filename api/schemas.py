@@ -333,3 +333,118 @@ class PreferenceIn(Schema):
 
 class PreferenceOut(PreferenceIn):
     email = fields.String(allow_none=True)
+
+
+# --- a case's file (engine/dossier.py) ------------------------------------------------------
+
+class DossierLabel(Schema):
+    name = fields.String(allow_none=True)
+    label = fields.String(allow_none=True)
+    label_en = fields.String(allow_none=True)
+
+
+class DossierPosition(Schema):
+    position = fields.String(metadata={"description": "head, deputy, staff…"})
+    label = fields.String(metadata={"example": "Người đứng đầu"})
+    label_en = fields.String()
+    unit_id = fields.String()
+    unit = fields.String(metadata={"description": "the unit's name"})
+
+
+class DossierPerson(Schema):
+    username = fields.String()
+    full_name = fields.String()
+    positions = fields.List(fields.Nested(DossierPosition))
+    text = fields.String(metadata={"description": "name (position, unit), as pages show it"})
+
+
+class DossierField(Schema):
+    name = fields.String()
+    label = fields.String(metadata={"description": "the form's title of the field"})
+    label_en = fields.String()
+    value = fields.Raw(allow_none=True)
+    text = fields.String(metadata={"description": "as read: money in đồng, dates dd/mm/yyyy, "
+                                                  "choices by their labels"})
+    kind = fields.String()
+
+
+class DossierFile(Schema):
+    name = fields.String()
+    file_id = fields.String(metadata={"description": "download: GET /api/v1/files/{file_id}"})
+    field = fields.String()
+    label = fields.String()
+
+
+class DossierForm(Schema):
+    file = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+    title_en = fields.String(allow_none=True)
+
+
+class DossierStepBase(Schema):
+    element_id = fields.String()
+    name = fields.String(metadata={"description": "the step's name in the diagram"})
+    lane = fields.Nested(DossierLabel)
+    legal_basis = fields.String(allow_none=True)
+    at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC"})
+    at_text = fields.String(allow_none=True, metadata={"description": "dd/mm/yyyy HH:MM, "
+                                                                       "Asia/Ho_Chi_Minh"})
+
+
+class DossierEntry(DossierStepBase):
+    task_id = fields.String()
+    form = fields.Nested(DossierForm)
+    by = fields.Nested(DossierPerson, allow_none=True)
+    fields_ = fields.List(fields.Nested(DossierField), data_key="fields", attribute="fields")
+    attachments = fields.List(fields.Nested(DossierFile))
+
+
+class DossierCount(Schema):
+    field = fields.String()
+    label = fields.String()
+    value = fields.Raw()
+    text = fields.String()
+    count = fields.Integer()
+
+
+class DossierStep(DossierEntry):
+    kind = fields.String(metadata={"description": "step: one completed task; collective: "
+                                                  "the completions of a multi-instance task "
+                                                  "(a vote's ballots)"})
+    counted = fields.List(fields.String(), metadata={"description": "the decision fields "
+                                                                    "counted"})
+    members = fields.List(fields.Nested(DossierEntry), metadata={
+        "description": "each member's completion (ballot) with who and when"})
+    counts = fields.List(fields.Nested(DossierCount))
+
+
+class DossierCurrent(Schema):
+    task_id = fields.String()
+    element_id = fields.String()
+    name = fields.String()
+    lane = fields.Nested(DossierLabel)
+    due_at = fields.String(allow_none=True)
+    due_text = fields.String(allow_none=True, metadata={"description": "dd/mm/yyyy"})
+    legal_basis = fields.String(allow_none=True)
+    assignee = fields.Nested(DossierPerson, allow_none=True)
+    candidates = fields.List(fields.Nested(DossierPerson))
+
+
+class DossierOut(Schema):
+    instance_id = fields.String(required=True)
+    title = fields.String(required=True, metadata={
+        "description": "the form field the procedure marks x-case-title, else the business "
+                       "key"})
+    business_key = fields.String(allow_none=True)
+    process = fields.Dict()
+    status = fields.String()
+    stage = fields.Nested(DossierLabel)
+    latest_decision = fields.Dict()
+    unit = fields.Dict()
+    proposer = fields.Nested(DossierPerson, allow_none=True)
+    started_at = fields.String()
+    started_at_text = fields.String()
+    ended_at = fields.String(allow_none=True)
+    steps = fields.List(fields.Nested(DossierStep))
+    current = fields.List(fields.Nested(DossierCurrent))
+    attachments = fields.List(fields.Nested(DossierFile))

@@ -101,28 +101,44 @@ class Access:
             admin_of=frozenset(v for g, v in grants if g == "admin"),
             designer_of=frozenset(v for g, v in grants if g == "designer"))
 
-    def locked_out(self, username: str, address: str) -> bool:
+    def locked_out(self, username: str, address: str, device: str | None = None) -> bool:
+        """Too many failed sign-ins lately. A trusted ``device`` (one that signed in as this
+        user before) is locked by its own failures only; other clients by the failures of
+        all untrusted clients for the name, or of their address. So whoever fails on
+        purpose under someone's name locks out only clients the owner never used, and no
+        longer than ``window`` after the last failure."""
         since = self.clock.now() - self.window
+        recent = (LoginAttempt.at >= since,)
         with self.db.reading() as session:
+            if device is not None:
+                mine = session.scalar(select(func.count(LoginAttempt.id)).where(
+                    LoginAttempt.device == device, LoginAttempt.username == username, *recent))
+                return (mine or 0) >= self.max_failures
             by_name = session.scalar(select(func.count(LoginAttempt.id)).where(
-                LoginAttempt.username == username, LoginAttempt.at >= since))
+                LoginAttempt.username == username, LoginAttempt.device.is_(None), *recent))
             by_address = session.scalar(select(func.count(LoginAttempt.id)).where(
-                LoginAttempt.address == address, LoginAttempt.at >= since))
+                LoginAttempt.address == address, *recent))
         return (by_name or 0) >= self.max_failures \
             or (by_address or 0) >= self.max_failures_per_address
 
-    def authenticate(self, username: str, password: str, address: str) -> Principal | None:
-        """The principal for valid credentials; failures are counted for rate limiting."""
+    def authenticate(self, username: str, password: str, address: str,
+                     device: str | None = None) -> Principal | None:
+        """The principal for valid credentials; failures are counted for rate limiting
+        (with the trusted ``device`` they came from, if any), and a success forgets those
+        of its own kind."""
         with self.db.reading() as session:
             user = session.get(User, username)
         valid = (user is not None and user.active
                  and check_password_hash(user.password_hash, password))
         with self.db.transaction() as session:
             if valid:
-                session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+                same_kind = LoginAttempt.device == device if device is not None \
+                    else LoginAttempt.device.is_(None)
+                session.execute(delete(LoginAttempt).where(LoginAttempt.username == username,
+                                                           same_kind))
             else:
                 session.add(LoginAttempt(username=username[:128], address=address[:64],
-                                         at=self.clock.now()))
+                                         device=device, at=self.clock.now()))
         return self.principal(username) if valid else None
 
     # --- policy ------------------------------------------------------------------------------

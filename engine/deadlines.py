@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Iterator, Mapping
 
@@ -89,17 +89,28 @@ def sandbox_functions(clock: Clock) -> dict:
         return datetime.combine(date(int(year or cycle_year()), month, day), OFFICE_CLOSE,
                                 LOCAL_TZ)
 
-    def report_cycle():
-        """The yearly reporting cycle of the variant: opens on reporting.opens at 08:00."""
-        day, month = parse_day_month(setting("reporting", "opens"), "reporting.opens")
-        first = datetime(cycle_year(), month, day, 8, 0, tzinfo=LOCAL_TZ)
-        return f"R/{first.isoformat()}/P1Y"
+    def due_before(day_month, year=None):
+        """"Trước ngày dd/mm": due by the end (23:59:59, local time) of the day before it."""
+        day, month = parse_day_month(day_month, "date")
+        before = date(int(year or cycle_year()), month, day) - timedelta(days=1)
+        return datetime.combine(before, time(23, 59, 59), LOCAL_TZ)
+
+    def report_cycle(section="reporting"):
+        """A reporting cycle's timer: it opens on ``<section>.opens`` at 08:00, every
+        ``<section>.every_years`` years (1 by default), the first time in
+        ``<section>.first_year`` (this year by default)."""
+        where = f"{section}.opens"
+        day, month = parse_day_month(setting(section, "opens"), where)
+        every = int(setting(section, "every_years") or 1)
+        first_year = int(setting(section, "first_year") or cycle_year())
+        first = datetime(first_year, month, day, 8, 0, tzinfo=LOCAL_TZ)
+        return f"R/{first.isoformat()}/P{every}Y"
 
     return {"add_working_days": add_working_days, "working_days_between": working_days_between,
             "due_in_working_days": due_in_working_days, "deadline": deadline,
             "deadline_days": deadline_days, "escalation": escalation, "setting": setting,
             "parse_date": parse_date, "cycle_year": cycle_year, "date_in_year": date_in_year,
-            "report_cycle": report_cycle}
+            "due_before": due_before, "report_cycle": report_cycle}
 
 
 def due_at(days_or_name, now: datetime) -> datetime:

@@ -7,6 +7,7 @@ nothing. Parsed specs are cached in memory by definition id (versions never chan
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ from sqlalchemy.orm import Session
 from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
-from .variants import DEFAULT_SETTINGS, SourceFile, load_forms, load_variant
+from .variants import (DEFAULT_SETTINGS, SourceFile, load_forms, load_variant,
+                       unconfirmed_settings)
 from .clock import Clock
 from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
 from .store import AuditEvent, Database, Definition
 
 SETTINGS_SOURCE = "variant.toml.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class Repository:
                       forms_dir: Path | str | None = None) -> list[DeployedProcess]:
         """Deploy a variant folder with its settings and the forms its user tasks name."""
         variant, forms = read_folder(folder, forms_dir)
+        for warning in unconfirmed_settings(variant.settings):
+            log.info("deploying %s: %s", variant.name, warning)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
                            settings=variant.settings, templates=variant.templates)
 

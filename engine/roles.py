@@ -29,7 +29,7 @@ from .errors import Problem
 
 PLACES = ("case", "agency", "superior_agency", "province")
 KEYS = ("person", "people_from", "otherwise", "role_from", "otherwise_role", "positions",
-        "unit", "unit_from", "tag", "label", "except_proposer")
+        "unit", "unit_from", "tag", "label", "label_en", "except_proposer")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class Scheduler:
         self.clock = engine.clock
         self.owner = owner or default_owner()
         self.batch = batch
+        self.rounds = 0                     # numbers the rounds in the log lines
         self.timer_queue = LeaseQueue(
             self.db, self.clock, Timer, owner=self.owner, name="timers",
             settings=timer_leases.overridden(lease_seconds=lock_seconds,
@@ -153,6 +154,16 @@ class Scheduler:
 
     def run_due(self, max_rounds: int = 1000) -> int:
         """Claim and fire everything due now, oldest first. Returns timers fired."""
+        with self._round("timers"):
+            return self._run_due(max_rounds)
+
+    def _round(self, queue: str):
+        """A round's log lines name it as a request is named (which scheduler, which queue,
+        which round) and the scheduler as their user; a timer adds its instance."""
+        self.rounds += 1
+        return log_scope(request_id=f"{self.owner}/{queue}/{self.rounds}", user=SCHEDULER_ACTOR)
+
+    def _run_due(self, max_rounds: int) -> int:
         self.sync_schedules()
         fired = 0
         for _ in range(max_rounds):
@@ -165,11 +176,12 @@ class Scheduler:
 
     def send_mail(self) -> int:
         """Make due digests and send due e-mail from the outbox. Returns messages sent."""
-        try:
-            return self.outbox.run()
-        except Exception:                   # noqa: BLE001 - the next round tries again
-            log.exception("sending e-mail failed")
-            return 0
+        with self._round("outbox"):
+            try:
+                return self.outbox.run()
+            except Exception:                   # noqa: BLE001 - the next round tries again
+                log.exception("sending e-mail failed")
+                return 0
 
     def fire(self, row: Timer) -> int:
         with log_scope(instance_id=row.instance_id, timer_id=row.id):

@@ -20,6 +20,10 @@ from .roles import role_problems
 SOURCE_SUFFIXES = (".bpmn", ".dmn")
 SETTINGS_FILE = "variant.toml"
 ORG_FILE = "org.toml"
+# The settings no source gives: `[unconfirmed]` in a variant.toml maps "section.key" to why
+# the value is only a default. A variant that sets the key itself confirms it (the mark is
+# inherited otherwise); deploying and validating warn about every one still unconfirmed.
+UNCONFIRMED = "unconfirmed"
 
 # What every variant starts from: an empty calendar. Everything a procedure needs (deadlines,
 # routing, council rules, reporting dates, roles, stages) is declared in national/variant.toml,
@@ -85,7 +89,7 @@ def parse_full_date(value: str, where: str) -> date:
 def check_settings(settings: dict, file_label: str) -> None:
     problems = []
     for section, values in settings.items():
-        if not isinstance(values, dict):
+        if not isinstance(values, dict) or section == UNCONFIRMED:
             continue
         for key, value in values.items():
             if key == "opens" or key.endswith("_deadline"):
@@ -104,6 +108,45 @@ def check_settings(settings: dict, file_label: str) -> None:
     problems += _stage_problems(settings.get("stages") or {}, file_label)
     if problems:
         raise DefinitionInvalid(problems)
+
+
+def _unconfirmed_marks(own: dict, inherited: dict, settings: dict, label: str) -> dict:
+    """The marks of unconfirmed settings: the inherited ones the variant does not set
+    itself, and its own; each names the file that gives the value."""
+    marks = {key: dict(mark) for key, mark in inherited.items()
+             if not _sets(own, key)}
+    declared = own.get(UNCONFIRMED, {})
+    if not isinstance(declared, dict):
+        raise DefinitionInvalid([Problem(label, f"[{UNCONFIRMED}] must map 'section.key' "
+                                                f"to a note")])
+    problems = []
+    for key, note in declared.items():
+        section, _, name = str(key).partition(".")
+        if not isinstance(settings.get(section), dict) or name not in settings[section]:
+            problems.append(Problem(f"{label}: {UNCONFIRMED}.{key}",
+                                    f"'{key}' names no setting of the variant"))
+            continue
+        origin = label if _sets(own, key) else inherited.get(key, {}).get("file", label)
+        marks[key] = {"file": origin, "note": str(note)}
+    if problems:
+        raise DefinitionInvalid(problems)
+    return marks
+
+
+def _sets(own: dict, key: str) -> bool:
+    section, _, name = key.partition(".")
+    return isinstance(own.get(section), dict) and name in own[section]
+
+
+def unconfirmed_settings(settings: dict) -> list[str]:
+    """One warning per setting still marked unconfirmed, naming the file and the setting."""
+    warnings = []
+    for key, mark in sorted((settings.get(UNCONFIRMED) or {}).items()):
+        section, _, name = key.partition(".")
+        value = (settings.get(section) or {}).get(name)
+        warnings.append(f"{mark.get('file')}: {key} = {value!r} is a default no source "
+                        f"gives; the designer must confirm it ({mark.get('note')})")
+    return warnings
 
 
 def _stage_problems(stages, file_label: str) -> list[Problem]:
@@ -182,16 +225,22 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
     base = own.get("extends")
     org = _read_toml(folder / ORG_FILE, f"{folder.name}/{ORG_FILE}")
     lineage: tuple[str, ...] = (name,)
+    inherited_marks: dict = {}
     if base:
         if base in _seen or base == name:
             raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'")])
         parent = load_variant(folder.parent / base, _seen + (name,))
         files.update({s.name: s for s in parent.sources})
         settings = parent.settings
+        inherited_marks = settings.pop(UNCONFIRMED, {})
         org = org or parent.org
         lineage += parent.lineage
-    settings = _merge(settings, {k: v for k, v in own.items() if k != "extends"})
+    settings = _merge(settings, {k: v for k, v in own.items()
+                                 if k not in ("extends", UNCONFIRMED)})
     settings["name"] = name
+    marks = _unconfirmed_marks(own, inherited_marks, settings, label)
+    if marks:
+        settings[UNCONFIRMED] = marks
     check_settings(settings, label)
     for path in sorted(folder.iterdir()):
         if path.suffix in SOURCE_SUFFIXES and path.is_file():

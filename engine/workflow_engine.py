@@ -9,6 +9,7 @@ from .config import Settings
 from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
+from .dossier import Dossiers
 from .org import Org
 from .queries import Queries
 from .reports import Figures
@@ -58,6 +59,7 @@ class WorkflowEngine:
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
+        self.dossiers = Dossiers(self.db, self.repository, self.runtime, self.access)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

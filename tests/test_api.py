@@ -82,6 +82,39 @@ def test_wrong_password_unknown_user_and_rate_limit(api):
                                          "password": "nd73-demo"}).status_code == 200
 
 
+def test_failures_under_a_name_do_not_lock_its_owner_out_of_a_device_they_used(api, clock):
+    """The device cookie defence: the client the owner signed in from keeps its own count."""
+    name, url = "laocai.chutich", f"{api.url}/api/v1/auth/token"
+    owner = requests.Session()
+    assert owner.post(url, json={"username": name, "password": "nd73-demo"},
+                      timeout=30).status_code == 200
+    assert owner.cookies.get("nd73_device")             # the owner's client is now trusted
+    for _ in range(5):                                  # someone fails on purpose, often
+        is_problem(api.post("/auth/token", json={"username": name, "password": "x"}), 401,
+                   "unauthenticated")
+    is_problem(api.post("/auth/token", json={"username": name, "password": "nd73-demo"}),
+               429, "too-many-requests")                # untrusted clients are locked…
+    assert owner.post(url, json={"username": name, "password": "nd73-demo"},
+                      timeout=30).status_code == 200    # …the owner's device is not
+    # a device's cookie is its user's only: shown with another name it counts for nothing
+    other = owner.post(url, json={"username": "laocai.pct1", "password": "x"}, timeout=30)
+    assert other.status_code == 401
+    # the trusted device has its own five failures
+    for _ in range(5):
+        assert owner.post(url, json={"username": name, "password": "x"},
+                          timeout=30).status_code == 401
+    assert owner.post(url, json={"username": name, "password": "nd73-demo"},
+                      timeout=30).status_code == 429
+    # a forged device cookie is an untrusted client
+    forged = requests.post(url, json={"username": name, "password": "nd73-demo"},
+                           cookies={"nd73_device": "forged.value"}, timeout=30)
+    assert forged.status_code == 429
+    # no lock lasts: fifteen minutes after the last failure the owner signs in anywhere
+    clock.advance(minutes=15, seconds=1)
+    assert api.post("/auth/token", json={"username": name,
+                                         "password": "nd73-demo"}).status_code == 200
+
+
 def test_missing_forged_and_expired_tokens(api):
     is_problem(api.get("/me"), 401, "unauthenticated")
     is_problem(api.get("/me", headers={"Authorization": "Bearer forged.token.value"}), 401,

@@ -28,26 +28,31 @@ def test_timers_are_listed_for_administrators_of_their_variant(api):
     cycle = _cycle(api)
     timers = api.get("/admin/timers", "laocai.quantri", params={"page_size": 200}).json()
     mine = [t for t in timers["items"] if t["instance_id"] == cycle["id"]]
-    assert {t["element_id"] for t in mine} == {"submit_report_reminder",
-                                               "submit_report_escalation"}
+    # each unit's report has its deadline (after which the unit is marked late)
+    assert {t["element_id"] for t in mine} == {"unit_deadline_passed"} and len(mine) > 1
     assert all(t["variant"] == "lao-cai" and t["attempts"] == 0 for t in mine)
     theirs = api.get("/admin/timers", "cantho.quantri", params={"page_size": 200}).json()
     assert theirs["total"] == 0        # no Cần Thơ instance has a timer; Lào Cai's are hidden
     assert api.get("/admin/timers", "laocai.sxd.giamdoc").status_code == 403
 
 
+def mine_of(timers: dict, instance: dict) -> list[dict]:
+    return [t for t in timers["items"] if t["instance_id"] == instance["id"]]
+
+
 def test_fire_a_timer_now(api, engine):
     cycle = _cycle(api)
     timers = api.get("/admin/timers", "laocai.quantri", params={"page_size": 200}).json()
-    reminder = next(t for t in timers["items"] if t["instance_id"] == cycle["id"]
-                    and t["element_id"] == "submit_report_reminder")
-    assert api.post(f"/admin/timers/{reminder['id']}/fire", "cantho.quantri").status_code == 404
-    fired = api.post(f"/admin/timers/{reminder['id']}/fire", "laocai.quantri")
+    deadline = next(t for t in timers["items"] if t["instance_id"] == cycle["id"]
+                    and t["element_id"] == "unit_deadline_passed")
+    assert api.post(f"/admin/timers/{deadline['id']}/fire", "cantho.quantri").status_code == 404
+    fired = api.post(f"/admin/timers/{deadline['id']}/fire", "laocai.quantri")
     assert fired.status_code == 200 and fired.json() == {"fired": 1}
-    events = api.get(f"/instances/{cycle['id']}/events", "laocai.quantri",
-                     params={"page_size": 200}).json()["items"]
-    assert [e["action"] for e in events].count("reminder") == 1
-    again = api.post(f"/admin/timers/{reminder['id']}/fire", "laocai.quantri")
+    # one unit, and only one, is now late: its report task closed, the others' still open
+    detail = api.get(f"/instances/{cycle['id']}", "laocai.quantri").json()
+    assert [t["element_id"] for t in detail["open_tasks"]].count("submit_report") == \
+        len(mine_of(timers, cycle)) - 1
+    again = api.post(f"/admin/timers/{deadline['id']}/fire", "laocai.quantri")
     assert again.status_code == 409
 
 

@@ -47,6 +47,10 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /instances": (("/instances", {}), 200, 200),
     "GET /instances/{instance_id}": (("/instances/{instance_id}", {}), 404, 200),
     "GET /instances/{instance_id}/events": (("/instances/{instance_id}/events", {}), 404, 200),
+    "GET /instances/{instance_id}/dossier": (("/instances/{instance_id}/dossier", {}), 404, 200),
+    # the PDF needs LibreOffice (503 without it): the proposer's answer is not asserted
+    "GET /instances/{instance_id}/dossier.pdf": (("/instances/{instance_id}/dossier.pdf", {}),
+                                                 404, None),
     "POST /instances/{instance_id}/suspend": (("/instances/{instance_id}/suspend",
                                                {"json": {}}), 404, 403),
     "POST /instances/{instance_id}/resume": (("/instances/{instance_id}/resume", {"json": {}}),

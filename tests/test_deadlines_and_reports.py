@@ -27,6 +27,16 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
+def fire_due_timers(engine) -> None:
+    """What the scheduler does at its next ticks: fire what is due, then what that opened
+    (a late report's own reminder and escalation) if it is due too."""
+    for _ in range(5):
+        fired = [engine.runtime.fire_timers(t.instance_id, principal=SCHEDULER)
+                 for t in engine.runtime.due_timers()]
+        if not any(fired):
+            return
+
+
 def test_calendar_skips_weekends_and_tet():
     calendar = WorkingCalendar()
     # Thursday 12/02/2026; Tết 2026 is Mon 16/02 – Fri 20/02
@@ -102,9 +112,10 @@ def test_evaluation_deadline_counts_from_the_completion_report(library, clock):
     assert as_utc(opinion.due_at) == utc(2026, 5, 8, 10, 0)
 
 
+# "trước ngày 30/11" is due by the end of 29/11 (23:59:59 in Hà Nội, 16:59:59 UTC)
 @pytest.mark.parametrize("variant, deadline", [
-    ("national", utc(2026, 11, 30, 10, 0)), ("lao-cai", utc(2026, 11, 30, 10, 0)),
-    ("can-tho", utc(2026, 11, 30, 10, 0)), ("dak-lak", utc(2026, 12, 10, 10, 0)),
+    ("national", utc(2026, 11, 29, 16, 59, 59)), ("lao-cai", utc(2026, 11, 29, 16, 59, 59)),
+    ("can-tho", utc(2026, 11, 29, 16, 59, 59)), ("dak-lak", utc(2026, 12, 9, 16, 59, 59)),
 ])
 def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, variant, deadline):
     unit = PREFIX[variant]
@@ -116,7 +127,7 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     assert sorted(t.unit_id for t in tasks) == expected
     for task in tasks:
         assert f"{task.unit_id}." in " ".join(case.candidates(task))
-        assert as_utc(task.due_at) == deadline                    # 17:00 in Hà Nội
+        assert as_utc(task.due_at) == deadline
     assert case.instance.stage == "reporting"
     for task in tasks:
         by = case.candidates(task)[0]
@@ -128,10 +139,14 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     consolidation = library.repository.settings(
         library.repository.latest(variant, "annual_report"))["reporting"]["consolidation_deadline"]
     day, month = map(int, consolidation.split("/"))
-    assert as_utc(consolidate.due_at) == utc(2026, month, day, 10, 0)
+    assert as_utc(consolidate.due_at) == utc(2026, month, day - 1, 16, 59, 59)
     reports = library.runtime.task_data(consolidate.id)["reports"]
     assert [r["proposals_submitted"] for r in reports] == [2] * len(expected)
     case.do("consolidate", {"summary": "Tổng hợp", "document_number": "99/BC-SNV"})
+    if variant == "dak-lak":          # Sở Nội vụ also reports to Bộ Nội vụ (0119/KH-UBND)
+        [ministry] = case.open("report_to_ministry")
+        assert case.candidates(ministry) == [f"{unit}.snv.chuyenvien", f"{unit}.snv.giamdoc"]
+        case.do("report_to_ministry", {"ministry_summary": "Báo cáo Bộ Nội vụ"})
     assert (case.instance.status, case.instance.stage) == ("completed", "closed")
 
 
@@ -143,9 +158,13 @@ def test_late_unit_report_is_reminded_then_escalated(library, clock):
         if task.unit_id != "laocai.xa":
             library.runtime.complete_task(task.id, {"report": {"summary": "Đúng hạn"}},
                                           principal=as_user(library, case.candidates(task)[0]))
-    clock.set(utc(2026, 12, 2, 11, 0))            # after 30/11 17:00 and two working days
-    for timer in library.runtime.due_timers():
-        library.runtime.fire_timers(timer.instance_id, principal=SCHEDULER)
+    clock.set(utc(2026, 11, 29, 18, 0))           # "trước ngày 30/11" has passed
+    fire_due_timers(library)
+    [late] = case.open("late_report")             # the consolidation is not held up
+    assert late.unit_id == "laocai.xa" and case.open("consolidate")
+    assert case.audit("reminder") == []
+    clock.set(utc(2026, 12, 2, 11, 0))            # one, then two working days later
+    fire_due_timers(library)
     [reminder] = case.audit("reminder")
     assert sorted(reminder.details["recipients"]) == ["laocai.xa.chutich", "laocai.xa.congchuc"]
     [escalation] = case.audit("escalation")
@@ -160,20 +179,21 @@ def test_dak_lak_department_cycle_units_office_province(library, clock):
     tasks = case.open("submit_report")
     assert sorted(t.unit_id for t in tasks) == ["daklak.sxd.gt", "daklak.sxd.qhkt",
                                                 "daklak.sxd.qlxd"]
-    assert {as_utc(t.due_at) for t in tasks} == {utc(2026, 12, 5, 10, 0)}
+    assert {as_utc(t.due_at) for t in tasks} == {utc(2026, 12, 4, 16, 59, 59)}  # before 05/12
     for task in tasks:
         library.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
                                       principal=as_user(library, case.candidates(task)[0]))
     [office] = case.open("consolidate")
     assert case.candidates(office) == ["daklak.sxd.vp.chanhvp", "daklak.sxd.vp.chuyenvien"]
-    assert as_utc(office.due_at) == utc(2026, 12, 10, 10, 0)
+    assert as_utc(office.due_at) == utc(2026, 12, 9, 16, 59, 59)     # before 10/12
 
 
 def test_dak_lak_province_cycle_uses_its_own_dates(library, clock):
     clock.set(utc(2026, 11, 16, 1, 0))
     case = Case.start(library, "dak-lak", "annual_report", SCHEDULER,
                       data={"proposer_unit": "daklak"})
-    assert {as_utc(t.due_at) for t in case.open("submit_report")} == {utc(2026, 12, 10, 10, 0)}
+    assert {as_utc(t.due_at) for t in case.open("submit_report")} == {
+        utc(2026, 12, 9, 16, 59, 59)}                                # before 10/12
 
 
 def test_impossible_date_fails_deployment_naming_file_field_and_date(engine, tmp_path):

@@ -5,6 +5,9 @@ senders, a failing SMTP server leaves messages queued with backoff while the wor
 on, and the e-mail preference (immediate, daily digest, off) is honoured."""
 from __future__ import annotations
 
+import io
+import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -22,6 +25,7 @@ from aiosmtpd.controller import Controller
 from engine.clock import as_utc
 from engine.demo import seed_orgs
 from engine.errors import DefinitionInvalid, InvalidData, NotFound
+from engine.logs import json_handler
 from engine.notifications.mailer import SmtpSettings
 from engine.notifications.outbox import OUTBOX_LEASES
 from engine.notifications.templates import Renderer
@@ -463,7 +467,8 @@ def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
                data={"proposer_unit": "laocai"})
     [item] = library.notifications.list_for("laocai.xa.congchuc")
     assert item["kind"] == "report_cycle_opened"
-    assert "Hạn nộp báo cáo: 30/11/2026 17:00." in item["body"]
+    # "trước ngày 30/11": by the end of the day before
+    assert "Hạn nộp báo cáo: 29/11/2026 23:59." in item["body"]
     assert item["title"] == "[ND73] Kỳ báo cáo đã mở cho UBND phường Cam Đường"
 
 
@@ -548,3 +553,25 @@ def test_a_costly_template_falls_back_to_the_generic_message(costly):
     assert subject == "[ND73] Nhắc hạn xử lý công việc"
     assert text.startswith("Kính gửi Lê Văn A,") and "http://x/tasks/1" in text
     assert html.startswith("<!DOCTYPE html>") and "Lê Văn A" in html
+
+
+def test_an_e_mail_refused_is_logged_with_the_round_the_message_and_its_recipient(
+        library, mailbox):
+    mailbox.refuse_with = "451 4.3.0 Thử lại sau"
+    case = Case.start(library, "national", "proposal", PROPOSER)
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [queued] = outbox(library)
+    stream = io.StringIO()
+    handler = json_handler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        assert scheduler(library, mailbox.port, owner="s7").send_mail() == 0
+    finally:
+        logging.getLogger().removeHandler(handler)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()
+              if json.loads(text)["logger"] == "nd73.outbox"]
+    assert line["level"] == "WARNING" and "451" in line["message"]
+    # the scheduler's lines are named like a request's: its round, and the scheduler as user
+    assert (line["request_id"], line["user"]) == ("s7/outbox/1", "scheduler")
+    assert (line["message_id"], line["recipient_user"], line["kind"]) == \
+        (queued.id, queued.username, queued.kind)

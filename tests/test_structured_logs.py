@@ -84,16 +84,17 @@ def test_a_request_line_names_its_request_id_user_and_instance(engine, log_lines
     assert "user" not in anonymous
 
 
-def test_a_fired_timer_line_names_its_instance(engine, clock, log_lines):
+def test_a_fired_timer_line_names_its_round_and_instance(engine, clock, log_lines):
     engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
     waiting = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                    data={"wait": "PT1H"})
     other = engine.runtime.start("national", "wait_then_go", principal=ALICE,
                                  data={"wait": "PT3H"})
     clock.advance(hours=2)
-    assert Scheduler(engine, smtp=None).run_due() == 1
+    assert Scheduler(engine, owner="s3", smtp=None).run_due() == 1
     [fired] = [e for e in log_lines() if e["logger"] == "nd73.scheduler"]
     assert fired["instance_id"] == waiting.id != other.id
+    assert (fired["request_id"], fired["user"]) == ("s3/timers/1", "scheduler")
     assert fired["level"] == "INFO" and "fired" in fired["message"] and fired["timer_id"]
     # outside the timer's work, lines carry no instance
     logging.getLogger("nd73.test").info("after the round")

@@ -1,7 +1,11 @@
 """Process instances: start, search, details, audit log and administrators' repairs."""
 from __future__ import annotations
 
+from flask import Response
 from flask_smorest import Blueprint
+
+from engine import dossier
+from engine.documents.convert import ConversionFailed
 from engine.errors import NotFound
 from engine.queries import InstanceFilters
 
@@ -130,3 +134,45 @@ def migrate(body, instance_id):
     """Move an instance to another version of its process (refused when unsafe)."""
     return instance_dict(engine().runtime.migrate(instance_id, body["definition_id"],
                                                   principal=current()))
+
+
+@blp.route("/instances/<string:instance_id>/dossier")
+@blp.response(200, schemas.DossierOut)
+@blp.doc(security=SECURITY)
+@authenticated
+def instance_dossier(instance_id):
+    """The case file so far, as its readers see it: each completed step's form with who
+    (name, position, unit) and when, attachments, each vote's ballots and tally, the open
+    steps with their deadline and legal basis. Rights as for the instance (404)."""
+    try:
+        return engine().dossiers.build(current(), instance_id)
+    except NotFound:
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist",
+                         code="instance.not_found") from None
+
+
+@blp.route("/instances/<string:instance_id>/dossier.pdf")
+@blp.response(200, description="the case file as one PDF", content_type="application/pdf")
+@blp.doc(security=SECURITY, responses={"200": {"description": "PDF", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+@authenticated
+def instance_dossier_pdf(instance_id):
+    """The case file as one PDF document (A4): the same content as ``dossier``."""
+    return dossier_pdf_response(current(), instance_id)
+
+
+def dossier_pdf_response(principal, instance_id: str) -> Response:
+    """The PDF download of a case's file for ``principal`` (404 if they may not see it;
+    503 when the converter is missing or fails)."""
+    try:
+        content = engine().dossiers.build(principal, instance_id)
+    except NotFound:
+        raise ApiProblem("not-found", f"instance {instance_id} does not exist",
+                         code="instance.not_found") from None
+    try:
+        document = dossier.pdf(content)
+    except ConversionFailed as exc:
+        raise ApiProblem("server-unavailable", f"the PDF could not be made: {exc}",
+                         code="dossier.pdf_failed") from None
+    return Response(document, mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{dossier.file_name(content, "pdf")}"'})

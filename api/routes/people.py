@@ -9,7 +9,7 @@ from engine.store import Membership, OrgUnit, User
 from engine.tasks import Page
 
 from .. import schemas
-from ..auth import authenticated, current, issue_token
+from ..auth import authenticated, current, issue_token, remember_device, trusted_device
 from ..problems import ApiProblem
 from .common import SECURITY, engine, page_dict
 
@@ -23,11 +23,14 @@ def token(credentials):
     """Exchange a username and password for a bearer token."""
     access = engine().access
     address = request.remote_addr or "unknown"
-    if access.locked_out(credentials["username"], address):
+    device = trusted_device(credentials["username"])
+    if access.locked_out(credentials["username"], address, device):
         raise ApiProblem("too-many-requests", "too many failed sign-ins; wait 15 minutes")
-    principal = access.authenticate(credentials["username"], credentials["password"], address)
+    principal = access.authenticate(credentials["username"], credentials["password"], address,
+                                    device)
     if principal is None:
         raise ApiProblem("unauthenticated", "wrong username or password")
+    remember_device(principal.username, device)
     access_token, ttl = issue_token(principal)
     return {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
 

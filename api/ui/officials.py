@@ -6,12 +6,12 @@ import json
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from engine import diagrams, policy
+from engine import diagrams, dossier, policy
 from engine.clock import as_utc
 from engine.errors import Forbidden, InvalidData, NotFound
 from engine.forms import form_errors
 from engine.queries import InstanceFilters
-from engine.store import Definition, HumanTask, Instance, OrgUnit, TaskStatus
+from engine.store import Definition, HumanTask, OrgUnit, TaskStatus
 
 from . import form_fields
 from ..routes.common import visible_task_and_candidacy
@@ -40,16 +40,14 @@ def unit_names(unit_ids) -> dict[str, str]:
 
 
 def case_titles(instance_ids) -> dict[str, str]:
-    """A readable name per case: its business key, else its process's name and short id."""
-    wanted = set(instance_ids)
-    if not wanted:
-        return {}
-    with engine().db.reading() as session:
-        rows = session.execute(select(Instance.id, Instance.business_key, Definition.name,
-                                      Instance.definition_key)
-                               .join(Definition, Definition.id == Instance.definition_id)
-                               .where(Instance.id.in_(wanted))).all()
-    return {i: key or f"{name or process} · {i[:8]}" for i, key, name, process in rows}
+    """A readable name per case: the title its forms declare, else its business key, else
+    its process's name and short id."""
+    return dossier.case_titles(engine().db, instance_ids)
+
+
+def people_of(usernames) -> dict[str, dict]:
+    """Users by username, as pages name them (full name, position, unit)."""
+    return engine().dossiers.people.of(usernames)
 
 
 @blp.route("/")
@@ -64,7 +62,8 @@ def inbox():
     return render_template("inbox.html", page=page, scope=scope, overdue=overdue, now=now,
                            is_overdue=is_overdue,
                            titles=case_titles(t.instance_id for t in page.items),
-                           units=unit_names(t.unit_id for t in page.items))
+                           units=unit_names(t.unit_id for t in page.items),
+                           people=people_of(t.assignee for t in page.items))
 
 
 # a task -------------------------------------------------------------------------------------
@@ -101,14 +100,17 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     if data is None:
         data = wf_engine.runtime.task_data(task.id) if task.status == TaskStatus.OPEN else {}
     fields = form_fields.build(schema, data, errors, raw)
+    case_file = wf_engine.dossiers.build(me, instance.id)
     return render_template(
         "task.html", task=task, instance=instance, definition=definition, schema=schema,
+        dossier=case_file, people=people_of([task.assignee, *candidates]),
+        dossier_pdf=url_for("officials.dossier_pdf", instance_id=instance.id),
         fields=fields, errors=errors or {}, may_work=may_work, candidates=candidates,
         may_claim=(task.status == TaskStatus.OPEN and task.assignee is None
                    and me.username in candidates),
         instructions=_instructions(definition, task.element_id),
         overdue=is_overdue(task, wf_engine.clock.now()),
-        title=case_titles([instance.id])[instance.id]), status
+        title=case_file["title"]), status
 
 
 @blp.route("/tasks/<string:task_id>")
@@ -243,12 +245,14 @@ def timeline(instance_id: str, names: dict[str, str], everything: bool = False,
              decisions: tuple[str, ...] = ()) -> list[dict]:
     events = engine().queries.events(principal(), instance_id, 1, 1000).items
     rows = []
+    people = people_of(e.actor for e in events)
     for event in events:
         if event.action in TIMELINE_HIDDEN and not everything:
             continue
         changed = (event.details or {}).get("changed") or {}
         decided = next((changed[f]["after"] for f in decisions if f in changed), None)
-        rows.append({"at": event.at, "actor": event.actor, "action": event.action,
+        rows.append({"at": event.at, "actor": event.actor, "person": people.get(event.actor),
+                     "action": event.action,
                      "element": names.get(event.element_id, event.element_id),
                      "decided": decided, "details": event.details})
     return rows
@@ -266,14 +270,27 @@ def instance_page(instance_id):
     versions = [d for d in wf_engine.repository.versions(detail.instance.variant,
                                                          definition.key)
                 if d.id != definition.id] if admin else []
+    case_file = wf_engine.dossiers.build(principal(), instance_id)
     return render_template(
-        "instance.html", detail=detail, instance=detail.instance, definition=definition,
+        "instance.html", detail=detail, dossier=case_file,
+        dossier_pdf=url_for("officials.dossier_pdf", instance_id=instance_id),
+        people=people_of([detail.instance.started_by,
+                          *(t.assignee for t in detail.open_tasks)]),
+        instance=detail.instance, definition=definition,
         xml=xml, names=names, admin=admin, versions=versions,
         events=timeline(instance_id, names, everything=admin,
                         decisions=decision_fields(definition)),
         labels=decision_labels(definition),
         units=unit_names([detail.instance.unit_id, *(t.unit_id for t in detail.open_tasks)]),
-        title=case_titles([instance_id])[instance_id],
+        title=case_file["title"],
         data_json=json.dumps(detail.data, ensure_ascii=False, indent=2, sort_keys=True,
                              default=str))
 
+
+
+@blp.route("/instances/<string:instance_id>/dossier.pdf")
+@signed_in
+def dossier_pdf(instance_id):
+    """The case file as one PDF, for whoever may see the case."""
+    from ..routes.instances import dossier_pdf_response
+    return dossier_pdf_response(principal(), instance_id)

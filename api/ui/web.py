@@ -12,7 +12,7 @@ from flask import (Blueprint, Flask, current_app, flash, g, redirect, render_tem
 from engine.access import Principal
 from engine.errors import N_
 
-from ..auth import csrf_token, csrf_valid, session_username
+from ..auth import csrf_token, csrf_valid, remember_device, session_username, trusted_device
 from . import i18n
 
 blp = Blueprint("web", __name__, template_folder="templates")
@@ -141,10 +141,11 @@ def login():
     access = engine().access
     username = (request.form.get("username") or "").strip()[:128]
     address = request.remote_addr or "unknown"
-    if access.locked_out(username, address):
+    device = trusted_device(username)
+    if access.locked_out(username, address, device):
         flash(i18n.t("locked_out"), "error")
         return render_template("login.html", next=target, username=username), 429
-    found = access.authenticate(username, request.form.get("password") or "", address)
+    found = access.authenticate(username, request.form.get("password") or "", address, device)
     if found is None:
         flash(i18n.t("wrong_credentials"), "error")
         return render_template("login.html", next=target, username=username), 401
@@ -155,6 +156,7 @@ def login():
     if language:
         session["lang"] = language
     csrf_token()
+    remember_device(found.username, device)
     return redirect(target)
 
 

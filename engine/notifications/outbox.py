@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from ..clock import LOCAL_TZ, as_utc
 from ..errors import N_
 from ..leases import LeaseQueue, LeaseSettings
+from ..logs import log_scope, note
 from ..store import Definition, User
 from ..store.models import Notification, OutboxMessage
 from .mailer import Refused, SmtpConnection, SmtpSettings, Unknown, build_message
@@ -176,14 +177,16 @@ class OutboxSender:
             connection.open()
         except Refused as exc:
             for message_id in ids:
-                self._refused(message_id, str(exc))
+                with log_scope(message_id=message_id):
+                    self._refused(message_id, str(exc))
             return 0
         try:
             for message_id in ids:
                 if not connection.is_open:          # a broken connection ends the batch
                     self._release(message_id)
                     continue
-                sent += self._send_one(connection, message_id)
+                with log_scope(message_id=message_id):
+                    sent += self._send_one(connection, message_id)
         finally:
             connection.close()
         return sent
@@ -194,6 +197,7 @@ class OutboxSender:
             user = session.get(User, row.username) if row is not None else None
         if row is None or row.status != "pending" or row.lock_owner != self.owner:
             return 0
+        note(recipient_user=row.username, kind=row.kind)     # on this message's log lines
         message = build_message(self.smtp, message_id=row.id, recipient=row.recipient,
                                 recipient_name=user.full_name if user else None,
                                 subject=row.subject, text=row.text_body, html=row.html_body,

@@ -320,15 +320,18 @@ class Grant(Base):
 
 
 class LoginAttempt(Base):
-    """A failed sign-in, kept for a while to slow down password guessing."""
+    """A failed sign-in, kept for a while to slow down password guessing; ``device`` is
+    the trusted device it came from (a client that signed in as the user before), if any."""
 
     __tablename__ = "login_attempts"
     __table_args__ = (Index("ix_login_attempt", "username", "at"),
-                      Index("ix_login_attempt_address", "address", "at"))
+                      Index("ix_login_attempt_address", "address", "at"),
+                      Index("ix_login_attempt_device", "device", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(128))
     address: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
 
 
