@@ -242,8 +242,11 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
     complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",
              {"party_opinion": "agree"})
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate",
-             {"outcome": "completed", "evaluation_note": "Tốt"})
+    leaders = ["laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2", "laocai.sxd.pgd3"]
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate", {
+        "meeting_date": "2027-07-01", "attendees": leaders[:3], "outcome": "completed",
+        "member_assessments": [{"member": m, "assessment": "completed"} for m in leaders[:3]],
+        "evaluation_note": "Tốt"})
     complete(api, "laocai.sxd.vp.chuyenvien", instance["id"], "notify_result",
              {"notice_number": "05/TB", "notified_on": "2027-07-02"})
     done = complete(api, "laocai.sxd.giamdoc", instance["id"], "recognition",

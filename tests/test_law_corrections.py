@@ -309,3 +309,41 @@ def test_art9_is_cited_not_art18(library):
         assert "Art. 18" not in text and "Điều 18" not in text
     settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
     assert "completion_report = 5   # Art. 9" in settings
+
+
+# --- Art. 9: the evaluation is a leadership meeting, recording its causes ------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed(library,
+                                                                               variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.pgd2"                    # a deputy proposes
+    case = to_decision(library, variant, proposer)
+    case.vote({v: "for" for v in case.voters()})
+    case.do("decide", {"decision": "approve"})
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Xong"}, by=proposer)
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"})
+    members = case.data()["evaluation_members"]
+    assert proposer not in members and members
+    [evaluate] = case.open("evaluate")
+    assert proposer not in case.candidates(evaluate)
+    record = {"meeting_date": "2027-07-01", "attendees": members[:-1],   # one absent
+              "member_assessments": [{"member": m, "assessment": "not_completed"}
+                                     for m in members[:-1]],
+              "outcome": "not_completed", "evaluation_note": "Họp đánh giá"}
+
+    def refused_field(data):
+        with pytest.raises(InvalidData) as refused:
+            case.do("evaluate", data)
+        return refused.value.details["errors"][0]["field"]
+    assert refused_field({**record, "attendees": members + [proposer]}) == "attendees"
+    assert refused_field({**record, "member_assessments": [
+        {"member": proposer, "assessment": "completed"}]}) == "member_assessments"
+    assert refused_field(record) == "subjective_causes"       # causes are needed for Art. 11
+    case.do("evaluate", {**record, "objective_causes": "Thay đổi quy định",
+                         "subjective_causes": "Chuẩn bị chưa kỹ"})
+    data = case.data()
+    assert (data["objective_causes"], data["subjective_causes"]) == (
+        "Thay đổi quy định", "Chuẩn bị chưa kỹ")
+    assert case.instance.latest_decision == "not_completed"
