@@ -409,8 +409,12 @@ def test_messages_by_key_and_by_id(api):
                   "laocai.sxd.pgd3"):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide", {"decision": "approve"})
+    unreasoned = is_problem(api.post("/messages", "laocai.sxd.giamdoc", json={
+        "name": "implementation_suspended", "correlation_key": "LC-MSG"}), 422, "invalid-data")
+    assert unreasoned["errors"][0]["field"] == "suspension_reason"       # Art. 6: reasons
     sent = api.post("/messages", "laocai.sxd.giamdoc",
-                    json={"name": "implementation_suspended", "correlation_key": "LC-MSG"})
+                    json={"name": "implementation_suspended", "correlation_key": "LC-MSG",
+                          "payload": {"suspension_reason": "Chờ kinh phí"}})
     assert sent.status_code == 200 and sent.json()["stage"] == "suspended"
     is_problem(api.post("/messages", "laocai.sxd.giamdoc",
                         json={"name": "implementation_suspended",

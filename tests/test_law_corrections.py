@@ -347,3 +347,23 @@ def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed
     assert (data["objective_causes"], data["subjective_causes"]) == (
         "Thay đổi quy định", "Chuẩn bị chưa kỹ")
     assert case.instance.latest_decision == "not_completed"
+
+
+# --- Art. 6: suspending or terminating an approved proposal is a decision with reasons ----
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art6_suspension_and_termination_state_their_reasons(library, variant):
+    p = PREFIX[variant]
+    case = _approved(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    for message, field in (("implementation_suspended", "suspension_reason"),
+                           ("implementation_terminated", "termination_reason")):
+        with pytest.raises(InvalidData) as refused:
+            case.send(message, {field: "  "})
+        assert refused.value.details["errors"][0]["field"] == field
+        assert case.open_elements() == ["implement"]
+    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí",
+                                           "decision_number": "7/QĐ"})
+    assert case.instance.stage == "suspended"
+    [review] = case.open("suspension_review")
+    assert case.candidates(review) == [f"{p}.sxd.giamdoc"]      # the head decides
+    assert case.data()["suspension_reason"] == "Chờ kinh phí"

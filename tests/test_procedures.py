@@ -214,7 +214,9 @@ def test_suspension_review_can_terminate(library):
     case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", business_key="DX-10")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
-    case.send("implementation_suspended")
+    with pytest.raises(InvalidData):                      # Art. 6: a decision with reasons
+        case.send("implementation_suspended")
+    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí"})
     case.do("suspension_review", {"continue_decision": "terminate", "continue_reason": "Dừng"})
     assert (case.instance.status, case.instance.stage) == ("completed", "terminated")
 
