@@ -32,13 +32,19 @@ lock:
 	$(UV_COMPILE) --extra test -o requirements-test.lock
 	$(UV_COMPILE) --constraint requirements-test.lock -o requirements.lock
 
-# Web assets come from npm (bpmn-js) and are served locally: nothing loads from the internet.
-$(VENDOR)/.built: api/web/package.json api/web/package-lock.json
+# Web assets come from npm (bpmn-js, the properties panel) and are served locally: nothing
+# loads from the internet. The designer's modeler (api/web/src: bpmn-js, the properties panel
+# and its provider of the nd73 namespace, processes/nd73.moddle.json) is bundled by esbuild.
+$(VENDOR)/.built: api/web/package.json api/web/package-lock.json $(wildcard api/web/src/*.js) \
+                  processes/nd73.moddle.json
 	npm ci --prefix api/web --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp $(BPMN_JS)/bpmn-viewer.production.min.js $(BPMN_JS)/bpmn-modeler.production.min.js $(VENDOR)/
 	cp $(BPMN_JS)/bpmn-navigated-viewer.production.min.js $(VENDOR)/
 	cp -r $(BPMN_JS)/assets/. $(VENDOR)/
+	api/web/node_modules/.bin/esbuild api/web/src/studio.js --bundle --minify --format=iife \
+	  --global-name=Nd73Studio --log-level=warning --outfile=$(VENDOR)/studio.js
+	cp api/web/node_modules/@bpmn-io/properties-panel/dist/assets/properties-panel.css $(VENDOR)/
 	mkdir -p $(VENDOR)/swagger-ui
 	cp api/web/node_modules/swagger-ui-dist/swagger-ui.css api/web/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/web/node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@

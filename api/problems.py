@@ -40,7 +40,7 @@ PROBLEMS = {
 _ENGINE_TYPES = {"not_found": "not-found", "forbidden": "forbidden", "conflict": "conflict",
                  "invalid_state": "invalid-state", "invalid_data": "invalid-data",
                  "definition_invalid": "invalid-definition",
-                 "migration_refused": "migration-refused"}
+                 "migration_refused": "migration-refused", "unavailable": "server-unavailable"}
 _STATUS_TYPES = {400: "malformed-request", 401: "unauthenticated", 403: "forbidden",
                  404: "not-found", 405: "method-not-allowed", 409: "conflict",
                  413: "payload-too-large", 415: "unsupported-media-type",

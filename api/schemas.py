@@ -139,6 +139,37 @@ class ValidationResult(Schema):
     processes = fields.List(fields.String(), required=True)
 
 
+class CodeCheck(Schema):
+    variant = fields.String(required=True, validate=validate.Length(1, 64))
+    code = fields.String(required=True, validate=validate.Length(max=100_000), metadata={
+        "description": "A script (mode exec) or a condition or timer expression (mode eval)"})
+    mode = fields.String(load_default="eval", validate=validate.OneOf(("eval", "exec")))
+
+
+class CodeCheckResult(Schema):
+    valid = fields.Boolean(required=True)
+    message = fields.String(metadata={"description": "Why it is refused, in the reader's "
+                                                     "language"})
+    detail = fields.String(metadata={"description": "The sandbox's own words"})
+
+
+class WorkingDaysArgs(Schema):
+    days = fields.String(required=True, validate=validate.Length(1, 64), metadata={
+        "description": "A number of working days, or a deadline name of the variant's "
+                       "[deadlines]"})
+    start = fields.Date(metadata={"description": "Counted from this day (default: today "
+                                                 "on the engine clock)"})
+
+
+class WorkingDaysOut(Schema):
+    variant = fields.String(required=True)
+    days = fields.Integer(required=True)
+    start = fields.Date(required=True)
+    due_at = Utc(required=True)
+    due_local = fields.String(required=True, metadata={
+        "description": "dd/mm/yyyy HH:MM in Asia/Ho_Chi_Minh"})
+
+
 # --- instances ---------------------------------------------------------------------------
 class InstanceCreate(Schema):
     definition_key = fields.String(required=True, validate=validate.Length(1, 128), metadata={
@@ -334,6 +365,40 @@ class PreferenceIn(Schema):
 class PreferenceOut(PreferenceIn):
     email = fields.String(allow_none=True)
 
+
+class DocumentOut(Schema):
+    """An issued official document (Nghị định 30/2020/NĐ-CP) and where it stands."""
+    id = fields.String(required=True)
+    instance_id = fields.String(required=True)
+    element_id = fields.String(allow_none=True, metadata={
+        "description": "the step whose completion issued it"})
+    kind = fields.String(required=True, metadata={
+        "description": "the register's kind and the ký hiệu's first part: QĐ, TB, BB, TTr, CV…"})
+    template = fields.String(required=True)
+    agency_id = fields.String(required=True, metadata={"description": "the issuing agency"})
+    agency = fields.String(required=True)
+    year = fields.Integer(required=True)
+    number = fields.Integer(required=True, metadata={
+        "description": "its number in the agency's register of the year and kind"})
+    reference = fields.String(required=True, metadata={"description": "số/ký hiệu, 05/QĐ-SXD"})
+    title = fields.String(required=True, metadata={"description": "trích yếu"})
+    legal_basis = fields.String(allow_none=True)
+    issued_at = Utc(required=True)
+    issued_by = fields.String(required=True)
+    signer = fields.String(allow_none=True)
+    signer_name = fields.String(required=True)
+    sha256 = fields.String(required=True, metadata={
+        "description": "SHA-256 of the DOCX, recorded in the case's audit chain"})
+    size = fields.Integer(required=True)
+    replaces = fields.String(allow_none=True, metadata={
+        "description": "the document this one corrects"})
+    replaced_by = fields.String(allow_none=True, metadata={
+        "description": "the correction that replaces this one"})
+    correction_reason = fields.String(allow_none=True)
+
+
+class CorrectionIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(1, 2000))
 
 # --- a case's file (engine/dossier.py) ------------------------------------------------------
 

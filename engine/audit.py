@@ -223,23 +223,48 @@ POSTGRES_TRIGGERS = {
 }
 
 
-def create_triggers_sql(dialect: str) -> list[str]:
+# issued official documents are immutable too (migration 0012)
+SQLITE_DOCUMENT_TRIGGERS = {
+    "documents_no_update": "BEFORE UPDATE ON documents BEGIN SELECT RAISE(ABORT, "
+                           "'documents are immutable: an issued document cannot be changed "
+                           "(issue a correction)'); END",
+    "documents_no_delete": "BEFORE DELETE ON documents BEGIN SELECT RAISE(ABORT, "
+                           "'documents are immutable: an issued document cannot be "
+                           "deleted'); END",
+}
+POSTGRES_DOCUMENT_TRIGGERS = {
+    "documents_immutable": ("documents", "BEFORE UPDATE OR DELETE", "ROW",
+                            "documents are immutable"),
+    "documents_no_truncate": ("documents", "BEFORE TRUNCATE", "STATEMENT",
+                              "documents are immutable"),
+}
+# the groups of triggers, by the migration that made them: "audit" (0004), "documents" (0012)
+TRIGGER_GROUPS = {"audit": (SQLITE_TRIGGERS, POSTGRES_TRIGGERS),
+                  "documents": (SQLITE_DOCUMENT_TRIGGERS, POSTGRES_DOCUMENT_TRIGGERS)}
+ALL_GROUPS = tuple(TRIGGER_GROUPS)
+
+
+def create_triggers_sql(dialect: str, groups: tuple[str, ...] = ("audit",)) -> list[str]:
+    sqlite = {k: v for g in groups for k, v in TRIGGER_GROUPS[g][0].items()}
+    postgres = {k: v for g in groups for k, v in TRIGGER_GROUPS[g][1].items()}
     if dialect == "sqlite":
-        return [f"CREATE TRIGGER {name} {body}" for name, body in SQLITE_TRIGGERS.items()]
+        return [f"CREATE TRIGGER {name} {body}" for name, body in sqlite.items()]
     if dialect == "postgresql":
         return [POSTGRES_FUNCTION] + [
             f"CREATE TRIGGER {name} {when} ON {table} FOR EACH {level} "
             f"EXECUTE FUNCTION nd73_refuse_change('{message}')"
-            for name, (table, when, level, message) in POSTGRES_TRIGGERS.items()]
+            for name, (table, when, level, message) in postgres.items()]
     return []
 
 
-def drop_triggers_sql(dialect: str) -> list[str]:
+def drop_triggers_sql(dialect: str, groups: tuple[str, ...] = ("audit",)) -> list[str]:
+    sqlite = {k: v for g in groups for k, v in TRIGGER_GROUPS[g][0].items()}
+    postgres = {k: v for g in groups for k, v in TRIGGER_GROUPS[g][1].items()}
     if dialect == "sqlite":
-        return [f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS]
+        return [f"DROP TRIGGER IF EXISTS {name}" for name in sqlite]
     if dialect == "postgresql":
         return [f"DROP TRIGGER IF EXISTS {name} ON {table}"
-                for name, (table, *_rest) in POSTGRES_TRIGGERS.items()]
+                for name, (table, *_rest) in postgres.items()]
     return []
 
 
@@ -250,10 +275,10 @@ def triggers_lifted(connection) -> Iterator[None]:
     For emptying a test database; it is also exactly what someone with the database owner's
     rights can do, which is why the chains exist."""
     dialect = connection.dialect.name
-    for statement in drop_triggers_sql(dialect):
+    for statement in drop_triggers_sql(dialect, ALL_GROUPS):
         connection.exec_driver_sql(statement)
     yield
-    for statement in create_triggers_sql(dialect):
+    for statement in create_triggers_sql(dialect, ALL_GROUPS):
         connection.exec_driver_sql(statement)
 
 

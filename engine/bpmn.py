@@ -47,6 +47,7 @@ _CODE_XPATHS = (
     (".//bpmn:loopCardinality", "eval"),
     (".//nd73:notification/@when", "eval"),
     (".//nd73:validation/@when", "eval"),
+    (".//nd73:document/@when", "eval"),
 )
 # Properties whose value names a form, and whose value is a stage (either namespace).
 _FORM_XPATHS = (".//nd73:property[@name='form']",
@@ -271,6 +272,24 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
                 except SandboxViolation as exc:
                     problem(rule, f"validation.{attribute}: {exc}", N_("bpmn.code_refused"),
                             detail=str(exc))
+    for rule in f.root.iterfind(".//nd73:document", NS):
+        for attribute in ("template", "kind", "title"):
+            if not (rule.get(attribute) or "").strip():
+                problem(rule, f"document without '{attribute}'",
+                        N_("bpmn.document_attribute"), name=attribute)
+        template = rule.get("template") or ""
+        if template and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}\.docx", template):
+            problem(rule, f"document template '{template}' must be a .docx file name of "
+                          "letters, digits, '_', '-' and '.'", N_("bpmn.attribute_value"),
+                    name="template", value=template, known="<name>.docx")
+        if len(rule.get("kind") or "") > 16:
+            problem(rule, "document kind is longer than 16 characters",
+                    N_("bpmn.attribute_value"), name="kind", value=rule.get("kind") or "",
+                    known="QĐ, TB, BB, TTr, CV…")
+        if (rule.get("authority") or "") not in policy.AUTHORITIES:
+            problem(rule, f"document authority '{rule.get('authority')}' is not one of: "
+                          "TM., KT., Q.", N_("bpmn.attribute_value"), name="authority",
+                    value=rule.get("authority") or "", known="TM., KT., Q.")
     return problems
 
 

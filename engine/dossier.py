@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import select
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
+from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 
 from . import diagrams, policy
@@ -141,9 +142,12 @@ def case_titles(db: Database, instance_ids: Iterable[str]) -> dict[str, str]:
                        AuditEvent.action.in_(("task_completed", "instance_started")))
                 .order_by(AuditEvent.id)).all()
             for instance_id, details in events:
-                changed = (details or {}).get("changed") or {}
+                details = details if isinstance(details, dict) else {}
+                changed = details.get("changed") or {}
                 after = {k: (v or {}).get("after") for k, v in changed.items()
                          if isinstance(v, dict)}
+                if isinstance(details.get("data"), dict):      # the start's data
+                    after.update(details["data"])
                 found = _title_from(fields[instance_id], after)
                 if found:
                     titled[instance_id] = found
@@ -220,6 +224,8 @@ def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, st
         return "; ".join(str(s) for s in shown), "list"
     if isinstance(value, str) and value in labels:
         return labels[value], "choice"
+    if isinstance(value, str) and value in people:
+        return people[value]["text"], "person"
     if isinstance(value, (int, float)):
         return f"{value:,}".replace(",", "."), "number"
     if isinstance(value, dict):
@@ -277,8 +283,8 @@ class Dossiers:
         for row in rows:
             try:
                 spiff_tasks[row.id] = workflow.get_task_from_id(uuid.UUID(row.id))
-            except Exception:       # a task a migration or a reset left behind
-                spiff_tasks[row.id] = None
+            except (TaskNotFoundException, ValueError):   # left behind by a migration or a
+                spiff_tasks[row.id] = None                # reset: the audit log says it
         closed = [r for r in rows if r.status == TaskStatus.COMPLETED]
         # in the order the steps were taken (the audit log's), not by the clock alone
         closed.sort(key=lambda r: (completions.get(r.id, (0,))[0] or 0,
@@ -288,11 +294,17 @@ class Dossiers:
         usernames = {instance.started_by, *(r.completed_by for r in closed),
                      *(r.assignee for r in opened),
                      *(u for r in opened for u in candidates.get(r.id, ()))}
+        # form values that name users (a council's chair, the implementers) are shown by
+        # name: any short single-word text of a form that is a user's username
         for row in closed:
             task = spiff_tasks.get(row.id)
-            for value in ((task.data if task is not None else {}) or {}).values():
-                if isinstance(value, list):
-                    usernames.update(v for v in value if isinstance(v, str))
+            schema = forms.get((row.form or "").rsplit("/", 1)[-1]) or {}
+            values = (task.data if task is not None else {}) or {}
+            for name in schema.get("properties") or {}:
+                value = values.get(name)
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str) and 0 < len(item) <= 128 and " " not in item:
+                        usernames.add(item)
         people = self.people.of(usernames)
         people = {u: p for u, p in people.items() if u in usernames}
         known = {u: p for u, p in people.items() if p["full_name"] != u or p["positions"]}

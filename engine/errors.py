@@ -63,6 +63,12 @@ class InvalidState(EngineError):
     code = "invalid_state"
 
 
+class Unavailable(EngineError):
+    """A service the request needs (the PDF converter) failed or is missing; try later."""
+
+    code = "unavailable"
+
+
 class InvalidData(EngineError):
     """Task or start data was refused (not JSON, too large, reserved names...)."""
 

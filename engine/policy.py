@@ -9,6 +9,8 @@ A flow element may carry, inside ``bpmn:extensionElements``::
     </nd73:properties>
     <nd73:notification kind="…" to="proposer" when="expression"/>
     <nd73:validation field="…" when="expression" message="…" messageEn="…"/>
+    <nd73:document template="….docx" kind="QĐ" title="…" issuer="role" authority="TM."
+                   when="expression" recipients="…;…"/>
 
 and a ``bpmn:process`` the same ``nd73:properties`` (category, report title …). Element
 declarations are copied into each task spec's ``extensions["nd73"]`` when the definition is
@@ -62,6 +64,26 @@ class NotificationRule:
     title: str | None = None      # the title when the kind has no template
 
 
+# the attributes of an ``nd73:document``: the official document the element's completion
+# issues (engine.documents)
+DOCUMENT_ATTRIBUTES = ("template", "kind", "title", "issuer", "signer", "signerFrom",
+                       "authority", "when", "recipients")
+AUTHORITIES = ("", "TM.", "KT.", "Q.")
+
+
+@dataclass(frozen=True)
+class DocumentRule:
+    template: str               # a .docx of the variant's documents/ folder
+    kind: str                   # the register and the kind's abbreviation: QĐ, TB, BB, TTr…
+    title: str                  # trích yếu, as lists show it
+    issuer: str | None = None   # the role whose agency issues it (default: the signer's)
+    authority: str = ""         # TM., KT., Q. or "" (then KT. when a deputy signs)
+    when: str | None = None
+    recipients: str = ""        # nơi nhận, separated by ';'
+    signer: str | None = None   # the role that signs (its head); default: who did the step
+    signer_from: str | None = None   # or the data field naming the signer (a meeting's chair)
+
+
 @dataclass(frozen=True)
 class ValidationRule:
     field: str
@@ -97,7 +119,21 @@ def declarations_of(node) -> dict:
                    for v in node.iterfind("bpmn:extensionElements/nd73:validation", XPATH_NS)]
     if validations:
         found["validations"] = validations
+    documents = [{k: v for k, v in d.attrib.items() if k in DOCUMENT_ATTRIBUTES}
+                 for d in node.iterfind("bpmn:extensionElements/nd73:document", XPATH_NS)]
+    if documents:
+        found["documents"] = documents
     return found
+
+
+def document_templates(content: bytes) -> set[str]:
+    """The document templates a BPMN file declares (``nd73:document template``)."""
+    try:
+        root = etree.fromstring(content, _PARSER)
+    except etree.XMLSyntaxError:
+        return set()                  # reported with its line by the BPMN checks
+    return {d.get("template") for d in root.iterfind(".//nd73:document", XPATH_NS)
+            if d.get("template")}
 
 
 def notification_kinds(sources) -> set[str]:
@@ -186,6 +222,20 @@ def notifications(task_spec, on: str | None = None) -> list[NotificationRule]:
     return [r for r in rules if on is None or r.on == on]
 
 
+def documents(task_spec) -> list[DocumentRule]:
+    """The official documents an element issues when it completes."""
+    return [DocumentRule(d.get("template") or "", d.get("kind") or "", d.get("title") or "",
+                         d.get("issuer") or None, d.get("authority") or "",
+                         d.get("when") or None, d.get("recipients") or "",
+                         d.get("signer") or None, d.get("signerFrom") or None)
+            for d in _declarations(task_spec).get("documents") or []]
+
+
+def legal_basis(task_spec) -> str | None:
+    """The Điều/khoản an element carries out (``legalBasis``)."""
+    return element_properties(task_spec).get("legalBasis") or None
+
+
 def validations(task_spec) -> list[ValidationRule]:
     return [ValidationRule(v["field"], v["when"], v["message"], v.get("message_en"))
             for v in _declarations(task_spec).get("validations") or []]
@@ -239,6 +289,20 @@ def start_unit_required(definition) -> bool:
 
 def category(definition) -> str | None:
     return process_properties(definition).get("category") or None
+
+
+def legal_bases_of(specs) -> dict[str, str]:
+    """element id → the ``legalBasis`` it declares, over a definition's specs (its own and
+    its call activities')."""
+    spec, subprocess_specs = specs
+    found: dict[str, str] = {}
+    for process_spec in (spec, *subprocess_specs.values()):
+        for task_spec in process_spec.task_specs.values():
+            basis = legal_basis(task_spec)
+            element = getattr(task_spec, "bpmn_id", None)
+            if basis and element:
+                found.setdefault(element, basis)
+    return found
 
 
 def decision_fields_of(definition, specs) -> tuple[str, ...]:

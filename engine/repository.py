@@ -6,6 +6,7 @@ nothing. Parsed specs are cached in memory by definition id (versions never chan
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -28,6 +29,14 @@ from .store import AuditEvent, Database, Definition
 
 SETTINGS_SOURCE = "variant.toml.json"
 log = logging.getLogger(__name__)
+# document templates travel with the definitions that declare them, base64 (sources are text)
+DOCUMENT_PREFIX = "documents/"
+
+
+def document_templates_of(sources: dict[str, str]) -> dict[str, bytes]:
+    """The document templates deployed with a definition."""
+    return {name[len(DOCUMENT_PREFIX):]: base64.b64decode(text)
+            for name, text in sources.items() if name.startswith(DOCUMENT_PREFIX)}
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,28 @@ def validate_folder(folder: Path | str, forms_dir: Path | str | None = None
     variant, forms = read_folder(folder, forms_dir)
     notification_templates.validate(variant.templates,
                                     policy.notification_kinds(variant.sources))
-    return variant.name, build_processes(variant.sources, forms=forms,
-                                         settings=variant.settings)
+    built = build_processes(variant.sources, forms=forms, settings=variant.settings)
+    _attach_documents(built, variant.documents)
+    return variant.name, built
+
+
+def _attach_documents(built: list[BuiltProcess], documents: dict[str, bytes] | None) -> None:
+    """Each process carries the document templates its own files declare; a template that
+    no file of the variant provides is refused, naming it."""
+    problems = []
+    for process in built:
+        for parsed in process.files:
+            for name in sorted(policy.document_templates(parsed.content)):
+                content = (documents or {}).get(name)
+                if content is None:
+                    problems.append(Problem(
+                        parsed.name, f"document template '{name}' is not in the variant's "
+                                     "documents/ folder (nor in those it extends)",
+                        code="bpmn.document_template", params={"template": name}))
+                    continue
+                process.extra[DOCUMENT_PREFIX + name] = base64.b64encode(content)
+    if problems:
+        raise DefinitionInvalid(problems)
 
 
 class Repository:
@@ -71,12 +100,13 @@ class Repository:
 
     # validation and deployment -------------------------------------------------------
     def validate(self, sources: list[SourceFile], forms: dict[str, bytes] | None = None,
-                 settings: dict | None = None, templates: dict[str, bytes] | None = None
-                 ) -> list[BuiltProcess]:
+                 settings: dict | None = None, templates: dict[str, bytes] | None = None,
+                 documents: dict[str, bytes] | None = None) -> list[BuiltProcess]:
         """Raise DefinitionInvalid listing every problem, or return the built processes.
         Notification templates are checked and deployed with every process of the variant,
         once the BPMN files are readable (the kinds they declare name the templates)."""
         built = build_processes(sources, forms=forms, settings=settings)
+        _attach_documents(built, documents)
         if templates:
             notification_templates.validate(templates, policy.notification_kinds(sources))
         for process in built:
@@ -90,8 +120,9 @@ class Repository:
 
     def deploy(self, variant: str, sources: list[SourceFile], deployed_by: str, *,
                forms: dict[str, bytes] | None = None, settings: dict | None = None,
-               templates: dict[str, bytes] | None = None) -> list[DeployedProcess]:
-        built = self.validate(sources, forms, settings, templates)
+               templates: dict[str, bytes] | None = None,
+               documents: dict[str, bytes] | None = None) -> list[DeployedProcess]:
+        built = self.validate(sources, forms, settings, templates, documents)
         results = []
         with self.db.transaction() as session:
             for process in built:
@@ -105,14 +136,17 @@ class Repository:
         for warning in unconfirmed_settings(variant.settings):
             log.info("deploying %s: %s", variant.name, warning)
         return self.deploy(variant.name, variant.sources, deployed_by, forms=forms,
-                           settings=variant.settings, templates=variant.templates)
+                           settings=variant.settings, templates=variant.templates,
+                           documents=variant.documents)
 
     def upload_sources(self, variant: str, uploads: dict[str, bytes]
-                       ) -> tuple[list[SourceFile], dict[str, bytes], dict, dict[str, bytes]]:
+                       ) -> tuple[list[SourceFile], dict[str, bytes], dict, dict[str, bytes],
+                                  dict[str, bytes]]:
         """The variant's latest deployed files with uploaded ones laid over them by name:
         BPMN/DMN files replace files, ``.json`` files replace forms, ``.txt`` and ``.html``
-        files replace notification templates."""
+        files replace notification templates, ``.docx`` files document templates."""
         files: dict[str, bytes] = {}
+        documents: dict[str, bytes] = {}
         forms: dict[str, bytes] = {}
         templates: dict[str, bytes] = {}
         prefix = notification_templates.SOURCE_PREFIX
@@ -125,6 +159,8 @@ class Repository:
                     forms[name[len("forms/"):]] = text.encode()
                 elif name.startswith(prefix):
                     templates[name[len(prefix):]] = text.encode()
+                elif name.startswith(DOCUMENT_PREFIX):
+                    documents[name[len(DOCUMENT_PREFIX):]] = base64.b64decode(text)
                 else:
                     files[name] = text.encode()
         problems = []
@@ -135,6 +171,8 @@ class Repository:
                 continue
             elif name.endswith(".json"):
                 forms[name] = content
+            elif name.endswith(".docx"):
+                documents[name] = content
             elif notification_templates.is_template_name(name, declared):
                 templates[name] = content
             else:
@@ -145,16 +183,17 @@ class Repository:
         if problems:
             raise DefinitionInvalid(problems)
         settings = settings or dict(DEFAULT_SETTINGS, name=variant)
-        return [SourceFile(n, c) for n, c in files.items()], forms, settings, templates
+        return ([SourceFile(n, c) for n, c in files.items()], forms, settings, templates,
+                documents)
 
     def validate_upload(self, variant: str, uploads: dict[str, bytes]) -> list[BuiltProcess]:
         return self.validate(*self.upload_sources(variant, uploads))
 
     def deploy_upload(self, variant: str, uploads: dict[str, bytes], deployed_by: str
                       ) -> list[DeployedProcess]:
-        sources, forms, settings, templates = self.upload_sources(variant, uploads)
+        sources, forms, settings, templates, documents = self.upload_sources(variant, uploads)
         return self.deploy(variant, sources, deployed_by, forms=forms, settings=settings,
-                           templates=templates)
+                           templates=templates, documents=documents)
 
     def variants(self) -> list[str]:
         """The variants that have deployed definitions."""

@@ -48,6 +48,19 @@ class Variant:
     org: dict
     lineage: tuple[str, ...] = ()     # this variant, then the ones it extends
     templates: dict = field(default_factory=dict)   # notifications/<file> → content
+    documents: dict = field(default_factory=dict)   # documents/<file>.docx → content
+
+
+DOCUMENTS_FOLDER = "documents"
+
+
+def load_documents(folder: Path) -> dict[str, bytes]:
+    """The official document templates (``documents/*.docx``) of one variant folder."""
+    directory = folder / DOCUMENTS_FOLDER
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.docx"))
+            if p.is_file() and not p.name.startswith((".", "~"))}
 
 
 def load_forms(forms_dir: Path, lineage: tuple[str, ...]) -> dict[str, bytes]:
@@ -247,4 +260,6 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
             files[path.name] = SourceFile(path.name, path.read_bytes())
     templates = {**(parent.templates if base else {}),
                  **notification_templates.load_folder_chain([folder])}
-    return Variant(name, folder, list(files.values()), settings, org, lineage, templates)
+    documents = {**(parent.documents if base else {}), **load_documents(folder)}
+    return Variant(name, folder, list(files.values()), settings, org, lineage, templates,
+                   documents)

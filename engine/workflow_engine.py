@@ -9,6 +9,7 @@ from .config import Settings
 from .access import Access
 from .notifications import Notifications
 from .attachments import Attachments
+from .documents.service import DocumentIssuer, Documents
 from .dossier import Dossiers
 from .org import Org
 from .queries import Queries
@@ -55,6 +56,10 @@ class WorkflowEngine:
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org, self.access,
                                notifications=self.notifications)
+        self.documents = Documents(self.db, self.clock, self.access, self.org,
+                                   self.repository)
+        self.runtime.listeners.append(DocumentIssuer(self.documents,
+                                                     self.runtime.evaluate_declared))
         self.tasks = TaskService(self.db, self.clock, self.access,
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)

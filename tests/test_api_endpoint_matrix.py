@@ -42,6 +42,11 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /definitions/{definition_id}": (("/definitions/{definition_id}", {}), 200, 200),
     "POST /definitions/validate": (("/definitions/validate", {
         "data": {"variant": "lao-cai"}, "files": {"files": ("x.bpmn", b"<x/>")}}), 403, 403),
+    "POST /definitions/check-code": (("/definitions/check-code", {
+        "json": {"variant": "lao-cai", "code": "1 + 1"}}), 403, 403),
+    # a variant's working calendar is no secret: any signed-in user may count on it
+    "GET /variants/{variant}/working-days": (("/variants/lao-cai/working-days?days=5", {}),
+                                             200, 200),
     "POST /instances": (("/instances", {"json": {"definition_key": "proposal",
                                                  "variant": "lao-cai"}}), 403, None),
     "GET /instances": (("/instances", {}), 200, 200),
@@ -79,6 +84,13 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "POST /admin/outbox/{message_id}/retry": (("/admin/outbox/1/retry", {}), 404, 404),
     "POST /files": (("/files", {"files": {"file": ("a.pdf", b"%PDF-1.4\n")}}), None, None),
     "GET /files/{file_id}": (("/files/" + MISSING, {}), 404, 404),
+    "GET /instances/{instance_id}/documents": (("/instances/{instance_id}/documents", {}),
+                                               404, 200),
+    "GET /documents/{document_id}": (("/documents/" + MISSING, {}), 404, 404),
+    "GET /documents/{document_id}.docx": (("/documents/" + MISSING + ".docx", {}), 404, 404),
+    "GET /documents/{document_id}.pdf": (("/documents/" + MISSING + ".pdf", {}), 404, 404),
+    "POST /documents/{document_id}/corrections": (
+        ("/documents/" + MISSING + "/corrections", {"json": {"reason": "x"}}), 404, 404),
     "GET /instances/{instance_id}/files/{file_id}": (
         ("/instances/{instance_id}/files/" + MISSING, {}), 404, 404),
     "GET /notifications": (("/notifications", {}), 200, 200),

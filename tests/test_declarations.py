@@ -134,6 +134,7 @@ def test_the_moddle_descriptor_describes_what_the_engine_reads():
     assert attributes["Property"] == ["name", "value"]
     assert attributes["Notification"] == ["kind", "to", "on", "when", "title"]
     assert attributes["Validation"] == ["field", "when", "message", "messageEn"]
+    assert tuple(attributes["Document"]) == policy.DOCUMENT_ATTRIBUTES
     documented = (PROJECT / "processes" / "README.md").read_text(encoding="utf-8")
     for name in policy.ELEMENT_PROPERTIES + policy.PROCESS_PROPERTIES:
         assert f"`{name}`" in documented, f"processes/README.md does not explain {name}"

@@ -102,6 +102,7 @@ def test_the_dossier_in_the_api(server, engine):
     assert now["name"] == "Quyết định phê duyệt hoặc từ chối"
     assert DATE.match(now["due_text"])
     assert [p["full_name"] for p in now["candidates"]] == ["Đỗ Thanh Mai"]
+    assert "Điều 8 khoản 1" in now["legal_basis"]
     assert "laocai." not in " ".join(str(s.get("lane")) for s in dossier["steps"])
 
     # the proposer sees their own case's file; a stranger is told it does not exist
@@ -149,9 +150,13 @@ def test_task_and_case_pages_show_the_dossier(server, engine):
     assert TITLE in inbox
     mine = _web(server, PROPOSER).get(f"{server.url}/proposals", timeout=30).text
     assert TITLE in mine
-    # a stranger's browser gets the not-found page
-    assert _web(server, STRANGER).get(f"{server.url}/tasks/{decide.id}",
-                                      timeout=30).status_code == 404
+    # a stranger's browser gets the not-found page, for the case file's PDF too
+    stranger = _web(server, STRANGER)
+    assert stranger.get(f"{server.url}/tasks/{decide.id}", timeout=30).status_code == 404
+    refused = stranger.get(f"{server.url}/instances/{case.id}/dossier.pdf", timeout=30)
+    assert refused.status_code == 404 and refused.headers["Content-Type"].startswith(
+        "text/html")
+    assert "Traceback" not in refused.text
 
 
 pytestmark_browser = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -177,6 +182,8 @@ def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, e
         page.wait_for_url(re.compile(r".*/tasks/.+"))
         dossier = page.locator("[data-testid=dossier]")
         assert dossier.is_visible()
+        # the step's legal basis, as its diagram declares it
+        assert "Điều 8 khoản 1" in page.locator("[data-testid=task-legal-basis]").inner_text()
         plan_step = dossier.locator("[data-element=submit_plan]")
         assert "450.000.000 đồng" in plan_step.locator("[data-field=budget_vnd]").inner_text()
         assert TITLE in plan_step.inner_text()
@@ -293,3 +300,43 @@ def test_a_steps_legal_basis_and_a_title_nothing_declares(engine):
     assert [s["name"] for s in done["steps"]] == ["Nộp kế hoạch", "Quyết định"]
     assert done["steps"][1]["legal_basis"] == "Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP"
     assert done["current"] == []
+
+
+def test_the_council_and_the_decision_in_the_case_file(engine):
+    """Through the council (a called process) to the decision: the council's members by name,
+    its ballots counted apart from the leadership's, the implementers named, the decision
+    read by its label."""
+    deploy_library(engine)
+    proposer = "laocai.sxd.qlxd.chuyenvien"
+    case = Case.start(engine, "lao-cai", "proposal", proposer)
+    case.do("submit_plan", plan(TITLE), by=proposer)
+    case.do("screening", {"is_complex": True})
+    case.do("party_opinion", {"party_opinion": "agree"})
+    members = ["laocai.chuyengia1", "laocai.chuyengia2", "laocai.chuyengia3",
+               "laocai.chuyengia4", "laocai.skhcn.giamdoc"]
+    case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
+                             "council_members": members})
+    case.vote({m: "for" for m in members}, "council_vote")
+    case.vote({v: "for" for v in case.voters()})
+    case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD",
+                       "implementers": [proposer, "laocai.sxd.gt.truongphong"]})
+    dossier = engine.dossiers.build(as_user(engine, proposer), case.id)
+    people = engine.dossiers.people.of(members + [proposer, "laocai.sxd.gt.truongphong"])
+    steps = dossier["steps"]
+    kinds = [(s["element_id"], s["kind"]) for s in steps]
+    assert ("council_vote", "collective") in kinds and ("leadership_vote", "collective") in kinds
+    council = next(s for s in steps if s["element_id"] == "form_council")
+    shown = {f["name"]: f["text"] for f in council["fields"]}
+    assert shown["council_chair"] == people[members[0]]["text"]
+    assert people[members[0]]["full_name"] in shown["council_members"]
+    assert "laocai.chuyengia" not in " ".join(shown.values())
+    council_vote = next(s for s in steps if s["element_id"] == "council_vote")
+    assert len(council_vote["members"]) == 5
+    assert council_vote["counts"][0]["count"] == 5
+    decided = next(s for s in steps if s["element_id"] == "decide")
+    shown = {f["name"]: f["text"] for f in decided["fields"]}
+    assert shown["decision"] == "Phê duyệt" and shown["decision_number"] == "15/QĐ-SXD"
+    assert shown["implementers"] == "; ".join(
+        people[u]["text"] for u in (proposer, "laocai.sxd.gt.truongphong"))
+    assert dossier["latest_decision"]["label"] == "Phê duyệt"
+    assert [c["element_id"] for c in dossier["current"]] == ["implement"]

@@ -6,10 +6,13 @@ import json
 from flask import request
 from flask_smorest import Blueprint
 
+from engine.clock import LOCAL_TZ, as_utc
+from engine.deadlines import calendar_for
 from engine.repository import SETTINGS_SOURCE
+from engine.sandbox import SandboxViolation, check_code
 from engine.scripting import start_timers
 
-from .. import schemas
+from .. import catalogues, schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
 from .common import SECURITY, utc_or_none, engine
@@ -113,3 +116,65 @@ def deploy_definitions():
         {"definition_id": r.definition_id, "key": r.key, "variant": r.variant,
          "version": r.version, "created": r.created} for r in results]}
     return body, 201 if created else 200
+
+
+def _require_designer(variant: str) -> None:
+    if not current().is_designer(variant):
+        raise ApiProblem("forbidden", f"only designers of '{variant}' may deploy to it",
+                         code="access.designer", params={"variant": variant})
+
+
+@blp.route("/definitions/check-code", methods=["POST"])
+@blp.arguments(schemas.CodeCheck)
+@blp.response(200, schemas.CodeCheckResult)
+@blp.doc(security=SECURITY)
+@authenticated
+def check_definition_code(args):
+    """Check a script, a condition or a timer expression by the sandbox's rules, as
+    deployment does, running nothing (the modeler's properties panel asks while typing)."""
+    _require_designer(args["variant"])
+    try:
+        check_code(args["code"], args["mode"])
+    except SandboxViolation as exc:
+        detail = str(exc)
+        words = catalogues.say("bpmn.code_refused", {"detail": detail})
+        return {"valid": False, "message": f"{words}: {detail}" if words else detail,
+                "detail": detail}
+    return {"valid": True}
+
+
+MAX_WORKING_DAYS = 3660
+
+
+@blp.route("/variants/<string:variant>/working-days")
+@blp.arguments(schemas.WorkingDaysArgs, location="query")
+@blp.response(200, schemas.WorkingDaysOut)
+@blp.doc(security=SECURITY)
+@authenticated
+def working_days(args, variant):
+    """The close of office on the n-th working day after a day (today by default) on the
+    variant's calendar (its days off and make-up working days over the public holidays):
+    what a deadline or a timer of that many working days gives."""
+    repository = engine().repository
+    deployed = repository.latest_versions(variant)
+    if not deployed:
+        raise ApiProblem("not-found", f"variant '{variant}' has no deployed definition",
+                         code="definition.not_found")
+    settings = repository.settings(deployed[0])
+    text = args["days"].strip()
+    deadlines = settings.get("deadlines") or {}
+    if text.isdigit() and int(text) <= MAX_WORKING_DAYS:
+        days = int(text)
+    elif isinstance(deadlines.get(text), int):
+        days = deadlines[text]
+    else:
+        raise ApiProblem("invalid-data", f"'{text}' is neither a number of working days (at "
+                         f"most {MAX_WORKING_DAYS}) nor a deadline of the variant",
+                         errors=[{"field": "days", "message": "Không phải số ngày làm việc "
+                                  "hay tên thời hạn của biến thể",
+                                  "message_en": "Not a number of working days nor a deadline "
+                                  "name of the variant"}])
+    start = args.get("start") or engine().clock.now().astimezone(LOCAL_TZ).date()
+    due = calendar_for(settings).add_working_days(start, days)
+    return {"variant": variant, "days": days, "start": start, "due_at": as_utc(due),
+            "due_local": due.astimezone(LOCAL_TZ).strftime("%d/%m/%Y %H:%M")}

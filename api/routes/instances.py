@@ -154,7 +154,8 @@ def instance_dossier(instance_id):
 @blp.route("/instances/<string:instance_id>/dossier.pdf")
 @blp.response(200, description="the case file as one PDF", content_type="application/pdf")
 @blp.doc(security=SECURITY, responses={"200": {"description": "PDF", "content": {
-    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+    "503": "Problem"})
 @authenticated
 def instance_dossier_pdf(instance_id):
     """The case file as one PDF document (A4): the same content as ``dossier``."""

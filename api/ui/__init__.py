@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, designer, notifications, officials, web
+from . import admin, designer, documents, notifications, officials, web
 
 
 def register(app: Flask) -> None:
     web.install(app)
+    app.jinja_env.globals.update(case_documents=documents.case_documents)
     for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp):
         app.register_blueprint(blueprint)

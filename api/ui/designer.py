@@ -3,15 +3,22 @@ deployment (through the REST API from the page), version history and the compari
 variant with ``national``."""
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+from pathlib import Path
+
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
 from engine import diagrams
 from engine.errors import NotFound
+from engine.org import POSITIONS
+from engine.roles import declared_roles
 from engine.store import Definition
 
 from .. import catalogues
 from ..problems import ApiProblem
+from .i18n import lang
 from .web import engine, principal, signed_in
 
 blp = Blueprint("designer", __name__, template_folder="templates")
@@ -52,6 +59,44 @@ def _definition(variant: str, key: str) -> Definition:
     return engine().repository.latest(variant, key)
 
 
+# The modeler's own words (bpmn-js's palette, context pad and replace menu, the properties
+# panel's labels) in each language other than English, kept with the catalogues.
+TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
+
+
+@lru_cache(maxsize=4)
+def modeler_words(language: str) -> dict[str, str]:
+    path = TRANSLATIONS / language / "modeler.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def studio_data(definition: Definition) -> dict:
+    """What the properties panel offers for a variant: its stages (named in the page's
+    language), the roles its lanes may name, the forms deployed with its processes and their
+    fields, its deadlines in working days."""
+    repository = engine().repository
+    settings = repository.settings(definition)
+    english = lang() == "en"
+    stages = {key: (spec.get("label_en") if english else None) or spec.get("label") or key
+              for key, spec in (settings.get("stages") or {}).items()}
+    fields: dict[str, list[str]] = {}
+    for deployed in repository.latest_versions(definition.variant):
+        for name, text in deployed.sources.items():
+            if name.startswith("forms/") and name[len("forms/"):] not in fields:
+                try:
+                    schema = json.loads(text)
+                except ValueError:
+                    schema = {}
+                properties = schema.get("properties") if isinstance(schema, dict) else None
+                fields[name[len("forms/"):]] = list(properties or {})
+    forms = sorted(fields)
+    deadlines = {name: days for name, days in (settings.get("deadlines") or {}).items()
+                 if isinstance(days, int)}
+    return {"variant": definition.variant, "stages": stages, "forms": forms,
+            "deadlines": deadlines, "fields": fields,
+            "roles": list(dict.fromkeys((*declared_roles(settings), "proposer", *POSITIONS)))}
+
+
 @blp.route("/designer/<string:variant>/<string:key>")
 @signed_in
 def modeler(variant, key):
@@ -60,7 +105,8 @@ def modeler(variant, key):
     file_name, xml = diagrams.main_file(definition.sources, key)
     return render_template("modeler.html", definition=definition, file_name=file_name,
                            xml=xml, versions=engine().repository.versions(variant, key)[::-1],
-                           base=BASE_VARIANT, messages=catalogues.messages(MODELER_MESSAGES))
+                           base=BASE_VARIANT, messages=catalogues.messages(MODELER_MESSAGES),
+                           studio=studio_data(definition), words=modeler_words(lang()))
 
 
 @blp.route("/designer/<string:variant>/<string:key>/compare")

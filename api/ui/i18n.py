@@ -38,6 +38,8 @@ ACTION_LABELS = {     # the actions of the audit log shown in a case's timeline
     "incident_resolved": N_("event.incident_resolved"), "task_opened": N_("event.task_opened"),
     "task_cancelled": N_("event.task_cancelled"), "task_reopened": N_("event.task_reopened"),
     "timer_scheduled": N_("event.timer_scheduled"),
+    "document_issued": N_("event.document_issued"),
+    "document_corrected": N_("event.document_corrected"),
     "timer_cancelled": N_("event.timer_cancelled"), "timer_fired": N_("event.timer_fired"),
     "timer_failed": N_("event.timer_failed"), "timer_rearmed": N_("event.timer_rearmed")}
 STATUS_KEYS = (InstanceStatus.RUNNING, InstanceStatus.INCIDENT, InstanceStatus.SUSPENDED,

@@ -242,7 +242,8 @@ def decision_labels(definition: Definition) -> dict[str, str]:
 
 
 def timeline(instance_id: str, names: dict[str, str], everything: bool = False,
-             decisions: tuple[str, ...] = ()) -> list[dict]:
+             decisions: tuple[str, ...] = (), bases: dict[str, str] | None = None
+             ) -> list[dict]:
     events = engine().queries.events(principal(), instance_id, 1, 1000).items
     rows = []
     people = people_of(e.actor for e in events)
@@ -254,7 +255,8 @@ def timeline(instance_id: str, names: dict[str, str], everything: bool = False,
         rows.append({"at": event.at, "actor": event.actor, "person": people.get(event.actor),
                      "action": event.action,
                      "element": names.get(event.element_id, event.element_id),
-                     "decided": decided, "details": event.details})
+                     "decided": decided, "details": event.details,
+                     "legal_basis": (bases or {}).get(event.element_id or "")})
     return rows
 
 
@@ -279,7 +281,8 @@ def instance_page(instance_id):
         instance=detail.instance, definition=definition,
         xml=xml, names=names, admin=admin, versions=versions,
         events=timeline(instance_id, names, everything=admin,
-                        decisions=decision_fields(definition)),
+                        decisions=decision_fields(definition),
+                        bases=policy.legal_bases_of(wf_engine.repository.specs(definition))),
         labels=decision_labels(definition),
         units=unit_names([detail.instance.unit_id, *(t.unit_id for t in detail.open_tasks)]),
         title=case_file["title"],

@@ -294,8 +294,8 @@ class Projection:
     def _due(self, task, properties: dict, now: datetime) -> datetime | None:
         """A task's due time: ``dueInWorkingDays`` (a number or a deadline name) or
         ``dueDate`` (an expression over the task data giving a date and time)."""
-        if properties.get("dueInWorkingDays"):
-            return due_at(properties["dueInWorkingDays"], now)
+        if properties.get("dueInWorkingDays"):       # stored in UTC, as every time is
+            return parse_instant(due_at(properties["dueInWorkingDays"], now))
         if properties.get("dueDate"):
             try:
                 value = self.script_engine.environment.evaluate(properties["dueDate"],

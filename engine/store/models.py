@@ -404,3 +404,60 @@ class Attachment(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     uploaded_by: Mapped[str] = mapped_column(String(128), index=True)
     uploaded_at: Mapped[datetime]
+
+
+class DocumentRegister(Base):
+    """The register (sổ đăng ký) of an issuing agency for one year and kind of document:
+    the last number given. A number is taken by incrementing it in the transaction that
+    issues the document, so numbers are gapless and unique (migration 0012)."""
+
+    __tablename__ = "document_registers"
+
+    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
+class Document(Base):
+    """An issued official document: immutable (triggers refuse UPDATE and DELETE), its
+    DOCX stored with its SHA-256, which the case's audit chain records. A correction is a
+    new document naming the one it ``replaces``."""
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("agency_id", "year", "kind", "number", name="uq_document_number"),
+        Index("ix_document_instance", "instance_id", "issued_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"))
+    variant: Mapped[str] = mapped_column(String(64))
+    element_id: Mapped[str | None] = mapped_column(String(255))
+    template: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    agency_id: Mapped[str] = mapped_column(String(64))
+    year: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(128))      # số/ký hiệu: 05/QĐ-SXD
+    title: Mapped[str] = mapped_column(String(500))          # trích yếu
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(128))
+    signer: Mapped[str | None] = mapped_column(String(128))
+    replaces_id: Mapped[str | None] = mapped_column(ForeignKey("documents.id"))
+    correction_reason: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[dict] = mapped_column(JSON)              # what the template was given
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)      # the DOCX
+
+
+class DocumentPdf(Base):
+    """The PDF of a document, converted the first time someone asks for it and kept."""
+
+    __tablename__ = "document_pdfs"
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    rendered_at: Mapped[datetime]

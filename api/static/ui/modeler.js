@@ -7,7 +7,11 @@
   var data = JSON.parse(document.getElementById("modeler-data").textContent);
   var result = document.getElementById("result");
   var container = document.getElementById("modeler");
-  var modeler = new BpmnJS({ container: container, keyboard: { bindTo: document } });
+  // bpmn-js with the properties panel of the nd73 namespace (api/web/src/studio.js); the
+  // keyboard binds to the diagram's own container (bpmn-js 18)
+  var modeler = Nd73Studio.create({ container: container, data: data.studio,
+                                    panel: document.getElementById("properties"),
+                                    words: data.words });
   var marked = [];
   var english = document.documentElement.lang === "en";
 
@@ -21,8 +25,11 @@
     });
   }
 
+  // the catalogue's words, completed by the engine's detail when they do not carry it
   function problemText(p) {
-    return say(p.code, p.params, p.message) || data.labels.problem;
+    var words = say(p.code, p.params, p.message) || data.labels.problem;
+    var detail = p.params && p.params.detail;
+    return detail && words.indexOf(detail) < 0 ? words + ": " + detail : words;
   }
 
   modeler.importXML(data.xml).then(function () {
@@ -30,8 +37,20 @@
     container.setAttribute("data-ready", "true");
   });
 
+  // a refused script or condition is also shown under its field in the properties panel
+  function panelEntry(id) {
+    var element = modeler.get("elementRegistry").get(id);
+    if (!element) { return null; }
+    var type = element.businessObject.$type;
+    return type === "bpmn:ScriptTask" || type === "bpmn:SequenceFlow" ? "nd73-code" : null;
+  }
+
   function clearProblems() {
     var canvas = modeler.get("canvas");
+    var studio = modeler.get("nd73Studio");
+    marked.forEach(function (id) {
+      if (panelEntry(id)) { studio.setError(id, panelEntry(id), null); }
+    });
     modeler.get("overlays").remove({ type: "problem" });
     marked.forEach(function (id) { canvas.removeMarker(id, "problem"); });
     marked = [];
@@ -62,6 +81,10 @@
       if (!p.element_id || !registry.get(p.element_id)) { return; }
       canvas.addMarker(p.element_id, "problem");
       marked.push(p.element_id);
+      if (p.code === "bpmn.code_refused" && panelEntry(p.element_id)) {
+        modeler.get("nd73Studio").setError(p.element_id, panelEntry(p.element_id),
+                                           problemText(p));
+      }
       var badge = document.createElement("div");
       badge.className = "problem-badge";
       badge.title = problemText(p);
@@ -70,6 +93,26 @@
       overlays.add(p.element_id, "problem", { position: { top: -12, right: 12 }, html: badge });
     });
   }
+
+  // a script or condition the sandbox refuses while it is typed is marked on its element too
+  modeler.get("eventBus").on("nd73.errors.changed", function (event) {
+    var canvas = modeler.get("canvas");
+    var overlays = modeler.get("overlays");
+    var messages = Object.keys(event.errors).map(function (k) { return event.errors[k]; });
+    overlays.remove({ element: event.element, type: "code-problem" });
+    if (!messages.length) {
+      if (marked.indexOf(event.element) < 0) { canvas.removeMarker(event.element, "problem"); }
+      return;
+    }
+    canvas.addMarker(event.element, "problem");
+    var badge = document.createElement("div");
+    badge.className = "problem-badge";
+    badge.title = messages.join("\n");
+    badge.textContent = "!";
+    badge.setAttribute("data-problem", event.element);
+    overlays.add(event.element, "code-problem", { position: { top: -12, right: 12 },
+                                                  html: badge });
+  });
 
   function send(url) {
     clearProblems();

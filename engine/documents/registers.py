@@ -1,0 +1,38 @@
+"""Document registers (sổ đăng ký văn bản): one per issuing agency, year and kind.
+
+Nghị định 30/2020/NĐ-CP, Phụ lục I: a document's number is its place in the register of
+its agency for the year (from 01 on 1 January); numbers below 10 are written with a leading
+0. A number is taken by incrementing the register's row inside the transaction that issues
+the document: the row lock makes concurrent issuers wait for each other (PostgreSQL; SQLite
+serializes writers with BEGIN IMMEDIATE), and a transaction that fails gives its number
+back with everything else, so the numbers are unique and without gaps.
+"""
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ..store.models import DocumentRegister
+
+_TABLE = DocumentRegister.__table__
+
+
+def take_number(session: Session, agency_id: str, year: int, kind: str) -> int:
+    """The next number of a register, taken in ``session``'s transaction."""
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgres_insert
+    # the register's row exists from its first document on; creating it races harmlessly
+    session.execute(insert(_TABLE).values(agency_id=agency_id, year=year, kind=kind,
+                                          last_number=0).on_conflict_do_nothing())
+    return session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.agency_id == agency_id, _TABLE.c.year == year, _TABLE.c.kind == kind)
+        .values(last_number=_TABLE.c.last_number + 1)
+        .returning(_TABLE.c.last_number)).scalar_one()
+
+
+def reference(number: int, kind: str, agency_code: str) -> str:
+    """Số/ký hiệu: ``05/QĐ-SXD``."""
+    return f"{number:02d}/{kind}-{agency_code}" if agency_code else f"{number:02d}/{kind}"
