@@ -243,7 +243,26 @@ class Org:
         target = self._unit_for(rule, str(base))
         if target is None:
             return Resolution([], None, role)
-        return Resolution(self.members(target.id, rule.positions), target.id, role)
+        people = self.members(target.id, rule.positions)
+        if rule.except_proposer and proposer and not [u for u in people if u != proposer]:
+            # the proposer alone holds the positions there: the next of the role's places
+            for place in rule.unit[rule.unit.index(self._place_of(rule, str(base), target))
+                                   + 1:]:
+                later = self._unit_for(Role(rule.name, rule.positions, (place,), rule.tag),
+                                       str(base))
+                if later is not None and [u for u in self.members(later.id, rule.positions)
+                                          if u != proposer]:
+                    return Resolution(self.members(later.id, rule.positions), later.id, role)
+        return Resolution(people, target.id, role)
+
+    def _place_of(self, rule: Role, unit_id: str, found: OrgUnit) -> str:
+        """Which of the role's places gave ``found``."""
+        for place in rule.unit:
+            candidate = self._unit_for(Role(rule.name, rule.positions, (place,), rule.tag),
+                                       unit_id)
+            if candidate is not None and candidate.id == found.id:
+                return place
+        return rule.unit[-1]
 
     def _unit_for(self, rule: Role, unit_id: str) -> OrgUnit | None:
         """The unit a role's people are found in, from the case's unit: the first of the

@@ -14,7 +14,8 @@ A role is one of:
   carrying that tag inside it.
 
 Any role may add ``except_proposer = true``: the case's proposer is never among its people
-(nobody gives an opinion, an assessment or a vote on their own case).
+(nobody gives an opinion, an assessment or a vote on their own case); where the proposer
+alone holds the positions in the unit found, the role's next place is tried.
 
 A lane no role declares resolves, by default, to the members of the case's agency whose
 position has the lane's name (``head``, ``deputy``…), and ``proposer`` to the proposer.

@@ -131,8 +131,20 @@ def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1
 
 
 def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
-    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Đã triển khai"},
-            by=proposer)
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
-    case.do("evaluate", {"outcome": outcome, "evaluation_note": "Đánh giá"})
+    case.do("evaluate", evaluation_meeting(case, outcome))
     case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"})
+
+
+def evaluation_meeting(case: Case, outcome: str) -> dict:
+    """The record of the leadership meeting that evaluates the results (Art. 9): every member
+    present, each member's assessment, the conclusion and, when not completed, its causes."""
+    members = case.data()["evaluation_members"]
+    record = {"meeting_date": "2027-07-01", "attendees": members,
+              "member_assessments": [{"member": m, "assessment": outcome} for m in members],
+              "outcome": outcome, "evaluation_note": "Đánh giá"}
+    if outcome != "completed":
+        record |= {"objective_causes": "Giá vật liệu tăng", "subjective_causes": "Chậm triển khai"}
+    return record

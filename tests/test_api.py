@@ -238,12 +238,15 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
              {"decision": "approve", "decision_number": "01/QĐ-SXD"})
-    complete(api, proposer, instance["id"], "implement",
-             {"finished_on": "2027-06-30", "result_summary": "Hoàn thành"})
+    complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
+    complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",
              {"party_opinion": "agree"})
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate",
-             {"outcome": "completed", "evaluation_note": "Tốt"})
+    leaders = ["laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2", "laocai.sxd.pgd3"]
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate", {
+        "meeting_date": "2027-07-01", "attendees": leaders[:3], "outcome": "completed",
+        "member_assessments": [{"member": m, "assessment": "completed"} for m in leaders[:3]],
+        "evaluation_note": "Tốt"})
     complete(api, "laocai.sxd.vp.chuyenvien", instance["id"], "notify_result",
              {"notice_number": "05/TB", "notified_on": "2027-07-02"})
     done = complete(api, "laocai.sxd.giamdoc", instance["id"], "recognition",
@@ -256,7 +259,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
     events = api.get(f"/instances/{instance['id']}/events", proposer,
                      params={"page_size": 200}).json()
     actions = [e["action"] for e in events["items"]]
-    assert actions[0] == "instance_started" and actions.count("task_completed") == 13
+    assert actions[0] == "instance_started" and actions.count("task_completed") == 14
 
 
 def test_instance_detail_search_and_visibility(api, clock):
@@ -406,8 +409,12 @@ def test_messages_by_key_and_by_id(api):
                   "laocai.sxd.pgd3"):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide", {"decision": "approve"})
+    unreasoned = is_problem(api.post("/messages", "laocai.sxd.giamdoc", json={
+        "name": "implementation_suspended", "correlation_key": "LC-MSG"}), 422, "invalid-data")
+    assert unreasoned["errors"][0]["field"] == "suspension_reason"       # Art. 6: reasons
     sent = api.post("/messages", "laocai.sxd.giamdoc",
-                    json={"name": "implementation_suspended", "correlation_key": "LC-MSG"})
+                    json={"name": "implementation_suspended", "correlation_key": "LC-MSG",
+                          "payload": {"suspension_reason": "Chờ kinh phí"}})
     assert sent.status_code == 200 and sent.json()["stage"] == "suspended"
     is_problem(api.post("/messages", "laocai.sxd.giamdoc",
                         json={"name": "implementation_suspended",

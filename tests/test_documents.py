@@ -209,7 +209,7 @@ def test_the_council_the_suspension_and_the_termination_issue_their_documents(li
     members = ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3", "mau.chuyengia4",
                "mau.skhcn.giamdoc"]
     case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
-                             "council_members": members}, by="mau.snv.giamdoc")
+                             "council_members": members}, by=DIRECTOR)   # the decider
     case.vote(dict(zip(members, ["for", "for", "for", "against", "for"])), "council_vote")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"}, by=DIRECTOR)

@@ -3,10 +3,13 @@ rule, in every variant it concerns (each variant inherits the national procedure
 overrides them; none of the provinces overrides these)."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from engine.errors import InvalidData
 
+from conftest import PROJECT
 from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
     to_decision
 
@@ -210,6 +213,8 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
     # the council is never formed with the proposer in it
     members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
                f"{p}.sxd.qlxd.chuyenvien"]
+    if case.open("advise_council"):
+        case.do("advise_council", {"advised_members": members[:4], "advice_note": "x"})
     with pytest.raises(InvalidData) as refused:
         case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
                                  "council_members": members})
@@ -221,4 +226,144 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
         own.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
     own.do("screening", {"is_complex": False})
     [opinion] = own.open("party_opinion")
-    assert secretary not in own.candidates(opinion)
+    # the superior agency's committee stands in when he is the committee's secretary
+    assert own.candidates(opinion) and secretary not in own.candidates(opinion)
+
+
+# --- Art. 8 k.2: the council is formed by the competent head; Sở Nội vụ advises where the
+# province says so; its size and deadline are settings --------------------------------------
+
+@pytest.mark.parametrize("variant, proposer, advised, former", [
+    ("national", "mau.sxd.qlxd.chuyenvien", False, "mau.sxd.giamdoc"),
+    ("national", "mau.sxd.giamdoc", False, "mau.chutich"),
+    ("dak-lak", "daklak.sxd.qlxd.chuyenvien", False, "daklak.sxd.giamdoc"),
+    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", True, "laocai.sxd.giamdoc"),
+    ("lao-cai", "laocai.sxd.giamdoc", True, "laocai.chutich"),
+    ("can-tho", "cantho.sxd.qlxd.chuyenvien", False, "cantho.sxd.giamdoc"),
+    ("can-tho", "cantho.sxd.pgd2", True, "cantho.chutich"),       # a leader under the city
+])
+def test_art8_council_is_formed_by_the_competent_head(library, variant, proposer, advised,
+                                                     former):
+    p = PREFIX[variant]
+    case = to_decision(library, variant, proposer, complex_=True)
+    assert bool(case.open("advise_council")) is advised
+    if advised:
+        [advice] = case.open("advise_council")
+        assert case.candidates(advice) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
+        with pytest.raises(InvalidData):
+            case.do("advise_council", {"advised_members": [proposer], "advice_note": "x"})
+        case.do("advise_council", {"advised_members": [f"{p}.chuyengia1"],
+                                   "advice_note": "Đề nghị thành phần hội đồng"})
+    [setup] = case.open("form_council")
+    assert case.candidates(setup) == [former]
+    # the council has its own deadline ([deadlines] council), not the decision's
+    data = case.data()
+    assert setup.due_at is not None and data["council_due"] != data["decision_due"]
+    assert data["council_due"] > data["decision_due"]        # 20 working days against 7
+    assert setup.due_at.replace(tzinfo=None) == data["council_due"].astimezone(
+        timezone.utc).replace(tzinfo=None)
+
+
+def test_art8_council_size_is_a_setting_not_the_decree(library):
+    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", complex_=True)
+    four = ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3", "mau.chuyengia4"]
+    with pytest.raises(InvalidData) as refused:
+        case.do("form_council", {"council_chair": four[0], "council_secretary": four[1],
+                                 "council_members": four})
+    message = refused.value.details["errors"][0]["message"]
+    assert "từ 5 đến 9" in message and "thiết lập" in message and "Điều 8" not in message
+    council = (PROJECT / "processes" / "national" / "council.bpmn").read_text(encoding="utf-8")
+    assert "Draft 3" not in council and "min_size" in council
+    settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
+    assert "Draft 3" in settings          # the default says where it comes from
+
+
+# --- Art. 9: the completion report counts from the actual completion ----------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art9_completion_report_is_due_5_working_days_after_the_actual_completion(
+        library, variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    case = _approved(library, variant, proposer)
+    [implement] = case.open("implement")
+    planned = case.data()["planned_end_due"]
+    assert planned.date().isoformat() == "2027-06-30"          # the plan's end: a reminder
+    with pytest.raises(InvalidData) as refused:                 # before the start date
+        case.do("implement", {"finished_on": "2026-11-30"}, by=proposer)
+    assert refused.value.details["errors"][0]["field"] == "finished_on"
+    # finished early, on Friday 19/03/2027: 5 working days later is Friday 26/03/2027
+    case.do("implement", {"finished_on": "2027-03-19"}, by=proposer)
+    [report] = case.open("report_completion")
+    assert case.candidates(report) == [proposer]
+    due = report.due_at.replace(tzinfo=timezone.utc) if report.due_at.tzinfo is None \
+        else report.due_at
+    assert due == datetime(2027, 3, 26, 10, 0, tzinfo=timezone.utc)   # 17:00 local
+    case.do("report_completion", {"result_summary": "Đã hoàn thành"}, by=proposer)
+    assert case.open_elements() == ["party_evaluation_opinion"]
+
+
+def test_art9_is_cited_not_art18(library):
+    for path in ("national/variant.toml", "national/proposal.bpmn"):
+        text = (PROJECT / "processes" / path).read_text(encoding="utf-8")
+        assert "Art. 18" not in text and "Điều 18" not in text
+    settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
+    assert "completion_report = 5   # Art. 9" in settings
+
+
+# --- Art. 9: the evaluation is a leadership meeting, recording its causes ------------------
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed(library,
+                                                                               variant):
+    p = PREFIX[variant]
+    proposer = f"{p}.sxd.pgd2"                    # a deputy proposes
+    case = to_decision(library, variant, proposer)
+    case.vote({v: "for" for v in case.voters()})
+    case.do("decide", {"decision": "approve"})
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Xong"}, by=proposer)
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"})
+    members = case.data()["evaluation_members"]
+    assert proposer not in members and members
+    [evaluate] = case.open("evaluate")
+    assert proposer not in case.candidates(evaluate)
+    record = {"meeting_date": "2027-07-01", "attendees": members[:-1],   # one absent
+              "member_assessments": [{"member": m, "assessment": "not_completed"}
+                                     for m in members[:-1]],
+              "outcome": "not_completed", "evaluation_note": "Họp đánh giá"}
+
+    def refused_field(data):
+        with pytest.raises(InvalidData) as refused:
+            case.do("evaluate", data)
+        return refused.value.details["errors"][0]["field"]
+    assert refused_field({**record, "attendees": members + [proposer]}) == "attendees"
+    assert refused_field({**record, "member_assessments": [
+        {"member": proposer, "assessment": "completed"}]}) == "member_assessments"
+    assert refused_field(record) == "subjective_causes"       # causes are needed for Art. 11
+    case.do("evaluate", {**record, "objective_causes": "Thay đổi quy định",
+                         "subjective_causes": "Chuẩn bị chưa kỹ"})
+    data = case.data()
+    assert (data["objective_causes"], data["subjective_causes"]) == (
+        "Thay đổi quy định", "Chuẩn bị chưa kỹ")
+    assert case.instance.latest_decision == "not_completed"
+
+
+# --- Art. 6: suspending or terminating an approved proposal is a decision with reasons ----
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art6_suspension_and_termination_state_their_reasons(library, variant):
+    p = PREFIX[variant]
+    case = _approved(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    for message, field in (("implementation_suspended", "suspension_reason"),
+                           ("implementation_terminated", "termination_reason")):
+        with pytest.raises(InvalidData) as refused:
+            case.send(message, {field: "  "})
+        assert refused.value.details["errors"][0]["field"] == field
+        assert case.open_elements() == ["implement"]
+    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí",
+                                           "decision_number": "7/QĐ"})
+    assert case.instance.stage == "suspended"
+    [review] = case.open("suspension_review")
+    assert case.candidates(review) == [f"{p}.sxd.giamdoc"]      # the head decides
+    assert case.data()["suspension_reason"] == "Chờ kinh phí"

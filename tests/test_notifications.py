@@ -33,7 +33,8 @@ from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
 from conftest import PROJECT, child_environment
-from procedures import Case, as_user, deploy_library, implement_and_evaluate, plan
+from procedures import Case, as_user, deploy_library, evaluation_meeting, implement_and_evaluate, \
+    plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "mau.sxd.qlxd.chuyenvien"
@@ -143,7 +144,7 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
                                  "DX-7")]
     case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD"}, by=HEAD)
     assert step() == [
-        mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo cáo hoàn thành – DX-7"),
+        mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo ngày hoàn thành – DX-7"),
         mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
     [(_, message)] = [m for m in mailbox.last if "phê duyệt" in str(m[1]["Subject"])]
     assert message["To"].addresses[0].display_name == "Trịnh Anh Tuấn"
@@ -156,12 +157,14 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
     assert f'href="http://127.0.0.1:8000/instances/{case.id}"' in html
 
-    case.do("implement", {"finished_on": "2027-06-30", "result_summary": "Xong"}, by=PROPOSER)
+    case.do("implement", {"finished_on": "2027-06-30"}, by=PROPOSER)
+    assert step() == []          # the report is the implementer's next step: nobody is told
+    case.do("report_completion", {"result_summary": "Xong"}, by=PROPOSER)
     assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến về kết "
                                            "quả – DX-7")]
     case.do("party_evaluation_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
-    assert step() == [mail(HEAD, "[ND73] Công việc mới: Đánh giá kết quả thực hiện – DX-7")]
-    case.do("evaluate", {"outcome": "completed", "evaluation_note": "Tốt"}, by=HEAD)
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: Họp tập thể lãnh đạo đánh giá kết quả thực hiện – DX-7")]
+    case.do("evaluate", evaluation_meeting(case, "completed"), by=HEAD)
     notice = "[ND73] Công việc mới: Thông báo kết quả đánh giá – DX-7"
     assert step() == [mail("mau.sxd.vp.chanhvp", notice), mail("mau.sxd.vp.chuyenvien", notice)]
     case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"},

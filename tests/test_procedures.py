@@ -168,8 +168,13 @@ def test_complex_proposal_goes_to_the_evaluation_council(library, variant, ballo
                                                          recommendation):
     p = PREFIX[variant]
     case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
+    if variant == "lao-cai":                 # Sở Nội vụ advises forming the council
+        [advice] = case.open("advise_council")
+        assert case.candidates(advice) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
+        case.do("advise_council", {"advised_members": [f"{p}.chuyengia1"],
+                                   "advice_note": "Đề nghị thành phần"})
     [setup] = case.open("form_council")
-    assert case.candidates(setup) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
+    assert case.candidates(setup) == [f"{p}.sxd.giamdoc"]      # the competent head forms it
     assert case.instance.stage == "in_council"
     members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3",
                f"{p}.chuyengia4", f"{p}.skhcn.giamdoc"]
@@ -209,7 +214,9 @@ def test_suspension_review_can_terminate(library):
     case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", business_key="DX-10")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
-    case.send("implementation_suspended")
+    with pytest.raises(InvalidData):                      # Art. 6: a decision with reasons
+        case.send("implementation_suspended")
+    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí"})
     case.do("suspension_review", {"continue_decision": "terminate", "continue_reason": "Dừng"})
     assert (case.instance.status, case.instance.stage) == ("completed", "terminated")
 
