@@ -314,6 +314,8 @@ def test_the_council_and_the_decision_in_the_case_file(engine):
     case.do("party_opinion", {"party_opinion": "agree"})
     members = ["laocai.chuyengia1", "laocai.chuyengia2", "laocai.chuyengia3",
                "laocai.chuyengia4", "laocai.skhcn.giamdoc"]
+    case.do("advise_council", {"advised_members": members,      # Lào Cai: Sở Nội vụ advises
+                               "advice_note": "Đề nghị thành phần"})
     case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
                              "council_members": members})
     case.vote({m: "for" for m in members}, "council_vote")
