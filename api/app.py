@@ -14,7 +14,7 @@ from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
 from .routes import (admin, definitions, documents, files, instances, messages, notifications,
-                     people, reports, tasks)
+                     organisation, people, reports, tasks)
 
 API_PREFIX = "/api/v1"
 
@@ -61,7 +61,8 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
         "description": "Problem details (RFC 9457), titled after Accept-Language",
         "content": {"application/problem+json": {"schema": "Problem"}}})
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
-                      reports.blp, admin.blp, files.blp, notifications.blp, documents.blp):
+                      reports.blp, admin.blp, files.blp, notifications.blp, documents.blp,
+                      organisation.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api, settings.test_clock)
     problems.register(app)

@@ -10,19 +10,25 @@ province, a department or a commune; divisions and offices belong to their agenc
 from __future__ import annotations
 
 import threading
-import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from werkzeug.security import generate_password_hash
 
 from .errors import InvalidData, NotFound
 from .roles import Role, role_named
-from .store import Database, Grant, Membership, OrgUnit, User
+from .store import Database, Grant, Membership, OrgGeneration, OrgUnit, User
 
 AGENCY_KINDS = ("province", "department", "commune")
-POSITIONS = ("head", "deputy", "staff", "party_secretary", "council_member")
+# Unit kinds an administrator chooses from: the province, its departments and communes,
+# public-service units and enterprises with state capital, and their divisions (a unit keeps
+# another kind a seed gave it).
+UNIT_KINDS = ("province", "department", "commune", "public_service_unit", "enterprise",
+              "division")
+POSITIONS = ("head", "deputy", "acting_head", "party_secretary", "office_staff", "staff",
+             "council_member")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
 
 
@@ -33,25 +39,55 @@ class Resolution:
     role: str
 
 
+def bump_generation(session) -> None:
+    """Count a change of the organisation, in the transaction that makes it: every process's
+    cached tree sees it is stale at its next read (the row also orders concurrent changes)."""
+    changed = session.execute(update(OrgGeneration).where(OrgGeneration.id == 1)
+                              .values(generation=OrgGeneration.generation + 1)
+                              ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        session.add(OrgGeneration(id=1, generation=1))
+        session.flush()
+
+
 class Org:
     # Units and memberships are read at every step (a lane's role walks up the tree one
-    # level at a time and names the members of a unit), so they are kept in memory: reloaded
-    # after a seed in this process, and at most TREE_SECONDS old for changes made by another
-    # process (units and memberships change only by seeding).
-    TREE_SECONDS = 10.0
+    # level at a time and names the members of a unit), so they are kept in memory. Each
+    # read asks the organisation's generation (one row by primary key) and reloads the tree
+    # when another change was committed since, in this process or another: a head replaced
+    # a moment ago is never given a task. A role's resolution reads the generation once.
 
     def __init__(self, db: Database):
         self.db = db
         self._units: dict[str, OrgUnit] | None = None
         self._members: dict[str, list[tuple[str, str]]] = {}
         self._held: dict[str, list[tuple[str, str]]] = {}
-        self._loaded_at = 0.0
+        self._generation: int | None = None
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def invalidate(self) -> None:
-        """Forget the cached tree (after units are written other than by :meth:`seed`)."""
+        """Forget the cached tree."""
         with self._lock:
             self._units = None
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        """Look-ups inside read one snapshot of the tree, its generation checked once, at
+        the first look-up (a step that names nobody reads nothing)."""
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if not depth:
+                self._local.pinned = None
+
+    def generation(self) -> int:
+        with self.db.reading() as session:
+            return session.scalar(select(OrgGeneration.generation)
+                                  .where(OrgGeneration.id == 1)) or 0
 
     def _tree(self) -> dict[str, OrgUnit]:
         return self._snapshot()[0]
@@ -60,10 +96,20 @@ class Org:
         """The units by id, each unit's (username, position) memberships by username, and
         each user's (unit, position) memberships in the order they were made; read
         together."""
+        pinned = getattr(self._local, "pinned", None)
+        if pinned is not None:
+            return pinned
+        snapshot = self._current()
+        if getattr(self._local, "depth", 0):
+            self._local.pinned = snapshot
+        return snapshot
+
+    def _current(self):
+        # the generation first: data read after it is at least as new as it says
+        generation = self.generation()
         with self._lock:
             snapshot = (self._units, self._members, self._held)
-            if snapshot[0] is not None and \
-                    time.monotonic() - self._loaded_at < self.TREE_SECONDS:
+            if snapshot[0] is not None and self._generation == generation:
                 return snapshot
         with self.db.reading() as session:
             units = {u.id: u for u in session.scalars(select(OrgUnit))}
@@ -78,7 +124,7 @@ class Org:
             unit_members.sort()
         with self._lock:
             self._units, self._members, self._held = units, members, held
-            self._loaded_at = time.monotonic()
+            self._generation = generation
         return units, members, held
 
     # --- look-ups ------------------------------------------------------------------------
@@ -157,8 +203,9 @@ class Org:
         ``unit_id``. A task whose ``assigneeFrom`` property names a data variable (one
         member's ballot in a vote) goes to the user named there."""
         data = data or {}
-        found = self._resolve(role, proposer=proposer, unit_id=unit_id, settings=settings,
-                              data=data, assignee_from=assignee_from)
+        with self.consistent():
+            found = self._resolve(role, proposer=proposer, unit_id=unit_id,
+                                  settings=settings, data=data, assignee_from=assignee_from)
         if proposer and not assignee_from and (
                 role_named(role, settings).except_proposer
                 or role_named(found.role, settings).except_proposer):
@@ -244,6 +291,10 @@ class Org:
     def heads_above(self, username: str, unit_id: str | None) -> list[str]:
         """Whom to tell when ``username`` is late: the head of their agency, or the superior
         agency's head when they are that head themselves."""
+        with self.consistent():
+            return self._heads_above(username, unit_id)
+
+    def _heads_above(self, username: str, unit_id: str | None) -> list[str]:
         units = [unit_id] if unit_id else self.units_of(username)
         for unit in units:
             agency = self.agency_of(unit)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .errors import Problem
+from .errors import N_, Problem
 
 PLACES = ("case", "agency", "superior_agency", "province")
 KEYS = ("person", "people_from", "otherwise", "role_from", "otherwise_role", "positions",
@@ -75,34 +75,47 @@ def role_problems(settings: Mapping, file_label: str) -> list[Problem]:
     problems = []
     roles = settings.get("roles") or {}
     if not isinstance(roles, dict):
-        return [Problem(file_label, "roles must be a table of [roles.<lane name>] tables")]
+        return [Problem(file_label, "roles must be a table of [roles.<lane name>] tables",
+                        code=N_("roles.table"))]
     for name, spec in roles.items():
         where = f"{file_label}: roles.{name}"
         if not isinstance(spec, dict):
-            problems.append(Problem(where, "must be a table"))
+            problems.append(Problem(where, "must be a table", code=N_("roles.role_table"),
+                                    params={"role": name}))
             continue
         for key in spec:
             if key not in KEYS:
-                problems.append(Problem(where, f"'{key}' is not one of: {', '.join(KEYS)}"))
+                problems.append(Problem(where, f"'{key}' is not one of: {', '.join(KEYS)}",
+                                        code=N_("roles.key"),
+                                        params={"role": name, "key": key,
+                                                "known": ", ".join(KEYS)}))
         unit = spec.get("unit", "agency")
         for place in [unit] if isinstance(unit, str) else unit:
             if place not in PLACES:
                 problems.append(Problem(where, f"unit '{place}' is not one of: "
-                                               + ", ".join(PLACES)))
+                                               + ", ".join(PLACES), code=N_("roles.place"),
+                                        params={"role": name, "place": place,
+                                                "known": ", ".join(PLACES)}))
         if spec.get("person") not in (None, "proposer"):
-            problems.append(Problem(where, "person can only be \"proposer\""))
+            problems.append(Problem(where, "person can only be \"proposer\"",
+                                    code=N_("roles.person"), params={"role": name}))
         if spec.get("except_proposer") not in (None, True, False):
-            problems.append(Problem(where, "except_proposer must be true or false"))
+            problems.append(Problem(where, "except_proposer must be true or false",
+                                    code=N_("roles.except_proposer"), params={"role": name}))
         if spec.get("otherwise") not in (None, "proposer"):
-            problems.append(Problem(where, "otherwise can only be \"proposer\""))
+            problems.append(Problem(where, "otherwise can only be \"proposer\"",
+                                    code=N_("roles.otherwise"), params={"role": name}))
         if spec.get("otherwise_role") not in (None, *roles):
             problems.append(Problem(where, f"otherwise_role '{spec['otherwise_role']}' is "
-                                           "not a declared role"))
+                                           "not a declared role", code=N_("roles.otherwise_role"),
+                                    params={"role": name, "other": spec["otherwise_role"]}))
         kinds = [k for k in ("person", "people_from", "role_from", "positions") if k in spec]
         if not kinds:
             problems.append(Problem(where, "names nobody: give positions, person, "
-                                           "people_from or role_from"))
+                                           "people_from or role_from", code=N_("roles.nobody"),
+                                    params={"role": name}))
         positions = spec.get("positions", [])
         if not isinstance(positions, list) or not all(isinstance(p, str) for p in positions):
-            problems.append(Problem(where, "positions must be a list of position names"))
+            problems.append(Problem(where, "positions must be a list of position names",
+                                    code=N_("roles.positions"), params={"role": name}))
     return problems

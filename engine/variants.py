@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .errors import DefinitionInvalid, Problem
+from .errors import N_, DefinitionInvalid, Problem
 from .notifications import templates as notification_templates
 from .roles import role_problems
 
@@ -79,14 +79,18 @@ def parse_day_month(value: str, where: str) -> tuple[int, int]:
         day_text, month_text = str(value).strip().split("/")
         day, month = int(day_text), int(month_text)
     except ValueError:
-        raise DefinitionInvalid([Problem(where, f"'{value}' is not a dd/mm date")]) from None
+        raise DefinitionInvalid([Problem(where, f"'{value}' is not a dd/mm date",
+                                                 code=N_("variant.not_day_month"),
+                                                 params={"value": value})]) from None
     if not 1 <= month <= 12:
         raise DefinitionInvalid([Problem(where, f"'{value}' names month {month}, which does "
-                                                f"not exist")])
+                                                f"not exist", code=N_("variant.no_month"),
+                                                params={"value": value, "month": month})])
     longest = calendar.monthrange(2024, month)[1]     # a leap year: 29/02 is allowed
     if not 1 <= day <= longest:
         raise DefinitionInvalid([Problem(
-            where, f"'{value}' is not a date: {_MONTHS_VI[month]} has {longest} days")])
+            where, f"'{value}' is not a date: {_MONTHS_VI[month]} has {longest} days",
+            code=N_("variant.no_day"), params={"value": value, "month": month, "days": longest})])
     return day, month
 
 
@@ -96,7 +100,8 @@ def parse_full_date(value: str, where: str) -> date:
         return date(year, month, day)
     except ValueError:
         raise DefinitionInvalid([Problem(where, f"'{value}' is not a dd/mm/yyyy date "
-                                                f"that exists")]) from None
+                                                f"that exists", code=N_("variant.not_date"),
+                                                params={"value": value})]) from None
 
 
 def check_settings(settings: dict, file_label: str) -> None:
@@ -131,13 +136,15 @@ def _unconfirmed_marks(own: dict, inherited: dict, settings: dict, label: str) -
     declared = own.get(UNCONFIRMED, {})
     if not isinstance(declared, dict):
         raise DefinitionInvalid([Problem(label, f"[{UNCONFIRMED}] must map 'section.key' "
-                                                f"to a note")])
+                                                f"to a note", code=N_("variant.unconfirmed_table"),
+                                                params={"table": UNCONFIRMED})])
     problems = []
     for key, note in declared.items():
         section, _, name = str(key).partition(".")
         if not isinstance(settings.get(section), dict) or name not in settings[section]:
             problems.append(Problem(f"{label}: {UNCONFIRMED}.{key}",
-                                    f"'{key}' names no setting of the variant"))
+                                    f"'{key}' names no setting of the variant",
+                                    code=N_("variant.unconfirmed_unknown"), params={"key": key}))
             continue
         origin = label if _sets(own, key) else inherited.get(key, {}).get("file", label)
         marks[key] = {"file": origin, "note": str(note)}
@@ -164,13 +171,15 @@ def unconfirmed_settings(settings: dict) -> list[str]:
 
 def _stage_problems(stages, file_label: str) -> list[Problem]:
     if not isinstance(stages, dict):
-        return [Problem(file_label, "stages must be a table of [stages] entries")]
+        return [Problem(file_label, "stages must be a table of [stages] entries",
+                        code=N_("variant.stages_table"))]
     problems = []
     for key, spec in stages.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("label"), str) \
                 or not isinstance(spec.get("label_en", ""), str):
             problems.append(Problem(f"{file_label}: stages.{key}",
-                                    "a stage needs a 'label' (and may have 'label_en')"))
+                                    "a stage needs a 'label' (and may have 'label_en')",
+                                    code=N_("variant.stage_label"), params={"stage": key}))
     return problems
 
 
@@ -182,23 +191,30 @@ FIGURE_COUNTS = {"cases_started": ("process",), "cases_ended": ("process", "stag
 def _figure_problems(figures, file_label: str) -> list[Problem]:
     problems, seen = [], set()
     if not isinstance(figures, list):
-        return [Problem(file_label, "figures must be a list of [[figures]] tables")]
+        return [Problem(file_label, "figures must be a list of [[figures]] tables",
+                        code=N_("variant.figures_list"))]
     for index, figure in enumerate(figures):
         where = f"{file_label}: figures[{index}]"
         if not isinstance(figure, dict) or not isinstance(figure.get("key"), str):
-            problems.append(Problem(where, "a figure needs a 'key'"))
+            problems.append(Problem(where, "a figure needs a 'key'", code=N_("variant.figure_key")))
             continue
         if figure["key"] in seen:
-            problems.append(Problem(where, f"figure '{figure['key']}' is declared twice"))
+            problems.append(Problem(where, f"figure '{figure['key']}' is declared twice",
+                                    code=N_("variant.figure_twice"),
+                                    params={"figure": figure["key"]}))
         seen.add(figure["key"])
         count = figure.get("count")
         if count not in FIGURE_COUNTS:
             problems.append(Problem(where, f"count '{count}' is not one of: "
-                                           + ", ".join(FIGURE_COUNTS)))
+                                           + ", ".join(FIGURE_COUNTS),
+                                    code=N_("variant.figure_count"),
+                                    params={"count": count, "known": ", ".join(FIGURE_COUNTS)}))
             continue
         missing = [k for k in FIGURE_COUNTS[count] if not figure.get(k)]
         if missing:
-            problems.append(Problem(where, f"a '{count}' figure needs " + ", ".join(missing)))
+            problems.append(Problem(where, f"a '{count}' figure needs " + ", ".join(missing),
+                                    code=N_("variant.figure_needs"),
+                                    params={"count": count, "missing": ", ".join(missing)}))
     return problems
 
 
@@ -223,13 +239,15 @@ def _read_toml(path: Path, label: str) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DefinitionInvalid([Problem(label, f"invalid TOML: {exc}")]) from None
+        raise DefinitionInvalid([Problem(label, f"invalid TOML: {exc}", code=N_("variant.toml"),
+                                             params={"error": str(exc)})]) from None
 
 
 def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
     folder = Path(folder).resolve()
     if not folder.is_dir():
-        raise DefinitionInvalid([Problem(str(folder), "variant folder does not exist")])
+        raise DefinitionInvalid([Problem(str(folder), "variant folder does not exist",
+                                                 code=N_("variant.no_folder"))])
     label = f"{folder.name}/{SETTINGS_FILE}"
     own = _read_toml(folder / SETTINGS_FILE, label)
     name = own.get("name") or folder.name
@@ -241,7 +259,9 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
     inherited_marks: dict = {}
     if base:
         if base in _seen or base == name:
-            raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'")])
+            raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'",
+                                                     code=N_("variant.extends_loop"),
+                                                     params={"variant": base})])
         parent = load_variant(folder.parent / base, _seen + (name,))
         files.update({s.name: s for s in parent.sources})
         settings = parent.settings

@@ -12,6 +12,7 @@ from .attachments import Attachments
 from .documents.service import DocumentIssuer, Documents
 from .dossier import Dossiers
 from .org import Org
+from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
 from .tasks import TaskService
@@ -65,6 +66,7 @@ class WorkflowEngine:
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
         self.dossiers = Dossiers(self.db, self.repository, self.runtime, self.access)
+        self.orgadmin = OrgAdmin(self.db, self.clock, self.access, self.org)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

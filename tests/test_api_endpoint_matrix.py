@@ -98,6 +98,33 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /me/notification-preference": (("/me/notification-preference", {}), 200, 200),
     "PUT /me/notification-preference": (("/me/notification-preference",
                                          {"json": {"mode": "off"}}), None, None),
+    "GET /org/{variant}/units": (("/org/lao-cai/units", {}), 403, 403),
+    "PUT /org/{variant}/units/{unit_id}": (("/org/lao-cai/units/laocai.new", {"json": {
+        "name": "Phòng mới", "kind": "division", "parent_id": "laocai.sxd"}}), 403, 403),
+    "GET /org/{variant}/officials": (("/org/lao-cai/officials", {}), 403, 403),
+    "PUT /org/{variant}/officials/{username}": (("/org/lao-cai/officials/laocai.new", {
+        "json": {"full_name": "Người mới"}}), 403, 403),
+    "POST /org/{variant}/officials/{username}/memberships": (
+        ("/org/lao-cai/officials/laocai.sxd.pgd1/memberships",
+         {"json": {"unit_id": "laocai.sxd", "position": "head"}}), 403, 403),
+    "POST /org/{variant}/officials/{username}/memberships/end": (
+        ("/org/lao-cai/officials/laocai.sxd.giamdoc/memberships/end",
+         {"json": {"unit_id": "laocai.sxd", "position": "head"}}), 403, 403),
+    "POST /org/{variant}/officials/{username}/move": (
+        ("/org/lao-cai/officials/laocai.sxd.giamdoc/move",
+         {"json": {"from_unit": "laocai.sxd", "to_unit": "laocai.snv", "position": "staff"}}),
+        403, 403),
+    "POST /org/{variant}/officials/{username}/active": (
+        ("/org/lao-cai/officials/laocai.sxd.giamdoc/active", {"json": {"active": False}}),
+        403, 403),
+    "GET /org/{variant}/officials/{username}/open-work": (
+        ("/org/lao-cai/officials/laocai.sxd.giamdoc/open-work", {}), 403, 403),
+    "POST /org/{variant}/import": (("/org/lao-cai/import", {"files": {"file": (
+        "o.csv", b"username,full_name,unit_id,position\n")}}), 403, 403),
+    "GET /org/{variant}/export": (("/org/lao-cai/export", {}), 403, 403),
+    "GET /org/{variant}/log": (("/org/lao-cai/log", {}), 403, 403),
+    "POST /org/{variant}/tasks/reassign": (("/org/lao-cai/tasks/reassign", {"json": {
+        "task_ids": ["{task_id}"], "username": "laocai.sxd.pgd1"}}), 403, 403),
 }
 PUBLIC = {"POST /auth/token"}
 

@@ -182,6 +182,9 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
     expect(panel.locator("#bio-properties-panel-nd73-dueDate")).to_have_value("decision_due")
     expect(panel.locator("[data-entry-id=nd73-decisionFields]")).to_contain_text(
         "Các trường của biểu mẫu: decision")             # the form's fields, to choose from
+    panel.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("sớm")
+    expect(panel.locator("[data-testid=working-day-preview]")).to_have_text(
+        "Không phải số ngày làm việc hay tên thời hạn của biến thể")
     panel.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("5")
     expect(panel.locator("[data-testid=working-day-preview]")).to_have_text(
         "Hạn 12/01/2026 17:00 theo lịch làm việc của lao-cai")

@@ -359,7 +359,8 @@ def test_a_stranger_is_told_the_documents_do_not_exist(library):
         assert (pdf.status_code, pdf.headers["Content-Type"]) == (200, "application/pdf")
         assert 'filename="01-QD-SXD.pdf"' in pdf.headers["Content-Disposition"]
         got = server.get(f"/documents/{document['id']}.docx", PROPOSER)
-        assert hashlib.sha256(got.content).hexdigest() == document["sha256"]
+        assert hashlib.sha256(got.content).hexdigest() == document["sha256"] == \
+            got.headers["X-Content-SHA256"]
         for path in (f"/instances/{case.id}/documents", f"/documents/{document['id']}",
                      f"/documents/{document['id']}.docx", f"/documents/{document['id']}.pdf"):
             refused = server.get(path, STRANGER)

@@ -88,6 +88,16 @@ def test_dates_no_source_gives_are_named_when_validating(variant, named, not_nam
     assert f"{variant}/annual_report: valid" in result.stdout
 
 
+def test_deploying_names_the_dates_to_confirm_and_still_deploys(engine):
+    env = {**child_environment(), "ND73_DATABASE_URL": engine.db.url}
+    result = subprocess.run([str(ND73), "deploy", "--by", "ci", "processes/lao-cai"],
+                            capture_output=True, text=True, env=env, cwd=PROJECT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: lao-cai/variant.toml: reporting.consolidation_deadline = '10/12' is a "
+            "default no source gives; the designer must confirm it") in result.stderr
+    assert "lao-cai/annual_report: version 1 deployed" in result.stdout
+
+
 def test_a_province_confirms_an_inherited_default_by_setting_it(tmp_path):
     processes = tmp_path / "processes"
     shutil.copytree(PROJECT / "processes" / "national", processes / "national")

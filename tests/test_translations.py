@@ -23,11 +23,12 @@ from api.schemas import STATUSES
 from api.ui import i18n
 from conftest import PROJECT
 from engine import scripting
+from engine.errors import DefinitionInvalid
 from engine.notifications.outbox import INTERRUPTED
 from engine.notifications.service import MODES
 from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.store.models import Instance, OutboxMessage
-from engine.variants import load_variant
+from engine.variants import load_variant, parse_day_month
 from procedures import Case, deploy_library, plan
 
 TRANSLATIONS = PROJECT / "api" / "translations"
@@ -452,3 +453,18 @@ def test_the_api_says_field_errors_in_both_languages_with_their_codes(scene):
     missing = client.get("/api/v1/tasks/nope", headers={"Authorization": f"Bearer {token}"})
     assert missing.status_code == 404 and missing.get_json()["title"] == "Không tìm thấy"
     assert missing.get_json()["code"] == "task.not_found"
+
+
+def test_a_settings_problem_is_said_in_both_languages_with_what_and_where(engine):
+    """31/11 in a variant's settings: the file and field named, the words in each language."""
+    with pytest.raises(DefinitionInvalid) as refused:
+        parse_day_month("31/11", "lao-cai/variant.toml: reporting.unit_deadline")
+    [problem] = refused.value.problems
+    assert problem.file == "lao-cai/variant.toml: reporting.unit_deadline"
+    app = create_app(engine, SECRET_KEY="test-secret")
+    with app.test_request_context(headers={"Accept-Language": "vi"}):
+        assert i18n.say(problem.code, problem.params) == \
+            "'31/11' không phải ngày có thật: tháng 11 chỉ có 30 ngày"
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert i18n.say(problem.code, problem.params) == \
+            "'31/11' is not a date: month 11 has 30 days"

@@ -19,9 +19,10 @@ PDF = "application/pdf"
 
 def _file(meta: dict, content: bytes, mimetype: str, suffix: str) -> Response:
     name = engine().documents.file_name(meta, suffix)
-    return Response(content, mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Content-SHA256": meta["sha256"] if suffix == "docx" else ""})
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if suffix == "docx":        # the hash the audit chain holds is the DOCX's
+        headers["X-Content-SHA256"] = meta["sha256"]
+    return Response(content, mimetype=mimetype, headers=headers)
 
 
 @blp.route("/instances/<string:instance_id>/documents")

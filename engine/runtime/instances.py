@@ -99,7 +99,8 @@ class Runtime(InstanceManagement, Schedules):
     @contextmanager
     def _unit_of_work(self) -> Iterator[Session]:
         try:
-            with self.db.transaction() as session:
+            # one look at the organisation's generation per step (engine.org)
+            with self.org.consistent(), self.db.transaction() as session:
                 yield session
         except StaleDataError:
             raise Conflict("the instance was changed by someone else at the same time; "

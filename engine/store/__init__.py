@@ -1,9 +1,10 @@
 """Persistence: SQLAlchemy models, sessions and Alembic migrations."""
 from .db import Database, default_database_url
 from .models import (AuditEvent, Decision, Definition, Grant, HumanTask, Instance,
-                     InstanceStatus, Membership, MessageSubscription, OrgUnit, TaskCandidate,
-                     TaskStatus, Timer, TimerStatus, User)
+                     InstanceStatus, Membership, MessageSubscription, OrgGeneration, OrgUnit,
+                     TaskCandidate, TaskStatus, Timer, TimerStatus, User)
 
 __all__ = ["Database", "default_database_url", "AuditEvent", "Decision", "Definition", "Grant",
            "HumanTask", "Instance", "InstanceStatus", "Membership", "MessageSubscription",
-           "OrgUnit", "TaskCandidate", "TaskStatus", "Timer", "TimerStatus", "User"]
+           "OrgGeneration", "OrgUnit", "TaskCandidate", "TaskStatus", "Timer", "TimerStatus",
+           "User"]

@@ -7,7 +7,7 @@ deserialize a workflow.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -288,6 +289,7 @@ class User(Base):
     # how notifications reach the user by e-mail: immediate | digest | off
     notification_mode: Mapped[str] = mapped_column(String(16), default="immediate",
                                                    server_default="immediate")
+    phone: Mapped[str | None] = mapped_column(String(32))
 
 
 class Membership(Base):
@@ -305,6 +307,21 @@ class Membership(Base):
                                           index=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
     position: Mapped[str] = mapped_column(String(32))
+    # when the position was taken and, if known, when it ends (dates of the appointment
+    # decision; a membership that ended is removed, its history is in the audit log)
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+
+
+class OrgGeneration(Base):
+    """One row counting the changes of the organisation (units, officials, memberships):
+    bumped in the transaction of every change, so a process's cached tree knows at once
+    that it is stale (engine.org)."""
+
+    __tablename__ = "org_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Grant(Base):

@@ -425,7 +425,11 @@ Studio.prototype.workingDays = function (days) {
   var url = '/api/v1/variants/' + encodeURIComponent(this.data.variant) +
     '/working-days?days=' + encodeURIComponent(days);
   return this.request(url).then(function (answer) {
-    return answer.ok ? answer.body : { error: answer.body.detail || answer.body.title };
+    if (answer.ok) { return answer.body; }
+    var field = (answer.body.errors || [])[0];        // the field's words in the page's language
+    var english = document.documentElement.lang === 'en';
+    return { error: field ? (english ? field.message_en : field.message) || field.message :
+      answer.body.detail || answer.body.title };
   });
 };
 

@@ -1,0 +1,168 @@
+"""The organisation administered in the web app, in a real browser: an administrator imports
+200 officials from the HR office's xlsx (a preview first), moves one of them to head the
+Department of Construction, and the open screening task of a proposal follows the position
+to the new head, who signs in and completes it; bulk reassignment and assigning a task from
+the case page."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from api_client import LiveServer
+from browser import CHROMIUM, chromium_page
+from engine.org import DEFAULT_DEMO_PASSWORD
+from procedures import Case, deploy_library, plan
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)",
+                allow_module_level=True)
+
+SHOTS = Path(__file__).parent / "output"
+ADMIN = "laocai.quantri"
+HEAD = "laocai.sxd.giamdoc"
+PROPOSER = "laocai.sxd.qlxd.truongphong"
+NEW_HEAD = "laocai.sxd.nv001"
+UNITS = ["laocai.sxd.qlxd", "laocai.sxd.qhkt", "laocai.sxd.gt", "laocai.sxd.vp",
+         "laocai.snv", "laocai.skhcn", "laocai.xa"]
+
+
+@pytest.fixture
+def server(engine):
+    deploy_library(engine)
+    live = LiveServer(engine)
+    yield live
+    live.stop()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"web-org-{name}.png"), full_page=True)
+
+
+def sign_in(page, server, username: str, password: str = DEFAULT_DEMO_PASSWORD) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Tên đăng nhập").fill(username)
+    page.get_by_label("Mật khẩu").fill(password)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def hr_workbook(path: Path, count: int = 200) -> Path:
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["username", "full_name", "email", "phone", "unit_id", "position",
+                  "valid_from", "valid_to", "active"])
+    for n in range(1, count + 1):
+        sheet.append([f"laocai.sxd.nv{n:03d}", f"Cán bộ số {n}", f"nv{n:03d}@laocai.gov.vn",
+                      f"0912{n:06d}", UNITS[n % len(UNITS)], "staff", "01/01/2027", None, 1])
+    book.save(path)
+    return path
+
+
+def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
+        server, engine, tmp_path):
+    case = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    case.do("submit_plan", plan(), by=PROPOSER)
+    [task] = case.open("screening")
+    assert case.candidates(task) == [HEAD]
+    with chromium_page(1280, 900) as page:
+        sign_in(page, server, ADMIN)
+        page.goto(f"{server.url}/admin")
+        page.get_by_role("link", name="Tổ chức bộ máy").click()
+        page.wait_for_url(re.compile(r".*/admin/org/lao-cai$"))
+
+        # a file with an error is refused whole, naming row and column
+        broken = tmp_path / "broken.xlsx"
+        book = Workbook()
+        book.active.append(["username", "full_name", "unit_id", "position", "email"])
+        book.active.append(["laocai.x1", "Người Một", "laocai.khong", "staff", "a@b.vn"])
+        book.save(broken)
+        page.get_by_label("Tệp xlsx hoặc CSV").set_input_files(str(broken))
+        page.get_by_role("button", name="Xem trước").click()
+        errors = page.locator("[data-testid=import-errors]").inner_text()
+        assert "2" in errors and "unit_id" in errors and "Không có đơn vị “laocai.khong”" in errors
+        assert page.get_by_role("button", name="Nhập tất cả").count() == 0
+
+        # 200 officials: the preview, then all of them
+        page.goto(f"{server.url}/admin/org/lao-cai")
+        page.get_by_label("Tệp xlsx hoặc CSV").set_input_files(
+            str(hr_workbook(tmp_path / "can-bo.xlsx")))
+        page.get_by_role("button", name="Xem trước").click()
+        preview = page.locator("[data-testid=import-preview]").inner_text()
+        assert "Cán bộ mới: 200" in preview and "Chức vụ mới: 200" in preview
+        shot(page, "import-preview")
+        page.get_by_role("button", name="Nhập tất cả").click()
+        assert "Đã nhập 200 dòng" in page.locator(".flash.success").inner_text()
+        assert page.locator("[data-testid=officials] tbody tr").count() >= 200
+        assert engine.org.members("laocai.sxd.qhkt", ["staff"])[:1] == ["laocai.sxd.nv001"]
+
+        # the old head's open work shows the screening; the official moves to head the
+        # department, and the task follows the position
+        page.goto(f"{server.url}/admin/org/lao-cai/officials/{HEAD}")
+        assert "Tiếp nhận, xem xét phạm vi và tính chất" in \
+            page.locator("[data-testid=open-work]").inner_text()
+        page.goto(f"{server.url}/admin/org/lao-cai/officials/{NEW_HEAD}")
+        page.get_by_label("Mật khẩu mới").fill("mat-khau-nv001")
+        page.locator("section.admin").get_by_role("button", name="Lưu").click()
+        move = page.locator("[data-testid=move-form]")
+        move.get_by_label("Đến đơn vị").select_option("laocai.sxd")
+        move.get_by_label("Chức vụ").select_option("head")
+        shot(page, "official")
+        move.get_by_role("button", name="Điều chuyển").click()
+        assert "1 việc được chuyển" in page.locator(".flash.success").inner_text()
+        assert engine.org.members("laocai.sxd", ["head"]) == [NEW_HEAD]
+        assert case.candidates(case.open("screening")[0]) == [NEW_HEAD]
+        page.goto(f"{server.url}/admin/org/lao-cai/log")
+        log = page.locator("[data-testid=org-log]").inner_text()
+        assert "org_official_moved" in log and "org_imported" in log
+
+        # the new head signs in, finds the task and completes it
+        sign_in(page, server, NEW_HEAD, "mat-khau-nv001")
+        page.get_by_role("link", name="Tiếp nhận, xem xét phạm vi và tính chất").first.click()
+        page.get_by_label("Ghi chú").fill("Đủ điều kiện xem xét")
+        page.get_by_role("button", name="Gửi").click()
+        page.wait_for_url(re.compile(r".*/instances/.+"))
+        assert "screening" not in case.open_elements()
+        assert case.audit("task_completed")[-1].actor == NEW_HEAD
+
+
+def test_bulk_reassignment_and_assigning_from_the_case_page(server, engine):
+    cases = []
+    for n in range(2):
+        case = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key=f"DX-{n}")
+        case.do("submit_plan", plan(), by=PROPOSER)
+        cases.append(case)
+    with chromium_page(1280, 900) as page:
+        sign_in(page, server, ADMIN)
+        page.goto(f"{server.url}/admin/org/lao-cai/tasks")
+        table = page.locator("[data-testid=bulk-tasks]")
+        boxes = table.get_by_role("checkbox", name="Tiếp nhận, xem xét phạm vi và tính chất")
+        assert boxes.count() == 2
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        page.get_by_label("Giao cho (tên đăng nhập)").fill("laocai.sxd.pgd1")
+        page.get_by_role("button", name="Chuyển việc").click()
+        assert "2 việc được chuyển" in page.locator(".flash.success").inner_text()
+        for case in cases:
+            assert case.open("screening")[0].assignee == "laocai.sxd.pgd1"
+
+        # from the case page, one task to another deputy
+        page.goto(f"{server.url}/instances/{cases[0].id}")
+        assign = page.locator("[data-testid=assign-tasks]")
+        assign.get_by_role("textbox").first.fill("laocai.sxd.pgd2")
+        assign.get_by_role("button", name="Giao").first.click()
+        assert cases[0].open("screening")[0].assignee == "laocai.sxd.pgd2"
+        assign = page.locator("[data-testid=assign-tasks]")
+        assign.get_by_role("textbox").first.fill("nobody.here")
+        assign.get_by_role("button", name="Giao").first.click()
+        assert page.locator(".flash.error").count() == 1
+        assert cases[0].open("screening")[0].assignee == "laocai.sxd.pgd2"
+
+        # an official who administers nothing has no such page
+        sign_in(page, server, HEAD)
+        response = page.goto(f"{server.url}/admin/org/lao-cai/tasks")
+        assert response.status == 403
