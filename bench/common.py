@@ -106,19 +106,25 @@ def plan() -> dict:
     return demo_plan(PROJECT / "processes")
 
 
-def step_data(element_id: str) -> dict | None:
+def step_data(element_id: str, known: dict | None = None) -> dict | None:
     """The form data of each step of the ordinary path: plan, screening (not complex),
-    party opinion, leadership vote (for), decision (approve), implementation, party's
-    evaluation opinion, evaluation, notification of the result, recognition."""
+    party opinion, leadership vote (for), decision (approve), implementation and the
+    completion report, party's evaluation opinion, the evaluation meeting's record (its
+    members from ``known``, the task's data), notification of the result, recognition."""
+    members = (known or {}).get("evaluation_members") or []
     return {
         "submit_plan": plan(),
         "screening": {"is_complex": False},
         "party_opinion": {"party_opinion": "agree"},
         "leadership_vote": {"vote": "for"},
         "decide": {"decision": "approve", "decision_number": "15/QĐ-SXD"},
-        "implement": {"finished_on": "2027-06-30", "result_summary": "Đã triển khai"},
+        "implement": {"finished_on": "2027-06-30"},
+        "report_completion": {"result_summary": "Đã triển khai"},
         "party_evaluation_opinion": {"party_opinion": "agree"},
-        "evaluate": {"outcome": "completed", "evaluation_note": "Đánh giá"},
+        "evaluate": {"meeting_date": "2027-07-01", "attendees": members,
+                     "member_assessments": [{"member": m, "assessment": "completed"}
+                                            for m in members],
+                     "outcome": "completed", "evaluation_note": "Đánh giá"},
         "notify_result": {"notice_number": "12/TB", "notified_on": "2027-07-05"},
         "recognition": {"measures": ["commendation"], "months_early": 12},
     }.get(element_id)
@@ -140,7 +146,7 @@ def drive_proposal(engine, instance_id: str, candidates: bool = True) -> int:
         if not tasks:
             return steps
         for task in tasks:
-            data = step_data(task.element_id)
+            data = step_data(task.element_id, runtime.task_data(task.id))
             if data is None:
                 raise RuntimeError(f"the ordinary path has no step {task.element_id}")
             principal = Principal.system(PROPOSER)

@@ -51,7 +51,7 @@ def bare(engine, n: int, serialize: bool = False) -> float:
                 if not ready:
                     raise RuntimeError("the bare workflow stopped without a ready task")
                 for task in ready:
-                    task.data.update(step_data(task.task_spec.bpmn_id))
+                    task.data.update(step_data(task.task_spec.bpmn_id, task.data))
                     task.run()
                     workflow.refresh_timers()
                     workflow.do_engine_steps()

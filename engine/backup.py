@@ -1,7 +1,9 @@
 """Backups as one JSON document: ``nd73 export FILE`` and ``nd73 import FILE``.
 
 The document holds every table of the schema except ``login_attempts`` (failed sign-ins
-kept for 15 minutes to slow down guessing; worthless after a restore). That is everything
+kept for 15 minutes to slow down guessing; worthless after a restore) and
+``org_generation`` (the counter that tells caches the organisation changed: the restore
+bumps the new database's own). That is everything
 needed to restore the product: deployed definitions (every version with its sources,
 settings, forms and templates as deployed), instances with their serialized state and all
 their projections (human tasks and candidates, timers, message subscriptions, decisions),
@@ -45,11 +47,12 @@ from sqlalchemy.sql.schema import Table
 from .audit import verify_session
 from .clock import as_utc
 from .errors import EngineError
+from .org import bump_generation
 from .store.models import Base, TaskStatus
 
 FORMAT = "nd73-backup"
 VERSION = 1
-EXCLUDED = {"login_attempts"}
+EXCLUDED = {"login_attempts", "org_generation"}
 BATCH = 1000
 
 
@@ -322,6 +325,7 @@ def import_document(db, document) -> dict[str, int]:
             counts[table.name] = len(rows)
         if connection.dialect.name == "postgresql":
             _move_sequences(connection)
+        bump_generation(session)            # every process's cached tree is now stale
         report = verify_session(session)
         if not report.ok:
             raise BackupError(f"the backup's audit log is broken ({report.broken[0]}); "
