@@ -164,12 +164,12 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
         "Đỗ Thanh Mai"])
     _look_at(library, meta)
     meta, content = issued["quyet_dinh_phe_duyet.docx"]
-    assert meta["legal_basis"] == "Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP"
+    assert meta["legal_basis"] == "khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP"
     assert_in_order(_lines(content), HEADER + [
         "Số: 01/QĐ-SXD", "Mẫu, ngày 05 tháng 01 năm 2026", "QUYẾT ĐỊNH",
         "Về việc phê duyệt đề xuất đổi mới, sáng tạo “Số hoá hồ sơ cấp phép xây dựng”",
         "GIÁM ĐỐC SỞ XÂY DỰNG", "Căn cứ Nghị định số 73/2023/NĐ-CP ngày 29 tháng 9 năm 2023",
-        "Căn cứ Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP;",
+        "Căn cứ khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP;",
         "Căn cứ Biên bản họp tập thể lãnh đạo số 01/BB-SXD ngày 05/01/2026;",
         "QUYẾT ĐỊNH:", "Điều 1. Phê duyệt đề xuất", "Điều 2. Tổ chức thực hiện:",
         "1. Người thực hiện: Võ Thị Tâm.",
@@ -287,10 +287,10 @@ def test_evaluation_recognition_and_protection_issue_their_documents(library):
                                        "protection_reasons": "Đã thực hiện đúng chủ trương"},
                  by=DIRECTOR)
     meta, content = documents_of(library, protected)["quyet_dinh_bao_ve.docx"]
-    assert meta["legal_basis"] == "Điều 11 Nghị định 73/2023/NĐ-CP"
+    assert meta["legal_basis"] == "Điều 11 Nghị định số 73/2023/NĐ-CP"
     assert_in_order(_lines(content), HEADER + [
         "QUYẾT ĐỊNH", "Về việc bảo vệ cán bộ năng động, sáng tạo",
-        "Căn cứ Điều 11 Nghị định 73/2023/NĐ-CP;",
+        "Căn cứ Điều 11 Nghị định số 73/2023/NĐ-CP;",
         "Điều 1. Võ Thị Tâm: được loại trừ trách nhiệm", "Lý do: Đã thực hiện đúng chủ trương",
         "Điều 2.", "Nơi nhận:", "Đỗ Thanh Mai"])
     _look_at(library, meta)
@@ -462,7 +462,7 @@ def test_the_proposer_downloads_the_approval_decision_from_the_case_page(library
             # the timeline says which article each step carried out
             decided = page.get_by_test_id("timeline").locator("tr", has_text="Quyết định phê "
                                                                         "duyệt hoặc từ chối")
-            assert "Căn cứ: Điều 8 khoản 1 Nghị định 73/2023/NĐ-CP" in \
+            assert "Căn cứ: khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP" in \
                 decided.first.inner_text()
             OUTPUT.mkdir(exist_ok=True)
             page.screenshot(path=str(OUTPUT / "web-case-documents.png"), full_page=True)

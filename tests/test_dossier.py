@@ -102,7 +102,7 @@ def test_the_dossier_in_the_api(server, engine):
     assert now["name"] == "Quyết định phê duyệt hoặc từ chối"
     assert DATE.match(now["due_text"])
     assert [p["full_name"] for p in now["candidates"]] == ["Đỗ Thanh Mai"]
-    assert "Điều 8 khoản 1" in now["legal_basis"]
+    assert "khoản 1 Điều 8" in now["legal_basis"]
     assert "laocai." not in " ".join(str(s.get("lane")) for s in dossier["steps"])
 
     # the proposer sees their own case's file; a stranger is told it does not exist
@@ -183,7 +183,7 @@ def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, e
         dossier = page.locator("[data-testid=dossier]")
         assert dossier.is_visible()
         # the step's legal basis, as its diagram declares it
-        assert "Điều 8 khoản 1" in page.locator("[data-testid=task-legal-basis]").inner_text()
+        assert "khoản 1 Điều 8" in page.locator("[data-testid=task-legal-basis]").inner_text()
         plan_step = dossier.locator("[data-element=submit_plan]")
         assert "450.000.000 đồng" in plan_step.locator("[data-field=budget_vnd]").inner_text()
         assert TITLE in plan_step.inner_text()
