@@ -54,6 +54,8 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
     app.extensions["nd73.settings"] = settings
     app.extensions["nd73"] = engine or WorkflowEngine(settings=settings)
     catalogues.install(app)
+    # the case file names positions in the catalogues' words (position.head …)
+    app.extensions["nd73"].dossiers.people.position_words = catalogues.position_words
 
     api = Api(app, spec_kwargs={"extra_plugins": [ProblemResponses()]})
     api.spec.components.schema("Problem", schema=Problem)

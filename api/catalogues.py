@@ -49,6 +49,15 @@ def text(key: str, language: str | None = None, **params) -> str:
         return gettext(key, **params)
 
 
+def position_words(position: str) -> tuple[str, str]:
+    """A position of the organisation tree in Vietnamese and English (its code when the
+    catalogues do not know it)."""
+    key = f"position.{position}"
+    if not known(key):
+        return position, position
+    return text(key, "vi"), text(key, "en")
+
+
 def known(key: str) -> bool:
     """Whether the catalogues have ``key`` (gettext answers an unknown id with itself)."""
     return gettext(key) != key

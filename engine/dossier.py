@@ -24,7 +24,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import select
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask
@@ -39,14 +39,6 @@ from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membe
                     OrgUnit, TaskCandidate, TaskStatus, User)
 
 TITLE_MARK = "x-case-title"
-# how pages name the positions of the organisation tree (engine/org.py POSITIONS)
-POSITION_LABELS = {
-    "head": ("Người đứng đầu", "Head"),
-    "deputy": ("Cấp phó", "Deputy"),
-    "staff": ("Công chức", "Official"),
-    "party_secretary": ("Bí thư cấp ủy", "Party secretary"),
-    "council_member": ("Thành viên hội đồng", "Council member"),
-}
 
 
 # --- words and numbers as a Vietnamese reader expects them ----------------------------------
@@ -154,10 +146,17 @@ def case_titles(db: Database, instance_ids: Iterable[str]) -> dict[str, str]:
     return {i: titled.get(i) or key or f"{d.name or d.key} · {i[:8]}" for i, key, d in rows}
 
 
+def position_code(position: str) -> tuple[str, str]:
+    return position, position
+
+
 @dataclass
 class People:
-    """Users as pages show them: full name, positions and units."""
+    """Users as pages show them: full name, positions and units. ``position_words`` gives a
+    position's (Vietnamese, English) words; the application sets it from its catalogues
+    (the engine keeps no words of its own: without them a position is shown by its code)."""
     db: Database
+    position_words: Callable[[str], tuple[str, str]] = position_code
 
     def of(self, usernames: Iterable[str | None]) -> dict[str, dict]:
         wanted = {u for u in usernames if u}
@@ -174,7 +173,7 @@ class People:
         people: dict[str, dict[str, Any]] = {
             u: {"username": u, "full_name": names.get(u) or u, "positions": []} for u in wanted}
         for username, position, unit_id, unit_name in held:
-            vi, en = POSITION_LABELS.get(position, (position, position))
+            vi, en = self.position_words(position)
             people[username]["positions"].append({"position": position, "label": vi,
                                                   "label_en": en, "unit_id": unit_id,
                                                   "unit": unit_name})
