@@ -323,24 +323,27 @@ class Access:
         raise Forbidden(f"only administrators of '{variant}' may {doing}",
                         rule="administrators_only", variant=variant)
 
+    def require_visible(self, principal: Principal, instance_id: str,
+                        session: Session | None = None) -> None:
+        """Reading an instance: to someone who may not see it, it does not exist."""
+        if not self.can_see_instance(principal, instance_id, session):
+            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
+                           instance_id=instance_id)
+
     def require_manages(self, session: Session, principal: Principal, instance: Instance,
                         doing: str) -> None:
         """An administrator's repair of an instance; to someone who may not even see it, the
         instance does not exist."""
         if principal.trusted or principal.is_admin(instance.variant):
             return
-        if not self.can_see_instance(principal, instance.id, session):
-            raise NotFound(f"instance {instance.id} does not exist", code="instance.not_found",
-                           instance_id=instance.id)
+        self.require_visible(principal, instance.id, session)
         self.require_admin(principal, instance.variant, doing)
 
     def require_involved(self, session: Session, principal: Principal,
                          instance: Instance) -> None:
         """Messages go to instances the sender takes part in or administers."""
-        if not principal.trusted and not self.can_see_instance(principal, instance.id,
-                                                                 session):
-            raise NotFound(f"instance {instance.id} does not exist", code="instance.not_found",
-                           instance_id=instance.id)
+        if not principal.trusted:
+            self.require_visible(principal, instance.id, session)
 
     def starting_unit(self, principal: Principal, variant: str, unit_id: str | None,
                       scheduled: bool) -> str | None:

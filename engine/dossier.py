@@ -34,7 +34,6 @@ from SpiffWorkflow.util.task import TaskState
 from . import diagrams, policy
 from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
-from .errors import NotFound
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
 
@@ -243,9 +242,7 @@ class Dossiers:
         self.people = People(db)
 
     def build(self, principal: Principal, instance_id: str) -> dict:
-        if not self.access.can_see_instance(principal, instance_id):
-            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
-                           instance_id=instance_id)
+        self.access.require_visible(principal, instance_id)
         with self.db.reading() as session:
             instance = session.get_one(Instance, instance_id)
             definition = session.get_one(Definition, instance.definition_id)

@@ -112,9 +112,7 @@ class Queries:
                                                   .where(visible, live, late)) or 0)
 
     def detail(self, principal: Principal, instance_id: str) -> InstanceDetail:
-        if not self.access.can_see_instance(principal, instance_id):
-            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
-                           instance_id=instance_id)
+        self.access.require_visible(principal, instance_id)
         with self.db.reading() as session:
             instance = session.get_one(Instance, instance_id)
             definition = session.get_one(Definition, instance.definition_id)
@@ -143,9 +141,7 @@ class Queries:
 
     def events(self, principal: Principal, instance_id: str, page: int = 1,
                page_size: int = 200) -> Page:
-        if not self.access.can_see_instance(principal, instance_id):
-            raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
-                           instance_id=instance_id)
+        self.access.require_visible(principal, instance_id)
         query = select(AuditEvent).where(AuditEvent.instance_id == instance_id)
         with self.db.reading() as session:
             return page_of(session, query, (AuditEvent.id,), page, page_size)

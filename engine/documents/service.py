@@ -37,7 +37,7 @@ from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavaila
 from ..listeners import Step, element_id
 from ..org import Org
 from ..repository import document_templates_of
-from ..store import AuditEvent, Database, Instance, User
+from ..store import AuditEvent, Database, User
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
 from .render import TemplateFailed, long_date, render, short_date
@@ -274,10 +274,7 @@ class Documents:
 
     def of_instance(self, instance_id: str, *, principal: Principal) -> list[dict]:
         with self.db.reading() as session:
-            if session.get(Instance, instance_id) is None or not self.access.can_see_instance(
-                    principal, instance_id, session):
-                raise NotFound(f"instance {instance_id} does not exist",
-                               code="instance.not_found", instance_id=instance_id)
+            self.access.require_visible(principal, instance_id, session)
             rows = session.scalars(select(Document).where(Document.instance_id == instance_id)
                                    .order_by(Document.issued_at, Document.number))
             documents = list(rows)
