@@ -3,9 +3,12 @@ real browser."""
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 
 from playwright.sync_api import sync_playwright
+
+from engine.org import DEFAULT_DEMO_PASSWORD
 
 CHROMIUM = os.environ.get("ND73_CHROMIUM", "/usr/bin/chromium")
 # Without these flags chromium tries to reach Google's services, which this network refuses.
@@ -24,3 +27,13 @@ def chromium_page(width: int = 1280, height: int = 900):
             yield page
         finally:
             browser.close()
+
+
+def sign_in(page, server, username: str, password: str = DEFAULT_DEMO_PASSWORD) -> None:
+    """Sign in through the web app's login form, in a fresh session."""
+    page.context.clear_cookies()
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Tên đăng nhập").fill(username)
+    page.get_by_label("Mật khẩu").fill(password)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(re.compile(r".*/$"))

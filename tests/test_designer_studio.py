@@ -21,10 +21,9 @@ from sqlalchemy import select
 from playwright.sync_api import expect
 
 from api_client import LiveServer
-from browser import CHROMIUM, chromium_page
+from browser import CHROMIUM, chromium_page, sign_in
 from engine import policy
 from engine.clock import LOCAL_TZ, as_utc
-from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.store import Timer
 from procedures import Case, deploy_library, to_decision
 
@@ -66,15 +65,6 @@ def browser():
 def shot(page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"studio-{name}.png"), full_page=True)
-
-
-def sign_in(page, server, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(DEFAULT_DEMO_PASSWORD)
-    page.get_by_role("button", name="Đăng nhập").click()
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def deployed_condition(definition) -> str:

@@ -12,8 +12,7 @@ import pytest
 from openpyxl import Workbook
 
 from api_client import LiveServer
-from browser import CHROMIUM, chromium_page
-from engine.org import DEFAULT_DEMO_PASSWORD
+from browser import CHROMIUM, chromium_page, sign_in
 from procedures import Case, deploy_library, plan
 
 if not Path(CHROMIUM).exists():
@@ -40,15 +39,6 @@ def server(engine):
 def shot(page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"web-org-{name}.png"), full_page=True)
-
-
-def sign_in(page, server, username: str, password: str = DEFAULT_DEMO_PASSWORD) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(password)
-    page.get_by_role("button", name="Đăng nhập").click()
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def hr_workbook(path: Path, count: int = 200) -> Path:

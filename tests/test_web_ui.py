@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from api_client import LiveServer
-from browser import CHROMIUM, chromium_page
+from browser import CHROMIUM, chromium_page, sign_in
 from engine.clock import as_utc
 from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.scheduler import SCHEDULER
@@ -46,15 +46,6 @@ def browser():
 def shot(page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=True)
-
-
-def sign_in(page, server, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(DEFAULT_DEMO_PASSWORD)
-    page.get_by_role("button", name="Đăng nhập").click()
-    page.wait_for_url(re.compile(r".*/$"))
 
 
 def web_session(server, username: str) -> tuple[requests.Session, str]:
