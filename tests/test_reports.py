@@ -25,7 +25,7 @@ def utc(*args):
 @pytest.fixture
 def year_of_work(engine, clock):
     """Lào Cai, 2026: Sở Xây dựng completes one proposal and refuses one, another proposal
-    is still a draft; the head of Sở KH&CN has one approved (by UBND tỉnh)."""
+    is still a draft; Sở KH&CN approves one."""
     deploy_library(engine)
     clock.set(utc(2026, 3, 2, 2, 0))
     done = to_decision(engine, "lao-cai", "laocai.sxd.qlxd.truongphong", business_key="A")
@@ -37,7 +37,7 @@ def year_of_work(engine, clock):
     refused.vote({v: "against" for v in refused.voters()})
     refused.do("decide", {"decision": "reject", "refusal_reasons": "Chưa cần thiết"})
     Case.start(engine, "lao-cai", "proposal", "laocai.sxd.gt.truongphong")     # a draft
-    science = to_decision(engine, "lao-cai", "laocai.skhcn.giamdoc", business_key="C")
+    science = to_decision(engine, "lao-cai", "laocai.skhcn.phogiamdoc", business_key="C")
     science.vote({v: "for" for v in science.voters()})
     science.do("decide", {"decision": "approve"})
     clock.set(utc(2026, 11, 16, 1, 0))
