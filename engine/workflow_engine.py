@@ -59,8 +59,9 @@ class WorkflowEngine:
                                notifications=self.notifications)
         self.documents = Documents(self.db, self.clock, self.access, self.org,
                                    self.repository)
-        self.runtime.listeners.append(DocumentIssuer(self.documents,
-                                                     self.runtime.evaluate_declared))
+        # first: the step's notifications cite the documents it issues
+        self.runtime.listeners.insert(0, DocumentIssuer(self.documents,
+                                                        self.runtime.evaluate_declared))
         self.tasks = TaskService(self.db, self.clock, self.access,
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)

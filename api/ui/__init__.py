@@ -11,5 +11,5 @@ def register(app: Flask) -> None:
     web.install(app)
     app.jinja_env.globals.update(case_documents=documents.case_documents)
     for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp,
-                      organisation.blp):
+                      organisation.blp, documents.blp):
         app.register_blueprint(blueprint)
