@@ -28,8 +28,9 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
-from .org import POSITIONS, UNIT_KINDS, Org, bump_generation
-from .store import (AuditEvent, Database, HumanTask, Instance, Membership, OrgUnit,
+from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, local_today
+from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Membership,
+                    OrgUnit,
                     TaskCandidate, TaskStatus, User)
 
 # one row per membership: the columns of the spreadsheet, in its order
@@ -313,8 +314,11 @@ class OrgAdmin:
     # --- officials -------------------------------------------------------------------------
     def save_official(self, principal: Principal, variant: str, username: str, *,
                       full_name: str, email: str | None = None, phone: str | None = None,
-                      password: str | None = None) -> User:
-        """Create an official, or change their name, e-mail, phone (or password)."""
+                      password: str | None = None,
+                      identity: tuple[str, str] | None = None) -> User:
+        """Create an official, or change their name, e-mail, phone (or password).
+        ``identity`` (issuer, value of the provider's claim) links the official to their
+        account at the OpenID Connect provider; an empty value removes the link."""
         if not USERNAME.match(username or ""):
             raise InvalidData(f"'{username}' is not a username (letters, digits, . _ -)",
                               code="org.bad_username", params={"value": username})
@@ -334,12 +338,35 @@ class OrgAdmin:
             user.full_name, user.email, user.phone = full_name, email or None, phone or None
             if password:
                 user.password_hash = generate_password_hash(password)
+            session.flush()
+            linked = self._link(session, username, identity) if identity else None
             self._audit(session, principal, variant,
                         "org_official_created" if before is None else "org_official_changed",
                         username=username, full_name=full_name, email=email, phone=phone,
-                        password_set=bool(password), before=before)
+                        password_set=bool(password), before=before,
+                        **({"identity": linked} if identity else {}))
         with self.db.reading() as session:
             return self._user(session, username)
+
+    def _link(self, session: Session, username: str, identity: tuple[str, str]) -> str | None:
+        """Link ``username`` to the provider's ``identity`` (issuer, value), replacing a
+        link they had; an empty value unlinks them. The value linked (or None)."""
+        issuer, subject = identity[0], identity[1].strip()
+        if len(subject) > 255:
+            raise InvalidData("the identity at the provider is longer than 255 characters",
+                              code="org.bad_identity", params={"value": subject[:40]})
+        if subject:
+            holder = session.get(IdentityLink, (issuer, subject))
+            if holder is not None and holder.username != username:
+                raise InvalidData(f"the identity '{subject}' is linked to {holder.username}",
+                               code="org.identity_taken",
+                               params={"value": subject, "username": holder.username})
+        session.execute(delete(IdentityLink).where(IdentityLink.issuer == issuer,
+                                                   IdentityLink.username == username))
+        if subject:
+            session.add(IdentityLink(issuer=issuer, subject=subject, username=username,
+                                     linked_at=self.clock.now()))
+        return subject or None
 
     def add_membership(self, principal: Principal, variant: str, username: str,
                        unit_id: str, position: str, valid_from: date | None = None,
@@ -355,7 +382,7 @@ class OrgAdmin:
                                code="org.inactive_official", params={"user": username})
             self._unit(session, variant, unit_id)
             moved = self._appoint(session, principal, variant, username, unit_id, position,
-                                  valid_from or self.clock.now().date(), valid_to)
+                                  valid_from or local_today(self.clock), valid_to)
         return {"reassigned": moved}
 
     def _appoint(self, session: Session, principal: Principal, variant: str, username: str,
@@ -397,7 +424,7 @@ class OrgAdmin:
                     unit_id=unit_id, position=position,
                     valid_from=membership.valid_from.isoformat()
                     if membership.valid_from else None,
-                    ended=self.clock.now().date().isoformat())
+                    ended=local_today(self.clock).isoformat())
         still = {m.position for m in session.scalars(select(Membership).where(
             Membership.username == username, Membership.unit_id == unit_id))}
         if still:          # another position in the same unit keeps them on its tasks
@@ -474,7 +501,7 @@ class OrgAdmin:
                                code="org.no_such_membership",
                                params={"user": username, "unit": from_unit})
             moved = self._appoint(session, principal, variant, username, to_unit, position,
-                                  self.clock.now().date(), None)
+                                  local_today(self.clock), None)
             for membership in held:
                 moved += self._end(session, principal, variant, membership,
                                    reassign=reassign)
@@ -738,7 +765,7 @@ class OrgAdmin:
             key = (added["username"], added["unit_id"], added["position"])
             session.add(Membership(username=key[0], unit_id=key[1], position=key[2],
                                    valid_from=dates[key].get("valid_from")
-                                   or self.clock.now().date(),
+                                   or local_today(self.clock),
                                    valid_to=dates[key].get("valid_to")))
             self._audit(session, principal, variant, "org_membership_added",
                         username=key[0], unit_id=key[1], position=key[2], imported=True)

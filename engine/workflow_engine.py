@@ -44,7 +44,7 @@ class WorkflowEngine:
         time_limit = script_time_limit or settings.script_time_limit
         max_bytes = max_data_bytes or settings.max_data_bytes
         self.codec = Codec()
-        self.org = Org(self.db)
+        self.org = Org(self.db, self.clock)
         self.figures = Figures(self.db, self.org, self.clock)
         offered = {**deadlines.sandbox_functions(self.clock),
                    **self.org.sandbox_functions(deadlines.current_settings),

@@ -48,7 +48,7 @@ def hr_workbook(path: Path, count: int = 200) -> Path:
                   "valid_from", "valid_to", "active"])
     for n in range(1, count + 1):
         sheet.append([f"laocai.sxd.nv{n:03d}", f"Cán bộ số {n}", f"nv{n:03d}@laocai.gov.vn",
-                      f"0912{n:06d}", UNITS[n % len(UNITS)], "staff", "01/01/2027", None, 1])
+                      f"0912{n:06d}", UNITS[n % len(UNITS)], "staff", "01/01/2025", None, 1])
     book.save(path)
     return path
 
