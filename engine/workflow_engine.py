@@ -12,6 +12,7 @@ from .attachments import Attachments
 from .documents.service import DocumentIssuer, Documents
 from .dossier import Dossiers
 from .org import Org
+from .identities import Identities
 from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
@@ -54,6 +55,7 @@ class WorkflowEngine:
         self.notifications = Notifications(self.db, self.clock, self.org,
                                            base_url=settings.public_url)
         self.access = Access(self.db, self.clock)
+        self.identities = Identities(self.db, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org, self.access,
                                notifications=self.notifications)
