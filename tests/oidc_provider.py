@@ -70,6 +70,29 @@ def oidc_provider(app_url: str) -> Iterator[Provider]:
         process.wait(timeout=10)
 
 
+@contextmanager
+def product_with_sso(engine, **settings):
+    """The product (a live server over ``engine``, the variants deployed and their demo
+    organisations seeded) and its provider, single sign-on configured (``settings``: more
+    of the product's settings)."""
+    from api_client import LiveServer
+    from engine.config import Settings
+    from procedures import deploy_library
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with oidc_provider(url) as idp:
+        deploy_library(engine)
+        configured = Settings.defaults(oidc_issuer=idp.issuer, oidc_client_id=idp.client_id,
+                                       oidc_client_secret=idp.client_secret, public_url=url,
+                                       **settings)
+        live = LiveServer(engine, configured, port)
+        try:
+            yield live, idp
+        finally:
+            live.stop()
+
+
 def sign_in_at_provider(browser: requests.Session, page: requests.Response,
                         account: Account) -> requests.Response:
     """Fill the provider's sign-in page ``page`` as ``account``; what follows the form."""

@@ -6,39 +6,18 @@ official and an expired session are refused; password sign-in can be turned off.
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 from sqlalchemy import select
 
-from api_client import LiveServer
-from engine.config import Settings
 from engine.store import AuditEvent
-from oidc_provider import ACCOUNTS, confirm_logout, free_port, oidc_provider, \
-    sign_in_at_provider
-from procedures import as_user, deploy_library
+from oidc_provider import ACCOUNTS, confirm_logout, product_with_sso, sign_in_at_provider
+from procedures import as_user
 
 ADMIN = "laocai.quantri"
 HEAD = "laocai.sxd.giamdoc"
-
-
-@contextmanager
-def product_with_sso(engine, **settings):
-    """The product (a live server) and its provider, single sign-on configured."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with oidc_provider(url) as idp:
-        deploy_library(engine)
-        configured = Settings.defaults(oidc_issuer=idp.issuer, oidc_client_id=idp.client_id,
-                                       oidc_client_secret=idp.client_secret, public_url=url,
-                                       **settings)
-        live = LiveServer(engine, configured, port)
-        try:
-            yield live, idp
-        finally:
-            live.stop()
 
 
 def link(live, username: str, value: str) -> requests.Response:

@@ -44,7 +44,19 @@ const provider = new Provider(issuer, {
   pkce: { required: () => true },                 // S256 only, the default method list
   claims: { openid: ['sub'], profile: ['name', 'preferred_username'], email: ['email'] },
   cookies: { keys: ['nd73-tests-oidc-provider-cookie-key'] },
-  features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
+  features: {
+    devInteractions: { enabled: false },
+    rpInitiatedLogout: {
+      enabled: true,
+      // the confirmation page, plain (the default one loads a web font from the internet)
+      async logoutSource(ctx, form) {
+        ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Sign out</title></head><body><h1>Sign out of the test identity provider?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button></body></html>`;
+      },
+    },
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
     const account = bySubject[sub];
