@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from engine.store import AuditEvent
 from oidc_provider import ACCOUNTS, confirm_logout, product_with_sso, sign_in_at_provider
-from procedures import as_user
+from api_client import LiveServer
+from procedures import as_user, deploy_library
 
 ADMIN = "laocai.quantri"
 HEAD = "laocai.sxd.giamdoc"
@@ -175,3 +176,34 @@ def _token_by_sso(live, engine) -> str:
     from api.auth import issue_token
     with live.app.test_request_context():
         return issue_token(as_user(engine, ADMIN))[0]
+
+
+def test_without_single_sign_on_a_new_official_gets_an_initial_password(engine):
+    deploy_library(engine)
+    live = LiveServer(engine)
+    try:
+        made = live.call("PUT", "/org/lao-cai/officials/laocai.sxd.nv002", ADMIN,
+                         json={"full_name": "Cán bộ số 2"})
+        assert made.status_code == 200 and made.json()["sso_subject"] is None
+        # no way in yet
+        assert requests.post(f"{live.url}/api/v1/auth/token", timeout=30, json={
+            "username": "laocai.sxd.nv002", "password": "!"}).status_code == 401
+        linked = live.call("PUT", "/org/lao-cai/officials/laocai.sxd.nv002", ADMIN,
+                           json={"full_name": "Cán bộ số 2", "sso_subject": "x"})
+        assert linked.status_code == 422 and linked.json()["code"] == "org.sso_not_configured"
+        given = live.call("PUT", "/org/lao-cai/officials/laocai.sxd.nv002", ADMIN,
+                          json={"full_name": "Cán bộ số 2", "password": "mat-khau-ban-dau"})
+        assert given.status_code == 200, given.text
+        assert live.token("laocai.sxd.nv002", "mat-khau-ban-dau")
+        # the official's page offers the password, not a provider account
+        web = requests.Session()
+        login = web.get(f"{live.url}/login", timeout=30)
+        assert "/login/sso" not in login.text
+        web.post(f"{live.url}/login", timeout=30, data={
+            "csrf_token": csrf(login), "username": ADMIN, "password": "nd73-demo"})
+        page = web.get(f"{live.url}/admin/org/lao-cai/officials/laocai.sxd.nv002", timeout=30)
+        assert 'name="password"' in page.text and 'name="sso_subject"' not in page.text
+        assert "cán bộ mới cần được đặt mật khẩu ban đầu" in page.text
+        assert [e.actor for e in audit(engine, "signed_in")] == [ADMIN]
+    finally:
+        live.stop()
