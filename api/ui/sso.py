@@ -41,7 +41,7 @@ def install(app: Flask, settings: Settings) -> None:
         if settings.oidc_client_secret else None,
         server_metadata_url=f"{settings.oidc_issuer}/.well-known/openid-configuration",
         client_kwargs={"scope": settings.oidc_scope, "code_challenge_method": "S256",
-                       "timeout": 15})
+                       "default_timeout": 15})
     app.extensions["nd73.idp"] = client
 
 
