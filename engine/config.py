@@ -362,11 +362,33 @@ def check(settings: Settings) -> tuple[list[str], list[str]]:
     elif (smtp := settings.smtp) is not None:
         notes.append(f"e-mail through {smtp.host}:{smtp.port} ({smtp.tls})")
     if settings.single_sign_on:
-        notes.append(f"single sign-on through {settings.oidc_issuer} (claim "
-                     f"{settings.oidc_claim}); redirect URI {settings.public_url}"
-                     "/login/sso/callback")
+        problem = _provider_problem(str(settings.oidc_issuer))
+        if problem:
+            problems.append(f"ND73_OIDC_ISSUER: {problem}")
+        else:
+            notes.append(f"single sign-on through {settings.oidc_issuer} (claim "
+                         f"{settings.oidc_claim}); register the redirect URI "
+                         f"{settings.public_url}/login/sso/callback")
     if not settings.password_sign_in:
         notes.append("ND73_PASSWORD_SIGN_IN=0: local passwords are refused")
     if settings.test_clock:
         problems.append("ND73_TEST_CLOCK=1 puts the engine on a manual clock: tests only")
     return problems, notes
+
+
+def _provider_problem(issuer: str) -> str | None:
+    """What is wrong with the identity provider at ``issuer``: its discovery document
+    unreachable, or naming another issuer; None when it answers as it should."""
+    import requests
+
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        metadata = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"cannot read {url} ({type(exc).__name__})"
+    if not isinstance(metadata, dict) or str(metadata.get("issuer", "")).rstrip("/") != issuer:
+        found = metadata.get("issuer") if isinstance(metadata, dict) else None
+        return f"{url} names the issuer {found!r}, not {issuer!r}"
+    return None

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from sqlalchemy import select
 
+from engine.config import Settings, check
 from engine.store import AuditEvent
 from oidc_provider import ACCOUNTS, confirm_logout, product_with_sso, sign_in_at_provider
 from api_client import LiveServer
@@ -87,6 +88,20 @@ def test_an_official_signs_in_through_the_provider_and_out_of_both(engine):
         # the provider asks for the password again: its session ended too
         again = browser.get(f"{live.url}/login/sso", timeout=30)
         assert "/interaction/" in again.url and 'name="password"' in again.text
+
+
+def test_check_config_reads_the_providers_discovery_document(engine, database_url):
+    with product_with_sso(engine) as (live, idp):
+        settings = Settings.defaults(database_url=database_url, oidc_issuer=idp.issuer,
+                                     oidc_client_id="c", oidc_client_secret="s")
+        problems, notes = check(settings)
+        assert problems == [] and any(
+            "register the redirect URI http://127.0.0.1:8000/login/sso/callback" in note
+            for note in notes)
+        wrong = settings.model_copy(update={"oidc_issuer": idp.issuer + "/realms/x"})
+        problems, _ = check(wrong)
+        assert problems == [f"ND73_OIDC_ISSUER: cannot read {idp.issuer}/realms/x/.well-known/"
+                            "openid-configuration (HTTPError)"]
 
 
 def test_a_subject_linked_to_nobody_is_refused(engine):
