@@ -36,6 +36,8 @@ from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Mem
 # one row per membership: the columns of the spreadsheet, in its order
 COLUMNS = ("username", "full_name", "email", "phone", "unit_id", "position", "valid_from",
            "valid_to", "active")
+# optional: the official's account at the identity provider (single sign-on deployments)
+IDENTITY_COLUMN = "sso_subject"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERNAME = re.compile(r"^[A-Za-z0-9._-]{2,128}$")
 # a position one person holds in a unit at a time: appointing someone ends the holder's
@@ -67,12 +69,13 @@ class ImportPlan:
     memberships_ended: list[dict] = field(default_factory=list)
     reassigned: list[dict] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)     # officials linked to the provider
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "added": self.added, "updated": self.updated,
                 "memberships_added": self.memberships_added,
                 "memberships_ended": self.memberships_ended,
-                "reassigned": self.reassigned,
+                "reassigned": self.reassigned, "linked": self.linked,
                 "errors": [e.as_dict() for e in self.errors]}
 
 
@@ -133,8 +136,19 @@ def read_rows(content: bytes, filename: str) -> list[dict]:
         if all(c in (None, "") for c in cells):
             continue
         rows.append({name: cells[i] if i < len(cells) else None
-                     for i, name in enumerate(header) if name in COLUMNS})
+                     for i, name in enumerate(header)
+                     if name in COLUMNS or name == IDENTITY_COLUMN})
     return rows
+
+
+def subjects_of(rows: list[dict]) -> dict[str, str]:
+    """username → the ``sso_subject`` its rows give (checked alike by the plan)."""
+    found: dict[str, str] = {}
+    for row in rows:
+        subject = str(row.get(IDENTITY_COLUMN) or "").strip()
+        if subject:
+            found.setdefault(str(row.get("username") or "").strip(), subject)
+    return found
 
 
 class OrgAdmin:
@@ -615,18 +629,20 @@ class OrgAdmin:
         return buffer.getvalue()
 
     def import_file(self, principal: Principal, variant: str, content: bytes,
-                    filename: str, apply: bool) -> ImportPlan:
+                    filename: str, apply: bool, issuer: str | None = None) -> ImportPlan:
         """Preview (``apply`` False) or make the changes of an HR spreadsheet: one row per
         membership; the officials it names hold exactly the positions of the variant it
-        gives them. With any row in error nothing is written."""
+        gives them. With any row in error nothing is written. A column ``sso_subject``
+        links officials to their account at the identity provider ``issuer`` (the
+        deployment's, when single sign-on is configured)."""
         self.access.require_admin(principal, variant, "import the organisation")
         rows = read_rows(content, filename)
         if not apply:
             with self.db.reading() as session:
-                return self._plan(session, variant, rows)
+                return self._plan(session, variant, rows, issuer)
         with self.db.transaction() as session:
             bump_generation(session)
-            plan = self._plan(session, variant, rows)
+            plan = self._plan(session, variant, rows, issuer)
             if plan.errors:        # raised inside: the unit of work writes nothing
                 first = plan.errors[0]
                 raise InvalidData(
@@ -640,14 +656,22 @@ class OrgAdmin:
                              "message": f"row {e.row}, {e.column}: {e.message}"}
                             for e in plan.errors])
             self._apply(session, principal, variant, rows, plan)
+            for username in plan.linked:
+                assert issuer is not None           # _plan refuses links without one
+                subject = self._link(session, username, (issuer, subjects_of(rows)[username]))
+                self._audit(session, principal, variant, "org_official_changed",
+                            username=username, imported=True, identity=subject)
             self._audit(session, principal, variant, "org_imported", file=filename[:200],
                         rows=plan.rows, added=len(plan.added), updated=len(plan.updated),
                         memberships_added=len(plan.memberships_added),
                         memberships_ended=len(plan.memberships_ended))
         return plan
 
-    def _plan(self, session: Session, variant: str, rows: list[dict]) -> ImportPlan:
+    def _plan(self, session: Session, variant: str, rows: list[dict],
+              issuer: str | None = None) -> ImportPlan:
         plan = ImportPlan(rows=len(rows))
+        subjects: dict[str, str] = {}            # username → the provider's value
+        owners: dict[str, str] = {}              # the provider's value → username
         units = set(session.scalars(select(OrgUnit.id).where(OrgUnit.variant == variant)))
         people: dict[str, dict] = {}
         wanted: dict[str, set[tuple[str, str]]] = {}
@@ -686,6 +710,23 @@ class OrgAdmin:
                 error("username", N_("org.duplicate_username"),
                       "the same username with other details on an earlier row", username)
                 continue
+            subject = cells.get(IDENTITY_COLUMN) or ""
+            if subject:
+                if issuer is None:
+                    error(IDENTITY_COLUMN, N_("org.sso_not_configured"),
+                          "single sign-on is not configured", subject)
+                elif len(subject) > 255:
+                    error(IDENTITY_COLUMN, N_("org.bad_identity"), "longer than 255",
+                          subject[:40])
+                elif owners.setdefault(subject, username) != username or (
+                        (link := session.get(IdentityLink, (issuer, subject))) is not None
+                        and link.username != username):
+                    error(IDENTITY_COLUMN, N_("org.import_identity_taken"),
+                          "linked to another official", subject)
+            if subjects.setdefault(username, subject) != subject:
+                error(IDENTITY_COLUMN, N_("org.duplicate_username"),
+                      "the same username with another identity on an earlier row", username)
+                continue
             if (username, unit_id, position) in seen:
                 error("position", N_("org.duplicate_row"), "the same membership twice",
                       f"{unit_id} {position}")
@@ -696,6 +737,9 @@ class OrgAdmin:
             wanted.setdefault(username, set()).add((unit_id, position))
         if plan.errors:
             return plan
+        if issuer is not None:
+            plan.linked = [username for username, subject in subjects.items()
+                           if subject and session.get(IdentityLink, (issuer, subject)) is None]
         for username, person in people.items():
             user = session.get(User, username)
             if user is None:

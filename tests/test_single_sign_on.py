@@ -206,6 +206,12 @@ def test_without_single_sign_on_a_new_official_gets_an_initial_password(engine):
         linked = live.call("PUT", "/org/lao-cai/officials/laocai.sxd.nv002", ADMIN,
                            json={"full_name": "Cán bộ số 2", "sso_subject": "x"})
         assert linked.status_code == 422 and linked.json()["code"] == "org.sso_not_configured"
+        imported = live.post("/org/lao-cai/import", ADMIN, data={"apply": "1"}, files={
+            "file": ("can-bo.csv", _csv([["laocai.sxd.nv002", "Cán bộ số 2", "", "",
+                                          "laocai.sxd.gt", "staff", "", "", "1", "x"]]))})
+        assert imported.status_code == 422
+        assert [(e["column"], e["code"]) for e in imported.json()["errors"]] == [
+            ("sso_subject", "org.sso_not_configured")]
         given = live.call("PUT", "/org/lao-cai/officials/laocai.sxd.nv002", ADMIN,
                           json={"full_name": "Cán bộ số 2", "password": "mat-khau-ban-dau"})
         assert given.status_code == 200, given.text
@@ -222,3 +228,35 @@ def test_without_single_sign_on_a_new_official_gets_an_initial_password(engine):
         assert [e.actor for e in audit(engine, "signed_in")] == [ADMIN]
     finally:
         live.stop()
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    header = "username,full_name,email,phone,unit_id,position,valid_from,valid_to,active," \
+             "sso_subject"
+    return "\n".join([header, *(",".join(r) for r in rows)]).encode()
+
+
+def test_an_import_links_officials_to_the_provider(engine):
+    with product_with_sso(engine, password_sign_in=False) as (live, idp):
+        live.tokens[ADMIN] = _token_by_sso(live, engine)
+        nv001 = ["laocai.sxd.nv001", "Cán bộ số 1", "", "", "laocai.sxd.gt", "staff", "", "",
+                 "1", ACCOUNTS["nv001"].sub]
+        # a value given to two officials: the row is named, nothing is imported
+        clash = ["laocai.sxd.nv002", "Cán bộ số 2", "", "", "laocai.sxd.gt", "staff", "", "",
+                 "1", ACCOUNTS["nv001"].sub]
+        refused = live.post("/org/lao-cai/import", ADMIN, data={"apply": "1"},
+                            files={"file": ("can-bo.csv", _csv([nv001, clash]))})
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["errors"]
+        assert (error["row"], error["column"], error["code"]) == (
+            3, "sso_subject", "org.import_identity_taken")
+        assert engine.identities.official_for(idp.issuer, ACCOUNTS["nv001"].sub) is None
+
+        done = live.post("/org/lao-cai/import", ADMIN, data={"apply": "1"},
+                         files={"file": ("can-bo.csv", _csv([nv001]))})
+        assert done.status_code == 200 and done.json()["linked"] == ["laocai.sxd.nv001"]
+        assert engine.identities.official_for(idp.issuer, ACCOUNTS["nv001"].sub) == \
+            "laocai.sxd.nv001"
+        browser, inbox = sso_sign_in(live, ACCOUNTS["nv001"])
+        assert browser.get(f"{live.url}/api/v1/me", timeout=30).json()["username"] == \
+            "laocai.sxd.nv001"

@@ -139,6 +139,8 @@ class ImportOut(Schema):
     memberships_added = fields.List(fields.Dict())
     memberships_ended = fields.List(fields.Dict())
     reassigned = fields.List(fields.Dict())
+    linked = fields.List(fields.String(), metadata={
+        "description": "officials the column sso_subject links to the identity provider"})
     errors = fields.List(fields.Dict(), metadata={"description": "row, column, code, "
                                                                  "message, value"})
 
@@ -309,7 +311,8 @@ def import_officials(variant):
                                   "message_en": "No file"}])
     apply = (request.form.get("apply") or "").lower() in ("1", "true", "yes")
     plan = engine().orgadmin.import_file(current(), variant, upload.read(),
-                                         upload.filename or "officials.csv", apply)
+                                         upload.filename or "officials.csv", apply,
+                                         current_app.extensions["nd73.settings"].oidc_issuer)
     return {**plan.as_dict(), "applied": apply and not plan.errors}
 
 

@@ -225,13 +225,16 @@ def import_file(variant):
         flash(t("org_no_file"), "error")
         return redirect(url_for("org_ui.page", variant=variant))
     apply = request.form.get("apply") == "1"
+    issuer = current_app.extensions["nd73.settings"].oidc_issuer
     try:
-        plan = engine().orgadmin.import_file(principal(), variant, content, name, apply)
+        plan = engine().orgadmin.import_file(principal(), variant, content, name, apply,
+                                             issuer)
     except InvalidData as exc:
         if not exc.details.get("errors"):
             flash(error_text(exc), "error")
             return redirect(url_for("org_ui.page", variant=variant))
-        plan = engine().orgadmin.import_file(principal(), variant, content, name, False)
+        plan = engine().orgadmin.import_file(principal(), variant, content, name, False,
+                                             issuer)
         apply = False
     if apply:
         flash(t("org_imported", count=plan.rows), "success")
