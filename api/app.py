@@ -33,6 +33,8 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SECRET_KEY=secret_key(PROJECT_ROOT / "var", configured_key),
         TOKEN_TTL=settings.token_ttl,
+        SESSION_TTL=settings.session_ttl,
+        PERMANENT_SESSION_LIFETIME=settings.session_ttl,
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         API_TITLE="ND73 Workflow API",
         API_VERSION="v1",

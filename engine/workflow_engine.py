@@ -12,6 +12,7 @@ from .attachments import Attachments
 from .documents.service import DocumentIssuer, Documents
 from .dossier import Dossiers
 from .org import Org
+from .identities import Identities
 from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
@@ -44,7 +45,7 @@ class WorkflowEngine:
         time_limit = script_time_limit or settings.script_time_limit
         max_bytes = max_data_bytes or settings.max_data_bytes
         self.codec = Codec()
-        self.org = Org(self.db)
+        self.org = Org(self.db, self.clock)
         self.figures = Figures(self.db, self.org, self.clock)
         offered = {**deadlines.sandbox_functions(self.clock),
                    **self.org.sandbox_functions(deadlines.current_settings),
@@ -54,6 +55,7 @@ class WorkflowEngine:
         self.notifications = Notifications(self.db, self.clock, self.org,
                                            base_url=settings.public_url)
         self.access = Access(self.db, self.clock)
+        self.identities = Identities(self.db, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org, self.access,
                                notifications=self.notifications)

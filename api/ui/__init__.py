@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, designer, documents, notifications, officials, organisation, web
+from . import admin, designer, documents, notifications, officials, organisation, sso, web
 
 
 def register(app: Flask) -> None:
@@ -13,3 +13,4 @@ def register(app: Flask) -> None:
     for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp,
                       organisation.blp, documents.blp):
         app.register_blueprint(blueprint)
+    sso.install(app, app.extensions["nd73.settings"])

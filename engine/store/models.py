@@ -292,6 +292,24 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
 
 
+class IdentityLink(Base):
+    """An official's account at the deployment's OpenID Connect provider: the value the
+    provider gives in the configured claim (its subject, by default) for them. Sign-in
+    through the provider maps that value to the official here, never by trusting a name the
+    provider sends; an administrator makes the link."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (
+        UniqueConstraint("issuer", "username", name="uq_identity_link_official"),
+    )
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"),
+                                          index=True)
+    linked_at: Mapped[datetime]
+
+
 class Membership(Base):
     """A position a user holds in a unit: head, deputy, staff, party_secretary,
     council_member (a user may hold several, in several units)."""
