@@ -1,0 +1,239 @@
+"""Drafts of a variant's process folder (engine/drafts.py): made from the deployed folder,
+kept in the database, saved file by file or as a zip (each bad entry named), summarised
+against the deployed folder element by element, field by field and key by key, and
+deployed through the repository (new versions; running cases stay on theirs). Only the
+variant's designers touch it."""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+import pytest
+
+from engine import drafts as drafting
+from engine.clock import as_utc
+from engine.errors import Conflict, DefinitionInvalid, Forbidden
+from engine.workflow_engine import WorkflowEngine
+from conftest import PROJECT
+from procedures import as_user, deploy_library, to_decision
+from test_designer_studio import (FIVE_DAYS, SEVEN_DAYS, PROPOSER, DESIGNER, OTHER_DESIGNER,
+                                  APPROVAL_FLOW, NEW_CONDITION, decide_task, deployed_condition)
+
+
+@pytest.fixture
+def library(engine):
+    deploy_library(engine)
+    return engine
+
+
+def designer(engine, name=DESIGNER):
+    return as_user(engine, name)
+
+
+def with_deadline(toml: bytes, days: int) -> bytes:
+    text, count = re.subn(r"(?m)^decision = \d+$", f"decision = {days}", toml.decode())
+    assert count == 1
+    return text.encode()
+
+
+def with_condition(bpmn: bytes, condition: str) -> bytes:
+    text = bpmn.decode()
+    pattern = (rf'(<bpmn:sequenceFlow id="{APPROVAL_FLOW}"[^>]*>\s*'
+               r'<bpmn:conditionExpression[^>]*>)([^<]*)(<)')
+    text, count = re.subn(pattern, lambda m: m[1] + condition.replace('"', "&#34;") + m[3],
+                          text)
+    assert count == 1
+    return text.encode()
+
+
+def test_a_draft_starts_as_the_deployed_folder_and_deploying_it_unchanged_changes_nothing(
+        library):
+    who = designer(library)
+    assert library.drafts.get("lao-cai", who) is None
+    draft = library.drafts.open("lao-cai", who)
+    assert draft.revision == 1 and draft.created_by == DESIGNER
+    assert {"proposal.bpmn", "council.bpmn", "variant.toml"} <= set(draft.files)
+    assert any(p.startswith("forms/") for p in draft.files)
+    assert any(p.startswith("notifications/") for p in draft.files)
+    assert any(p.startswith("documents/") and p.endswith(".docx") for p in draft.files)
+    assert b'via_home_affairs_for = [\n    "head",\n]' in draft.files["variant.toml"] \
+        or b'via_home_affairs_for = ["head"]' in draft.files["variant.toml"]
+
+    assert library.drafts.changes("lao-cai", who).empty
+    results = library.drafts.deploy("lao-cai", who, draft.revision)
+    assert results and not any(r.created for r in results)     # the same content hashes
+    assert library.drafts.get("lao-cai", who) is None
+
+
+def test_the_draft_survives_a_restart(library, database_url, clock):
+    who = designer(library)
+    draft = library.drafts.open("lao-cai", who)
+    toml = with_deadline(draft.files["variant.toml"], 5)
+    library.drafts.put_file("lao-cai", "variant.toml", toml, who, draft.revision)
+
+    again = WorkflowEngine(database_url, clock=clock)
+    try:
+        kept = again.drafts.get("lao-cai", designer(again))
+        assert kept.revision == 2 and kept.files["variant.toml"] == toml
+    finally:
+        again.close()
+
+
+def test_a_save_on_an_older_revision_is_refused(library):
+    who = designer(library)
+    draft = library.drafts.open("lao-cai", who)
+    library.drafts.put_file("lao-cai", "variant.toml",
+                            with_deadline(draft.files["variant.toml"], 5), who, draft.revision)
+    with pytest.raises(Conflict) as refused:
+        library.drafts.put_file("lao-cai", "variant.toml",
+                                with_deadline(draft.files["variant.toml"], 6), who,
+                                draft.revision)
+    assert refused.value.message_code == "draft.conflict"
+    with pytest.raises(Conflict):
+        library.drafts.deploy("lao-cai", who, draft.revision)
+
+
+def test_the_zip_round_trip_keeps_every_file(library):
+    who = designer(library)
+    folder = library.drafts.deployed_folder("lao-cai", who)
+    data = drafting.to_zip(folder)
+    assert drafting.from_zip(data) == folder
+    # a zip of the folder itself (lao-cai/…) with the demo organisation beside it
+    nested = io.BytesIO()
+    with zipfile.ZipFile(nested, "w") as archive:
+        for path, content in folder.items():
+            archive.writestr(f"lao-cai/{path}", content)
+        archive.writestr("lao-cai/org.toml", b"[units]\n")
+    assert drafting.from_zip(nested.getvalue()) == folder
+    saved = library.drafts.save("lao-cai", drafting.from_zip(data), who)
+    assert saved.files == folder and library.drafts.changes("lao-cai", who).empty
+
+
+def zipped(*entries: tuple[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression) as archive:
+        for name, content in entries:
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def refusal(data: bytes) -> list:
+    with pytest.raises(DefinitionInvalid) as refused:
+        drafting.from_zip(data)
+    return [(p.file, p.code) for p in refused.value.problems]
+
+
+def test_bad_zip_entries_are_refused_each_named(library):
+    good = b'<?xml version="1.0"?><bpmn:definitions xmlns:bpmn=' \
+           b'"http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"/>'
+    assert refusal(zipped(("../evil.bpmn", good))) == [("../evil.bpmn", "draft.path_outside")]
+    assert refusal(zipped(("/etc/passwd.bpmn", good))) == [("/etc/passwd.bpmn",
+                                                            "draft.path_outside")]
+    assert refusal(zipped(("forms/../../x.json", b"{}"))) == [("forms/../../x.json",
+                                                              "draft.path_outside")]
+    assert refusal(zipped(("run.sh", b"id"))) == [("run.sh", "draft.path_kind")]
+    assert refusal(zipped(("proposal.bpmn", b"<bpmn:definitions"))) == [("proposal.bpmn",
+                                                                         "bpmn.not_xml")]
+    assert refusal(zipped(("variant.toml", b"[deadlines\ndecision = 5"))) == [
+        ("variant.toml", "variant.toml")]
+    assert refusal(zipped(("forms/plan.json", b"[1, 2"))) == [("forms/plan.json",
+                                                               "draft.not_json")]
+    bomb = zipped(("proposal.bpmn", b"<" + b" " * (3 * 1024 * 1024) + b"/>"))
+    assert len(bomb) < 64 * 1024
+    assert refusal(bomb) == [("proposal.bpmn", "draft.zip_bomb")]
+    assert refusal(b"PK not a zip") == [("(zip)", "draft.not_zip")]
+    # a DTD (entities, the billion laughs) is refused as deployment refuses it
+    laughs = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
+    assert refusal(zipped(("council.bpmn", laughs))) == [("council.bpmn", "bpmn.dtd")]
+
+
+def test_settings_are_checked_as_deployment_checks_them(library):
+    who = designer(library)
+    draft = library.drafts.open("lao-cai", who)
+    bad = draft.files["variant.toml"].replace(b'unit_deadline = "30/11"',
+                                              b'unit_deadline = "31/11"', 1)
+    assert bad != draft.files["variant.toml"]
+    with pytest.raises(DefinitionInvalid) as refused:
+        library.drafts.put_file("lao-cai", "variant.toml", bad, who)
+    [problem] = refused.value.problems
+    assert problem.file == "lao-cai/variant.toml: reporting.unit_deadline"
+    assert problem.code == "variant.no_day" and problem.params["value"] == "31/11"
+    assert library.drafts.get("lao-cai", who).revision == draft.revision    # nothing written
+
+
+def test_the_summary_names_what_changes_element_by_element_field_by_field_key_by_key(
+        library):
+    who = designer(library)
+    draft = library.drafts.open("lao-cai", who)
+    files = dict(draft.files)
+    files["variant.toml"] = with_deadline(files["variant.toml"], 5)
+    files["proposal.bpmn"] = with_condition(files["proposal.bpmn"], NEW_CONDITION)
+    [plan] = [p for p in files if p.startswith("forms/") and "plan" in p][:1]
+    schema = __import__("json").loads(files[plan])
+    schema["properties"]["budget_source"] = {"type": "string", "title": "Nguồn kinh phí"}
+    schema["required"] = [*schema.get("required", []), "budget_source"]
+    files[plan] = __import__("json").dumps(schema, ensure_ascii=False).encode()
+    library.drafts.save("lao-cai", files, who, draft.revision)
+
+    changes = library.drafts.changes("lao-cai", who).to_dict()
+    assert not changes["empty"]
+    assert {"key": "deadlines.decision", "change": "changed", "before": 7, "after": 5} \
+        in changes["settings"]
+    [diagram] = changes["diagrams"]
+    assert diagram["path"] == "proposal.bpmn" and diagram["change"] == "changed"
+    [flow] = diagram["elements"]
+    assert (flow["id"], flow["kind"], flow["change"], flow["details"]) == (
+        APPROVAL_FLOW, "sequenceFlow", "changed", ["condition"])
+    [form] = changes["forms"]
+    assert form["path"] == plan and form["fields"] == [{"field": "budget_source",
+                                                        "change": "added"}]
+
+
+def test_deploying_the_draft_gives_new_cases_the_new_deadline_and_keeps_running_ones(
+        library):
+    running = to_decision(library, "lao-cai", PROPOSER, business_key="LC-RUNNING")
+    who = designer(library)
+    draft = library.drafts.open("lao-cai", who)
+    draft = library.drafts.put_file("lao-cai", "variant.toml",
+                                    with_deadline(draft.files["variant.toml"], 5), who,
+                                    draft.revision)
+    draft = library.drafts.put_file("lao-cai", "proposal.bpmn",
+                                    with_condition(draft.files["proposal.bpmn"], NEW_CONDITION),
+                                    who, draft.revision)
+    assert [b.key for b in library.drafts.validate("lao-cai", who)]
+    results = library.drafts.deploy("lao-cai", who, draft.revision)
+    assert all(r.created for r in results)     # the settings travel with every process
+    latest = library.repository.latest("lao-cai", "proposal")
+    assert latest.version == 2 and latest.deployed_by == DESIGNER
+    assert deployed_condition(latest) == NEW_CONDITION
+    assert library.repository.settings(latest)["deadlines"]["decision"] == 5
+    assert library.drafts.get("lao-cai", who) is None
+
+    fresh = to_decision(library, "lao-cai", PROPOSER, business_key="LC-NEW")
+    assert as_utc(decide_task(fresh).due_at) == FIVE_DAYS
+    assert as_utc(decide_task(running).due_at) == SEVEN_DAYS
+    assert running.instance.definition_id != latest.id
+
+
+def test_a_draft_folder_that_extends_national_inherits_its_files(library):
+    who = designer(library)
+    # the province's own folder, as the repository keeps it, with a deadline of its own
+    own = (PROJECT / "processes" / "lao-cai" / "variant.toml").read_bytes()
+    library.drafts.save("lao-cai", {"variant.toml": own + b"\n[deadlines]\ndecision = 5\n"},
+                        who)
+    changes = library.drafts.changes("lao-cai", who)
+    assert not changes.diagrams and not changes.forms
+    assert [c.key for c in changes.settings if c.change == "changed"] == ["deadlines.decision"]
+
+
+def test_only_designers_of_the_variant_touch_its_draft(library):
+    other = designer(library, OTHER_DESIGNER)
+    for call in (lambda: library.drafts.open("lao-cai", other),
+                 lambda: library.drafts.get("lao-cai", other),
+                 lambda: library.drafts.deployed_folder("lao-cai", other),
+                 lambda: library.drafts.put_file("lao-cai", "variant.toml", b"", other),
+                 lambda: library.drafts.deploy("lao-cai", other)):
+        with pytest.raises(Forbidden):
+            call()
+    assert library.drafts.get("lao-cai", designer(library)) is None
