@@ -486,7 +486,7 @@ class Drafts:
         self.clock = clock
 
     @staticmethod
-    def _require_designer(variant: str, who: Principal) -> None:
+    def require_designer(variant: str, who: Principal) -> None:
         if not who.is_designer(variant):
             raise Forbidden(f"only designers of '{variant}' may change its processes",
                             rule="designer", variant=variant)
@@ -513,12 +513,12 @@ class Drafts:
         return files, max(d.id for d in latest)
 
     def deployed_folder(self, variant: str, who: Principal) -> dict[str, bytes]:
-        self._require_designer(variant, who)
+        self.require_designer(variant, who)
         return self._deployed(variant)[0]
 
     # reading and writing the draft -----------------------------------------------------------
     def get(self, variant: str, who: Principal) -> Draft | None:
-        self._require_designer(variant, who)
+        self.require_designer(variant, who)
         with self.db.reading() as session:
             row = session.get(DraftRow, variant)
             if row is None:
@@ -565,7 +565,7 @@ class Drafts:
     def save(self, variant: str, files: dict[str, bytes], who: Principal,
              revision: int | None = None) -> Draft:
         """Replace the draft's folder (a zip uploaded, say); checked file by file."""
-        self._require_designer(variant, who)
+        self.require_designer(variant, who)
         check_folder(files)
         self._check_settings(variant, files)
         return self._write(variant, files, who, revision)
@@ -574,6 +574,7 @@ class Drafts:
                  revision: int | None = None) -> Draft:
         """Add or replace one file of the draft (made from the deployed folder first when
         there is none); a variant.toml is checked as deployment checks settings."""
+        self.require_designer(variant, who)
         check_file(path, content)
         draft = self.open(variant, who)
         files = {**draft.files, path: content}
@@ -591,7 +592,7 @@ class Drafts:
                            who, revision)
 
     def discard(self, variant: str, who: Principal) -> None:
-        self._require_designer(variant, who)
+        self.require_designer(variant, who)
         with self.db.transaction() as session:
             session.execute(delete(DraftFile).where(DraftFile.variant == variant))
             session.execute(delete(DraftRow).where(DraftRow.variant == variant))

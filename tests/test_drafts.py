@@ -237,3 +237,75 @@ def test_only_designers_of_the_variant_touch_its_draft(library):
         with pytest.raises(Forbidden):
             call()
     assert library.drafts.get("lao-cai", designer(library)) is None
+
+
+# --- the REST API ------------------------------------------------------------------------
+
+@pytest.fixture
+def server(library):
+    from api_client import LiveServer
+    live = LiveServer(library)
+    yield live
+    live.stop()
+
+
+def test_the_api_saves_a_draft_round_trips_its_zip_summarises_and_deploys_it(server, library):
+    base = "/variants/lao-cai"
+    assert server.get(f"{base}/draft", user=DESIGNER).json()["code"] == "draft.none"
+    opened = server.post(f"{base}/draft", user=DESIGNER)
+    assert opened.status_code == 200 and opened.json()["revision"] == 1
+    toml = server.get(f"{base}/draft/files/variant.toml", user=DESIGNER)
+    assert toml.status_code == 200 and b"[deadlines]" in toml.content
+
+    # 31/11 is refused naming the file and the field, in the reader's language
+    refused = server.call("PUT", f"{base}/draft/files/variant.toml?revision=1", DESIGNER,
+                          data=toml.content.replace(b'"30/11"', b'"31/11"', 1),
+                          headers={"Accept-Language": "vi"})
+    assert refused.status_code == 422, refused.text
+    [problem] = refused.json()["problems"]
+    assert problem["file"] == "lao-cai/variant.toml: reporting.unit_deadline"
+    assert problem["code"] == "variant.no_day"
+
+    saved = server.call("PUT", f"{base}/draft/files/variant.toml?revision=1", DESIGNER,
+                        data=with_deadline(toml.content, 5))
+    assert saved.status_code == 200 and saved.json()["revision"] == 2
+    stale = server.call("PUT", f"{base}/draft/files/variant.toml?revision=1", DESIGNER,
+                        data=with_deadline(toml.content, 6))
+    assert stale.status_code == 409 and stale.json()["code"] == "draft.conflict"
+
+    # download, upload back: the same folder, a new revision
+    download = server.get(f"{base}/draft.zip", user=DESIGNER)
+    assert download.headers["Content-Type"] == "application/zip"
+    uploaded = server.post(f"{base}/draft.zip", user=DESIGNER,
+                           files={"file": ("lao-cai.zip", download.content)})
+    assert uploaded.status_code == 200 and uploaded.json()["revision"] == 3
+    bad = server.post(f"{base}/draft.zip", user=DESIGNER,
+                      files={"file": ("x.zip", zipped(("../../etc/cron.d/x.bpmn", b"<x/>")))})
+    assert bad.status_code == 422
+    assert bad.json()["problems"][0]["file"] == "../../etc/cron.d/x.bpmn"
+    deployed = server.get(f"{base}/deployed.zip", user=DESIGNER)
+    assert b"deadlines" in drafting.from_zip(deployed.content)["variant.toml"]
+
+    changes = server.get(f"{base}/draft/changes", user=DESIGNER).json()
+    assert changes["settings"] == [{"key": "deadlines.decision", "change": "changed",
+                                    "before": 7, "after": 5}]
+    assert server.post(f"{base}/draft/validate", user=DESIGNER).json()["valid"] is True
+    stale = server.post(f"{base}/draft/deploy", user=DESIGNER, json={"revision": 2})
+    assert stale.status_code == 409
+    done = server.post(f"{base}/draft/deploy", user=DESIGNER, json={"revision": 3})
+    assert done.status_code == 201 and done.json()["created"] is True
+    assert library.repository.settings(
+        library.repository.latest("lao-cai", "proposal"))["deadlines"]["decision"] == 5
+    assert server.get(f"{base}/draft", user=DESIGNER).status_code == 404
+
+
+def test_another_provinces_designer_gets_403_on_every_draft_endpoint(server, library):
+    base = "/variants/lao-cai"
+    for method, path, kw in (("GET", "/draft", {}), ("POST", "/draft", {}),
+                             ("GET", "/draft.zip", {}), ("GET", "/deployed.zip", {}),
+                             ("PUT", "/draft/files/variant.toml", {"data": b"x = 1"}),
+                             ("GET", "/draft/changes", {}),
+                             ("POST", "/draft/deploy", {"json": {"revision": 1}})):
+        answer = server.call(method, base + path, OTHER_DESIGNER, **kw)
+        assert answer.status_code == 403, (method, path, answer.text)
+    assert library.drafts.get("lao-cai", designer(library)) is None
