@@ -576,8 +576,10 @@ class Drafts:
         there is none); a variant.toml is checked as deployment checks settings."""
         self.require_designer(variant, who)
         check_file(path, content)
-        draft = self.open(variant, who)
-        files = {**draft.files, path: content}
+        draft = self.get(variant, who)
+        # a refused file makes no draft either
+        files = {**(draft.files if draft is not None else self._deployed(variant)[0]),
+                 path: content}
         if path == SETTINGS_FILE:
             self._check_settings(variant, files)
         return self._write(variant, files, who, revision)

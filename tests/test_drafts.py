@@ -17,8 +17,9 @@ from engine.errors import Conflict, DefinitionInvalid, Forbidden
 from engine.workflow_engine import WorkflowEngine
 from conftest import PROJECT
 from procedures import as_user, deploy_library, to_decision
-from test_designer_studio import (FIVE_DAYS, SEVEN_DAYS, PROPOSER, DESIGNER, OTHER_DESIGNER,
-                                  APPROVAL_FLOW, NEW_CONDITION, decide_task, deployed_condition)
+from test_designer_studio import (APPROVAL_FLOW, DESIGNER, FIVE_DAYS, NEW_CONDITION,
+                                  OTHER_DESIGNER, PROPOSER, SEVEN_DAYS, decide_task,
+                                  deployed_condition, needs_chromium)
 
 
 @pytest.fixture
@@ -309,3 +310,61 @@ def test_another_provinces_designer_gets_403_on_every_draft_endpoint(server, lib
         answer = server.call(method, base + path, OTHER_DESIGNER, **kw)
         assert answer.status_code == 403, (method, path, answer.text)
     assert library.drafts.get("lao-cai", designer(library)) is None
+
+
+# --- the browser ----------------------------------------------------------------------------
+
+@pytest.fixture
+def browser():
+    from browser import chromium_page
+    with chromium_page(1400, 900) as page:
+        yield page
+
+
+@needs_chromium
+def test_lao_cai_designer_changes_the_decision_deadline_in_the_settings_editor_and_deploys(
+        server, library, browser):
+    from browser import sign_in
+    from playwright.sync_api import expect
+
+    page = browser
+    running = to_decision(library, "lao-cai", PROPOSER, business_key="LC-RUNNING")
+    sign_in(page, server, DESIGNER)
+    page.goto(f"{server.url}/designer")
+    page.locator("[data-settings=lao-cai]").click()
+    decision = page.locator("#setting-deadlines-decision")
+    expect(decision).to_have_value("7")
+
+    # an impossible date is refused next to its field, in Vietnamese, and nothing is saved
+    page.locator("#setting-reporting-unit_deadline").fill("31/11")
+    decision.fill("5")
+    page.get_by_role("button", name="Lưu bản nháp").first.click()
+    expect(page.locator("[data-error-for='reporting.unit_deadline']")).to_have_text(
+        "'31/11' không phải ngày có thật: tháng 11 chỉ có 30 ngày")
+    expect(page.locator("#setting-reporting-unit_deadline")).to_have_value("31/11")
+    assert library.drafts.get("lao-cai", designer(library)) is None
+
+    page.locator("#setting-reporting-unit_deadline").fill("30/11")
+    page.locator("#setting-deadlines-decision").fill("5")
+    page.get_by_role("button", name="Lưu bản nháp").first.click()
+    expect(page.locator(".flash.success")).to_contain_text("Đã lưu bản nháp")
+    expect(page.locator("#setting-deadlines-decision")).to_have_value("5")
+
+    # the draft's page sums up the change key by key before deploying
+    page.get_by_role("link", name="← Bản nháp").click()
+    row = page.locator("[data-testid=summary-settings] tr[data-key='deadlines.decision']")
+    expect(row).to_contain_text("Thay đổi")
+    expect(row.locator("td").nth(2)).to_have_text("7")
+    expect(row.locator("td").nth(3)).to_have_text("5")
+    expect(page.locator("[data-testid=summary-settings] tbody tr")).to_have_count(1)
+    page.screenshot(path=str(PROJECT / "tests" / "output" / "drafts-summary.png"),
+                    full_page=True)
+    page.get_by_role("button", name="Triển khai").click()
+    expect(page.locator(".flash.success")).to_contain_text("Đã triển khai: ")
+
+    latest = library.repository.latest("lao-cai", "proposal")
+    assert latest.version == 2 and latest.deployed_by == DESIGNER
+    fresh = to_decision(library, "lao-cai", PROPOSER, business_key="LC-NEW")
+    assert as_utc(decide_task(fresh).due_at) == FIVE_DAYS
+    assert as_utc(decide_task(running).due_at) == SEVEN_DAYS
+    assert running.instance.definition_id != latest.id

@@ -103,8 +103,13 @@ def modeler(variant, key):
     _require_designer(variant)
     definition = _definition(variant, key)
     file_name, xml = diagrams.main_file(definition.sources, key)
+    # the studio edits the variant's draft when there is one (not when a version is asked)
+    draft = None if request.args.get("version") else engine().drafts.get(variant, principal())
+    if draft is not None and file_name in draft.files:
+        xml = draft.files[file_name].decode("utf-8")
     return render_template("modeler.html", definition=definition, file_name=file_name,
-                           xml=xml, versions=engine().repository.versions(variant, key)[::-1],
+                           xml=xml, draft=draft,
+                           versions=engine().repository.versions(variant, key)[::-1],
                            base=BASE_VARIANT, messages=catalogues.messages(MODELER_MESSAGES),
                            studio=studio_data(definition), words=modeler_words(lang()))
 
