@@ -368,3 +368,33 @@ def test_lao_cai_designer_changes_the_decision_deadline_in_the_settings_editor_a
     assert as_utc(decide_task(fresh).due_at) == FIVE_DAYS
     assert as_utc(decide_task(running).due_at) == SEVEN_DAYS
     assert running.instance.definition_id != latest.id
+
+
+# --- the comparison with national --------------------------------------------------------
+
+def test_compare_covers_settings_and_forms_and_shows_processes_only_in_the_variant(server):
+    from test_web_ui import web_session
+
+    web, _ = web_session(server, "admin")
+    page = web.get(f"{server.url}/designer/can-tho/proposal/compare", timeout=60)
+    assert page.status_code == 200
+    # the same diagram, but Cần Thơ routes heads and deputies via Sở Nội vụ
+    assert "Giống quy trình chung" not in page.text
+    assert 'data-key="routing.via_home_affairs_for"' in page.text
+    assert 'data-key="council.home_affairs_advises"' in page.text
+
+    only = web.get(f"{server.url}/designer/dak-lak/department_report/compare", timeout=60)
+    assert only.status_code == 200 and "Chỉ có ở biến thể" in only.text
+    index = web.get(f"{server.url}/designer", timeout=60).text
+    assert 'data-only-in-variant="department_report"' in index
+    assert "/designer/dak-lak/department_report/compare" not in index
+    # national against itself is the same
+    same = web.get(f"{server.url}/designer/national/proposal/compare", timeout=60)
+    assert "Giống quy trình chung" in same.text
+
+    outsider, _ = web_session(server, OTHER_DESIGNER)
+    assert outsider.get(f"{server.url}/designer/lao-cai/proposal/compare",
+                        timeout=60).status_code == 403
+    assert outsider.get(f"{server.url}/designer/lao-cai/draft", timeout=60).status_code == 403
+    assert outsider.get(f"{server.url}/designer/lao-cai/settings",
+                        timeout=60).status_code == 403
