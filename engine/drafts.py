@@ -64,7 +64,7 @@ from .notifications import templates as notification_templates
 from .repository import DOCUMENT_PREFIX, SETTINGS_SOURCE, DeployedProcess, Repository
 from .store import Database
 from .store.models import Definition, Draft as DraftRow, DraftFile
-from .variants import SETTINGS_FILE, UNCONFIRMED, SourceFile, loads_toml, read_settings
+from .variants import SETTINGS_FILE, UNCONFIRMED, SourceFile, loads_toml
 
 FORMS = "forms/"
 NOTIFICATIONS = notification_templates.SOURCE_PREFIX
@@ -608,20 +608,10 @@ class Drafts:
         """The settings a folder deploys, checked as deployment checks them: its
         variant.toml over the deployed settings of the variant it extends (or the
         variant's own deployed settings when the folder has none)."""
-        label = f"{variant}/{SETTINGS_FILE}"
         if SETTINGS_FILE not in files:
             deployed, _ = self._deployed(variant)
             files = {**files, SETTINGS_FILE: deployed[SETTINGS_FILE]}
-        own = loads_toml(files[SETTINGS_FILE], label)
-        parent = None
-        base = own.get("extends")
-        if base:
-            if base == variant or not isinstance(base, str):
-                raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'",
-                                                 code="variant.extends_loop",
-                                                 params={"variant": str(base)})])
-            parent = self._inputs(base, self._deployed(base)[0], resolve=False).settings
-        return read_settings(own, label, parent, variant)
+        return self.repository.read_settings_file(variant, files[SETTINGS_FILE])
 
     def inputs(self, variant: str, files: dict[str, bytes]) -> FolderInputs:
         return self._inputs(variant, files, resolve=True)

@@ -398,3 +398,27 @@ def test_compare_covers_settings_and_forms_and_shows_processes_only_in_the_varia
     assert outsider.get(f"{server.url}/designer/lao-cai/draft", timeout=60).status_code == 403
     assert outsider.get(f"{server.url}/designer/lao-cai/settings",
                         timeout=60).status_code == 403
+
+
+def test_the_studio_upload_takes_a_variant_toml(server, library):
+    """POST /definitions (the modeler's upload) takes variant.toml beside BPMN files: laid
+    over the deployed settings of the variant it extends, checked as deployment checks."""
+    own = (PROJECT / "processes" / "lao-cai" / "variant.toml").read_bytes()
+    bad = own.replace(b'unit_deadline = "30/11"', b'unit_deadline = "31/11"')
+    refused = server.post("/definitions/validate", user=DESIGNER, data={"variant": "lao-cai"},
+                          files={"files": ("variant.toml", bad)})
+    assert refused.status_code == 422
+    [problem] = refused.json()["problems"]
+    assert (problem["file"], problem["code"]) == (
+        "lao-cai/variant.toml: reporting.unit_deadline", "variant.no_day")
+
+    nowhere = own.replace(b'extends = "national"', b'extends = "nowhere"')
+    refused = server.post("/definitions/validate", user=DESIGNER, data={"variant": "lao-cai"},
+                          files={"files": ("variant.toml", nowhere)})
+    assert refused.json()["problems"][0]["code"] == "variant.extends_unknown"
+
+    done = server.post("/definitions", user=DESIGNER, data={"variant": "lao-cai"},
+                       files={"files": ("variant.toml", own + b"\n[deadlines]\ndecision = 5\n")})
+    assert done.status_code == 201, done.text
+    assert library.repository.settings(
+        library.repository.latest("lao-cai", "proposal"))["deadlines"]["decision"] == 5

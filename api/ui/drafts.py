@@ -21,19 +21,14 @@ from .web import engine, principal, signed_in
 blp = Blueprint("drafts_ui", __name__, template_folder="templates")
 # settings the form does not draw field by field (lists of tables): edited as TOML text
 TABLE_LISTS = ("figures",)
-# the sections' names on the page, in the order a designer looks for them
-SECTIONS = ("deadlines", "calendar", "routing", "council", "reporting",
-            "half_year_reporting", "multi_year_reporting", "eligible", "documents", "roles",
-            "stages")
-SECTION_WORDS = {
-    "deadlines": N_("settings_section.deadlines"), "calendar": N_("settings_section.calendar"),
-    "routing": N_("settings_section.routing"), "council": N_("settings_section.council"),
-    "reporting": N_("settings_section.reporting"),
-    "half_year_reporting": N_("settings_section.half_year_reporting"),
-    "multi_year_reporting": N_("settings_section.multi_year_reporting"),
-    "eligible": N_("settings_section.eligible"), "documents": N_("settings_section.documents"),
-    "roles": N_("settings_section.roles"), "stages": N_("settings_section.stages"),
-    "schedules": N_("settings_section.schedules")}
+# the words of the settings' sections the national variant declares (a section without
+# words is shown by its key); sections are listed in the order of the file
+_SECTION_IDS = (N_("settings_section.deadlines"), N_("settings_section.calendar"),
+                N_("settings_section.routing"), N_("settings_section.council"),
+                N_("settings_section.reporting"), N_("settings_section.half_year_reporting"),
+                N_("settings_section.multi_year_reporting"), N_("settings_section.eligible"),
+                N_("settings_section.documents"), N_("settings_section.roles"),
+                N_("settings_section.stages"), N_("settings_section.schedules"))
 
 
 def problem_words(problem) -> str:
@@ -160,9 +155,8 @@ def _sections(settings: dict) -> list[tuple[str, str, list[dict]]]:
     """(section, its name on the page, its fields) of the settings a form edits."""
     editable = {k: v for k, v in settings.items()
                 if isinstance(v, dict) and k != UNCONFIRMED and k not in TABLE_LISTS}
-    order = [s for s in SECTIONS if s in editable] + sorted(set(editable) - set(SECTIONS))
     sections = []
-    for section in order:
+    for section in editable:
         fields = []
         for key, value in _leaves(editable[section], section + "."):
             kind = _kind(value)
@@ -171,7 +165,7 @@ def _sections(settings: dict) -> list[tuple[str, str, list[dict]]]:
             fields.append({"key": key, "kind": kind, "value": shown,
                            "numbers": bool(items) and all(
                                isinstance(v, int) and not isinstance(v, bool) for v in items)})
-        words = t(SECTION_WORDS[section]) if section in SECTION_WORDS else section
+        words = say(f"settings_section.{section}") or section
         sections.append((section, words, fields))
     top = [{"key": k, "kind": _kind(v), "value": v, "numbers": False}
            for k, v in settings.items() if k not in ("name", UNCONFIRMED)
