@@ -55,6 +55,7 @@ from pathlib import PurePosixPath
 import tomli_w
 from lxml import etree
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from . import diagrams
 from .access import Principal
@@ -534,18 +535,36 @@ class Drafts:
         if draft is not None:
             return draft
         files, based_on = self._deployed(variant)
-        return self._write(variant, files, who, None, based_on=based_on)
+        try:
+            return self._write(variant, files, who, 0, based_on=based_on)
+        except Conflict:            # a colleague opened it in the same instant: theirs
+            found = self.get(variant, who)
+            if found is None:
+                raise
+            return found
 
     def _write(self, variant: str, files: dict[str, bytes], who: Principal,
                revision: int | None, based_on: int | None = None) -> Draft:
+        """Store the folder as the draft's next revision. ``revision``: the one the change
+        was made on (0: made on the deployed folder, when there was no draft)."""
         now = self.clock.now()
+        try:
+            return self._store(variant, files, who, revision, based_on, now)
+        except IntegrityError:      # a colleague made the draft in the same instant
+            raise Conflict(f"the draft of '{variant}' was made by someone else meanwhile; "
+                           "reload it", code="draft.conflict",
+                           params={"by": "?", "revision": 1}) from None
+
+    def _store(self, variant: str, files: dict[str, bytes], who: Principal,
+               revision: int | None, based_on: int | None, now: datetime) -> Draft:
         with self.db.transaction() as session:
             row = session.get(DraftRow, variant, with_for_update=True)
-            if row is not None and revision is not None and row.revision != revision:
-                raise Conflict(f"the draft of '{variant}' was saved by {row.updated_by} since "
-                               f"revision {revision} (now {row.revision}); reload it",
-                               code="draft.conflict",
-                               params={"by": row.updated_by, "revision": row.revision})
+            stored = row.revision if row is not None else 0
+            if revision is not None and stored != revision:
+                by = row.updated_by if row is not None else "?"
+                raise Conflict(f"the draft of '{variant}' changed since revision {revision} "
+                               f"(now {stored}, by {by}); reload it", code="draft.conflict",
+                               params={"by": by, "revision": stored})
             if row is None:
                 if based_on is None:
                     based_on = session.scalar(select(func.max(Definition.id)).where(
@@ -582,6 +601,8 @@ class Drafts:
                  path: content}
         if path == SETTINGS_FILE:
             self._check_settings(variant, files)
+        if revision is None:
+            revision = draft.revision if draft is not None else 0   # what this change read
         return self._write(variant, files, who, revision)
 
     def remove_file(self, variant: str, path: str, who: Principal,
@@ -591,7 +612,7 @@ class Drafts:
             raise NotFound(f"the draft of '{variant}' has no file '{path}'",
                            code="draft.no_file", params={"path": path})
         return self._write(variant, {p: c for p, c in draft.files.items() if p != path},
-                           who, revision)
+                           who, draft.revision if revision is None else revision)
 
     def discard(self, variant: str, who: Principal) -> None:
         self.require_designer(variant, who)
