@@ -342,6 +342,8 @@ def test_lao_cai_designer_changes_the_decision_deadline_in_the_settings_editor_a
     expect(page.locator("[data-error-for='reporting.unit_deadline']")).to_have_text(
         "'31/11' không phải ngày có thật: tháng 11 chỉ có 30 ngày")
     expect(page.locator("#setting-reporting-unit_deadline")).to_have_value("31/11")
+    page.screenshot(path=str(PROJECT / "tests" / "output" / "drafts-settings-refused.png"),
+                    full_page=True)
     assert library.drafts.get("lao-cai", designer(library)) is None
 
     page.locator("#setting-reporting-unit_deadline").fill("30/11")
