@@ -253,6 +253,10 @@ def server(library):
 def test_the_api_saves_a_draft_round_trips_its_zip_summarises_and_deploys_it(server, library):
     base = "/variants/lao-cai"
     assert server.get(f"{base}/draft", user=DESIGNER).json()["code"] == "draft.none"
+    # reading shows the deployed folder and makes no draft
+    assert server.get(f"{base}/draft.zip", user=DESIGNER).status_code == 200
+    assert server.get(f"{base}/draft/files/proposal.bpmn", user=DESIGNER).status_code == 200
+    assert server.get(f"{base}/draft", user=DESIGNER).status_code == 404
     opened = server.post(f"{base}/draft", user=DESIGNER)
     assert opened.status_code == 200 and opened.json()["revision"] == 1
     toml = server.get(f"{base}/draft/files/variant.toml", user=DESIGNER)

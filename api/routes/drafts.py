@@ -68,6 +68,13 @@ def draft_dict(draft: drafting.Draft) -> dict:
             "files": [{"path": p, "size": len(c)} for p, c in sorted(draft.files.items())]}
 
 
+def _draft_or_deployed(variant: str) -> dict[str, bytes]:
+    """What the studio shows: the draft, else the deployed folder (reading makes no draft)."""
+    draft = engine().drafts.get(variant, current())
+    return draft.files if draft is not None else engine().drafts.deployed_folder(variant,
+                                                                                current())
+
+
 def _zip_response(files: dict[str, bytes], name: str) -> Response:
     return Response(drafting.to_zip(files), mimetype=ZIP,
                     headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
@@ -111,13 +118,14 @@ def discard_draft(variant):
                                                "content": {"application/octet-stream": BINARY}}})
 @authenticated
 def get_draft_file(variant, path):
-    """One file of the draft (``proposal.bpmn``, ``forms/…``, ``variant.toml``…)."""
-    draft = engine().drafts.open(variant, current())
-    if path not in draft.files:
+    """One file of the draft (``proposal.bpmn``, ``forms/…``, ``variant.toml``…), or of
+    the deployed folder while there is no draft."""
+    files = _draft_or_deployed(variant)
+    if path not in files:
         raise ApiProblem("not-found", f"the draft of '{variant}' has no file '{path}'",
                          code="draft.no_file", params={"path": path})
     kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return Response(draft.files[path], mimetype=kind if kind.startswith("text/")
+    return Response(files[path], mimetype=kind if kind.startswith("text/")
                     or path.endswith((".json", ".bpmn", ".toml")) else "application/octet-stream")
 
 
@@ -153,9 +161,8 @@ def remove_draft_file(args, variant, path):
                                                "content": {ZIP: BINARY}}})
 @authenticated
 def draft_zip(variant):
-    """The draft's folder as a zip (made from the deployed folder when there is none)."""
-    draft = engine().drafts.open(variant, current())
-    return _zip_response(draft.files, f"{variant}-nhap-{draft.revision}")
+    """The draft's folder as a zip (the deployed folder while there is no draft)."""
+    return _zip_response(_draft_or_deployed(variant), f"{variant}-nhap")
 
 
 @blp.route("/variants/<string:variant>/deployed.zip")

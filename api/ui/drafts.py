@@ -107,7 +107,9 @@ def act(variant):
 @blp.route("/designer/<string:variant>/draft.zip")
 @signed_in
 def download_draft(variant):
-    draft = engine().drafts.open(variant, principal())
+    draft = engine().drafts.get(variant, principal())
+    if draft is None:
+        return _zip(engine().drafts.deployed_folder(variant, principal()), variant)
     return _zip(draft.files, f"{variant}-nhap-{draft.revision}")
 
 
