@@ -17,6 +17,7 @@ from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
 from .tasks import TaskService
+from .drafts import Drafts
 from .repository import Repository
 from .runtime import Runtime
 from .scripting import EngineScriptEngine
@@ -52,6 +53,7 @@ class WorkflowEngine:
                    **self.figures.sandbox_functions(), **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
+        self.drafts = Drafts(self.db, self.repository, self.clock)
         self.notifications = Notifications(self.db, self.clock, self.org,
                                            base_url=settings.public_url)
         self.access = Access(self.db, self.clock)

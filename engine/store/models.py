@@ -496,3 +496,31 @@ class DocumentPdf(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     content: Mapped[bytes] = mapped_column(LargeBinary)
     rendered_at: Mapped[datetime]
+
+
+class Draft(Base):
+    """The draft of a variant's process folder that its designers edit apart from deploying
+    (engine/drafts.py): one per variant, shared by its designers; ``revision`` grows at
+    every save, so a save or deployment made on an older revision is refused."""
+
+    __tablename__ = "drafts"
+
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    based_on: Mapped[int] = mapped_column(Integer)       # newest definition id when made
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime]
+
+
+class DraftFile(Base):
+    """One file of a draft, by its path in the variant folder (``proposal.bpmn``,
+    ``forms/plan.schema.json``, ``variant.toml``, ``notifications/…``, ``documents/…``)."""
+
+    __tablename__ = "draft_files"
+
+    variant: Mapped[str] = mapped_column(
+        String(64), ForeignKey("drafts.variant", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
