@@ -12,6 +12,7 @@ notifications and any incident. Real cases are never touched: the real database 
 """
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from sqlalchemy import select
 
 from .access import Principal
 from .clock import LOCAL_TZ, ManualClock, as_utc
-from .errors import DefinitionInvalid, EngineError, Problem
+from .errors import N_, DefinitionInvalid, EngineError, NotFound, Problem
 from .store import (Definition, HumanTask, InstanceStatus, Membership, OrgUnit,
                     TaskCandidate, Timer, TimerStatus, User)
 from .store.models import Document, Notification
@@ -95,6 +96,20 @@ def parse_script(text: str, name: str, file: str) -> Script:
     except tomllib.TOMLDecodeError as exc:
         raise DefinitionInvalid([Problem(file, f"not TOML: {exc}", code="dryrun.not_toml",
                                          params={"error": str(exc)})]) from None
+    return script_from_dict(raw, name, file)
+
+
+def read_script(folder: Path | str, name: str) -> dict:
+    """The TOML table of one script kept with a variant folder (to show or edit it)."""
+    path = Path(folder) / DRYRUN_FOLDER / f"{name}.toml"
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name or "") or not path.is_file():
+        raise NotFound(f"no dry-run script '{name}' is kept with the variant",
+                       code="dryrun.no_script", params={"script": name})
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def script_from_dict(raw: dict, name: str, file: str) -> Script:
+    """A script from its table (a TOML file's, or a designer's edit of one)."""
     problems = []
 
     def need(table: dict, key: str, kind: type, where: str, default: Any = None):
@@ -363,7 +378,7 @@ class _Run:
         if not self.result.incidents:
             element = instance.incident_element
             self.result.incidents.append(Finding(
-                "dryrun.incident", f"incident: {instance.incident_message}",
+                N_("dryrun.incident"), f"incident: {instance.incident_message}",
                 element_id=element, element_name=self.names.get(element or "", element),
                 params={"error": instance.incident_message}))
         return True
@@ -373,11 +388,16 @@ class _Run:
             return sorted(session.scalars(select(TaskCandidate.username)
                                           .where(TaskCandidate.task_id == task.id)))
 
+    def _named(self, element: str) -> str:
+        """An element as the designer knows it: its name, and its id when they differ."""
+        name = self.names.get(element)
+        return f"{name} ({element})" if name and name != element else element
+
     def _fail(self, step: Step | int | None, code: str, message: str,
-              element: str | None = None, **params) -> None:
+              element_id: str | None = None, **params) -> None:
         number = step.number if isinstance(step, Step) else step
-        self.result.failures.append(Finding(code, message, number,
-                                            element, self.names.get(element or ""), params))
+        self.result.failures.append(Finding(code, message, number, element_id,
+                                            self.names.get(element_id or ""), params))
 
     def play(self) -> Result:
         from .diagrams import element_names
@@ -385,7 +405,7 @@ class _Run:
         try:
             definition = engine.repository.latest(self.result.variant, script.process)
         except EngineError as exc:
-            self._fail(None, "dryrun.no_process", exc.message, process=script.process)
+            self._fail(None, N_("dryrun.no_process"), exc.message, process=script.process)
             return self.result
         for text in definition.sources.values():
             if text.lstrip().startswith("<?xml") or "<bpmn:definitions" in text[:2000]:
@@ -395,7 +415,7 @@ class _Run:
                     pass
         starter = engine.access.principal(script.started_by)
         if starter is None:
-            self._fail(None, "dryrun.no_user", f"started_by: no official "
+            self._fail(None, N_("dryrun.no_user"), f"started_by: no official "
                        f"'{script.started_by}' in the organisation", user=script.started_by)
             return self.result
         try:
@@ -403,7 +423,7 @@ class _Run:
                                             principal=starter, data=dict(script.start_data),
                                             business_key=script.business_key)
         except EngineError as exc:
-            self._fail(None, "dryrun.start_refused", f"the start was refused: {exc.message}",
+            self._fail(None, N_("dryrun.start_refused"), f"the start was refused: {exc.message}",
                        error=exc.message)
             return self.result
         self.instance_id = instance.id
@@ -421,7 +441,7 @@ class _Run:
         engine = self.engine
         if step.at is not None:
             if step.at < engine.clock.now():
-                self._fail(step, "dryrun.time_backwards", f"at {local_time(step.at)} is "
+                self._fail(step, N_("dryrun.time_backwards"), f"at {local_time(step.at)} is "
                            "before the step before it", step.task, at=local_time(step.at))
                 return False
             self.move_to(step.at)
@@ -430,9 +450,9 @@ class _Run:
         if not tasks:
             self.move_to(engine.clock.now())
             open_now = sorted(t.element_id for t in engine.runtime.open_tasks(self.instance_id))
-            self._fail(step, "dryrun.not_open", f"{step.task} is not open (open: "
+            self._fail(step, N_("dryrun.not_open"), f"{step.task} is not open (open: "
                        f"{', '.join(open_now) or 'none'})", step.task,
-                       open=", ".join(open_now) or "-")
+                       element=step.task, open=", ".join(open_now) or "-")
             return False
         if step.wait == "due":
             due = max((as_utc(t.due_at) for t in tasks if t.due_at), default=None)
@@ -446,13 +466,15 @@ class _Run:
             candidates = self._candidates(task)
             if not candidates:
                 self.result.incidents.append(Finding(
-                    "dryrun.nobody", f"nobody can do {step.task}: the lane resolves to no "
-                    "official", step.number, step.task, self.names.get(step.task)))
+                    N_("dryrun.nobody"), f"nobody can do {step.task}: the lane resolves to no "
+                    "official", step.number, step.task, self.names.get(step.task),
+                    {"element": self._named(step.task)}))
                 return False
             by = step.by if step.by and not step.every else candidates[0]
             if by not in candidates:
-                self._fail(step, "dryrun.not_candidate", f"{by} is not among those who get "
+                self._fail(step, N_("dryrun.not_candidate"), f"{by} is not among those who get "
                            f"{step.task} ({', '.join(candidates)})", step.task, user=by,
+                           element=self._named(step.task),
                            candidates=", ".join(candidates))
                 return False
             try:
@@ -462,7 +484,7 @@ class _Run:
                 errors = (exc.details or {}).get("errors") or []
                 detail = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors
                                    if isinstance(e, dict)) or exc.message
-                self._fail(step, "dryrun.refused", f"the step was refused: {detail}",
+                self._fail(step, N_("dryrun.refused"), f"the step was refused: {detail}",
                            step.task, error=detail)
                 return False
         self.move_to(engine.clock.now())      # what came due on the way
@@ -543,35 +565,36 @@ class _Run:
     def _check_expectations(self) -> None:
         expect, result = self.script.expect, self.result
         if "end" in expect and expect["end"] != result.end:
-            self._fail(None, "dryrun.expected_end", f"expected to end at {expect['end']}, "
+            self._fail(None, N_("dryrun.expected_end"), f"expected to end at {expect['end']}, "
                        f"ended at {result.end or 'no end event'} (status {result.status})",
                        expect["end"], expected=expect["end"], actual=result.end or "-")
         for key in ("stage", "status"):
             if key in expect and expect[key] != getattr(result, key):
-                self._fail(None, "dryrun.expected_value", f"expected {key} {expect[key]}, "
+                self._fail(None, N_("dryrun.expected_value"), f"expected {key} {expect[key]}, "
                            f"got {getattr(result, key)}", None, key=key,
                            expected=expect[key], actual=getattr(result, key) or "-")
         steps = {s.task: s.number for s in self.script.steps}
         for element, wanted in (expect.get("due") or {}).items():
             found = [t["due"] for t in result.tasks if t["element_id"] == element]
             if str(wanted) not in found:
-                self._fail(_step_of(steps, element), "dryrun.expected_due",
+                self._fail(_step_of(steps, element), N_("dryrun.expected_due"),
                            f"{element}: expected due {wanted}, got "
                            f"{', '.join(d or '-' for d in found) or 'the step never opened'}",
-                           element, expected=str(wanted),
+                           element, element=self._named(element), expected=str(wanted),
                            actual=", ".join(d or "-" for d in found) or "-")
         for element, wanted in (expect.get("candidates") or {}).items():
             wanted = sorted([wanted] if isinstance(wanted, str) else wanted)
             found = sorted({p["username"] for t in result.tasks if t["element_id"] == element
                             for p in t["candidates"]})
             if found != wanted:
-                self._fail(_step_of(steps, element), "dryrun.expected_candidates",
+                self._fail(_step_of(steps, element), N_("dryrun.expected_candidates"),
                            f"{element}: expected {', '.join(wanted)}, got "
                            f"{', '.join(found) or 'nobody'}", element,
-                           expected=", ".join(wanted), actual=", ".join(found) or "-")
+                           element=self._named(element), expected=", ".join(wanted),
+                           actual=", ".join(found) or "-")
         kinds = sorted(d["kind"] for d in result.documents)
         if "documents" in expect and sorted(expect["documents"]) != kinds:
-            self._fail(None, "dryrun.expected_documents", f"expected documents "
+            self._fail(None, N_("dryrun.expected_documents"), f"expected documents "
                        f"{', '.join(sorted(expect['documents'])) or 'none'}, issued "
                        f"{', '.join(kinds) or 'none'}", None,
                        expected=", ".join(sorted(expect["documents"])) or "-",

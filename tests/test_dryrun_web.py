@@ -1,0 +1,118 @@
+"""Dry-runs from the REST API and the designer's page: only designers of the variant, on the
+deployed definitions, leaving the real database as it was. Screenshots land in
+tests/output/dryrun-*.png."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import func, select
+
+from api_client import LiveServer
+from browser import CHROMIUM, chromium_page, sign_in
+from engine.store import AuditEvent, HumanTask, Instance, Timer
+from engine.store.models import Document, Notification
+from procedures import deploy_library
+
+DESIGNER = "laocai.snv.chuyenvien"
+OTHER_DESIGNER = "cantho.snv.chuyenvien"
+OFFICIAL = "laocai.sxd.qlxd.truongphong"
+SHOTS = Path(__file__).parent / "output"
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"chromium is not installed at {CHROMIUM}")
+
+
+@pytest.fixture
+def server(engine):
+    deploy_library(engine)
+    live = LiveServer(engine)
+    yield live
+    live.stop()
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.db.reading() as session:
+        return {t.__tablename__: session.scalar(select(func.count()).select_from(t))
+                for t in (Instance, HumanTask, Timer, Document, Notification, AuditEvent)}
+
+
+def test_the_api_lists_and_runs_the_scripts_kept_with_the_variant(server, engine):
+    listed = server.get("/variants/lao-cai/dry-runs", DESIGNER)
+    assert listed.status_code == 200, listed.text
+    [script] = listed.json()
+    assert (script["name"], script["process"]) == ("tu_choi_qua_tet", "proposal")
+    assert script["script"]["steps"][0]["task"] == "submit_plan"
+    before = counts(engine)
+    ran = server.post("/variants/lao-cai/dry-runs", DESIGNER, json={"script": "tu_choi_qua_tet"})
+    assert ran.status_code == 200, ran.text
+    body = ran.json()
+    assert body["passed"] and body["end"] == "end_refused"
+    [decide] = [t for t in body["tasks"] if t["element_id"] == "decide"]
+    assert decide["due"] == "02/03/2026"
+    assert decide["candidates"][0]["full_name"] == "Đỗ Thanh Mai"
+    assert counts(engine) == before            # nothing written to the real database
+
+
+def test_the_api_runs_edited_choices_and_names_the_failing_step(server):
+    steps = server.get("/variants/lao-cai/dry-runs", DESIGNER).json()[0]["script"]["steps"]
+    steps[4] = {**steps[4], "data": {"decision": "reject"}}      # no reasons given
+    ran = server.post("/variants/lao-cai/dry-runs", DESIGNER,
+                      json={"script": "tu_choi_qua_tet", "steps": steps})
+    assert ran.status_code == 200, ran.text
+    [failure] = ran.json()["failures"]
+    assert (failure["step"], failure["element_id"], failure["code"]) == (
+        5, "decide", "dryrun.refused")
+    assert "refusal_reasons" in failure["message"]
+    bad = server.post("/variants/lao-cai/dry-runs", DESIGNER,
+                      json={"script": "tu_choi_qua_tet", "starts_at": "31/11/2026"})
+    assert bad.status_code == 422
+    assert "31/11/2026" in bad.text
+    missing = server.post("/variants/lao-cai/dry-runs", DESIGNER, json={"script": "nope"})
+    assert missing.status_code == 404
+
+
+def test_only_designers_of_the_variant_may_dry_run(server):
+    for user in (OTHER_DESIGNER, OFFICIAL):
+        assert server.get("/variants/lao-cai/dry-runs", user).status_code == 403
+        refused = server.post("/variants/lao-cai/dry-runs", user,
+                              json={"script": "tu_choi_qua_tet"})
+        assert refused.status_code == 403
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert server.get("/variants/lao-cai/dry-runs").status_code == 401
+    spec = server.get("/openapi.json").json()
+    assert {"get", "post"} <= set(spec["paths"]["/api/v1/variants/{variant}/dry-runs"])
+
+
+@needs_chromium
+def test_a_lao_cai_designer_dry_runs_and_sees_the_due_date_skip_the_weekend_and_tet(server):
+    with chromium_page(1400, 900) as page:
+        sign_in(page, server, DESIGNER)
+        page.goto(f"{server.url}/designer")
+        page.locator('[data-dryrun="lao-cai"]').click()
+        expect(page.locator("h1")).to_contain_text("Chạy thử quy trình")
+        expect(page.locator("#dryrun-script")).to_have_value("tu_choi_qua_tet")
+        # the decision is made on time this once: the late wait is taken off the table
+        page.get_by_label("Chờ 5", exact=True).select_option("")
+        page.locator("#dryrun-run").click()
+        expect(page.locator("#dryrun-outcome")).to_have_attribute("data-passed", "1")
+        expect(page.locator("#dryrun-outcome")).to_contain_text("Từ chối bằng văn bản")
+        decide = page.locator('#dryrun-tasks tr[data-element="decide"]')
+        # voted Thursday 12/02/2026; the weekends and Tết (16–20/02) do not count
+        expect(decide.locator("td").nth(2)).to_contain_text("12/02/2026")
+        expect(decide.locator("td.due")).to_have_text("02/03/2026")
+        expect(decide).to_contain_text("Đỗ Thanh Mai — Người đứng đầu, Sở Xây dựng")
+        expect(page.locator('#dryrun-path li[data-element="end_refused"]')).to_have_count(1)
+        expect(page.locator("#dryrun-documents")).to_contain_text("01/CV-SXD")
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "dryrun-lao-cai.png"), full_page=True)
+        # a choice that breaks the procedure is named with its step
+        page.get_by_label("Dữ liệu biểu mẫu (JSON) 5", exact=True).fill('{"decision": "reject"}')
+        page.locator("#dryrun-run").click()
+        expect(page.locator("#dryrun-outcome")).to_have_attribute("data-passed", "0")
+        expect(page.locator("#dryrun-findings")).to_contain_text("Bước 5")
+        expect(page.locator("#dryrun-findings")).to_contain_text("refusal_reasons")
+        # a designer of another province cannot open Lào Cai's dry-runs
+        sign_in(page, server, OTHER_DESIGNER)
+        response = page.goto(f"{server.url}/designer/lao-cai/dry-run")
+        assert response.status == 403
