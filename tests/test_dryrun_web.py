@@ -3,6 +3,7 @@ deployed definitions, leaving the real database as it was. Screenshots land in
 tests/output/dryrun-*.png."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine.store import AuditEvent, HumanTask, Instance, Timer
 from engine.store.models import Document, Notification
+from conftest import PROJECT
 from procedures import deploy_library
 
 DESIGNER = "laocai.snv.chuyenvien"
@@ -116,3 +118,47 @@ def test_a_lao_cai_designer_dry_runs_and_sees_the_due_date_skip_the_weekend_and_
         sign_in(page, server, OTHER_DESIGNER)
         response = page.goto(f"{server.url}/designer/lao-cai/dry-run")
         assert response.status == 403
+
+
+def test_a_deployment_from_the_modeler_warns_of_the_scripts_it_breaks(server, engine):
+    xml = (PROJECT / "processes" / "national" / "proposal.bpmn").read_text(encoding="utf-8")
+    five_days = xml.replace('<nd73:property name="dueDate" value="decision_due" />',
+                            '<nd73:property name="dueInWorkingDays" value="5" />')
+    assert five_days != xml
+    deployed = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
+                           files={"files": ("proposal.bpmn", five_days.encode())})
+    assert deployed.status_code == 201, deployed.text
+    body = deployed.json()
+    assert [p["version"] for p in body["processes"] if p["key"] == "proposal"] == [2]
+    [warning] = body["dry_run_warnings"]
+    assert (warning["script"], warning["step"], warning["element_id"]) == (
+        "lao-cai/dryrun/tu_choi_qua_tet.toml", 5, "decide")
+    assert "02/03/2026" in warning["message"] and "26/02/2026" in warning["message"]
+    # deploying the national diagram back: the script passes again, nothing to warn of
+    restored = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
+                           files={"files": ("proposal.bpmn", xml.encode())})
+    assert restored.status_code == 201
+    assert restored.json()["dry_run_warnings"] == []
+
+
+@needs_chromium
+def test_the_modeler_says_which_kept_script_a_deployment_breaks(server, engine):
+    with chromium_page(1400, 900) as page:
+        sign_in(page, server, DESIGNER)
+        page.goto(f"{server.url}/designer/lao-cai/proposal")
+        page.wait_for_selector("#modeler[data-ready=true]")
+        page.locator(".djs-element[data-element-id=decide]").click()
+        page.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("5")
+        page.get_by_role("button", name="Triển khai").click()
+        page.wait_for_url(re.compile(r".*deployed=1"))
+        warnings = page.locator("[data-testid=dry-run-warnings]")
+        expect(warnings).to_contain_text(
+            "lao-cai/dryrun/tu_choi_qua_tet.toml · bước 5 [decide]")
+        expect(warnings).to_contain_text("hạn dự kiến 02/03/2026, thực tế 26/02/2026")
+        expect(page.locator("#result")).to_contain_text("Kịch bản chạy thử")
+        assert engine.repository.latest("lao-cai", "proposal").version == 2
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "dryrun-deploy-warning.png"), full_page=True)
+        page.reload()                                    # said once, not at every visit
+        page.wait_for_selector("#modeler[data-ready=true]")
+        expect(warnings).to_have_count(0)

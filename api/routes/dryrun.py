@@ -12,6 +12,7 @@ from engine.dryrun import load_deployed, load_scripts, read_script, run_script, 
     script_from_dict, DRYRUN_FOLDER
 from engine.store.db import PROJECT_ROOT
 
+from .. import catalogues
 from ..auth import authenticated, current
 from ..problems import ApiProblem
 from .common import SECURITY, engine
@@ -47,6 +48,22 @@ def run(variant: str, args: dict) -> dict:
     label = f"{variant}/{DRYRUN_FOLDER}/{name}.toml" if name else f"{variant}/{DRYRUN_FOLDER}"
     script = script_from_dict(raw, name or "edited", label)
     return run_script(script, load_deployed(engine(), variant)).to_dict()
+
+
+def failing_scripts(variant: str) -> list[dict]:
+    """The variant's kept scripts that fail on its newest deployed definitions, one entry per
+    failure (script, step, element, words): what a deployment from the modeler warns of."""
+    warnings = []
+    for script in load_scripts(variant_folder(variant)):
+        result = run_script(script, load_deployed(engine(), variant))
+        findings = [*result.incidents, *result.failures]
+        for finding, line in zip(findings, result.problems()):
+            warnings.append({"script": result.file, "step": finding.step,
+                             "element_id": finding.element_id, "code": finding.code,
+                             "params": finding.params,
+                             "message": catalogues.say(finding.code, finding.params) or line,
+                             "detail": line})
+    return warnings
 
 
 class ScriptOut(Schema):
