@@ -345,6 +345,7 @@ class _Run:
         self.script = script
         self.result = Result(script.name, script.file, script.title, variant, script.process)
         self.instance_id: str | None = None
+        self.step_number: int | None = None     # the step being played (an incident's cause)
         self.names: dict[str, str] = {}
 
     # the clock ---------------------------------------------------------------------------
@@ -379,7 +380,7 @@ class _Run:
             element = instance.incident_element
             self.result.incidents.append(Finding(
                 N_("dryrun.incident"), f"incident: {instance.incident_message}",
-                element_id=element, element_name=self.names.get(element or "", element),
+                step=self.step_number, element_id=element, element_name=self.names.get(element or "", element),
                 params={"error": instance.incident_message}))
         return True
 
@@ -439,6 +440,7 @@ class _Run:
 
     def _step(self, step: Step) -> bool:
         engine = self.engine
+        self.step_number = step.number
         if step.at is not None:
             if step.at < engine.clock.now():
                 self._fail(step, N_("dryrun.time_backwards"), f"at {local_time(step.at)} is "

@@ -132,6 +132,26 @@ def test_a_step_nobody_can_do_is_an_incident_named_by_its_element():
     assert result.problems()[0].startswith("lao-cai/dryrun/tu_choi_qua_tet.toml")
 
 
+def test_a_script_error_is_an_incident_named_by_its_element():
+    xml = (PROJECT / "processes" / "national" / "proposal.bpmn").read_text(encoding="utf-8")
+    broken = xml.replace('decision_due = deadline("decision")',
+                         'decision_due = deadline("no_such_deadline")')
+    assert broken != xml
+
+    def with_broken_route(engine):
+        variant = load_folder(LAO_CAI)(engine)
+        engine.repository.deploy_upload(variant, {"proposal.bpmn": broken.encode()}, "test")
+        return variant
+
+    result = run_script(script_of("lao-cai"), with_broken_route)
+    assert not result.passed
+    [incident] = result.incidents
+    assert (incident.step, incident.element_id, incident.element_name) == (
+        1, "route", "Xác định người có thẩm quyền")             # submitting the plan ran it
+    assert "no_such_deadline" in incident.message
+    assert result.status == "incident"
+
+
 def test_scripts_are_checked_with_the_field_named():
     from engine.errors import DefinitionInvalid
     with pytest.raises(DefinitionInvalid) as refused:
