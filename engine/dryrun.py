@@ -380,7 +380,8 @@ class _Run:
             element = instance.incident_element
             self.result.incidents.append(Finding(
                 N_("dryrun.incident"), f"incident: {instance.incident_message}",
-                step=self.step_number, element_id=element, element_name=self.names.get(element or "", element),
+                step=self.step_number, element_id=element,
+                element_name=self.names.get(element or "", element),
                 params={"error": instance.incident_message}))
         return True
 
