@@ -170,6 +170,28 @@ def load_scripts(folder: Path | str) -> list[Script]:
             for path in sorted(directory.glob("*.toml"))]
 
 
+def recorded_script(engine, instance_id: str) -> dict:
+    """A script's table that replays a case as it went: who completed each step, when, with
+    the data they entered (the changes the audit log recorded), expecting the stage it
+    reached. The caller checks who may read the case."""
+    from .store import AuditEvent
+    instance = engine.runtime.get(instance_id)
+    with engine.db.reading() as session:
+        events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.instance_id == instance_id, AuditEvent.action == "task_completed")
+            .order_by(AuditEvent.id)))
+    steps = []
+    for event in events:
+        changed = (event.details or {}).get("changed") or {}
+        steps.append({"task": event.element_id, "by": event.actor, "at": local_time(event.at),
+                      "data": {name: value.get("after") for name, value in changed.items()
+                               if isinstance(value, dict)}})
+    expect = {"stage": instance.stage} if instance.stage else {}
+    return {"title": instance.business_key or instance.id, "process": instance.definition_key,
+            "started_by": instance.started_by, "starts_at": local_time(instance.started_at),
+            "steps": steps, "expect": expect}
+
+
 # results ----------------------------------------------------------------------------------
 @dataclass
 class Person:
@@ -465,6 +487,8 @@ class _Run:
                     return False
                 tasks = [t for t in engine.runtime.open_tasks(self.instance_id)
                          if t.element_id == step.task]
+        if step.by and not step.every:      # the task of that official (one per voter)
+            tasks = [t for t in tasks if step.by in self._candidates(t)] or tasks[:1]
         for task in tasks if step.every else tasks[:1]:
             candidates = self._candidates(task)
             if not candidates:

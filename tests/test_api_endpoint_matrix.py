@@ -51,6 +51,9 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {}), 403, 403),
     "POST /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {
         "json": {"script": "tu_choi_qua_tet"}}), 403, 403),
+    # a case's recorded path: its variant's designers who may see it (the proposer is none)
+    "GET /instances/{instance_id}/dry-run-script": (("/instances/{instance_id}/dry-run-script",
+                                                     {}), 404, 403),
     "POST /instances": (("/instances", {"json": {"definition_key": "proposal",
                                                  "variant": "lao-cai"}}), 403, None),
     "GET /instances": (("/instances", {}), 200, 200),

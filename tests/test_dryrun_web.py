@@ -162,3 +162,47 @@ def test_the_modeler_says_which_kept_script_a_deployment_breaks(server, engine):
         page.reload()                                    # said once, not at every visit
         page.wait_for_selector("#modeler[data-ready=true]")
         expect(warnings).to_have_count(0)
+
+
+def test_a_recorded_case_replays_as_a_dry_run(server, engine):
+    from procedures import Case, plan
+    director = "laocai.sxd.giamdoc"       # a head: via Sở Nội vụ, where the designer works
+    case = Case.start(engine, "lao-cai", "proposal", director, business_key="LC-REC")
+    case.do("submit_plan", plan(), by=director)
+    case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"},
+            by=DESIGNER)
+    case.do("screening", {"is_complex": False})
+    # only designers of the variant who may see the case
+    assert server.get(f"/instances/{case.id}/dry-run-script", OTHER_DESIGNER).status_code \
+        == 404
+    assert server.get(f"/instances/{case.id}/dry-run-script", director).status_code == 403
+    recorded = server.get(f"/instances/{case.id}/dry-run-script", DESIGNER)
+    assert recorded.status_code == 200, recorded.text
+    table = recorded.json()
+    assert (table["process"], table["started_by"], table["title"]) == (
+        "proposal", director, "LC-REC")
+    assert [(s["task"], s["by"]) for s in table["steps"]] == [
+        ("submit_plan", director), ("home_affairs_review", DESIGNER),
+        ("screening", "laocai.chutich")]
+    assert table["steps"][0]["data"]["title"] == plan()["title"]
+    before = engine.runtime.get(case.id).version
+    ran = server.post("/variants/lao-cai/dry-runs", DESIGNER, json=table)
+    assert ran.status_code == 200, ran.text
+    body = ran.json()
+    assert body["passed"], body["failures"] + body["incidents"]
+    assert body["stage"] == case.instance.stage
+    assert [t["element_id"] for t in body["tasks"] if t["status"] == "open"] == \
+        case.open_elements()
+    assert engine.runtime.get(case.id).version == before       # the case itself untouched
+    if Path(CHROMIUM).exists():          # the designer's page loads and replays it too
+        with chromium_page(1400, 900) as page:
+            sign_in(page, server, DESIGNER)
+            page.goto(f"{server.url}/designer/lao-cai/dry-run")
+            page.locator("#dryrun-instance").fill(case.id)
+            page.get_by_role("button", name="Lấy đường đi").click()
+            expect(page.get_by_label("Bước (mã) 2", exact=True)).to_have_value(
+                "home_affairs_review")
+            page.locator("#dryrun-run").click()
+            expect(page.locator("#dryrun-outcome")).to_have_attribute("data-passed", "1")
+            expect(page.locator('#dryrun-tasks tr[data-element="home_affairs_review"]')
+                   ).to_contain_text("Vũ Đức Hải")

@@ -8,8 +8,8 @@ from pathlib import Path
 from flask_smorest import Blueprint
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from engine.dryrun import load_deployed, load_scripts, read_script, run_script, \
-    script_from_dict, DRYRUN_FOLDER
+from engine.dryrun import load_deployed, load_scripts, read_script, recorded_script, \
+    run_script, script_from_dict, DRYRUN_FOLDER
 from engine.store.db import PROJECT_ROOT
 
 from .. import catalogues
@@ -36,6 +36,17 @@ def kept_scripts(variant: str) -> list[dict]:
     folder = variant_folder(variant)
     return [{"name": s.name, "file": s.file, "title": s.title, "process": s.process,
              "script": read_script(folder, s.name)} for s in load_scripts(folder)]
+
+
+def recorded(instance_id: str, principal) -> tuple[str, dict]:
+    """The variant and the recorded path of a case its variant's designer may read."""
+    engine().access.require_visible(principal, instance_id)
+    instance = engine().runtime.get(instance_id)
+    if not principal.is_designer(instance.variant):
+        raise ApiProblem("forbidden", f"only designers of '{instance.variant}' may dry-run "
+                         "its processes", code="access.designer",
+                         params={"variant": instance.variant})
+    return instance.variant, recorded_script(engine(), instance_id)
 
 
 def run(variant: str, args: dict) -> dict:
@@ -156,3 +167,25 @@ def run_dry_run(args, variant):
                          errors=[{"field": "script", "message": "Chọn kịch bản hoặc nhập "
                                   "các bước", "message_en": "Choose a script or give steps"}])
     return run(variant, args)
+
+
+class RecordedScript(Schema):
+    title = fields.String(required=True)
+    process = fields.String(required=True)
+    started_by = fields.String(required=True)
+    starts_at = fields.String(required=True, metadata={"description": "dd/mm/yyyy HH:MM"})
+    steps = fields.List(fields.Dict(), required=True, metadata={
+        "description": "task, by, at (dd/mm/yyyy HH:MM), data: as the case went"})
+    expect = fields.Dict(required=True)
+
+
+@blp.route("/instances/<string:instance_id>/dry-run-script")
+@blp.response(200, RecordedScript)
+@blp.doc(security=SECURITY)
+@authenticated
+def recorded_dry_run(instance_id):
+    """A case's path as a dry-run script (who completed each step, when, with what data;
+    the stage it reached), to replay with ``POST /variants/{variant}/dry-runs``: for the
+    designers of its variant who may see the case."""
+    _, table = recorded(instance_id, current())
+    return table

@@ -7,13 +7,13 @@ import json
 
 from flask import Blueprint, render_template, request
 
-from engine.errors import DefinitionInvalid
+from engine.errors import DefinitionInvalid, NotFound
 
 from .. import catalogues
-from ..routes.dryrun import kept_scripts, run
+from ..routes.dryrun import kept_scripts, recorded, run
 from .designer import _require_designer
 from .i18n import lang, say
-from .web import signed_in
+from .web import principal, signed_in
 
 blp = Blueprint("designer_dryrun", __name__, template_folder="templates")
 MAX_ROWS = 60
@@ -61,9 +61,16 @@ def finding_text(finding: dict) -> str:
 def dry_run(variant):
     _require_designer(variant)
     scripts = kept_scripts(variant)
+    instance_id = request.values.get("instance", "").strip()
     chosen_name = request.values.get("script") or (scripts[0]["name"] if scripts else None)
     chosen = next((s for s in scripts if s["name"] == chosen_name), None)
     table = dict(chosen["script"]) if chosen else {}
+    if instance_id:                     # a case's path, as it went, instead of a script
+        case_variant, table = recorded(instance_id, principal())
+        if case_variant != variant:
+            raise NotFound(f"instance {instance_id} does not exist",
+                           code="instance.not_found", instance_id=instance_id)
+        chosen = None
     result, problems = None, []
     if request.method == "POST":
         steps, problems = _steps_from_form()
@@ -80,4 +87,4 @@ def dry_run(variant):
     return render_template("dryrun.html", variant=variant, scripts=scripts, chosen=chosen,
                            table=table, rows=rows, extra_rows=3, result=result,
                            problems=problems, finding_text=finding_text,
-                           position_label=position_label)
+                           position_label=position_label, instance_id=instance_id)
