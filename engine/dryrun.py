@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from .access import Principal
@@ -357,10 +358,6 @@ def run_script(script: Script, load: Callable[[Any], str]) -> Result:
         return _Run(engine, script, variant).play()
 
 
-def run_scripts(scripts: list[Script], load: Callable[[Any], str]) -> list[Result]:
-    return [run_script(script, load) for script in scripts]
-
-
 class _Run:
     def __init__(self, engine, script: Script, variant: str):
         self.engine = engine
@@ -536,7 +533,7 @@ class _Run:
     def _report(self) -> None:
         engine, result = self.engine, self.result
         workflow = engine.runtime.workflow(self.instance_id)
-        done = [t for t in workflow.get_tasks() if t.has_state(_completed())]
+        done = [t for t in workflow.get_tasks() if t.has_state(TaskState.COMPLETED)]
         done.sort(key=lambda t: t.last_state_change)
         for task in done:
             spec = task.task_spec
@@ -604,7 +601,7 @@ class _Run:
         for element, wanted in (expect.get("due") or {}).items():
             found = [t["due"] for t in result.tasks if t["element_id"] == element]
             if str(wanted) not in found:
-                self._fail(_step_of(steps, element), N_("dryrun.expected_due"),
+                self._fail(steps.get(element), N_("dryrun.expected_due"),
                            f"{element}: expected due {wanted}, got "
                            f"{', '.join(d or '-' for d in found) or 'the step never opened'}",
                            element, element=self._named(element), expected=str(wanted),
@@ -614,7 +611,7 @@ class _Run:
             found = sorted({p["username"] for t in result.tasks if t["element_id"] == element
                             for p in t["candidates"]})
             if found != wanted:
-                self._fail(_step_of(steps, element), N_("dryrun.expected_candidates"),
+                self._fail(steps.get(element), N_("dryrun.expected_candidates"),
                            f"{element}: expected {', '.join(wanted)}, got "
                            f"{', '.join(found) or 'nobody'}", element,
                            element=self._named(element), expected=", ".join(wanted),
@@ -626,13 +623,3 @@ class _Run:
                        f"{', '.join(kinds) or 'none'}", None,
                        expected=", ".join(sorted(expect["documents"])) or "-",
                        actual=", ".join(kinds) or "-")
-
-
-def _step_of(steps: dict[str, int], element: str) -> int | None:
-    return steps.get(element)
-
-
-def _completed():
-    from SpiffWorkflow.util.task import TaskState
-    return TaskState.COMPLETED
-
