@@ -94,6 +94,8 @@ def test_a_lao_cai_designer_dry_runs_and_sees_the_due_date_skip_the_weekend_and_
         page.locator('[data-dryrun="lao-cai"]').click()
         expect(page.locator("h1")).to_contain_text("Chạy thử quy trình")
         expect(page.locator("#dryrun-script")).to_have_value("tu_choi_qua_tet")
+        expect(page.locator("#dryrun-process")).to_have_value("proposal")
+        expect(page.locator("#dryrun-process option")).to_contain_text(["council"])
         # the decision is made on time this once: the late wait is taken off the table
         page.get_by_label("Chờ 5", exact=True).select_option("")
         page.locator("#dryrun-run").click()

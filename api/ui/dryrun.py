@@ -13,7 +13,7 @@ from .. import catalogues
 from ..routes.dryrun import kept_scripts, recorded, run
 from .designer import _require_designer
 from .i18n import lang, say
-from .web import principal, signed_in
+from .web import engine, principal, signed_in
 
 blp = Blueprint("designer_dryrun", __name__, template_folder="templates")
 MAX_ROWS = 60
@@ -75,7 +75,8 @@ def dry_run(variant):
     if request.method == "POST":
         steps, problems = _steps_from_form()
         table.update({"steps": steps, "started_by": request.form.get("started_by", "").strip(),
-                      "starts_at": request.form.get("starts_at", "").strip()})
+                      "starts_at": request.form.get("starts_at", "").strip(),
+                      "process": request.form.get("process", "").strip()})
         if not problems:
             try:
                 result = run(variant, {"script": chosen_name, **table} if chosen
@@ -84,7 +85,10 @@ def dry_run(variant):
                 problems = [say(p.code, p.params) or str(p) for p in exc.problems]
     rows = [{**step, "data_text": json.dumps(step.get("data") or {}, ensure_ascii=False)}
             for step in table.get("steps", [])]
+    processes = [(d.key, d.name or d.key)
+                 for d in engine().repository.latest_versions(variant)]
     return render_template("dryrun.html", variant=variant, scripts=scripts, chosen=chosen,
+                           processes=processes,
                            table=table, rows=rows, extra_rows=3, result=result,
                            problems=problems, finding_text=finding_text,
                            position_label=position_label, instance_id=instance_id)
