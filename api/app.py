@@ -13,7 +13,8 @@ from .auth import authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
-from .routes import (admin, definitions, documents, drafts, files, instances, messages,
+from .routes import (admin, definitions, documents, drafts, dryrun, files, instances,
+                     messages,
                      notifications, organisation, people, reports, tasks)
 
 API_PREFIX = "/api/v1"
@@ -66,7 +67,7 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
         "content": {"application/problem+json": {"schema": "Problem"}}})
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
                       reports.blp, admin.blp, files.blp, notifications.blp, documents.blp,
-                      organisation.blp, drafts.blp):
+                      organisation.blp, drafts.blp, dryrun.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api, settings.test_clock)
     problems.register(app)

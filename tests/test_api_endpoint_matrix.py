@@ -47,6 +47,13 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     # a variant's working calendar is no secret: any signed-in user may count on it
     "GET /variants/{variant}/working-days": (("/variants/lao-cai/working-days?days=5", {}),
                                              200, 200),
+    # dry-runs: only the variant's designers
+    "GET /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {}), 403, 403),
+    "POST /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {
+        "json": {"script": "tu_choi_qua_tet"}}), 403, 403),
+    # a case's recorded path: its variant's designers who may see it (the proposer is none)
+    "GET /instances/{instance_id}/dry-run-script": (("/instances/{instance_id}/dry-run-script",
+                                                     {}), 404, 403),
     "POST /instances": (("/instances", {"json": {"definition_key": "proposal",
                                                  "variant": "lao-cai"}}), 403, None),
     "GET /instances": (("/instances", {}), 200, 200),

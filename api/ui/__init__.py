@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import (admin, designer, documents, drafts, notifications, officials, organisation, sso,
-               web)
+from . import (admin, designer, documents, drafts, dryrun, notifications, officials,
+               organisation, sso, web)
 
 
 def register(app: Flask) -> None:
     web.install(app)
     app.jinja_env.globals.update(case_documents=documents.case_documents)
     for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp,
-                      organisation.blp, documents.blp, drafts.blp):
+                      organisation.blp, documents.blp, drafts.blp, dryrun.blp):
         app.register_blueprint(blueprint)
     sso.install(app, app.extensions["nd73.settings"])
