@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import admin, designer, documents, notifications, officials, organisation, web
+from . import (admin, designer, documents, form_builder, notifications, officials, organisation,
+               web)
 
 
 def register(app: Flask) -> None:
     web.install(app)
     app.jinja_env.globals.update(case_documents=documents.case_documents)
     for blueprint in (web.blp, officials.blp, designer.blp, admin.blp, notifications.blp,
-                      organisation.blp):
+                      organisation.blp, form_builder.blp):
         app.register_blueprint(blueprint)

@@ -1,0 +1,166 @@
+"""The form builder of the designer studio: a designer of a variant opens a form that the
+variant's processes use, edits its fields (api/ui/form_schema.py), sees it drawn by the
+renderer officials get (the same ``_form.html`` macro, server-side, from the draft schema) and
+saves the variant's own copy.
+
+Saving checks the form as deployment checks it, naming the field, and then deploys it to the
+variant only, through the repository's deploy path (the one ``POST /api/v1/definitions``
+takes): the processes of the variant that use the form get a new version, running cases stay
+on theirs, and no other variant — nor the national file — changes.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, jsonify, render_template, request
+
+from engine.errors import DefinitionInvalid, N_
+from engine.store import Definition
+
+from ..problems import ApiProblem
+from . import form_fields, form_schema
+from .designer import _require_designer
+from .i18n import say, t
+from .web import engine, principal, signed_in
+
+blp = Blueprint("form_builder", __name__, template_folder="templates")
+FORM_SUFFIX = ".schema.json"
+MAX_FIELDS = 200
+
+
+def deployed_forms(variant: str) -> dict[str, tuple[Definition, list[str]]]:
+    """The forms the variant's latest processes use: name → (the newest definition that
+    carries it, the keys of the processes using it)."""
+    found: dict[str, tuple[Definition, list[str]]] = {}
+    for definition in engine().repository.latest_versions(variant):
+        for source in definition.sources:
+            if not source.startswith("forms/"):
+                continue
+            name = source[len("forms/"):]
+            newest, users = found.get(name, (definition, []))
+            if definition.id > newest.id:
+                newest = definition
+            found[name] = (newest, [*users, definition.key])
+    return dict(sorted(found.items()))
+
+
+def _form(variant: str, name: str) -> dict:
+    _require_designer(variant)
+    forms = deployed_forms(variant)
+    if name not in forms:
+        raise ApiProblem("not-found", f"no process of '{variant}' uses the form '{name}'",
+                         code="builder.form_not_found", params={"form": name})
+    definition, _ = forms[name]
+    return json.loads(definition.sources[f"forms/{name}"])
+
+
+@blp.route("/designer/<string:variant>/forms")
+@signed_in
+def forms(variant):
+    _require_designer(variant)
+    return render_template("form_builder_index.html", variant=variant,
+                           forms=deployed_forms(variant))
+
+
+@blp.route("/designer/<string:variant>/forms/<string:name>")
+@signed_in
+def builder(variant, name):
+    schema = _form(variant, name)
+    kinds = [(kind, t(form_schema.KIND_LABELS[kind])) for kind in form_schema.KINDS]
+    data = {"variant": variant, "form": name, "fields": form_schema.fields_of(schema),
+            "kinds": dict(kinds),
+            "preview": f"/designer/{variant}/forms/{name}/preview",
+            "save": f"/designer/{variant}/forms/{name}",
+            "words": {key: t(f"builder.{key}") for key in WORDS}}
+    return render_template("form_builder.html", variant=variant, name=name, schema=schema,
+                           kinds=kinds, data=data,
+                           fields=_preview_fields(schema))
+
+
+# what the page's script says (builder.<key> in the catalogues)
+WORDS = ("key", "kind", "required", "label", "label_en", "choices", "choice_value",
+         "choice_label", "choice_label_en", "add_choice", "pattern", "min", "max", "up", "down",
+         "remove", "add_field", "saved", "unchanged", "refused", "new_field", "kept_kind")
+_WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
+             N_("builder.label"), N_("builder.label_en"), N_("builder.choices"),
+             N_("builder.choice_value"), N_("builder.choice_label"),
+             N_("builder.choice_label_en"), N_("builder.add_choice"), N_("builder.pattern"),
+             N_("builder.min"), N_("builder.max"), N_("builder.up"), N_("builder.down"),
+             N_("builder.remove"), N_("builder.add_field"), N_("builder.saved"),
+             N_("builder.unchanged"), N_("builder.refused"), N_("builder.new_field"),
+             N_("builder.kept_kind")]
+
+
+def _preview_fields(schema: dict) -> list[form_fields.Field]:
+    return form_fields.build(schema, {})
+
+
+def _posted_fields() -> list[dict]:
+    body = request.get_json(silent=True)
+    fields = body.get("fields") if isinstance(body, dict) else None
+    if not isinstance(fields, list) or len(fields) > MAX_FIELDS \
+            or not all(isinstance(f, dict) for f in fields):
+        raise form_schema.FormProblems([{"field": "(form)", "code": N_("builder.unreadable"),
+                                         "params": {"field": "(form)"}}])
+    return [_clean(f) for f in fields]
+
+
+def _clean(field: dict) -> dict:
+    """A posted field with the types the model expects (what a page sends is untrusted)."""
+    def text(name):
+        value = field.get(name)
+        return value if isinstance(value, str) else ""
+
+    def limit(name):
+        value = field.get(name)
+        return None if value in (None, "") else value
+
+    posted = field.get("choices")
+    choices: list = posted if isinstance(posted, list) else []
+    return {"key": text("key"), "origin": text("origin") or None, "kind": text("kind"),
+            "required": field.get("required") is True, "label": text("label"),
+            "label_en": text("label_en"), "pattern": text("pattern"),
+            "min": limit("min"), "max": limit("max"),
+            "choices": [{"value": str(c.get("value") or ""), "label": str(c.get("label") or ""),
+                         "label_en": str(c.get("label_en") or "")}
+                        for c in choices if isinstance(c, dict)]}
+
+
+def _said(problems: list[dict]) -> list[dict]:
+    return [{**p, "message": say(p["code"], p["params"]) or p["code"]} for p in problems]
+
+
+@blp.route("/designer/<string:variant>/forms/<string:name>/preview", methods=["POST"])
+@signed_in
+def preview(variant, name):
+    """The draft schema drawn by the officials' renderer, or the fields it cannot have
+    (``valid`` false: a check asked while typing, answered like ``definitions/check-code``)."""
+    base = _form(variant, name)
+    try:
+        schema = form_schema.schema_of(base, _posted_fields())
+    except form_schema.FormProblems as refused:
+        return jsonify(valid=False, problems=_said(refused.problems))
+    html = render_template("_form_preview.html", fields=_preview_fields(schema))
+    return jsonify(valid=True, html=html, problems=[], schema=schema)
+
+
+@blp.route("/designer/<string:variant>/forms/<string:name>", methods=["POST"])
+@signed_in
+def save(variant, name):
+    """Save the variant's own copy of the form: checked as deployment checks it, then
+    deployed to this variant's processes that use it (a new version of each)."""
+    base = _form(variant, name)
+    try:
+        schema = form_schema.schema_of(base, _posted_fields())
+    except form_schema.FormProblems as refused:
+        return jsonify(problems=_said(refused.problems)), 422
+    content = form_schema.dumps(schema).encode()
+    try:
+        results = engine().repository.deploy_upload(variant, {name: content},
+                                                    principal().username)
+    except DefinitionInvalid as exc:
+        problems = [{"field": "(form)", "code": p.code or "bpmn.other",
+                     "params": {**(p.params or {}), "field": "(form)"}} for p in exc.problems]
+        return jsonify(problems=_said(problems)), 422
+    created = [{"key": r.key, "version": r.version} for r in results if r.created]
+    return jsonify(deployed=created, problems=[])

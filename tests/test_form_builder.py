@@ -1,0 +1,311 @@
+"""The form builder: a variant's designer edits the fields of a form its processes use (key,
+type, required, Vietnamese and English labels, choices, pattern, limits, order), sees it drawn
+by the renderer officials get, and saves the variant's own copy, checked as deployment checks
+it and refused with the field named.
+
+Screenshots land in tests/output/form-builder-*.png."""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from api.ui.form_schema import FormProblems, fields_of, schema_of, schema_problems
+from api_client import LiveServer
+from browser import CHROMIUM, chromium_page, sign_in
+from engine.errors import InvalidData
+from engine.forms import form_errors
+from procedures import Case, as_user, deploy_library, plan
+
+from conftest import PROJECT
+
+FORMS = PROJECT / "forms"
+PLAN_FORM = "proposal_plan.schema.json"
+SHOTS = Path(__file__).parent / "output"
+PROPOSER = "laocai.sxd.qlxd.truongphong"
+DESIGNER = "laocai.snv.chuyenvien"
+OTHER_DESIGNER = "cantho.snv.chuyenvien"
+PHONE = {"key": "contact_phone", "origin": None, "kind": "text", "required": True,
+         "label": "Số điện thoại liên hệ", "label_en": "Contact phone",
+         "pattern": r"^0[0-9]{9}$", "min": None, "max": None, "choices": []}
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"chromium is not installed at {CHROMIUM}")
+
+
+def plan_schema() -> dict:
+    return json.loads((FORMS / PLAN_FORM).read_text(encoding="utf-8"))
+
+
+def refused(base: dict, fields: list[dict]) -> list[tuple[str, str]]:
+    with pytest.raises(FormProblems) as caught:
+        schema_of(base, fields)
+    return [(p["field"], p["code"]) for p in caught.value.problems]
+
+
+# --- the model: schema → fields → schema ----------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(FORMS.rglob("*.schema.json")),
+                         ids=lambda p: str(p.relative_to(FORMS)))
+def test_every_form_of_the_project_comes_back_unchanged_from_the_builder(path):
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    assert schema_of(schema, fields_of(schema)) == schema
+
+
+def test_the_builders_edits_are_the_schema_the_engine_validates_with():
+    base = plan_schema()
+    fields = fields_of(base)
+    assert [f["key"] for f in fields][:3] == ["title", "field_of_work", "necessity"]
+    kinds = {f["key"]: f["kind"] for f in fields}
+    assert (kinds["field_of_work"], kinds["budget_vnd"], kinds["start_date"],
+            kinds["no_harm"], kinds["attachments"], kinds["necessity"]) == (
+        "select", "money", "date", "confirm", "files", "textarea")
+
+    # added first, relabelled, a choice added with its words, a limit changed, one removed
+    fields.insert(0, dict(PHONE))
+    work = next(f for f in fields if f["key"] == "field_of_work")
+    work["choices"].append({"value": "moi_truong", "label": "Môi trường",
+                            "label_en": "Environment"})
+    budget = next(f for f in fields if f["key"] == "budget_vnd")
+    budget["max"] = "5000000000"
+    fields = [f for f in fields if f["key"] != "equipment"]
+    fields.append({"key": "partners", "origin": None, "kind": "choices", "required": False,
+                   "label": "Đơn vị phối hợp", "label_en": "Partners", "pattern": "",
+                   "min": 1, "max": None, "choices": [
+                       {"value": "snv", "label": "Sở Nội vụ", "label_en": "Home Affairs"},
+                       {"value": "stc", "label": "Sở Tài chính", "label_en": ""}]})
+    schema = schema_of(base, fields)
+
+    assert list(schema["properties"])[0] == "contact_phone"
+    assert "equipment" not in schema["properties"]
+    assert schema["properties"]["contact_phone"] == {
+        "type": "string", "title": "Số điện thoại liên hệ", "x-title-en": "Contact phone",
+        "pattern": r"^0[0-9]{9}$"}
+    assert "contact_phone" in schema["required"] and "people" not in schema["required"]
+    assert schema["properties"]["field_of_work"]["enum"][-1] == "moi_truong"
+    assert schema["properties"]["field_of_work"]["x-enum-labels-en"] == {
+        "moi_truong": "Environment"}
+    assert schema["properties"]["budget_vnd"]["maximum"] == 5000000000
+    assert schema["properties"]["title"]["x-case-title"] is True        # kept, not edited
+    assert schema["properties"]["partners"] == {
+        "type": "array", "title": "Đơn vị phối hợp", "x-title-en": "Partners",
+        "uniqueItems": True, "minItems": 1, "items": {"type": "string", "enum": ["snv", "stc"],
+                                                      "x-enum-labels-en": {
+                                                          "snv": "Home Affairs"}},
+        "x-enum-labels": {"snv": "Sở Nội vụ", "stc": "Sở Tài chính"},
+        "x-enum-labels-en": {"snv": "Home Affairs"}}
+    assert schema_problems(schema) == []
+
+    # what officials then submit is checked against it
+    data = plan()
+    data.pop("equipment", None)
+    missing = form_errors(schema, data)
+    assert [(e["field"], e["code"]) for e in missing] == [("contact_phone", "form.required")]
+    wrong = form_errors(schema, {**data, "contact_phone": "12345"})
+    assert [(e["field"], e["code"]) for e in wrong] == [("contact_phone", "form.pattern")]
+    assert form_errors(schema, {**data, "contact_phone": "0912345678",
+                                "partners": ["snv"]}) == []
+    # and fields_of reads back what schema_of wrote
+    assert schema_of(base, fields_of(schema)) == schema
+
+
+def test_what_deployment_refuses_is_refused_naming_the_field():
+    base = plan_schema()
+    fields = fields_of(base)
+
+    def with_phone(**changes):
+        return [*fields, {**PHONE, **changes}]
+
+    assert refused(base, with_phone(pattern="^(a+)+$")) == [
+        ("contact_phone", "builder.pattern_backtracks")]
+    assert refused(base, with_phone(pattern="^([0-9]|[0-9][0-9])*$")) == [
+        ("contact_phone", "builder.pattern_backtracks")]
+    assert refused(base, with_phone(pattern="[0-9")) == [
+        ("contact_phone", "builder.pattern_invalid")]
+    assert refused(base, with_phone(pattern="x" * 501)) == [
+        ("contact_phone", "builder.pattern_long")]
+    assert refused(base, with_phone(key="title")) == [("title", "builder.key_duplicate")]
+    assert refused(base, with_phone(key="Số ĐT")) == [("Số ĐT", "builder.key_invalid")]
+    assert refused(base, with_phone(key="")) == [(f"#{len(fields) + 1}",
+                                                  "builder.key_invalid")]
+    assert refused(base, with_phone(label=" ")) == [("contact_phone", "builder.label_missing")]
+    assert refused(base, with_phone(min=10, max=5)) == [
+        ("contact_phone", "builder.limits_reversed")]
+    assert refused(base, with_phone(min=-1)) == [("contact_phone", "builder.limit_not_whole")]
+    assert refused(base, with_phone(max="mười")) == [
+        ("contact_phone", "builder.limit_not_number")]
+    assert refused(base, with_phone(kind="date", pattern="^x$")) == [
+        ("contact_phone", "builder.pattern_not_text")]
+    assert refused(base, with_phone(kind="select", pattern="")) == [
+        ("contact_phone", "builder.choices_missing")]
+    assert refused(base, with_phone(kind="select", pattern="", choices=[
+        {"value": "a", "label": "A", "label_en": ""},
+        {"value": "a", "label": "B", "label_en": ""}])) == [
+        ("contact_phone", "builder.choice_duplicate")]
+    assert refused(base, with_phone(kind="script")) == [("contact_phone",
+                                                         "builder.kind_invalid")]
+    # a group cannot be made up by a page, only kept from the form
+    assert refused(base, with_phone(kind="group", pattern="")) == [
+        ("contact_phone", "builder.kind_invalid")]
+
+    # a reference out of the document, hidden in a group the builder keeps as it is
+    grouped = copy.deepcopy(base)
+    grouped["properties"]["annex"] = {"type": "object", "title": "Phụ lục",
+                                      "properties": {"x": {"$ref": "https://evil/x.json"}}}
+    assert refused(grouped, fields_of(grouped)) == [("annex", "builder.ref_outside")]
+    grouped["properties"]["annex"]["properties"]["x"] = {"type": 5}
+    assert refused(grouped, fields_of(grouped)) == [("annex", "builder.schema_invalid")]
+
+
+# --- the pages, through HTTP ----------------------------------------------------------------
+
+@pytest.fixture
+def server(engine):
+    deploy_library(engine)
+    live = LiveServer(engine)
+    yield live
+    live.stop()
+
+
+def post_fields(web, token, url, fields):
+    return web.post(url, json={"fields": fields}, timeout=60,
+                    headers={"X-CSRF-Token": token})
+
+
+def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, engine):
+    from test_web_ui import web_session
+
+    web, token = web_session(server, DESIGNER)
+    url = f"{server.url}/designer/lao-cai/forms/{PLAN_FORM}"
+    page = web.get(url, timeout=30)
+    assert page.status_code == 200 and 'id="builder-data"' in page.text
+    fields = json.loads(re.search(r'id="builder-data">(.*?)</script>', page.text, re.S)
+                        .group(1))["fields"]
+    assert fields == fields_of(plan_schema())
+
+    # the preview is the officials' renderer drawing the draft
+    preview = post_fields(web, token, url + "/preview", [*fields, PHONE])
+    assert preview.status_code == 200 and preview.json()["valid"], preview.text
+    assert 'data-field="contact_phone"' in preview.json()["html"]
+    assert "Số điện thoại liên hệ" in preview.json()["html"]
+
+    # a pattern that backtracks: refused, named, in Vietnamese, while typing and on saving;
+    # nothing deployed
+    checked = post_fields(web, token, url + "/preview",
+                          [*fields, {**PHONE, "pattern": "^(\\d+)+$"}])
+    assert checked.status_code == 200 and checked.json()["valid"] is False
+    assert checked.json()["problems"][0]["field"] == "contact_phone"
+    bad = post_fields(web, token, url, [*fields, {**PHONE, "pattern": "^(\\d+)+$"}])
+    assert bad.status_code == 422
+    [problem] = bad.json()["problems"]
+    assert problem["field"] == "contact_phone"
+    assert problem["message"].startswith("Trường “contact_phone”: mẫu kiểm tra lặp")
+    assert engine.repository.latest("lao-cai", "proposal").version == 1
+    assert post_fields(web, token, url, {"fields": "x"}).status_code == 422
+
+    saved = post_fields(web, token, url, [*fields, PHONE])
+    assert saved.status_code == 200, saved.text
+    assert {"key": "proposal", "version": 2} in saved.json()["deployed"]
+    latest = engine.repository.latest("lao-cai", "proposal")
+    assert latest.deployed_by == DESIGNER
+    assert "contact_phone" in json.loads(latest.sources[f"forms/{PLAN_FORM}"])["required"]
+    # the national file and the other variants are untouched
+    for variant in ("national", "can-tho", "dak-lak"):
+        other = engine.repository.latest(variant, "proposal")
+        assert other.version == 1
+        assert "contact_phone" not in other.sources[f"forms/{PLAN_FORM}"]
+    assert "contact_phone" not in (FORMS / PLAN_FORM).read_text(encoding="utf-8")
+    # saving the same again changes nothing
+    again = post_fields(web, token, url, [*fields, PHONE])
+    assert again.status_code == 200 and again.json()["deployed"] == []
+
+
+def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(server, engine):
+    from test_web_ui import web_session
+
+    web, token = web_session(server, OTHER_DESIGNER)
+    url = f"{server.url}/designer/lao-cai/forms/{PLAN_FORM}"
+    assert web.get(f"{server.url}/designer/lao-cai/forms", timeout=30).status_code == 403
+    assert web.get(url, timeout=30).status_code == 403
+    fields = [*fields_of(plan_schema()), PHONE]
+    assert post_fields(web, token, url + "/preview", fields).status_code == 403
+    assert post_fields(web, token, url, fields).status_code == 403
+    assert engine.repository.latest("lao-cai", "proposal").version == 1
+    # their own variant's forms are theirs to open; a form no process uses is not there
+    assert web.get(f"{server.url}/designer/can-tho/forms/{PLAN_FORM}",
+                   timeout=30).status_code == 200
+    assert web.get(f"{server.url}/designer/can-tho/forms/nothing.schema.json",
+                   timeout=30).status_code == 404
+    # a proposer designs nothing
+    web, token = web_session(server, PROPOSER)
+    assert web.get(url, timeout=30).status_code == 403
+
+
+# --- the browser ----------------------------------------------------------------------------
+
+@needs_chromium
+def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine):
+    running = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-RUNNING")
+    said: list[str] = []
+    with chromium_page(1400, 900) as page:
+        page.on("console", lambda m: said.append(f"{m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: said.append(f"pageerror: {e}"))
+        page.on("response", lambda r: said.append(f"{r.status} {r.url}")
+                if r.status >= 400 else None)
+        sign_in(page, server, DESIGNER)
+        page.goto(f"{server.url}/designer")
+        page.locator("[data-forms=lao-cai]").click()
+        page.locator(f"[data-form='{PLAN_FORM}']").click()
+        preview = page.locator("#form-preview")
+        expect(preview.locator("[data-field=title]")).to_be_visible()
+
+        page.get_by_role("button", name="Thêm trường").click()
+        item = page.locator("#builder-fields > li").last
+        item.get_by_label("Tên trường (khoá)").fill("contact_phone")
+        item.get_by_label("Nhãn (tiếng Việt)").fill("Số điện thoại liên hệ")
+        item.get_by_label("Nhãn (tiếng Anh)").fill("Contact phone")
+        item.get_by_label("Bắt buộc").check()
+        item.get_by_label("Mẫu kiểm tra (biểu thức chính quy)").fill("^(0[0-9]+)+$")
+        # refused while typed, next to the field, in Vietnamese
+        expect(item.locator(".builder-problem")).to_contain_text(
+            "Trường “contact_phone”: mẫu kiểm tra lặp một phép lặp")
+        item.get_by_label("Mẫu kiểm tra (biểu thức chính quy)").fill("^0[0-9]{9}$")
+        expect(item.locator(".builder-problem")).to_be_hidden()
+        phone = preview.locator("[data-field=contact_phone]")
+        expect(phone).to_contain_text("Số điện thoại liên hệ")
+        expect(phone.locator(".req")).to_have_count(1)        # drawn as required
+        # moved to the top of the form
+        for _ in range(len(fields_of(plan_schema()))):
+            item.get_by_role("button", name="Chuyển lên").click()
+            item = page.locator("#builder-fields > li[data-key=contact_phone]")
+        expect(preview.locator(".field").first).to_have_attribute("data-field",
+                                                                  "contact_phone")
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "form-builder-lao-cai.png"), full_page=True)
+
+        page.get_by_role("button", name="Lưu và triển khai").click()
+        expect(page.locator("#builder-result")).to_contain_text("Đã lưu và triển khai")
+        expect(page.locator("#builder-result")).to_contain_text("proposal v2")
+    assert said == []
+
+    latest = engine.repository.latest("lao-cai", "proposal")
+    schema = json.loads(latest.sources[f"forms/{PLAN_FORM}"])
+    assert list(schema["properties"])[0] == "contact_phone"
+    assert "contact_phone" in schema["required"]
+    assert engine.repository.latest("national", "proposal").version == 1
+
+    # a new case's plan form requires it; the running case stays on its version
+    fresh = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-NEW")
+    assert fresh.instance.definition_id == latest.id
+    [task] = fresh.open("submit_plan")
+    with pytest.raises(InvalidData) as caught:
+        engine.runtime.complete_task(task.id, plan(), principal=as_user(engine, PROPOSER))
+    assert "contact_phone" in str(caught.value.params) + caught.value.message
+    fresh.do("submit_plan", plan(contact_phone="0912345678"), by=PROPOSER)
+    assert running.instance.definition_id != latest.id
+    running.do("submit_plan", plan(), by=PROPOSER)
