@@ -12,8 +12,11 @@ import re
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from playwright.sync_api import expect
+from werkzeug.datastructures import MultiDict
 
+from api.ui import form_fields
 from api.ui.form_schema import FormProblems, fields_of, schema_of, schema_problems
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
@@ -161,6 +164,70 @@ def test_what_deployment_refuses_is_refused_naming_the_field():
     assert refused(grouped, fields_of(grouped)) == [("annex", "builder.schema_invalid")]
 
 
+MILESTONES = {"key": "milestones", "origin": None, "kind": "rows", "required": True,
+              "label": "Các mốc thực hiện", "label_en": "Milestones", "pattern": "",
+              "min": 1, "max": 12, "choices": [], "columns": [
+                  {**PHONE, "key": "step", "label": "Công việc", "label_en": "Step",
+                   "pattern": "", "max": 200},
+                  {**PHONE, "key": "due_on", "kind": "date", "label": "Hạn", "label_en": "Due",
+                   "pattern": ""},
+                  {**PHONE, "key": "cost", "kind": "money", "required": False,
+                   "label": "Kinh phí", "label_en": "Cost", "pattern": "", "min": 0}]}
+
+
+def test_repeated_rows_of_several_columns_are_built_drawn_and_read_back():
+    base = plan_schema()
+    schema = schema_of(base, [*fields_of(base), MILESTONES])
+    rows = schema["properties"]["milestones"]
+    assert rows == {"type": "array", "title": "Các mốc thực hiện", "x-title-en": "Milestones",
+                    "minItems": 1, "maxItems": 12, "items": {
+                        "type": "object", "required": ["step", "due_on"], "properties": {
+                            "step": {"type": "string", "title": "Công việc",
+                                     "x-title-en": "Step", "maxLength": 200},
+                            "due_on": {"type": "string", "format": "date", "title": "Hạn",
+                                       "x-title-en": "Due"},
+                            "cost": {"type": "integer", "x-widget": "money", "minimum": 0,
+                                     "title": "Kinh phí", "x-title-en": "Cost"}}}}
+    assert fields_of(schema)[-1]["columns"][1]["kind"] == "date"
+    assert schema_of(base, fields_of(schema)) == schema
+
+    # the renderer draws rows and reads the posted cells back, row by row; an empty row
+    # (the one left to type in) is dropped
+    with Flask(__name__).app_context():
+        posted = MultiDict([("milestones.step", "Khảo sát"), ("milestones.due_on", "15/03/2026"),
+                            ("milestones.cost", "1.500.000"), ("milestones.step", "Thí điểm"),
+                            ("milestones.due_on", "31/02/2026"), ("milestones.cost", ""),
+                            ("milestones.step", ""), ("milestones.due_on", ""),
+                            ("milestones.cost", "")])
+        data, unreadable = form_fields.parse(schema, posted)
+        assert data["milestones"] == [{"step": "Khảo sát", "due_on": "2026-03-15",
+                                       "cost": 1500000}, {"step": "Thí điểm"}]
+        assert unreadable == {"milestones.1.due_on": "form.unreadable_date"}
+        [field] = [f for f in form_fields.build(schema, {}, {"milestones.1.due_on": "Sai"},
+                                                posted) if f.path == "milestones"]
+        assert field.kind == "rows" and len(field.value) == 2
+        assert [c.value for c in field.value[1]] == ["Thí điểm", "31/02/2026", ""]
+        assert [c.error for c in field.value[1]] == [None, "Sai", None]
+        [field] = [f for f in form_fields.build(schema, {"milestones": data["milestones"][:1]})
+                   if f.path == "milestones"]
+        assert [c.value for c in field.value[0]] == ["Khảo sát", "15/03/2026", "1.500.000"]
+        assert [c.path for c in field.children] == ["milestones.step", "milestones.due_on",
+                                                    "milestones.cost"]
+    # what the engine then refuses is named by row and column
+    errors = form_errors({"type": "object", "properties": {"milestones": rows}},
+                         {"milestones": [{"step": "Khảo sát"}]})
+    assert [(e["field"], e["code"]) for e in errors] == [("milestones.0.due_on",
+                                                          "form.required")]
+
+    # columns: at least one, of the kinds a cell can hold, named by row field and column
+    assert refused(base, [{**MILESTONES, "columns": []}]) == [
+        ("milestones", "builder.columns_missing")]
+    assert refused(base, [{**MILESTONES, "columns": [
+        {**PHONE, "kind": "choices"}, {**PHONE, "key": "", "pattern": "[x"}]}]) == [
+        ("milestones.contact_phone", "builder.kind_invalid"),
+        ("milestones.#2", "builder.key_invalid"), ("milestones.#2", "builder.pattern_invalid")]
+
+
 # --- the pages, through HTTP ----------------------------------------------------------------
 
 @pytest.fixture
@@ -285,13 +352,42 @@ def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine)
             item = page.locator("#builder-fields > li[data-key=contact_phone]")
         expect(preview.locator(".field").first).to_have_attribute("data-field",
                                                                   "contact_phone")
+        # repeated rows of several columns: a column of the milestones, in the preview
+        page.get_by_role("button", name="Thêm trường").click()
+        rows = page.locator("#builder-fields > li").last
+        rows.get_by_label("Tên trường (khoá)").fill("milestones")
+        rows.get_by_label("Kiểu").select_option("rows")
+        rows.get_by_label("Nhãn (tiếng Việt)").first.fill("Các mốc thực hiện")
+        column = rows.locator(".builder-columns li").first
+        expect(column.locator(".builder-problem")).to_contain_text(
+            "Trường “milestones.#1”: tên trường chỉ gồm chữ thường")
+        column.get_by_label("Tên trường (khoá)").fill("step")
+        column.get_by_label("Nhãn (tiếng Việt)").fill("Công việc")
+        cell = preview.locator("[data-rows=milestones] [data-field='milestones.step']")
+        expect(cell).to_contain_text("Công việc")
+        preview.locator("[data-rows=milestones] .add-row").click()      # as officials add one
+        expect(preview.locator("[data-rows=milestones] .row")).to_have_count(2)
+
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "form-builder-lao-cai.png"), full_page=True)
-
         page.get_by_role("button", name="Lưu và triển khai").click()
         expect(page.locator("#builder-result")).to_contain_text("Đã lưu và triển khai")
         expect(page.locator("#builder-result")).to_contain_text("proposal v2")
-    assert said == []
+        assert said == []          # the builder's page: no error, no failed request
+
+        # a new case's plan form asks for it: sent without, it is refused next to the field
+        fresh = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-NEW")
+        [task] = fresh.open("submit_plan")
+        sign_in(page, server, PROPOSER)
+        page.goto(f"{server.url}/tasks/{task.id}")
+        form = page.locator("[data-testid=task-form]")
+        expect(form.locator(".field").first).to_have_attribute("data-field", "contact_phone")
+        form.locator("[data-rows=milestones] [name='milestones.step']").fill("Khảo sát")
+        form.get_by_role("button", name="Gửi").click()
+        expect(form.locator("[data-field=contact_phone] .error")).to_have_text(
+            "Trường bắt buộc, chưa được điền")
+        expect(form.locator("[name='milestones.step']").first).to_have_value("Khảo sát")
+        page.screenshot(path=str(SHOTS / "form-builder-new-case.png"), full_page=True)
 
     latest = engine.repository.latest("lao-cai", "proposal")
     schema = json.loads(latest.sources[f"forms/{PLAN_FORM}"])
@@ -299,13 +395,13 @@ def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine)
     assert "contact_phone" in schema["required"]
     assert engine.repository.latest("national", "proposal").version == 1
 
-    # a new case's plan form requires it; the running case stays on its version
-    fresh = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-NEW")
+    # the new case runs the new version and requires the field; the running case does not
     assert fresh.instance.definition_id == latest.id
     [task] = fresh.open("submit_plan")
     with pytest.raises(InvalidData) as caught:
         engine.runtime.complete_task(task.id, plan(), principal=as_user(engine, PROPOSER))
-    assert "contact_phone" in str(caught.value.params) + caught.value.message
+    assert [(e["field"], e["code"]) for e in caught.value.details["errors"]] == [
+        ("contact_phone", "form.required")]
     fresh.do("submit_plan", plan(contact_phone="0912345678"), by=PROPOSER)
     assert running.instance.definition_id != latest.id
     running.do("submit_plan", plan(), by=PROPOSER)

@@ -68,7 +68,7 @@ def builder(variant, name):
     schema = _form(variant, name)
     kinds = [(kind, t(form_schema.KIND_LABELS[kind])) for kind in form_schema.KINDS]
     data = {"variant": variant, "form": name, "fields": form_schema.fields_of(schema),
-            "kinds": dict(kinds),
+            "kinds": dict(kinds), "row_kinds": list(form_schema.ROW_KINDS),
             "preview": f"/designer/{variant}/forms/{name}/preview",
             "save": f"/designer/{variant}/forms/{name}",
             "words": {key: t(f"builder.{key}") for key in WORDS}}
@@ -80,7 +80,8 @@ def builder(variant, name):
 # what the page's script says (builder.<key> in the catalogues)
 WORDS = ("key", "kind", "required", "label", "label_en", "choices", "choice_value",
          "choice_label", "choice_label_en", "add_choice", "pattern", "min", "max", "up", "down",
-         "remove", "add_field", "saved", "unchanged", "refused", "new_field", "kept_kind")
+         "remove", "add_field", "saved", "unchanged", "refused", "new_field", "kept_kind",
+         "columns", "add_column")
 _WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
              N_("builder.label"), N_("builder.label_en"), N_("builder.choices"),
              N_("builder.choice_value"), N_("builder.choice_label"),
@@ -88,7 +89,7 @@ _WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
              N_("builder.min"), N_("builder.max"), N_("builder.up"), N_("builder.down"),
              N_("builder.remove"), N_("builder.add_field"), N_("builder.saved"),
              N_("builder.unchanged"), N_("builder.refused"), N_("builder.new_field"),
-             N_("builder.kept_kind")]
+             N_("builder.kept_kind"), N_("builder.columns"), N_("builder.add_column")]
 
 
 def _preview_fields(schema: dict) -> list[form_fields.Field]:
@@ -105,7 +106,7 @@ def _posted_fields() -> list[dict]:
     return [_clean(f) for f in fields]
 
 
-def _clean(field: dict) -> dict:
+def _clean(field: dict, nested: bool = False) -> dict:
     """A posted field with the types the model expects (what a page sends is untrusted)."""
     def text(name):
         value = field.get(name)
@@ -123,7 +124,10 @@ def _clean(field: dict) -> dict:
             "min": limit("min"), "max": limit("max"),
             "choices": [{"value": str(c.get("value") or ""), "label": str(c.get("label") or ""),
                          "label_en": str(c.get("label_en") or "")}
-                        for c in choices if isinstance(c, dict)]}
+                        for c in choices if isinstance(c, dict)],
+            "columns": [] if nested or not isinstance(field.get("columns"), list) else
+            [_clean(c, nested=True) for c in field["columns"][:MAX_FIELDS]
+             if isinstance(c, dict)]}
 
 
 def _said(problems: list[dict]) -> list[dict]:

@@ -23,10 +23,11 @@ from .form_fields import _kind
 
 # the kinds a designer chooses among, as the renderer draws them
 KINDS = ("text", "textarea", "integer", "number", "money", "date", "select", "choices",
-         "boolean", "confirm", "list", "files")
-# kinds the builder shows but whose inner structure it leaves as it is: a group of fields,
-# rows of several fields (an array of objects, which the renderer does not draw as rows yet)
-KEPT_KINDS = ("group", "rows")
+         "boolean", "confirm", "list", "files", "rows")
+# the kinds of a column of rows (one input per cell: api/ui/templates/_form.html's cell)
+ROW_KINDS = ("text", "textarea", "integer", "number", "money", "date", "select")
+# kinds the builder shows but whose inner structure it leaves as it is (a group of fields)
+KEPT_KINDS = ("group",)
 KIND_LABELS = {"text": N_("builder.kind.text"), "textarea": N_("builder.kind.textarea"),
                "integer": N_("builder.kind.integer"), "number": N_("builder.kind.number"),
                "money": N_("builder.kind.money"), "date": N_("builder.kind.date"),
@@ -42,7 +43,8 @@ EDITED = {"type", "title", "x-title-en", "x-widget", "enum", "x-enum-labels",
 LIMITS = {"text": ("minLength", "maxLength"), "textarea": ("minLength", "maxLength"),
           "integer": ("minimum", "maximum"), "number": ("minimum", "maximum"),
           "money": ("minimum", "maximum"), "choices": ("minItems", "maxItems"),
-          "list": ("minItems", "maxItems"), "files": ("minItems", "maxItems")}
+          "list": ("minItems", "maxItems"), "files": ("minItems", "maxItems"),
+          "rows": ("minItems", "maxItems")}
 WHOLE_LIMITS = {"minLength", "maxLength", "minItems", "maxItems"}
 # a key is a variable of the process's data: scripts and conditions name it
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -85,18 +87,14 @@ def fields_of(schema: dict) -> list[dict]:
                         for v in (choices_of.get("enum") or [])]
             if kind in ("select", "choices") else [],
             "pattern": prop.get("pattern", "") if kind in ("text", "textarea") else "",
-            "min": prop.get(low) if low else None, "max": prop.get(high) if high else None})
+            "min": prop.get(low) if low else None, "max": prop.get(high) if high else None,
+            "columns": fields_of(prop["items"]) if kind == "rows" else []})
     return fields
 
 
 def kind_of(prop: dict) -> str:
-    """The builder's kind of a property: the renderer's, and ``rows`` for an array of
-    objects that are not attachments."""
-    kind = _kind(prop)
-    items = prop.get("items")
-    if kind == "list" and isinstance(items, dict) and items.get("type") == "object":
-        return "rows"
-    return kind
+    """The builder's kind of a property: the one the renderer draws."""
+    return _kind(prop)
 
 
 # fields → schema ---------------------------------------------------------------------------
@@ -106,7 +104,7 @@ def schema_of(base: dict, fields: list[dict]) -> dict:
     :class:`FormProblems` naming each field that cannot be saved as it is."""
     originals = base.get("properties") or {}
     problems = field_problems(fields)
-    # a group or rows are kept from the form, never made up by a page
+    # a group is kept from the form, never made up by a page
     problems += [_problem(f["key"], N_("builder.kind_invalid"), kind=f["kind"])
                  for f in fields if f["kind"] in KEPT_KINDS
                  and kind_of(originals.get(f.get("origin") or "") or {}) != f["kind"]]
@@ -169,6 +167,9 @@ def _property(field: dict, original: dict | None) -> dict:
     elif kind == "files":
         prop["type"] = "array"
         prop.setdefault("items", copy.deepcopy(ATTACHMENT_ITEMS))
+    elif kind == "rows":
+        prop["type"] = "array"
+        prop["items"] = _row_items(field.get("columns") or [], original)
     if kind in ("select", "choices"):
         if labels:
             prop["x-enum-labels"] = labels
@@ -183,6 +184,21 @@ def _property(field: dict, original: dict | None) -> dict:
         if name and value is not None:
             prop[name] = _number(value)
     return prop
+
+
+def _row_items(columns: list[dict], original: dict | None) -> dict:
+    """The object each row is: its columns, with what the builder does not edit kept."""
+    before = (original or {}).get("items") if original and kind_of(original) == "rows" else {}
+    items = {k: copy.deepcopy(v) for k, v in (before or {}).items()
+             if k not in ("type", "properties", "required")}
+    inner = (before or {}).get("properties") or {}
+    items["type"] = "object"
+    items["properties"] = {c["key"]: _property(c, inner.get(c.get("origin") or ""))
+                           for c in columns}
+    required = [c["key"] for c in columns if c.get("required")]
+    if required:
+        items["required"] = required
+    return items
 
 
 def _english(prop: dict, field: dict) -> None:
@@ -200,22 +216,28 @@ def _number(value):
 
 # checks ------------------------------------------------------------------------------------
 
-def field_problems(fields: list[dict]) -> list[dict]:
-    """What is wrong with the fields as the designer set them, each named by its key."""
+def field_problems(fields: list[dict], prefix: str = "",
+                   kinds: tuple[str, ...] = KINDS + KEPT_KINDS) -> list[dict]:
+    """What is wrong with the fields as the designer set them, each named by its key (a
+    column of rows by ``rows.column``; a field without a key by its place, ``#3``)."""
     problems: list[dict] = []
     seen: set[str] = set()
     for number, field in enumerate(fields, 1):
         key = str(field.get("key") or "").strip()
-        name = key or f"#{number}"
+        name = prefix + (key or f"#{number}")
         if not KEY.match(key):
             problems.append(_problem(name, N_("builder.key_invalid")))
         elif key in seen:
             problems.append(_problem(name, N_("builder.key_duplicate")))
         seen.add(key)
         kind = field.get("kind")
-        if kind not in KINDS + KEPT_KINDS:
+        if kind not in kinds:
             problems.append(_problem(name, N_("builder.kind_invalid"), kind=str(kind)))
             continue
+        if kind == "rows" and not field.get("columns"):
+            problems.append(_problem(name, N_("builder.columns_missing")))
+        elif kind == "rows":
+            problems += field_problems(field["columns"], f"{name}.", ROW_KINDS)
         if not str(field.get("label") or "").strip():
             problems.append(_problem(name, N_("builder.label_missing")))
         if kind in ("select", "choices"):

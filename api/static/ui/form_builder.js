@@ -45,10 +45,10 @@
     return node;
   }
 
-  function kindSelect(field, id) {
+  function kindSelect(field, id, nested) {
     var wrap = element("span", { "class": "builder-input" });
     var select = element("select", { id: id });
-    var kinds = Object.keys(data.kinds);
+    var kinds = nested ? data.row_kinds : Object.keys(data.kinds);
     if (kinds.indexOf(field.kind) < 0) {       // a group of fields: kept as it is
       select.appendChild(element("option", { value: field.kind }, words.kept_kind));
       select.disabled = true;
@@ -62,6 +62,7 @@
       if (WITH_CHOICES.indexOf(field.kind) >= 0 && !field.choices.length) {
         field.choices.push({ value: "", label: "", label_en: "" });
       }
+      if (field.kind === "rows" && !field.columns.length) { field.columns.push(newField()); }
       render();
       changed();
     });
@@ -91,15 +92,43 @@
     return box;
   }
 
-  function fieldItem(field, n) {
-    var prefix = "bf-" + n;
+  function newField() {
+    added += 1;
+    return { key: "", origin: null, kind: "text", required: false,
+             label: words.new_field + " " + added, label_en: "", choices: [], columns: [],
+             pattern: "", min: null, max: null };
+  }
+
+  // the columns of rows of several fields: fields of their own, one level down
+  function columnList(field, prefix) {
+    var box = element("fieldset", { "class": "builder-columns" });
+    box.appendChild(element("legend", {}, words.columns));
+    var columns = element("ol", { "class": "builder-fields" });
+    field.columns.forEach(function (column, m) {
+      columns.appendChild(fieldItem(column, m, field.columns, prefix + "-col-" + m, field));
+    });
+    box.appendChild(columns);
+    box.appendChild(button(words.add_column, function () { field.columns.push(newField()); }));
+    return box;
+  }
+
+  // the name the server gives a field's problems: its key (a column's "rows.column"), or
+  // its place ("#3") while it has none
+  function problemName(field, n, parent, parentNumber) {
+    var own = field.key || "#" + (n + 1);
+    return parent ? problemName(parent, parentNumber) + "." + own : own;
+  }
+
+  function fieldItem(field, n, siblings, prefix, parent) {
     var item = element("li", { "class": "builder-field card", "data-key": field.key });
+    shown.push({ item: item, field: field, n: n, parent: parent,
+                 parentNumber: parent ? fields.indexOf(parent) : null });
     var head = element("div", { "class": "builder-row" });
     head.appendChild(input(prefix + "-key", words.key, field.key, function (v) {
       field.key = v;
       item.setAttribute("data-key", v);
     }, { autocomplete: "off", spellcheck: "false" }));
-    head.appendChild(kindSelect(field, prefix + "-kind"));
+    head.appendChild(kindSelect(field, prefix + "-kind", !!parent));
     var required = element("input", { type: "checkbox", id: prefix + "-required" });
     required.checked = !!field.required;
     required.addEventListener("change", function () { field.required = required.checked;
@@ -133,17 +162,18 @@
     }
     if (rules.childNodes.length) { item.appendChild(rules); }
     if (WITH_CHOICES.indexOf(field.kind) >= 0) { item.appendChild(choiceRows(field, prefix)); }
+    if (field.kind === "rows") { item.appendChild(columnList(field, prefix)); }
 
     var moves = element("div", { "class": "builder-row builder-moves" });
     if (n > 0) {
       moves.appendChild(button(words.up, function () {
-        fields.splice(n - 1, 0, fields.splice(n, 1)[0]); }));
+        siblings.splice(n - 1, 0, siblings.splice(n, 1)[0]); }));
     }
-    if (n < fields.length - 1) {
+    if (n < siblings.length - 1) {
       moves.appendChild(button(words.down, function () {
-        fields.splice(n + 1, 0, fields.splice(n, 1)[0]); }));
+        siblings.splice(n + 1, 0, siblings.splice(n, 1)[0]); }));
     }
-    moves.appendChild(button(words.remove, function () { fields.splice(n, 1); },
+    moves.appendChild(button(words.remove, function () { siblings.splice(n, 1); },
                              { "data-action": "remove-field" }));
     item.appendChild(moves);
     item.appendChild(element("p", { "class": "error builder-problem", role: "alert",
@@ -151,9 +181,14 @@
     return item;
   }
 
+  var shown = [];     // every field's item, with where the field stands
+
   function render() {
     list.textContent = "";
-    fields.forEach(function (field, n) { list.appendChild(fieldItem(field, n)); });
+    shown = [];
+    fields.forEach(function (field, n) {
+      list.appendChild(fieldItem(field, n, fields, "bf-" + n, null));
+    });
   }
 
   function say(kind, text) {
@@ -169,12 +204,13 @@
     });
     var general = [];
     problems.forEach(function (problem) {
-      var items = list.children;
       var target = null;
-      for (var n = 0; n < items.length; n++) {
-        var key = fields[n].key || "#" + (n + 1);
-        if (key === problem.field) { target = items[n].querySelector(".builder-problem"); }
-      }
+      shown.forEach(function (entry) {
+        if (problemName(entry.field, entry.n, entry.parent, entry.parentNumber) ===
+            problem.field) {
+          target = entry.item.querySelector(":scope > .builder-problem");
+        }
+      });
       if (target) {
         target.hidden = false;
         target.textContent = (target.textContent ? target.textContent + " " : "") +
@@ -222,10 +258,7 @@
   }
 
   document.getElementById("add-field").addEventListener("click", function () {
-    added += 1;
-    fields.push({ key: "", origin: null, kind: "text", required: false,
-                  label: words.new_field + " " + added, label_en: "", choices: [],
-                  pattern: "", min: null, max: null });
+    fields.push(newField());
     render();
     changed();
     document.getElementById("bf-" + (fields.length - 1) + "-key").focus();
@@ -240,7 +273,10 @@
       }
       var deployed = answer.body.deployed || [];
       // saved fields are now the deployed ones: their keys are their origins
-      fields.forEach(function (field) { field.origin = field.key; });
+      fields.forEach(function (field) {
+        field.origin = field.key;
+        field.columns.forEach(function (column) { column.origin = column.key; });
+      });
       say("success", deployed.length ? words.saved + " " + deployed.map(function (d) {
         return d.key + " v" + d.version; }).join(", ") : words.unchanged);
     });
