@@ -94,9 +94,11 @@
 
   function newField() {
     added += 1;
-    return { key: "", origin: null, kind: "text", required: false,
-             label: words.new_field + " " + added, label_en: "", choices: [], columns: [],
-             pattern: "", min: null, max: null };
+    var field = { key: "", origin: null, kind: "text", required: false,
+                  label: words.new_field + " " + added, label_en: "", choices: [],
+                  columns: [], pattern: "", min: null, max: null };
+    opened.add(field);
+    return field;
   }
 
   // the columns of rows of several fields: fields of their own, one level down
@@ -119,10 +121,27 @@
     return parent ? problemName(parent, parentNumber) + "." + own : own;
   }
 
+  // a field folded to one line (label, key, type, required) until the designer opens it
+  function summaryText(field) {
+    return (field.label || "…") + " · " + (field.key || "?") + " · " +
+      (data.kinds[field.kind] || words.kept_kind) + (field.required ? " · " + words.required :
+                                                      "");
+  }
+
   function fieldItem(field, n, siblings, prefix, parent) {
     var item = element("li", { "class": "builder-field card", "data-key": field.key });
     shown.push({ item: item, field: field, n: n, parent: parent,
                  parentNumber: parent ? fields.indexOf(parent) : null });
+    var fold = element("details", opened.has(field) ? { open: "open" } : {});
+    var summary = element("summary", {}, summaryText(field));
+    fold.appendChild(summary);
+    fold.addEventListener("toggle", function () {
+      if (fold.open) { opened.add(field); } else { opened.delete(field); }
+    });
+    ["input", "change"].forEach(function (type) {
+      fold.addEventListener(type, function () { summary.textContent = summaryText(field); });
+    });
+    item.appendChild(fold);
     var head = element("div", { "class": "builder-row" });
     head.appendChild(input(prefix + "-key", words.key, field.key, function (v) {
       field.key = v;
@@ -137,14 +156,14 @@
     check.appendChild(required);
     check.appendChild(document.createTextNode(" " + words.required));
     head.appendChild(check);
-    item.appendChild(head);
+    fold.appendChild(head);
 
     var labels = element("div", { "class": "builder-row" });
     labels.appendChild(input(prefix + "-label", words.label, field.label,
                              function (v) { field.label = v; }));
     labels.appendChild(input(prefix + "-label-en", words.label_en, field.label_en,
                              function (v) { field.label_en = v; }));
-    item.appendChild(labels);
+    fold.appendChild(labels);
 
     var rules = element("div", { "class": "builder-row" });
     if (WITH_PATTERN.indexOf(field.kind) >= 0) {
@@ -160,9 +179,9 @@
                               function (v) { field.max = v === "" ? null : v; },
                               { inputmode: "decimal" }));
     }
-    if (rules.childNodes.length) { item.appendChild(rules); }
-    if (WITH_CHOICES.indexOf(field.kind) >= 0) { item.appendChild(choiceRows(field, prefix)); }
-    if (field.kind === "rows") { item.appendChild(columnList(field, prefix)); }
+    if (rules.childNodes.length) { fold.appendChild(rules); }
+    if (WITH_CHOICES.indexOf(field.kind) >= 0) { fold.appendChild(choiceRows(field, prefix)); }
+    if (field.kind === "rows") { fold.appendChild(columnList(field, prefix)); }
 
     var moves = element("div", { "class": "builder-row builder-moves" });
     if (n > 0) {
@@ -175,13 +194,14 @@
     }
     moves.appendChild(button(words.remove, function () { siblings.splice(n, 1); },
                              { "data-action": "remove-field" }));
-    item.appendChild(moves);
+    fold.appendChild(moves);
     item.appendChild(element("p", { "class": "error builder-problem", role: "alert",
                                     hidden: "hidden" }));
     return item;
   }
 
   var shown = [];     // every field's item, with where the field stands
+  var opened = new WeakSet();     // the fields whose details are open
 
   function render() {
     list.textContent = "";
@@ -212,6 +232,7 @@
         }
       });
       if (target) {
+        target.parentNode.querySelector(":scope > details").open = true;
         target.hidden = false;
         target.textContent = (target.textContent ? target.textContent + " " : "") +
           problem.message;
