@@ -290,6 +290,18 @@ def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, 
     again = post_fields(web, token, url, [*fields, PHONE])
     assert again.status_code == 200 and again.json()["deployed"] == []
 
+    # English pages say it in English, the form's own words in their English
+    web.post(f"{server.url}/language", data={"lang": "en", "next": "/", "csrf_token": token},
+             timeout=30)
+    page = web.get(url, timeout=30).text
+    assert "Save and deploy" in page and "Lưu và triển khai" not in page
+    assert "Long text" in page and "Văn bản dài" not in page
+    preview = post_fields(web, token, url + "/preview", [*fields, PHONE]).json()["html"]
+    assert "Contact phone" in preview and "Số điện thoại liên hệ" not in preview
+    [problem] = post_fields(web, token, url, [*fields, {**PHONE, "label": ""}]
+                            ).json()["problems"]
+    assert problem["message"] == "Field “contact_phone”: the Vietnamese label is missing"
+
 
 def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(server, engine):
     from test_web_ui import web_session
