@@ -94,6 +94,16 @@ def test_the_builders_edits_are_the_schema_the_engine_validates_with():
         "moi_truong": "Environment"}
     assert schema["properties"]["budget_vnd"]["maximum"] == 5000000000
     assert schema["properties"]["title"]["x-case-title"] is True        # kept, not edited
+    # a type changed: the old type's rules go, the designer's notes stay
+    changed = fields_of(base)
+    changed[1]["kind"] = "text"                   # field_of_work, was a choice
+    changed[0]["kind"] = "textarea"               # title, was a short text with limits
+    retyped = schema_of(base, changed)["properties"]
+    assert retyped["field_of_work"] == {"type": "string", "title": "Lĩnh vực",
+                                        "x-title-en": "Field of work"}
+    assert retyped["title"] == {"type": "string", "x-widget": "textarea", "title": "Tên đề xuất",
+                                "x-title-en": "Title", "x-case-title": True, "minLength": 5,
+                                "maxLength": 300}
     assert schema["properties"]["partners"] == {
         "type": "array", "title": "Đơn vị phối hợp", "x-title-en": "Partners",
         "uniqueItems": True, "minItems": 1, "items": {"type": "string", "enum": ["snv", "stc"],

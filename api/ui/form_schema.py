@@ -129,9 +129,12 @@ def _property(field: dict, original: dict | None) -> dict:
         prop["title"] = field["label"].strip()
         _english(prop, field)
         return prop
-    kept = EDITED - {"items"} if original and kind_of(original) == kind in ("list", "files") \
-        else EDITED     # a list's or attachments' items stay as they were
-    prop = {k: copy.deepcopy(v) for k, v in (original or {}).items() if k not in kept}
+    same = bool(original) and kind_of(original or {}) == kind
+    # a list's or attachments' items stay as they were; a field whose type changed keeps only
+    # the designer's notes (``x-case-title``, ``description``), not the old type's rules
+    edited = EDITED - {"items"} if same and kind in ("list", "files") else EDITED
+    prop = {k: copy.deepcopy(v) for k, v in (original or {}).items()
+            if k not in edited and (same or k.startswith("x-") or k == "description")}
     prop["title"] = field["label"].strip()
     _english(prop, field)
     choices = field.get("choices") or []
