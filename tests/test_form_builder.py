@@ -283,6 +283,16 @@ def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, 
     assert problem["message"].startswith("Trường “contact_phone”: mẫu kiểm tra lặp")
     assert engine.repository.latest("lao-cai", "proposal").version == 1
     assert post_fields(web, token, url, {"fields": "x"}).status_code == 422
+    # a field the process records as its decision cannot go (nor be renamed)
+    decision_url = f"{server.url}/designer/lao-cai/forms/head_decision.schema.json"
+    decision_fields = fields_of(json.loads((FORMS / "head_decision.schema.json").read_text(
+        encoding="utf-8")))
+    gone = post_fields(web, token, decision_url,
+                       [f for f in decision_fields if f["key"] != "decision"])
+    assert gone.status_code == 422
+    assert [(p["field"], p["params"]["element"]) for p in gone.json()["problems"]] == [
+        ("decision", "proposal/decide")]
+    assert "không thể xoá" in gone.json()["problems"][0]["message"]
 
     saved = post_fields(web, token, url, [*fields, PHONE])
     assert saved.status_code == 200, saved.text

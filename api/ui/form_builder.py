@@ -14,6 +14,7 @@ import json
 
 from flask import Blueprint, jsonify, render_template, request
 
+from engine import policy
 from engine.errors import DefinitionInvalid, N_
 from engine.store import Definition
 
@@ -92,6 +93,42 @@ _WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
              N_("builder.kept_kind"), N_("builder.columns"), N_("builder.add_column")]
 
 
+def fields_in_use(variant: str, name: str) -> dict[str, str]:
+    """The fields of the form that the variant's processes name on the steps showing it
+    (decision fields, the case's decision field, form rules): field → ``process/element``.
+    Deployment does not look into forms for them, but a step whose decision field is gone
+    records nothing and the conditions reading it fail, so the builder keeps them."""
+    repository = engine().repository
+    used: dict[str, str] = {}
+    for definition in repository.latest_versions(variant):
+        if f"forms/{name}" not in definition.sources:
+            continue
+        spec, subprocesses = repository.specs(definition)
+        for process in (spec, *(subprocesses or {}).values()):
+            for task_spec in process.task_specs.values():
+                if policy.element_properties(task_spec).get("form") != name:
+                    continue
+                element = f"{definition.key}/{task_spec.name}"
+                for field in (*policy.decision_fields(task_spec),
+                              policy.case_decision_field(task_spec),
+                              *(rule.field for rule in policy.validations(task_spec))):
+                    if field:
+                        used.setdefault(field.split(".")[0], element)
+    return used
+
+
+def _checked_schema(variant: str, name: str) -> dict:
+    """The posted fields as the form's schema, or FormProblems."""
+    schema = form_schema.schema_of(_form(variant, name), _posted_fields())
+    gone = [(field, element) for field, element in fields_in_use(variant, name).items()
+            if field not in (schema.get("properties") or {})]
+    if gone:
+        raise form_schema.FormProblems([
+            {"field": field, "code": N_("builder.field_in_use"),
+             "params": {"field": field, "element": element}} for field, element in gone])
+    return schema
+
+
 def _preview_fields(schema: dict) -> list[form_fields.Field]:
     return form_fields.build(schema, {})
 
@@ -139,9 +176,8 @@ def _said(problems: list[dict]) -> list[dict]:
 def preview(variant, name):
     """The draft schema drawn by the officials' renderer, or the fields it cannot have
     (``valid`` false: a check asked while typing, answered like ``definitions/check-code``)."""
-    base = _form(variant, name)
     try:
-        schema = form_schema.schema_of(base, _posted_fields())
+        schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
         return jsonify(valid=False, problems=_said(refused.problems))
     html = render_template("_form_preview.html", fields=_preview_fields(schema))
@@ -153,9 +189,8 @@ def preview(variant, name):
 def save(variant, name):
     """Save the variant's own copy of the form: checked as deployment checks it, then
     deployed to this variant's processes that use it (a new version of each)."""
-    base = _form(variant, name)
     try:
-        schema = form_schema.schema_of(base, _posted_fields())
+        schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
         return jsonify(problems=_said(refused.problems)), 422
     content = form_schema.dumps(schema).encode()
