@@ -306,6 +306,10 @@ def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, 
         assert other.version == 1
         assert "contact_phone" not in other.sources[f"forms/{PLAN_FORM}"]
     assert "contact_phone" not in (FORMS / PLAN_FORM).read_text(encoding="utf-8")
+    # the variant's copy, as a file to keep in its folder
+    file = web.get(url + "/file", timeout=30)
+    assert file.headers["Content-Disposition"] == f'attachment; filename="{PLAN_FORM}"'
+    assert file.json() == json.loads(latest.sources[f"forms/{PLAN_FORM}"])
     # saving the same again changes nothing
     again = post_fields(web, token, url, [*fields, PHONE])
     assert again.status_code == 200 and again.json()["deployed"] == []
@@ -333,6 +337,7 @@ def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(serve
     fields = [*fields_of(plan_schema()), PHONE]
     assert post_fields(web, token, url + "/preview", fields).status_code == 403
     assert post_fields(web, token, url, fields).status_code == 403
+    assert web.get(url + "/file", timeout=30).status_code == 403
     assert engine.repository.latest("lao-cai", "proposal").version == 1
     # their own variant's forms are theirs to open; a form no process uses is not there
     assert web.get(f"{server.url}/designer/can-tho/forms/{PLAN_FORM}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from engine import policy
 from engine.errors import DefinitionInvalid, N_
@@ -76,6 +76,15 @@ def builder(variant, name):
     return render_template("form_builder.html", variant=variant, name=name, schema=schema,
                            kinds=kinds, data=data,
                            fields=_preview_fields(schema))
+
+
+@blp.route("/designer/<string:variant>/forms/<string:name>/file")
+@signed_in
+def download(variant, name):
+    """The variant's form as a file, to keep in its folder (``forms/<variant>/<file>``)."""
+    content = form_schema.dumps(_form(variant, name))
+    return Response(content, mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # what the page's script says (builder.<key> in the catalogues)
