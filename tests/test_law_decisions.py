@@ -5,10 +5,12 @@ rule, through the API, in every variant it concerns."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from api_client import LiveServer
+from browser import CHROMIUM, chromium_page, sign_in
 from conftest import PROJECT
 from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, on_day, \
     plan, to_decision
@@ -260,3 +262,33 @@ def test_notifications_address_officials_as_dong_chi(variant):
         if not name.endswith(".subject.txt"):
             assert "Kính gửi đồng chí {{ user.full_name }}" in text, name
     assert "Kính gửi đồng chí" in GENERIC["txt"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
+def test_web_the_implementers_are_chosen_from_the_organisation(api, engine):
+    proposer, head = "mau.sxd.qlxd.chuyenvien", "mau.sxd.giamdoc"
+    case = to_decision(engine, "national", proposer, business_key="MAU-WEB-PEOPLE")
+    case.vote({v: "for" for v in case.voters()})
+    [decide] = case.open("decide")
+    with chromium_page() as page:
+        sign_in(page, api, head)
+        page.goto(f"{api.url}/tasks/{decide.id}")
+        field = page.locator("[data-field=implementers]")
+        first = field.locator("input[name=implementers]").first
+        assert first.get_attribute("list") == "people-directory"
+        offered = page.locator("#people-directory option")
+        assert offered.count() > 10
+        assert page.locator("#people-directory option[value='mau.sxd.qlxd.truongphong']") \
+            .count() == 1
+        page.locator("select[name=decision]").select_option("approve")
+        first.fill("khong.co.ai")
+        page.get_by_role("button", name="Gửi").click()
+        error = page.locator("[data-field=implementers] .error")
+        assert "“khong.co.ai” không phải là người trong tổ chức" in error.inner_text()
+        assert case.open_elements() == ["decide"]
+        page.locator("[data-field=implementers] input[name=implementers]").first.fill(
+            "mau.sxd.qlxd.truongphong")
+        page.get_by_role("button", name="Gửi").click()
+        page.wait_for_load_state()
+    [implement] = case.open("implement")
+    assert case.candidates(implement) == ["mau.sxd.qlxd.truongphong"]
