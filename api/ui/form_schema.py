@@ -26,8 +26,9 @@ KINDS = ("text", "textarea", "integer", "number", "money", "date", "select", "ch
          "boolean", "confirm", "list", "files", "rows")
 # the kinds of a column of rows (one input per cell: api/ui/templates/_form.html's cell)
 ROW_KINDS = ("text", "textarea", "integer", "number", "money", "date", "select")
-# kinds the builder shows but whose inner structure it leaves as it is (a group of fields)
-KEPT_KINDS = ("group",)
+# kinds the builder shows but whose inner structure it leaves as it is (a group of fields;
+# a person or people chosen from the organisation, whose widget the form author set)
+KEPT_KINDS = ("group", "person", "people")
 KIND_LABELS = {"text": N_("builder.kind.text"), "textarea": N_("builder.kind.textarea"),
                "integer": N_("builder.kind.integer"), "number": N_("builder.kind.number"),
                "money": N_("builder.kind.money"), "date": N_("builder.kind.date"),
@@ -104,22 +105,35 @@ def schema_of(base: dict, fields: list[dict]) -> dict:
     :class:`FormProblems` naming each field that cannot be saved as it is."""
     originals = base.get("properties") or {}
     problems = field_problems(fields)
-    # a group is kept from the form, never made up by a page
-    problems += [_problem(f["key"], N_("builder.kind_invalid"), kind=f["kind"])
-                 for f in fields if f["kind"] in KEPT_KINDS
-                 and kind_of(originals.get(f.get("origin") or "") or {}) != f["kind"]]
+    if not problems:
+        problems = _made_up_kept(fields, originals)
     if problems:
         raise FormProblems(problems)
     schema = copy.deepcopy(base)
     schema["properties"] = {f["key"]: _property(f, originals.get(f.get("origin") or ""))
                             for f in fields}
     schema["required"] = [f["key"] for f in fields if f.get("required")]
-    if not schema["required"]:
+    if not schema["required"] and "required" not in base:    # an empty list the form had stays
         del schema["required"]
     problems = schema_problems(schema)
     if problems:
         raise FormProblems(problems)
     return schema
+
+
+def _made_up_kept(fields: list[dict], originals: dict, prefix: str = "") -> list[dict]:
+    """A kept kind (a group, a person) comes from the form, never made up by a page."""
+    problems = []
+    for f in fields:
+        original = originals.get(f.get("origin") or "") or {}
+        if f["kind"] in KEPT_KINDS and kind_of(original) != f["kind"]:
+            problems.append(_problem(prefix + f["key"], N_("builder.kind_invalid"),
+                                     kind=f["kind"]))
+        elif f["kind"] == "rows":
+            inner = ((original.get("items") or {}).get("properties") or {}) \
+                if kind_of(original) == "rows" else {}
+            problems += _made_up_kept(f.get("columns") or [], inner, f"{prefix}{f['key']}.")
+    return problems
 
 
 def _property(field: dict, original: dict | None) -> dict:
@@ -178,8 +192,6 @@ def _property(field: dict, original: dict | None) -> dict:
             prop["x-enum-labels"] = labels
         if labels_en:
             prop["x-enum-labels-en"] = labels_en
-            if kind == "choices":       # the renderer reads a choices field's from its items
-                prop["items"]["x-enum-labels-en"] = labels_en
     if kind in ("text", "textarea") and (field.get("pattern") or "").strip():
         prop["pattern"] = field["pattern"].strip()
     low, high = LIMITS.get(kind, (None, None))
@@ -240,7 +252,7 @@ def field_problems(fields: list[dict], prefix: str = "",
         if kind == "rows" and not field.get("columns"):
             problems.append(_problem(name, N_("builder.columns_missing")))
         elif kind == "rows":
-            problems += field_problems(field["columns"], f"{name}.", ROW_KINDS)
+            problems += field_problems(field["columns"], f"{name}.", ROW_KINDS + ("person",))
         if not str(field.get("label") or "").strip():
             problems.append(_problem(name, N_("builder.label_missing")))
         if kind in ("select", "choices"):
