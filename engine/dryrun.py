@@ -311,43 +311,60 @@ def load_deployed(real, variant: str) -> Callable[[Any], str]:
     """A loader that copies the newest deployed definitions of ``variant`` and its
     organisation (units, their members, no passwords) from the real engine ``real``."""
     def load(engine) -> str:
-        definitions = real.repository.latest_versions(variant)
-        with real.db.reading() as session:
-            units = list(session.scalars(select(OrgUnit).where(OrgUnit.variant == variant)))
-            ids = [u.id for u in units]
-            memberships = list(session.scalars(select(Membership).where(
-                Membership.unit_id.in_(ids)))) if ids else []
-            names = sorted({m.username for m in memberships})
-            users = list(session.scalars(select(User).where(User.username.in_(names)))) \
-                if names else []
-        with engine.db.transaction() as session:
-            for row in definitions:
-                session.add(Definition(variant=row.variant, key=row.key, name=row.name,
-                                       version=row.version, content_hash=row.content_hash,
-                                       sources=dict(row.sources), spec=row.spec,
-                                       deployed_at=row.deployed_at,
-                                       deployed_by=row.deployed_by))
-            pending = {u.id: u for u in units}
-            while pending:                       # parents first
-                for unit in [u for u in pending.values()
-                             if u.parent_id not in pending]:
-                    session.add(OrgUnit(id=unit.id, variant=unit.variant, name=unit.name,
-                                        parent_id=unit.parent_id, kind=unit.kind,
-                                        tags=list(unit.tags or [])))
-                    del pending[unit.id]
-                session.flush()
-            for user in users:
-                session.add(User(username=user.username, full_name=user.full_name,
-                                 password_hash="!", active=user.active, email=user.email,
-                                 notification_mode=user.notification_mode))
-            session.flush()
-            for held in memberships:
-                session.add(Membership(username=held.username, unit_id=held.unit_id,
-                                       position=held.position, valid_from=held.valid_from,
-                                       valid_to=held.valid_to))
-        engine.org.invalidate()
+        return _copy(real, engine, variant, real.repository.latest_versions(variant))
+    return load
+
+
+def load_draft(real, variant: str, inputs) -> Callable[[Any], str]:
+    """A loader that deploys a draft's folder (``engine.drafts.FolderInputs``, not deployed
+    for real) over a copy of the variant's deployed definitions and its organisation, so the
+    scripts play what deploying the draft would put in place."""
+    def load(engine) -> str:
+        _copy(real, engine, variant, real.repository.latest_versions(variant))
+        engine.repository.deploy(variant, inputs.sources, "dryrun", forms=inputs.forms,
+                                 settings=inputs.settings, templates=inputs.templates,
+                                 documents=inputs.documents)
         return variant
     return load
+
+
+def _copy(real, engine, variant: str, definitions) -> str:
+    """Copy ``definitions`` and the organisation of ``variant`` from ``real`` to ``engine``."""
+    with real.db.reading() as session:
+        units = list(session.scalars(select(OrgUnit).where(OrgUnit.variant == variant)))
+        ids = [u.id for u in units]
+        memberships = list(session.scalars(select(Membership).where(
+            Membership.unit_id.in_(ids)))) if ids else []
+        names = sorted({m.username for m in memberships})
+        users = list(session.scalars(select(User).where(User.username.in_(names)))) \
+            if names else []
+    with engine.db.transaction() as session:
+        for row in definitions:
+            session.add(Definition(variant=row.variant, key=row.key, name=row.name,
+                                   version=row.version, content_hash=row.content_hash,
+                                   sources=dict(row.sources), spec=row.spec,
+                                   deployed_at=row.deployed_at,
+                                   deployed_by=row.deployed_by))
+        pending = {u.id: u for u in units}
+        while pending:                       # parents first
+            for unit in [u for u in pending.values()
+                         if u.parent_id not in pending]:
+                session.add(OrgUnit(id=unit.id, variant=unit.variant, name=unit.name,
+                                    parent_id=unit.parent_id, kind=unit.kind,
+                                    tags=list(unit.tags or [])))
+                del pending[unit.id]
+            session.flush()
+        for user in users:
+            session.add(User(username=user.username, full_name=user.full_name,
+                             password_hash="!", active=user.active, email=user.email,
+                             notification_mode=user.notification_mode))
+        session.flush()
+        for held in memberships:
+            session.add(Membership(username=held.username, unit_id=held.unit_id,
+                                   position=held.position, valid_from=held.valid_from,
+                                   valid_to=held.valid_to))
+    engine.org.invalidate()
+    return variant
 
 
 def run_script(script: Script, load: Callable[[Any], str]) -> Result:

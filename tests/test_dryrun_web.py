@@ -144,7 +144,7 @@ def test_a_deployment_from_the_modeler_warns_of_the_scripts_it_breaks(server, en
 
 
 @needs_chromium
-def test_the_modeler_says_which_kept_script_a_deployment_breaks(server, engine):
+def test_the_draft_says_which_kept_script_a_deployment_would_break(server, engine):
     with chromium_page(1400, 900) as page:
         sign_in(page, server, DESIGNER)
         page.goto(f"{server.url}/designer/lao-cai/proposal")
@@ -152,18 +152,28 @@ def test_the_modeler_says_which_kept_script_a_deployment_breaks(server, engine):
         page.locator(".djs-element[data-element-id=decide]").click()
         page.locator("#bio-properties-panel-nd73-dueInWorkingDays").fill("5")
         page.get_by_role("button", name="Triển khai").click()
-        page.wait_for_url(re.compile(r".*deployed=1"))
+        page.wait_for_url(re.compile(r".*/designer/lao-cai/draft\?next="))
+        # before the designer confirms: the kept script played on the draft, step, element
         warnings = page.locator("[data-testid=dry-run-warnings]")
         expect(warnings).to_contain_text(
             "lao-cai/dryrun/tu_choi_qua_tet.toml · bước 5 [decide]")
         expect(warnings).to_contain_text("hạn dự kiến 02/03/2026, thực tế 26/02/2026")
-        expect(page.locator("#result")).to_contain_text("Kịch bản chạy thử")
-        assert engine.repository.latest("lao-cai", "proposal").version == 2
+        assert engine.repository.latest("lao-cai", "proposal").version == 1
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "dryrun-deploy-warning.png"), full_page=True)
-        page.reload()                                    # said once, not at every visit
-        page.wait_for_selector("#modeler[data-ready=true]")
-        expect(warnings).to_have_count(0)
+        # the dry-run page plays the draft too, and says the same
+        page.get_by_role("link", name="Chạy thử bản nháp").click()
+        expect(page.locator("#dryrun-draft")).to_be_checked()
+        page.locator("#dryrun-script").select_option("tu_choi_qua_tet")
+        page.get_by_role("button", name="Mở kịch bản").click()
+        expect(page.locator("#dryrun-draft")).to_be_checked()
+        page.locator("#dryrun-run").click()
+        expect(page.locator("#dryrun-result")).to_contain_text("26/02/2026")
+        page.goto(f"{server.url}/designer/lao-cai/draft?next=/designer/lao-cai/proposal")
+        # a warning, not a refusal (the browser's choice): the designer may still deploy
+        page.locator("form.toolbar").get_by_role("button", name="Triển khai").click()
+        page.wait_for_url(re.compile(r".*deployed=1"))
+        assert engine.repository.latest("lao-cai", "proposal").version == 2
 
 
 def test_a_recorded_case_replays_as_a_dry_run(server, engine):

@@ -251,7 +251,8 @@ def post_fields(web, token, url, fields):
                     headers={"X-CSRF-Token": token})
 
 
-def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, engine):
+def test_saving_puts_the_variants_own_copy_in_its_draft_and_refuses_in_vietnamese(server,
+                                                                                    engine):
     from test_web_ui import web_session
 
     web, token = web_session(server, DESIGNER)
@@ -294,7 +295,27 @@ def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, 
 
     saved = post_fields(web, token, url, [*fields, PHONE])
     assert saved.status_code == 200, saved.text
-    assert {"key": "proposal", "version": 2} in saved.json()["deployed"]
+    assert saved.json()["changed"] is True
+    assert saved.json()["draft"] == "/designer/lao-cai/draft"
+    # in the draft, not live: deploying is the draft's explicit step
+    designer = as_user(engine, DESIGNER)
+    draft = engine.drafts.get("lao-cai", designer)
+    assert draft.revision == saved.json()["revision"]
+    assert "contact_phone" in json.loads(draft.files[f"forms/{PLAN_FORM}"])["required"]
+    assert engine.repository.latest("lao-cai", "proposal").version == 1
+    # the builder opens the draft's copy again
+    reopened = web.get(url, timeout=30).text
+    assert '"key": "contact_phone"' in re.search(r'id="builder-data">(.*?)</script>',
+                                                  reopened, re.S).group(1)
+    [form] = engine.drafts.changes("lao-cai", designer).forms
+    assert (form.path, form.fields[-1]) == (f"forms/{PLAN_FORM}",
+                                            {"field": "contact_phone", "change": "added"})
+    # saving the same again changes nothing
+    again = post_fields(web, token, url, [*fields, PHONE])
+    assert again.status_code == 200 and again.json()["changed"] is False
+    assert engine.drafts.get("lao-cai", designer).revision == draft.revision
+    assert any(r.key == "proposal" and r.version == 2
+               for r in engine.drafts.deploy("lao-cai", designer))
     latest = engine.repository.latest("lao-cai", "proposal")
     assert latest.deployed_by == DESIGNER
     assert "contact_phone" in json.loads(latest.sources[f"forms/{PLAN_FORM}"])["required"]
@@ -308,15 +329,12 @@ def test_saving_deploys_the_variants_own_copy_and_refuses_in_vietnamese(server, 
     file = web.get(url + "/file", timeout=30)
     assert file.headers["Content-Disposition"] == f'attachment; filename="{PLAN_FORM}"'
     assert file.json() == json.loads(latest.sources[f"forms/{PLAN_FORM}"])
-    # saving the same again changes nothing
-    again = post_fields(web, token, url, [*fields, PHONE])
-    assert again.status_code == 200 and again.json()["deployed"] == []
 
     # English pages say it in English, the form's own words in their English
     web.post(f"{server.url}/language", data={"lang": "en", "next": "/", "csrf_token": token},
              timeout=30)
     page = web.get(url, timeout=30).text
-    assert "Save and deploy" in page and "Lưu và triển khai" not in page
+    assert "Save to the draft" in page and "Lưu vào bản nháp" not in page
     assert "Long text" in page and "Văn bản dài" not in page
     preview = post_fields(web, token, url + "/preview", [*fields, PHONE]).json()["html"]
     assert "Contact phone" in preview and "Số điện thoại liên hệ" not in preview
@@ -405,10 +423,15 @@ def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine)
 
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "form-builder-lao-cai.png"), full_page=True)
-        page.get_by_role("button", name="Lưu và triển khai").click()
-        expect(page.locator("#builder-result")).to_contain_text("Đã lưu và triển khai")
-        expect(page.locator("#builder-result")).to_contain_text("proposal v2")
+        page.get_by_role("button", name="Lưu vào bản nháp").click()
+        expect(page.locator("#builder-result")).to_contain_text("Đã lưu vào bản nháp")
+        assert engine.repository.latest("lao-cai", "proposal").version == 1
         assert said == []          # the builder's page: no error, no failed request
+        # deploying is the draft's step: its summary names the new field first
+        page.get_by_role("link", name="Xem thay đổi và triển khai").click()
+        expect(page.locator("[data-testid=summary-form]")).to_contain_text("contact_phone")
+        page.locator("form.toolbar").get_by_role("button", name="Triển khai").click()
+        expect(page.locator(".flash.success")).to_contain_text("proposal v2")
 
         # a new case's plan form asks for it: sent without, it is refused next to the field
         fresh = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-NEW")

@@ -8,8 +8,9 @@ from pathlib import Path
 from flask_smorest import Blueprint
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from engine.dryrun import load_deployed, load_scripts, read_script, recorded_script, \
+from engine.dryrun import load_deployed, load_draft, load_scripts, read_script, recorded_script, \
     run_script, script_from_dict, DRYRUN_FOLDER
+from engine.errors import NotFound
 from engine.store.db import PROJECT_ROOT
 
 from .. import catalogues
@@ -49,24 +50,40 @@ def recorded(instance_id: str, principal) -> tuple[str, dict]:
     return instance.variant, recorded_script(engine(), instance_id)
 
 
-def run(variant: str, args: dict) -> dict:
+def loader(variant: str, draft_of=None):
+    """What a dry-run plays: the variant's deployed definitions, or, given the designer
+    ``draft_of``, what deploying the variant's draft would put in place (NotFound when the
+    variant has no draft)."""
+    if draft_of is None:
+        return load_deployed(engine(), variant)
+    drafts = engine().drafts
+    draft = drafts.get(variant, draft_of)
+    if draft is None:
+        raise NotFound(f"variant '{variant}' has no draft", code="draft.none",
+                       params={"variant": variant})
+    return load_draft(engine(), variant, drafts.inputs(variant, draft.files))
+
+
+def run(variant: str, args: dict, draft_of=None) -> dict:
     """Run the script ``args["script"]`` kept with the variant, its fields replaced by
-    those ``args`` gives (a script of the designer's own when no name is given)."""
+    those ``args`` gives (a script of the designer's own when no name is given), on the
+    deployed definitions or (``draft_of``: the designer) on the variant's draft."""
     name = args.get("script")
     raw = dict(read_script(variant_folder(variant), name)) if name else {}
     raw.update({key: args[key] for key in ("title", "process", "started_by", "starts_at",
                                            "start_data", "steps", "expect") if key in args})
     label = f"{variant}/{DRYRUN_FOLDER}/{name}.toml" if name else f"{variant}/{DRYRUN_FOLDER}"
     script = script_from_dict(raw, name or "edited", label)
-    return run_script(script, load_deployed(engine(), variant)).to_dict()
+    return run_script(script, loader(variant, draft_of)).to_dict()
 
 
-def failing_scripts(variant: str) -> list[dict]:
-    """The variant's kept scripts that fail on its newest deployed definitions, one entry per
-    failure (script, step, element, words): what a deployment from the modeler warns of."""
+def failing_scripts(variant: str, draft_of=None) -> list[dict]:
+    """The variant's kept scripts that fail on its newest deployed definitions (or, given
+    the designer ``draft_of``, on its draft), one entry per failure (script, step, element,
+    words): what the draft's page warns of before the designer deploys."""
     warnings = []
     for script in load_scripts(variant_folder(variant)):
-        result = run_script(script, load_deployed(engine(), variant))
+        result = run_script(script, loader(variant, draft_of))
         findings = [*result.incidents, *result.failures]
         for finding, line in zip(findings, result.problems()):
             warnings.append({"script": result.file, "step": finding.step,
@@ -102,6 +119,9 @@ class DryRunIn(Schema):
     script = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$"), metadata={
         "description": "a script kept with the variant (processes/<variant>/dryrun/)"})
     title = fields.String(validate=validate.Length(max=255))
+    draft = fields.Boolean(load_default=False, metadata={
+        "description": "play the variant's draft (what deploying it would put in place) "
+                       "instead of its deployed definitions"})
     process = fields.String(validate=validate.Length(1, 128))
     started_by = fields.String(validate=validate.Length(1, 128))
     starts_at = fields.String(metadata={"description": "dd/mm/yyyy [HH:MM]"})
@@ -160,13 +180,14 @@ def run_dry_run(args, variant):
     """Play a script on a throw-away copy of the variant's deployed definitions and
     organisation, with an engine clock that jumps to each due date: the path taken, who gets
     each step, the due dates, the documents and notifications, incidents and failed
-    expectations (each with its step and element). Real cases are never touched."""
+    expectations (each with its step and element). With ``draft``, the variant's draft is
+    played instead. Real cases are never touched."""
     require_designer(variant)
     if not args.get("script") and not args.get("steps"):
         raise ApiProblem("invalid-data", "name a kept 'script' or give the 'steps'",
                          errors=[{"field": "script", "message": "Chọn kịch bản hoặc nhập "
                                   "các bước", "message_en": "Choose a script or give steps"}])
-    return run(variant, args)
+    return run(variant, args, current() if args.get("draft") else None)
 
 
 class RecordedScript(Schema):

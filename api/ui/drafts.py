@@ -15,6 +15,7 @@ from engine import drafts as drafting
 from engine.errors import N_, DefinitionInvalid, EngineError
 from engine.variants import SETTINGS_FILE, UNCONFIRMED
 
+from ..routes.dryrun import failing_scripts
 from .i18n import error_text, say, t
 from .web import engine, principal, signed_in
 
@@ -52,7 +53,7 @@ def _revision() -> int | None:
 def page(variant):
     drafts = engine().drafts
     draft = drafts.get(variant, principal())
-    changes = problems = None
+    changes = problems = warnings = None
     if draft is not None:
         try:
             changes = drafts.changes(variant, principal())
@@ -60,8 +61,13 @@ def page(variant):
             problems = []
         except DefinitionInvalid as exc:
             problems = _problems(exc)
+        if problems == [] and not changes.empty:
+            # the scripts kept with the variant, played on the draft before it is deployed:
+            # a failure warns (the designer may still deploy), as a deployment's dry-run does
+            warnings = failing_scripts(variant, principal())
     return render_template("draft.html", variant=variant, draft=draft, changes=changes,
-                           problems=problems, next=request.args.get("next", ""))
+                           problems=problems, warnings=warnings,
+                           next=request.args.get("next", ""))
 
 
 @blp.route("/designer/<string:variant>/draft", methods=["POST"])

@@ -71,6 +71,9 @@ def dry_run(variant):
             raise NotFound(f"instance {instance_id} does not exist",
                            code="instance.not_found", instance_id=instance_id)
         chosen = None
+    # the draft is played when the designer asks (the draft's page links here with it)
+    has_draft = engine().drafts.get(variant, principal()) is not None
+    on_draft = has_draft and request.values.get("draft") == "1"
     result, problems = None, []
     if request.method == "POST":
         steps, problems = _steps_from_form()
@@ -80,7 +83,7 @@ def dry_run(variant):
         if not problems:
             try:
                 result = run(variant, {"script": chosen_name, **table} if chosen
-                             else table)
+                             else table, principal() if on_draft else None)
             except DefinitionInvalid as exc:
                 problems = [say(p.code, p.params) or str(p) for p in exc.problems]
     rows = [{**step, "data_text": json.dumps(step.get("data") or {}, ensure_ascii=False)}
@@ -91,4 +94,5 @@ def dry_run(variant):
                            processes=processes,
                            table=table, rows=rows, extra_rows=3, result=result,
                            problems=problems, finding_text=finding_text,
-                           position_label=position_label, instance_id=instance_id)
+                           position_label=position_label, instance_id=instance_id,
+                           has_draft=has_draft, on_draft=on_draft)

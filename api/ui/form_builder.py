@@ -1,18 +1,19 @@
 """The form builder of the designer studio: a designer of a variant opens a form that the
 variant's processes use, edits its fields (api/ui/form_schema.py), sees it drawn by the
-renderer officials get (the same ``_form.html`` macro, server-side, from the draft schema) and
-saves the variant's own copy.
+renderer officials get (the same ``_form.html`` macro, server-side, from the edited schema) and
+saves the variant's own copy into the variant's draft (engine/drafts.py).
 
-Saving checks the form as deployment checks it, naming the field, and then deploys it to the
-variant only, through the repository's deploy path (the one ``POST /api/v1/definitions``
-takes): the processes of the variant that use the form get a new version, running cases stay
-on theirs, and no other variant — nor the national file — changes.
+Saving checks the form as deployment checks it, naming the field, and puts it in the draft
+(``forms/<name>``); nothing goes live. Deploying is the draft's explicit step (its page shows
+what changes and plays the variant's dry-run scripts first): the processes of the variant
+that use the form then get a new version, running cases stay on theirs, and no other variant
+— nor the national file — changes. The builder opens the draft's copy when there is one.
 """
 from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
 from engine import policy
 from engine.errors import DefinitionInvalid, N_
@@ -51,6 +52,9 @@ def _form(variant: str, name: str) -> dict:
     if name not in forms:
         raise ApiProblem("not-found", f"no process of '{variant}' uses the form '{name}'",
                          code="builder.form_not_found", params={"form": name})
+    draft = engine().drafts.get(variant, principal())
+    if draft is not None and f"forms/{name}" in draft.files:      # the copy being edited
+        return json.loads(draft.files[f"forms/{name}"])
     definition, _ = forms[name]
     return json.loads(definition.sources[f"forms/{name}"])
 
@@ -91,7 +95,7 @@ def download(variant, name):
 WORDS = ("key", "kind", "required", "label", "label_en", "choices", "choice_value",
          "choice_label", "choice_label_en", "add_choice", "pattern", "min", "max", "up", "down",
          "remove", "add_field", "saved", "unchanged", "refused", "new_field", "kept_kind",
-         "columns", "add_column")
+         "columns", "add_column", "to_draft")
 _WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
              N_("builder.label"), N_("builder.label_en"), N_("builder.choices"),
              N_("builder.choice_value"), N_("builder.choice_label"),
@@ -99,7 +103,8 @@ _WORD_IDS = [N_("builder.key"), N_("builder.kind"), N_("builder.required"),
              N_("builder.min"), N_("builder.max"), N_("builder.up"), N_("builder.down"),
              N_("builder.remove"), N_("builder.add_field"), N_("builder.saved"),
              N_("builder.unchanged"), N_("builder.refused"), N_("builder.new_field"),
-             N_("builder.kept_kind"), N_("builder.columns"), N_("builder.add_column")]
+             N_("builder.kept_kind"), N_("builder.columns"), N_("builder.add_column"),
+             N_("builder.to_draft")]
 
 
 def fields_in_use(variant: str, name: str) -> dict[str, str]:
@@ -196,19 +201,25 @@ def preview(variant, name):
 @blp.route("/designer/<string:variant>/forms/<string:name>", methods=["POST"])
 @signed_in
 def save(variant, name):
-    """Save the variant's own copy of the form: checked as deployment checks it, then
-    deployed to this variant's processes that use it (a new version of each)."""
+    """Save the variant's own copy of the form into its draft, checked as deployment checks
+    it; ``changed`` is false when the draft already had it so. Deploying is the draft's."""
     try:
         schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
         return jsonify(problems=_said(refused.problems)), 422
     content = form_schema.dumps(schema).encode()
-    try:
-        results = engine().repository.deploy_upload(variant, {name: content},
-                                                    principal().username)
-    except DefinitionInvalid as exc:
-        problems = [{"field": "(form)", "code": p.code or "bpmn.other",
-                     "params": {**(p.params or {}), "field": "(form)"}} for p in exc.problems]
-        return jsonify(problems=_said(problems)), 422
-    created = [{"key": r.key, "version": r.version} for r in results if r.created]
-    return jsonify(deployed=created, problems=[])
+    drafts, who, path = engine().drafts, principal(), f"forms/{name}"
+    draft = drafts.get(variant, who)
+    before = draft.files.get(path) if draft is not None \
+        else drafts.deployed_folder(variant, who).get(path)
+    changed = content != before
+    if changed:
+        try:
+            draft = drafts.put_file(variant, path, content, who)
+        except DefinitionInvalid as exc:
+            problems = [{"field": "(form)", "code": p.code or "bpmn.other",
+                         "params": {**(p.params or {}), "field": "(form)"}}
+                        for p in exc.problems]
+            return jsonify(problems=_said(problems)), 422
+    return jsonify(changed=changed, revision=draft.revision if draft is not None else None,
+                   draft=url_for("drafts_ui.page", variant=variant), problems=[])

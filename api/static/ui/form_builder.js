@@ -1,8 +1,8 @@
 // The form builder: the fields of a variant's form as a list the designer edits (key, kind,
 // required, Vietnamese and English labels, choices, pattern, limits; moved, added, removed).
 // Each change asks the server to draw the draft with the renderer officials get (the preview)
-// and to check it as deployment does; "save" sends the fields to be checked and deployed to
-// the variant. The server names what it refuses by field key, in the page's language.
+// and to check it as deployment does; "save" sends the fields to be checked and saved into
+// the variant's draft. The server names what it refuses by field key, in the page's language.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("builder-data").textContent);
@@ -292,14 +292,17 @@
         say("error", words.refused + (general.length ? ": " + general.join("; ") : ""));
         return;
       }
-      var deployed = answer.body.deployed || [];
-      // saved fields are now the deployed ones: their keys are their origins
+      // saved fields are now the draft's: their keys are their origins
       fields.forEach(function (field) {
         field.origin = field.key;
         field.columns.forEach(function (column) { column.origin = column.key; });
       });
-      say("success", deployed.length ? words.saved + " " + deployed.map(function (d) {
-        return d.key + " v" + d.version; }).join(", ") : words.unchanged);
+      say("success", answer.body.changed ? words.saved : words.unchanged);
+      // deploying is the draft's explicit step, after its summary and dry-runs
+      var link = element("a", { href: answer.body.draft, "data-testid": "to-draft" },
+                         words.to_draft);
+      result.appendChild(document.createTextNode(" "));
+      result.appendChild(link);
     });
   });
 

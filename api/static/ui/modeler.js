@@ -33,18 +33,9 @@
     return detail && words.indexOf(detail) < 0 ? words + ": " + detail : words;
   }
 
-  // what the last deployment's dry-runs found, kept across the reload that shows its version
-  var DRY_RUN_KEY = "nd73.dryRunWarnings";
-  var keptWarnings = window.sessionStorage.getItem(DRY_RUN_KEY);
-  window.sessionStorage.removeItem(DRY_RUN_KEY);
-
   modeler.importXML(data.xml).then(function () {
     modeler.get("canvas").zoom("fit-viewport");
     container.setAttribute("data-ready", "true");
-    if (keptWarnings && /[?&]deployed=1/.test(window.location.search)) {
-      var kept = JSON.parse(keptWarnings);
-      showDryRunWarnings(kept.versions, kept.warnings);
-    }
   });
 
   // a refused script or condition is also shown under its field in the properties panel
@@ -81,21 +72,6 @@
       });
       result.appendChild(list);
     }
-  }
-
-  function showDryRunWarnings(versions, warnings) {
-    show("error", data.labels.deployed + " " + versions + ". " + data.labels.dryRunFailed);
-    var list = document.createElement("ul");
-    list.setAttribute("data-testid", "dry-run-warnings");
-    warnings.forEach(function (w) {
-      var item = document.createElement("li");
-      item.setAttribute("data-element", w.element_id || "");
-      item.textContent = w.script + (w.step ? " · " + data.labels.step + " " + w.step : "") +
-        (w.element_id ? " [" + w.element_id + "]" : "") + ": " + w.message;
-      list.appendChild(item);
-    });
-    result.appendChild(list);
-    markProblems(warnings);
   }
 
   function markProblems(problems) {
