@@ -8,6 +8,9 @@ name).
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any, Callable
 
@@ -57,16 +60,50 @@ def _as_date(value) -> date | None:
     return None
 
 
+class _Templates(SandboxedEnvironment):
+    """The one sandboxed environment documents are rendered in, which keeps the Jinja code
+    it compiled from each part of a template (docxtpl asks for it at every render: compiling
+    the body of a decision took as long as filling it in). The ``name`` filter is the
+    render's own (names read through its session), set for the render's context."""
+
+    def __init__(self, size: int = 64):
+        super().__init__(autoescape=True)
+        self.filters.update(money=money, date=short_date, long_date=long_date,
+                            name=lambda value: _NAMES.get()(value))
+        self._compiled: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def from_string(self, source, globals=None, template_class=None):  # noqa: A002
+        if globals or template_class or not isinstance(source, str):
+            return super().from_string(source, globals, template_class)
+        with self._lock:
+            template = self._compiled.get(source)
+            if template is not None:
+                self._compiled.move_to_end(source)
+                return template
+        template = super().from_string(source)
+        with self._lock:
+            self._compiled[source] = template
+            while len(self._compiled) > self._size:
+                self._compiled.popitem(last=False)
+        return template
+
+
+_NAMES: ContextVar[Callable[[Any], str]] = ContextVar("document_names")
+_ENVIRONMENT = _Templates()
+
+
 def render(template: bytes, context: dict, names: Callable[[Any], str]) -> bytes:
     """The DOCX of ``template`` filled with ``context``."""
-    environment = SandboxedEnvironment(autoescape=False)
-    environment.filters.update(money=money, date=short_date, long_date=long_date,
-                               name=names)
+    token = _NAMES.set(names)
     try:
         document = DocxTemplate(io.BytesIO(template))
-        document.render(context, environment, autoescape=True)
+        document.render(context, _ENVIRONMENT, autoescape=True)
         out = io.BytesIO()
         document.save(out)
     except Exception as exc:                 # noqa: BLE001 - a designer's template
         raise TemplateFailed(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        _NAMES.reset(token)
     return out.getvalue()
