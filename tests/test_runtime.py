@@ -252,7 +252,7 @@ def test_task_data_comes_from_the_last_step_in_memory_while_the_row_has_its_vers
     assert engine.runtime.task_data(decision.id)["budget"] == 120 and loads == []
     # another process saved the instance: the workflow in memory is stale, the row is read
     with engine.db.transaction() as session:
-        session.get(Instance, instance.id).updated_at = engine.clock.now()
+        session.get(Instance, instance.id).business_key = "DX-2"   # a new version
     assert engine.runtime.task_data(decision.id)["months"] == 4 and loads == [1]
     with pytest.raises(NotFound):
         engine.runtime.task_data("00000000-0000-0000-0000-000000000000")
