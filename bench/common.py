@@ -163,7 +163,7 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
         "screening": {"is_complex": False},
         "party_opinion": {"party_opinion": "agree"},
         "leadership_vote": {"vote": "for"},
-        "decide": {"decision": "approve", "decision_number": "15/QĐ-SXD"},
+        "decide": {"decision": "approve"},
         "implement": {"finished_on": "2027-06-30"},
         "report_completion": {"result_summary": "Đã triển khai"},
         "party_evaluation_opinion": {"party_opinion": "agree"},
@@ -171,7 +171,7 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
                      "member_assessments": [{"member": m, "assessment": "completed"}
                                             for m in members],
                      "outcome": "completed", "evaluation_note": "Đánh giá"},
-        "notify_result": {"notice_number": "12/TB", "notified_on": "2027-07-05"},
+        "notify_result": {},
         "recognition": {"measures": ["commendation"], "months_early": 12},
     }.get(element_id)
 

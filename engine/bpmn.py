@@ -360,7 +360,7 @@ def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Pro
                                                 f"{message}", code="bpmn.form_schema",
                                         params={"form": name, "detail": message}, **where))
                 continue
-            for message in _unsafe_schema(schema):
+            for message in unsafe_schema(schema):
                 problems.append(Problem(f.name, f"form '{name}': {message}",
                                         code="bpmn.form_unsafe",
                                         params={"form": name, "detail": message}, **where))
@@ -374,7 +374,7 @@ _NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]"
 MAX_PATTERN = 500
 
 
-def _unsafe_schema(schema) -> list[str]:
+def unsafe_schema(schema) -> list[str]:
     """What in a form's schema would let a designer hang the server or reach outside:
     patterns that backtrack without end, and references to other documents."""
     found, todo = [], [schema]

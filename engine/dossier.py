@@ -36,6 +36,7 @@ from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
+from .store.models import Document as IssuedDocument
 
 TITLE_MARK = "x-case-title"
 
@@ -265,6 +266,19 @@ class Dossiers:
                     completions[details["task_id"]] = (event_id, details)
             unit = session.get(OrgUnit, instance.unit_id) if instance.unit_id else None
             unit_name = unit.name if unit else None
+            # the documents steps issued, with their audit entry: it follows the entry of
+            # the step that issued it in the case's one order of events
+            issued_at_event = {
+                (details or {}).get("document_id"): event_id
+                for event_id, details in session.execute(
+                    select(AuditEvent.id, AuditEvent.details).where(
+                        AuditEvent.instance_id == instance_id,
+                        AuditEvent.action == "document_issued"))}
+            issued = [(issued_at_event.get(row.id), row) for row in session.execute(
+                select(IssuedDocument.id, IssuedDocument.reference, IssuedDocument.title,
+                       IssuedDocument.issued_at)
+                .where(IssuedDocument.instance_id == instance_id)
+                .order_by(IssuedDocument.issued_at, IssuedDocument.number))]
         workflow = self.runtime.workflow(instance_id)
         forms = forms_of(definition)
         settings = self.repository.settings(definition)
@@ -380,6 +394,8 @@ class Dossiers:
                     "legal_basis": legal_basis(r), "assignee": people.get(r.assignee or ""),
                     "candidates": [people[u] for u in candidates.get(r.id, ()) if u in people]}
                    for r in opened]
+        self._attach_documents(steps, issued, {task: event for task, (event, _) in
+                                               completions.items()})
         titled = title_fields(definition)
         stage = stages.get(instance.stage or "") or {}
         decision_labels: dict[str, str] = {}
@@ -412,6 +428,26 @@ class Dossiers:
                                                        else s["members"])
                             for f in b["attachments"]],
         }
+
+    @staticmethod
+    def _attach_documents(steps: list[dict], issued: list, event_of: dict) -> None:
+        """Each step lists the official documents its completion issued: a document's
+        audit entry comes right after the entry of the step that issued it (a script that
+        tallies a vote issues the minutes in the step of the last ballot)."""
+        taken = []
+        for step in steps:
+            step["documents"] = []
+            bodies = [step] if step["kind"] == "step" else step["members"]
+            events = [event_of.get(b["task_id"]) for b in bodies]
+            taken.append((max((e for e in events if e is not None), default=None), step))
+        for event_id, document in issued:
+            if event_id is None:           # a correction: issued from the case, not a step
+                continue
+            before = [(e, s) for e, s in taken if e is not None and e <= event_id]
+            if before:
+                max(before, key=lambda pair: pair[0])[1]["documents"].append({
+                    "id": document.id, "reference": document.reference,
+                    "title": document.title, "date_text": date_text(document.issued_at)})
 
     @staticmethod
     def _case_data(workflow) -> dict:
@@ -535,6 +571,10 @@ def docx(dossier: dict) -> bytes:
         if step.get("legal_basis"):
             rows.append(("Căn cứ", step["legal_basis"]))
         rows += [(f["label"], f["text"]) for f in step["fields"]]
+        if step.get("documents"):
+            rows.append(("Văn bản ban hành", "; ".join(
+                f"{d['title']} số {d['reference']} ngày {d['date_text']}"
+                for d in step["documents"])))
         if step["attachments"]:
             rows.append(("Tài liệu đính kèm", "; ".join(f["name"] for f in step["attachments"])))
         table(rows)

@@ -135,7 +135,7 @@ def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
     case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
     case.do("evaluate", evaluation_meeting(case, outcome))
-    case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"})
+    case.do("notify_result", {})
 
 
 def evaluation_meeting(case: Case, outcome: str) -> dict:

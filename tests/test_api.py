@@ -237,7 +237,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
                   "laocai.sxd.pgd3"):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
-             {"decision": "approve", "decision_number": "01/QĐ-SXD"})
+             {"decision": "approve"})
     complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
     complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",
@@ -248,7 +248,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         "member_assessments": [{"member": m, "assessment": "completed"} for m in leaders[:3]],
         "evaluation_note": "Tốt"})
     complete(api, "laocai.sxd.vp.chuyenvien", instance["id"], "notify_result",
-             {"notice_number": "05/TB", "notified_on": "2027-07-02"})
+             {})
     done = complete(api, "laocai.sxd.giamdoc", instance["id"], "recognition",
                     {"measures": ["commendation"]})
     assert (done["status"], done["stage"], done["latest_decision"]) == (
