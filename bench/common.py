@@ -9,6 +9,7 @@ import statistics
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -128,6 +129,9 @@ def kind_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
+AFTER_THE_ORDINARY_PATH = datetime(2027, 7, 6, 1, 0, tzinfo=timezone.utc)
+
+
 def library_engine(url: str, clock=None, **settings):
     """A migrated engine with the process library deployed and the organisations seeded
     (``settings``: WorkflowEngine's keyword arguments, such as max_data_bytes)."""
@@ -135,7 +139,9 @@ def library_engine(url: str, clock=None, **settings):
     from engine.demo import seed_orgs
     from engine.workflow_engine import WorkflowEngine
 
-    engine = WorkflowEngine(url, clock=clock or ManualClock(), **settings)
+    # the ordinary path reports the work done on 30/06/2027 and the meeting after it: the
+    # clock stands after them (a completion is never reported before it happens)
+    engine = WorkflowEngine(url, clock=clock or ManualClock(AFTER_THE_ORDINARY_PATH), **settings)
     engine.upgrade_database()
     engine.repository.deploy_folder(PROJECT / "processes" / "national", "bench")
     seed_orgs(engine, PROJECT / "processes")

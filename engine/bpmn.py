@@ -183,6 +183,15 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...],
                             "[roles] nor a position; use one of: " + ", ".join(roles),
                     element_id=lane.get("id"), line=lane.sourceline, code="bpmn.lane_role",
                     params={"lane": lane.get("name") or "", "known": ", ".join(roles)}))
+        for prop in f.root.iterfind(".//nd73:property[@name='senderRole']", NS):
+            for role in policy.listed_names(prop.get("value")) or ("",):
+                if role not in roles:
+                    problems.append(Problem(
+                        f.name, f"senderRole '{role}' names no role of the variant's [roles] "
+                                "nor a position; use one of: " + ", ".join(roles),
+                        element_id=_enclosing_id(prop), line=prop.sourceline,
+                        code="bpmn.sender_role", params={"role": role,
+                                                         "known": ", ".join(roles)}))
         for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
             if prop.get("value") not in stages:
                 problems.append(Problem(

@@ -34,6 +34,7 @@ from SpiffWorkflow.util.task import TaskState
 from . import diagrams, policy
 from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
+from .forms import is_person, person_values
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
 from .store.models import Document as IssuedDocument
@@ -215,15 +216,16 @@ def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, st
         return date_text(value), "date"
     if prop.get("format") == "date-time":
         return date_text(value), "datetime"
+    names_people = is_person(prop) or is_person(prop.get("items"))
     if isinstance(value, list):
         item_labels = (prop.get("items") or {}).get("x-enum-labels") or labels
-        shown = [people[v]["text"] if isinstance(v, str) and v in people
+        shown = [people[v]["text"] if names_people and isinstance(v, str) and v in people
                  else item_labels.get(v, v) if isinstance(v, str)
                  else json.dumps(v, ensure_ascii=False) for v in value]
         return "; ".join(str(s) for s in shown), "list"
     if isinstance(value, str) and value in labels:
         return labels[value], "choice"
-    if isinstance(value, str) and value in people:
+    if names_people and isinstance(value, str) and value in people:
         return people[value]["text"], "person"
     if isinstance(value, (int, float)):
         return f"{value:,}".replace(",", "."), "number"
@@ -305,16 +307,12 @@ class Dossiers:
                      *(r.assignee for r in opened),
                      *(u for r in opened for u in candidates.get(r.id, ()))}
         # form values that name users (a council's chair, the implementers) are shown by
-        # name: any short single-word text of a form that is a user's username
+        # name: the values of the fields the form declares person fields
         for row in closed:
             task = spiff_tasks.get(row.id)
             schema = forms.get((row.form or "").rsplit("/", 1)[-1]) or {}
             values = (task.data if task is not None else {}) or {}
-            for name in schema.get("properties") or {}:
-                value = values.get(name)
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, str) and 0 < len(item) <= 128 and " " not in item:
-                        usernames.add(item)
+            usernames.update(username for _, username in person_values(schema, values))
         people = self.people.of(usernames)
         people = {u: p for u, p in people.items() if u in usernames}
         known = {u: p for u, p in people.items() if p["full_name"] != u or p["positions"]}

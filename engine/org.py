@@ -186,6 +186,34 @@ class Org:
         return sorted({position for unit, position in self._snapshot()[2].get(username, ())
                        if not unit_id or unit == unit_id})
 
+    def people(self, variant: str, usernames: Iterable[str]) -> set[str]:
+        """Those of ``usernames`` who are people of ``variant``'s organisation: an active
+        account holding a position in one of its units (whom a form may name)."""
+        units = self._tree()
+        holding = {u for u in usernames
+                   if any(getattr(units.get(unit), "variant", None) == variant
+                          for unit, _ in self._snapshot()[2].get(u, ()))}
+        if not holding:
+            return set()
+        with self.db.reading() as session:
+            return set(session.scalars(select(User.username).where(
+                User.username.in_(holding), User.active.is_(True))))
+
+    def directory(self, variant: str) -> list[tuple[str, str]]:
+        """(username, full name) of the people of ``variant``'s organisation, by name: whom
+        a form's person fields offer."""
+        units = self._tree()
+        usernames = [u for u, held in self._snapshot()[2].items()
+                     if any(getattr(units.get(unit), "variant", None) == variant
+                            for unit, _ in held)]
+        if not usernames:
+            return []
+        with self.db.reading() as session:
+            found = [(username, full_name) for username, full_name in session.execute(
+                select(User.username, User.full_name).where(
+                    User.username.in_(usernames), User.active.is_(True)))]
+        return sorted(found, key=lambda pair: (pair[1], pair[0]))
+
     def units_of(self, username: str) -> list[str]:
         return list(dict.fromkeys(unit for unit, _ in self._snapshot()[2].get(username, ())))
 

@@ -3,9 +3,12 @@ one of the users its lane resolves to, with the data its form asks for, as that 
 engine checks their rights as for anyone)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 
 from engine.access import Principal
+from engine.clock import LOCAL_TZ
 from engine.demo import demo_plan, seed_orgs
 from engine.store import AuditEvent, Decision, HumanTask, TaskCandidate
 
@@ -130,7 +133,16 @@ def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1
     return case
 
 
+def on_day(engine, day: str) -> None:
+    """Move the engine clock to the morning of ``day`` (an ISO date, in Asia/Ho_Chi_Minh) when
+    it stands before it: work is reported done, and meetings recorded, once they happened."""
+    instant = datetime.fromisoformat(day).replace(hour=9, tzinfo=LOCAL_TZ)
+    if engine.clock.now() < instant:
+        engine.clock.set(instant)
+
+
 def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
+    on_day(case.engine, "2027-06-30")
     case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
     case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})

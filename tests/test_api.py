@@ -11,7 +11,7 @@ from api.auth import TOKEN_SALT
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import deploy_library, plan
+from procedures import deploy_library, on_day, plan
 
 PROBLEM = "application/problem+json"
 
@@ -225,7 +225,7 @@ def test_deploy_rights_media_types_and_size(api):
 
 
 # --- instances and tasks -----------------------------------------------------------------
-def test_a_complete_lao_cai_proposal_through_the_api(api):
+def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
     proposer = "laocai.sxd.qlxd.truongphong"
     instance = start(api, proposer, business_key="LC-API-1")
     assert instance["status"] == "running" and instance["stage"] == "draft"
@@ -238,6 +238,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
              {"decision": "approve"})
+    on_day(engine, "2027-06-30")            # the work is reported done on the day it is
     complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
     complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",

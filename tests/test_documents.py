@@ -288,11 +288,15 @@ def test_evaluation_recognition_and_protection_issue_their_documents(library):
     for template, parts in {
         "to_trinh_cong_nhan.docx": ["Số: 01/TTr-SXD", "TỜ TRÌNH",
                                     "Về việc công nhận, khuyến khích Võ Thị Tâm",
-                                    "- khen thưởng;", "- nâng bậc lương trước thời hạn;",
+                                    "- đề nghị cấp có thẩm quyền khen thưởng;",
+                                    "- nâng bậc lương trước thời hạn;",
                                     "Nâng bậc lương trước thời hạn 12 tháng."],
-        "quyet_dinh_cong_nhan.docx": ["Số: 02/QĐ-SXD", "QUYẾT ĐỊNH", "Căn cứ Điều 10",
+        # recognised in 2027: the first decision of that year's register
+        "quyet_dinh_cong_nhan.docx": ["Số: 01/QĐ-SXD", "QUYẾT ĐỊNH", "Căn cứ Điều 10",
                                       "Căn cứ Tờ trình công nhận, khuyến khích số 01/TTr-SXD",
-                                      "Điều 1. Công nhận Võ Thị Tâm", "- khen thưởng;"],
+                                      "Điều 1. Công nhận Võ Thị Tâm",
+                                      "- đề nghị cấp có thẩm quyền khen thưởng;",
+                                      "Việc khen thưởng do cấp có thẩm quyền xem xét"],
         "de_nghi_khen_thuong.docx": ["Số: 01/CV-SXD", "V/v đề nghị khen thưởng",
                                      "Kính gửi: Hội đồng Thi đua - Khen thưởng."],
     }.items():

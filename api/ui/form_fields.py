@@ -24,7 +24,7 @@ _DATE_DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 class Field:
     path: str
     kind: str            # text textarea select date integer number money boolean confirm
-    #                      choices list files group rows
+    #                      choices list files group rows person people
     label: str
     required: bool = False
     value: object = None
@@ -57,6 +57,8 @@ def _kind(prop: dict) -> str:
         items = prop.get("items") or {}
         if items.get("type") == "object" and "file_id" in (items.get("properties") or {}):
             return "files"
+        if widget == "person" or items.get("x-widget") == "person":
+            return "people"          # usernames chosen from the organisation
         if items.get("type") == "object":
             return "rows"
         return "choices" if "enum" in items else "list"
@@ -70,6 +72,8 @@ def _kind(prop: dict) -> str:
         return "number"
     if prop.get("format") == "date":
         return "date"
+    if widget == "person":
+        return "person"
     return "textarea" if widget == "textarea" else "text"
 
 
@@ -93,10 +97,11 @@ def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw) -> list[Fi
         if kind == "group":
             item.children = _fields(prop, path + ".", value or {}, errors, raw)
         elif kind == "choices":
-            item.options = _options(prop["items"] | {"x-enum-labels":
-                                                     prop.get("x-enum-labels", {})})
+            item.options = _options(prop["items"] | {
+                "x-enum-labels": prop.get("x-enum-labels", {}),
+                "x-enum-labels-en": prop.get("x-enum-labels-en", {})})
             item.value = raw.getlist(path) if raw is not None else list(value or [])
-        elif kind == "list":
+        elif kind in ("list", "people"):
             item.value = raw.getlist(path) if raw is not None else list(value or [])
         elif kind == "files":
             item.value = value if isinstance(value, list) else []
@@ -177,7 +182,7 @@ def _parse_value(prop: dict, path: str, form, files, errors):
     kind = _kind(prop)
     if kind == "group":
         return _parse_object(prop, path + ".", form, files, errors)
-    if kind in ("choices", "list"):
+    if kind in ("choices", "list", "people"):
         values = [v.strip() for v in form.getlist(path) if v.strip()]
         return values if values or path in form else MISSING
     if kind == "files":

@@ -73,7 +73,8 @@ REFUSALS = {
     "assignee_or_administrators": N_("refused.assignee_or_administrators"),
     "administrators_only": N_("refused.administrators_only"),
     "own_units_only": N_("refused.own_units_only"),
-    "members_only": N_("refused.members_only")}
+    "members_only": N_("refused.members_only"),
+    "message_sender": N_("refused.message_sender")}
 
 
 def choose_language() -> str:
