@@ -56,6 +56,34 @@ def test_the_api_lists_and_runs_the_scripts_kept_with_the_variant(server, engine
     assert counts(engine) == before            # nothing written to the real database
 
 
+def test_the_api_runs_a_script_on_the_draft_leaving_the_deployed_version_alone(server, engine):
+    from procedures import as_user
+    from engine.variants import SETTINGS_FILE
+
+    args = {"script": "tu_choi_qua_tet", "draft": True}
+    none = server.post("/variants/lao-cai/dry-runs", DESIGNER, json=args)
+    assert none.status_code == 404 and none.json()["code"] == "draft.none", none.text
+    designer = as_user(engine, DESIGNER)
+    draft = engine.drafts.open("lao-cai", designer)
+    settings = draft.files[SETTINGS_FILE].decode().replace("decision = 7", "decision = 5")
+    assert settings != draft.files[SETTINGS_FILE].decode()
+    engine.drafts.put_file("lao-cai", SETTINGS_FILE, settings.encode(), designer)
+    before = counts(engine)
+    ran = server.post("/variants/lao-cai/dry-runs", DESIGNER, json=args)
+    assert ran.status_code == 200, ran.text
+    [decide] = [t for t in ran.json()["tasks"] if t["element_id"] == "decide"]
+    assert decide["due"] == "26/02/2026"          # five working days past the weekend and Tết
+    assert not ran.json()["passed"]               # the script expects the deployed seven
+    deployed = server.post("/variants/lao-cai/dry-runs", DESIGNER,
+                           json={"script": "tu_choi_qua_tet"}).json()
+    assert deployed["passed"]
+    assert counts(engine) == before
+    assert engine.repository.latest("lao-cai", "proposal").version == 1
+    # another province's designer may not play Lào Cai's draft
+    assert server.post("/variants/lao-cai/dry-runs", OTHER_DESIGNER,
+                       json=args).status_code == 403
+
+
 def test_the_api_runs_edited_choices_and_names_the_failing_step(server):
     steps = server.get("/variants/lao-cai/dry-runs", DESIGNER).json()[0]["script"]["steps"]
     steps[4] = {**steps[4], "data": {"decision": "reject"}}      # no reasons given
