@@ -340,6 +340,7 @@ def test_the_web_app_says_a_refusal_in_vietnamese_and_writes_nothing(library):
     stranger = _signed_in(app, OUTSIDER)                  # for them the case does not exist
     token = re.search(r'name="csrf-token" content="([^"]+)"',
                       stranger.get("/").get_data(as_text=True)).group(1)
+    before = _state(library, case.id)                    # their sign-in is audited
     assert stranger.post(f"/instances/{case.id}/suspend",
                          data={"csrf_token": token}).status_code == 404
     assert _state(library, case.id) == before
