@@ -28,7 +28,7 @@ AGENCY_KINDS = ("province", "department", "commune")
 UNIT_KINDS = ("province", "department", "commune", "public_service_unit", "enterprise",
               "division")
 POSITIONS = ("head", "deputy", "acting_head", "party_secretary", "office_staff", "staff",
-             "council_member")
+             "council_member", "state_capital_representative")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
 
 

@@ -11,7 +11,7 @@ from api.auth import TOKEN_SALT
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import deploy_library, plan
+from procedures import SCREENED, deploy_library, leadership_meeting, plan
 
 PROBLEM = "application/problem+json"
 
@@ -231,11 +231,12 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
     assert instance["status"] == "running" and instance["stage"] == "draft"
     assert instance["unit_id"] == "laocai.sxd.qlxd"
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {"is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
-    for voter in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
-                  "laocai.sxd.pgd3"):
-        complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
+    # the head records the leadership meeting (Art. 8 k.1)
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(
+        {v: "for" for v in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
+                            "laocai.sxd.pgd3")}, "2026-01-05"))
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
              {"decision": "approve", "decision_number": "01/QĐ-SXD"})
     complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
@@ -403,11 +404,12 @@ def test_messages_by_key_and_by_id(api):
     proposer = "laocai.sxd.qlxd.truongphong"
     instance = start(api, proposer, business_key="LC-MSG")
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {"is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
-    for voter in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
-                  "laocai.sxd.pgd3"):
-        complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
+    # the head records the leadership meeting (Art. 8 k.1)
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(
+        {v: "for" for v in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
+                            "laocai.sxd.pgd3")}, "2026-01-05"))
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide", {"decision": "approve"})
     unreasoned = is_problem(api.post("/messages", "laocai.sxd.giamdoc", json={
         "name": "implementation_suspended", "correlation_key": "LC-MSG"}), 422, "invalid-data")

@@ -82,6 +82,12 @@ def test_a_case_started_by_an_administrator_for_a_unit_runs(server, engine, vari
     for definition in definitions(engine, variant, "case"):
         started = server.post("/instances", admin, json={
             "definition_key": definition.key, "variant": variant, "unit_id": units[-1]})
+        if policy.start_rules(definition):
+            # the procedure says who may start it (the proposal: Art. 2–3), and an
+            # administrator holds no position in the unit
+            assert started.status_code == 403, started.text
+            assert started.json()["rule"] == "start_rule", started.json()
+            continue
         assert started.status_code == 201, started.text
         assert started.json()["status"] == "running", started.json()
 

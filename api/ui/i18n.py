@@ -73,7 +73,9 @@ REFUSALS = {
     "assignee_or_administrators": N_("refused.assignee_or_administrators"),
     "administrators_only": N_("refused.administrators_only"),
     "own_units_only": N_("refused.own_units_only"),
-    "members_only": N_("refused.members_only")}
+    "members_only": N_("refused.members_only"),
+    # a process's own start rule (nd73:startRule): its words come from the definition
+    "start_rule": N_("refused.start_rule")}
 
 
 def choose_language() -> str:
