@@ -34,7 +34,7 @@ from engine.store.models import OutboxMessage
 
 from conftest import PROJECT, child_environment
 from procedures import SCREENED, Case, as_user, deploy_library, evaluation_meeting, \
-    implement_and_evaluate, plan
+    implement_and_evaluate, leadership_meeting, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 PROPOSER = "mau.sxd.qlxd.truongphong"
@@ -135,11 +135,13 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-7")]
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
-    vote = "[ND73] Công việc mới: Thành viên tập thể lãnh đạo biểu quyết – DX-7"
-    assert step() == [mail(HEAD, vote), mail("mau.sxd.pgd2", vote),
-                      mail("mau.sxd.pgd3", vote)]          # pgd1 voted on the screen
-    case.vote({HEAD: "for", "mau.sxd.pgd1": "for", "mau.sxd.pgd2": "for",
-               "mau.sxd.pgd3": "against"})
+    # the leadership meeting: its chair or the office's staff, its secretary, record it
+    meeting = "[ND73] Công việc mới: Ghi biên bản họp tập thể lãnh đạo – DX-7"
+    assert step() == [mail(HEAD, meeting), mail("mau.sxd.vp.chanhvp", meeting),
+                      mail("mau.sxd.vp.chuyenvien", meeting)]
+    case.do("leadership_meeting", leadership_meeting(
+        {HEAD: "for", "mau.sxd.pgd1": "for", "mau.sxd.pgd2": "for", "mau.sxd.pgd3": "against"},
+        "2026-01-16"), by="mau.sxd.vp.chuyenvien")
     assert step() == [mail(HEAD, "[ND73] Công việc mới: Quyết định phê duyệt hoặc từ chối – "
                                  "DX-7")]
     case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD"}, by=HEAD)
@@ -147,12 +149,12 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
         mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo ngày hoàn thành – DX-7"),
         mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
     [(_, message)] = [m for m in mailbox.last if "phê duyệt" in str(m[1]["Subject"])]
-    assert message["To"].addresses[0].display_name == "Trịnh Anh Tuấn"
+    assert message["To"].addresses[0].display_name == "Võ Thị Tâm"
     assert message["From"].addresses[0].addr_spec == "no-reply@nd73.test"
     assert message.is_multipart() and message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Kính gửi Trịnh Anh Tuấn," in text and "Số quyết định: 15/QĐ-SXD." in text
+    assert "Kính gửi Võ Thị Tâm," in text and "Số quyết định: 15/QĐ-SXD." in text
     assert f"http://127.0.0.1:8000/instances/{case.id}" in text
     assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
     assert f'href="http://127.0.0.1:8000/instances/{case.id}"' in html
