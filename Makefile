@@ -49,7 +49,14 @@ $(VENDOR)/.built: api/web/package.json api/web/package-lock.json $(wildcard api/
 	cp api/web/node_modules/swagger-ui-dist/swagger-ui.css api/web/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/web/node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@
 
-install: $(STAMP) $(VENDOR)/.built $(VENDOR)/bpmn-navigated-viewer.production.min.js
+# The tests' OpenID Connect provider (node oidc-provider, tests/oidc): from npm at install,
+# never at run time.
+TEST_IDP := tests/oidc/node_modules/.installed
+$(TEST_IDP): tests/oidc/package.json tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(VENDOR)/.built $(VENDOR)/bpmn-navigated-viewer.production.min.js $(TEST_IDP)
 
 # the case diagram's viewer (zoom and pan), for checkouts whose assets were built before it
 $(VENDOR)/bpmn-navigated-viewer.production.min.js: $(VENDOR)/.built

@@ -13,8 +13,9 @@ from .auth import authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
-from .routes import (admin, definitions, documents, files, instances, messages, notifications,
-                     organisation, people, reports, tasks)
+from .routes import (admin, definitions, documents, drafts, dryrun, files, instances,
+                     messages,
+                     notifications, organisation, people, reports, tasks)
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +34,8 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SECRET_KEY=secret_key(PROJECT_ROOT / "var", configured_key),
         TOKEN_TTL=settings.token_ttl,
+        SESSION_TTL=settings.session_ttl,
+        PERMANENT_SESSION_LIFETIME=settings.session_ttl,
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         API_TITLE="ND73 Workflow API",
         API_VERSION="v1",
@@ -64,7 +67,7 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
         "content": {"application/problem+json": {"schema": "Problem"}}})
     for blueprint in (people.blp, definitions.blp, instances.blp, tasks.blp, messages.blp,
                       reports.blp, admin.blp, files.blp, notifications.blp, documents.blp,
-                      organisation.blp):
+                      organisation.blp, drafts.blp, dryrun.blp):
         api.register_blueprint(blueprint, url_prefix=API_PREFIX)
     admin.register_test_clock(api, settings.test_clock)
     problems.register(app)

@@ -9,6 +9,7 @@ from flask import after_this_request, current_app, g, request, session
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.access import Principal
+from engine.errors import InvalidData
 
 from .problems import ApiProblem
 
@@ -74,10 +75,47 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 CSRF_HEADER = "X-CSRF-Token"
 
 
+SIGNED_IN_AT = "signed_in_at"      # the engine clock's POSIX time of the sign-in
+ID_TOKEN = "id_token"              # the provider's ID token of a single sign-on session
+
+
+def start_session(username: str, method: str, id_token: str | None = None) -> None:
+    """A new web session for ``username`` (a new id and anti-forgery token, the page's
+    language kept), lasting ``ND73_SESSION_TTL`` by the engine's clock."""
+    language = session.get("lang")
+    session.clear()
+    session.permanent = True
+    session["user"] = username
+    session["auth"] = method
+    session[SIGNED_IN_AT] = current_app.extensions["nd73"].clock.now().timestamp()
+    if id_token:
+        session[ID_TOKEN] = id_token
+    if language:
+        session["lang"] = language
+    csrf_token()
+
+
+def session_expired() -> bool:
+    """The session's sign-in is older than ``ND73_SESSION_TTL`` by the engine's clock."""
+    started = session.get(SIGNED_IN_AT)
+    if not isinstance(started, (int, float)):
+        return False
+    now = current_app.extensions["nd73"].clock.now().timestamp()
+    return now - started > current_app.config["SESSION_TTL"]
+
+
 def session_username() -> str | None:
-    """The user signed in to the web app (Flask's signed session cookie), if any."""
+    """The user signed in to the web app (Flask's signed session cookie), if any and if
+    the session has not expired (an expired one is forgotten)."""
     username = session.get("user")
-    return username if isinstance(username, str) else None
+    if not isinstance(username, str):
+        return None
+    if session_expired():
+        session.pop("user", None)
+        session.pop(ID_TOKEN, None)
+        g.session_expired = True
+        return None
+    return username
 
 
 def csrf_token() -> str:
@@ -150,3 +188,21 @@ def authenticate_first() -> None:
 
 def current() -> Principal:
     return g.principal
+
+
+def official_credentials(password: str | None, sso_subject: str | None
+                         ) -> tuple[str | None, tuple[str, str] | None]:
+    """What an administrator may give an official to sign in with, as this deployment signs
+    in: a local password while password sign-in is on, a link to the identity provider
+    (issuer, value of its claim; "" unlinks) when single sign-on is configured."""
+    settings = current_app.extensions["nd73.settings"]
+    if password and not settings.password_sign_in:
+        raise InvalidData("password sign-in is off here (ND73_PASSWORD_SIGN_IN=0): link the "
+                          "official to the identity provider instead",
+                          code="org.password_sign_in_off")
+    if sso_subject is None:
+        return password, None
+    if not settings.single_sign_on:
+        raise InvalidData("single sign-on is not configured here (ND73_OIDC_ISSUER)",
+                          code="org.sso_not_configured")
+    return password, (settings.oidc_issuer, sso_subject)

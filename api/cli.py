@@ -75,7 +75,24 @@ def _warn_unconfirmed(folder: Path) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-@main.command(help="Validate and deploy variant folders (e.g. processes/national).")
+def _dry_run(folder: Path) -> bool:
+    """Play the variant's dry-run scripts (``<folder>/dryrun/*.toml``) on a throw-away
+    database; say each one's outcome, and each failure with its script, step and element."""
+    from engine.dryrun import load_folder, load_scripts, run_script
+    passed = True
+    for script in load_scripts(folder):
+        result = run_script(script, load_folder(folder))
+        if result.passed:
+            click.echo(f"{result.file}: dry-run passed (ended at {result.end or result.stage})")
+            continue
+        passed = False
+        for line in result.problems():
+            click.echo(f"error: dry-run {line}", err=True)
+    return passed
+
+
+@main.command(help="Validate and deploy variant folders (e.g. processes/national); each "
+                   "folder's dry-run scripts must pass first (nothing is deployed otherwise).")
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--by", "deployed_by", default=lambda: os.environ.get("USER", "cli"),
@@ -85,6 +102,13 @@ def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
     try:
         for folder in folders:
             _warn_unconfirmed(folder)
+        # a dry-run that fails refuses the whole deployment: the change breaks a path the
+        # variant's designers wrote down, and cases must not follow it unnoticed
+        if not all([_dry_run(folder) for folder in folders]):
+            click.echo("error: nothing was deployed: a dry-run script failed (fix the "
+                       "procedure, or the script when the change is meant)", err=True)
+            sys.exit(1)
+        for folder in folders:
             for result in engine.repository.deploy_folder(folder, deployed_by):
                 state = "deployed" if result.created else "unchanged"
                 click.echo(f"{result.variant}/{result.key}: version {result.version} {state}")
@@ -92,7 +116,8 @@ def deploy(folders: tuple[Path, ...], deployed_by: str) -> None:
         _fail(exc)
 
 
-@main.command(help="Validate variant folders without deploying them.")
+@main.command(help="Validate variant folders without deploying them, and play their "
+                   "dry-run scripts (dryrun/*.toml) on a throw-away database.")
 @click.argument("folders", nargs=-1, required=True,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
 def validate(folders: tuple[Path, ...]) -> None:
@@ -103,8 +128,11 @@ def validate(folders: tuple[Path, ...]) -> None:
             variant, processes = validate_folder(folder)
             for process in processes:
                 click.echo(f"{variant}/{process.key}: valid")
+        failed = [folder for folder in folders if not _dry_run(folder)]
     except EngineError as exc:
         _fail(exc)
+    if failed:
+        sys.exit(1)
 
 
 @main.command(help="Seed the demo organisations of processes/*/org.toml (passwords from "

@@ -132,6 +132,9 @@ class DeployedOut(Schema):
 class DeployResult(Schema):
     created = fields.Boolean(required=True)
     processes = fields.List(fields.Nested(DeployedOut), required=True)
+    dry_run_warnings = fields.List(fields.Dict(), metadata={
+        "description": "each failure of the variant's dry-run scripts on the new versions: "
+                       "script, step, element_id, code, params, message, detail"})
 
 
 class ValidationResult(Schema):
@@ -370,6 +373,7 @@ class DocumentOut(Schema):
     """An issued official document (Nghị định 30/2020/NĐ-CP) and where it stands."""
     id = fields.String(required=True)
     instance_id = fields.String(required=True)
+    variant = fields.String(required=True)
     element_id = fields.String(allow_none=True, metadata={
         "description": "the step whose completion issued it"})
     kind = fields.String(required=True, metadata={
@@ -446,6 +450,13 @@ class DossierForm(Schema):
     title_en = fields.String(allow_none=True)
 
 
+class DossierDocument(Schema):
+    id = fields.String(metadata={"description": "GET /api/v1/documents/{id}"})
+    reference = fields.String(metadata={"description": "số/ký hiệu"})
+    title = fields.String(metadata={"description": "trích yếu"})
+    date_text = fields.String(metadata={"description": "dd/mm/yyyy"})
+
+
 class DossierStepBase(Schema):
     element_id = fields.String()
     name = fields.String(metadata={"description": "the step's name in the diagram"})
@@ -454,6 +465,8 @@ class DossierStepBase(Schema):
     at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC"})
     at_text = fields.String(allow_none=True, metadata={"description": "dd/mm/yyyy HH:MM, "
                                                                        "Asia/Ho_Chi_Minh"})
+    documents = fields.List(fields.Nested(DossierDocument), metadata={
+        "description": "the official documents the step's completion issued"})
 
 
 class DossierEntry(DossierStepBase):

@@ -9,6 +9,7 @@ import statistics
 import tempfile
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -82,6 +83,9 @@ def kind_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
+AFTER_THE_ORDINARY_PATH = datetime(2027, 7, 6, 1, 0, tzinfo=timezone.utc)
+
+
 def library_engine(url: str, clock=None, **settings):
     """A migrated engine with the process library deployed and the organisations seeded
     (``settings``: WorkflowEngine's keyword arguments, such as max_data_bytes)."""
@@ -89,7 +93,9 @@ def library_engine(url: str, clock=None, **settings):
     from engine.demo import seed_orgs
     from engine.workflow_engine import WorkflowEngine
 
-    engine = WorkflowEngine(url, clock=clock or ManualClock(), **settings)
+    # the ordinary path reports the work done on 30/06/2027 and the meeting after it: the
+    # clock stands after them (a completion is never reported before it happens)
+    engine = WorkflowEngine(url, clock=clock or ManualClock(AFTER_THE_ORDINARY_PATH), **settings)
     engine.upgrade_database()
     engine.repository.deploy_folder(PROJECT / "processes" / "national", "bench")
     seed_orgs(engine, PROJECT / "processes")
@@ -123,7 +129,7 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
         "leadership_vote": {"vote": "for"},
         "leadership_meeting": {"meeting_date": "2026-01-02", "meeting_attendees": voters,
                                "meeting_for": voters, "meeting_against": []},
-        "decide": {"decision": "approve", "decision_number": "15/QĐ-SXD"},
+        "decide": {"decision": "approve"},
         "implement": {"finished_on": "2027-06-30"},
         "report_completion": {"result_summary": "Đã triển khai"},
         "party_evaluation_opinion": {"party_opinion": "agree"},
@@ -131,7 +137,7 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
                      "member_assessments": [{"member": m, "assessment": "completed"}
                                             for m in members],
                      "outcome": "completed", "evaluation_note": "Đánh giá"},
-        "notify_result": {"notice_number": "12/TB", "notified_on": "2027-07-05"},
+        "notify_result": {},
         "recognition": {"measures": ["commendation"], "months_early": 12},
     }.get(element_id)
 

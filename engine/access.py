@@ -24,6 +24,7 @@ from werkzeug.security import check_password_hash
 
 from .clock import Clock
 from .errors import Forbidden, NotFound
+from .org import in_force, local_today
 from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
                     TaskCandidate, TaskStatus, User)
 from .store.models import LoginAttempt, Notification
@@ -86,14 +87,18 @@ class Access:
         with self.db.reading() as session:
             rows = session.execute(
                 select(User.full_name, User.active, Membership.id, Membership.unit_id,
-                       Membership.position, Grant.grant, Grant.variant)
+                       Membership.position, Membership.valid_from, Membership.valid_to,
+                       Grant.grant, Grant.variant)
                 .outerjoin(Membership, Membership.username == User.username)
                 .outerjoin(Grant, Grant.username == User.username)
                 .where(User.username == username)).all()
         if not rows or not rows[0].active:
             return None
+        # a position outside its from–to dates gives nothing (engine.org.in_force)
+        today = local_today(self.clock)
         memberships = {row.id: (row.unit_id, row.position)
-                       for row in sorted(rows, key=lambda r: r.id or 0) if row.id is not None}
+                       for row in sorted(rows, key=lambda r: r.id or 0)
+                       if row.id is not None and in_force(row.valid_from, row.valid_to, today)}
         grants = {(row.grant, row.variant) for row in rows if row.grant is not None}
         return Principal(
             username=username, full_name=rows[0].full_name,

@@ -184,6 +184,15 @@ def _static_problems(files: list[ParsedFile], roles: tuple[str, ...],
                             "[roles] nor a position; use one of: " + ", ".join(roles),
                     element_id=lane.get("id"), line=lane.sourceline, code="bpmn.lane_role",
                     params={"lane": lane.get("name") or "", "known": ", ".join(roles)}))
+        for prop in f.root.iterfind(".//nd73:property[@name='senderRole']", NS):
+            for role in policy.listed_names(prop.get("value")) or ("",):
+                if role not in roles:
+                    problems.append(Problem(
+                        f.name, f"senderRole '{role}' names no role of the variant's [roles] "
+                                "nor a position; use one of: " + ", ".join(roles),
+                        element_id=_enclosing_id(prop), line=prop.sourceline,
+                        code="bpmn.sender_role", params={"role": role,
+                                                         "known": ", ".join(roles)}))
         for prop in (p for xpath in _STAGE_XPATHS for p in f.root.iterfind(xpath, NS)):
             if prop.get("value") not in stages:
                 problems.append(Problem(
@@ -369,7 +378,7 @@ def _form_problems(files: list[ParsedFile], forms: dict[str, bytes]) -> list[Pro
                                                 f"{message}", code="bpmn.form_schema",
                                         params={"form": name, "detail": message}, **where))
                 continue
-            for message in _unsafe_schema(schema):
+            for message in unsafe_schema(schema):
                 problems.append(Problem(f.name, f"form '{name}': {message}",
                                         code="bpmn.form_unsafe",
                                         params={"form": name, "detail": message}, **where))
@@ -383,7 +392,7 @@ _NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]"
 MAX_PATTERN = 500
 
 
-def _unsafe_schema(schema) -> list[str]:
+def unsafe_schema(schema) -> list[str]:
     """What in a form's schema would let a designer hang the server or reach outside:
     patterns that backtrack without end, and references to other documents."""
     found, todo = [], [schema]

@@ -28,6 +28,7 @@ from .store.db import default_database_url
 PREFIX = "ND73_"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_TOKEN_TTL = 3600
+DEFAULT_SESSION_TTL = 8 * 3600
 MIN_SECRET_KEY_LENGTH = 32
 # read by the test suite and the benchmarks only, never by the product
 TEST_VARIABLES = ("ND73_TEST_DATABASE_URL", "ND73_FAULT_TESTS", "ND73_CHROMIUM",
@@ -89,6 +90,30 @@ class Settings(BaseSettings):
     embedded_scheduler: bool = Field(
         default=False, description="1: `nd73 serve` runs a scheduler in each worker")
 
+    # --- sign-in ---------------------------------------------------------------------------
+    password_sign_in: bool = Field(
+        default=True,
+        description="1: officials may sign in with a local password (the demo); 0: only "
+                    "through the OpenID Connect provider")
+    session_ttl: int = Field(
+        default=DEFAULT_SESSION_TTL, ge=300, le=7 * 24 * 3600,
+        description="seconds a web session lasts from its sign-in; then the user signs in "
+                    "again")
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="issuer URL of the province's OpenID Connect provider (its "
+                    "/.well-known/openid-configuration is read); unset: no single sign-on")
+    oidc_client_id: str | None = Field(default=None,
+                                       description="client id registered at the provider")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="client secret registered at the provider")
+    oidc_claim: str = Field(
+        default="sub",
+        description="claim of the provider's ID token (or userinfo) that an administrator "
+                    "links to each official: sub, or e.g. preferred_username")
+    oidc_scope: str = Field(default="openid profile email",
+                            description="scopes asked of the provider")
+
     # --- scheduler and e-mail --------------------------------------------------------------
     scheduler_interval: float = Field(default=1.0, gt=0,
                                       description="seconds between scheduler rounds")
@@ -145,7 +170,23 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("smtp_host", "smtp_user")
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"'{value}' must start with https:// (or http:// on a test "
+                             "machine)")
+        return value.rstrip("/") if value else None
+
+    @field_validator("oidc_claim", "oidc_scope")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("smtp_host", "smtp_user", "oidc_client_id")
     @classmethod
     def _stripped(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
@@ -163,6 +204,22 @@ class Settings(BaseSettings):
         if (self.smtp_user is None) != (self.smtp_password is None):
             raise ValueError("ND73_SMTP_USER and ND73_SMTP_PASSWORD: set both or neither")
         return self
+
+    @model_validator(mode="after")
+    def _sign_in(self) -> "Settings":
+        oidc = (self.oidc_issuer, self.oidc_client_id, self.oidc_client_secret)
+        if any(v is not None for v in oidc) and any(v is None for v in oidc):
+            raise ValueError("ND73_OIDC_ISSUER, ND73_OIDC_CLIENT_ID and "
+                             "ND73_OIDC_CLIENT_SECRET: set all three or none")
+        if not self.password_sign_in and self.oidc_issuer is None:
+            raise ValueError("ND73_PASSWORD_SIGN_IN=0 needs ND73_OIDC_ISSUER: nobody could "
+                             "sign in")
+        return self
+
+    @property
+    def single_sign_on(self) -> bool:
+        """Officials may sign in through the OpenID Connect provider."""
+        return self.oidc_issuer is not None
 
     # --- building ---------------------------------------------------------------------------
     @classmethod
@@ -232,7 +289,7 @@ def variable(field: str) -> str:
 
 
 VARIABLES = tuple(variable(field) for field in Settings.model_fields)
-_SECRET_FIELDS = {"secret_key", "smtp_password", "demo_password"}
+_SECRET_FIELDS = {"secret_key", "smtp_password", "demo_password", "oidc_client_secret"}
 
 
 def _problem(error: Mapping[str, Any]) -> str:
@@ -304,6 +361,34 @@ def check(settings: Settings) -> tuple[list[str], list[str]]:
                      "the outbox for a scheduler that has it)")
     elif (smtp := settings.smtp) is not None:
         notes.append(f"e-mail through {smtp.host}:{smtp.port} ({smtp.tls})")
+    if settings.single_sign_on:
+        problem = _provider_problem(str(settings.oidc_issuer))
+        if problem:
+            problems.append(f"ND73_OIDC_ISSUER: {problem}")
+        else:
+            notes.append(f"single sign-on through {settings.oidc_issuer} (claim "
+                         f"{settings.oidc_claim}); register the redirect URI "
+                         f"{settings.public_url}/login/sso/callback")
+    if not settings.password_sign_in:
+        notes.append("ND73_PASSWORD_SIGN_IN=0: local passwords are refused")
     if settings.test_clock:
         problems.append("ND73_TEST_CLOCK=1 puts the engine on a manual clock: tests only")
     return problems, notes
+
+
+def _provider_problem(issuer: str) -> str | None:
+    """What is wrong with the identity provider at ``issuer``: its discovery document
+    unreachable, or naming another issuer; None when it answers as it should."""
+    import requests
+
+    url = f"{issuer}/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        metadata = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"cannot read {url} ({type(exc).__name__})"
+    if not isinstance(metadata, dict) or str(metadata.get("issuer", "")).rstrip("/") != issuer:
+        found = metadata.get("issuer") if isinstance(metadata, dict) else None
+        return f"{url} names the issuer {found!r}, not {issuer!r}"
+    return None

@@ -32,6 +32,11 @@ def _elements(xml: str) -> dict[str, etree._Element]:
             and etree.QName(el).localname not in _SKIPPED}
 
 
+def elements(xml: str) -> dict[str, etree._Element]:
+    """A diagram's BPMN elements that have ids (tasks, events, gateways, flows…) by id."""
+    return _elements(xml)
+
+
 def element_names(xml: str) -> dict[str, str]:
     return {i: el.get("name") or i for i, el in _elements(xml).items()}
 

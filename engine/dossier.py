@@ -34,8 +34,10 @@ from SpiffWorkflow.util.task import TaskState
 from . import diagrams, policy
 from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
+from .forms import is_person, person_values
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
+from .store.models import Document as IssuedDocument
 
 TITLE_MARK = "x-case-title"
 
@@ -214,15 +216,16 @@ def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, st
         return date_text(value), "date"
     if prop.get("format") == "date-time":
         return date_text(value), "datetime"
+    names_people = is_person(prop) or is_person(prop.get("items"))
     if isinstance(value, list):
         item_labels = (prop.get("items") or {}).get("x-enum-labels") or labels
-        shown = [people[v]["text"] if isinstance(v, str) and v in people
+        shown = [people[v]["text"] if names_people and isinstance(v, str) and v in people
                  else item_labels.get(v, v) if isinstance(v, str)
                  else json.dumps(v, ensure_ascii=False) for v in value]
         return "; ".join(str(s) for s in shown), "list"
     if isinstance(value, str) and value in labels:
         return labels[value], "choice"
-    if isinstance(value, str) and value in people:
+    if names_people and isinstance(value, str) and value in people:
         return people[value]["text"], "person"
     if isinstance(value, (int, float)):
         return f"{value:,}".replace(",", "."), "number"
@@ -265,6 +268,19 @@ class Dossiers:
                     completions[details["task_id"]] = (event_id, details)
             unit = session.get(OrgUnit, instance.unit_id) if instance.unit_id else None
             unit_name = unit.name if unit else None
+            # the documents steps issued, with their audit entry: it follows the entry of
+            # the step that issued it in the case's one order of events
+            issued_at_event = {
+                (details or {}).get("document_id"): event_id
+                for event_id, details in session.execute(
+                    select(AuditEvent.id, AuditEvent.details).where(
+                        AuditEvent.instance_id == instance_id,
+                        AuditEvent.action == "document_issued"))}
+            issued = [(issued_at_event.get(row.id), row) for row in session.execute(
+                select(IssuedDocument.id, IssuedDocument.reference, IssuedDocument.title,
+                       IssuedDocument.issued_at)
+                .where(IssuedDocument.instance_id == instance_id)
+                .order_by(IssuedDocument.issued_at, IssuedDocument.number))]
         workflow = self.runtime.workflow(instance_id)
         forms = forms_of(definition)
         settings = self.repository.settings(definition)
@@ -291,16 +307,12 @@ class Dossiers:
                      *(r.assignee for r in opened),
                      *(u for r in opened for u in candidates.get(r.id, ()))}
         # form values that name users (a council's chair, the implementers) are shown by
-        # name: any short single-word text of a form that is a user's username
+        # name: the values of the fields the form declares person fields
         for row in closed:
             task = spiff_tasks.get(row.id)
             schema = forms.get((row.form or "").rsplit("/", 1)[-1]) or {}
             values = (task.data if task is not None else {}) or {}
-            for name in schema.get("properties") or {}:
-                value = values.get(name)
-                for item in value if isinstance(value, list) else [value]:
-                    if isinstance(item, str) and 0 < len(item) <= 128 and " " not in item:
-                        usernames.add(item)
+            usernames.update(username for _, username in person_values(schema, values))
         people = self.people.of(usernames)
         people = {u: p for u, p in people.items() if u in usernames}
         known = {u: p for u, p in people.items() if p["full_name"] != u or p["positions"]}
@@ -380,6 +392,8 @@ class Dossiers:
                     "legal_basis": legal_basis(r), "assignee": people.get(r.assignee or ""),
                     "candidates": [people[u] for u in candidates.get(r.id, ()) if u in people]}
                    for r in opened]
+        self._attach_documents(steps, issued, {task: event for task, (event, _) in
+                                               completions.items()})
         titled = title_fields(definition)
         stage = stages.get(instance.stage or "") or {}
         decision_labels: dict[str, str] = {}
@@ -412,6 +426,26 @@ class Dossiers:
                                                        else s["members"])
                             for f in b["attachments"]],
         }
+
+    @staticmethod
+    def _attach_documents(steps: list[dict], issued: list, event_of: dict) -> None:
+        """Each step lists the official documents its completion issued: a document's
+        audit entry comes right after the entry of the step that issued it (a script that
+        tallies a vote issues the minutes in the step of the last ballot)."""
+        taken = []
+        for step in steps:
+            step["documents"] = []
+            bodies = [step] if step["kind"] == "step" else step["members"]
+            events = [event_of.get(b["task_id"]) for b in bodies]
+            taken.append((max((e for e in events if e is not None), default=None), step))
+        for event_id, document in issued:
+            if event_id is None:           # a correction: issued from the case, not a step
+                continue
+            before = [(e, s) for e, s in taken if e is not None and e <= event_id]
+            if before:
+                max(before, key=lambda pair: pair[0])[1]["documents"].append({
+                    "id": document.id, "reference": document.reference,
+                    "title": document.title, "date_text": date_text(document.issued_at)})
 
     @staticmethod
     def _case_data(workflow) -> dict:
@@ -535,6 +569,10 @@ def docx(dossier: dict) -> bytes:
         if step.get("legal_basis"):
             rows.append(("Căn cứ", step["legal_basis"]))
         rows += [(f["label"], f["text"]) for f in step["fields"]]
+        if step.get("documents"):
+            rows.append(("Văn bản ban hành", "; ".join(
+                f"{d['title']} số {d['reference']} ngày {d['date_text']}"
+                for d in step["documents"])))
         if step["attachments"]:
             rows.append(("Tài liệu đính kèm", "; ".join(f["name"] for f in step["attachments"])))
         table(rows)

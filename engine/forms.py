@@ -3,9 +3,19 @@
 Each refusal names the field and says what is wrong as a message ``code`` with its ``params``
 (the web app and the API say it in the reader's language from the catalogues, e.g.
 ``form.min_length`` with ``{"limit": 10}``) and an English ``message`` for logs.
+
+Besides JSON Schema, a form declares what only the engine can check:
+
+- ``"x-widget": "person"`` on a text field (or a list of texts, or a property of a list's
+  items): its values are usernames of people of the organisation (:func:`person_values`;
+  the runtime refuses an unknown one, naming the field and the value);
+- ``"x-not-before"`` / ``"x-not-after"`` on a date field: another date field of the form (or
+  of the step's data), or ``"today"`` (the engine clock's day): an end before its start, a
+  completion in the future are refused (:func:`date_order_errors`).
 """
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 import json
 
@@ -83,4 +93,95 @@ def form_errors(schema: dict, data: dict) -> list[dict]:
         code, params, english = _described(error)
         errors.append({"field": _field(error), "code": code, "params": params,
                        "message": english})
+    return errors
+
+
+PERSON = "person"      # the x-widget of a field naming people by username
+TODAY = "today"
+
+
+def is_person(prop) -> bool:
+    return isinstance(prop, dict) and prop.get("x-widget") == PERSON
+
+
+def person_values(schema: dict, data: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """(field path, username) for each value of the form's person fields in ``data``: a
+    person field, a list declared a person field, or a person property of a list's items
+    (named by the list's path)."""
+    found: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        return found
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, dict) or name not in data:
+            continue
+        path, value = prefix + name, data[name]
+        items: dict = prop["items"] if isinstance(prop.get("items"), dict) else {}
+        if is_person(prop) or (prop.get("type") == "array" and is_person(items)):
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and item.strip():
+                    found.append((path, item))
+        elif prop.get("type") == "object":
+            found += person_values(prop, value, path + ".")
+        elif prop.get("type") == "array" and items.get("type") == "object":
+            for item in value if isinstance(value, list) else []:
+                found += [(path, username) for _, username in person_values(items, item)]
+    return found
+
+
+def unknown_people_errors(pairs: list[tuple[str, str]], known: set[str]) -> list[dict]:
+    """Field errors for the usernames in ``pairs`` that are no one of ``known``."""
+    errors, seen = [], set()
+    for path, username in pairs:
+        if username in known or (path, username) in seen:
+            continue
+        seen.add((path, username))
+        errors.append({"field": path, "code": N_("form.unknown_person"),
+                       "params": {"value": username},
+                       "message": f"'{username}' is no one of the organisation; choose a "
+                                  "person from it"})
+    return errors
+
+
+def _as_date(value) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def date_order_errors(schema: dict, data: dict, context: dict, today: date) -> list[dict]:
+    """Field errors of the top-level date fields of ``data`` that break their form's
+    ``x-not-before`` / ``x-not-after`` (another field, looked up in ``data`` then in
+    ``context``, the step's data; or ``today``)."""
+    errors = []
+    properties = schema.get("properties") or {}
+    for name, prop in properties.items():
+        if not isinstance(prop, dict) or name not in data:
+            continue
+        value = _as_date(data[name])
+        if value is None:
+            continue
+        for key, broken, codes, english in (
+                ("x-not-before", lambda v, limit: v < limit,
+                 (N_("form.date_not_before"), N_("form.date_before_today")), "before"),
+                ("x-not-after", lambda v, limit: v > limit,
+                 (N_("form.date_not_after"), N_("form.date_after_today")), "after")):
+            other = prop.get(key)
+            if not other:
+                continue
+            limit: date | None
+            if other == TODAY:
+                limit, what, code = today, TODAY, codes[1]
+            else:
+                limit = _as_date(data.get(other, context.get(other)))
+                what, code = (properties.get(other) or {}).get("title") or other, codes[0]
+            if limit is not None and broken(value, limit):
+                errors.append({"field": name, "code": code,
+                               "params": {"limit": limit.strftime("%d/%m/%Y"),
+                                          "other": what},
+                               "message": f"Must not be {english} {what} "
+                                          f"({limit.strftime('%d/%m/%Y')})"})
+                break
     return errors

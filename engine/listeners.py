@@ -53,6 +53,9 @@ class Step:
     submitted: dict = field(default_factory=dict)
     opened: list = field(default_factory=list)   # (HumanTask, candidates, Spiff task)
     audit: list = field(default_factory=list)    # entries to write with the step
+    # the official documents the step issued (reference, title, kind, date), which its
+    # notifications cite; issuing listeners run before the notifier
+    documents: list = field(default_factory=list)
 
     def proposer(self, data: dict) -> str:
         """The case's proposer: the data field the process names (``proposerField``),
@@ -164,7 +167,8 @@ class Notifier:
         self.notifications.notify(step.session, people, rule.kind, instance=step.instance,
                                   task=task_row if rule.to == "candidates" else None,
                                   data=data if rule.to == "proposer" else None,
-                                  actor=step.actor, title=rule.title)
+                                  actor=step.actor, title=rule.title,
+                                  documents=step.documents)
 
     def _late_task(self, step: Step, timer, rule: policy.NotificationRule) -> None:
         """A boundary timer fired: tell whoever may do the task it is attached to (and,

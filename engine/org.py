@@ -13,11 +13,13 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Callable, Iterable, Iterator, Mapping
 
 from sqlalchemy import delete, select, update
 from werkzeug.security import generate_password_hash
 
+from .clock import LOCAL_TZ, Clock
 from .errors import InvalidData, NotFound
 from .roles import Role, role_named
 from .store import Database, Grant, Membership, OrgGeneration, OrgUnit, User
@@ -33,6 +35,18 @@ UNIT_KINDS = ("province", "department", "commune", "public_service_unit", "enter
 POSITIONS = ("head", "deputy", "acting_head", "party_secretary", "office_staff", "staff",
              "council_member", "state_capital_representative")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
+
+
+def local_today(clock: Clock) -> date:
+    """Today in Asia/Ho_Chi_Minh by the engine's clock: the day appointments are dated in."""
+    return clock.now().astimezone(LOCAL_TZ).date()
+
+
+def in_force(valid_from: date | None, valid_to: date | None, today: date) -> bool:
+    """A membership counts (for roles, routing and what its holder sees) from its first day
+    to its last, both included; an open end counts for ever."""
+    return (valid_from is None or valid_from <= today) and (valid_to is None
+                                                             or today <= valid_to)
 
 
 @dataclass(frozen=True)
@@ -60,8 +74,10 @@ class Org:
     # when another change was committed since, in this process or another: a head replaced
     # a moment ago is never given a task. A role's resolution reads the generation once.
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, clock: Clock | None = None):
         self.db = db
+        self.clock = clock or Clock()
+        self._day: date | None = None
         self._units: dict[str, OrgUnit] | None = None
         self._members: dict[str, list[tuple[str, str]]] = {}
         self._held: dict[str, list[tuple[str, str]]] = {}
@@ -109,25 +125,31 @@ class Org:
 
     def _current(self):
         # the generation first: data read after it is at least as new as it says
-        generation = self.generation()
+        # and the day: a membership counts from its valid_from to its valid_to (inclusive,
+        # local dates of the engine's clock), so the tree is read again when the day changes
+        generation, today = self.generation(), local_today(self.clock)
         with self._lock:
             snapshot = (self._units, self._members, self._held)
-            if snapshot[0] is not None and self._generation == generation:
+            if snapshot[0] is not None and self._generation == generation \
+                    and self._day == today:
                 return snapshot
         with self.db.reading() as session:
             units = {u.id: u for u in session.scalars(select(OrgUnit))}
             members: dict[str, list[tuple[str, str]]] = {}
             held: dict[str, list[tuple[str, str]]] = {}
-            for unit_id, username, position in session.execute(
-                    select(Membership.unit_id, Membership.username, Membership.position)
+            for unit_id, username, position, valid_from, valid_to in session.execute(
+                    select(Membership.unit_id, Membership.username, Membership.position,
+                           Membership.valid_from, Membership.valid_to)
                     .order_by(Membership.id)):
+                if not in_force(valid_from, valid_to, today):
+                    continue
                 members.setdefault(unit_id, []).append((username, position))
                 held.setdefault(username, []).append((unit_id, position))
         for unit_members in members.values():
             unit_members.sort()
         with self._lock:
             self._units, self._members, self._held = units, members, held
-            self._generation = generation
+            self._generation, self._day = generation, today
         return units, members, held
 
     # --- look-ups ------------------------------------------------------------------------
@@ -166,6 +188,34 @@ class Org:
     def positions(self, username: str, unit_id: str | None = None) -> list[str]:
         return sorted({position for unit, position in self._snapshot()[2].get(username, ())
                        if not unit_id or unit == unit_id})
+
+    def people(self, variant: str, usernames: Iterable[str]) -> set[str]:
+        """Those of ``usernames`` who are people of ``variant``'s organisation: an active
+        account holding a position in one of its units (whom a form may name)."""
+        units = self._tree()
+        holding = {u for u in usernames
+                   if any(getattr(units.get(unit), "variant", None) == variant
+                          for unit, _ in self._snapshot()[2].get(u, ()))}
+        if not holding:
+            return set()
+        with self.db.reading() as session:
+            return set(session.scalars(select(User.username).where(
+                User.username.in_(holding), User.active.is_(True))))
+
+    def directory(self, variant: str) -> list[tuple[str, str]]:
+        """(username, full name) of the people of ``variant``'s organisation, by name: whom
+        a form's person fields offer."""
+        units = self._tree()
+        usernames = [u for u, held in self._snapshot()[2].items()
+                     if any(getattr(units.get(unit), "variant", None) == variant
+                            for unit, _ in held)]
+        if not usernames:
+            return []
+        with self.db.reading() as session:
+            found = [(username, full_name) for username, full_name in session.execute(
+                select(User.username, User.full_name).where(
+                    User.username.in_(usernames), User.active.is_(True)))]
+        return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
     def units_of(self, username: str) -> list[str]:
         return list(dict.fromkeys(unit for unit, _ in self._snapshot()[2].get(username, ())))

@@ -28,13 +28,16 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
-from .org import POSITIONS, UNIT_KINDS, Org, bump_generation
-from .store import (AuditEvent, Database, HumanTask, Instance, Membership, OrgUnit,
+from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, local_today
+from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Membership,
+                    OrgUnit,
                     TaskCandidate, TaskStatus, User)
 
 # one row per membership: the columns of the spreadsheet, in its order
 COLUMNS = ("username", "full_name", "email", "phone", "unit_id", "position", "valid_from",
            "valid_to", "active")
+# optional: the official's account at the identity provider (single sign-on deployments)
+IDENTITY_COLUMN = "sso_subject"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 USERNAME = re.compile(r"^[A-Za-z0-9._-]{2,128}$")
 # a position one person holds in a unit at a time: appointing someone ends the holder's
@@ -66,12 +69,13 @@ class ImportPlan:
     memberships_ended: list[dict] = field(default_factory=list)
     reassigned: list[dict] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)     # officials linked to the provider
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "added": self.added, "updated": self.updated,
                 "memberships_added": self.memberships_added,
                 "memberships_ended": self.memberships_ended,
-                "reassigned": self.reassigned,
+                "reassigned": self.reassigned, "linked": self.linked,
                 "errors": [e.as_dict() for e in self.errors]}
 
 
@@ -132,8 +136,19 @@ def read_rows(content: bytes, filename: str) -> list[dict]:
         if all(c in (None, "") for c in cells):
             continue
         rows.append({name: cells[i] if i < len(cells) else None
-                     for i, name in enumerate(header) if name in COLUMNS})
+                     for i, name in enumerate(header)
+                     if name in COLUMNS or name == IDENTITY_COLUMN})
     return rows
+
+
+def subjects_of(rows: list[dict]) -> dict[str, str]:
+    """username → the ``sso_subject`` its rows give (checked alike by the plan)."""
+    found: dict[str, str] = {}
+    for row in rows:
+        subject = str(row.get(IDENTITY_COLUMN) or "").strip()
+        if subject:
+            found.setdefault(str(row.get("username") or "").strip(), subject)
+    return found
 
 
 class OrgAdmin:
@@ -313,8 +328,11 @@ class OrgAdmin:
     # --- officials -------------------------------------------------------------------------
     def save_official(self, principal: Principal, variant: str, username: str, *,
                       full_name: str, email: str | None = None, phone: str | None = None,
-                      password: str | None = None) -> User:
-        """Create an official, or change their name, e-mail, phone (or password)."""
+                      password: str | None = None,
+                      identity: tuple[str, str] | None = None) -> User:
+        """Create an official, or change their name, e-mail, phone (or password).
+        ``identity`` (issuer, value of the provider's claim) links the official to their
+        account at the OpenID Connect provider; an empty value removes the link."""
         if not USERNAME.match(username or ""):
             raise InvalidData(f"'{username}' is not a username (letters, digits, . _ -)",
                               code="org.bad_username", params={"value": username})
@@ -334,12 +352,35 @@ class OrgAdmin:
             user.full_name, user.email, user.phone = full_name, email or None, phone or None
             if password:
                 user.password_hash = generate_password_hash(password)
+            session.flush()
+            linked = self._link(session, username, identity) if identity else None
             self._audit(session, principal, variant,
                         "org_official_created" if before is None else "org_official_changed",
                         username=username, full_name=full_name, email=email, phone=phone,
-                        password_set=bool(password), before=before)
+                        password_set=bool(password), before=before,
+                        **({"identity": linked} if identity else {}))
         with self.db.reading() as session:
             return self._user(session, username)
+
+    def _link(self, session: Session, username: str, identity: tuple[str, str]) -> str | None:
+        """Link ``username`` to the provider's ``identity`` (issuer, value), replacing a
+        link they had; an empty value unlinks them. The value linked (or None)."""
+        issuer, subject = identity[0], identity[1].strip()
+        if len(subject) > 255:
+            raise InvalidData("the identity at the provider is longer than 255 characters",
+                              code="org.bad_identity", params={"value": subject[:40]})
+        if subject:
+            holder = session.get(IdentityLink, (issuer, subject))
+            if holder is not None and holder.username != username:
+                raise InvalidData(f"the identity '{subject}' is linked to {holder.username}",
+                               code="org.identity_taken",
+                               params={"value": subject, "username": holder.username})
+        session.execute(delete(IdentityLink).where(IdentityLink.issuer == issuer,
+                                                   IdentityLink.username == username))
+        if subject:
+            session.add(IdentityLink(issuer=issuer, subject=subject, username=username,
+                                     linked_at=self.clock.now()))
+        return subject or None
 
     def add_membership(self, principal: Principal, variant: str, username: str,
                        unit_id: str, position: str, valid_from: date | None = None,
@@ -355,7 +396,7 @@ class OrgAdmin:
                                code="org.inactive_official", params={"user": username})
             self._unit(session, variant, unit_id)
             moved = self._appoint(session, principal, variant, username, unit_id, position,
-                                  valid_from or self.clock.now().date(), valid_to)
+                                  valid_from or local_today(self.clock), valid_to)
         return {"reassigned": moved}
 
     def _appoint(self, session: Session, principal: Principal, variant: str, username: str,
@@ -397,7 +438,7 @@ class OrgAdmin:
                     unit_id=unit_id, position=position,
                     valid_from=membership.valid_from.isoformat()
                     if membership.valid_from else None,
-                    ended=self.clock.now().date().isoformat())
+                    ended=local_today(self.clock).isoformat())
         still = {m.position for m in session.scalars(select(Membership).where(
             Membership.username == username, Membership.unit_id == unit_id))}
         if still:          # another position in the same unit keeps them on its tasks
@@ -474,7 +515,7 @@ class OrgAdmin:
                                code="org.no_such_membership",
                                params={"user": username, "unit": from_unit})
             moved = self._appoint(session, principal, variant, username, to_unit, position,
-                                  self.clock.now().date(), None)
+                                  local_today(self.clock), None)
             for membership in held:
                 moved += self._end(session, principal, variant, membership,
                                    reassign=reassign)
@@ -588,18 +629,20 @@ class OrgAdmin:
         return buffer.getvalue()
 
     def import_file(self, principal: Principal, variant: str, content: bytes,
-                    filename: str, apply: bool) -> ImportPlan:
+                    filename: str, apply: bool, issuer: str | None = None) -> ImportPlan:
         """Preview (``apply`` False) or make the changes of an HR spreadsheet: one row per
         membership; the officials it names hold exactly the positions of the variant it
-        gives them. With any row in error nothing is written."""
+        gives them. With any row in error nothing is written. A column ``sso_subject``
+        links officials to their account at the identity provider ``issuer`` (the
+        deployment's, when single sign-on is configured)."""
         self.access.require_admin(principal, variant, "import the organisation")
         rows = read_rows(content, filename)
         if not apply:
             with self.db.reading() as session:
-                return self._plan(session, variant, rows)
+                return self._plan(session, variant, rows, issuer)
         with self.db.transaction() as session:
             bump_generation(session)
-            plan = self._plan(session, variant, rows)
+            plan = self._plan(session, variant, rows, issuer)
             if plan.errors:        # raised inside: the unit of work writes nothing
                 first = plan.errors[0]
                 raise InvalidData(
@@ -613,14 +656,22 @@ class OrgAdmin:
                              "message": f"row {e.row}, {e.column}: {e.message}"}
                             for e in plan.errors])
             self._apply(session, principal, variant, rows, plan)
+            for username in plan.linked:
+                assert issuer is not None           # _plan refuses links without one
+                subject = self._link(session, username, (issuer, subjects_of(rows)[username]))
+                self._audit(session, principal, variant, "org_official_changed",
+                            username=username, imported=True, identity=subject)
             self._audit(session, principal, variant, "org_imported", file=filename[:200],
                         rows=plan.rows, added=len(plan.added), updated=len(plan.updated),
                         memberships_added=len(plan.memberships_added),
                         memberships_ended=len(plan.memberships_ended))
         return plan
 
-    def _plan(self, session: Session, variant: str, rows: list[dict]) -> ImportPlan:
+    def _plan(self, session: Session, variant: str, rows: list[dict],
+              issuer: str | None = None) -> ImportPlan:
         plan = ImportPlan(rows=len(rows))
+        subjects: dict[str, str] = {}            # username → the provider's value
+        owners: dict[str, str] = {}              # the provider's value → username
         units = set(session.scalars(select(OrgUnit.id).where(OrgUnit.variant == variant)))
         people: dict[str, dict] = {}
         wanted: dict[str, set[tuple[str, str]]] = {}
@@ -659,6 +710,23 @@ class OrgAdmin:
                 error("username", N_("org.duplicate_username"),
                       "the same username with other details on an earlier row", username)
                 continue
+            subject = cells.get(IDENTITY_COLUMN) or ""
+            if subject:
+                if issuer is None:
+                    error(IDENTITY_COLUMN, N_("org.sso_not_configured"),
+                          "single sign-on is not configured", subject)
+                elif len(subject) > 255:
+                    error(IDENTITY_COLUMN, N_("org.bad_identity"), "longer than 255",
+                          subject[:40])
+                elif owners.setdefault(subject, username) != username or (
+                        (link := session.get(IdentityLink, (issuer, subject))) is not None
+                        and link.username != username):
+                    error(IDENTITY_COLUMN, N_("org.import_identity_taken"),
+                          "linked to another official", subject)
+            if subjects.setdefault(username, subject) != subject:
+                error(IDENTITY_COLUMN, N_("org.duplicate_username"),
+                      "the same username with another identity on an earlier row", username)
+                continue
             if (username, unit_id, position) in seen:
                 error("position", N_("org.duplicate_row"), "the same membership twice",
                       f"{unit_id} {position}")
@@ -669,6 +737,9 @@ class OrgAdmin:
             wanted.setdefault(username, set()).add((unit_id, position))
         if plan.errors:
             return plan
+        if issuer is not None:
+            plan.linked = [username for username, subject in subjects.items()
+                           if subject and session.get(IdentityLink, (issuer, subject)) is None]
         for username, person in people.items():
             user = session.get(User, username)
             if user is None:
@@ -738,7 +809,7 @@ class OrgAdmin:
             key = (added["username"], added["unit_id"], added["position"])
             session.add(Membership(username=key[0], unit_id=key[1], position=key[2],
                                    valid_from=dates[key].get("valid_from")
-                                   or self.clock.now().date(),
+                                   or local_today(self.clock),
                                    valid_to=dates[key].get("valid_to")))
             self._audit(session, principal, variant, "org_membership_added",
                         username=key[0], unit_id=key[1], position=key[2], imported=True)

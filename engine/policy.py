@@ -38,7 +38,7 @@ SPIFF_FORM_PROPERTY = "formJsonSchemaFilename"
 
 # Properties of flow elements the engine reads (processes/README.md explains each).
 ELEMENT_PROPERTIES = ("form", "stage", "dueDate", "dueInWorkingDays", "assigneeFrom",
-                      "decisionFields", "caseDecisionField", "legalBasis")
+                      "decisionFields", "caseDecisionField", "legalBasis", "senderRole")
 # Properties of a process.
 PROCESS_PROPERTIES = ("category", "proposerField", "reportTitle", "reportIssuer",
                       "reportRecipients", "startUnit")
@@ -200,13 +200,20 @@ def element_properties(task_spec) -> dict[str, str]:
     return {**legacy, **(_declarations(task_spec).get("properties") or {})}
 
 
-def _names(text: str | None) -> tuple[str, ...]:
+def listed_names(text: str | None) -> tuple[str, ...]:
+    """Names separated by "," or ";" (the fields or roles a property lists)."""
     return tuple(n.strip() for n in (text or "").replace(";", ",").split(",") if n.strip())
 
 
 def decision_fields(task_spec) -> tuple[str, ...]:
     """The form fields of a user task recorded as decisions (for reports and the case)."""
-    return _names(element_properties(task_spec).get("decisionFields"))
+    return listed_names(element_properties(task_spec).get("decisionFields"))
+
+
+def sender_roles(task_spec) -> tuple[str, ...]:
+    """The roles (comma-separated ``senderRole`` of a message catch event) whose people alone
+    may send its message; empty: anyone who takes part in the instance."""
+    return listed_names(element_properties(task_spec).get("senderRole"))
 
 
 def case_decision_field(task_spec) -> str | None:

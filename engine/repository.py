@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from . import policy
 from .bpmn import BuiltProcess, build_processes
 from .notifications import templates as notification_templates
-from .variants import (DEFAULT_SETTINGS, SourceFile, load_forms, load_variant,
-                       unconfirmed_settings)
+from .variants import (DEFAULT_SETTINGS, SETTINGS_FILE, SourceFile, load_forms, load_variant,
+                       loads_toml, read_settings, unconfirmed_settings)
 from .clock import Clock
 from .errors import DefinitionInvalid, NotFound, Problem
 from .serialization import Codec
@@ -164,10 +164,12 @@ class Repository:
                 else:
                     files[name] = text.encode()
         problems = []
+        if SETTINGS_FILE in uploads:
+            settings = self.read_settings_file(variant, uploads[SETTINGS_FILE])
         files.update({n: c for n, c in uploads.items() if n.endswith((".bpmn", ".dmn"))})
         declared = policy.notification_kinds(SourceFile(n, c) for n, c in files.items())
         for name, content in uploads.items():
-            if name.endswith((".bpmn", ".dmn")):
+            if name.endswith((".bpmn", ".dmn")) or name == SETTINGS_FILE:
                 continue
             elif name.endswith(".json"):
                 forms[name] = content
@@ -176,15 +178,41 @@ class Repository:
             elif notification_templates.is_template_name(name, declared):
                 templates[name] = content
             else:
-                problems.append(Problem(name, "only .bpmn, .dmn, form .json and notification "
-                                              "template files (<kind>.subject.txt, <kind>.txt, "
-                                              "<kind>.html) can be uploaded",
+                problems.append(Problem(name, "only .bpmn, .dmn, variant.toml, form .json, "
+                                              ".docx and notification template files "
+                                              "(<kind>.subject.txt, <kind>.txt, <kind>.html) "
+                                              "can be uploaded",
                                         code="bpmn.file_type"))
         if problems:
             raise DefinitionInvalid(problems)
         settings = settings or dict(DEFAULT_SETTINGS, name=variant)
         return ([SourceFile(n, c) for n, c in files.items()], forms, settings, templates,
                 documents)
+
+    def deployed_settings(self, variant: str) -> dict | None:
+        """The settings of the variant's newest deployment (None: nothing deployed)."""
+        latest = self.latest_versions(variant)
+        return self.settings(max(latest, key=lambda d: d.id)) if latest else None
+
+    def read_settings_file(self, variant: str, content: bytes) -> dict:
+        """A variant.toml uploaded for ``variant``, checked as deployment checks settings:
+        with ``extends``, laid over the deployed settings of the variant it names; without,
+        the whole settings (as a draft's variant.toml writes them out)."""
+        label = f"{variant}/{SETTINGS_FILE}"
+        own = loads_toml(content, label)
+        base, parent = own.get("extends"), None
+        if base is not None:
+            if not isinstance(base, str) or base == variant:
+                raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'",
+                                                 code="variant.extends_loop",
+                                                 params={"variant": str(base)})])
+            parent = self.deployed_settings(base)
+            if parent is None:
+                raise DefinitionInvalid([Problem(
+                    f"{label}: extends", f"'extends' names '{base}', which has no deployed "
+                                         "definition", code="variant.extends_unknown",
+                    params={"variant": base})])
+        return read_settings(own, label, parent, variant)
 
     def validate_upload(self, variant: str, uploads: dict[str, bytes]) -> list[BuiltProcess]:
         return self.validate(*self.upload_sources(variant, uploads))

@@ -147,6 +147,10 @@ def _unconfirmed_marks(own: dict, inherited: dict, settings: dict, label: str) -
                                     code=N_("variant.unconfirmed_unknown"), params={"key": key}))
             continue
         origin = label if _sets(own, key) else inherited.get(key, {}).get("file", label)
+        if isinstance(note, dict):
+            # a whole variant's settings written out in one file (a draft's variant.toml)
+            # keeps the file each default came from: {note = "…", file = "national/…"}
+            origin, note = str(note.get("file") or origin), note.get("note", "")
         marks[key] = {"file": origin, "note": str(note)}
     if problems:
         raise DefinitionInvalid(problems)
@@ -233,14 +237,37 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _read_toml(path: Path, label: str) -> dict:
-    if not path.exists():
-        return {}
+def loads_toml(content: bytes | str, label: str) -> dict:
+    """A TOML document, or DefinitionInvalid naming the file and what is wrong."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        text = content.decode("utf-8") if isinstance(content, bytes) else content
+        return tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DefinitionInvalid([Problem(label, f"invalid TOML: {exc}", code=N_("variant.toml"),
                                              params={"error": str(exc)})]) from None
+
+
+def _read_toml(path: Path, label: str) -> dict:
+    if not path.exists():
+        return {}
+    return loads_toml(path.read_bytes(), label)
+
+
+def read_settings(own: dict, label: str, parent: dict | None, default_name: str) -> dict:
+    """A variant's settings: its own ``variant.toml`` table laid over the settings of the
+    variant it extends (``parent``, already merged; None: the defaults), its unconfirmed
+    marks resolved, checked as deployment checks them (DefinitionInvalid naming the file
+    and the field)."""
+    settings = copy.deepcopy(parent) if parent is not None else copy.deepcopy(DEFAULT_SETTINGS)
+    inherited_marks = settings.pop(UNCONFIRMED, {})
+    settings = _merge(settings, {k: v for k, v in own.items()
+                                 if k not in ("extends", UNCONFIRMED)})
+    settings["name"] = own.get("name") or default_name
+    marks = _unconfirmed_marks(own, inherited_marks, settings, label)
+    if marks:
+        settings[UNCONFIRMED] = marks
+    check_settings(settings, label)
+    return settings
 
 
 def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
@@ -252,11 +279,10 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
     own = _read_toml(folder / SETTINGS_FILE, label)
     name = own.get("name") or folder.name
     files: dict[str, SourceFile] = {}
-    settings = copy.deepcopy(DEFAULT_SETTINGS)
     base = own.get("extends")
     org = _read_toml(folder / ORG_FILE, f"{folder.name}/{ORG_FILE}")
     lineage: tuple[str, ...] = (name,)
-    inherited_marks: dict = {}
+    parent_settings = None
     if base:
         if base in _seen or base == name:
             raise DefinitionInvalid([Problem(label, f"'extends' loops through '{base}'",
@@ -264,17 +290,10 @@ def load_variant(folder: Path | str, _seen: tuple = ()) -> Variant:
                                                      params={"variant": base})])
         parent = load_variant(folder.parent / base, _seen + (name,))
         files.update({s.name: s for s in parent.sources})
-        settings = parent.settings
-        inherited_marks = settings.pop(UNCONFIRMED, {})
+        parent_settings = parent.settings
         org = org or parent.org
         lineage += parent.lineage
-    settings = _merge(settings, {k: v for k, v in own.items()
-                                 if k not in ("extends", UNCONFIRMED)})
-    settings["name"] = name
-    marks = _unconfirmed_marks(own, inherited_marks, settings, label)
-    if marks:
-        settings[UNCONFIRMED] = marks
-    check_settings(settings, label)
+    settings = read_settings(own, label, parent_settings, folder.name)
     for path in sorted(folder.iterdir()):
         if path.suffix in SOURCE_SUFFIXES and path.is_file():
             files[path.name] = SourceFile(path.name, path.read_bytes())

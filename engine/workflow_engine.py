@@ -12,10 +12,12 @@ from .attachments import Attachments
 from .documents.service import DocumentIssuer, Documents
 from .dossier import Dossiers
 from .org import Org
+from .identities import Identities
 from .orgadmin import OrgAdmin
 from .queries import Queries
 from .reports import Figures
 from .tasks import TaskService
+from .drafts import Drafts
 from .repository import Repository
 from .runtime import Runtime
 from .scripting import EngineScriptEngine
@@ -44,23 +46,26 @@ class WorkflowEngine:
         time_limit = script_time_limit or settings.script_time_limit
         max_bytes = max_data_bytes or settings.max_data_bytes
         self.codec = Codec()
-        self.org = Org(self.db)
+        self.org = Org(self.db, self.clock)
         self.figures = Figures(self.db, self.org, self.clock)
         offered = {**deadlines.sandbox_functions(self.clock),
                    **self.org.sandbox_functions(deadlines.current_settings),
                    **self.figures.sandbox_functions(), **(functions or {})}
         self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
+        self.drafts = Drafts(self.db, self.repository, self.clock)
         self.notifications = Notifications(self.db, self.clock, self.org,
                                            base_url=settings.public_url)
         self.access = Access(self.db, self.clock)
+        self.identities = Identities(self.db, self.clock)
         self.runtime = Runtime(self.db, self.repository, self.codec, self.clock,
                                self.script_engine, max_bytes, self.org, self.access,
                                notifications=self.notifications)
         self.documents = Documents(self.db, self.clock, self.access, self.org,
                                    self.repository)
-        self.runtime.listeners.append(DocumentIssuer(self.documents,
-                                                     self.runtime.evaluate_declared))
+        # first: the step's notifications cite the documents it issues
+        self.runtime.listeners.insert(0, DocumentIssuer(self.documents,
+                                                        self.runtime.evaluate_declared))
         self.tasks = TaskService(self.db, self.clock, self.access,
                                  notifications=self.notifications)
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)

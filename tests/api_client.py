@@ -17,9 +17,9 @@ class QuietHandler(WSGIRequestHandler):
 
 
 class LiveServer:
-    def __init__(self, engine, **config):
-        self.app = create_app(engine, SECRET_KEY="test-secret", **config)
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True,
+    def __init__(self, engine, settings=None, port: int = 0, **config):
+        self.app = create_app(engine, settings, SECRET_KEY="test-secret", **config)
+        self.server = make_server("127.0.0.1", port, self.app, threaded=True,
                                   request_handler=QuietHandler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

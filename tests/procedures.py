@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from engine.access import Principal
+from engine.clock import LOCAL_TZ
 from engine.demo import demo_plan, seed_orgs
 from engine.store import AuditEvent, Decision, HumanTask, TaskCandidate
 
@@ -170,12 +172,21 @@ def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1
     return case
 
 
+def on_day(engine, day: str) -> None:
+    """Move the engine clock to the morning of ``day`` (an ISO date, in Asia/Ho_Chi_Minh) when
+    it stands before it: work is reported done, and meetings recorded, once they happened."""
+    instant = datetime.fromisoformat(day).replace(hour=9, tzinfo=LOCAL_TZ)
+    if engine.clock.now() < instant:
+        engine.clock.set(instant)
+
+
 def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
+    on_day(case.engine, "2027-06-30")
     case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
     case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
     case.do("evaluate", evaluation_meeting(case, outcome))
-    case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"})
+    case.do("notify_result", {})
 
 
 def evaluation_meeting(case: Case, outcome: str) -> dict:

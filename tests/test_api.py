@@ -11,7 +11,7 @@ from api.auth import TOKEN_SALT
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import SCREENED, deploy_library, leadership_meeting, plan
+from procedures import SCREENED, deploy_library, leadership_meeting, on_day, plan
 
 PROBLEM = "application/problem+json"
 
@@ -225,7 +225,7 @@ def test_deploy_rights_media_types_and_size(api):
 
 
 # --- instances and tasks -----------------------------------------------------------------
-def test_a_complete_lao_cai_proposal_through_the_api(api):
+def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
     proposer = "laocai.sxd.qlxd.truongphong"
     instance = start(api, proposer, business_key="LC-API-1")
     assert instance["status"] == "running" and instance["stage"] == "draft"
@@ -238,7 +238,8 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         {v: "for" for v in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
                             "laocai.sxd.pgd3")}, "2026-01-05"))
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
-             {"decision": "approve", "decision_number": "01/QĐ-SXD"})
+             {"decision": "approve"})
+    on_day(engine, "2027-06-30")            # the work is reported done on the day it is
     complete(api, proposer, instance["id"], "implement", {"finished_on": "2027-06-30"})
     complete(api, proposer, instance["id"], "report_completion", {"result_summary": "Hoàn thành"})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_evaluation_opinion",
@@ -249,7 +250,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api):
         "member_assessments": [{"member": m, "assessment": "completed"} for m in leaders[:3]],
         "evaluation_note": "Tốt"})
     complete(api, "laocai.sxd.vp.chuyenvien", instance["id"], "notify_result",
-             {"notice_number": "05/TB", "notified_on": "2027-07-02"})
+             {})
     done = complete(api, "laocai.sxd.giamdoc", instance["id"], "recognition",
                     {"measures": ["commendation"]})
     assert (done["status"], done["stage"], done["latest_decision"]) == (

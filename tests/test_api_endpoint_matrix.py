@@ -47,6 +47,13 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     # a variant's working calendar is no secret: any signed-in user may count on it
     "GET /variants/{variant}/working-days": (("/variants/lao-cai/working-days?days=5", {}),
                                              200, 200),
+    # dry-runs: only the variant's designers
+    "GET /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {}), 403, 403),
+    "POST /variants/{variant}/dry-runs": (("/variants/lao-cai/dry-runs", {
+        "json": {"script": "tu_choi_qua_tet"}}), 403, 403),
+    # a case's recorded path: its variant's designers who may see it (the proposer is none)
+    "GET /instances/{instance_id}/dry-run-script": (("/instances/{instance_id}/dry-run-script",
+                                                     {}), 404, 403),
     "POST /instances": (("/instances", {"json": {"definition_key": "proposal",
                                                  "variant": "lao-cai"}}), 403, None),
     "GET /instances": (("/instances", {}), 200, 200),
@@ -125,6 +132,27 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "GET /org/{variant}/log": (("/org/lao-cai/log", {}), 403, 403),
     "POST /org/{variant}/tasks/reassign": (("/org/lao-cai/tasks/reassign", {"json": {
         "task_ids": ["{task_id}"], "username": "laocai.sxd.pgd1"}}), 403, 403),
+    # drafts: designers of the variant only
+    "GET /variants/{variant}/draft": (("/variants/lao-cai/draft", {}), 403, 403),
+    "POST /variants/{variant}/draft": (("/variants/lao-cai/draft", {}), 403, 403),
+    "DELETE /variants/{variant}/draft": (("/variants/lao-cai/draft", {}), 403, 403),
+    "GET /variants/{variant}/draft/files/{path}": (
+        ("/variants/lao-cai/draft/files/variant.toml", {}), 403, 403),
+    "PUT /variants/{variant}/draft/files/{path}": (
+        ("/variants/lao-cai/draft/files/variant.toml", {"data": 'name = "lao-cai"\n'}),
+        403, 403),
+    "DELETE /variants/{variant}/draft/files/{path}": (
+        ("/variants/lao-cai/draft/files/proposal.bpmn", {}), 403, 403),
+    "GET /variants/{variant}/draft.zip": (("/variants/lao-cai/draft.zip", {}), 403, 403),
+    "POST /variants/{variant}/draft.zip": (("/variants/lao-cai/draft.zip", {"files": {
+        "file": ("d.zip", b"PK")}}), 403, 403),
+    "GET /variants/{variant}/deployed.zip": (("/variants/lao-cai/deployed.zip", {}), 403, 403),
+    "GET /variants/{variant}/draft/changes": (("/variants/lao-cai/draft/changes", {}),
+                                              403, 403),
+    "POST /variants/{variant}/draft/validate": (("/variants/lao-cai/draft/validate", {}),
+                                                403, 403),
+    "POST /variants/{variant}/draft/deploy": (("/variants/lao-cai/draft/deploy",
+                                               {"json": {"revision": 1}}), 403, 403),
 }
 PUBLIC = {"POST /auth/token"}
 

@@ -69,6 +69,8 @@ def test_round_trip_between_databases_loses_nothing(engine, clock, database_url,
         pending = session.scalars(select(Timer).where(Timer.status == "pending",
                                                       Timer.instance_id == cases["cycle"].id))
         assert list(pending), "the reporting cycle has open reminder timers"
+    # a designer's draft (its document templates are binary) travels with the backup too
+    engine.drafts.open("lao-cai", as_user(engine, "laocai.snv.chuyenvien"))
     source_counts = _counts(engine.db)
     first = tmp_path / "first.json"
     export_file(engine.db, first)
@@ -86,7 +88,7 @@ def test_round_trip_between_databases_loses_nothing(engine, clock, database_url,
     assert one["tables"] == two["tables"]
     for table in ("definitions", "instances", "human_tasks", "task_candidates", "timers",
                   "message_subscriptions", "decisions", "audit_events", "org_units", "users",
-                  "memberships", "grants"):
+                  "memberships", "grants", "drafts", "draft_files"):
         assert one["tables"][table]["rows"], f"{table} is empty: the test proves nothing"
     assert "login_attempts" not in one["tables"]
     started = one["tables"]["instances"]["columns"].index("started_at")

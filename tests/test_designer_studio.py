@@ -208,6 +208,12 @@ def test_lao_cai_designer_sets_a_deadline_and_a_condition_in_the_panel(server, e
 
     page.get_by_role("button", name="Kiểm tra").click()
     page.wait_for_selector("#result.success")
+    # deploying saves the draft and shows what changes, element by element, first
+    page.get_by_role("button", name="Triển khai").click()
+    page.wait_for_url(re.compile(r".*/designer/lao-cai/draft\?next=.*"))
+    summary = page.locator("[data-testid=summary-diagram]")
+    expect(summary.locator("tr[data-element=decide]")).to_contain_text("nd73:dueInWorkingDays")
+    expect(summary.locator(f"tr[data-element={APPROVAL_FLOW}]")).to_contain_text("condition")
     page.get_by_role("button", name="Triển khai").click()
     page.wait_for_url(re.compile(r".*deployed=1"))
     page.wait_for_selector("#modeler[data-ready=true]")

@@ -164,6 +164,12 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
         "Nơi nhận:", "- Các thành viên tập thể lãnh đạo;", "- Lưu: VT.", "GIÁM ĐỐC",
         "Đỗ Thanh Mai"])
     _look_at(library, meta)
+    # the case file lists each document under the step that issued it: the minutes with the
+    # vote whose tally the engine made, the decision with the decision
+    steps = library.dossiers.build(as_user(library, PROPOSER), case.id)["steps"]
+    issued_by_step = {s["element_id"]: [d["reference"] for d in s["documents"]]
+                      for s in steps if s["documents"]}
+    assert issued_by_step == {"leadership_vote": ["01/BB-SXD"], "decide": ["01/QĐ-SXD"]}
     meta, content = issued["quyet_dinh_phe_duyet.docx"]
     assert meta["legal_basis"] == "khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP"
     assert_in_order(_lines(content), HEADER + [
@@ -264,11 +270,15 @@ def test_evaluation_recognition_and_protection_issue_their_documents(library):
     for template, parts in {
         "to_trinh_cong_nhan.docx": ["Số: 01/TTr-SXD", "TỜ TRÌNH",
                                     "Về việc công nhận, khuyến khích Võ Thị Tâm",
-                                    "- khen thưởng;", "- nâng bậc lương trước thời hạn;",
+                                    "- đề nghị cấp có thẩm quyền khen thưởng;",
+                                    "- nâng bậc lương trước thời hạn;",
                                     "Nâng bậc lương trước thời hạn 12 tháng."],
-        "quyet_dinh_cong_nhan.docx": ["Số: 02/QĐ-SXD", "QUYẾT ĐỊNH", "Căn cứ Điều 10",
+        # recognised in 2027: the first decision of that year's register
+        "quyet_dinh_cong_nhan.docx": ["Số: 01/QĐ-SXD", "QUYẾT ĐỊNH", "Căn cứ Điều 10",
                                       "Căn cứ Tờ trình công nhận, khuyến khích số 01/TTr-SXD",
-                                      "Điều 1. Công nhận Võ Thị Tâm", "- khen thưởng;"],
+                                      "Điều 1. Công nhận Võ Thị Tâm",
+                                      "- đề nghị cấp có thẩm quyền khen thưởng;",
+                                      "Việc khen thưởng do cấp có thẩm quyền xem xét"],
         "de_nghi_khen_thuong.docx": ["Số: 01/CV-SXD", "V/v đề nghị khen thưởng",
                                      "Kính gửi: Hội đồng Thi đua - Khen thưởng."],
     }.items():
@@ -477,8 +487,44 @@ def test_the_proposer_downloads_the_approval_decision_from_the_case_page(library
                 row.get_by_role("link", name="DOCX").click()
             content = Path(download.value.path()).read_bytes()
             assert hashlib.sha256(content).hexdigest() == decision["sha256"]
+            # the proposer did not issue it: no correction offered
+            assert row.get_by_test_id("correct-document").count() == 0
+            # the case file lists the decision under the step that issued it
+            decided_step = page.locator("[data-testid='dossier-step'][data-element='decide']")
+            assert "01/QĐ-SXD · Quyết định phê duyệt" in decided_step.get_by_test_id(
+                "step-documents").inner_text()
     finally:
         server.stop()
+
+
+def test_the_signer_corrects_a_decision_from_the_case_page(library):
+    from browser import CHROMIUM, chromium_page, sign_in
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)")
+    case = approved_case(library, "DX-10")
+    server = LiveServer(library)
+    try:
+        with chromium_page(1280, 900) as page:
+            sign_in(page, server, DIRECTOR)
+            page.goto(f"{server.url}/instances/{case.id}")
+            row = page.locator("[data-testid='documents'] [data-reference='01/QĐ-SXD']")
+            correction = row.get_by_test_id("correct-document")
+            correction.locator("summary").click()
+            correction.get_by_label("Lý do đính chính").fill("Sai thời gian thực hiện")
+            correction.get_by_role("button", name="Ban hành văn bản đính chính").click()
+            page.wait_for_url(re.compile(rf".*/instances/{case.id}#documents$"))
+            assert "Đã ban hành văn bản số 02/QĐ-SXD đính chính văn bản số 01/QĐ-SXD" in \
+                page.locator(".flash").inner_text()
+            corrected = page.locator("[data-testid='documents'] [data-reference='02/QĐ-SXD']")
+            assert "(văn bản đính chính)" in corrected.inner_text().lower()
+            # the original, corrected once, offers no second correction
+            assert row.get_by_test_id("correct-document").count() == 0
+    finally:
+        server.stop()
+    [made] = [d for d in library.documents.of_instance(case.id, principal=as_user(
+        library, DIRECTOR)) if d["reference"] == "02/QĐ-SXD"]
+    assert made["correction_reason"] == "Sai thời gian thực hiện"
+    assert verify(library.db, case.id).ok
 
 
 def test_a_province_overrides_a_template_by_its_name(tmp_path):

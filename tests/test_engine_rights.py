@@ -243,11 +243,15 @@ def test_messages_go_to_instances_the_sender_takes_part_in(library):
         with _refused(library, NotFound, case.id):
             send("implementation_suspended", payload, principal=_who(library, stranger),
                  instance_id=case.id)
-    send("implementation_suspended", payload, principal=_who(library, PROPOSER),
+    # taking part is not enough: suspending is the agency's decision (senderRole, Art. 6)
+    with _refused(library, Forbidden, case.id, rule="message_sender"):
+        send("implementation_suspended", payload, principal=_who(library, PROPOSER),
+             instance_id=case.id)
+    send("implementation_suspended", payload, principal=_who(library, HEAD),
          instance_id=case.id)
     assert case.open_elements() == ["suspension_review"]
     [entry] = _entries(library, case.id, "message_received")
-    assert entry.actor == PROPOSER
+    assert entry.actor == HEAD
 
 
 # --- the race a check outside the step allowed ---------------------------------------------

@@ -11,7 +11,7 @@ from engine.errors import InvalidData
 
 from conftest import PROJECT
 from procedures import PREFIX, SCREENED, VARIANTS, Case, deploy_library, implement_and_evaluate, \
-    plan, to_decision
+    on_day, plan, to_decision
 
 ASSESSMENT = {"followed_policy": True, "pure_motives": True, "common_interest": True,
               "abuse": False, "assessment": "Đúng chủ trương, động cơ trong sáng"}
@@ -175,7 +175,7 @@ def test_art8_head_cannot_refuse_a_proposal_the_collective_passed(library, varia
     [error] = refused.value.details["errors"]
     assert error["field"] == "decision" and "Điều 8 khoản 1" in error["message"]
     assert case.open_elements() == ["decide"]
-    case.do("decide", {"decision": "approve", "decision_number": "3/QĐ"},
+    case.do("decide", {"decision": "approve"},
             by=f"{p}.sxd.giamdoc")
     assert case.instance.latest_decision == "approve"
 
@@ -293,6 +293,7 @@ def test_art9_completion_report_is_due_5_working_days_after_the_actual_completio
         case.do("implement", {"finished_on": "2026-11-30"}, by=proposer)
     assert refused.value.details["errors"][0]["field"] == "finished_on"
     # finished early, on Friday 19/03/2027: 5 working days later is Friday 26/03/2027
+    on_day(library, "2027-03-19")
     case.do("implement", {"finished_on": "2027-03-19"}, by=proposer)
     [report] = case.open("report_completion")
     assert case.candidates(report) == [proposer]
@@ -321,6 +322,7 @@ def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed
     case = to_decision(library, variant, proposer)
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
+    on_day(library, "2027-06-30")
     case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
     case.do("report_completion", {"result_summary": "Xong"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
@@ -361,8 +363,7 @@ def test_art6_suspension_and_termination_state_their_reasons(library, variant):
             case.send(message, {field: "  "})
         assert refused.value.details["errors"][0]["field"] == field
         assert case.open_elements() == ["implement"]
-    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí",
-                                           "decision_number": "7/QĐ"})
+    case.send("implementation_suspended", {"suspension_reason": "Chờ kinh phí"})
     assert case.instance.stage == "suspended"
     [review] = case.open("suspension_review")
     assert case.candidates(review) == [f"{p}.sxd.giamdoc"]      # the head decides

@@ -144,7 +144,7 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
         "2026-01-16"), by="mau.sxd.vp.chuyenvien")
     assert step() == [mail(HEAD, "[ND73] Công việc mới: Quyết định phê duyệt hoặc từ chối – "
                                  "DX-7")]
-    case.do("decide", {"decision": "approve", "decision_number": "15/QĐ-SXD"}, by=HEAD)
+    case.do("decide", {"decision": "approve"}, by=HEAD)
     assert step() == [
         mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo ngày hoàn thành – DX-7"),
         mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
@@ -154,11 +154,14 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     assert message.is_multipart() and message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Kính gửi Võ Thị Tâm," in text and "Số quyết định: 15/QĐ-SXD." in text
+    assert "Kính gửi đồng chí Võ Thị Tâm," in text \
+        and "Quyết định phê duyệt đề xuất đổi mới, sáng tạo số 01/QĐ-SXD ngày " in text
     assert f"http://127.0.0.1:8000/instances/{case.id}" in text
     assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
     assert f'href="http://127.0.0.1:8000/instances/{case.id}"' in html
 
+    clock.set(utc(2027, 6, 30, 2, 0))             # the work is reported done that day
+    assert step()                # meanwhile the year's reporting cycles opened and mailed
     case.do("implement", {"finished_on": "2027-06-30"}, by=PROPOSER)
     assert step() == []          # the report is the implementer's next step: nobody is told
     case.do("report_completion", {"result_summary": "Xong"}, by=PROPOSER)
@@ -169,7 +172,7 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     case.do("evaluate", evaluation_meeting(case, "completed"), by=HEAD)
     notice = "[ND73] Công việc mới: Thông báo kết quả đánh giá – DX-7"
     assert step() == [mail("mau.sxd.vp.chanhvp", notice), mail("mau.sxd.vp.chuyenvien", notice)]
-    case.do("notify_result", {"notice_number": "12/TB", "notified_on": "2027-07-05"},
+    case.do("notify_result", {},
             by="mau.sxd.vp.chanhvp")
     assert step() == [mail(HEAD, "[ND73] Công việc mới: Công nhận, khuyến khích – DX-7")]
     case.do("recognition", {"measures": ["commendation"]}, by=HEAD)
@@ -461,7 +464,7 @@ def test_assigning_a_task_tells_the_new_assignee(library):
     library.tasks.assign(screening.id, "mau.sxd.pgd2", as_user(library, "admin"))
     [item] = library.notifications.list_for("mau.sxd.pgd2")
     assert (item["kind"], item["link"]) == ("task_assigned", f"/tasks/{screening.id}")
-    assert item["title"].startswith("[ND73] Anh/Chị được giao: Tiếp nhận")
+    assert item["title"].startswith("[ND73] Đồng chí được giao: Tiếp nhận")
 
 
 def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
@@ -554,7 +557,7 @@ def test_a_costly_template_falls_back_to_the_generic_message(costly):
     subject, text, html = Renderer().render(1, {"reminder.subject.txt": costly,
                                                 "reminder.txt": costly}, "reminder", context)
     assert subject == "[ND73] Nhắc hạn xử lý công việc"
-    assert text.startswith("Kính gửi Lê Văn A,") and "http://x/tasks/1" in text
+    assert text.startswith("Kính gửi đồng chí Lê Văn A,") and "http://x/tasks/1" in text
     assert html.startswith("<!DOCTYPE html>") and "Lê Văn A" in html
 
 

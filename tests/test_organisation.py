@@ -90,14 +90,14 @@ def test_units_and_officials_are_administered_by_the_variants_administrators(api
     for position in ("head", "party_secretary"):
         added = api.post("/org/lao-cai/officials/laocai.bql.kt.tp/memberships", ADMIN,
                          json={"unit_id": "laocai.bql.kt", "position": position,
-                               "valid_from": "2027-01-01"})
+                               "valid_from": "2025-01-01"})
         assert added.status_code == 200, added.text
     listed = api.get("/org/lao-cai/officials", ADMIN, params={"page_size": 200}).json()
     [row] = [o for o in listed["items"] if o["username"] == "laocai.bql.kt.tp"]
     assert row["phone"] == "0214 3840 000"
     assert {(m["unit_id"], m["position"], m["valid_from"]) for m in row["memberships"]} == {
-        ("laocai.bql.kt", "head", "2027-01-01"),
-        ("laocai.bql.kt", "party_secretary", "2027-01-01")}
+        ("laocai.bql.kt", "head", "2025-01-01"),
+        ("laocai.bql.kt", "party_secretary", "2025-01-01")}
     assert engine.org.members("laocai.bql.kt", ["head"]) == ["laocai.bql.kt.tp"]
 
     # only administrators of the variant: another province's, an official, nobody
@@ -218,7 +218,7 @@ def test_import_previews_names_row_errors_and_is_all_or_nothing(api, engine):
     users, memberships = _count(engine, User), _count(engine, Membership)
     broken = xlsx([
         ["laocai.sxd.tp1", "Đặng Văn Bình", "binh@laocai.gov.vn", "", "laocai.sxd.qlxd",
-         "staff", "01/02/2027", "", 1],
+         "staff", "01/02/2025", "", 1],
         ["laocai.x2", "Vũ Thị Hoa", "hoa@laocai.gov.vn", "", "laocai.khong.co", "staff",
          "", "", 1],
         ["laocai.sxd.tp1", "Đặng Văn Bính", "khac@laocai.gov.vn", "", "laocai.sxd.gt",
@@ -240,7 +240,7 @@ def test_import_previews_names_row_errors_and_is_all_or_nothing(api, engine):
 
     good = xlsx([
         ["laocai.sxd.tp1", "Đặng Văn Bình", "binh@laocai.gov.vn", "0912345678",
-         "laocai.sxd.qlxd", "staff", "01/02/2027", "", 1],
+         "laocai.sxd.qlxd", "staff", "01/02/2025", "", 1],
         ["laocai.sxd.tp1", "Đặng Văn Bình", "binh@laocai.gov.vn", "0912345678",
          "laocai.sxd.qlxd", "deputy", "", "", 1],
         [OFFICIAL, "Chuyên viên QLXD", "", "", "laocai.sxd.gt", "staff", "", "", 1],
@@ -261,7 +261,7 @@ def test_import_previews_names_row_errors_and_is_all_or_nothing(api, engine):
     rows = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert rows[0] == HEADER
     assert ["laocai.sxd.tp1", "Đặng Văn Bình", "binh@laocai.gov.vn", "0912345678",
-            "laocai.sxd.qlxd", "staff", "01/02/2027", None, "1"] in rows
+            "laocai.sxd.qlxd", "staff", "01/02/2025", None, "1"] in rows
     # the export imports again unchanged; CSV the same
     again = upload(api, exported.content).json()
     assert (again["errors"], again["added"], again["memberships_added"],

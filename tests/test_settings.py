@@ -95,13 +95,41 @@ PARSED = [
      "Sở Nội vụ <no-reply@tinh.gov.vn>"),
     ("ND73_DIGEST_HOUR", "0", "digest_hour", 0),
     ("ND73_DEMO_PASSWORD", "mat-khau-thu", "demo_password", SecretStr("mat-khau-thu")),
+    ("ND73_SESSION_TTL", "3600", "session_ttl", 3600),
+    ("ND73_PASSWORD_SIGN_IN", "1", "password_sign_in", True),
+    ("ND73_OIDC_CLAIM", " preferred_username ", "oidc_claim", "preferred_username"),
+    ("ND73_OIDC_SCOPE", "openid profile", "oidc_scope", "openid profile"),
 ]
 # set together: one without the other is refused
 LOGIN = {"ND73_SMTP_USER": "nd73", "ND73_SMTP_PASSWORD": "smtp-secret"}
+OIDC = {"ND73_OIDC_ISSUER": "https://sso.tinh.gov.vn/realms/canbo/",
+        "ND73_OIDC_CLIENT_ID": "nd73", "ND73_OIDC_CLIENT_SECRET": "oidc-secret"}
 
 
 def test_every_variable_is_covered_here():
-    assert {row[0] for row in PARSED} | set(LOGIN) == set(VARIABLES)
+    assert {row[0] for row in PARSED} | set(LOGIN) | set(OIDC) == set(VARIABLES)
+
+
+def test_single_sign_on_needs_the_issuer_and_the_client(monkeypatch):
+    assert not Settings.from_environment().single_sign_on
+    set_environment(monkeypatch, {**OIDC, "ND73_PASSWORD_SIGN_IN": "0"})
+    settings = Settings.from_environment()
+    assert settings.single_sign_on and not settings.password_sign_in
+    assert settings.oidc_issuer == "https://sso.tinh.gov.vn/realms/canbo"
+    assert settings.oidc_client_secret.get_secret_value() == "oidc-secret"
+    assert (settings.oidc_claim, settings.session_ttl) == ("sub", 8 * 3600)
+    assert ("ND73_OIDC_CLIENT_SECRET", "********", True) in settings.effective()
+    monkeypatch.delenv("ND73_OIDC_CLIENT_SECRET")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment()
+    assert refused.value.problems == ["ND73_OIDC_ISSUER, ND73_OIDC_CLIENT_ID and "
+                                      "ND73_OIDC_CLIENT_SECRET: set all three or none"]
+    for name in OIDC:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environment()
+    assert refused.value.problems == ["ND73_PASSWORD_SIGN_IN=0 needs ND73_OIDC_ISSUER: "
+                                      "nobody could sign in"]
 
 
 @pytest.mark.parametrize("name,raw,field,expected", PARSED, ids=[row[0] for row in PARSED])
@@ -161,6 +189,10 @@ REFUSED = [
     ("ND73_SMTP_TLS", "tls", "'tls' must be one of 'none', 'starttls' or 'ssl'"),
     ("ND73_SMTP_SENDER", "nd73", "'nd73' is not an e-mail address"),
     ("ND73_DIGEST_HOUR", "24", "'24' is more than 23"),
+    ("ND73_SESSION_TTL", "60", "'60' is less than 300"),
+    ("ND73_PASSWORD_SIGN_IN", "never", "'never' must be 1 or 0"),
+    ("ND73_OIDC_ISSUER", "sso.tinh.gov.vn", "'sso.tinh.gov.vn' must start with https://"),
+    ("ND73_OIDC_CLAIM", " ", "must not be blank"),
 ]
 
 

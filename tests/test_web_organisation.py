@@ -1,8 +1,9 @@
 """The organisation administered in the web app, in a real browser: an administrator imports
-200 officials from the HR office's xlsx (a preview first), moves one of them to head the
-Department of Construction, and the open screening task of a proposal follows the position
-to the new head, who signs in and completes it; bulk reassignment and assigning a task from
-the case page."""
+200 officials from the HR office's xlsx (a preview first), links one of them to the
+province's identity provider and moves them to head the Department of Construction, and the
+open screening task of a proposal follows the position to the new head, who signs in
+through the provider (a real OpenID Connect provider on the loopback) and completes it;
+bulk reassignment and assigning a task from the case page."""
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ from openpyxl import Workbook
 
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
+from oidc_provider import ACCOUNTS, product_with_sso
 from procedures import SCREENED, Case, deploy_library, plan
 
 if not Path(CHROMIUM).exists():
@@ -48,13 +50,32 @@ def hr_workbook(path: Path, count: int = 200) -> Path:
                   "valid_from", "valid_to", "active"])
     for n in range(1, count + 1):
         sheet.append([f"laocai.sxd.nv{n:03d}", f"Cán bộ số {n}", f"nv{n:03d}@laocai.gov.vn",
-                      f"0912{n:06d}", UNITS[n % len(UNITS)], "staff", "01/01/2027", None, 1])
+                      f"0912{n:06d}", UNITS[n % len(UNITS)], "staff", "01/01/2025", None, 1])
     book.save(path)
     return path
 
 
+@pytest.fixture
+def sso_server(engine):
+    with product_with_sso(engine) as (live, idp):
+        yield live
+
+
+def sign_in_through_the_provider(page, server, account) -> None:
+    """The login page's single sign-on button, the provider's own sign-in page, and back."""
+    page.context.clear_cookies()
+    page.goto(f"{server.url}/login")
+    page.get_by_role("link", name="Đăng nhập qua hệ thống định danh (SSO)").click()
+    page.wait_for_url(re.compile(r".*/interaction/.+"))
+    page.get_by_label("Login").fill(account.login)
+    page.get_by_label("Password").fill(account.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(re.escape(server.url) + r"/$"))
+
+
 def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
-        server, engine, tmp_path):
+        sso_server, engine, tmp_path):
+    server = sso_server
     case = Case.start(engine, "lao-cai", "proposal", PROPOSER)
     case.do("submit_plan", plan(), by=PROPOSER)
     [task] = case.open("screening")
@@ -96,8 +117,10 @@ def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
         assert "Tiếp nhận, xem xét phạm vi và tính chất" in \
             page.locator("[data-testid=open-work]").inner_text()
         page.goto(f"{server.url}/admin/org/lao-cai/officials/{NEW_HEAD}")
-        page.get_by_label("Mật khẩu mới").fill("mat-khau-nv001")
+        page.get_by_label("Tài khoản định danh (SSO) (sub)").fill(ACCOUNTS["nv001"].sub)
         page.locator("section.admin").get_by_role("button", name="Lưu").click()
+        assert page.get_by_label("Tài khoản định danh (SSO) (sub)").input_value() == \
+            ACCOUNTS["nv001"].sub
         move = page.locator("[data-testid=move-form]")
         move.get_by_label("Đến đơn vị").select_option("laocai.sxd")
         move.get_by_label("Chức vụ").select_option("head")
@@ -110,8 +133,10 @@ def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
         log = page.locator("[data-testid=org-log]").inner_text()
         assert "org_official_moved" in log and "org_imported" in log
 
-        # the new head signs in, finds the task and completes it
-        sign_in(page, server, NEW_HEAD, "mat-khau-nv001")
+        # the new head signs in through the identity provider, finds the task and
+        # completes it
+        sign_in_through_the_provider(page, server, ACCOUNTS["nv001"])
+        shot(page, "signed-in-through-the-provider")
         page.get_by_role("link", name="Tiếp nhận, xem xét phạm vi và tính chất").first.click()
         for condition in SCREENED:              # the head's own finding on Art. 5 k.1
             page.locator(f"#f-{condition}").select_option("met")
@@ -120,6 +145,14 @@ def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
         page.wait_for_url(re.compile(r".*/instances/.+"))
         assert "screening" not in case.open_elements()
         assert case.audit("task_completed")[-1].actor == NEW_HEAD
+
+        # signing out ends the provider's session too: it asks for the password again
+        page.get_by_role("button", name="Đăng xuất").click()
+        page.get_by_role("button", name="Yes, sign me out").click()
+        page.wait_for_url(re.compile(re.escape(server.url) + r"/login$"))
+        page.get_by_role("link", name="Đăng nhập qua hệ thống định danh (SSO)").click()
+        page.wait_for_url(re.compile(r".*/interaction/.+"))
+        assert page.get_by_label("Password").is_visible()
 
 
 def test_bulk_reassignment_and_assigning_from_the_case_page(server, engine):

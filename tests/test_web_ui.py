@@ -215,6 +215,11 @@ def test_designer_edits_validates_and_deploys_lao_cai(server, engine, browser):
     assert "Hợp lệ" in page.locator("#result").inner_text()
     shot(page, "modeler-valid")
     page.get_by_role("button", name="Triển khai").click()
+    # the draft's summary first: the renamed task, then the explicit deployment
+    page.wait_for_url(re.compile(r".*/designer/lao-cai/draft\?next=.*"))
+    assert "name" in page.locator(
+        "[data-testid=summary-diagram] tr[data-element=screening]").inner_text()
+    page.get_by_role("button", name="Triển khai").click()
     page.wait_for_url(re.compile(r".*deployed=1"))
     page.wait_for_selector("#modeler[data-ready=true]")
     versions = page.locator("[data-testid=versions] tbody tr")

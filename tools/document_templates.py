@@ -200,10 +200,25 @@ def paper(kind: str, subject: str | None, lines: list[str], *, letter=False,
 
 
 VOTE = "{'for': 'tán thành', 'against': 'không tán thành'}"
-MEASURES = ("{'praise': 'biểu dương', 'commendation': 'khen thưởng', 'priority': "
-            "'ưu tiên trong xếp loại, bổ nhiệm, quy hoạch, luân chuyển', "
-            "'outstanding_achievement': 'ghi nhận là thành tích xuất sắc khi xét nâng ngạch', "
-            "'early_salary_step': 'nâng bậc lương trước thời hạn'}")
+MEASURES = ("{'praise': 'biểu dương', 'commendation': 'đề nghị cấp có thẩm quyền khen thưởng', "
+            "'priority_classification': 'ưu tiên khi đánh giá, xếp loại chất lượng', "
+            "'priority_planning': 'ưu tiên khi xem xét quy hoạch', "
+            "'priority_appointment': 'ưu tiên khi xem xét bổ nhiệm', "
+            "'priority_reappointment': 'ưu tiên khi xem xét bổ nhiệm lại', "
+            "'priority_transfer': 'ưu tiên khi xem xét điều động', "
+            "'priority_rotation': 'ưu tiên khi xem xét luân chuyển', "
+            "'outstanding_achievement': 'xem xét là thành tích xuất sắc khi nâng ngạch, "
+            "thăng hạng', 'early_salary_step': 'nâng bậc lương trước thời hạn'}")
+# Art. 10: the implementers and the organisations recognised with the proposer
+RECOGNISED = [
+    "{%p if recognised_people %}",
+    "Cá nhân cùng được công nhận: {% for person in recognised_people %}{{ person|name }}"
+    "{{ ', ' if not loop.last }}{% endfor %}.",
+    "{%p endif %}",
+    "{%p if recognised_organisations %}",
+    "Tập thể, tổ chức được công nhận: {{ recognised_organisations|join(', ') }}.",
+    "{%p endif %}",
+]
 OUTCOMES = ("{'completed': 'hoàn thành', 'not_completed': 'không hoàn thành hoặc hoàn "
             "thành một phần', 'damaged': 'không hoàn thành và gây thiệt hại'}")
 PROTECTION = ("{'not_liable': 'không bị xử lý trách nhiệm', 'excluded': 'được loại trừ "
@@ -324,6 +339,7 @@ TEMPLATES = {
         "{%p if months_early %}",
         "Nâng bậc lương trước thời hạn {{ months_early }} tháng.",
         "{%p endif %}",
+        *RECOGNISED,
         "{{ recognition_note or '' }}",
     ]),
     "quyet_dinh_cong_nhan.docx": lambda: decision(
@@ -337,13 +353,19 @@ TEMPLATES = {
             "{%p if months_early %}",
             "Nâng bậc lương trước thời hạn {{ months_early }} tháng.",
             "{%p endif %}",
+            *RECOGNISED,
+            "{%p if 'commendation' in measures %}",
+            "Việc khen thưởng do cấp có thẩm quyền xem xét, quyết định theo đề nghị của "
+            "{{ doc.agency_name }}.",
+            "{%p endif %}",
             "Điều 2. Kết quả này được ghi nhận trong hồ sơ cán bộ.",
             EXECUTION]),
     "de_nghi_khen_thuong.docx": lambda: paper("", None, [
         "Kính gửi: Hội đồng Thi đua - Khen thưởng.",
         "Đề xuất đổi mới, sáng tạo “{{ title }}” của {{ proposer|name }} đã được đánh giá "
-        "hoàn thành. {{ doc.agency_name }} đề nghị xem xét khen thưởng theo Điều 10 "
-        "Nghị định số 73/2023/NĐ-CP.",
+        "hoàn thành. {{ doc.agency_name }} đề nghị cấp có thẩm quyền xem xét khen thưởng "
+        "theo Điều 10 Nghị định số 73/2023/NĐ-CP.",
+        *RECOGNISED,
         "{{ recognition_note or '' }}",
     ], letter=True, bases=False),
     "quyet_dinh_bao_ve.docx": lambda: decision(

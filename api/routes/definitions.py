@@ -15,6 +15,7 @@ from engine.scripting import start_timers
 from .. import catalogues, schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
+from . import dryrun
 from .common import SECURITY, utc_or_none, engine
 
 blp = Blueprint("definitions", __name__, description="Process definitions (designers)")
@@ -108,13 +109,17 @@ def validate_definitions():
 @authenticated
 def deploy_definitions():
     """Deploy uploaded files over the variant's deployed ones: changed processes get a new
-    version (201); when nothing changed the answer is 200."""
+    version (201); when nothing changed the answer is 200. A deployment plays the variant's
+    dry-run scripts on what it deployed and lists each failure in ``dry_run_warnings``
+    (script, step, element): the designer sees what the change does to the kept paths."""
     variant, uploads = _uploads()
     results = engine().repository.deploy_upload(variant, uploads, current().username)
     created = any(r.created for r in results)
     body = {"created": created, "processes": [
         {"definition_id": r.definition_id, "key": r.key, "variant": r.variant,
          "version": r.version, "created": r.created} for r in results]}
+    if created:     # the variant's dry-run scripts on what was deployed: warned of, named
+        body["dry_run_warnings"] = dryrun.failing_scripts(variant)
     return body, 201 if created else 200
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
@@ -14,7 +14,7 @@ from engine.org import POSITIONS, UNIT_KINDS
 from engine.tasks import Page
 
 from .. import schemas
-from ..auth import authenticated, current
+from ..auth import authenticated, current, official_credentials
 from ..problems import ApiProblem
 from .common import SECURITY, engine, page_dict, utc_or_none
 
@@ -51,6 +51,8 @@ class OfficialOut(Schema):
     email = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
     active = fields.Boolean(required=True)
+    sso_subject = fields.String(allow_none=True, metadata={
+        "description": "the identity provider's value linked to the official, if any"})
     memberships = fields.List(fields.Nested(MembershipFull))
 
 
@@ -61,6 +63,11 @@ class OfficialIn(Schema):
     password = fields.String(load_default=None, validate=validate.Length(8, 200),
                              metadata={"description": "a local password (demo, or where "
                                                       "sign-in is by password)"})
+    sso_subject = fields.String(
+        load_default=None, validate=validate.Length(0, 255),
+        metadata={"description": "the value of the identity provider's claim "
+                                 "(ND73_OIDC_CLAIM) that signs this official in; \"\" "
+                                 "unlinks; absent: unchanged"})
 
 
 class MembershipIn(Schema):
@@ -132,6 +139,8 @@ class ImportOut(Schema):
     memberships_added = fields.List(fields.Dict())
     memberships_ended = fields.List(fields.Dict())
     reassigned = fields.List(fields.Dict())
+    linked = fields.List(fields.String(), metadata={
+        "description": "officials the column sso_subject links to the identity provider"})
     errors = fields.List(fields.Dict(), metadata={"description": "row, column, code, "
                                                                  "message, value"})
 
@@ -149,8 +158,11 @@ class ExportArgs(Schema):
 
 
 def _official(user, memberships) -> dict:
+    issuer = current_app.extensions["nd73.settings"].oidc_issuer
     return {"username": user.username, "full_name": user.full_name, "email": user.email,
             "phone": user.phone, "active": user.active,
+            "sso_subject": engine().identities.subject_of(issuer, user.username)
+            if issuer else None,
             "memberships": [{"unit_id": m.unit_id, "position": m.position,
                              "valid_from": m.valid_from, "valid_to": m.valid_to}
                             for m in memberships]}
@@ -211,7 +223,9 @@ def list_officials(args, variant):
 def save_official(body, variant, username):
     """Create an official or change their name, e-mail, phone (or local password)."""
     admin = engine().orgadmin
-    admin.save_official(current(), variant, username, **body)
+    password, identity = official_credentials(body.pop("password"), body.pop("sso_subject"))
+    admin.save_official(current(), variant, username, password=password, identity=identity,
+                        **body)
     return _official(*admin.official(variant, username))
 
 
@@ -297,7 +311,8 @@ def import_officials(variant):
                                   "message_en": "No file"}])
     apply = (request.form.get("apply") or "").lower() in ("1", "true", "yes")
     plan = engine().orgadmin.import_file(current(), variant, upload.read(),
-                                         upload.filename or "officials.csv", apply)
+                                         upload.filename or "officials.csv", apply,
+                                         current_app.extensions["nd73.settings"].oidc_issuer)
     return {**plan.as_dict(), "applied": apply and not plan.errors}
 
 

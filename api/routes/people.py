@@ -1,7 +1,7 @@
 """Sign-in, the caller, users and the organisation tree."""
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
@@ -21,6 +21,9 @@ blp = Blueprint("people", __name__, description="Sign-in, users and the organisa
 @blp.response(200, schemas.Token)
 def token(credentials):
     """Exchange a username and password for a bearer token."""
+    if not current_app.extensions["nd73.settings"].password_sign_in:
+        raise ApiProblem("forbidden", "password sign-in is off here (ND73_PASSWORD_SIGN_IN=0): "
+                                      "officials sign in through the identity provider")
     access = engine().access
     address = request.remote_addr or "unknown"
     device = trusted_device(credentials["username"])

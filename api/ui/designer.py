@@ -11,9 +11,11 @@ from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
 from engine import diagrams
+from engine import drafts as drafting
 from engine.errors import NotFound
 from engine.org import POSITIONS
 from engine.roles import declared_roles
+from engine.variants import UNCONFIRMED
 from engine.store import Definition
 
 from .. import catalogues
@@ -45,7 +47,7 @@ def _require_designer(variant: str) -> None:
 def variants():
     chosen = designed_variants()
     processes = {v: engine().repository.latest_versions(v) for v in chosen}
-    return render_template("designer_index.html", processes=processes)
+    return render_template("designer_index.html", processes=processes, base_keys=base_keys())
 
 
 def _definition(variant: str, key: str) -> Definition:
@@ -103,8 +105,13 @@ def modeler(variant, key):
     _require_designer(variant)
     definition = _definition(variant, key)
     file_name, xml = diagrams.main_file(definition.sources, key)
+    # the studio edits the variant's draft when there is one (not when a version is asked)
+    draft = None if request.args.get("version") else engine().drafts.get(variant, principal())
+    if draft is not None and file_name in draft.files:
+        xml = draft.files[file_name].decode("utf-8")
     return render_template("modeler.html", definition=definition, file_name=file_name,
-                           xml=xml, versions=engine().repository.versions(variant, key)[::-1],
+                           xml=xml, draft=draft,
+                           versions=engine().repository.versions(variant, key)[::-1],
                            base=BASE_VARIANT, messages=catalogues.messages(MODELER_MESSAGES),
                            studio=studio_data(definition), words=modeler_words(lang()))
 
@@ -113,11 +120,56 @@ def modeler(variant, key):
 @signed_in
 def compare(variant, key):
     _require_designer(variant)
-    mine = engine().repository.latest(variant, key)
-    base = engine().repository.latest(BASE_VARIANT, key)
+    repository = engine().repository
+    mine = repository.latest(variant, key)
     _, mine_xml = diagrams.main_file(mine.sources, key)
+    base = _base_version(key)
+    if base is None:
+        # a process of the variant's own (Đắk Lắk's department report): nothing to compare
+        return render_template("compare.html", mine=mine, base=None, mine_xml=mine_xml)
     _, base_xml = diagrams.main_file(base.sources, key)
     difference = diagrams.diff(base_xml, mine_xml)
     names = {**diagrams.element_names(base_xml), **diagrams.element_names(mine_xml)}
+    # the diagram alone would call a province with its own routing "the same": its
+    # settings and its forms are compared too
+    settings = drafting.settings_changes(_compared_settings(base), _compared_settings(mine))
+    forms = _form_differences(base.sources, mine.sources)
+    same = difference.same and not settings and not forms
     return render_template("compare.html", mine=mine, base=base, mine_xml=mine_xml,
-                           base_xml=base_xml, diff=difference, names=names)
+                           base_xml=base_xml, diff=difference, names=names,
+                           settings=settings, forms=forms, same=same)
+
+
+def _base_version(key: str) -> Definition | None:
+    try:
+        return engine().repository.latest(BASE_VARIANT, key)
+    except NotFound:
+        return None
+
+
+def base_keys() -> set[str]:
+    """The processes ``national`` has: the others exist only in their variant."""
+    return {d.key for d in engine().repository.latest_versions(BASE_VARIANT)}
+
+
+# what names a variant rather than what it does
+_IDENTITY = ("name", "title", UNCONFIRMED)
+
+
+def _compared_settings(definition: Definition) -> dict:
+    settings = engine().repository.settings(definition)
+    return {k: v for k, v in settings.items() if k not in _IDENTITY}
+
+
+def _form_differences(base: dict[str, str], mine: dict[str, str]) -> list[dict]:
+    found: list[dict] = []
+    forms = sorted({n for n in (*base, *mine) if n.startswith("forms/")})
+    for name in forms:
+        if name not in base or name not in mine:
+            found.append({"path": name, "change": "added" if name in mine else "removed",
+                          "fields": []})
+        elif base[name] != mine[name]:
+            fields = drafting.form_changes(base[name].encode(), mine[name].encode())
+            if fields:
+                found.append({"path": name, "change": "changed", "fields": fields})
+    return found

@@ -24,7 +24,7 @@ _DATE_DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 class Field:
     path: str
     kind: str            # text textarea select date integer number money boolean confirm
-    #                      choices list files group
+    #                      choices list files group rows person people
     label: str
     required: bool = False
     value: object = None
@@ -57,6 +57,10 @@ def _kind(prop: dict) -> str:
         items = prop.get("items") or {}
         if items.get("type") == "object" and "file_id" in (items.get("properties") or {}):
             return "files"
+        if widget == "person" or items.get("x-widget") == "person":
+            return "people"          # usernames chosen from the organisation
+        if items.get("type") == "object":
+            return "rows"
         return "choices" if "enum" in items else "list"
     if kind == "boolean":
         return "confirm" if prop.get("const") is True else "boolean"
@@ -68,6 +72,8 @@ def _kind(prop: dict) -> str:
         return "number"
     if prop.get("format") == "date":
         return "date"
+    if widget == "person":
+        return "person"
     return "textarea" if widget == "textarea" else "text"
 
 
@@ -91,18 +97,54 @@ def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw) -> list[Fi
         if kind == "group":
             item.children = _fields(prop, path + ".", value or {}, errors, raw)
         elif kind == "choices":
-            item.options = _options(prop["items"] | {"x-enum-labels":
-                                                     prop.get("x-enum-labels", {})})
+            item.options = _options(prop["items"] | {
+                "x-enum-labels": prop.get("x-enum-labels", {}),
+                "x-enum-labels-en": prop.get("x-enum-labels-en", {})})
             item.value = raw.getlist(path) if raw is not None else list(value or [])
-        elif kind == "list":
+        elif kind in ("list", "people"):
             item.value = raw.getlist(path) if raw is not None else list(value or [])
         elif kind == "files":
             item.value = value if isinstance(value, list) else []
+        elif kind == "rows":
+            item.children = _fields(prop["items"], path + ".", {}, {}, None)   # an empty row
+            item.value = [_fields(prop["items"], path + ".", row, _row_errors(errors, path, n),
+                                  typed) for n, (row, typed) in
+                          enumerate(_rows_shown(prop, path, value, raw))]
         else:
             item.options = _options(prop)
             item.value = raw.get(path, "") if raw is not None else _shown(kind, value)
         fields.append(item)
     return fields
+
+
+# Rows of several fields (an array of objects): the inputs of a column share one name
+# (``member_assessments.member``), so a row added in the page is a copy of the last one; row n
+# is the n-th value of each column, and the engine's errors of a cell
+# (``member_assessments.2.member``) are shown in its row.
+
+def _rows_shown(prop: dict, path: str, value, raw) -> list[tuple[dict, MultiDict | None]]:
+    """Each row's data, or (after a refusal) its cells as they were typed."""
+    if raw is not None:
+        return [({}, MultiDict({f"{path}.{name}": text for name, text in row.items()}))
+                for row in _posted_rows(prop, path, raw)]
+    return [(row, None) for row in (value if isinstance(value, list) else [])
+            if isinstance(row, dict)]
+
+
+def _posted_rows(prop: dict, path: str, form) -> list[dict]:
+    """The rows posted, their cells as typed; rows left empty are dropped."""
+    names = list((prop["items"].get("properties") or {}))
+    columns = {name: form.getlist(f"{path}.{name}") for name in names}
+    count = max((len(values) for values in columns.values()), default=0)
+    rows = [{name: (columns[name][n] if n < len(columns[name]) else "").strip()
+             for name in names} for n in range(count)]
+    return [row for row in rows if any(row.values())]
+
+
+def _row_errors(errors: dict, path: str, number: int) -> dict:
+    prefix = f"{path}.{number}."
+    return {f"{path}.{key[len(prefix):]}": message for key, message in errors.items()
+            if key.startswith(prefix)}
 
 
 def _shown(kind: str, value) -> object:
@@ -140,18 +182,34 @@ def _parse_value(prop: dict, path: str, form, files, errors):
     kind = _kind(prop)
     if kind == "group":
         return _parse_object(prop, path + ".", form, files, errors)
-    if kind in ("choices", "list"):
+    if kind in ("choices", "list", "people"):
         values = [v.strip() for v in form.getlist(path) if v.strip()]
         return values if values or path in form else MISSING
     if kind == "files":
         kept = [{"name": n, "file_id": i} for i, n in
                 (v.split("|", 1) for v in form.getlist(path + ".kept") if "|" in v)]
         return kept + files.get(path, []) or MISSING
+    if kind == "rows":
+        return _parse_rows(prop, path, form, errors)
     if kind in ("boolean", "confirm"):
         if kind == "boolean" and f"{path}.present" not in form and path not in form:
             return MISSING
         return form.get(path) in ("on", "true", "1")
-    text = (form.get(path) or "").strip()
+    return _scalar(kind, (form.get(path) or "").strip(), path, errors)
+
+
+def _parse_rows(prop: dict, path: str, form, errors):
+    subs = prop["items"].get("properties") or {}
+    rows = []
+    for number, row in enumerate(_posted_rows(prop, path, form)):
+        values = {name: _scalar(_kind(subs[name]), text, f"{path}.{number}.{name}", errors)
+                  for name, text in row.items()}
+        rows.append({name: value for name, value in values.items() if value is not MISSING})
+    return rows or MISSING
+
+
+def _scalar(kind: str, text: str, path: str, errors):
+    """A typed text as the JSON value of its kind (the cell of a row, or a field)."""
     if not text:
         return MISSING
     try:

@@ -100,12 +100,16 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
     if data is None:
         data = wf_engine.runtime.task_data(task.id) if task.status == TaskStatus.OPEN else {}
     fields = form_fields.build(schema, data, errors, raw)
+    # person fields offer the people of the case's organisation
+    directory = wf_engine.org.directory(instance.variant) if any(
+        f.kind in ("person", "people") for f in fields) else []
     case_file = wf_engine.dossiers.build(me, instance.id)
     return render_template(
         "task.html", task=task, instance=instance, definition=definition, schema=schema,
         dossier=case_file, people=people_of([task.assignee, *candidates]),
         dossier_pdf=url_for("officials.dossier_pdf", instance_id=instance.id),
-        fields=fields, errors=errors or {}, may_work=may_work, candidates=candidates,
+        fields=fields, directory=directory, errors=errors or {}, may_work=may_work,
+        candidates=candidates,
         may_claim=(task.status == TaskStatus.OPEN and task.assignee is None
                    and me.username in candidates),
         instructions=_instructions(definition, task.element_id),

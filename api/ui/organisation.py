@@ -10,13 +10,15 @@ import base64
 import binascii
 from datetime import date
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (Blueprint, Response, current_app, flash, redirect, render_template, request,
+                   url_for)
 from sqlalchemy import select
 
 from engine.errors import N_, EngineError, InvalidData
 from engine.org import POSITIONS, UNIT_KINDS
 from engine.store import HumanTask, Instance, TaskStatus
 
+from ..auth import official_credentials
 from ..problems import ApiProblem
 from .form_fields import parse_date
 from .i18n import error_text, say, t
@@ -140,11 +142,14 @@ def save_official(variant):
     form = request.form
     username = (form.get("username") or "").strip()
     try:
+        password, identity = official_credentials(
+            form.get("password") or None,
+            form["sso_subject"][:255] if "sso_subject" in form else None)
         engine().orgadmin.save_official(
             principal(), variant, username, full_name=(form.get("full_name") or "").strip(),
             email=(form.get("email") or "").strip() or None,
             phone=(form.get("phone") or "").strip()[:32] or None,
-            password=form.get("password") or None)
+            password=password, identity=identity)
     except EngineError as exc:
         flash(error_text(exc), "error")
         return redirect(request.referrer or url_for("org_ui.page", variant=variant))
@@ -159,9 +164,15 @@ def official(variant, username):
     admin = engine().orgadmin
     user, memberships = admin.official(variant, username)
     work = admin.open_work(principal(), variant, username)
+    settings = current_app.extensions["nd73.settings"]
+    subject = engine().identities.subject_of(settings.oidc_issuer, username) \
+        if settings.single_sign_on else None
     return render_template("org_official.html", variant=variant, user=user,
                            memberships=memberships, work=work, units=admin.units(variant),
-                           positions=POSITIONS)
+                           positions=POSITIONS, sso_subject=subject,
+                           single_sign_on=settings.single_sign_on,
+                           password_sign_in=settings.password_sign_in,
+                           sso_claim=settings.oidc_claim)
 
 
 @blp.route("/admin/org/<string:variant>/officials/<string:username>/<string:action>",
@@ -215,13 +226,16 @@ def import_file(variant):
         flash(t("org_no_file"), "error")
         return redirect(url_for("org_ui.page", variant=variant))
     apply = request.form.get("apply") == "1"
+    issuer = current_app.extensions["nd73.settings"].oidc_issuer
     try:
-        plan = engine().orgadmin.import_file(principal(), variant, content, name, apply)
+        plan = engine().orgadmin.import_file(principal(), variant, content, name, apply,
+                                             issuer)
     except InvalidData as exc:
         if not exc.details.get("errors"):
             flash(error_text(exc), "error")
             return redirect(url_for("org_ui.page", variant=variant))
-        plan = engine().orgadmin.import_file(principal(), variant, content, name, False)
+        plan = engine().orgadmin.import_file(principal(), variant, content, name, False,
+                                             issuer)
         apply = False
     if apply:
         flash(t("org_imported", count=plan.rows), "success")

@@ -12,7 +12,8 @@ from flask import (Blueprint, Flask, current_app, flash, g, redirect, render_tem
 from engine.access import Principal
 from engine.errors import N_
 
-from ..auth import csrf_token, csrf_valid, remember_device, session_username, trusted_device
+from ..auth import (ID_TOKEN, csrf_valid, csrf_token, remember_device, session_username,
+                    start_session, trusted_device)
 from . import i18n
 
 blp = Blueprint("web", __name__, template_folder="templates")
@@ -40,6 +41,8 @@ def signed_in(view):
         found = engine().access.principal(username) if username else None
         if found is None:
             session.pop("user", None)
+            if g.get("session_expired"):
+                flash(i18n.t("session_ended"), "error")
             return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
         g.principal = found
         return view(*args, **kwargs)
@@ -65,7 +68,27 @@ def local_target(target: str | None) -> str:
     return target
 
 
+def _content_security_policy(app: Flask) -> str:
+    """Our own files only; forms may also lead to the identity provider (sign-out ends its
+    session through a redirect, which browsers check against form-action)."""
+    settings = app.extensions.get("nd73.settings")
+    issuer = getattr(settings, "oidc_issuer", None)
+    if not issuer:
+        return CONTENT_SECURITY_POLICY
+    parts = urlsplit(issuer)
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'",
+                                           f"form-action 'self' {parts.scheme}://{parts.netloc}")
+
+
+def sign_in_options() -> dict:
+    """Which ways of signing in the login page offers."""
+    settings = current_app.extensions["nd73.settings"]
+    return {"password_sign_in": settings.password_sign_in,
+            "single_sign_on": "nd73.idp" in current_app.extensions}
+
+
 def install(app: Flask) -> None:
+    policy = _content_security_policy(app)
     app.config.setdefault("SESSION_COOKIE_NAME", "nd73_session")
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
@@ -97,7 +120,7 @@ def install(app: Flask) -> None:
     @app.after_request
     def page_headers(response):
         if _is_page(request.path) and response.mimetype == "text/html":
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("Content-Security-Policy", policy)
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("X-Content-Type-Options", "nosniff")
             response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -136,37 +159,41 @@ def error_page(status: int, kind: str, detail: str | None = None, extra: dict | 
 @blp.route("/login", methods=["GET", "POST"])
 def login():
     target = local_target(request.values.get("next"))
+    options = sign_in_options()
     if request.method == "GET":
-        return render_template("login.html", next=target)
+        return render_template("login.html", next=target, **options)
+    if not options["password_sign_in"]:
+        flash(i18n.t("password_sign_in_off"), "error")
+        return render_template("login.html", next=target, **options), 403
     access = engine().access
     username = (request.form.get("username") or "").strip()[:128]
     address = request.remote_addr or "unknown"
     device = trusted_device(username)
     if access.locked_out(username, address, device):
         flash(i18n.t("locked_out"), "error")
-        return render_template("login.html", next=target, username=username), 429
+        return render_template("login.html", next=target, username=username, **options), 429
     found = access.authenticate(username, request.form.get("password") or "", address, device)
     if found is None:
         flash(i18n.t("wrong_credentials"), "error")
-        return render_template("login.html", next=target, username=username), 401
-    language = session.get("lang")
-    session.clear()                       # a new session id and token at each sign-in
-    session.permanent = True
-    session["user"] = found.username
-    if language:
-        session["lang"] = language
-    csrf_token()
+        return render_template("login.html", next=target, username=username, **options), 401
+    start_session(found.username, "password")     # a new session id and token
     remember_device(found.username, device)
+    engine().identities.record("signed_in", found.username, method="password")
     return redirect(target)
 
 
 @blp.route("/logout", methods=["POST"])
 def logout():
-    language = session.get("lang")
+    from .sso import provider_logout
+    language, id_token = session.get("lang"), session.get(ID_TOKEN)
+    username = session.get("user")
     session.clear()
     if language:
         session["lang"] = language
-    return redirect(url_for("web.login"))
+    if isinstance(username, str):
+        engine().identities.record("signed_out", username,
+                                   method="oidc" if id_token else "password")
+    return provider_logout(id_token) or redirect(url_for("web.login"))
 
 
 @blp.route("/language", methods=["POST"])

@@ -292,7 +292,8 @@ class Documents:
     def as_dict(document: Document, replaced_by: str | None = None) -> dict:
         doc = (document.context or {}).get("doc", {})
         return {"id": document.id, "instance_id": document.instance_id,
-                "element_id": document.element_id, "kind": document.kind,
+                "variant": document.variant, "element_id": document.element_id,
+                "kind": document.kind,
                 "template": document.template, "agency_id": document.agency_id,
                 "agency": doc.get("agency", ""), "year": document.year,
                 "number": document.number, "reference": document.reference,
@@ -422,7 +423,11 @@ class DocumentIssuer:
                                           code="document.condition_failed",
                                           params={"template": rule.template,
                                                   "error": str(exc)}) from None
-                self.documents.issue(step, rule, task, data)
+                document = self.documents.issue(step, rule, task, data)
+                step.documents.append({
+                    "reference": document.reference, "title": document.title,
+                    "kind": document.kind,
+                    "date": short_date(document.issued_at.astimezone(LOCAL))})
 
     def step_saved(self, step: Step) -> None:
         pass

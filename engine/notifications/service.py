@@ -9,6 +9,8 @@ In-app notifications are always kept; the preference only decides e-mail:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -63,9 +65,11 @@ class Notifications:
     # --- recording (inside the caller's transaction) -------------------------------------
     def notify(self, session: Session, usernames, kind: str, *, instance: Instance | None,
                task: HumanTask | None = None, data: dict | None = None,
-               actor: str | None = None, title: str | None = None) -> list[dict]:
+               actor: str | None = None, title: str | None = None,
+               documents: Sequence[dict] = ()) -> list[dict]:
         """Record the notifications (and e-mails) of an event; returns their rows' values,
-        written with the unit of work (:mod:`engine.store.appends`)."""
+        written with the unit of work (:mod:`engine.store.appends`). ``documents``: the
+        official documents the event issued, which templates cite (``documents``)."""
         now = self.clock.now()
         definition = (self._definition(session, instance.definition_id)
                       if instance is not None else None)
@@ -84,6 +88,7 @@ class Notifications:
             link = link_for(task.id if task is not None else None,
                             instance.id if instance is not None else None)
             context = self._context(session, user, instance, definition, task, data, link)
+            context["documents"] = [dict(d) for d in documents]
             if title:                 # the declared title, for a kind without templates
                 context["title"] = title
             subject, text, html = self._render(definition, kind, context)

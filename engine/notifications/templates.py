@@ -45,13 +45,13 @@ _NAME = re.compile(r"^(?P<kind>[a-z_]+)\.(?P<part>subject\.txt|txt|html)$")
 # Used when a deployment has no template for a kind (or it fails while rendering).
 GENERIC = {
     "subject.txt": "[ND73] {{ title }}",
-    "txt": "Kính gửi {{ user.full_name }},\n\n{{ title }}.\n"
+    "txt": "Kính gửi đồng chí {{ user.full_name }},\n\n{{ title }}.\n"
            "{% if instance.business_key %}Hồ sơ: {{ instance.business_key }}\n{% endif %}"
            "Xem chi tiết: {{ url }}\n",
 }
 GENERIC_TITLES = {
     "task_available": "Có công việc mới cần xử lý",
-    "task_assigned": "Anh/chị được giao một công việc",
+    "task_assigned": "Đồng chí được giao một công việc",
     "digest": "Tổng hợp thông báo trong ngày",
 }
 GENERIC_TITLE = "Có thông báo mới về hồ sơ"

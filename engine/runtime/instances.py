@@ -32,10 +32,10 @@ from sqlalchemy.orm.exc import StaleDataError
 from .. import policy
 from ..access import Access, Principal
 from ..audit import lock_instance
-from ..clock import Clock
-from ..deadlines import variant_settings
+from ..clock import LOCAL_TZ, Clock
+from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
-from ..forms import form_errors
+from ..forms import date_order_errors, form_errors, person_values, unknown_people_errors
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
 from ..org import Org
@@ -439,6 +439,15 @@ class Runtime(InstanceManagement, Schedules):
         schema = self.repository.form(definition, form) if form else None
         if schema is not None:
             errors = form_errors(schema, data)
+            known = {e["field"] for e in errors}
+            today = self.clock.now().astimezone(LOCAL_TZ).date()
+            errors += [e for e in date_order_errors(schema, data, task_data, today)
+                       if e["field"] not in known]
+            named = person_values(schema, data)
+            if named:
+                people = self.org.people(definition.variant, {u for _, u in named})
+                errors += [e for e in unknown_people_errors(named, people)
+                           if e["field"] not in known]
         rules = policy.validations(task_spec)
         if rules:
             known = {e["field"] for e in errors}
@@ -487,6 +496,7 @@ class Runtime(InstanceManagement, Schedules):
                 raise NotFound(f"instance {instance_id} is not waiting for message '{name}'",
                                message_name=name, instance_id=instance_id)
             catcher = waiting[0]
+            self._require_sender(principal, instance, catcher, name)
             self._check_form(self.repository.get(instance.definition_id, session),
                              catcher.task_spec, catcher.data, payload)
             definition = catcher.task_spec.event_definition
@@ -500,6 +510,31 @@ class Runtime(InstanceManagement, Schedules):
                        details={"message": name, "payload": payload},
                        incident=incident, completed=completed)
         return instance
+
+    def _require_sender(self, principal: Principal, instance: Instance, catcher,
+                        name: str) -> None:
+        """A message whose catch event declares ``senderRole`` is a decision of those roles'
+        people (resolved for this case as its lanes are): anyone else is refused, naming the
+        rule; the engine itself (a trusted principal) is not asked."""
+        roles = policy.sender_roles(catcher.task_spec)
+        if not roles or principal.trusted:
+            return
+        settings = current_settings()
+        for role in roles:
+            try:
+                people = self.org.resolve(
+                    role, proposer=instance.started_by,
+                    unit_id=catcher.data.get("proposer_unit") or instance.unit_id,
+                    settings=settings, data=catcher.data).usernames
+            except (InvalidData, NotFound):
+                continue                 # a role nobody holds here sends nothing
+            if principal.username in people:
+                return
+        declared = settings.get("roles") or {}
+        labels = ", ".join((declared.get(role) or {}).get("label") or role for role in roles)
+        basis = policy.legal_basis(catcher.task_spec) or "senderRole"
+        raise Forbidden(f"only {', '.join(roles)} may send '{name}' ({basis})",
+                        rule="message_sender", message_name=name, roles=labels, basis=basis)
 
     def _correlate(self, name: str, correlation_key: str | None) -> str:
         if not correlation_key:

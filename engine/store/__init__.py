@@ -1,10 +1,10 @@
 """Persistence: SQLAlchemy models, sessions and Alembic migrations."""
 from .db import Database, default_database_url
-from .models import (AuditEvent, Decision, Definition, Grant, HumanTask, Instance,
-                     InstanceStatus, Membership, MessageSubscription, OrgGeneration, OrgUnit,
-                     TaskCandidate, TaskStatus, Timer, TimerStatus, User)
+from .models import (AuditEvent, Decision, Definition, Grant, HumanTask, IdentityLink,
+                     Instance, InstanceStatus, Membership, MessageSubscription, OrgGeneration,
+                     OrgUnit, TaskCandidate, TaskStatus, Timer, TimerStatus, User)
 
 __all__ = ["Database", "default_database_url", "AuditEvent", "Decision", "Definition", "Grant",
-           "HumanTask", "Instance", "InstanceStatus", "Membership", "MessageSubscription",
-           "OrgGeneration", "OrgUnit", "TaskCandidate", "TaskStatus", "Timer", "TimerStatus",
-           "User"]
+           "HumanTask", "IdentityLink", "Instance", "InstanceStatus", "Membership",
+           "MessageSubscription", "OrgGeneration", "OrgUnit", "TaskCandidate", "TaskStatus",
+           "Timer", "TimerStatus", "User"]

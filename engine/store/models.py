@@ -292,6 +292,24 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
 
 
+class IdentityLink(Base):
+    """An official's account at the deployment's OpenID Connect provider: the value the
+    provider gives in the configured claim (its subject, by default) for them. Sign-in
+    through the provider maps that value to the official here, never by trusting a name the
+    provider sends; an administrator makes the link."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (
+        UniqueConstraint("issuer", "username", name="uq_identity_link_official"),
+    )
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"),
+                                          index=True)
+    linked_at: Mapped[datetime]
+
+
 class Membership(Base):
     """A position a user holds in a unit: head, deputy, staff, party_secretary,
     council_member (a user may hold several, in several units)."""
@@ -478,3 +496,31 @@ class DocumentPdf(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     content: Mapped[bytes] = mapped_column(LargeBinary)
     rendered_at: Mapped[datetime]
+
+
+class Draft(Base):
+    """The draft of a variant's process folder that its designers edit apart from deploying
+    (engine/drafts.py): one per variant, shared by its designers; ``revision`` grows at
+    every save, so a save or deployment made on an older revision is refused."""
+
+    __tablename__ = "drafts"
+
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    based_on: Mapped[int] = mapped_column(Integer)       # newest definition id when made
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime]
+
+
+class DraftFile(Base):
+    """One file of a draft, by its path in the variant folder (``proposal.bpmn``,
+    ``forms/plan.schema.json``, ``variant.toml``, ``notifications/…``, ``documents/…``)."""
+
+    __tablename__ = "draft_files"
+
+    variant: Mapped[str] = mapped_column(
+        String(64), ForeignKey("drafts.variant", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)

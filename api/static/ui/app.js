@@ -9,13 +9,21 @@
       var rows = target.closest(".rows");
       var all = rows.querySelectorAll(".row");
       var copy = all[all.length - 1].cloneNode(true);
-      copy.querySelectorAll("input").forEach(function (input) { input.value = ""; });
+      // rows of several fields: every cell emptied, and their errors left behind
+      copy.querySelectorAll("input, textarea").forEach(function (input) { input.value = ""; });
+      copy.querySelectorAll("select").forEach(function (select) { select.selectedIndex = 0; });
+      copy.querySelectorAll(".error").forEach(function (error) { error.remove(); });
       rows.insertBefore(copy, target);
-      copy.querySelector("input").focus();
+      copy.querySelector("input, select, textarea").focus();
     } else if (target.classList.contains("remove-row")) {
       var row = target.closest(".row");
       var siblings = row.parentNode.querySelectorAll(".row");
-      if (siblings.length > 1) { row.remove(); } else { row.querySelector("input").value = ""; }
+      if (siblings.length > 1) {
+        row.remove();
+      } else {
+        row.querySelectorAll("input, textarea").forEach(function (input) { input.value = ""; });
+        row.querySelectorAll("select").forEach(function (select) { select.selectedIndex = 0; });
+      }
     }
   });
 

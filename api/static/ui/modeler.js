@@ -1,7 +1,8 @@
-// The variant's diagram in the bpmn-js modeler; "validate" and "deploy" send it to the REST
-// API (the web session with its anti-forgery token) and mark the engine's problems on the
-// elements they name, said in the page's language from their message codes (the page
-// carries those words from the catalogues; the engine's English stays on English pages).
+// The variant's diagram in the bpmn-js modeler; "validate" sends it to the REST API, "save"
+// puts it in the variant's draft and "deploy" saves it and opens the draft's summary (the
+// web session with its anti-forgery token); the engine's problems are marked on the
+// elements they name, said in the page's language from their message codes (the page carries
+// those words from the catalogues; the engine's English stays on English pages).
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("modeler-data").textContent);
@@ -32,9 +33,18 @@
     return detail && words.indexOf(detail) < 0 ? words + ": " + detail : words;
   }
 
+  // what the last deployment's dry-runs found, kept across the reload that shows its version
+  var DRY_RUN_KEY = "nd73.dryRunWarnings";
+  var keptWarnings = window.sessionStorage.getItem(DRY_RUN_KEY);
+  window.sessionStorage.removeItem(DRY_RUN_KEY);
+
   modeler.importXML(data.xml).then(function () {
     modeler.get("canvas").zoom("fit-viewport");
     container.setAttribute("data-ready", "true");
+    if (keptWarnings && /[?&]deployed=1/.test(window.location.search)) {
+      var kept = JSON.parse(keptWarnings);
+      showDryRunWarnings(kept.versions, kept.warnings);
+    }
   });
 
   // a refused script or condition is also shown under its field in the properties panel
@@ -71,6 +81,21 @@
       });
       result.appendChild(list);
     }
+  }
+
+  function showDryRunWarnings(versions, warnings) {
+    show("error", data.labels.deployed + " " + versions + ". " + data.labels.dryRunFailed);
+    var list = document.createElement("ul");
+    list.setAttribute("data-testid", "dry-run-warnings");
+    warnings.forEach(function (w) {
+      var item = document.createElement("li");
+      item.setAttribute("data-element", w.element_id || "");
+      item.textContent = w.script + (w.step ? " · " + data.labels.step + " " + w.step : "") +
+        (w.element_id ? " [" + w.element_id + "]" : "") + ": " + w.message;
+      list.appendChild(item);
+    });
+    result.appendChild(list);
+    markProblems(warnings);
   }
 
   function markProblems(problems) {
@@ -147,14 +172,45 @@
     });
   });
 
+  // the diagram goes into the variant's draft (engine/drafts.py), checked as a file; the
+  // draft's revision the page read guards against overwriting a colleague's save
+  function saveDraft() {
+    clearProblems();
+    return modeler.saveXML({ format: true }).then(function (saved) {
+      var url = "/api/v1/variants/" + encodeURIComponent(data.variant) + "/draft/files/" +
+        encodeURIComponent(data.file) +
+        (data.draft.revision ? "?revision=" + data.draft.revision : "");
+      return fetch(url, {
+        method: "PUT", body: saved.xml, credentials: "same-origin",
+        headers: { "X-CSRF-Token": document.querySelector("meta[name=csrf-token]").content,
+                   "Content-Type": "application/octet-stream",
+                   "Accept-Language": document.documentElement.lang }
+      });
+    }).then(function (response) {
+      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (answer) {
+      if (!answer.ok) {
+        var problems = answer.body.problems || [];
+        show("error", data.labels.error + ": " + (answer.body.title || "") + (problems.length
+          ? "" : " — " + (say(answer.body.code, answer.body.params, answer.body.detail) || "")),
+          problems);
+        markProblems(problems);
+        return null;
+      }
+      data.draft.revision = answer.body.revision;
+      show("success", data.labels.saved + " (" + answer.body.revision + ")");
+      return answer.body;
+    });
+  }
+
+  document.getElementById("save-draft").addEventListener("click", saveDraft);
+
+  // deploying is an explicit step: the draft's page shows what changes, then deploys
   document.getElementById("deploy").addEventListener("click", function () {
-    send("/api/v1/definitions").then(function (body) {
+    saveDraft().then(function (body) {
       if (!body) { return; }
-      var mine = body.processes.filter(function (p) { return p.created; });
-      if (!mine.length) { show("success", data.labels.unchanged); return; }
-      show("success", data.labels.deployed + " " + mine.map(function (p) {
-        return p.key + " v" + p.version; }).join(", "));
-      window.location.assign(window.location.pathname + "?deployed=1");
+      window.location.assign(data.draft.page + "?next=" +
+                             encodeURIComponent(window.location.pathname));
     });
   });
 })();

@@ -244,10 +244,13 @@ function entry(id, element, component, extra, isEdited) {
 function propertyEntries(element, data) {
   var entries = [];
   var userTask = is(element, 'bpmn:UserTask');
-  var formEvent = is(element, 'bpmn:StartEvent') ||
-    (is(element, 'bpmn:IntermediateCatchEvent') &&
-     (getBusinessObject(element).get('eventDefinitions') || []).some(function (d) {
-       return is(d, 'bpmn:MessageEventDefinition'); }));
+  // a message catch event (intermediate or boundary): its payload is a form, and the roles
+  // that alone may send it (senderRole) are declared on it
+  var messageEvent = (is(element, 'bpmn:IntermediateCatchEvent') ||
+                      is(element, 'bpmn:BoundaryEvent')) &&
+    (getBusinessObject(element).get('eventDefinitions') || []).some(function (d) {
+      return is(d, 'bpmn:MessageEventDefinition'); });
+  var formEvent = is(element, 'bpmn:StartEvent') || messageEvent;
   function add(name, label, extra, isEdited) {
     entries.push(entry('nd73-' + name, element, PropertyEntry,
                        Object.assign({ name: name, label: label }, extra || {}), isEdited));
@@ -267,6 +270,11 @@ function propertyEntries(element, data) {
     var hint = fields.length ? h(FormFields, { fields: fields }) : undefined;
     add('decisionFields', 'Decision fields', { description: hint });
     add('caseDecisionField', 'Case decision field', { description: hint });
+    add('legalBasis', 'Legal basis', { area: true }, isTextAreaEntryEdited);
+  }
+  if (messageEvent) {
+    add('senderRole', 'Sender roles (comma-separated)', {
+      description: (data.roles || []).join(', ') });
     add('legalBasis', 'Legal basis', { area: true }, isTextAreaEntryEdited);
   }
   if (timerOf(element)) {

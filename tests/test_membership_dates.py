@@ -1,0 +1,71 @@
+"""A position counts only between its from–to dates (local days, Asia/Ho_Chi_Minh, by the
+engine's clock): before its first day and after its last it gives its holder no role, no
+task and no sight of the unit's work."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from engine.variants import load_variant
+from conftest import PROJECT
+from procedures import Case, as_user, deploy_library, plan
+
+ADMIN = "laocai.quantri"
+HEAD = "laocai.sxd.giamdoc"
+PROPOSER = "laocai.sxd.qlxd.truongphong"
+OFFICIAL = "laocai.sxd.qlxd.chuyenvien"
+LAO_CAI = load_variant(PROJECT / "processes" / "lao-cai").settings
+
+
+def local_midnight(day: date) -> datetime:
+    """00:00 in Hà Nội of ``day``, as UTC (17:00 of the day before)."""
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=7)
+
+
+def leadership(engine) -> list[str]:
+    return engine.org.resolve("leadership", proposer=None, unit_id="laocai.sxd.qlxd",
+                              settings=LAO_CAI).usernames
+
+
+def test_a_position_counts_from_its_first_day_to_its_last(engine, clock):
+    deploy_library(engine)
+    assert clock.now().date() == date(2026, 1, 5)
+    engine.orgadmin.add_membership(as_user(engine, ADMIN), "lao-cai", OFFICIAL, "laocai.sxd",
+                                   "deputy", valid_from=date(2026, 2, 1),
+                                   valid_to=date(2026, 3, 31))
+
+    def counts() -> bool:
+        in_tree = OFFICIAL in engine.org.members("laocai.sxd", ["deputy"])
+        assert (OFFICIAL in leadership(engine)) == in_tree
+        assert ("laocai.sxd" in as_user(engine, OFFICIAL).units) == in_tree
+        return in_tree
+
+    assert not counts()                                  # appointed, not yet in office
+    clock.set(local_midnight(date(2026, 2, 1)) - timedelta(seconds=1))
+    assert not counts()                                  # 23:59:59 on 31/01, Hà Nội
+    clock.advance(seconds=1)
+    assert counts()                                      # 00:00 on 01/02
+    clock.set(local_midnight(date(2026, 4, 1)) - timedelta(seconds=1))
+    assert counts()                                      # the last day, 31/03, included
+    clock.advance(seconds=1)
+    assert not counts()                                  # 01/04: the position has ended
+    # the official keeps their other position
+    assert as_user(engine, OFFICIAL).units == ("laocai.sxd.qlxd",)
+
+
+def test_a_task_is_routed_only_to_a_head_whose_term_is_running(engine, clock):
+    deploy_library(engine)
+    admin = as_user(engine, ADMIN)
+    # the head's appointment ends on 31/01/2026
+    engine.orgadmin.add_membership(admin, "lao-cai", HEAD, "laocai.sxd", "head",
+                                   valid_from=date(2020, 1, 1), valid_to=date(2026, 1, 31))
+    before = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    before.do("submit_plan", plan(), by=PROPOSER)
+    assert before.candidates(before.open("screening")[0]) == [HEAD]
+
+    clock.set(local_midnight(date(2026, 2, 1)))
+    after = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    after.do("submit_plan", plan("Số hoá hồ sơ đất đai"), by=PROPOSER)
+    [task] = after.open("screening")
+    assert HEAD not in after.candidates(task)
+    assert engine.access.principal(HEAD) is not None     # still an official, not a head
+    assert "laocai.sxd" not in as_user(engine, HEAD).units
