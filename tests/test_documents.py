@@ -169,7 +169,7 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
     steps = library.dossiers.build(as_user(library, PROPOSER), case.id)["steps"]
     issued_by_step = {s["element_id"]: [d["reference"] for d in s["documents"]]
                       for s in steps if s["documents"]}
-    assert issued_by_step == {"leadership_vote": ["01/BB-SXD"], "decide": ["01/QĐ-SXD"]}
+    assert issued_by_step == {"leadership_meeting": ["01/BB-SXD"], "decide": ["01/QĐ-SXD"]}
     meta, content = issued["quyet_dinh_phe_duyet.docx"]
     assert meta["legal_basis"] == "khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP"
     assert_in_order(_lines(content), HEADER + [
