@@ -142,7 +142,7 @@ def test_forms_refuse_unknown_people_and_dates_out_of_order(api, engine, variant
             "decision": "approve", "implementers": [proposer, nobody]}))
         assert error["field"] == "implementers" and nobody in error["message"]
         assert "không phải là người trong tổ chức" in error["message"]
-    colleague = f"{p}.sxd.qlxd.truongphong"
+    colleague = f"{p}.sxd.qhkt.truongphong"
     assert _complete(api, head, case, "decide", {
         "decision": "approve", "implementers": [proposer, colleague]}).status_code == 200
     [implement] = case.open("implement")
@@ -210,7 +210,7 @@ def test_art10_implementers_and_organisations_are_recognised_and_commendation_pr
         api, engine, variant):
     p = PREFIX[variant]
     proposer, head = f"{p}.sxd.qlxd.truongphong", f"{p}.sxd.giamdoc"
-    colleague = f"{p}.sxd.qlxd.truongphong"
+    colleague = f"{p}.sxd.qhkt.truongphong"
     case = to_decision(engine, variant, proposer, business_key=f"{p}-A10")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve", "implementers": [proposer, colleague]}, by=head)
