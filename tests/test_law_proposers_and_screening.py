@@ -142,9 +142,9 @@ def test_art5_screening_records_each_condition_and_returns_a_proposal_failing_on
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"chromium is not at {CHROMIUM}")
 def test_web_an_official_who_may_not_propose_is_told_the_rule(server, engine):
     staff = "laocai.sxd.qlxd.chuyenvien"
-    before = counts(engine)
     with chromium_page(1280, 900) as page:
         sign_in(page, server, staff)
+        before = counts(engine)                 # signing in is recorded; starting is not
         page.get_by_role("link", name="Tạo mới").click()
         page.locator("button[data-start='proposal']").click()
         heading = page.locator("h1")
