@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,52 @@ def postgres_database(server: URL, database: str) -> Iterator[str]:
         admin.dispose()
 
 
+class RoundTrips:
+    """Statements and round trips a SQLAlchemy engine sends while ``counting`` (SQLAlchemy's
+    event hooks): every statement the cursor executes (a multi-row INSERT is one), plus, on
+    PostgreSQL, the BEGIN, COMMIT and ROLLBACK the driver sends as commands of their own (on
+    SQLite the engine's ``BEGIN IMMEDIATE`` is already a statement; COMMIT is a call into
+    the library, counted as a round trip all the same). Not counted: the ``SELECT 1`` a
+    connection idle for over a second is tested with (engine.store.db)."""
+
+    def __init__(self, sa_engine):
+        self.statements = self.round_trips = 0
+        self.counting = False
+        self._engine = sa_engine
+        commands = ("commit", "rollback") + (
+            ("begin",) if sa_engine.dialect.name == "postgresql" else ())
+        self._listeners = [("before_cursor_execute", self._on_statement)] + [
+            (name, self._on_command) for name in commands]
+        for name, listener in self._listeners:
+            event.listen(sa_engine, name, listener)
+
+    def _on_statement(self, *_args) -> None:
+        if self.counting:
+            self.statements += 1
+            self.round_trips += 1
+
+    def _on_command(self, *_args) -> None:
+        if self.counting:
+            self.round_trips += 1
+
+    def remove(self) -> None:
+        """Stop listening (the hooks cost a call per statement)."""
+        for name, listener in self._listeners:
+            event.remove(self._engine, name, listener)
+
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        self.counting = True
+        try:
+            yield
+        finally:
+            self.counting = False
+
+    def per(self, operations: int) -> dict:
+        return {"statements": round(self.statements / max(operations, 1), 1),
+                "round_trips": round(self.round_trips / max(operations, 1), 1)}
+
+
 def kind_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
@@ -142,11 +188,13 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
     }.get(element_id)
 
 
-def drive_proposal(engine, instance_id: str, candidates: bool = True) -> int:
+def drive_proposal(engine, instance_id: str, candidates: bool = True,
+                   counter: RoundTrips | None = None) -> int:
     """Complete the open tasks of a proposal along the ordinary path until it ends, each by
     one of its candidates as that user (voters vote once each), or with ``candidates``
     false all as the proposer acting as a trusted system principal (no look-ups, no
-    rights to check). Returns the steps taken."""
+    rights to check). With ``counter``, the completions' statements are counted (not the
+    bench's own reads between them). Returns the steps taken."""
     from sqlalchemy import select
     from engine.access import Principal
     from engine.store import TaskCandidate
@@ -168,7 +216,11 @@ def drive_proposal(engine, instance_id: str, candidates: bool = True) -> int:
                         TaskCandidate.task_id == task.id).order_by(
                         TaskCandidate.username)).first() or PROPOSER
                 principal = engine.access.principal(actor)
-            runtime.complete_task(task.id, data, principal=principal)
+            if counter is None:
+                runtime.complete_task(task.id, data, principal=principal)
+            else:
+                with counter.counted():
+                    runtime.complete_task(task.id, data, principal=principal)
             steps += 1
 
 

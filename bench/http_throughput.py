@@ -7,6 +7,10 @@ The open tasks are prepared through the engine first: N national proposals waiti
 their plan (submit_plan, the proposer's form), each completion then runs the real step
 (form check, scripts, screening task and its candidates, notifications, audit).
 
+Statements and round trips per REST completion are counted afterwards on a few more tasks,
+completed through the same app in this process (Flask's test client, the same request
+handling as under gunicorn: token, rights, the step), with SQLAlchemy's event hooks.
+
 Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-limit 60]
                                        [--database postgresql|sqlite]
 """
@@ -26,10 +30,11 @@ import requests
 
 from engine.org import DEFAULT_DEMO_PASSWORD
 
-from .common import (PROJECT, PROPOSER, bench_database, emit, library_engine, percentiles,
-                     postgres_available, step_data)
+from .common import (PROJECT, PROPOSER, RoundTrips, bench_database, emit, library_engine,
+                     percentiles, postgres_available, step_data)
 
 ND73 = Path(PROJECT) / ".venv" / "bin" / "nd73"
+COUNTED = 5           # REST completions whose statements are counted
 
 
 def _free_port() -> int:
@@ -125,19 +130,49 @@ def hammer(base: str, task_ids: list[str], clients: int, time_limit: float) -> d
             "latency_ms": percentiles(latencies) if latencies else None}
 
 
+def count_statements(url: str, task_ids: list[str]) -> dict:
+    """Statements and round trips per REST completion of ``task_ids``, through the app in
+    this process."""
+    from api.app import create_app
+    from engine.workflow_engine import WorkflowEngine
+
+    engine = WorkflowEngine(url)
+    try:
+        client = create_app(engine, SECRET_KEY="bench-secret-key-" + "x" * 32).test_client()
+        token = client.post("/api/v1/auth/token", json={
+            "username": PROPOSER, "password": os.environ.get(
+                "ND73_DEMO_PASSWORD", DEFAULT_DEMO_PASSWORD)}).get_json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"data": step_data("submit_plan")}
+        client.post(f"/api/v1/tasks/{task_ids[0]}/complete", json=body, headers=headers)
+        counter = RoundTrips(engine.db.engine)      # the first one warmed the caches
+        with counter.counted():
+            for task_id in task_ids[1:]:
+                response = client.post(f"/api/v1/tasks/{task_id}/complete", json=body,
+                                       headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"a counted completion failed: {response.status_code}"
+                                       f" {response.get_data(as_text=True)[:200]}")
+        counter.remove()
+        return counter.per(len(task_ids) - 1)
+    finally:
+        engine.close()
+
+
 def run(n: int = 2000, clients: int = 32, workers: int = 2, time_limit: float = 60.0,
         database: str = "postgresql") -> dict:
     with bench_database(database, "http") as url, \
             tempfile.TemporaryDirectory(prefix="nd73-bench-") as folder:
         started = time.perf_counter()
-        task_ids = prepare(url, n)
+        task_ids = prepare(url, n + COUNTED)
         prepared_s = time.perf_counter() - started
         server, base = serve(url, workers, Path(folder) / "serve.log")
         try:
-            result = hammer(base, task_ids, clients, time_limit)
+            result = hammer(base, task_ids[COUNTED:], clients, time_limit)
         finally:
             server.terminate()
             server.wait(timeout=30)
+        result["per_rest_completion"] = count_statements(url, task_ids[:COUNTED])
     return emit("http_task_completions", database, n, clients=clients, workers=workers,
                 time_limit_s=time_limit, prepared_s=round(prepared_s, 1), **result,
                 target_completions_per_s=200, target_p95_ms=100)

@@ -6,6 +6,9 @@ instance's state carries only its task tree and data; the spec objects are re-at
 
 The state is stored zlib-compressed: the task tree repeats the same keys, spec names and
 data at every task, so it shrinks about sevenfold, for a fraction of a millisecond per step.
+The JSON is written compact and with its text as UTF-8 (not ``\\u`` escapes, six bytes per
+Vietnamese letter before compression), and compressed at zlib's default level: a finished
+proposal's state takes 5.3 KB instead of 6.0 at level 1, for about 0.2 ms more per step.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
-STATE_COMPRESSION_LEVEL = 1         # fastest: higher levels save little on this text
+STATE_COMPRESSION_LEVEL = 6         # zlib's default: 12 % smaller than level 1; 9 saves
+                                    # 1 % more for twice the time
 
 
 class UnreadableState(ValueError):
@@ -100,7 +104,20 @@ class Codec:
 
     # instance state ------------------------------------------------------------
     def dump_state(self, workflow: BpmnWorkflow) -> bytes:
-        return compress_state(self._serializer.serialize_json(workflow))
+        return compress_state(self.state_json(workflow))
+
+    def state_json(self, workflow: BpmnWorkflow) -> str:
+        """The workflow's state as JSON text (what SpiffWorkflow's ``serialize_json`` gives,
+        written compact)."""
+        serializer = self._serializer
+        self.registry._encoder_mode = True     # as serialize_json: the encoder may convert
+        try:
+            dct = serializer.to_dict(workflow)
+            dct[serializer.VERSION_KEY] = serializer.VERSION
+            return json.dumps(dct, cls=serializer._encoder_cls, separators=(",", ":"),
+                              ensure_ascii=False)
+        finally:
+            self.registry._encoder_mode = False
 
     def load_state(self, blob: bytes, spec, subprocess_specs, script_engine) -> BpmnWorkflow:
         try:

@@ -37,6 +37,9 @@ def test_engine_overhead(server_kind, capsys):
     assert record["engine_instances_per_s"] > 0 and record["bare_spiff_instances_per_s"] > 0
     assert record["ratio"] > 0
     assert 0 < record["ratio_ceiling_with_whole_state_writes"] < 1.5
+    # a completion reads and writes the instance, its tasks and its audit: several statements
+    counted = record["per_completion"]
+    assert 5 <= counted["statements"] <= counted["round_trips"] < 60
 
 
 def test_http_throughput(server_kind, capsys):
@@ -44,6 +47,8 @@ def test_http_throughput(server_kind, capsys):
     _check(record, "http_task_completions", server_kind, capsys)
     assert record["completions"] == 8 and record["failures"] == 0
     assert record["completions_per_s"] > 0 and record["latency_ms"]["p95"] > 0
+    counted = record["per_rest_completion"]
+    assert 5 <= counted["statements"] <= counted["round_trips"] < 60
 
 
 def test_flat_cost_with_history(server_kind, capsys):

@@ -26,7 +26,7 @@ from api_client import LiveServer
 from engine.audit import verify
 from engine.documents.convert import ConversionFailed, to_pdf
 from engine.documents.registers import take_number
-from engine.documents.render import long_date, money
+from engine.documents.render import long_date, money, render
 from engine.errors import DefinitionInvalid, Forbidden, NotFound
 from engine.repository import read_folder
 from engine.store.models import Document, DocumentRegister
@@ -111,6 +111,25 @@ def test_dates_and_amounts_are_written_as_nghi_dinh_30_asks():
     assert long_date("2026-02-09") == "ngày 09 tháng 02 năm 2026"
     assert long_date("2026-11-20") == "ngày 20 tháng 11 năm 2026"
     assert money(450000000) == "450.000.000 đồng"
+
+
+def test_a_template_rendered_again_uses_its_compiled_code_with_each_render_s_own_names():
+    template = _docx("{{ who|name }} – {{ amount|money }} – {{ text }}")
+    first = render(template, {"who": "a", "amount": 5000, "text": "<b>&"}, str.upper)
+    second = render(template, {"who": "b", "amount": 7, "text": "x"}, lambda u: u + "!")
+    assert _lines(first) == ["A – 5.000 đồng – <b>&"]      # escaped in the XML, read back
+    assert _lines(second) == ["b! – 7 đồng – x"]
+    threads, found = [], {}
+    for n in range(8):                 # at once in threads: each render sees its own names
+        def one(n=n):
+            found[n] = _lines(render(template, {"who": "u", "amount": n, "text": ""},
+                                     lambda u, n=n: f"{u}{n}"))[0]
+        threads.append(threading.Thread(target=one))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == {n: f"u{n} – {n} đồng –" for n in range(8)}
 
 
 # --- issued with the steps -------------------------------------------------------------------

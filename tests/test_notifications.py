@@ -196,6 +196,13 @@ def test_in_app_notifications_link_to_the_task_or_the_instance(library):
     assert item["created_at"].tzinfo is not None and item["read_at"] is None
     assert "Hạn xử lý: 14/01/2026 17:00." in item["body"]     # dd/mm/yyyy, Hà Nội time
     assert item["title"] == "[ND73] Công việc mới: Tiếp nhận, xem xét phạm vi và tính chất – DX-8"
+    # in the app the title is the link: the body has neither its address nor the
+    # e-mail's signature, which the e-mail itself keeps
+    assert "/tasks/" not in item["body"] and "không trả lời" not in item["body"]
+    assert item["body"].rstrip().endswith("Hạn xử lý: 14/01/2026 17:00.")
+    [message] = [m for m in outbox(library) if m.username == HEAD]
+    assert f"/tasks/{screening.id}" in message.text_body
+    assert "Vui lòng không trả lời thư này." in message.text_body
 
     case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")

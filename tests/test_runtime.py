@@ -233,3 +233,28 @@ def test_human_task_projection_follows_the_workflow(engine, review):
     assert rows["submit"].status == "completed" and rows["submit"].completed_by == "alice"
     assert rows["decide"].status == "open" and rows["decide"].lane == "head"
     assert stored.version == 2   # started, then one completion
+
+
+def test_task_data_comes_from_the_last_step_in_memory_while_the_row_has_its_version(
+        engine, review, monkeypatch):
+    instance = engine.runtime.start("national", "review", principal=ALICE,
+                                    data={"budget": 120})
+    engine.runtime.complete_task(_only_task(engine, instance.id).id, {"months": 4},
+                                 principal=ALICE)
+    decision = _only_task(engine, instance.id)
+    loads = []
+    load_state = engine.codec.load_state
+    monkeypatch.setattr(engine.codec, "load_state",
+                        lambda *a, **k: loads.append(1) or load_state(*a, **k))
+    data = engine.runtime.task_data(decision.id)
+    assert (data["budget"], data["months"]) == (120, 4) and loads == []
+    data["budget"] = 999                           # a copy: the workflow is not changed
+    assert engine.runtime.task_data(decision.id)["budget"] == 120 and loads == []
+    # another process saved the instance: the workflow in memory is stale, the row is read
+    with engine.db.transaction() as session:
+        session.get(Instance, instance.id).business_key = "DX-2"   # a new version
+    assert engine.runtime.task_data(decision.id)["months"] == 4 and loads == [1]
+    with pytest.raises(NotFound):
+        engine.runtime.task_data("00000000-0000-0000-0000-000000000000")
+    engine.runtime.complete_task(decision.id, {"decision": "approve"}, principal=BOB)
+    assert engine.runtime.open_tasks(instance.id) == []      # it waits for the report

@@ -8,6 +8,9 @@ name).
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any, Callable
 
@@ -57,16 +60,71 @@ def _as_date(value) -> date | None:
     return None
 
 
+class _Kept:
+    """What was made from each of the last ``size`` texts (compiled code, cleaned XML): a
+    template's parts are the same text at every render."""
+
+    def __init__(self, size: int = 64):
+        self._made: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, text: str, make: Callable[[str], Any]) -> Any:
+        with self._lock:
+            made = self._made.get(text)
+            if made is not None:
+                self._made.move_to_end(text)
+                return made
+        made = make(text)            # outside the lock: a failure keeps nothing
+        with self._lock:
+            self._made[text] = made
+            while len(self._made) > self._size:
+                self._made.popitem(last=False)
+        return made
+
+
+class _Templates(SandboxedEnvironment):
+    """The one sandboxed environment documents are rendered in, which keeps the Jinja code
+    it compiled from each part of a template (docxtpl asks for it at every render: compiling
+    the body of a decision took as long as filling it in). The ``name`` filter is the
+    render's own (names read through its session), set for the render's context."""
+
+    def __init__(self):
+        super().__init__(autoescape=True)
+        self.filters.update(money=money, date=short_date, long_date=long_date,
+                            name=lambda value: _NAMES.get()(value))
+        self._compiled = _Kept()
+
+    def from_string(self, source, globals=None, template_class=None):  # noqa: A002
+        if globals or template_class or not isinstance(source, str):
+            return super().from_string(source, globals, template_class)
+        return self._compiled.get(source, super().from_string)
+
+
+class _Document(DocxTemplate):
+    """docxtpl's template, whose cleaning of each part's XML for Jinja (a pure function of
+    the text, a dozen regular expressions over the whole part) is done once per part."""
+
+    _cleaned = _Kept()
+
+    def patch_xml(self, src_xml):
+        return self._cleaned.get(src_xml, super().patch_xml)
+
+
+_NAMES: ContextVar[Callable[[Any], str]] = ContextVar("document_names")
+_ENVIRONMENT = _Templates()
+
+
 def render(template: bytes, context: dict, names: Callable[[Any], str]) -> bytes:
     """The DOCX of ``template`` filled with ``context``."""
-    environment = SandboxedEnvironment(autoescape=False)
-    environment.filters.update(money=money, date=short_date, long_date=long_date,
-                               name=names)
+    token = _NAMES.set(names)
     try:
-        document = DocxTemplate(io.BytesIO(template))
-        document.render(context, environment, autoescape=True)
+        document = _Document(io.BytesIO(template))
+        document.render(context, _ENVIRONMENT, autoescape=True)
         out = io.BytesIO()
         document.save(out)
     except Exception as exc:                 # noqa: BLE001 - a designer's template
         raise TemplateFailed(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        _NAMES.reset(token)
     return out.getvalue()

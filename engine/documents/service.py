@@ -206,8 +206,10 @@ class Documents:
 
     @staticmethod
     def _audit_details(document: Document) -> dict:
+        # the kind and title are in the document's immutable row; the chain records which
+        # document, its number and the hash of its content
         return {"document_id": document.id, "reference": document.reference,
-                "kind": document.kind, "title": document.title, "sha256": document.sha256,
+                "sha256": document.sha256,
                 **({"replaces": document.replaces_id} if document.replaces_id else {})}
 
     def _render_into(self, session: Session, document: Document, template: bytes) -> None:

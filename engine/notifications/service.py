@@ -9,6 +9,7 @@ In-app notifications are always kept; the preference only decides e-mail:
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -34,6 +35,20 @@ def link_for(task_id: str | None, instance_id: str | None) -> str:
     if task_id:
         return f"/tasks/{task_id}"
     return f"/instances/{instance_id}" if instance_id else "/"
+
+
+def in_app_body(text: str, url: str) -> str:
+    """The e-mail's text as the notification centre shows it, where the title is the link:
+    without the lines that give the link's address (``url``) and without the e-mail's
+    signature (from a line ``--`` on: "sent automatically, do not reply"). Together they
+    were a quarter of every notification row."""
+    kept = []
+    for line in text.splitlines():
+        if line.rstrip() == "--":
+            break
+        if url not in line:
+            kept.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
 def as_dict(row: Notification) -> dict:
@@ -95,7 +110,8 @@ class Notifications:
             email_status = self._email_status(user)
             created.append(appends.add(
                 session, Notification.__table__, username=username, kind=kind,
-                title=subject, body=text, task_id=task.id if task is not None else None,
+                title=subject, body=in_app_body(text, context["url"]),
+                task_id=task.id if task is not None else None,
                 instance_id=instance.id if instance is not None else None,
                 definition_id=definition.id if definition else None, link=link,
                 created_at=now, read_at=None, email_status=email_status, outbox_id=None,
