@@ -19,7 +19,7 @@ from engine.scheduler import SCHEDULER
 from engine.store import AuditEvent, HumanTask, Instance, Timer
 
 from api_client import LiveServer
-from procedures import Case, as_user, deploy_library, plan, to_decision
+from procedures import SCREENED, Case, as_user, deploy_library, plan, to_decision
 
 PROPOSER = "laocai.sxd.qlxd.truongphong"
 HEAD = "laocai.sxd.giamdoc"                 # screens the proposal
@@ -126,7 +126,7 @@ def test_start_is_for_members_of_the_variant_for_their_own_units(library):
 def test_completing_needs_a_candidate_or_the_assignee(library):
     case, screening = _screening(library)
     complete = library.runtime.complete_task
-    data = {"is_complex": False}
+    data = {**SCREENED, "is_complex": False}
     with _refused(library, NotFound, case.id):             # cannot even see it
         complete(screening.id, data, principal=_who(library, OUTSIDER))
     with _refused(library, Forbidden, case.id, rule="candidates_only"):   # sees, no candidate
