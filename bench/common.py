@@ -159,16 +159,22 @@ def plan() -> dict:
 
 
 def step_data(element_id: str, known: dict | None = None) -> dict | None:
-    """The form data of each step of the ordinary path: plan, screening (not complex),
-    party opinion, leadership vote (for), decision (approve), implementation and the
+    """The form data of each step of the ordinary path: plan, screening (every Art. 5 k.1
+    condition met, not complex), party opinion, the leadership meeting's record (every
+    member present and for; or each one's ballot), decision (approve), implementation and the
     completion report, party's evaluation opinion, the evaluation meeting's record (its
     members from ``known``, the task's data), notification of the result, recognition."""
     members = (known or {}).get("evaluation_members") or []
+    voters = (known or {}).get("voters") or []
     return {
         "submit_plan": plan(),
-        "screening": {"is_complex": False},
+        "screening": {**{f"condition_{name}": "met" for name in (
+            "bottleneck", "common_interest", "urgent_need", "no_harm", "no_local_harm")},
+            "is_complex": False},
         "party_opinion": {"party_opinion": "agree"},
         "leadership_vote": {"vote": "for"},
+        "leadership_meeting": {"meeting_date": "2026-01-02", "meeting_attendees": voters,
+                               "meeting_for": voters, "meeting_against": []},
         "decide": {"decision": "approve"},
         "implement": {"finished_on": "2027-06-30"},
         "report_completion": {"result_summary": "Đã triển khai"},

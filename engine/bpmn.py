@@ -47,6 +47,7 @@ _CODE_XPATHS = (
     (".//bpmn:loopCardinality", "eval"),
     (".//nd73:notification/@when", "eval"),
     (".//nd73:validation/@when", "eval"),
+    (".//nd73:startRule/@when", "eval"),
     (".//nd73:document/@when", "eval"),
 )
 # Properties whose value names a form, and whose value is a stage (either namespace).
@@ -281,6 +282,14 @@ def _declaration_problems(f: ParsedFile) -> list[Problem]:
                 except SandboxViolation as exc:
                     problem(rule, f"validation.{attribute}: {exc}", N_("bpmn.code_refused"),
                             detail=str(exc))
+    for rule in f.root.iterfind(".//nd73:startRule", NS):
+        if etree.QName(rule.getparent().getparent()).localname != "process":
+            problem(rule, "a start rule belongs to a process, not to one of its elements",
+                    N_("bpmn.start_rule_place"))
+        for attribute in ("name", "when", "message"):
+            if not (rule.get(attribute) or "").strip():
+                problem(rule, f"start rule without '{attribute}'",
+                        N_("bpmn.start_rule_attribute"), name=attribute)
     for rule in f.root.iterfind(".//nd73:document", NS):
         for attribute in ("template", "kind", "title"):
             if not (rule.get(attribute) or "").strip():

@@ -4,8 +4,9 @@ Lanes name roles, which the variant's settings declare (see :mod:`engine.roles`)
 resolve at run time from the instance's context (the proposer and the proposer's unit)
 through the tree, never from names in the BPMN.
 
-An *agency* (cơ quan sử dụng cán bộ) is the nearest unit, from a unit upwards, that is a
-province, a department or a commune; divisions and offices belong to their agency.
+An *agency* (cơ quan, đơn vị sử dụng cán bộ) is the nearest unit, from a unit upwards, that
+is a province, a department, a commune, a public-service unit or an enterprise; divisions and
+offices belong to their agency.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ from .errors import InvalidData, NotFound
 from .roles import Role, role_named
 from .store import Database, Grant, Membership, OrgGeneration, OrgUnit, User
 
-AGENCY_KINDS = ("province", "department", "commune")
+# the kinds of unit that employ officials (cơ quan, đơn vị sử dụng cán bộ): a division belongs
+# to the agency above it
+AGENCY_KINDS = ("province", "department", "commune", "public_service_unit", "enterprise")
 # Unit kinds an administrator chooses from: the province, its departments and communes,
 # public-service units and enterprises with state capital, and their divisions (a unit keeps
 # another kind a seed gave it).
 UNIT_KINDS = ("province", "department", "commune", "public_service_unit", "enterprise",
               "division")
 POSITIONS = ("head", "deputy", "acting_head", "party_secretary", "office_staff", "staff",
-             "council_member")
+             "council_member", "state_capital_representative")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
 
 

@@ -290,6 +290,39 @@ def process_properties(definition) -> dict[str, str]:
     return {}
 
 
+@dataclass(frozen=True)
+class StartRule:
+    """Who may start a process (``nd73:startRule`` under the ``bpmn:process``): when the
+    condition ``when`` (over ``started_by``, ``proposer`` and ``proposer_unit``) is true,
+    the start is refused with ``message`` (``messageEn``), naming the rule ``name``."""
+    name: str
+    when: str
+    message: str
+    message_en: str | None = None
+
+
+@lru_cache(maxsize=512)
+def _start_rules(key: str, source: str) -> tuple[StartRule, ...]:
+    root = etree.fromstring(source.encode("utf-8"), _PARSER)
+    for process in root.iterfind("bpmn:process", XPATH_NS):
+        if process.get("id") == key:
+            return tuple(StartRule(r.get("name") or "", r.get("when") or "",
+                                   r.get("message") or "", r.get("messageEn"))
+                         for r in process.iterfind("bpmn:extensionElements/nd73:startRule",
+                                                   XPATH_NS))
+    return ()
+
+
+def start_rules(definition) -> tuple[StartRule, ...]:
+    """The start rules a deployed definition's own process declares."""
+    for name, text in definition.sources.items():
+        if name.endswith(".bpmn") and f'id="{definition.key}"' in text:
+            found = _start_rules(definition.key, text)
+            if found:
+                return found
+    return ()
+
+
 def start_unit_required(definition) -> bool:
     return process_properties(definition).get("startUnit") == "required"
 

@@ -3,7 +3,10 @@ one of the users its lane resolves to, with the data its form asks for, as that 
 engine checks their rights as for anyone)."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -18,10 +21,24 @@ VARIANTS = ("national", "dak-lak", "can-tho", "lao-cai")
 PREFIX = {"national": "mau", "dak-lak": "daklak", "can-tho": "cantho", "lao-cai": "laocai"}
 
 
-def deploy_library(engine) -> None:
+def deploy_library(engine, *, ballots: bool = False) -> None:
+    """Deploy every variant and seed their organisations. ``ballots``: the collective
+    leadership votes with online ballots, one task per member, as a province may choose
+    (``[meetings] leadership = "ballots"``), instead of the meeting its chair records."""
+    folder = PROJECT / "processes"
+    if ballots:
+        folder = Path(tempfile.mkdtemp(prefix="nd73-ballots-")) / "processes"
+        shutil.copytree(PROJECT / "processes", folder)
+        national = folder / "national" / "variant.toml"
+        settings = national.read_text(encoding="utf-8")
+        assert 'leadership = "meeting"' in settings
+        national.write_text(settings.replace('leadership = "meeting"', 'leadership = "ballots"'),
+                            encoding="utf-8")
     for variant in VARIANTS:
-        engine.repository.deploy_folder(PROJECT / "processes" / variant, "ci")
+        engine.repository.deploy_folder(folder / variant, "ci", PROJECT / "forms")
     seed_orgs(engine, PROJECT / "processes")
+    if ballots:
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def as_user(engine, username: str) -> Principal:
@@ -29,6 +46,12 @@ def as_user(engine, username: str) -> Principal:
     principal = engine.access.principal(username)
     assert principal is not None, f"no active user {username}"
     return principal
+
+
+# the screener's own finding on each condition of Art. 5 k.1 (here: all met), recorded at
+# screening instead of trusting the proposer's ticks
+SCREENED = {f"condition_{name}": "met" for name in (
+    "bottleneck", "common_interest", "urgent_need", "no_harm", "no_local_harm")}
 
 
 def plan(title: str = "Số hoá hồ sơ cấp phép xây dựng", **changes) -> dict:
@@ -88,12 +111,20 @@ class Case:
         return by
 
     def vote(self, ballots: dict[str, str], element_id: str = "leadership_vote") -> None:
+        """Each member's vote: at the leadership meeting the chair records (Art. 8 k.1), the
+        members given present, or, with online ballots, each in their own task."""
+        if element_id == "leadership_vote" and self.open("leadership_meeting"):
+            today = self.engine.clock.now().date().isoformat()     # never in the future
+            self.do("leadership_meeting", leadership_meeting(ballots, today))
+            return
         for voter, vote in ballots.items():
             self.do(element_id, {"vote": vote, **({"council_opinion": "Ý kiến"}
                                                     if element_id == "council_vote" else {})},
                     by=voter)
 
     def voters(self, element_id: str = "leadership_vote") -> list[str]:
+        if element_id == "leadership_vote" and self.open("leadership_meeting"):
+            return sorted(self.data()["voters"])
         return sorted(c for t in self.open(element_id) for c in self.candidates(t))
 
     def data(self) -> dict:
@@ -122,13 +153,21 @@ class Case:
                                          correlation_key=self.business_key)
 
 
+def leadership_meeting(ballots: dict[str, str], date: str) -> dict:
+    """The record of a leadership meeting (Art. 8 k.1): the members given are present and
+    vote as given; the others are absent."""
+    return {"meeting_date": date, "meeting_attendees": list(ballots),
+            "meeting_for": [m for m, v in ballots.items() if v == "for"],
+            "meeting_against": [m for m, v in ballots.items() if v != "for"]}
+
+
 def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1") -> Case:
     """Start a proposal and bring it to the leadership vote."""
     case = Case.start(engine, variant, "proposal", proposer, business_key=business_key)
     case.do("submit_plan", plan(), by=proposer)
     if case.open("home_affairs_review"):
         case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
-    case.do("screening", {"is_complex": complex_})
+    case.do("screening", {**SCREENED, "is_complex": complex_})
     case.do("party_opinion", {"party_opinion": "agree"})
     return case
 

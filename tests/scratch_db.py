@@ -14,7 +14,7 @@ from bench.common import postgres_database
 
 def proposal_at_vote(url: str, clock):
     """Migrate the database at ``url`` to the newest schema, deploy the process library
-    and bring one national proposal to its leadership vote; returns the case, its engine
+    and bring one national proposal to its leadership vote (online ballots); returns the case, its engine
     closed (a migration test then works on the database alone)."""
     from engine.store.migrate import upgrade
     from engine.workflow_engine import WorkflowEngine
@@ -23,7 +23,7 @@ def proposal_at_vote(url: str, clock):
     engine = WorkflowEngine(url, clock=clock)
     try:
         upgrade(engine.db)
-        deploy_library(engine)
+        deploy_library(engine, ballots=True)      # one ballot task per member
         return to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
     finally:
         engine.close()

@@ -11,7 +11,7 @@ from api.auth import TOKEN_SALT
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import deploy_library, on_day, plan
+from procedures import SCREENED, deploy_library, leadership_meeting, on_day, plan
 
 PROBLEM = "application/problem+json"
 
@@ -231,11 +231,12 @@ def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
     assert instance["status"] == "running" and instance["stage"] == "draft"
     assert instance["unit_id"] == "laocai.sxd.qlxd"
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {"is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
-    for voter in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
-                  "laocai.sxd.pgd3"):
-        complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
+    # the head records the leadership meeting (Art. 8 k.1)
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(
+        {v: "for" for v in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
+                            "laocai.sxd.pgd3")}, "2026-01-05"))
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide",
              {"decision": "approve"})
     on_day(engine, "2027-06-30")            # the work is reported done on the day it is
@@ -260,7 +261,8 @@ def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
     events = api.get(f"/instances/{instance['id']}/events", proposer,
                      params={"page_size": 200}).json()
     actions = [e["action"] for e in events["items"]]
-    assert actions[0] == "instance_started" and actions.count("task_completed") == 14
+    # eleven steps: the leadership meeting is one, recorded by its chair
+    assert actions[0] == "instance_started" and actions.count("task_completed") == 11
 
 
 def test_instance_detail_search_and_visibility(api, clock):
@@ -404,11 +406,12 @@ def test_messages_by_key_and_by_id(api):
     proposer = "laocai.sxd.qlxd.truongphong"
     instance = start(api, proposer, business_key="LC-MSG")
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {"is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
-    for voter in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
-                  "laocai.sxd.pgd3"):
-        complete(api, voter, instance["id"], "leadership_vote", {"vote": "for"})
+    # the head records the leadership meeting (Art. 8 k.1)
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(
+        {v: "for" for v in ("laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2",
+                            "laocai.sxd.pgd3")}, "2026-01-05"))
     complete(api, "laocai.sxd.giamdoc", instance["id"], "decide", {"decision": "approve"})
     unreasoned = is_problem(api.post("/messages", "laocai.sxd.giamdoc", json={
         "name": "implementation_suspended", "correlation_key": "LC-MSG"}), 422, "invalid-data")

@@ -6,7 +6,7 @@ import pytest
 
 from api_client import LiveServer
 from conftest import PROJECT
-from procedures import deploy_library, plan
+from procedures import SCREENED, deploy_library, plan
 
 ACTIONS = ("view_instance", "view_task", "claim", "complete", "suspend", "assign",
            "deploy", "users", "read_notification")
@@ -61,7 +61,7 @@ def test_authorization_matrix(api, user):
         "view_task": lambda i, t: api.get(f"/tasks/{t}", user),
         "claim": lambda i, t: api.post(f"/tasks/{t}/claim", user),
         "complete": lambda i, t: api.post(f"/tasks/{t}/complete", user,
-                                          json={"data": {"is_complex": False}}),
+                                          json={"data": {**SCREENED, "is_complex": False}}),
         "suspend": lambda i, t: api.post(f"/instances/{i}/suspend", user, json={}),
         "assign": lambda i, t: api.post(f"/tasks/{t}/assign", user,
                                         json={"username": "laocai.sxd.pgd1"}),

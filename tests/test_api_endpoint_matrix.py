@@ -20,7 +20,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from api.auth import TOKEN_SALT
 from api_client import LiveServer
 from engine.store.models import Timer
-from procedures import deploy_library, plan
+from procedures import SCREENED, deploy_library, plan
 
 PROPOSER = "laocai.sxd.qlxd.truongphong"
 OUTSIDER = "cantho.sxd.giamdoc"        # a head of department, in another province
@@ -80,7 +80,7 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "POST /tasks/{task_id}/assign": (("/tasks/{task_id}/assign",
                                       {"json": {"username": OUTSIDER}}), 404, 404),
     "POST /tasks/{task_id}/complete": (("/tasks/{task_id}/complete",
-                                        {"json": {"data": {"is_complex": False}}}), 404, 404),
+                                        {"json": {"data": {**SCREENED, "is_complex": False}}}), 404, 404),
     "POST /messages": (("/messages", {"json": {"name": "implementation_report",
                                                "correlation_key": "{business_key}"}}),
                        404, None),

@@ -9,7 +9,7 @@ import pytest
 from engine.scheduler import Scheduler
 
 from api_client import LiveServer
-from procedures import Case, deploy_library, plan
+from procedures import SCREENED, Case, deploy_library, plan
 
 PROPOSER = "laocai.sxd.qlxd.truongphong"
 HEAD = "laocai.sxd.giamdoc"
@@ -17,7 +17,7 @@ HEAD = "laocai.sxd.giamdoc"
 
 @pytest.fixture
 def api(engine):
-    deploy_library(engine)
+    deploy_library(engine, ballots=True)          # the head's own ballot task
     server = LiveServer(engine)
     yield server
     server.stop()
@@ -26,7 +26,7 @@ def api(engine):
 def _two_tasks_for_the_head(engine) -> Case:
     case = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-9")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"})
     return case
 
@@ -115,4 +115,4 @@ def test_a_superior_head_told_of_an_overdue_step_may_open_it(api, engine, clock)
     assert api.get(f"/tasks/{screening.id}", "laocai.chutich").status_code == 200
     assert api.get(f"/instances/{case.id}", "laocai.chutich").status_code == 200
     assert api.post(f"/tasks/{screening.id}/complete", "laocai.chutich",
-                    json={"data": {"is_complex": False}}).status_code == 403   # see, not act
+                    json={"data": {**SCREENED, "is_complex": False}}).status_code == 403   # see, not act

@@ -239,8 +239,8 @@ def test_the_migration_chains_rows_written_before_it(database_url, tmp_path):
 def test_concurrent_claims_and_completions_keep_one_unbroken_chain(engine):
     """Four voters of one instance claim and complete their parallel tasks at once: the
     chain never forks (each append sees the previous head) and nobody deadlocks."""
-    deploy_library(engine)
-    case = to_decision(engine, "national", "mau.sxd.qlxd.chuyenvien")
+    deploy_library(engine, ballots=True)          # one task per member
+    case = to_decision(engine, "national", "mau.sxd.qlxd.truongphong")
     voters = case.voters()
     tasks = {v: next(t for t in case.open("leadership_vote") if v in case.candidates(t))
              for v in voters}

@@ -27,16 +27,16 @@ def _stages(engine, clock):
     """A finished proposal, one waiting for its vote, one implementing (waiting for
     messages), a suspended one and an open reporting cycle with reminder timers."""
     clock.set(datetime(2026, 11, 16, 1, 0, tzinfo=timezone.utc))
-    deploy_library(engine)
-    finished = to_decision(engine, "national", "mau.sxd.qlxd.chuyenvien", business_key="DX-1")
+    deploy_library(engine, ballots=True)          # a vote open: one task per member
+    finished = to_decision(engine, "national", "mau.sxd.qlxd.truongphong", business_key="DX-1")
     finished.vote({v: "against" for v in finished.voters()})
     finished.do("decide", {"decision": "reject", "refusal_reasons": "Đã có quy định"})
-    voting = to_decision(engine, "lao-cai", "laocai.sxd.qlxd.chuyenvien", business_key="DX-2")
-    implementing = to_decision(engine, "national", "mau.sxd.qlxd.chuyenvien",
+    voting = to_decision(engine, "lao-cai", "laocai.sxd.qlxd.truongphong", business_key="DX-2")
+    implementing = to_decision(engine, "national", "mau.sxd.qlxd.truongphong",
                                business_key="DX-3")
     implementing.vote({v: "for" for v in implementing.voters()})
     implementing.do("decide", {"decision": "approve"})
-    suspended = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.chuyenvien",
+    suspended = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.truongphong",
                             business_key="DX-4")
     engine.runtime.suspend(suspended.id, principal=as_user(engine, "admin"),
                            reason="Chờ hồ sơ")
@@ -114,7 +114,7 @@ def test_round_trip_between_databases_loses_nothing(engine, clock, database_url,
             clock.advance(days=60)                 # the cycle's reminders come due and fire
             assert restored.runtime.fire_timers(cases["cycle"].id, principal=SCHEDULER) is not None
             # new rows take ids after the restored ones (sequences moved on PostgreSQL)
-            fresh = Case.start(restored, "national", "proposal", "mau.sxd.qlxd.chuyenvien")
+            fresh = Case.start(restored, "national", "proposal", "mau.sxd.qlxd.truongphong")
             assert fresh.open_elements() == ["submit_plan"]
             assert verify(restored.db).ok
         finally:

@@ -267,7 +267,7 @@ def test_fifty_clients_vote_join_and_send_the_same_message(engine, parallel):
 def test_fifty_http_clients_complete_the_same_task(engine):
     """The same race through the REST API: one 200, and 409 problems for everyone else."""
     from api_client import LiveServer
-    from procedures import as_user, deploy_library, plan
+    from procedures import SCREENED, as_user, deploy_library, plan
     deploy_library(engine)
     proposer, head = "laocai.sxd.qlxd.truongphong", "laocai.sxd.giamdoc"
     instance = engine.runtime.start("lao-cai", "proposal", principal=as_user(engine, proposer))
@@ -278,7 +278,7 @@ def test_fifty_http_clients_complete_the_same_task(engine):
     try:
         server.token(head)
         responses = _race([lambda: server.post(f"/tasks/{screening.id}/complete", head,
-                                               json={"data": {"is_complex": False}})
+                                               json={"data": {**SCREENED, "is_complex": False}})
                            for _ in range(RACERS)])
     finally:
         server.stop()

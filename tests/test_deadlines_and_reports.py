@@ -14,7 +14,7 @@ from engine.variants import load_variant
 from engine.workdays import WorkingCalendar
 
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, Case, as_user, deploy_library, plan, to_decision
+from procedures import SCREENED, PREFIX, VARIANTS, Case, as_user, deploy_library, plan, to_decision
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_province_days_off_and_make_up_working_days():
 def test_late_decision_is_reminded_then_escalated_across_tet(library, clock, variant):
     p = PREFIX[variant]
     clock.set(utc(2026, 2, 12, 2, 0))                            # Thursday before Tết
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     case.vote({v: "for" for v in case.voters()})
     [decide] = case.open("decide")
     assert as_utc(decide.due_at) == utc(2026, 3, 2, 10, 0)      # 17:00 in Hà Nội
@@ -98,15 +98,15 @@ def test_late_decision_is_reminded_then_escalated_across_tet(library, clock, var
 
 def test_evaluation_deadline_counts_from_the_completion_report(library, clock):
     clock.set(utc(2026, 4, 24, 2, 0))             # Friday before 27/04, 30/04 and 01/05 off
-    case = Case.start(library, "national", "proposal", "mau.sxd.qlxd.chuyenvien")
+    case = Case.start(library, "national", "proposal", "mau.sxd.qlxd.truongphong")
     case.do("submit_plan", plan(start_date="2026-03-02", end_date="2026-04-30"),
-            by="mau.sxd.qlxd.chuyenvien")
-    case.do("screening", {"is_complex": False})
+            by="mau.sxd.qlxd.truongphong")
+    case.do("screening", {**SCREENED, "is_complex": False})
     case.do("party_opinion", {"party_opinion": "agree"})
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
-    case.do("implement", {"finished_on": "2026-04-24"}, by="mau.sxd.qlxd.chuyenvien")
-    case.do("report_completion", {"result_summary": "Xong"}, by="mau.sxd.qlxd.chuyenvien")
+    case.do("implement", {"finished_on": "2026-04-24"}, by="mau.sxd.qlxd.truongphong")
+    case.do("report_completion", {"result_summary": "Xong"}, by="mau.sxd.qlxd.truongphong")
     [opinion] = case.open("party_evaluation_opinion")
     # 7 working days after Fri 24/04: 28, 29, 04/05, 05, 06, 07, 08
     assert as_utc(opinion.due_at) == utc(2026, 5, 8, 10, 0)

@@ -19,7 +19,7 @@ from browser import CHROMIUM, chromium_page, sign_in
 from engine import policy
 from engine.clock import as_utc
 from engine.errors import InvalidData
-from procedures import Case, as_user, deploy_library, plan, to_decision
+from procedures import SCREENED, Case, as_user, deploy_library, plan, to_decision
 from test_designer_studio import (APPROVAL_FLOW, DESIGNER, FIVE_DAYS, NEW_CONDITION,
                                   OTHER_DESIGNER, PROPOSER, SEVEN_DAYS, decide_task,
                                   deployed_condition)
@@ -54,7 +54,7 @@ def new_case_to_decision(engine) -> Case:
     case.do("submit_plan", plan(contact_phone=PHONE), by=PROPOSER)
     if case.open("home_affairs_review"):
         case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
-    case.do("screening", {"is_complex": False})
+    case.do("screening", {**SCREENED, "is_complex": False})
     case.do("party_opinion", {"party_opinion": "agree"})
     return case
 

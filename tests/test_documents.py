@@ -31,7 +31,7 @@ from engine.errors import DefinitionInvalid, Forbidden, NotFound
 from engine.repository import read_folder
 from engine.store.models import Document, DocumentRegister
 from engine.variants import SourceFile
-from procedures import Case, as_user, deploy_library, implement_and_evaluate, plan
+from procedures import SCREENED, Case, as_user, deploy_library, implement_and_evaluate, plan
 
 from conftest import PROJECT
 
@@ -143,7 +143,7 @@ def library(engine):
 def approved_case(engine, business_key="DX-1", proposer=PROPOSER) -> Case:
     case = Case.start(engine, "national", "proposal", proposer, business_key=business_key)
     case.do("submit_plan", plan(), by=proposer)
-    case.do("screening", {"is_complex": False}, by=DIRECTOR)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=DIRECTOR)
     case.do("party_opinion", {"party_opinion": "agree"})
     case.vote({DIRECTOR: "for", DEPUTIES[0]: "for", DEPUTIES[1]: "for", DEPUTIES[2]: "against"})
     case.do("decide", {"decision": "approve", "implementers": [proposer]}, by=DIRECTOR)
@@ -177,8 +177,9 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
         "Số: 01/BB-SXD", "Mẫu, ngày 05 tháng 01 năm 2026", "BIÊN BẢN",
         "Họp tập thể lãnh đạo xem xét đề xuất “Số hoá hồ sơ cấp phép xây dựng”",
         "Chủ trì: Đỗ Thanh Mai", "1. Đỗ Thanh Mai: tán thành.", "4. Dương Xuân Phúc: không tán thành.",
-        "Kết quả: 3 phiếu tán thành, 1 phiếu không tán thành trên tổng số 4 thành viên.",
-        "Nguyên tắc áp dụng: đề xuất được thông qua khi quá nửa số phiếu", "Kết luận: đề xuất được thông qua.",
+        "Kết quả: 3 tán thành, 1 không tán thành trên tổng số 4 thành viên.",
+        "Nguyên tắc áp dụng: Đề xuất được thông qua khi có trên 50% tổng số thành viên",
+        "Kết luận: đề xuất được thông qua.",
         "Nơi nhận:", "- Các thành viên tập thể lãnh đạo;", "- Lưu: VT.", "GIÁM ĐỐC",
         "Đỗ Thanh Mai"])
     _look_at(library, meta)
@@ -187,7 +188,7 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
     steps = library.dossiers.build(as_user(library, PROPOSER), case.id)["steps"]
     issued_by_step = {s["element_id"]: [d["reference"] for d in s["documents"]]
                       for s in steps if s["documents"]}
-    assert issued_by_step == {"leadership_vote": ["01/BB-SXD"], "decide": ["01/QĐ-SXD"]}
+    assert issued_by_step == {"leadership_meeting": ["01/BB-SXD"], "decide": ["01/QĐ-SXD"]}
     meta, content = issued["quyet_dinh_phe_duyet.docx"]
     assert meta["legal_basis"] == "khoản 1 Điều 8 Nghị định số 73/2023/NĐ-CP"
     assert_in_order(_lines(content), HEADER + [
@@ -207,7 +208,7 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
 def test_a_deputy_signs_for_the_head_and_a_refusal_is_answered_with_its_reasons(library):
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-2")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=DIRECTOR)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=DIRECTOR)
     case.do("party_opinion", {"party_opinion": "agree"})
     case.vote({DIRECTOR: "against", DEPUTIES[0]: "against", DEPUTIES[1]: "for",
                DEPUTIES[2]: "against"})
@@ -226,10 +227,10 @@ def test_a_deputy_signs_for_the_head_and_a_refusal_is_answered_with_its_reasons(
 
 
 def test_the_council_the_suspension_and_the_termination_issue_their_documents(library):
-    proposer = "mau.sxd.qlxd.chuyenvien"
+    proposer = "mau.sxd.qlxd.truongphong"
     case = Case.start(library, "national", "proposal", proposer, business_key="DX-3")
     case.do("submit_plan", plan(), by=proposer)
-    case.do("screening", {"is_complex": True}, by=DIRECTOR)
+    case.do("screening", {**SCREENED, "is_complex": True}, by=DIRECTOR)
     case.do("party_opinion", {"party_opinion": "agree"})
     members = ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3", "mau.chuyengia4",
                "mau.skhcn.giamdoc"]

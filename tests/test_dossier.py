@@ -16,7 +16,7 @@ import requests
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page
 from engine.org import DEFAULT_DEMO_PASSWORD
-from procedures import Case, as_user, deploy_library, plan
+from procedures import SCREENED, Case, as_user, deploy_library, plan
 
 SHOTS = Path(__file__).parent / "output"
 PROPOSER = "laocai.sxd.qlxd.truongphong"      # Võ Thị Tâm, Phòng Quản lý xây dựng
@@ -28,7 +28,7 @@ DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
 
 @pytest.fixture
 def server(engine):
-    deploy_library(engine)
+    deploy_library(engine, ballots=True)          # each member's ballot: a collective step
     live = LiveServer(engine)
     yield live
     live.stop()
@@ -41,7 +41,7 @@ def at_decision(engine) -> Case:
     case = Case.start(engine, "lao-cai", "proposal", PROPOSER)
     case.do("submit_plan", plan(TITLE, attachments=[{"name": "ke-hoach-chi-tiet.pdf",
                                                      "file_id": attached.id}]), by=PROPOSER)
-    case.do("screening", {"is_complex": False})
+    case.do("screening", {**SCREENED, "is_complex": False})
     case.do("party_opinion", {"party_opinion": "agree"})
     voters = case.voters()
     case.vote({voter: "against" if voter == voters[-1] else "for" for voter in voters})
@@ -306,11 +306,11 @@ def test_the_council_and_the_decision_in_the_case_file(engine):
     """Through the council (a called process) to the decision: the council's members by name,
     its ballots counted apart from the leadership's, the implementers named, the decision
     read by its label."""
-    deploy_library(engine)
-    proposer = "laocai.sxd.qlxd.chuyenvien"
+    deploy_library(engine, ballots=True)
+    proposer = "laocai.sxd.qlxd.truongphong"
     case = Case.start(engine, "lao-cai", "proposal", proposer)
     case.do("submit_plan", plan(TITLE), by=proposer)
-    case.do("screening", {"is_complex": True})
+    case.do("screening", {**SCREENED, "is_complex": True})
     case.do("party_opinion", {"party_opinion": "agree"})
     members = ["laocai.chuyengia1", "laocai.chuyengia2", "laocai.chuyengia3",
                "laocai.chuyengia4", "laocai.skhcn.giamdoc"]

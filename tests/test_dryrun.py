@@ -50,7 +50,7 @@ def test_dry_run_of_deployed_definitions_writes_nothing_to_the_real_database(eng
     assert result.passed, result.problems()
     path = [step["element_id"] for step in result.path]
     assert path[:2] == ["start", "submit_plan"]
-    assert path.index("screening") < path.index("leadership_vote") < path.index("decide")
+    assert path.index("screening") < path.index("leadership_meeting") < path.index("decide")
     assert result.path[-1] == {"element_id": "end_refused", "type": "EndEvent",
                                "name": "Từ chối bằng văn bản"}
     [decide] = tasks_of(result, "decide")
@@ -60,7 +60,7 @@ def test_dry_run_of_deployed_definitions_writes_nothing_to_the_real_database(eng
                                      "positions": [{"position": "head",
                                                     "unit": "Sở Xây dựng"}]}]
     assert decide["due"] == "02/03/2026"
-    assert len(tasks_of(result, "leadership_vote")) == 4        # one per member
+    assert len(tasks_of(result, "leadership_meeting")) == 1     # the meeting's record
     assert [(d["kind"], d["reference"], d["agency"]) for d in result.documents] == [
         ("BB", "01/BB-SXD", "Sở Xây dựng"), ("CV", "01/CV-SXD", "Sở Xây dựng")]
     # the Director let the decision run late: reminded at its due time

@@ -205,13 +205,13 @@ def test_the_draft_says_which_kept_script_a_deployment_would_break(server, engin
 
 
 def test_a_recorded_case_replays_as_a_dry_run(server, engine):
-    from procedures import Case, plan
+    from procedures import SCREENED, Case, plan
     director = "laocai.sxd.giamdoc"       # a head: via Sở Nội vụ, where the designer works
     case = Case.start(engine, "lao-cai", "proposal", director, business_key="LC-REC")
     case.do("submit_plan", plan(), by=director)
     case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"},
             by=DESIGNER)
-    case.do("screening", {"is_complex": False})
+    case.do("screening", {**SCREENED, "is_complex": False})
     # only designers of the variant who may see the case
     assert server.get(f"/instances/{case.id}/dry-run-script", OTHER_DESIGNER).status_code \
         == 404

@@ -19,7 +19,7 @@ from engine.scheduler import SCHEDULER
 from engine.store import AuditEvent, HumanTask, Instance, Timer
 
 from api_client import LiveServer
-from procedures import Case, as_user, deploy_library, plan, to_decision
+from procedures import SCREENED, Case, as_user, deploy_library, plan, to_decision
 
 PROPOSER = "laocai.sxd.qlxd.truongphong"
 HEAD = "laocai.sxd.giamdoc"                 # screens the proposal
@@ -126,7 +126,7 @@ def test_start_is_for_members_of_the_variant_for_their_own_units(library):
 def test_completing_needs_a_candidate_or_the_assignee(library):
     case, screening = _screening(library)
     complete = library.runtime.complete_task
-    data = {"is_complex": False}
+    data = {**SCREENED, "is_complex": False}
     with _refused(library, NotFound, case.id):             # cannot even see it
         complete(screening.id, data, principal=_who(library, OUTSIDER))
     with _refused(library, Forbidden, case.id, rule="candidates_only"):   # sees, no candidate
@@ -340,6 +340,7 @@ def test_the_web_app_says_a_refusal_in_vietnamese_and_writes_nothing(library):
     stranger = _signed_in(app, OUTSIDER)                  # for them the case does not exist
     token = re.search(r'name="csrf-token" content="([^"]+)"',
                       stranger.get("/").get_data(as_text=True)).group(1)
+    before = _state(library, case.id)                    # their sign-in is audited
     assert stranger.post(f"/instances/{case.id}/suspend",
                          data={"csrf_token": token}).status_code == 404
     assert _state(library, case.id) == before

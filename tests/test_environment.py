@@ -46,6 +46,13 @@ def hostile(tmp_path) -> dict[str, str]:
         "ND73_PORT": "1",
         "ND73_THREADS": "1",
         "ND73_WORKERS": "many",                      # refused by anything that reads it
+        "ND73_OIDC_ISSUER": "https://192.0.2.1/realms/intruder",
+        "ND73_OIDC_CLIENT_ID": "intruder",
+        "ND73_OIDC_CLIENT_SECRET": "intruder-secret",
+        "ND73_OIDC_CLAIM": "email",
+        "ND73_OIDC_SCOPE": "openid email",
+        "ND73_PASSWORD_SIGN_IN": "0",
+        "ND73_SESSION_TTL": "1",
         "ND73_SMTP_HOSTT": "misspelt",
     }
 

@@ -10,8 +10,8 @@ import pytest
 from engine.errors import InvalidData
 
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, on_day, \
-    plan, to_decision
+from procedures import PREFIX, SCREENED, VARIANTS, Case, deploy_library, implement_and_evaluate, \
+    on_day, plan, to_decision
 
 ASSESSMENT = {"followed_policy": True, "pure_motives": True, "common_interest": True,
               "abuse": False, "assessment": "Đúng chủ trương, động cơ trong sáng"}
@@ -49,7 +49,7 @@ def _choices_refused(case, by=None) -> list[str]:
 ])
 def test_art11_choices_follow_the_official_evaluation(library, variant, outcome, allowed):
     p = PREFIX[variant]
-    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    proposer = f"{p}.sxd.qlxd.truongphong"
     case = _approved(library, variant, proposer)
     implement_and_evaluate(case, outcome, proposer)
     case.do("submit_protection_request", {"facts": "Khách quan"}, by=proposer)
@@ -84,7 +84,7 @@ def test_art11_terms_are_the_decree_words(library):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_art11_requester_claim_does_not_override_the_evaluation(library, variant):
     p = PREFIX[variant]
-    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    proposer = f"{p}.sxd.qlxd.truongphong"
     case = _approved(library, variant, proposer)
     implement_and_evaluate(case, "damaged", proposer)
     # the requester claims the work was completed; the evaluation on record says damage
@@ -150,7 +150,7 @@ def test_art11_head_who_is_the_proposer_never_assesses_his_own_case(library, var
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_art8_head_may_approve_after_a_failed_vote_with_written_reasons(library, variant):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     case.vote({f"{p}.sxd.giamdoc": "for", f"{p}.sxd.pgd1": "against",
                f"{p}.sxd.pgd2": "against", f"{p}.sxd.pgd3": "against"})
     assert case.data()["vote_result"] == "rejected"
@@ -165,7 +165,7 @@ def test_art8_head_may_approve_after_a_failed_vote_with_written_reasons(library,
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_art8_head_cannot_refuse_a_proposal_the_collective_passed(library, variant):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     case.vote({f"{p}.sxd.giamdoc": "against", f"{p}.sxd.pgd1": "for",
                f"{p}.sxd.pgd2": "for", f"{p}.sxd.pgd3": "for"})
     assert case.data()["vote_result"] == "approved"
@@ -183,11 +183,11 @@ def test_art8_head_cannot_refuse_a_proposal_the_collective_passed(library, varia
 # --- Art. 4: the Party committee at the level of the one who decides ---------------------
 
 @pytest.mark.parametrize("variant, proposer, decided_at", [
-    ("national", "mau.sxd.qlxd.chuyenvien", "mau.sxd"),
+    ("national", "mau.sxd.qlxd.truongphong", "mau.sxd"),
     ("national", "mau.sxd.giamdoc", "mau"),                 # a head: the superior agency
     ("dak-lak", "daklak.sxd.giamdoc", "daklak"),
     ("lao-cai", "laocai.sxd.giamdoc", "laocai"),           # via Sở Nội vụ to the Chairman
-    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", "laocai.sxd"),
+    ("lao-cai", "laocai.sxd.qlxd.truongphong", "laocai.sxd"),
     ("can-tho", "cantho.sxd.pgd2", "cantho"),              # a leader under the city
     ("can-tho", "cantho.sxd.qhkt.truongphong", "cantho.sxd"),
 ])
@@ -197,7 +197,7 @@ def test_art4_party_committee_is_the_one_at_the_deciders_level(library, variant,
     case.do("submit_plan", plan(), by=proposer)
     if case.open("home_affairs_review"):
         case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
-    case.do("screening", {"is_complex": False})
+    case.do("screening", {**SCREENED, "is_complex": False})
     [opinion] = case.open("party_opinion")
     expected = [u for u in library.org.members(decided_at, ("party_secretary",))
                 if u != proposer]
@@ -209,10 +209,10 @@ def test_art4_party_committee_is_the_one_at_the_deciders_level(library, variant,
 def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, variant):
     p = PREFIX[variant]
     secretary = library.org.members(f"{p}.sxd", ("party_secretary",))[0]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong", complex_=True)
     # the council is never formed with the proposer in it
     members = [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
-               f"{p}.sxd.qlxd.chuyenvien"]
+               f"{p}.sxd.qlxd.truongphong"]
     if case.open("advise_council"):
         case.do("advise_council", {"advised_members": members[:4], "advice_note": "x"})
     with pytest.raises(InvalidData) as refused:
@@ -224,7 +224,7 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
     own.do("submit_plan", plan(), by=secretary)
     if own.open("home_affairs_review"):
         own.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
-    own.do("screening", {"is_complex": False})
+    own.do("screening", {**SCREENED, "is_complex": False})
     [opinion] = own.open("party_opinion")
     # the superior agency's committee stands in when he is the committee's secretary
     assert own.candidates(opinion) and secretary not in own.candidates(opinion)
@@ -234,12 +234,12 @@ def test_art4_nobody_gives_an_opinion_or_a_vote_on_their_own_proposal(library, v
 # province says so; its size and deadline are settings --------------------------------------
 
 @pytest.mark.parametrize("variant, proposer, advised, former", [
-    ("national", "mau.sxd.qlxd.chuyenvien", False, "mau.sxd.giamdoc"),
+    ("national", "mau.sxd.qlxd.truongphong", False, "mau.sxd.giamdoc"),
     ("national", "mau.sxd.giamdoc", False, "mau.chutich"),
-    ("dak-lak", "daklak.sxd.qlxd.chuyenvien", False, "daklak.sxd.giamdoc"),
-    ("lao-cai", "laocai.sxd.qlxd.chuyenvien", True, "laocai.sxd.giamdoc"),
+    ("dak-lak", "daklak.sxd.qlxd.truongphong", False, "daklak.sxd.giamdoc"),
+    ("lao-cai", "laocai.sxd.qlxd.truongphong", True, "laocai.sxd.giamdoc"),
     ("lao-cai", "laocai.sxd.giamdoc", True, "laocai.chutich"),
-    ("can-tho", "cantho.sxd.qlxd.chuyenvien", False, "cantho.sxd.giamdoc"),
+    ("can-tho", "cantho.sxd.qlxd.truongphong", False, "cantho.sxd.giamdoc"),
     ("can-tho", "cantho.sxd.pgd2", True, "cantho.chutich"),       # a leader under the city
 ])
 def test_art8_council_is_formed_by_the_competent_head(library, variant, proposer, advised,
@@ -265,7 +265,7 @@ def test_art8_council_is_formed_by_the_competent_head(library, variant, proposer
 
 
 def test_art8_council_size_is_a_setting_not_the_decree(library):
-    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", complex_=True)
+    case = to_decision(library, "national", "mau.sxd.qlxd.truongphong", complex_=True)
     four = ["mau.chuyengia1", "mau.chuyengia2", "mau.chuyengia3", "mau.chuyengia4"]
     with pytest.raises(InvalidData) as refused:
         case.do("form_council", {"council_chair": four[0], "council_secretary": four[1],
@@ -284,7 +284,7 @@ def test_art8_council_size_is_a_setting_not_the_decree(library):
 def test_art9_completion_report_is_due_5_working_days_after_the_actual_completion(
         library, variant):
     p = PREFIX[variant]
-    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    proposer = f"{p}.sxd.qlxd.truongphong"
     case = _approved(library, variant, proposer)
     [implement] = case.open("implement")
     planned = case.data()["planned_end_due"]
@@ -356,7 +356,7 @@ def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_art6_suspension_and_termination_state_their_reasons(library, variant):
     p = PREFIX[variant]
-    case = _approved(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = _approved(library, variant, f"{p}.sxd.qlxd.truongphong")
     for message, field in (("implementation_suspended", "suspension_reason"),
                            ("implementation_terminated", "termination_reason")):
         with pytest.raises(InvalidData) as refused:

@@ -51,7 +51,7 @@ def _told(api, user, case, words: str) -> list[dict]:
 def test_art6_only_the_head_or_the_approver_suspends_continues_or_terminates(api, engine,
                                                                              variant):
     p = PREFIX[variant]
-    proposer, head = f"{p}.sxd.qlxd.chuyenvien", f"{p}.sxd.giamdoc"
+    proposer, head = f"{p}.sxd.qlxd.truongphong", f"{p}.sxd.giamdoc"
     case = _approved(engine, variant, proposer, f"{p.upper()}-A6")
     for sender in (proposer, f"{p}.sxd.pgd2"):        # the proposer, a deputy: not theirs
         refused = _message(api, sender, case, "implementation_suspended",
@@ -125,7 +125,7 @@ def _refused_field(response) -> dict:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forms_refuse_unknown_people_and_dates_out_of_order(api, engine, variant):
     p = PREFIX[variant]
-    proposer, head = f"{p}.sxd.qlxd.chuyenvien", f"{p}.sxd.giamdoc"
+    proposer, head = f"{p}.sxd.qlxd.truongphong", f"{p}.sxd.giamdoc"
     # an end before the start (the plan, Art. 7)
     drafting = Case.start(engine, variant, "proposal", proposer, business_key=f"{p}-DATES")
     error = _refused_field(_complete(api, proposer, drafting, "submit_plan",
@@ -142,7 +142,7 @@ def test_forms_refuse_unknown_people_and_dates_out_of_order(api, engine, variant
             "decision": "approve", "implementers": [proposer, nobody]}))
         assert error["field"] == "implementers" and nobody in error["message"]
         assert "không phải là người trong tổ chức" in error["message"]
-    colleague = f"{p}.sxd.qlxd.truongphong"
+    colleague = f"{p}.sxd.qhkt.truongphong"
     assert _complete(api, head, case, "decide", {
         "decision": "approve", "implementers": [proposer, colleague]}).status_code == 200
     [implement] = case.open("implement")
@@ -160,7 +160,7 @@ def test_forms_refuse_unknown_people_and_dates_out_of_order(api, engine, variant
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_council_members_are_people_of_the_organisation(api, engine, variant):
     p = PREFIX[variant]
-    case = to_decision(engine, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True,
+    case = to_decision(engine, variant, f"{p}.sxd.qlxd.truongphong", complex_=True,
                        business_key=f"{p}-COUNCIL")
     experts = [f"{p}.chuyengia{i}" for i in range(1, 6)]
     if case.open("advise_council"):                     # Lào Cai: Sở Nội vụ advises
@@ -209,8 +209,8 @@ def test_art10_the_form_offers_every_measure_of_the_decree():
 def test_art10_implementers_and_organisations_are_recognised_and_commendation_proposed(
         api, engine, variant):
     p = PREFIX[variant]
-    proposer, head = f"{p}.sxd.qlxd.chuyenvien", f"{p}.sxd.giamdoc"
-    colleague = f"{p}.sxd.qlxd.truongphong"
+    proposer, head = f"{p}.sxd.qlxd.truongphong", f"{p}.sxd.giamdoc"
+    colleague = f"{p}.sxd.qhkt.truongphong"
     case = to_decision(engine, variant, proposer, business_key=f"{p}-A10")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve", "implementers": [proposer, colleague]}, by=head)
@@ -268,7 +268,7 @@ def test_notifications_address_officials_as_dong_chi(variant):
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
 def test_web_the_implementers_are_chosen_from_the_organisation(api, engine):
-    proposer, head = "mau.sxd.qlxd.chuyenvien", "mau.sxd.giamdoc"
+    proposer, head = "mau.sxd.qlxd.truongphong", "mau.sxd.giamdoc"
     case = to_decision(engine, "national", proposer, business_key="MAU-WEB-PEOPLE")
     case.vote({v: "for" for v in case.voters()})
     [decide] = case.open("decide")

@@ -18,7 +18,7 @@ from engine.access import Principal
 from engine.store import AuditEvent, Instance
 
 from conftest import PROJECT, bpmn_source, child_environment
-from procedures import deploy_library, plan
+from procedures import SCREENED, deploy_library, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
 
@@ -96,13 +96,13 @@ def test_requests_spread_over_two_apis_see_one_state(replicas):
                               params={"instance_id": instance["id"]}).json()["items"]
     assert screening["element_id"] == "screening"
     done = client.call("POST", f"/tasks/{screening['id']}/complete", head, base=bases[1],
-                       json={"data": {"is_complex": False}})
+                       json={"data": {**SCREENED, "is_complex": False}})
     assert done.status_code == 200
     on_other = client.call("GET", "/tasks", head, base=bases[0],
                            params={"instance_id": instance["id"]}).json()["items"]
     assert screening["id"] not in [t["id"] for t in on_other]
     again = client.call("POST", f"/tasks/{screening['id']}/complete", head, base=bases[0],
-                        json={"data": {"is_complex": False}})
+                        json={"data": {**SCREENED, "is_complex": False}})
     assert again.status_code == 409
     detail = client.call("GET", f"/instances/{instance['id']}", head).json()
     assert sorted(detail["active_elements"]) == [

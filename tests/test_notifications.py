@@ -33,11 +33,11 @@ from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
 from conftest import PROJECT, child_environment
-from procedures import Case, as_user, deploy_library, evaluation_meeting, implement_and_evaluate, \
-    plan
+from procedures import SCREENED, Case, as_user, deploy_library, evaluation_meeting, \
+    implement_and_evaluate, leadership_meeting, plan
 
 ND73 = Path(sys.executable).with_name("nd73")
-PROPOSER = "mau.sxd.qlxd.chuyenvien"
+PROPOSER = "mau.sxd.qlxd.truongphong"
 HEAD = "mau.sxd.giamdoc"
 DOMAIN = "demo.nd73.local"
 
@@ -132,14 +132,16 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
         mail(HEAD, "[ND73] Quá hạn, đã báo cáo cấp trên: Tiếp nhận, xem xét phạm vi và tính "
                    "chất – DX-7")]
 
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến – DX-7")]
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
-    vote = "[ND73] Công việc mới: Thành viên tập thể lãnh đạo biểu quyết – DX-7"
-    assert step() == [mail(HEAD, vote), mail("mau.sxd.pgd2", vote),
-                      mail("mau.sxd.pgd3", vote)]          # pgd1 voted on the screen
-    case.vote({HEAD: "for", "mau.sxd.pgd1": "for", "mau.sxd.pgd2": "for",
-               "mau.sxd.pgd3": "against"})
+    # the leadership meeting: its chair or the office's staff, its secretary, record it
+    meeting = "[ND73] Công việc mới: Ghi biên bản họp tập thể lãnh đạo – DX-7"
+    assert step() == [mail(HEAD, meeting), mail("mau.sxd.vp.chanhvp", meeting),
+                      mail("mau.sxd.vp.chuyenvien", meeting)]
+    case.do("leadership_meeting", leadership_meeting(
+        {HEAD: "for", "mau.sxd.pgd1": "for", "mau.sxd.pgd2": "for", "mau.sxd.pgd3": "against"},
+        "2026-01-16"), by="mau.sxd.vp.chuyenvien")
     assert step() == [mail(HEAD, "[ND73] Công việc mới: Quyết định phê duyệt hoặc từ chối – "
                                  "DX-7")]
     case.do("decide", {"decision": "approve"}, by=HEAD)
@@ -147,12 +149,12 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
         mail(PROPOSER, "[ND73] Công việc mới: Triển khai và báo ngày hoàn thành – DX-7"),
         mail(PROPOSER, "[ND73] Đề xuất DX-7 đã được phê duyệt")]
     [(_, message)] = [m for m in mailbox.last if "phê duyệt" in str(m[1]["Subject"])]
-    assert message["To"].addresses[0].display_name == "Trịnh Anh Tuấn"
+    assert message["To"].addresses[0].display_name == "Võ Thị Tâm"
     assert message["From"].addresses[0].addr_spec == "no-reply@nd73.test"
     assert message.is_multipart() and message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert "Kính gửi đồng chí Trịnh Anh Tuấn," in text \
+    assert "Kính gửi đồng chí Võ Thị Tâm," in text \
         and "Quyết định phê duyệt đề xuất đổi mới, sáng tạo số 01/QĐ-SXD ngày " in text
     assert f"http://127.0.0.1:8000/instances/{case.id}" in text
     assert "<h1" in html and "Đề xuất đã được phê duyệt" in html
@@ -202,7 +204,7 @@ def test_in_app_notifications_link_to_the_task_or_the_instance(library):
     assert f"/tasks/{screening.id}" in message.text_body
     assert "Vui lòng không trả lời thư này." in message.text_body
 
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
     first, second = library.notifications.list_for(HEAD)        # newest first
     assert first["kind"] == "task_available" and first["id"] > second["id"]
@@ -226,7 +228,7 @@ def test_in_app_notifications_link_to_the_task_or_the_instance(library):
 def test_a_refusal_tells_the_proposer_the_reasons(library, mailbox):
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-9")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
     case.vote({HEAD: "against", "mau.sxd.pgd1": "against", "mau.sxd.pgd2": "for",
                "mau.sxd.pgd3": "against"})
@@ -245,7 +247,7 @@ def test_a_refusal_tells_the_proposer_the_reasons(library, mailbox):
 def test_a_protection_decision_tells_the_proposer(library):
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-18")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"}, by=HEAD)
@@ -268,7 +270,7 @@ def test_a_protection_decision_tells_the_proposer(library):
 def test_outbox_survives_a_scheduler_restart_and_a_killed_sender(library, clock, mailbox):
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-10")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     case.do("party_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
     queued = [m.id for m in outbox(library)]
     assert len(queued) == 5
@@ -300,7 +302,7 @@ def test_scheduler_processes_configured_from_the_environment_send_once(library, 
     a second process started after the first sends nothing again."""
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-17")
     case.do("submit_plan", plan(), by=PROPOSER)
-    case.do("screening", {"is_complex": False}, by=HEAD)
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     env = {**child_environment(), "ND73_DATABASE_URL": library.db.url, "ND73_SMTP_HOST": "127.0.0.1",
            "ND73_SMTP_PORT": str(mailbox.port), "ND73_SMTP_TLS": "none",
            "ND73_SMTP_SENDER": "ND73 <no-reply@nd73.test>"}
@@ -325,7 +327,7 @@ def test_two_schedulers_at_once_send_each_message_once(library, mailbox):
         case = Case.start(library, "national", "proposal", PROPOSER,
                           business_key=f"DX-2{number}")
         case.do("submit_plan", plan(), by=PROPOSER)
-        case.do("screening", {"is_complex": False}, by=HEAD)
+        case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     rows = outbox(library)
     assert len(rows) == 6
     senders = [scheduler(library, mailbox.port, owner=f"s{i}") for i in (1, 2)]
@@ -360,7 +362,7 @@ def test_a_failing_smtp_server_leaves_messages_queued_and_the_workflow_unaffecte
     assert "451" in queued.last_error
     assert as_utc(queued.next_attempt_at) == clock.now() + timedelta(minutes=1)
 
-    case.do("screening", {"is_complex": False}, by=HEAD)     # the workflow goes on
+    case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)     # the workflow goes on
     assert case.open_elements() == ["party_opinion"]
     clock.advance(seconds=30)
     assert sender.send_mail() == 0                # the first one waits for its backoff
@@ -410,10 +412,10 @@ def test_preferences_off_digest_and_immediate(library, clock, mailbox):
     clock.set(utc(2026, 1, 5, 1, 0))              # Monday 08:00 in Hà Nội
     first = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-12")
     first.do("submit_plan", plan(), by=PROPOSER)
-    first.do("screening", {"is_complex": False}, by=HEAD)
+    first.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     second = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-13")
     second.do("submit_plan", plan(), by=PROPOSER)
-    second.do("screening", {"is_complex": False}, by=HEAD)
+    second.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     assert notifications.unread_count(HEAD) == 2          # in the app: always
     assert notifications.unread_count("mau.sxd.pgd1") == 2
     assert outbox(library) == []                          # off and digest: nothing at once
@@ -427,7 +429,7 @@ def test_preferences_off_digest_and_immediate(library, clock, mailbox):
 
     third = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-14")
     third.do("submit_plan", plan(), by=PROPOSER)
-    third.do("screening", {"is_complex": False}, by=HEAD)
+    third.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
     clock.advance(hours=8)
     sender.send_mail()
     assert mailbox.take() == []                   # one digest a day

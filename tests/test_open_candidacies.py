@@ -10,7 +10,7 @@ from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
 
 from conftest import ALICE
-from procedures import Case, as_user, deploy_library, plan
+from procedures import SCREENED, Case, as_user, deploy_library, plan
 from scratch_db import proposal_at_vote, scratch_database
 
 VOTER = "mau.sxd.pgd1"
@@ -82,7 +82,7 @@ def test_an_inbox_lists_open_tasks_one_may_work_on_and_nothing_else(engine):
     """Tasks offered to the user and unclaimed, or assigned to them; not tasks given to
     someone else, nor closed ones, whatever their candidacies."""
     deploy_library(engine)
-    proposer, head = "mau.sxd.qlxd.chuyenvien", "mau.sxd.giamdoc"
+    proposer, head = "mau.sxd.qlxd.truongphong", "mau.sxd.giamdoc"
     tasks = []
     for _ in range(3):
         case = Case.start(engine, "national", "proposal", proposer)
@@ -96,7 +96,7 @@ def test_an_inbox_lists_open_tasks_one_may_work_on_and_nothing_else(engine):
     ids = [t.id for t in tasks]
     assert inbox() == inbox("candidate") == set(ids)
     engine.tasks.claim(ids[0], as_user(engine, head))
-    engine.runtime.complete_task(ids[1], {"is_complex": False}, principal=as_user(engine, head))
+    engine.runtime.complete_task(ids[1], {**SCREENED, "is_complex": False}, principal=as_user(engine, head))
     assert inbox() == {ids[0], ids[2]}
     assert inbox("mine") == {ids[0]}
     assert inbox("candidate") == {ids[2]}

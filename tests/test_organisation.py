@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from api_client import LiveServer
 from engine.store import HumanTask, Membership, User
 from engine.workflow_engine import WorkflowEngine
-from procedures import Case, as_user, deploy_library, plan
+from procedures import SCREENED, Case, as_user, deploy_library, plan
 
 ADMIN = "laocai.quantri"
 HEAD = "laocai.sxd.giamdoc"            # head of the Department of Construction
@@ -132,10 +132,10 @@ def test_a_new_head_takes_the_open_tasks_that_follow_the_position(api, engine):
     assert moved.assignee == "laocai.sxd.gd2" and case.candidates(moved) == ["laocai.sxd.gd2"]
     assert case.audit("task_reassigned")[0].details["from"] == HEAD
     is_problem(api.post(f"/tasks/{task.id}/complete", HEAD,
-                        json={"data": {"is_complex": False}}), 403)
+                        json={"data": {**SCREENED, "is_complex": False}}), 403)
     api.token("laocai.sxd.gd2", "mat-khau-moi-1")      # the password the administrator set
     done = api.post(f"/tasks/{task.id}/complete", "laocai.sxd.gd2",
-                    json={"data": {"is_complex": False}})
+                    json={"data": {**SCREENED, "is_complex": False}})
     assert done.status_code == 200, done.text
     assert not case.open("screening")
     log = [e["action"] for e in api.get("/org/lao-cai/log", ADMIN).json()["items"]]

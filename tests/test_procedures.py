@@ -5,7 +5,7 @@ import pytest
 
 from engine.errors import InvalidData
 
-from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
+from procedures import SCREENED, PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
     to_decision
 
 
@@ -30,7 +30,7 @@ def test_ordinary_approval_to_recognition(library, variant):
     assert case.candidates(screening) == [f"{p}.sxd.giamdoc"]
     assert case.instance.stage == "under_review"
     assert screening.due_at is not None
-    case.do("screening", {"is_complex": False}, by=f"{p}.sxd.giamdoc")
+    case.do("screening", {**SCREENED, "is_complex": False}, by=f"{p}.sxd.giamdoc")
     case.do("party_opinion", {"party_opinion": "agree"}, by=f"{p}.sxd.pgd1")
 
     assert case.voters() == sorted([f"{p}.sxd.giamdoc", f"{p}.sxd.pgd1", f"{p}.sxd.pgd2",
@@ -52,7 +52,8 @@ def test_ordinary_approval_to_recognition(library, variant):
     assert (finished.status, finished.stage, finished.latest_decision) == (
         "completed", "recognised", "completed")
     decisions = case.decisions()
-    assert [d for d in decisions if d[0] == "vote"].__len__() == 4
+    record = case.data()["meeting_record"]            # the leadership meeting's record
+    assert (record["votes_for"], record["votes_against"], record["present_count"]) == (3, 1, 4)
     assert ("decision", "approve", f"{p}.sxd.giamdoc") in decisions
     assert ("outcome", "completed", f"{p}.sxd.giamdoc") in decisions
 
@@ -104,7 +105,7 @@ def test_can_tho_division_head_goes_to_the_agency_head(library):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rejection_with_reasons(library, variant):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     case.vote({f"{p}.sxd.giamdoc": "against", f"{p}.sxd.pgd1": "against",
                f"{p}.sxd.pgd2": "for", f"{p}.sxd.pgd3": "against"})
     assert case.data()["vote_result"] == "rejected"
@@ -121,7 +122,7 @@ def test_rejection_with_reasons(library, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rejected_vote_then_head_override_in_writing(library, variant):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     case.vote({f"{p}.sxd.giamdoc": "for", f"{p}.sxd.pgd1": "against",
                f"{p}.sxd.pgd2": "against", f"{p}.sxd.pgd3": "against"})
     with pytest.raises(InvalidData) as refused:
@@ -138,7 +139,7 @@ def test_rejected_vote_then_head_override_in_writing(library, variant):
 @pytest.mark.parametrize("head_vote, expected", [("for", "approved"), ("against", "rejected")])
 def test_tie_vote_follows_the_head(library, variant, head_vote, expected):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien")
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong")
     other = "against" if head_vote == "for" else "for"
     case.vote({f"{p}.sxd.giamdoc": head_vote, f"{p}.sxd.pgd1": other,
                f"{p}.sxd.pgd2": head_vote, f"{p}.sxd.pgd3": other})
@@ -167,7 +168,7 @@ def test_can_tho_deputy_goes_to_the_chairman_and_votes_with_the_city_leadership(
 def test_complex_proposal_goes_to_the_evaluation_council(library, variant, ballots,
                                                          recommendation):
     p = PREFIX[variant]
-    case = to_decision(library, variant, f"{p}.sxd.qlxd.chuyenvien", complex_=True)
+    case = to_decision(library, variant, f"{p}.sxd.qlxd.truongphong", complex_=True)
     if variant == "lao-cai":                 # Sở Nội vụ advises forming the council
         [advice] = case.open("advise_council")
         assert case.candidates(advice) == [f"{p}.snv.chuyenvien", f"{p}.snv.giamdoc"]
@@ -187,13 +188,13 @@ def test_complex_proposal_goes_to_the_evaluation_council(library, variant, ballo
     votes = ["for"] * ballots["for"] + ["against"] * ballots["against"]
     case.vote(dict(zip(members, votes)), "council_vote")
     assert case.data()["council_recommendation"] == recommendation
-    assert case.open_elements() == ["leadership_vote"] * 4
+    assert case.open_elements() == ["leadership_meeting"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_implementation_suspended_resumed_then_terminated(library, variant):
     p = PREFIX[variant]
-    proposer = f"{p}.sxd.qlxd.chuyenvien"
+    proposer = f"{p}.sxd.qlxd.truongphong"
     case = to_decision(library, variant, proposer, business_key="DX-9")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve",
@@ -211,7 +212,7 @@ def test_implementation_suspended_resumed_then_terminated(library, variant):
 
 
 def test_suspension_review_can_terminate(library):
-    case = to_decision(library, "national", "mau.sxd.qlxd.chuyenvien", business_key="DX-10")
+    case = to_decision(library, "national", "mau.sxd.qlxd.truongphong", business_key="DX-10")
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
     with pytest.raises(InvalidData):                      # Art. 6: a decision with reasons
@@ -222,7 +223,7 @@ def test_suspension_review_can_terminate(library):
 
 
 def _to_evaluation(library, variant="national"):
-    proposer = f"{PREFIX[variant]}.sxd.qlxd.chuyenvien"
+    proposer = f"{PREFIX[variant]}.sxd.qlxd.truongphong"
     case = to_decision(library, variant, proposer)
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve"})
@@ -292,7 +293,7 @@ def test_standalone_protection_request(library):
 
 
 def test_plan_form_errors_name_each_field(library):
-    proposer = "mau.sxd.qlxd.chuyenvien"
+    proposer = "mau.sxd.qlxd.truongphong"
     case = Case.start(library, "national", "proposal", proposer)
     bad = plan(title="Ngắn"[:3], budget_vnd=-5, end_date="31/11/2026")
     del bad["no_harm"]
@@ -308,10 +309,10 @@ def test_plan_form_errors_name_each_field(library):
 
 def test_a_form_accepts_only_its_own_fields(library):
     """A party secretary cannot reroute the decision by slipping a variable into the form."""
-    proposer = "mau.sxd.qlxd.chuyenvien"
+    proposer = "mau.sxd.qlxd.truongphong"
     case = Case.start(library, "national", "proposal", proposer)
     case.do("submit_plan", plan(), by=proposer)
-    case.do("screening", {"is_complex": False}, by="mau.sxd.giamdoc")
+    case.do("screening", {**SCREENED, "is_complex": False}, by="mau.sxd.giamdoc")
     with pytest.raises(InvalidData) as refused:
         case.do("party_opinion", {"party_opinion": "agree", "decider_role": "party_committee"},
                 by="mau.sxd.pgd1")

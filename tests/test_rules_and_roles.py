@@ -32,7 +32,7 @@ def script(path: str, element_id: str, xpath: str = "bpmn:script") -> str:
 
 
 def run(code: str, data: dict, **functions) -> dict:
-    settings = {**NATIONAL["council"], **NATIONAL["routing"]}
+    settings = {**NATIONAL["council"], **NATIONAL["routing"], **NATIONAL["meetings"]}
     sandbox = Sandbox({"setting": lambda section, key: settings[key], **functions})
     sandbox.execute(code, data)
     return data
@@ -41,7 +41,7 @@ def run(code: str, data: dict, **functions) -> dict:
 def tally(ballots: dict, chair: str) -> str:
     code = script("national/proposal.bpmn", "tally")
     return run(code, {"voters": list(ballots), "ballots": list(ballots.values()),
-                      "chair": chair})["vote_result"]
+                      "chair": chair, "leadership_mode": "ballots"})["vote_result"]
 
 
 @pytest.mark.parametrize("ballots, head, expected", [
@@ -65,7 +65,7 @@ def test_the_proposer_does_not_vote_on_his_own_proposal():
     data = run(code, {"decider_role": "head", "decision_unit": "agency", "proposer_unit": "u",
                       "proposer": "d2"},
                members_of=lambda unit, *positions: members[unit] if "deputy" in positions
-               else members[unit][:1])
+               else members[unit][:1], role_members=lambda role, proposer, unit: [])
     assert (data["voters"], data["chair"]) == (["h", "d1"], "h")
 
 
@@ -84,7 +84,10 @@ def test_routing_of_proposals(path, positions, kind, via, expected):
     data = run(script(path, script_id), {"proposer": "p", "proposer_unit": "u"},
                positions_of=lambda user, unit: positions, agency_of=lambda unit: "a",
                agency_kind=lambda unit: kind, role_unit=lambda role, unit: f"unit of {role}",
-               setting=lambda section, key: via if key == "via_home_affairs_for" else 0,
+               province_of=lambda unit: "unit of superior_head",   # the agency is under it
+               setting=lambda section, key: {
+                   "via_home_affairs_for": via, "via_home_affairs_kinds": ["department"],
+                   "to_superior_for": ["head"]}.get(key, 0),
                deadline=lambda name: None, escalation=lambda name: None)
     assert data["decider_role"] == expected[1]
     if "decision_unit" in data:             # Art. 4: the Party committee at the decider's level

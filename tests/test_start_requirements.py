@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import policy
-from engine.errors import DefinitionInvalid, InvalidData
+from engine.errors import DefinitionInvalid, Forbidden, InvalidData
 from engine.scripting import start_timers
 from engine.store import AuditEvent, Instance, OrgUnit
 
@@ -82,6 +82,12 @@ def test_a_case_started_by_an_administrator_for_a_unit_runs(server, engine, vari
     for definition in definitions(engine, variant, "case"):
         started = server.post("/instances", admin, json={
             "definition_key": definition.key, "variant": variant, "unit_id": units[-1]})
+        if policy.start_rules(definition):
+            # the procedure says who may start it (the proposal: Art. 2–3), and an
+            # administrator holds no position in the unit
+            assert started.status_code == 403, started.text
+            assert started.json()["rule"] == "start_rule", started.json()
+            continue
         assert started.status_code == 201, started.text
         assert started.json()["status"] == "running", started.json()
 
@@ -190,3 +196,47 @@ def test_an_unknown_start_unit_declaration_is_refused_at_deployment(engine):
             "start.schema.json": b"{}", "report.schema.json": b"{}",
             "plan.schema.json": b"{}"})
     assert "startUnit 'sometimes'" in str(refused.value.problems)
+
+
+# --- who may start: a process's own start rule (nd73:startRule) ---------------------------
+def with_start_rule(rule: str, inside: str = "process"):
+    """The review process with a start rule under the process (or, wrongly, its start
+    event)."""
+    declared = f'<bpmn:extensionElements>{rule}</bpmn:extensionElements>'
+    if inside == "process":
+        where = {'<bpmn:process id="review" name="Xét duyệt" isExecutable="true">':
+                 '<bpmn:process id="review" name="Xét duyệt" isExecutable="true">' + declared}
+    else:
+        where = {'<bpmn:startEvent id="start" name="Bắt đầu">':
+                 '<bpmn:startEvent id="start" name="Bắt đầu">' + declared}
+    return bpmn_source(replace={NS: f'{NS} xmlns:nd73="{policy.NS}"', **where})
+
+
+ONLY_ALICE = ('<nd73:startRule name="only_alice" when="started_by != \'alice\'" '
+              'message="Chỉ {{ \'alice\' }} được bắt đầu" messageEn="Only alice starts it" />')
+
+
+def test_a_start_rule_refuses_whom_it_names_before_anything_is_written(engine):
+    engine.repository.deploy("national", [with_start_rule(ONLY_ALICE)], "designer")
+    before = counts(engine)
+    with pytest.raises(Forbidden) as refused:
+        engine.runtime.start("national", "review", principal=BOB)
+    assert refused.value.rule == "start_rule"
+    assert refused.value.details["name"] == "only_alice"
+    assert refused.value.details["reason"] == "Chỉ alice được bắt đầu"
+    assert refused.value.details["reason_en"] == "Only alice starts it"
+    assert counts(engine) == before
+    assert engine.runtime.start("national", "review", principal=ALICE).status == "running"
+
+
+@pytest.mark.parametrize("rule, inside, problem", [
+    ('<nd73:startRule name="x" message="m" />', "process", "start rule without 'when'"),
+    ('<nd73:startRule when="True" message="m" />', "process", "start rule without 'name'"),
+    ('<nd73:startRule name="x" when="__import__(\'os\')" message="m" />', "process", "import"),
+    (ONLY_ALICE, "start", "belongs to a process"),
+])
+def test_a_start_rule_the_engine_cannot_use_is_refused_at_deployment(engine, rule, inside,
+                                                                     problem):
+    with pytest.raises(DefinitionInvalid) as refused:
+        engine.repository.deploy("national", [with_start_rule(rule, inside)], "designer")
+    assert problem in str(refused.value.problems)

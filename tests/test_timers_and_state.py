@@ -15,7 +15,7 @@ from engine.store import (Definition, HumanTask, Instance, MessageSubscription,
                           TaskCandidate, Timer)
 
 from conftest import ALICE, BOB, bpmn_source
-from procedures import Case, deploy_library, implement_and_evaluate, plan
+from procedures import SCREENED, Case, deploy_library, implement_and_evaluate, plan
 
 
 def _timers(engine, instance_id):
@@ -134,11 +134,11 @@ class CheckedCase(Case):
 
 
 def test_completions_keep_timer_subscription_and_task_rows_equal_to_the_workflow(engine, clock):
-    deploy_library(engine)
-    proposer = "mau.sxd.qlxd.chuyenvien"
+    deploy_library(engine, ballots=True)          # one ballot task per member
+    proposer = "mau.sxd.qlxd.truongphong"
     case = CheckedCase.start(engine, "national", "proposal", proposer, business_key="DX-9")
     case.do("submit_plan", plan(), by=proposer)
-    case.do("screening", {"is_complex": False})
+    case.do("screening", {**SCREENED, "is_complex": False})
     clock.advance(days=3)                        # deadlines move with the engine clock
     case.do("party_opinion", {"party_opinion": "agree"})
     for voter in case.voters():

@@ -15,7 +15,7 @@ from openpyxl import Workbook
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from oidc_provider import ACCOUNTS, product_with_sso
-from procedures import Case, deploy_library, plan
+from procedures import SCREENED, Case, deploy_library, plan
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)",
@@ -138,6 +138,8 @@ def test_an_administrator_imports_officials_moves_a_head_and_the_task_follows(
         sign_in_through_the_provider(page, server, ACCOUNTS["nv001"])
         shot(page, "signed-in-through-the-provider")
         page.get_by_role("link", name="Tiếp nhận, xem xét phạm vi và tính chất").first.click()
+        for condition in SCREENED:              # the head's own finding on Art. 5 k.1
+            page.locator(f"#f-{condition}").select_option("met")
         page.get_by_label("Ghi chú").fill("Đủ điều kiện xem xét")
         page.get_by_role("button", name="Gửi").click()
         page.wait_for_url(re.compile(r".*/instances/.+"))

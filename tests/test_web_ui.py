@@ -16,7 +16,7 @@ from browser import CHROMIUM, chromium_page, sign_in
 from engine.clock import as_utc
 from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.scheduler import SCHEDULER
-from procedures import Case, deploy_library, plan
+from procedures import SCREENED, Case, deploy_library, plan
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)",
@@ -77,7 +77,8 @@ def fill_plan(page, **overrides) -> None:
     page.locator("#f-start_date").fill(values["start_date"])
     page.locator("#f-end_date").fill(values["end_date"])
     page.locator("#f-budget_vnd").fill(values["budget_vnd"])
-    for name in ("removes_unregulated_bottleneck", "common_interest", "urgent_need", "no_harm"):
+    for name in ("removes_unregulated_bottleneck", "common_interest", "urgent_need", "no_harm",
+                 "no_local_harm"):
         page.locator(f"#f-{name}").check()
 
 
@@ -134,6 +135,8 @@ def test_official_submits_a_proposal_and_the_head_decides(server, engine, browse
     shot(page, "inbox-head")
     no_sideways_scroll(page)
     page.get_by_role("link", name="Tiếp nhận, xem xét phạm vi và tính chất").first.click()
+    for condition in SCREENED:                  # the head's own finding on Art. 5 k.1
+        page.locator(f"#f-{condition}").select_option("met")
     page.get_by_label("Ghi chú").fill("Đủ điều kiện xem xét")
     shot(page, "task-head")
     page.get_by_role("button", name="Gửi").click()

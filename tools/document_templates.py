@@ -236,23 +236,26 @@ TEMPLATES = {
         "{{ refusal_reasons }}",
         "{{ doc.agency_name }} trả lời để {{ proposer|name }} được biết.",
     ], letter=True, bases=False),
-    # biên bản họp tập thể lãnh đạo: attendance, tally and the rule applied
+    # biên bản họp tập thể lãnh đạo (Điều 8 khoản 1): made from the meeting's record
+    # (meeting_record: date, chair, each member present or absent with their vote, the tally,
+    # the rule applied and the result)
     "bien_ban_hop_lanh_dao.docx": lambda: paper("BIÊN BẢN", "Họp tập thể lãnh đạo xem xét "
                                                 "đề xuất “{{ title }}”", [
-        "Thời gian: {{ doc.date }}. Chủ trì: {{ chair|name }}.",
-        "Thành phần và kết quả biểu quyết của từng thành viên:",
-        "{%p for voter in voters %}",
-        "{{ loop.index }}. {{ voter|name }}: " + "{{ " + VOTE + ".get(ballots[loop.index0], "
-        "'không biểu quyết') }}.",
+        "Thời gian: {{ meeting_record.date|date if meeting_record.date else doc.date }}"
+        "{{ ' (biểu quyết bằng phiếu trực tuyến)' if meeting_record.mode == 'ballots' "
+        "else '' }}. Chủ trì: {{ meeting_record.chair|name }}.",
+        "Thành phần: {{ meeting_record.present_count }}/{{ meeting_record.members_count }} "
+        "thành viên tập thể lãnh đạo có mặt. Biểu quyết của từng thành viên:",
+        "{%p for m in meeting_record.members %}",
+        "{{ loop.index }}. {{ m.member|name }}: {{ (" + VOTE + ".get(m.vote, 'không biểu "
+        "quyết')) if m.present else 'vắng mặt' }}.",
         "{%p endfor %}",
-        "Kết quả: {{ votes_for }} phiếu tán thành, {{ votes_against }} phiếu không tán thành "
-        "trên tổng số {{ voters|length }} thành viên.",
-        "Nguyên tắc áp dụng: đề xuất được thông qua khi quá nửa số phiếu biểu quyết tán "
-        "thành; trường hợp số phiếu bằng nhau thì theo ý kiến của người chủ trì (Điều 8 "
-        "khoản 1 Nghị định số 73/2023/NĐ-CP).",
-        "Kết luận: đề xuất {{ 'được thông qua' if vote_result == 'approved' else 'không được "
-        "thông qua' }}{{ ' (số phiếu bằng nhau, theo ý kiến của người chủ trì)' if "
-        "tie_carried else '' }}.",
+        "Kết quả: {{ meeting_record.votes_for }} tán thành, {{ meeting_record.votes_against }} "
+        "không tán thành trên tổng số {{ meeting_record.members_count }} thành viên.",
+        "Nguyên tắc áp dụng: {{ meeting_record.rule }}.",
+        "Kết luận: đề xuất {{ 'được thông qua' if meeting_record.result == 'approved' else "
+        "'không được thông qua' }}{{ ' (số tán thành bằng số không tán thành, theo ý kiến của "
+        "người đứng đầu chủ trì cuộc họp)' if meeting_record.tie_carried else '' }}.",
     ], bases=False),
     # biên bản họp hội đồng đánh giá
     "bien_ban_hop_hoi_dong.docx": lambda: paper("BIÊN BẢN", "Họp Hội đồng đánh giá đề xuất "

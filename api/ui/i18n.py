@@ -74,7 +74,9 @@ REFUSALS = {
     "administrators_only": N_("refused.administrators_only"),
     "own_units_only": N_("refused.own_units_only"),
     "members_only": N_("refused.members_only"),
-    "message_sender": N_("refused.message_sender")}
+    "message_sender": N_("refused.message_sender"),
+    # a process's own start rule (nd73:startRule): its words come from the definition
+    "start_rule": N_("refused.start_rule")}
 
 
 def choose_language() -> str:

@@ -250,6 +250,7 @@ class Runtime(InstanceManagement, Schedules):
                                             str(requested) if requested else None,
                                             scheduled=bool(start_timers(spec)))
         unit_id = self._starting_unit(definition, spec, unit_id)
+        self._check_start_rules(definition, principal.username, unit_id)
         start_event = _start_event(spec)
         if start_event is not None:
             self._check_form(definition, start_event, {}, {
@@ -298,6 +299,32 @@ class Runtime(InstanceManagement, Schedules):
                 errors=[{"field": "unit_id", "code": N_("start.unit_required"), "params": {},
                          "message": "This process is started for a unit: give unit_id."}])
         return unit_id
+
+    def _check_start_rules(self, definition: Definition, username: str,
+                           unit_id: str | None) -> None:
+        """Who may start the process, as its ``nd73:startRule`` declarations say (a rule
+        of the procedure, e.g. the positions that may propose, read from the variant's
+        settings): the first rule whose condition holds refuses the start (403 naming the
+        rule), before anything is written."""
+        rules = policy.start_rules(definition)
+        if not rules:
+            return
+        context = {"started_by": username, "proposer": username, "proposer_unit": unit_id}
+        with variant_settings(self.repository.settings(definition)), self.org.consistent():
+            for rule in rules:
+                try:
+                    refused = self.evaluate_declared(rule.when, context)
+                except ScriptError as exc:
+                    raise InvalidData(f"the start rule '{rule.name}' of {definition.key} "
+                                      f"cannot be checked: {exc}",
+                                      code="form.rule_unchecked",
+                                      params={"field": rule.name}) from None
+                if refused:
+                    reason = self._message(rule.message, context)
+                    reason_en = self._message(rule.message_en or rule.message, context)
+                    raise Forbidden(f"{username} may not start {definition.key}: "
+                                    f"{rule.name}: {reason_en}", rule="start_rule",
+                                    name=rule.name, reason=reason, reason_en=reason_en)
 
     def schedule_unit(self, definition: Definition) -> str | None:
         """The unit a scheduled process runs for: ``[schedules.<process>] unit`` in the
