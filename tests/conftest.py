@@ -103,3 +103,15 @@ def review(engine):
     """The review process deployed in variant 'national'."""
     [deployed] = engine.repository.deploy("national", [bpmn_source()], "designer")
     return deployed
+
+
+@pytest.fixture
+def server(engine):
+    """The process library deployed and the web app and API served by a real HTTP server on
+    the loopback, for tests that drive it over HTTP or through a browser."""
+    from api_client import LiveServer          # both import this module
+    from procedures import deploy_library
+    deploy_library(engine)
+    live = LiveServer(engine)
+    yield live
+    live.stop()

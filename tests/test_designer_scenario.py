@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine import policy
 from engine.clock import as_utc
 from engine.errors import InvalidData
-from procedures import SCREENED, Case, as_user, deploy_library, plan, to_decision
+from procedures import SCREENED, Case, as_user, plan, to_decision
 from test_designer_studio import (APPROVAL_FLOW, DESIGNER, FIVE_DAYS, NEW_CONDITION,
                                   OTHER_DESIGNER, PROPOSER, SEVEN_DAYS, decide_task,
                                   deployed_condition)
@@ -27,14 +26,6 @@ from test_designer_studio import (APPROVAL_FLOW, DESIGNER, FIVE_DAYS, NEW_CONDIT
 SHOTS = Path(__file__).parent / "output"
 PLAN_FORM = "proposal_plan.schema.json"
 PHONE = "0912345678"
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 def shot(page, name: str) -> None:

@@ -20,7 +20,6 @@ from lxml import etree
 from sqlalchemy import select
 from playwright.sync_api import expect
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine import policy
 from engine.clock import LOCAL_TZ, as_utc
@@ -46,14 +45,6 @@ needs_node = pytest.mark.skipif(not ESBUILD.exists() or not shutil.which("node")
                                 reason="the web assets are not installed (make install)")
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f"chromium is not installed at {CHROMIUM}")
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 @pytest.fixture

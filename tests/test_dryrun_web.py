@@ -10,12 +10,10 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine.store import AuditEvent, HumanTask, Instance, Timer
 from engine.store.models import Document, Notification
 from conftest import PROJECT
-from procedures import deploy_library
 
 DESIGNER = "laocai.snv.chuyenvien"
 OTHER_DESIGNER = "cantho.snv.chuyenvien"
@@ -23,14 +21,6 @@ OFFICIAL = "laocai.sxd.qlxd.truongphong"
 SHOTS = Path(__file__).parent / "output"
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f"chromium is not installed at {CHROMIUM}")
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 def counts(engine) -> dict[str, int]:

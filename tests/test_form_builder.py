@@ -18,11 +18,10 @@ from werkzeug.datastructures import MultiDict
 
 from api.ui import form_fields
 from api.ui.form_schema import FormProblems, fields_of, schema_of, schema_problems
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine.errors import InvalidData
 from engine.forms import form_errors
-from procedures import Case, as_user, deploy_library, plan
+from procedures import Case, as_user, plan
 
 from conftest import PROJECT
 
@@ -237,14 +236,6 @@ def test_repeated_rows_of_several_columns_are_built_drawn_and_read_back():
 
 
 # --- the pages, through HTTP ----------------------------------------------------------------
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
-
 
 def post_fields(web, token, url, fields):
     return web.post(url, json={"fields": fields}, timeout=60,

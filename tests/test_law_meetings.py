@@ -18,7 +18,7 @@ from engine.errors import InvalidData
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, Case, as_user, deploy_library, leadership_meeting, \
+from procedures import PREFIX, VARIANTS, as_user, deploy_library, leadership_meeting, \
     to_decision
 
 NOW = datetime(2026, 3, 4, 3, 0, tzinfo=timezone.utc)       # Wednesday 04/03/2026, 10:00

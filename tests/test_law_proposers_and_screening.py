@@ -13,18 +13,9 @@ from sqlalchemy import func, select
 from engine.errors import InvalidData
 from engine.store import AuditEvent, Instance
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from conftest import PROJECT
 from procedures import PREFIX, SCREENED, VARIANTS, Case, deploy_library, plan
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 def counts(engine) -> tuple[int, int]:

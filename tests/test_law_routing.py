@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import tomllib
 
-import pytest
 
 from engine.org import DEFAULT_DEMO_PASSWORD
 
-from api_client import LiveServer
 from conftest import PROJECT
-from procedures import Case, deploy_library, plan
+from procedures import Case, plan
 
 UNITS = {   # id suffix → (name, kind, parent suffix)
     "ttcds": ("Trung tâm Chuyển đổi số", "public_service_unit", ""),
@@ -29,14 +27,6 @@ PEOPLE = {  # username suffix → (full name, unit suffix, position)
 }
 ADMINS = {"national": "admin", "can-tho": "cantho.quantri"}
 PREFIX = {"national": "mau", "can-tho": "cantho"}
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 def build_units(server, variant: str) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from oidc_provider import ACCOUNTS, product_with_sso
-from procedures import SCREENED, Case, deploy_library, plan
+from procedures import SCREENED, Case, plan
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)",
@@ -28,14 +27,6 @@ PROPOSER = "laocai.sxd.qlxd.truongphong"
 NEW_HEAD = "laocai.sxd.nv001"
 UNITS = ["laocai.sxd.qlxd", "laocai.sxd.qhkt", "laocai.sxd.gt", "laocai.sxd.vp",
          "laocai.snv", "laocai.skhcn", "laocai.xa"]
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 def shot(page, name: str) -> None:

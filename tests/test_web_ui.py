@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from engine.clock import as_utc
 from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.scheduler import SCHEDULER
-from procedures import SCREENED, Case, deploy_library, plan
+from procedures import SCREENED, Case, plan
 
 if not Path(CHROMIUM).exists():
     pytest.skip(f"chromium is not installed at {CHROMIUM} (make test installs it)",
@@ -27,14 +26,6 @@ PROPOSER = "laocai.sxd.qlxd.truongphong"
 HEAD = "laocai.sxd.giamdoc"
 DESIGNER = "laocai.snv.chuyenvien"
 ADMIN = "laocai.quantri"
-
-
-@pytest.fixture
-def server(engine):
-    deploy_library(engine)
-    live = LiveServer(engine)
-    yield live
-    live.stop()
 
 
 @pytest.fixture
