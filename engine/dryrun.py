@@ -236,7 +236,7 @@ class Result:
     failures: list[Finding] = field(default_factory=list)
     end: str | None = None
     end_name: str | None = None
-    status: str | None = None
+    final_status: str | None = None    # the case's, when the run ended (not a status write)
     stage: str | None = None
 
     @property
@@ -258,7 +258,7 @@ class Result:
     def to_dict(self) -> dict:
         return {"script": self.script, "file": self.file, "title": self.title,
                 "variant": self.variant, "process": self.process, "passed": self.passed,
-                "status": self.status, "stage": self.stage, "end": self.end,
+                "status": self.final_status, "stage": self.stage, "end": self.end,
                 "end_name": self.end_name, "path": self.path, "tasks": self.tasks,
                 "documents": self.documents, "notifications": self.notifications,
                 "incidents": [f.to_dict() for f in self.incidents],
@@ -598,7 +598,7 @@ class _Run:
                 "username": note.username, "title": note.title,
                 "at": local_time(note.created_at)})
         instance = engine.runtime.get(self.instance_id)
-        result.status, result.stage = str(instance.status), instance.stage
+        result.final_status, result.stage = str(instance.status), instance.stage
         ends = [p for p in result.path if p["type"] == "EndEvent"]
         if instance.status == InstanceStatus.COMPLETED and ends:
             result.end, result.end_name = ends[-1]["element_id"], ends[-1]["name"]
@@ -607,13 +607,12 @@ class _Run:
         expect, result = self.script.expect, self.result
         if "end" in expect and expect["end"] != result.end:
             self._fail(None, N_("dryrun.expected_end"), f"expected to end at {expect['end']}, "
-                       f"ended at {result.end or 'no end event'} (status {result.status})",
+                       f"ended at {result.end or 'no end event'} (status {result.final_status})",
                        expect["end"], expected=expect["end"], actual=result.end or "-")
-        for key in ("stage", "status"):
-            if key in expect and expect[key] != getattr(result, key):
+        for key, got in (("stage", result.stage), ("status", result.final_status)):
+            if key in expect and expect[key] != got:
                 self._fail(None, N_("dryrun.expected_value"), f"expected {key} {expect[key]}, "
-                           f"got {getattr(result, key)}", None, key=key,
-                           expected=expect[key], actual=getattr(result, key) or "-")
+                           f"got {got}", None, key=key, expected=expect[key], actual=got or "-")
         steps = {s.task: s.number for s in self.script.steps}
         for element, wanted in (expect.get("due") or {}).items():
             found = [t["due"] for t in result.tasks if t["element_id"] == element]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -161,10 +161,12 @@ def leadership_meeting(ballots: dict[str, str], date: str) -> dict:
             "meeting_against": [m for m, v in ballots.items() if v != "for"]}
 
 
-def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1") -> Case:
-    """Start a proposal and bring it to the leadership vote."""
+def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1",
+                **plan_changes) -> Case:
+    """Start a proposal (``plan_changes``: fields of its plan) and bring it to the leadership
+    vote."""
     case = Case.start(engine, variant, "proposal", proposer, business_key=business_key)
-    case.do("submit_plan", plan(), by=proposer)
+    case.do("submit_plan", plan(**plan_changes), by=proposer)
     if case.open("home_affairs_review"):
         case.do("home_affairs_review", {"dossier_complete": True, "review_note": "Trình"})
     case.do("screening", {**SCREENED, "is_complex": complex_})
@@ -180,20 +182,22 @@ def on_day(engine, day: str) -> None:
         engine.clock.set(instant)
 
 
-def implement_and_evaluate(case: Case, outcome: str, proposer: str) -> None:
-    on_day(case.engine, "2027-06-30")
-    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+def implement_and_evaluate(case: Case, outcome: str, proposer: str,
+                           finished_on: str = "2027-06-30") -> None:
+    on_day(case.engine, finished_on)
+    case.do("implement", {"finished_on": finished_on}, by=proposer)
     case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
-    case.do("evaluate", evaluation_meeting(case, outcome))
+    met = (date.fromisoformat(finished_on) + timedelta(days=1)).isoformat()
+    case.do("evaluate", evaluation_meeting(case, outcome, met))
     case.do("notify_result", {})
 
 
-def evaluation_meeting(case: Case, outcome: str) -> dict:
+def evaluation_meeting(case: Case, outcome: str, meeting_date: str = "2027-07-01") -> dict:
     """The record of the leadership meeting that evaluates the results (Art. 9): every member
     present, each member's assessment, the conclusion and, when not completed, its causes."""
     members = case.data()["evaluation_members"]
-    record = {"meeting_date": "2027-07-01", "attendees": members,
+    record = {"meeting_date": meeting_date, "attendees": members,
               "member_assessments": [{"member": m, "assessment": outcome} for m in members],
               "outcome": outcome, "evaluation_note": "Đánh giá"}
     if outcome != "completed":

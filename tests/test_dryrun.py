@@ -149,7 +149,7 @@ def test_a_script_error_is_an_incident_named_by_its_element():
     assert (incident.step, incident.element_id, incident.element_name) == (
         1, "route", "Xác định người có thẩm quyền")             # submitting the plan ran it
     assert "no_such_deadline" in incident.message
-    assert result.status == "incident"
+    assert result.final_status == "incident"
 
 
 def test_scripts_are_checked_with_the_field_named():

@@ -28,10 +28,12 @@ def year_of_work(engine, clock):
     is still a draft; Sở KH&CN approves one."""
     deploy_library(engine)
     clock.set(utc(2026, 3, 2, 2, 0))
-    done = to_decision(engine, "lao-cai", "laocai.sxd.qlxd.truongphong", business_key="A")
+    done = to_decision(engine, "lao-cai", "laocai.sxd.qlxd.truongphong", business_key="A",
+                       start_date="2026-03-16", end_date="2026-06-30")
     done.vote({v: "for" for v in done.voters()})
     done.do("decide", {"decision": "approve"})
-    implement_and_evaluate(done, "completed", "laocai.sxd.qlxd.truongphong")
+    implement_and_evaluate(done, "completed", "laocai.sxd.qlxd.truongphong",
+                           finished_on="2026-06-30")   # the year the report covers
     done.do("recognition", {"measures": ["praise"]})
     refused = to_decision(engine, "lao-cai", "laocai.sxd.qhkt.truongphong", business_key="B")
     refused.vote({v: "against" for v in refused.voters()})

@@ -44,4 +44,5 @@ def checked(engine, monkeypatch):
 ], ids=lambda value: getattr(value, "__name__", "")[5:] or None)
 def test_every_step_reloads_to_the_same_state(checked, path, arguments):
     path(checked, "national", *arguments)
-    assert len(checked.compared) >= 8            # each step was compared
+    assert len(checked.compared) >= 5            # each step was compared (submission to
+    #                                              decision at least)
