@@ -294,16 +294,28 @@ class _Prepared:
                     members.append((info.filename, None))
                 else:
                     members.append((info.filename, _Member.of(info.filename, data)))
-        return cls(members, document, kept[document], body, stories,
-                   core_part.partname.membername, kept[core_part.partname.membername],
-                   properties)
+        prepared = cls(members, document, kept[document], body, stories,
+                       core_part.partname.membername, kept[core_part.partname.membername],
+                       properties)
+        if not any("{" in (getattr(core, name) or "") for name in _RENDERED_PROPERTIES):
+            # no tags in the core properties: docxtpl's rendering of them is the same at
+            # every render (it adds the elements it sets), so it is made once
+            constant = _Member.of(prepared.core, prepared._core({}))
+            prepared.members = [(name, constant if name == prepared.core else member)
+                                for name, member in members]
+        return prepared
 
     def render(self, context: dict) -> bytes:
-        parts = {self.document: self._document(context), self.core: self._core(context)}
-        for name, story in self.stories.items():
-            parts[name] = serialize_part_xml(parse_xml(_filled(story, context).encode("utf-8")))
-        return _zip([member or _Member.of(name, parts[name])
+        return _zip([member or _Member.of(name, self._part(name, context))
                      for name, member in self.members])
+
+    def _part(self, name: str, context: dict) -> bytes:
+        if name == self.document:
+            return self._document(context)
+        if name == self.core:
+            return self._core(context)
+        return serialize_part_xml(parse_xml(_filled(self.stories[name], context)
+                                            .encode("utf-8")))
 
     def _document(self, context: dict) -> bytes:
         """docxtpl's body: filled, its tables' grids fixed, drawings numbered from 1001, in
