@@ -599,16 +599,27 @@ class OrgAdmin:
         return done
 
     # --- the spreadsheet -------------------------------------------------------------------
-    def export_rows(self, principal: Principal, variant: str) -> list[list]:
+    def export_rows(self, principal: Principal, variant: str,
+                    issuer: str | None = None) -> list[list]:
+        """One row per membership, in the import's columns; with ``issuer`` (single sign-on
+        configured) also ``sso_subject``, the official's account there, so that the export
+        imports again with the same links."""
         self.access.require_admin(principal, variant, "export the organisation")
-        rows: list[list] = [list(COLUMNS)]
+        rows: list[list] = [[*COLUMNS, *([IDENTITY_COLUMN] if issuer else [])]]
+        subjects: dict[str, str] = {}
+        if issuer:
+            with self.db.reading() as session:
+                subjects = dict(session.execute(select(IdentityLink.username,
+                                                       IdentityLink.subject)
+                                                .where(IdentityLink.issuer == issuer)).all())
         for user, memberships in self.officials(variant):
             for m in memberships:
                 rows.append([user.username, user.full_name, user.email or "",
                              user.phone or "", m.unit_id, m.position,
                              m.valid_from.strftime("%d/%m/%Y") if m.valid_from else "",
                              m.valid_to.strftime("%d/%m/%Y") if m.valid_to else "",
-                             "1" if user.active else "0"])
+                             "1" if user.active else "0",
+                             *([subjects.get(user.username, "")] if issuer else [])])
         return rows
 
     @staticmethod
