@@ -18,7 +18,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select
@@ -386,7 +386,8 @@ class OrgAdmin:
                        unit_id: str, position: str, valid_from: date | None = None,
                        valid_to: date | None = None) -> dict:
         """Give an official a position in a unit; for a head (or acting head), the one who
-        held it stops, and their open tasks of the unit pass to the new holder."""
+        held it stops, and their open tasks of the unit pass to the new holder. Appointed
+        from a later day, the holder stays until the day before it."""
         self._position(position)
         with self.db.transaction() as session:
             self._changing(session, principal, variant)
@@ -421,9 +422,31 @@ class OrgAdmin:
                     valid_from=valid_from.isoformat() if valid_from else None,
                     valid_to=valid_to.isoformat() if valid_to else None)
         moved = []
+        today = local_today(self.clock)
         for membership in previous:
-            moved += self._end(session, principal, variant, membership, successor=username)
+            if valid_from is not None and valid_from > today and (
+                    membership.valid_from is None or membership.valid_from < valid_from):
+                # appointed from a later day: the holder stays until the day before it
+                self._end_on(session, principal, variant, membership,
+                             valid_from - timedelta(days=1))
+            else:
+                moved += self._end(session, principal, variant, membership,
+                                   successor=username)
         return moved
+
+    def _end_on(self, session: Session, principal: Principal, variant: str,
+                membership: Membership, last_day: date) -> None:
+        """End a membership on ``last_day`` (a later day than today): it counts until then,
+        its holder keeps their tasks meanwhile."""
+        if membership.valid_to is not None and membership.valid_to <= last_day:
+            return
+        membership.valid_to = last_day
+        session.flush()
+        self._audit(session, principal, variant, "org_membership_ended",
+                    username=membership.username, unit_id=membership.unit_id,
+                    position=membership.position,
+                    valid_from=membership.valid_from.isoformat()
+                    if membership.valid_from else None, ended=last_day.isoformat())
 
     def _end(self, session: Session, principal: Principal, variant: str,
              membership: Membership, successor: str | None = None,

@@ -69,3 +69,38 @@ def test_a_task_is_routed_only_to_a_head_whose_term_is_running(engine, clock):
     assert HEAD not in after.candidates(task)
     assert engine.access.principal(HEAD) is not None     # still an official, not a head
     assert "laocai.sxd" not in as_user(engine, HEAD).units
+
+
+def test_a_head_appointed_from_a_later_day_takes_over_on_that_day(engine, clock):
+    deploy_library(engine)
+    admin = as_user(engine, ADMIN)
+    waiting = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    waiting.do("submit_plan", plan(), by=PROPOSER)
+    [task] = waiting.open("screening")
+    assert waiting.candidates(task) == [HEAD]
+    engine.orgadmin.save_official(admin, "lao-cai", "laocai.sxd.gd2", full_name="Hoàng Thị Mai")
+    moved = engine.orgadmin.add_membership(admin, "lao-cai", "laocai.sxd.gd2", "laocai.sxd",
+                                           "head", valid_from=date(2026, 2, 1))
+    # until 31/01 the holder stays head, with their tasks
+    assert moved == {"reassigned": []}
+    assert engine.org.members("laocai.sxd", ["head"]) == [HEAD]
+    assert waiting.candidates(waiting.open("screening")[0]) == [HEAD]
+    _, held = engine.orgadmin.official("lao-cai", HEAD)
+    [term] = [m for m in held if (m.unit_id, m.position) == ("laocai.sxd", "head")]
+    assert term.valid_to == date(2026, 1, 31)
+    clock.set(local_midnight(date(2026, 2, 1)) - timedelta(seconds=1))
+    assert engine.org.members("laocai.sxd", ["head"]) == [HEAD]
+    # from 01/02 the new head is the only one
+    clock.advance(seconds=1)
+    assert engine.org.members("laocai.sxd", ["head"]) == ["laocai.sxd.gd2"]
+    after = Case.start(engine, "lao-cai", "proposal", PROPOSER)
+    after.do("submit_plan", plan("Số hoá hồ sơ đất đai"), by=PROPOSER)
+    assert after.candidates(after.open("screening")[0]) == ["laocai.sxd.gd2"]
+
+    # appointed from today, the holder stops at once and their open tasks pass on
+    engine.orgadmin.save_official(admin, "lao-cai", "laocai.sxd.gd3", full_name="Lý Văn Tú")
+    moved = engine.orgadmin.add_membership(admin, "lao-cai", "laocai.sxd.gd3", "laocai.sxd",
+                                           "head")
+    assert sorted((m["from"], m["to"]) for m in moved["reassigned"]) == [
+        ("laocai.sxd.gd2", "laocai.sxd.gd3"), (HEAD, "laocai.sxd.gd3")]
+    assert engine.org.members("laocai.sxd", ["head"]) == ["laocai.sxd.gd3"]
