@@ -28,7 +28,7 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
-from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, local_today
+from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, in_force, local_today
 from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Membership,
                     OrgUnit,
                     TaskCandidate, TaskStatus, User)
@@ -215,7 +215,8 @@ class OrgAdmin:
             memberships = list(session.scalars(select(Membership).where(
                 Membership.username == username)))
             return [{"task": t, "claimed": t.assignee == username,
-                     "successor": self._successor(session, t, username, memberships, ())}
+                     "successor": self._successor(session, t, username, memberships, (),
+                                                  local_today(self.clock))}
                     for t in tasks]
 
     @staticmethod
@@ -233,25 +234,28 @@ class OrgAdmin:
 
     @staticmethod
     def _successor(session: Session, task: HumanTask, username: str,
-                   held: Iterable[Membership], leaving: Iterable[tuple[str, str]]
-                   ) -> str | None:
+                   held: Iterable[Membership], leaving: Iterable[tuple[str, str]],
+                   today: date) -> str | None:
         """Who takes ``task`` from ``username`` by default: the one other holder of a
-        position ``username`` holds (held) in the task's unit, after the change. ``leaving``:
-        (unit, position) memberships the change ends."""
+        position ``username`` holds (held) in the task's unit, after the change, whose
+        position counts ``today``. ``leaving``: (unit, position) memberships the change
+        ends."""
         positions = {m.position for m in held if m.unit_id == task.unit_id}
         positions |= {p for u, p in leaving if u == task.unit_id}
         if not task.unit_id or not positions:
             return None
-        holders = session.scalars(select(Membership.username).where(
-            Membership.unit_id == task.unit_id, Membership.position.in_(positions),
-            Membership.username != username).order_by(Membership.id)).all()
-        holders = list(dict.fromkeys(holders))
+        # only those whose position counts today: one starting later cannot act yet
+        current = [(name, position) for name, position, start, end in session.execute(
+            select(Membership.username, Membership.position, Membership.valid_from,
+                   Membership.valid_to).where(
+                Membership.unit_id == task.unit_id, Membership.position.in_(positions),
+                Membership.username != username).order_by(Membership.id))
+            if in_force(start, end, today)]
+        holders = list(dict.fromkeys(name for name, _ in current))
         # a head's work goes to the (other) head, else to the acting head
         if positions & set(SINGLE_HOLDER):
             for position in SINGLE_HOLDER:
-                first = session.scalars(select(Membership.username).where(
-                    Membership.unit_id == task.unit_id, Membership.position == position,
-                    Membership.username != username).order_by(Membership.id)).first()
+                first = next((name for name, held_as in current if held_as == position), None)
                 if first:
                     return first
         return holders[0] if len(holders) == 1 else None
@@ -429,9 +433,10 @@ class OrgAdmin:
                 # appointed from a later day: the holder stays until the day before it
                 self._end_on(session, principal, variant, membership,
                              valid_from - timedelta(days=1))
-            else:
+            else:       # the successor takes the tasks only once their position counts
                 moved += self._end(session, principal, variant, membership,
-                                   successor=username)
+                                   successor=username if valid_from is None
+                                   or valid_from <= today else None)
         return moved
 
     def _end_on(self, session: Session, principal: Principal, variant: str,
@@ -472,7 +477,8 @@ class OrgAdmin:
                 to = reassign[task.id]
             else:
                 to = successor or self._successor(session, task, username, (),
-                                                  [(unit_id, position)])
+                                                  [(unit_id, position)],
+                                                  local_today(self.clock))
             moved.append(self._pass_task(session, principal, task, username, to,
                                          "org_membership_ended"))
         return moved
@@ -515,7 +521,7 @@ class OrgAdmin:
                 raise NotFound(f"{username} holds no {position} position in {unit_id}",
                                code="org.no_such_membership",
                                params={"user": username, "unit": unit_id})
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             moved = self._end(session, principal, variant, membership, reassign=reassign)
         return {"reassigned": moved}
 
@@ -530,7 +536,7 @@ class OrgAdmin:
             self._changing(session, principal, variant)
             self._unit(session, variant, from_unit)
             self._unit(session, variant, to_unit)
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             held = list(session.scalars(select(Membership).where(
                 Membership.username == username, Membership.unit_id == from_unit)))
             if not held:
@@ -553,7 +559,7 @@ class OrgAdmin:
         with self.db.transaction() as session:
             self._changing(session, principal, variant)
             user = self._user(session, username)
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             moved: list[dict] = []
             if not active:
                 held = list(session.scalars(
@@ -576,13 +582,31 @@ class OrgAdmin:
                         username=username, reassigned=len(moved))
         return {"reassigned": moved}
 
-    def _check_targets(self, session: Session, reassign: dict[str, str | None] | None) -> None:
+    def _check_targets(self, session: Session, variant: str,
+                       reassign: dict[str, str | None] | None) -> None:
+        """The officials chosen to take tasks exist, are active and, when they hold
+        positions in the variant, hold one today: one whose position starts later cannot
+        act on a task yet."""
+        today = local_today(self.clock)
         for to in (reassign or {}).values():
             if to:
                 user = session.get(User, to)
                 if user is None or not user.active:
                     raise InvalidData(f"user '{to}' does not exist", code="user.not_found",
                                       params={"user": to})
+                terms = session.execute(
+                    select(Membership.valid_from, Membership.valid_to)
+                    .join(OrgUnit, OrgUnit.id == Membership.unit_id)
+                    .where(Membership.username == to, OrgUnit.variant == variant)).all()
+                later = sorted(start for start, end in terms if start and start > today)
+                if later and not any(in_force(start, end, today) for start, end in terms):
+                    raise InvalidData(
+                        f"{to} cannot take tasks before their position starts on "
+                        f"{later[0].strftime('%d/%m/%Y')}", code="org.successor_not_started",
+                        params={"user": to, "day": later[0].strftime("%d/%m/%Y")},
+                        errors=[{"field": "to", "code": N_("org.successor_not_started"),
+                                 "params": {"user": to,
+                                            "day": later[0].strftime("%d/%m/%Y")}}])
 
     def reassign_tasks(self, principal: Principal, variant: str, task_ids: list[str],
                        username: str) -> list[dict]:
@@ -590,7 +614,7 @@ class OrgAdmin:
         become its assignee and a candidate."""
         with self.db.transaction() as session:
             self.access.require_admin(principal, variant, "assign its tasks")
-            self._check_targets(session, {"": username})
+            self._check_targets(session, variant, {"": username})
             tasks = list(session.scalars(
                 select(HumanTask).join(Instance, Instance.id == HumanTask.instance_id)
                 .where(HumanTask.id.in_(task_ids), Instance.variant == variant)
