@@ -244,16 +244,19 @@ class OrgAdmin:
         positions |= {p for u, p in leaving if u == task.unit_id}
         if not task.unit_id or not positions:
             return None
+        heads = positions & set(SINGLE_HOLDER)
         # only those whose position counts today: one starting later cannot act yet
         current = [(name, position) for name, position, start, end in session.execute(
             select(Membership.username, Membership.position, Membership.valid_from,
                    Membership.valid_to).where(
-                Membership.unit_id == task.unit_id, Membership.position.in_(positions),
+                Membership.unit_id == task.unit_id,
+                Membership.position.in_(positions | (set(SINGLE_HOLDER) if heads else set())),
                 Membership.username != username).order_by(Membership.id))
             if in_force(start, end, today)]
-        holders = list(dict.fromkeys(name for name, _ in current))
+        holders = list(dict.fromkeys(name for name, position in current
+                                     if position in positions))
         # a head's work goes to the (other) head, else to the acting head
-        if positions & set(SINGLE_HOLDER):
+        if heads:
             for position in SINGLE_HOLDER:
                 first = next((name for name, held_as in current if held_as == position), None)
                 if first:
