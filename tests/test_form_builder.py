@@ -404,6 +404,18 @@ def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(serve
 
 # --- the browser ----------------------------------------------------------------------------
 
+def add_phone_field(page):
+    """On the builder's page: a new required field, the contact phone (PHONE's key and
+    labels), as a designer adds it; its item in the list."""
+    page.get_by_role("button", name="Thêm trường").click()
+    item = page.locator("#builder-fields > li").last
+    item.get_by_label("Tên trường (khoá)").fill(PHONE["key"])
+    item.get_by_label("Nhãn (tiếng Việt)").fill(PHONE["label"])
+    item.get_by_label("Nhãn (tiếng Anh)").fill(PHONE["label_en"])
+    item.get_by_label("Bắt buộc").check()
+    return item
+
+
 @needs_chromium
 def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine):
     running = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-RUNNING")
@@ -416,12 +428,7 @@ def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine)
         preview = page.locator("#form-preview")
         expect(preview.locator("[data-field=title]")).to_be_visible()
 
-        page.get_by_role("button", name="Thêm trường").click()
-        item = page.locator("#builder-fields > li").last
-        item.get_by_label("Tên trường (khoá)").fill("contact_phone")
-        item.get_by_label("Nhãn (tiếng Việt)").fill("Số điện thoại liên hệ")
-        item.get_by_label("Nhãn (tiếng Anh)").fill("Contact phone")
-        item.get_by_label("Bắt buộc").check()
+        item = add_phone_field(page)
         item.get_by_label("Mẫu kiểm tra (biểu thức chính quy)").fill("^(0[0-9]+)+$")
         # refused while typed, next to the field, in Vietnamese
         expect(item.locator(".builder-problem")).to_contain_text(

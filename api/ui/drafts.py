@@ -12,13 +12,13 @@ import threading
 import tomllib
 from collections import OrderedDict
 
-from flask import (Blueprint, Response, current_app, flash, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from engine import drafts as drafting
 from engine.errors import N_, DefinitionInvalid, EngineError
 from engine.variants import SETTINGS_FILE, UNCONFIRMED
 
+from ..routes.drafts import zip_response
 from ..routes.dryrun import failing_scripts, variant_folder
 from .i18n import error_text, say, t
 from .web import engine, principal, signed_in
@@ -157,19 +157,14 @@ def act(variant):
 def download_draft(variant):
     draft = engine().drafts.get(variant, principal())
     if draft is None:
-        return _zip(engine().drafts.deployed_folder(variant, principal()), variant)
-    return _zip(draft.files, f"{variant}-nhap-{draft.revision}")
+        return zip_response(engine().drafts.deployed_folder(variant, principal()), variant)
+    return zip_response(draft.files, f"{variant}-nhap-{draft.revision}")
 
 
 @blp.route("/designer/<string:variant>/deployed.zip")
 @signed_in
 def download_deployed(variant):
-    return _zip(engine().drafts.deployed_folder(variant, principal()), variant)
-
-
-def _zip(files, name) -> Response:
-    return Response(drafting.to_zip(files), mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+    return zip_response(engine().drafts.deployed_folder(variant, principal()), variant)
 
 
 # --- the settings editor --------------------------------------------------------------------
