@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -42,9 +42,9 @@ from ..logs import note
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
-from ..serialization import STATE_FORMAT, Codec
+from ..serialization import STATE_FORMAT, Codec, StoredState, set_stored_state, stored_state
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
-                     MessageSubscription, OrgUnit, TaskStatus)
+                     InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
@@ -54,7 +54,17 @@ from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Inciden
                     properties_of, stage_after)
 
 
+# A step stores what it changed in the state (a delta); after this many deltas, and when the
+# instance ends, it stores the whole state again (a snapshot) and drops the deltas, so a load
+# reads the instance's row and at most this many delta rows. A default of the engine (no
+# source sets it): each delta is about a tenth of a snapshot on the national proposal.
+STATE_SNAPSHOT_EVERY = 8
+DELTAS = InstanceStateDelta.__table__
+
+
 class Runtime(InstanceManagement, Schedules):
+    state_snapshot_every = STATE_SNAPSHOT_EVERY
+
     def __init__(self, db: Database, repository: Repository, codec: Codec, clock: Clock,
                  script_engine: EngineScriptEngine, max_data_bytes: int, org: Org,
                  access: Access, notifications=None,
@@ -69,6 +79,8 @@ class Runtime(InstanceManagement, Schedules):
         self.script_engine = script_engine
         self.max_data_bytes = max_data_bytes
         self._workflows = WorkflowCache()
+        # bytes of state written (snapshots and deltas) and how many of each, for the bench
+        self.state_writes = {"snapshots": 0, "deltas": 0, "bytes": 0}
         self.projection = Projection(org, script_engine)
         # what the definitions declare around each step: decisions, then notifications
         self.listeners: list[StepListener] = [DecisionRecorder()]
@@ -129,8 +141,11 @@ class Runtime(InstanceManagement, Schedules):
                 return instance, workflow
         definition = self.repository.get(instance.definition_id, session)
         spec, subprocess_specs = self.repository.specs(definition)
+        deltas = session.execute(select(DELTAS.c.data)
+                                 .where(DELTAS.c.instance_id == instance_id)
+                                 .order_by(DELTAS.c.seq)).scalars().all()
         workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
-                                         self.script_engine)
+                                         self.script_engine, deltas)
         return instance, workflow
 
     @contextmanager
@@ -189,8 +204,6 @@ class Runtime(InstanceManagement, Schedules):
         the entries of other changes of status the operation made (written after the
         step's own)."""
         now = self.clock.now()
-        instance.state = self.codec.dump_state(workflow)
-        instance.state_format = STATE_FORMAT
         instance.updated_at = now
         # the elements the engine passed (gateways, scripts, events) are listed in the step's
         # own entry, as are the tasks and timers it opened and closed (see Projection)
@@ -224,11 +237,41 @@ class Runtime(InstanceManagement, Schedules):
         if projected:            # recorded in the step's own entry
             events[0].details = {**(events[0].details or {}), "changes": projected}
         session.add_all(events + step.audit)
+        store_state = self._state_writer(instance, workflow)
         # the version check happens here; the audit entries' chain head goes into the same
         # UPDATE of the instance row
         session.flush()
+        store_state(session)
         for listener in self.listeners:
             listener.step_saved(step)
+
+    def _state_writer(self, instance: Instance, workflow: BpmnWorkflow
+                      ) -> Callable[[Session], object]:
+        """Store the workflow's state: a snapshot in the instance's row (set here, written
+        by the step's flush) or a delta, written after the flush by what this returns (the
+        row's new version, checked by that flush, is the delta's ``seq``)."""
+        stored = stored_state(workflow)
+        parts = self.codec.state_parts(workflow)
+        writes = self.state_writes
+        if stored is None or stored.deltas >= self.state_snapshot_every \
+                or instance.status in ENDED_STATUSES:
+            instance.state = self.codec.snapshot(parts)
+            instance.state_format = STATE_FORMAT
+            set_stored_state(workflow, StoredState(parts, 0))
+            writes["snapshots"] += 1
+            writes["bytes"] += len(instance.state)
+            if stored is not None and stored.deltas:
+                return lambda session: session.execute(
+                    delete(DELTAS).where(DELTAS.c.instance_id == instance.id))
+            return lambda session: None
+        delta = self.codec.delta(stored.parts, parts)
+        if delta is None:                   # the step changed nothing in the state
+            return lambda session: None
+        set_stored_state(workflow, StoredState(parts, stored.deltas + 1))
+        writes["deltas"] += 1
+        writes["bytes"] += len(delta)
+        return lambda session: session.execute(insert(DELTAS), {
+            "instance_id": instance.id, "seq": instance.version, "data": delta})
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, principal: Principal,
