@@ -185,6 +185,7 @@ class Codec:
                                lambda v: Decimal(v["value"]))
         self._state = InstanceStateConverter(BpmnWorkflow, self.registry)
         self._serializer = BpmnWorkflowSerializer(self.registry)
+        self._encoder = self._serializer._encoder_cls(separators=(",", ":"), ensure_ascii=False)
 
     # specs --------------------------------------------------------------------
     def dump_spec(self, spec, subprocess_specs: dict) -> str:
@@ -219,8 +220,9 @@ class Codec:
             self.registry._encoder_mode = False
 
     def _dumps(self, value) -> str:
-        return json.dumps(value, cls=self._serializer._encoder_cls, separators=(",", ":"),
-                          ensure_ascii=False)
+        """``value`` as compact JSON (one encoder for every part: what ``json.dumps`` with
+        these arguments gives, without building an encoder per call)."""
+        return self._encoder.encode(value)
 
     def state_parts(self, workflow: BpmnWorkflow) -> dict[str, str]:
         """The workflow's state cut into parts (see the module's docstring)."""

@@ -220,6 +220,9 @@ class Runtime(InstanceManagement, Schedules):
             events.append(audit_entry(instance, now, actor, "instance_completed"))
         if instance.status in ENDED_STATUSES:
             instance.ended_at = instance.ended_at or now
+        # before anything below reads (and so flushes): a new instance's row is inserted
+        # with its state
+        store_state = self._state_writer(instance, workflow)
         previous_stage = instance.stage
         # one walk of the task tree for the stage and the projections
         live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
@@ -237,7 +240,6 @@ class Runtime(InstanceManagement, Schedules):
         if projected:            # recorded in the step's own entry
             events[0].details = {**(events[0].details or {}), "changes": projected}
         session.add_all(events + step.audit)
-        store_state = self._state_writer(instance, workflow)
         # the version check happens here; the audit entries' chain head goes into the same
         # UPDATE of the instance row
         session.flush()
