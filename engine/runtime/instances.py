@@ -28,6 +28,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
@@ -250,8 +251,10 @@ class Runtime(InstanceManagement, Schedules):
     def _state_writer(self, instance: Instance, workflow: BpmnWorkflow
                       ) -> Callable[[Session], object]:
         """Store the workflow's state: a snapshot in the instance's row (set here, written
-        by the step's flush) or a delta, written after the flush by what this returns (the
-        row's new version, checked by that flush, is the delta's ``seq``)."""
+        by the step's flush) or a delta, written after that flush (and its version check)
+        by what this returns. A delta's ``seq`` is its place after the snapshot (1 to K):
+        two writers that started from the same state collide on it even where the version
+        check did not stop them."""
         stored = stored_state(workflow)
         parts = self.codec.state_parts(workflow)
         writes = self.state_writes
@@ -270,10 +273,13 @@ class Runtime(InstanceManagement, Schedules):
         if delta is None:                   # the step changed nothing in the state
             return lambda session: None
         set_stored_state(workflow, StoredState(parts, stored.deltas + 1))
+        # the row changes as when the whole state was written into it: its UPDATE, with the
+        # version check and the new version, is issued even when no other column changed
+        flag_modified(instance, "updated_at")
         writes["deltas"] += 1
         writes["bytes"] += len(delta)
         return lambda session: session.execute(insert(DELTAS), {
-            "instance_id": instance.id, "seq": instance.version, "data": delta})
+            "instance_id": instance.id, "seq": stored.deltas + 1, "data": delta})
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, principal: Principal,

@@ -129,8 +129,9 @@ class Instance(Base):
 
 class InstanceStateDelta(Base):
     """What one step changed in an instance's state since its snapshot (``instances.state``):
-    the changed parts, compressed (engine.serialization). ``seq`` is the instance's version
-    the step saved; a load applies the deltas in that order. A snapshot removes them."""
+    the changed parts, compressed (engine.serialization). ``seq`` is the delta's place after
+    the snapshot (1, 2, ...); a load applies the deltas in that order. A snapshot removes
+    them."""
 
     __tablename__ = "instance_state_deltas"
 
