@@ -274,9 +274,9 @@ def test_art8_k2_the_council_meeting_is_recorded_by_its_chair_or_secretary_an_ab
     [task] = case.open("council_meeting")
     assert case.candidates(task) == sorted([chair, secretary])     # named when it was formed
     assert case.instance.stage == "in_council"
-    # another member of the council does not record the meeting
+    # another member of the council does not record the meeting: the task is not his to see
     assert complete(server, members[2], case, "council_meeting", council_meeting(
-        {m: "for" for m in members}, "2026-03-03")).status_code == 403
+        {m: "for" for m in members}, "2026-03-03")).status_code == 404
     # the secretary records it: one member absent, and the meeting is not held up
     present = {chair: "for", secretary: "for", members[2]: "against", members[3]: "for"}
     answer = complete(server, secretary, case, "council_meeting",
@@ -383,3 +383,48 @@ def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp
         "ballots", 5, 3, 2, "recommend_approve")
     # the leadership still meets (its own setting is unchanged)
     assert case.open_elements() == ["leadership_meeting"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"chromium is not at {CHROMIUM}")
+def test_web_the_council_secretary_records_the_meeting_and_sees_the_tally_and_result(library):
+    members = council_members("lao-cai")
+    chair, secretary = members[:2]
+    case = council_case(library, "lao-cai")
+    [task] = case.open("council_meeting")
+    server = LiveServer(library)
+    try:
+        with chromium_page(1280, 900) as page:
+            sign_in(page, server, secretary)
+            page.goto(f"{server.url}/tasks/{task.id}")
+            assert page.get_by_role("heading", name="Ghi biên bản họp Hội đồng đánh giá") \
+                .is_visible()
+            page.locator("#f-council_meeting_date").fill("03/03/2026")
+            present = {chair: "for", secretary: "for", members[2]: "against", members[3]: "for"}
+            fill_list(page, "council_attendees", list(present))
+            rows = page.locator("[data-rows='council_opinions']")
+            for index, (member, vote) in enumerate(present.items()):
+                if index:
+                    rows.locator("button.add-row").click()
+                row = rows.locator(".row").nth(index)
+                row.locator("[name='council_opinions.member']").fill(member)
+                row.locator("[name='council_opinions.vote']").select_option(vote)
+                row.locator("[name='council_opinions.opinion']").fill(f"Ý kiến {index + 1}")
+            page.get_by_role("button", name="Gửi").click()
+            page.wait_for_url(lambda url: f"/tasks/{task.id}" not in url)
+            record = case.data()["council_record"]
+            assert (record["present_count"], record["votes_for"], record["votes_against"],
+                    record["result"]) == (4, 3, 1, "recommend_approve")
+            assert record["members"][2]["opinion"] == "Ý kiến 3"
+            # the case page lists the council's biên bản; its DOCX gives the tally and result
+            page.goto(f"{server.url}/instances/{case.id}")
+            row = page.locator("[data-testid=document]").filter(
+                has_text="Biên bản họp Hội đồng đánh giá")
+            with page.expect_download() as download:
+                row.get_by_role("link", name="DOCX").click()
+            content = Path(download.value.path()).read_bytes()
+            text = [p.text for p in docx.Document(io.BytesIO(content)).paragraphs]
+            assert ("Kết quả: 3 phiếu tán thành, 1 phiếu không tán thành trên 4 phiếu biểu "
+                    "quyết của 5 thành viên.") in text
+            assert "Kiến nghị của Hội đồng: phê duyệt đề xuất." in text
+    finally:
+        server.stop()
