@@ -79,7 +79,7 @@ def builder(variant, name):
             "words": {key: t(f"builder.{key}") for key in WORDS}}
     return render_template("form_builder.html", variant=variant, name=name, schema=schema,
                            kinds=kinds, data=data,
-                           fields=_preview_fields(schema))
+                           fields=_preview_fields(variant, schema))
 
 
 @blp.route("/designer/<string:variant>/forms/<string:name>/file")
@@ -143,8 +143,11 @@ def _checked_schema(variant: str, name: str) -> dict:
     return schema
 
 
-def _preview_fields(schema: dict) -> list[form_fields.Field]:
-    return form_fields.build(schema, {})
+def _preview_fields(variant: str, schema: dict) -> list[form_fields.Field]:
+    """The form as officials get it: its unit fields offer the variant's units."""
+    units = engine().org.unit_directory(variant) if form_fields.kinds(
+        form_fields.build(schema, {})) & {"unit", "units"} else []
+    return form_fields.build(schema, {}, units=units)
 
 
 def _posted_fields() -> list[dict]:
@@ -194,7 +197,7 @@ def preview(variant, name):
         schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
         return jsonify(valid=False, problems=_said(refused.problems))
-    html = render_template("_form_preview.html", fields=_preview_fields(schema))
+    html = render_template("_form_preview.html", fields=_preview_fields(variant, schema))
     return jsonify(valid=True, html=html, problems=[], schema=schema)
 
 

@@ -2,8 +2,8 @@
 
 Templates are data designers change: they are rendered in Jinja's sandbox, with values
 XML-escaped, and the helpers below as filters: ``money`` (1.500.000 đồng), ``date``
-(dd/mm/yyyy), ``long_date`` (ngày 05 tháng 3 năm 2026) and ``name`` (a username's full
-name).
+(dd/mm/yyyy), ``long_date`` (ngày 05 tháng 3 năm 2026), ``name`` (a username's full
+name) and ``unit_name`` (a unit id's unit name; a list: the names, comma-separated).
 """
 from __future__ import annotations
 
@@ -86,13 +86,15 @@ class _Kept:
 class _Templates(SandboxedEnvironment):
     """The one sandboxed environment documents are rendered in, which keeps the Jinja code
     it compiled from each part of a template (docxtpl asks for it at every render: compiling
-    the body of a decision took as long as filling it in). The ``name`` filter is the
-    render's own (names read through its session), set for the render's context."""
+    the body of a decision took as long as filling it in). The ``name`` and ``unit_name``
+    filters are the render's own (names read through its session), set for the render's
+    context."""
 
     def __init__(self):
         super().__init__(autoescape=True)
         self.filters.update(money=money, date=short_date, long_date=long_date,
-                            name=lambda value: _NAMES.get()(value))
+                            name=lambda value: _NAMES.get()[0](value),
+                            unit_name=lambda value: _NAMES.get()[1](value))
         self._compiled = _Kept()
 
     def from_string(self, source, globals=None, template_class=None):  # noqa: A002
@@ -111,13 +113,22 @@ class _Document(DocxTemplate):
         return self._cleaned.get(src_xml, super().patch_xml)
 
 
-_NAMES: ContextVar[Callable[[Any], str]] = ContextVar("document_names")
+_NAMES: ContextVar[tuple[Callable[[Any], str], Callable[[Any], str]]] = ContextVar(
+    "document_names")
 _ENVIRONMENT = _Templates()
 
 
-def render(template: bytes, context: dict, names: Callable[[Any], str]) -> bytes:
-    """The DOCX of ``template`` filled with ``context``."""
-    token = _NAMES.set(names)
+def _as_is(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value or "")
+
+
+def render(template: bytes, context: dict, names: Callable[[Any], str],
+           unit_names: Callable[[Any], str] = _as_is) -> bytes:
+    """The DOCX of ``template`` filled with ``context``; ``names`` and ``unit_names`` read
+    a username's and a unit id's name."""
+    token = _NAMES.set((names, unit_names))
     try:
         document = _Document(io.BytesIO(template))
         document.render(context, _ENVIRONMENT, autoescape=True)

@@ -150,6 +150,20 @@ class Documents:
             return cache[key]
         return name
 
+    @staticmethod
+    def _unit_names(session: Session) -> Callable[[Any], str]:
+        cache: dict[str, str] = {}
+
+        def unit_name(value: Any) -> str:
+            if isinstance(value, (list, tuple)):
+                return ", ".join(unit_name(v) for v in value)
+            key = str(value or "")
+            if key not in cache:
+                unit = session.get(OrgUnit, key) if key else None
+                cache[key] = unit.name if unit is not None else key
+            return cache[key]
+        return unit_name
+
     def _signer(self, session: Session, username: str, agency: OrgUnit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
         """The signer's lines (thẩm quyền ký: TM./KT./Q. and position) and full name."""
@@ -214,7 +228,8 @@ class Documents:
 
     def _render_into(self, session: Session, document: Document, template: bytes) -> None:
         try:
-            content = render(template, document.context, self._names(session))
+            content = render(template, document.context, self._names(session),
+                             self._unit_names(session))
         except TemplateFailed as exc:
             raise InvalidData(f"document template '{document.template}' cannot be rendered: "
                               f"{exc}", code="document.template_failed",
