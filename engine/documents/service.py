@@ -36,7 +36,7 @@ from ..deadlines import current_settings
 from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
 from ..org import Org
-from ..repository import document_templates_of
+from ..repository import document_template_of
 from ..store import AuditEvent, Database, User
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
@@ -188,8 +188,7 @@ class Documents:
     def issue(self, step: Step, rule: policy.DocumentRule, task, data: dict) -> Document:
         session, instance = step.session, step.instance
         settings = self.settings()
-        templates = document_templates_of(step.definition.sources)
-        template = templates.get(rule.template)
+        template = document_template_of(step.definition.sources, rule.template)
         if template is None:
             raise InvalidData(f"document template '{rule.template}' was not deployed with "
                               "the definition", code="document.template_missing",
@@ -249,8 +248,10 @@ class Documents:
             province = self.org.province_of(agency.id)
             place = re.sub(r"^(UBND\s+)?(tỉnh|thành phố)\s+", "", province.name,
                            flags=re.IGNORECASE)
+        # the earlier documents' titles, numbers and dates only (not their content)
         earlier = [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
-                   for d in session.scalars(select(Document).where(
+                   for d in session.execute(select(
+                       Document.title, Document.reference, Document.issued_at).where(
                        Document.instance_id == instance.id).order_by(Document.issued_at))]
         earlier += [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
                     for d in session.new if isinstance(d, Document)]
@@ -376,7 +377,7 @@ class Documents:
                 raise Forbidden("the document was already corrected; correct the correction",
                                 rule="document_corrected")
             definition = self.repository.get(instance.definition_id, session)
-            template = document_templates_of(definition.sources).get(original.template)
+            template = document_template_of(definition.sources, original.template)
             if template is None:
                 raise InvalidData(f"document template '{original.template}' is gone",
                                   code="document.template_missing",
