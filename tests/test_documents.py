@@ -167,6 +167,15 @@ SAMPLES = {
                                        {"member": DEPUTIES[0], "vote": "against",
                                         "present": True},
                                        {"member": DEPUTIES[1], "present": False}]},
+        "council_record": {"mode": "meeting", "date": "2026-03-01", "chair": DIRECTOR,
+                           "secretary": DEPUTIES[0], "members_count": 3, "present_count": 2,
+                           "votes_for": 1, "votes_against": 1, "votes_cast": 2,
+                           "rule": "quá nửa số phiếu biểu quyết", "result": "recommend_approve",
+                           "members": [{"member": DIRECTOR, "present": True, "vote": "for",
+                                        "opinion": "Khả thi"},
+                                       {"member": DEPUTIES[0], "present": True,
+                                        "vote": "against", "opinion": ""},
+                                       {"member": DEPUTIES[1], "present": False}]},
         "recognised_people": [PROPOSER, DEPUTIES[2]], "recognised_organisations": ["Sở A"],
         "recognition_note": "Ghi chú", "measures": ["praise", "commendation", "other"],
         "months_early": 6, "protection_decision": "excluded",
@@ -180,7 +189,7 @@ SAMPLES["sparse"] = {key: type(value)() for key, value in SAMPLES["full"].items(
 SAMPLES["sparse"].update(doc={**DOC, "parent_agency": "", "correction": "", "replaces": "",
                               "bases": [], "earlier": [], "recipients": [],
                               "legal_basis": ""},
-                         meeting_record={"members": []})
+                         meeting_record={"members": []}, council_record={"members": []})
 
 
 def _members(content: bytes) -> list[tuple[str, bytes]]:
