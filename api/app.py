@@ -9,7 +9,7 @@ from engine.store.db import PROJECT_ROOT
 from engine.workflow_engine import WorkflowEngine
 
 from . import catalogues, observability, problems
-from .auth import authenticate_first, secret_key
+from .auth import CookieSessions, authenticate_first, secret_key
 from .openapi import PROBLEM_RESPONSE, ProblemResponses
 from .schemas import Problem
 from . import ui
@@ -28,6 +28,7 @@ def create_app(engine: WorkflowEngine | None = None, settings: Settings | None =
     if settings is None:
         settings = engine.settings if engine is not None else Settings.from_environment()
     app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app.session_interface = CookieSessions()
     configured_key = settings.secret_key.get_secret_value() if settings.secret_key else None
     app.config.update(
         JSON_AS_ASCII=False,

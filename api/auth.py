@@ -5,7 +5,8 @@ import functools
 import secrets
 from pathlib import Path
 
-from flask import after_this_request, current_app, g, request, session
+from flask import Flask, after_this_request, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.access import Principal
@@ -69,6 +70,22 @@ def remember_device(username: str, device: str | None) -> None:
         response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_DAYS * 86400, httponly=True,
                             samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"])
         return response
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with their signer made once per key (Flask makes it
+    anew at every request, bearer requests included, which carry no session cookie: a tenth
+    of a millisecond each)."""
+
+    def __init__(self) -> None:
+        self._signers: dict = {}
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        signer = self._signers.get(keys)
+        if signer is None and app.secret_key:
+            signer = self._signers[keys] = super().get_signing_serializer(app)
+        return signer
 
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

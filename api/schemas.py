@@ -132,9 +132,6 @@ class DeployedOut(Schema):
 class DeployResult(Schema):
     created = fields.Boolean(required=True)
     processes = fields.List(fields.Nested(DeployedOut), required=True)
-    dry_run_warnings = fields.List(fields.Dict(), metadata={
-        "description": "each failure of the variant's dry-run scripts on the new versions: "
-                       "script, step, element_id, code, params, message, detail"})
 
 
 class ValidationResult(Schema):

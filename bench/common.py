@@ -103,8 +103,10 @@ class RoundTrips:
             self.statements += 1
             self.round_trips += 1
 
-    def _on_command(self, *_args) -> None:
-        if self.counting:
+    def _on_command(self, connection, *_args) -> None:
+        # in autocommit SQLAlchemy still begins and commits, but sends nothing
+        if self.counting and connection.get_execution_options().get(
+                "isolation_level") != "AUTOCOMMIT":
             self.round_trips += 1
 
     def remove(self) -> None:

@@ -9,7 +9,10 @@ their plan (submit_plan, the proposer's form), each completion then runs the rea
 
 Statements and round trips per REST completion are counted afterwards on a few more tasks,
 completed through the same app in this process (Flask's test client, the same request
-handling as under gunicorn: token, rights, the step), with SQLAlchemy's event hooks.
+handling as under gunicorn: token, rights, the step), with SQLAlchemy's event hooks; a few
+more are then timed part by part (``request_breakdown``: the step, authentication, schemas,
+JSON, session, hooks and Flask itself, in CPU milliseconds, bench.request_profile). The
+gunicorn workers' own CPU time during the run, per completion, is ``worker_cpu_ms``.
 
 Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-limit 60]
                                        [--database postgresql|sqlite]
@@ -35,6 +38,7 @@ from .common import (PROJECT, PROPOSER, RoundTrips, bench_database, emit, librar
 
 ND73 = Path(PROJECT) / ".venv" / "bin" / "nd73"
 COUNTED = 5           # REST completions whose statements are counted
+PROFILED = 20         # and then timed part by part (bench.request_profile)
 
 
 def _free_port() -> int:
@@ -130,11 +134,31 @@ def hammer(base: str, task_ids: list[str], clients: int, time_limit: float) -> d
             "latency_ms": percentiles(latencies) if latencies else None}
 
 
-def count_statements(url: str, task_ids: list[str]) -> dict:
+def _process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) used so far by ``pid``'s children (gunicorn's workers),
+    read from /proc; 0 where there is no /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick    # utime, stime
+    return total
+
+
+def count_statements(url: str, task_ids: list[str], profiled_ids: list[str] = ()) -> dict:
     """Statements and round trips per REST completion of ``task_ids``, through the app in
-    this process."""
+    this process, and the breakdown of the completions of ``profiled_ids``."""
     from api.app import create_app
     from engine.workflow_engine import WorkflowEngine
+
+    from .request_profile import breakdown, profiled
 
     engine = WorkflowEngine(url)
     try:
@@ -154,7 +178,16 @@ def count_statements(url: str, task_ids: list[str]) -> dict:
                     raise RuntimeError(f"a counted completion failed: {response.status_code}"
                                        f" {response.get_data(as_text=True)[:200]}")
         counter.remove()
-        return counter.per(len(task_ids) - 1)
+        counted = counter.per(len(task_ids) - 1)
+        if not profiled_ids:
+            return counted, None
+        with profiled(client.application) as parts:
+            for task_id in profiled_ids:
+                response = client.post(f"/api/v1/tasks/{task_id}/complete", json=body,
+                                       headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"a timed completion failed: {response.status_code}")
+        return counted, breakdown(parts, len(profiled_ids))
     finally:
         engine.close()
 
@@ -164,15 +197,20 @@ def run(n: int = 2000, clients: int = 32, workers: int = 2, time_limit: float = 
     with bench_database(database, "http") as url, \
             tempfile.TemporaryDirectory(prefix="nd73-bench-") as folder:
         started = time.perf_counter()
-        task_ids = prepare(url, n + COUNTED)
+        profiled_n = min(PROFILED, max(2, n // 4))
+        task_ids = prepare(url, n + COUNTED + profiled_n)
         prepared_s = time.perf_counter() - started
         server, base = serve(url, workers, Path(folder) / "serve.log")
         try:
-            result = hammer(base, task_ids[COUNTED:], clients, time_limit)
+            cpu_before = _process_tree_cpu(server.pid)
+            result = hammer(base, task_ids[COUNTED + profiled_n:], clients, time_limit)
+            result["worker_cpu_ms"] = round((_process_tree_cpu(server.pid) - cpu_before)
+                                            * 1000 / max(result["completions"], 1), 2)
         finally:
             server.terminate()
             server.wait(timeout=30)
-        result["per_rest_completion"] = count_statements(url, task_ids[:COUNTED])
+        result["per_rest_completion"], result["request_breakdown"] = count_statements(
+            url, task_ids[:COUNTED], task_ids[COUNTED:COUNTED + profiled_n])
     return emit("http_task_completions", database, n, clients=clients, workers=workers,
                 time_limit_s=time_limit, prepared_s=round(prepared_s, 1), **result,
                 target_completions_per_s=200, target_p95_ms=100)

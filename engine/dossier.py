@@ -34,7 +34,7 @@ from SpiffWorkflow.util.task import TaskState
 from . import diagrams, policy
 from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
-from .forms import is_person, person_values
+from .forms import is_person, is_unit, person_values, unit_values
 from .multi_instance import all_tasks
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
@@ -205,10 +205,12 @@ def _files(value: Any) -> list[dict] | None:
     return None
 
 
-def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, str]:
+def field_text(prop: dict, value: Any, people: dict[str, dict],
+               units: dict[str, str] | None = None) -> tuple[str, str]:
     """How a value reads, and its kind (for pages): money in đồng, dates dd/mm/yyyy,
-    choices by their labels, yes/no, people by name."""
+    choices by their labels, yes/no, people and units by name, a list's rows one by one."""
     labels = prop.get("x-enum-labels") or {}
+    units = units or {}
     if isinstance(value, bool):
         return ("Có" if value else "Không"), "boolean"
     if prop.get("x-widget") == "money":
@@ -217,22 +219,38 @@ def field_text(prop: dict, value: Any, people: dict[str, dict]) -> tuple[str, st
         return date_text(value), "date"
     if prop.get("format") == "date-time":
         return date_text(value), "datetime"
-    names_people = is_person(prop) or is_person(prop.get("items"))
+    items: dict = prop["items"] if isinstance(prop.get("items"), dict) else {}
+    names_people = is_person(prop) or is_person(items)
+    names_units = is_unit(prop) or is_unit(items)
     if isinstance(value, list):
-        item_labels = (prop.get("items") or {}).get("x-enum-labels") or labels
+        item_labels = items.get("x-enum-labels") or labels
         shown = [people[v]["text"] if names_people and isinstance(v, str) and v in people
+                 else units[v] if names_units and isinstance(v, str) and v in units
                  else item_labels.get(v, v) if isinstance(v, str)
+                 else _row_text(items, v, people, units) if isinstance(v, dict)
                  else json.dumps(v, ensure_ascii=False) for v in value]
         return "; ".join(str(s) for s in shown), "list"
     if isinstance(value, str) and value in labels:
         return labels[value], "choice"
     if names_people and isinstance(value, str) and value in people:
         return people[value]["text"], "person"
+    if names_units and isinstance(value, str) and value in units:
+        return units[value], "unit"
     if isinstance(value, (int, float)):
         return f"{value:,}".replace(",", "."), "number"
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False), "object"
     return str(value), "textarea" if prop.get("x-widget") == "textarea" else "text"
+
+
+def _row_text(items: dict, row: dict, people: dict[str, dict], units: dict[str, str]) -> str:
+    """A row of a list of several fields (a member's vote and opinion): its cells as they
+    read, in the form's order."""
+    properties = items.get("properties") or {}
+    cells = [field_text(properties.get(name) or {}, row[name], people, units)[0]
+             for name in [*properties, *(k for k in row if k not in properties)]
+             if name in row and row[name] not in (None, "", [])]
+    return ", ".join(cells)
 
 
 class Dossiers:
@@ -308,12 +326,16 @@ class Dossiers:
                      *(r.assignee for r in opened),
                      *(u for r in opened for u in candidates.get(r.id, ()))}
         # form values that name users (a council's chair, the implementers) are shown by
-        # name: the values of the fields the form declares person fields
+        # name: the values of the fields the form declares person fields (units:
+        # the fields it declares unit fields)
+        unit_ids: set[str] = set()
         for row in closed:
             task = spiff_tasks.get(row.id)
             schema = forms.get((row.form or "").rsplit("/", 1)[-1]) or {}
             values = (task.data if task is not None else {}) or {}
             usernames.update(username for _, username in person_values(schema, values))
+            unit_ids.update(unit_id for _, unit_id in unit_values(schema, values))
+        units = self._unit_names(instance.variant, unit_ids)
         people = self.people.of(usernames)
         people = {u: p for u, p in people.items() if u in usernames}
         known = {u: p for u, p in people.items() if p["full_name"] != u or p["positions"]}
@@ -351,7 +373,7 @@ class Dossiers:
                     files += [{**f, "field": name, "label": prop.get("title") or name}
                               for f in attached]
                     continue
-                text, kind = field_text(prop, value, known)
+                text, kind = field_text(prop, value, known, units)
                 fields.append({"name": name, "label": prop.get("title") or name,
                                "label_en": prop.get("x-title-en") or prop.get("title") or name,
                                "value": value, "text": text, "kind": kind})
@@ -455,6 +477,14 @@ class Dossiers:
             data.update(task.data)
         data.update(workflow.data)
         return data
+
+    def _unit_names(self, variant: str, unit_ids: set[str]) -> dict[str, str]:
+        """Unit id → name, for the units of ``variant`` among ``unit_ids``."""
+        if not unit_ids:
+            return {}
+        with self.db.reading() as session:
+            return dict(session.execute(select(OrgUnit.id, OrgUnit.name).where(
+                OrgUnit.id.in_(unit_ids), OrgUnit.variant == variant)).all())
 
     @staticmethod
     def _counts(poll: dict) -> list[dict]:

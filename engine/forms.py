@@ -9,6 +9,9 @@ Besides JSON Schema, a form declares what only the engine can check:
 - ``"x-widget": "person"`` on a text field (or a list of texts, or a property of a list's
   items): its values are usernames of people of the organisation (:func:`person_values`;
   the runtime refuses an unknown one, naming the field and the value);
+- ``"x-widget": "unit"``, the same for units of the organisation (a department, a division,
+  a commune…): its values are unit ids (:func:`unit_values`), refused when no unit of the
+  process's variant has that id, and shown by the unit's name;
 - ``"x-not-before"`` / ``"x-not-after"`` on a date field: another date field of the form (or
   of the step's data), or ``"today"`` (the engine clock's day): an end before its start, a
   completion in the future are refused (:func:`date_order_errors`).
@@ -97,6 +100,7 @@ def form_errors(schema: dict, data: dict) -> list[dict]:
 
 
 PERSON = "person"      # the x-widget of a field naming people by username
+UNIT = "unit"          # the x-widget of a field naming units of the organisation by id
 TODAY = "today"
 
 
@@ -104,28 +108,47 @@ def is_person(prop) -> bool:
     return isinstance(prop, dict) and prop.get("x-widget") == PERSON
 
 
-def person_values(schema: dict, data: dict, prefix: str = "") -> list[tuple[str, str]]:
-    """(field path, username) for each value of the form's person fields in ``data``: a
-    person field, a list declared a person field, or a person property of a list's items
-    (named by the list's path)."""
+def is_unit(prop) -> bool:
+    return isinstance(prop, dict) and prop.get("x-widget") == UNIT
+
+
+def widget_values(schema: dict, data: dict, widget: str,
+                  prefix: str = "") -> list[tuple[str, str]]:
+    """(field path, value) for each value of the form's fields declared ``"x-widget":
+    widget`` in ``data``: such a field, a list declared so (or whose items are), or such a
+    property of a list's items (named by the list's path)."""
     found: list[tuple[str, str]] = []
     if not isinstance(data, dict):
         return found
+
+    def marked(prop) -> bool:
+        return isinstance(prop, dict) and prop.get("x-widget") == widget
+
     for name, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, dict) or name not in data:
             continue
         path, value = prefix + name, data[name]
         items: dict = prop["items"] if isinstance(prop.get("items"), dict) else {}
-        if is_person(prop) or (prop.get("type") == "array" and is_person(items)):
+        if marked(prop) or (prop.get("type") == "array" and marked(items)):
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and item.strip():
                     found.append((path, item))
         elif prop.get("type") == "object":
-            found += person_values(prop, value, path + ".")
+            found += widget_values(prop, value, widget, path + ".")
         elif prop.get("type") == "array" and items.get("type") == "object":
             for item in value if isinstance(value, list) else []:
-                found += [(path, username) for _, username in person_values(items, item)]
+                found += [(path, v) for _, v in widget_values(items, item, widget)]
     return found
+
+
+def person_values(schema: dict, data: dict) -> list[tuple[str, str]]:
+    """(field path, username) for each value of the form's person fields in ``data``."""
+    return widget_values(schema, data, PERSON)
+
+
+def unit_values(schema: dict, data: dict) -> list[tuple[str, str]]:
+    """(field path, unit id) for each value of the form's unit fields in ``data``."""
+    return widget_values(schema, data, UNIT)
 
 
 def unknown_people_errors(pairs: list[tuple[str, str]], known: set[str]) -> list[dict]:
@@ -139,6 +162,20 @@ def unknown_people_errors(pairs: list[tuple[str, str]], known: set[str]) -> list
                        "params": {"value": username},
                        "message": f"'{username}' is no one of the organisation; choose a "
                                   "person from it"})
+    return errors
+
+
+def unknown_units_errors(pairs: list[tuple[str, str]], known: set[str]) -> list[dict]:
+    """Field errors for the unit ids in ``pairs`` that are no unit of ``known``."""
+    errors, seen = [], set()
+    for path, unit_id in pairs:
+        if unit_id in known or (path, unit_id) in seen:
+            continue
+        seen.add((path, unit_id))
+        errors.append({"field": path, "code": N_("form.unknown_unit"),
+                       "params": {"value": unit_id},
+                       "message": f"'{unit_id}' is no unit of the organisation; choose a "
+                                  "unit from it"})
     return errors
 
 

@@ -217,6 +217,38 @@ class Org:
                     User.username.in_(usernames), User.active.is_(True)))]
         return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
+    def units_named(self, variant: str, unit_ids: Iterable[str]) -> set[str]:
+        """Those of ``unit_ids`` that are units of ``variant``'s organisation (whom a form's
+        unit fields may name)."""
+        wanted = set(unit_ids)
+        found = {u.id for u in self._tree().values()
+                 if u.id in wanted and u.variant == variant}
+        if found != wanted:          # perhaps added since the tree was read
+            with self.db.reading() as session:
+                found |= set(session.scalars(select(OrgUnit.id).where(
+                    OrgUnit.id.in_(wanted - found), OrgUnit.variant == variant)))
+        return found
+
+    def unit_directory(self, variant: str) -> list[tuple[str, str, int]]:
+        """(id, name, depth) of the units of ``variant``'s organisation, each root followed
+        by the units under it, by name: what a form's unit fields offer."""
+        units = [u for u in self._tree().values() if u.variant == variant]
+        children: dict[str | None, list[OrgUnit]] = {}
+        ids = {u.id for u in units}
+        for unit in units:
+            parent = unit.parent_id if unit.parent_id in ids else None
+            children.setdefault(parent, []).append(unit)
+        for siblings in children.values():
+            siblings.sort(key=lambda u: (u.name, u.id))
+        found: list[tuple[str, str, int]] = []
+
+        def walk(parent: str | None, depth: int) -> None:
+            for unit in children.get(parent, []):
+                found.append((unit.id, unit.name, depth))
+                walk(unit.id, depth + 1)
+        walk(None, 0)
+        return found
+
     def units_of(self, username: str) -> list[str]:
         return list(dict.fromkeys(unit for unit, _ in self._snapshot()[2].get(username, ())))
 

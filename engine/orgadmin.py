@@ -18,7 +18,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 from sqlalchemy import delete, select
@@ -28,7 +28,7 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
-from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, local_today
+from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, in_force, local_today
 from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Membership,
                     OrgUnit,
                     TaskCandidate, TaskStatus, User)
@@ -215,7 +215,8 @@ class OrgAdmin:
             memberships = list(session.scalars(select(Membership).where(
                 Membership.username == username)))
             return [{"task": t, "claimed": t.assignee == username,
-                     "successor": self._successor(session, t, username, memberships, ())}
+                     "successor": self._successor(session, t, username, memberships, (),
+                                                  local_today(self.clock))}
                     for t in tasks]
 
     @staticmethod
@@ -233,25 +234,31 @@ class OrgAdmin:
 
     @staticmethod
     def _successor(session: Session, task: HumanTask, username: str,
-                   held: Iterable[Membership], leaving: Iterable[tuple[str, str]]
-                   ) -> str | None:
+                   held: Iterable[Membership], leaving: Iterable[tuple[str, str]],
+                   today: date) -> str | None:
         """Who takes ``task`` from ``username`` by default: the one other holder of a
-        position ``username`` holds (held) in the task's unit, after the change. ``leaving``:
-        (unit, position) memberships the change ends."""
+        position ``username`` holds (held) in the task's unit, after the change, whose
+        position counts ``today``. ``leaving``: (unit, position) memberships the change
+        ends."""
         positions = {m.position for m in held if m.unit_id == task.unit_id}
         positions |= {p for u, p in leaving if u == task.unit_id}
         if not task.unit_id or not positions:
             return None
-        holders = session.scalars(select(Membership.username).where(
-            Membership.unit_id == task.unit_id, Membership.position.in_(positions),
-            Membership.username != username).order_by(Membership.id)).all()
-        holders = list(dict.fromkeys(holders))
+        heads = positions & set(SINGLE_HOLDER)
+        # only those whose position counts today: one starting later cannot act yet
+        current = [(name, position) for name, position, start, end in session.execute(
+            select(Membership.username, Membership.position, Membership.valid_from,
+                   Membership.valid_to).where(
+                Membership.unit_id == task.unit_id,
+                Membership.position.in_(positions | (set(SINGLE_HOLDER) if heads else set())),
+                Membership.username != username).order_by(Membership.id))
+            if in_force(start, end, today)]
+        holders = list(dict.fromkeys(name for name, position in current
+                                     if position in positions))
         # a head's work goes to the (other) head, else to the acting head
-        if positions & set(SINGLE_HOLDER):
+        if heads:
             for position in SINGLE_HOLDER:
-                first = session.scalars(select(Membership.username).where(
-                    Membership.unit_id == task.unit_id, Membership.position == position,
-                    Membership.username != username).order_by(Membership.id)).first()
+                first = next((name for name, held_as in current if held_as == position), None)
                 if first:
                     return first
         return holders[0] if len(holders) == 1 else None
@@ -386,7 +393,8 @@ class OrgAdmin:
                        unit_id: str, position: str, valid_from: date | None = None,
                        valid_to: date | None = None) -> dict:
         """Give an official a position in a unit; for a head (or acting head), the one who
-        held it stops, and their open tasks of the unit pass to the new holder."""
+        held it stops, and their open tasks of the unit pass to the new holder. Appointed
+        from a later day, the holder stays until the day before it."""
         self._position(position)
         with self.db.transaction() as session:
             self._changing(session, principal, variant)
@@ -421,9 +429,32 @@ class OrgAdmin:
                     valid_from=valid_from.isoformat() if valid_from else None,
                     valid_to=valid_to.isoformat() if valid_to else None)
         moved = []
+        today = local_today(self.clock)
         for membership in previous:
-            moved += self._end(session, principal, variant, membership, successor=username)
+            if valid_from is not None and valid_from > today and (
+                    membership.valid_from is None or membership.valid_from < valid_from):
+                # appointed from a later day: the holder stays until the day before it
+                self._end_on(session, principal, variant, membership,
+                             valid_from - timedelta(days=1))
+            else:       # the successor takes the tasks only once their position counts
+                moved += self._end(session, principal, variant, membership,
+                                   successor=username if valid_from is None
+                                   or valid_from <= today else None)
         return moved
+
+    def _end_on(self, session: Session, principal: Principal, variant: str,
+                membership: Membership, last_day: date) -> None:
+        """End a membership on ``last_day`` (a later day than today): it counts until then,
+        its holder keeps their tasks meanwhile."""
+        if membership.valid_to is not None and membership.valid_to <= last_day:
+            return
+        membership.valid_to = last_day
+        session.flush()
+        self._audit(session, principal, variant, "org_membership_ended",
+                    username=membership.username, unit_id=membership.unit_id,
+                    position=membership.position,
+                    valid_from=membership.valid_from.isoformat()
+                    if membership.valid_from else None, ended=last_day.isoformat())
 
     def _end(self, session: Session, principal: Principal, variant: str,
              membership: Membership, successor: str | None = None,
@@ -449,7 +480,8 @@ class OrgAdmin:
                 to = reassign[task.id]
             else:
                 to = successor or self._successor(session, task, username, (),
-                                                  [(unit_id, position)])
+                                                  [(unit_id, position)],
+                                                  local_today(self.clock))
             moved.append(self._pass_task(session, principal, task, username, to,
                                          "org_membership_ended"))
         return moved
@@ -492,7 +524,7 @@ class OrgAdmin:
                 raise NotFound(f"{username} holds no {position} position in {unit_id}",
                                code="org.no_such_membership",
                                params={"user": username, "unit": unit_id})
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             moved = self._end(session, principal, variant, membership, reassign=reassign)
         return {"reassigned": moved}
 
@@ -507,7 +539,7 @@ class OrgAdmin:
             self._changing(session, principal, variant)
             self._unit(session, variant, from_unit)
             self._unit(session, variant, to_unit)
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             held = list(session.scalars(select(Membership).where(
                 Membership.username == username, Membership.unit_id == from_unit)))
             if not held:
@@ -530,7 +562,7 @@ class OrgAdmin:
         with self.db.transaction() as session:
             self._changing(session, principal, variant)
             user = self._user(session, username)
-            self._check_targets(session, reassign)
+            self._check_targets(session, variant, reassign)
             moved: list[dict] = []
             if not active:
                 held = list(session.scalars(
@@ -553,13 +585,31 @@ class OrgAdmin:
                         username=username, reassigned=len(moved))
         return {"reassigned": moved}
 
-    def _check_targets(self, session: Session, reassign: dict[str, str | None] | None) -> None:
+    def _check_targets(self, session: Session, variant: str,
+                       reassign: dict[str, str | None] | None) -> None:
+        """The officials chosen to take tasks exist, are active and, when they hold
+        positions in the variant, hold one today: one whose position starts later cannot
+        act on a task yet."""
+        today = local_today(self.clock)
         for to in (reassign or {}).values():
             if to:
                 user = session.get(User, to)
                 if user is None or not user.active:
                     raise InvalidData(f"user '{to}' does not exist", code="user.not_found",
                                       params={"user": to})
+                terms = session.execute(
+                    select(Membership.valid_from, Membership.valid_to)
+                    .join(OrgUnit, OrgUnit.id == Membership.unit_id)
+                    .where(Membership.username == to, OrgUnit.variant == variant)).all()
+                later = sorted(start for start, end in terms if start and start > today)
+                if later and not any(in_force(start, end, today) for start, end in terms):
+                    raise InvalidData(
+                        f"{to} cannot take tasks before their position starts on "
+                        f"{later[0].strftime('%d/%m/%Y')}", code="org.successor_not_started",
+                        params={"user": to, "day": later[0].strftime("%d/%m/%Y")},
+                        errors=[{"field": "to", "code": N_("org.successor_not_started"),
+                                 "params": {"user": to,
+                                            "day": later[0].strftime("%d/%m/%Y")}}])
 
     def reassign_tasks(self, principal: Principal, variant: str, task_ids: list[str],
                        username: str) -> list[dict]:
@@ -567,7 +617,7 @@ class OrgAdmin:
         become its assignee and a candidate."""
         with self.db.transaction() as session:
             self.access.require_admin(principal, variant, "assign its tasks")
-            self._check_targets(session, {"": username})
+            self._check_targets(session, variant, {"": username})
             tasks = list(session.scalars(
                 select(HumanTask).join(Instance, Instance.id == HumanTask.instance_id)
                 .where(HumanTask.id.in_(task_ids), Instance.variant == variant)
@@ -599,16 +649,27 @@ class OrgAdmin:
         return done
 
     # --- the spreadsheet -------------------------------------------------------------------
-    def export_rows(self, principal: Principal, variant: str) -> list[list]:
+    def export_rows(self, principal: Principal, variant: str,
+                    issuer: str | None = None) -> list[list]:
+        """One row per membership, in the import's columns; with ``issuer`` (single sign-on
+        configured) also ``sso_subject``, the official's account there, so that the export
+        imports again with the same links."""
         self.access.require_admin(principal, variant, "export the organisation")
-        rows: list[list] = [list(COLUMNS)]
+        rows: list[list] = [[*COLUMNS, *([IDENTITY_COLUMN] if issuer else [])]]
+        subjects: dict[str, str] = {}
+        if issuer:
+            with self.db.reading() as session:
+                subjects = dict(session.execute(select(IdentityLink.username,
+                                                       IdentityLink.subject)
+                                                .where(IdentityLink.issuer == issuer)).all())
         for user, memberships in self.officials(variant):
             for m in memberships:
                 rows.append([user.username, user.full_name, user.email or "",
                              user.phone or "", m.unit_id, m.position,
                              m.valid_from.strftime("%d/%m/%Y") if m.valid_from else "",
                              m.valid_to.strftime("%d/%m/%Y") if m.valid_to else "",
-                             "1" if user.active else "0"])
+                             "1" if user.active else "0",
+                             *([subjects.get(user.username, "")] if issuer else [])])
         return rows
 
     @staticmethod

@@ -22,11 +22,13 @@ What scripts may use is documented for designers in ``processes/README.md``.
 from __future__ import annotations
 
 import ast
+import gc
 import math
 import operator
 import os
 import re
 import sys
+import threading
 import time
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -461,15 +463,44 @@ class ScriptMemoryExceeded(BaseException):
     """Raised inside a script that made the process grow by more than its allowance."""
 
 
+class _FullCollections:
+    """CPU time each thread spent in the garbage collector's full (oldest-generation)
+    collections. Such a collection walks every object of the process, so it costs what the
+    process holds (cached specs, other engines' state), not what the script running when it
+    comes did: a script's CPU limit leaves it out. Younger collections, which follow the
+    script's own allocations, still count."""
+
+    def __init__(self):
+        self.local = threading.local()
+
+    def seconds(self) -> float:
+        return getattr(self.local, "total", 0.0)
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self.local.started = time.thread_time()
+        elif phase == "stop" and getattr(self.local, "started", None) is not None:
+            self.local.total = self.seconds() + time.thread_time() - self.local.started
+            self.local.started = None
+
+
+_FULL_COLLECTIONS = _FullCollections()
+gc.callbacks.append(_FULL_COLLECTIONS)
+
+
 class _CpuBudget:
-    """Trace function that raises ScriptTimeout once the thread used up its CPU budget, and
-    ScriptMemoryExceeded once the process grew by more than ``MAX_MEMORY_GROWTH``: within one
-    CPU second a loop can allocate gigabytes of values each below the size guards."""
+    """Trace function that raises ScriptTimeout once the thread used up its CPU budget (less
+    the full garbage collections, see :class:`_FullCollections`), and ScriptMemoryExceeded
+    once the process grew by more than ``MAX_MEMORY_GROWTH``: within one CPU second a loop
+    can allocate gigabytes of values each below the size guards."""
 
     MEMORY_CHECK_EVERY = 16     # trace events between reads of /proc/self/statm
 
     def __init__(self, seconds: float):
         self.deadline = time.thread_time() + seconds
+        self.collected = _FULL_COLLECTIONS.seconds()
         self.seconds = seconds
         self.events = 0
         start = _resident_bytes()
@@ -481,7 +512,9 @@ class _CpuBudget:
         return None
 
     def local_trace(self, frame, event, arg):
-        if time.thread_time() > self.deadline:
+        if time.thread_time() > self.deadline and \
+                time.thread_time() - (_FULL_COLLECTIONS.seconds() - self.collected) \
+                > self.deadline:
             raise ScriptTimeout(self.seconds)
         self.events += 1
         if self.memory_ceiling is not None and self.events % self.MEMORY_CHECK_EVERY == 0:

@@ -22,6 +22,14 @@ def _public_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("VN", years=year))
 
 
+def load_public_holidays(year: int) -> None:
+    """Load the holiday tables now. The ``holidays`` package imports its ~280 countries at
+    the first look-up (half a CPU second or more): done inside a script, that one-off cost
+    of the process would count against the first script's CPU limit that counts working
+    days, refusing it or not depending on what the process ran before."""
+    _public_holidays(year)
+
+
 class WorkingCalendar:
     def __init__(self, days_off: Iterable[date] = (), working_days: Iterable[date] = ()):
         self.days_off = frozenset(days_off)

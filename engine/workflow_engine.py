@@ -22,6 +22,7 @@ from .repository import Repository
 from .runtime import Runtime
 from .scripting import EngineScriptEngine
 from .serialization import Codec
+from .workdays import load_public_holidays
 from .store import Database
 
 
@@ -42,6 +43,7 @@ class WorkflowEngine:
         if clock is None and settings.test_clock:
             clock = ManualClock(Clock().now())   # end-to-end tests move it over HTTP
         self.clock = clock or Clock()
+        load_public_holidays(self.clock.now().year)    # never inside a script's CPU limit
         self.db = Database(database_url or settings.database_url)
         time_limit = script_time_limit or settings.script_time_limit
         max_bytes = max_data_bytes or settings.max_data_bytes

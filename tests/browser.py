@@ -37,3 +37,15 @@ def sign_in(page, server, username: str, password: str = DEFAULT_DEMO_PASSWORD) 
     page.get_by_label("Mật khẩu").fill(password)
     page.get_by_role("button", name="Đăng nhập").click()
     page.wait_for_url(re.compile(r".*/$"))
+
+
+def page_complaints(page) -> list[str]:
+    """What the page says went wrong from now on (console errors and warnings, uncaught
+    errors, failed requests), to assert it stays empty."""
+    said: list[str] = []
+    page.on("console", lambda m: said.append(f"{m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: said.append(f"pageerror: {e}"))
+    page.on("response", lambda r: said.append(f"{r.status} {r.url}")
+            if r.status >= 400 else None)
+    return said

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -188,12 +188,13 @@ def implement_and_evaluate(case: Case, outcome: str, proposer: str,
     case.do("implement", {"finished_on": finished_on}, by=proposer)
     case.do("report_completion", {"result_summary": "Đã triển khai"}, by=proposer)
     case.do("party_evaluation_opinion", {"party_opinion": "agree"})
-    met = (date.fromisoformat(finished_on) + timedelta(days=1)).isoformat()
-    case.do("evaluate", evaluation_meeting(case, outcome, met))
+    # the leadership meets the day the work is reported done (a meeting date is never
+    # later than today)
+    case.do("evaluate", evaluation_meeting(case, outcome, finished_on))
     case.do("notify_result", {})
 
 
-def evaluation_meeting(case: Case, outcome: str, meeting_date: str = "2027-07-01") -> dict:
+def evaluation_meeting(case: Case, outcome: str, meeting_date: str = "2027-06-30") -> dict:
     """The record of the leadership meeting that evaluates the results (Art. 9): every member
     present, each member's assessment, the conclusion and, when not completed, its causes."""
     members = case.data()["evaluation_members"]

@@ -246,7 +246,7 @@ def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
              {"party_opinion": "agree"})
     leaders = ["laocai.sxd.giamdoc", "laocai.sxd.pgd1", "laocai.sxd.pgd2", "laocai.sxd.pgd3"]
     complete(api, "laocai.sxd.giamdoc", instance["id"], "evaluate", {
-        "meeting_date": "2027-07-01", "attendees": leaders[:3], "outcome": "completed",
+        "meeting_date": "2027-06-30", "attendees": leaders[:3], "outcome": "completed",
         "member_assessments": [{"member": m, "assessment": "completed"} for m in leaders[:3]],
         "evaluation_note": "Tốt"})
     complete(api, "laocai.sxd.vp.chuyenvien", instance["id"], "notify_result",

@@ -50,6 +50,14 @@ def test_http_throughput(server_kind, capsys):
     assert record["completions_per_s"] > 0 and record["latency_ms"]["p95"] > 0
     counted = record["per_rest_completion"]
     assert 5 <= counted["statements"] <= counted["round_trips"] < 60
+    # where a completion's CPU goes: the step inside the request, the parts outside it
+    parts = record["request_breakdown"]
+    assert parts["requests"] >= 2
+    assert 0 < parts["step_cpu_ms"] < parts["request_cpu_ms"]
+    assert parts["outside_step_cpu_ms"] > 0
+    assert {"auth", "auth.principal_query", "schemas.load", "schemas.dump",
+            "json.dumps"} <= set(parts["parts_cpu_ms"])
+    assert record["worker_cpu_ms"] > 0
 
 
 def test_flat_cost_with_history(server_kind, capsys):

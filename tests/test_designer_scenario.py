@@ -19,6 +19,7 @@ from engine import policy
 from engine.clock import as_utc
 from engine.errors import InvalidData
 from procedures import SCREENED, Case, as_user, plan, to_decision
+from test_form_builder import add_phone_field
 from test_designer_studio import (APPROVAL_FLOW, DESIGNER, FIVE_DAYS, NEW_CONDITION,
                                   OTHER_DESIGNER, PROPOSER, SEVEN_DAYS, decide_task,
                                   deployed_condition)
@@ -69,12 +70,7 @@ def test_lao_cai_designer_edits_dry_runs_and_deploys_a_draft(server, engine):
 
         # 2. the form builder: a required field of the plan form, into the same draft
         page.goto(f"{server.url}/designer/lao-cai/forms/{PLAN_FORM}")
-        page.get_by_role("button", name="Thêm trường").click()
-        item = page.locator("#builder-fields > li").last
-        item.get_by_label("Tên trường (khoá)").fill("contact_phone")
-        item.get_by_label("Nhãn (tiếng Việt)").fill("Số điện thoại liên hệ")
-        item.get_by_label("Nhãn (tiếng Anh)").fill("Contact phone")
-        item.get_by_label("Bắt buộc").check()
+        add_phone_field(page)
         expect(page.locator("#form-preview [data-field=contact_phone] .req")).to_have_count(1)
         page.get_by_role("button", name="Lưu vào bản nháp").click()
         expect(page.locator("#builder-result")).to_contain_text("Đã lưu vào bản nháp")

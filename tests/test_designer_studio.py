@@ -20,7 +20,7 @@ from lxml import etree
 from sqlalchemy import select
 from playwright.sync_api import expect
 
-from browser import CHROMIUM, chromium_page, sign_in
+from browser import CHROMIUM, chromium_page, page_complaints, sign_in
 from engine import policy
 from engine.clock import LOCAL_TZ, as_utc
 from engine.store import Timer
@@ -246,12 +246,7 @@ def test_a_designer_of_another_province_cannot_touch_lao_cai(server, engine):
 @needs_chromium
 def test_the_modeler_speaks_the_pages_language_and_the_console_stays_clean(server, browser):
     page = browser
-    said: list[str] = []
-    page.on("console", lambda m: said.append(f"{m.type}: {m.text}")
-            if m.type in ("error", "warning") else None)
-    page.on("pageerror", lambda e: said.append(f"pageerror: {e}"))
-    page.on("response", lambda r: said.append(f"{r.status} {r.url}")
-            if r.status >= 400 else None)
+    said = page_complaints(page)
     sign_in(page, server, DESIGNER)
     page.goto(f"{server.url}/designer/lao-cai/proposal")
     page.wait_for_selector("#modeler[data-ready=true]")

@@ -12,6 +12,7 @@ import io
 import re
 import struct
 import threading
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from api_client import LiveServer
 from engine.audit import verify
 from engine.documents.convert import ConversionFailed, to_pdf
 from engine.documents.registers import take_number
-from engine.documents.render import long_date, money, render
+from engine.documents.render import (TemplateFailed, long_date, money, render,
+                                     render_with_docxtpl)
 from engine.errors import DefinitionInvalid, Forbidden, NotFound
 from engine.repository import read_folder
 from engine.store.models import Document, DocumentRegister
@@ -130,6 +132,149 @@ def test_a_template_rendered_again_uses_its_compiled_code_with_each_render_s_own
     for thread in threads:
         thread.join()
     assert found == {n: f"u{n} – {n} đồng –" for n in range(8)}
+
+
+# --- the prepared renderer against docxtpl --------------------------------------------------
+
+TEMPLATES = sorted(PROJECT.glob("processes/*/documents/*.docx"))
+DOC = {"parent_agency": "UBND TỈNH MẪU", "issuer_title": "GIÁM ĐỐC SỞ XÂY DỰNG",
+       "agency": "SỞ XÂY DỰNG", "agency_name": "Sở Xây dựng", "reference": "12/QĐ-SXD",
+       "place": "Mẫu", "date": "ngày 05 tháng 3 năm 2026", "date_short": "05/03/2026",
+       "title": "Quyết định phê duyệt đề xuất", "kind": "QĐ",
+       "bases": ["Nghị định 73/2023/NĐ-CP", "Quyết định 1 & 2 <bổ sung>"],
+       "legal_basis": "Điều 8 Nghị định 73/2023/NĐ-CP",
+       "earlier": ["Biên bản số 3/BB-SXD ngày 01/03/2026"],
+       "recipients": ["Như Điều 3", "Lưu: VT"], "authority_lines": ["KT. GIÁM ĐỐC",
+                                                                     "PHÓ GIÁM ĐỐC"],
+       "signer_name": "Nguyễn Văn A", "case_unit": "Phòng Quản lý xây dựng",
+       "correction": "Sửa số liệu", "replaces": "11/QĐ-SXD"}
+SAMPLES = {
+    "full": {
+        "doc": DOC, "title": "Đề xuất <cải tiến> & \"thử\" 'nghiệm'", "proposer": PROPOSER,
+        "requester": DIRECTOR, "content": "Dòng một\nDòng hai\tthụt\fTrang mới\aĐoạn mới",
+        "implementers": [PROPOSER, DEPUTIES[0]], "start_date": "2026-03-01",
+        "end_date": "2026-12-31", "people": "5 người", "equipment": "", "budget_vnd": 1500000,
+        "override_reason": "Lý do {{ không phải thẻ }}",
+        "council_chair": DIRECTOR, "council_secretary": DEPUTIES[0],
+        "council_members": [DIRECTOR, *DEPUTIES], "council_ballots": ["for", "against", "for"],
+        "council_for": 2, "council_votes": ["for", "against", "for"],
+        "council_recommendation": "recommend_approve",
+        "meeting_record": {"date": "2026-03-02", "mode": "ballots", "chair": DIRECTOR,
+                           "present_count": 3, "members_count": 4, "votes_for": 2,
+                           "votes_against": 1, "rule": "quá nửa", "result": "approved",
+                           "tie_carried": True,
+                           "members": [{"member": DIRECTOR, "vote": "for", "present": True},
+                                       {"member": DEPUTIES[0], "vote": "against",
+                                        "present": True},
+                                       {"member": DEPUTIES[1], "present": False}]},
+        "recognised_people": [PROPOSER, DEPUTIES[2]], "recognised_organisations": ["Sở A"],
+        "recognition_note": "Ghi chú", "measures": ["praise", "commendation", "other"],
+        "months_early": 6, "protection_decision": "excluded",
+        "protection_reasons": "Đúng quy định", "continue_reason": "",
+        "termination_reason": "Không còn phù hợp", "suspension_reason": "Tạm dừng",
+        "meeting_date": "2027-07-01", "outcome": "completed", "evaluation_note": "Tốt",
+        "refusal_reasons": "Chưa đủ hồ sơ"},
+}
+# every value empty: lists, counts and texts (sections left out, loops that run no time)
+SAMPLES["sparse"] = {key: type(value)() for key, value in SAMPLES["full"].items()}
+SAMPLES["sparse"].update(doc={**DOC, "parent_agency": "", "correction": "", "replaces": "",
+                              "bases": [], "earlier": [], "recipients": [],
+                              "legal_basis": ""},
+                         meeting_record={"members": []})
+
+
+def _members(content: bytes) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(content)) as package:
+        assert package.testzip() is None
+        return [(name, package.read(name)) for name in package.namelist()]
+
+
+def _names(username) -> str:
+    return f"Ông {username}"
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_every_template_renders_to_docxtpl_s_document_part_by_part(sample):
+    """The prepared renderer writes the members docxtpl writes, in its order, with the same
+    bytes once inflated (the main document, core properties, styles, relationships...); the
+    same data give the same DOCX, byte for byte."""
+    assert len(TEMPLATES) >= 12
+    for path in TEMPLATES:
+        template = path.read_bytes()
+        ours = render(template, SAMPLES[sample], _names)
+        assert _members(ours) == _members(render_with_docxtpl(template, SAMPLES[sample],
+                                                              _names)), path.name
+        assert render(template, SAMPLES[sample], _names) == ours, path.name
+        assert _lines(ours)[:2] == HEADER[:2] or sample == "sparse", path.name
+
+
+def test_every_template_s_document_opens_and_converts_to_pdf():
+    for path in TEMPLATES:
+        content = render(path.read_bytes(), SAMPLES["full"], _names)
+        lines = _lines(content)                            # python-docx reads it
+        assert lines[:2] == HEADER[:2], path.name
+        assert any("Đề xuất <cải tiến> & \"thử\" 'nghiệm'" in line for line in lines), path.name
+        page = pypdfium2.PdfDocument(to_pdf(content))[0]
+        assert "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM" in page.get_textpage().get_text_range(), \
+            path.name
+
+
+def _with_stories(core: bool = True) -> bytes:
+    """A template with tags in its header, footer, core properties, a table with a row per
+    item and a picture, as docxtpl renders them; without ``core``, no core properties."""
+    document = docx.Document()
+    section = document.sections[0]
+    section.header.paragraphs[0].text = "{{ doc.agency }} – {{ who|name }}"
+    section.footer.paragraphs[0].text = "Trang cuối {{ amount|money }}"
+    document.core_properties.title = "{{ doc.title }}"
+    document.core_properties.author = "{{ who }}"
+    document.add_paragraph("{{ text }}")
+    table = document.add_table(rows=3, cols=2)
+    table.cell(0, 0).text = "{%tr for p in people %}"
+    table.cell(1, 0).text = "{{ p|name }}"
+    table.cell(1, 1).text = "{{ loop.index }}"
+    table.cell(2, 0).text = "{%tr endfor %}"
+    document.add_picture(io.BytesIO(_png(to_pdf(_docx("x")))))
+    out = io.BytesIO()
+    document.save(out)
+    if core:
+        return out.getvalue()
+    stripped = io.BytesIO()
+    with zipfile.ZipFile(out) as source, zipfile.ZipFile(stripped, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "docProps/core.xml":
+                continue
+            if info.filename in ("_rels/.rels", "[Content_Types].xml"):
+                data = re.sub(rb"<(Relationship|Override)[^>]*core[^>]*/>", b"", data)
+            target.writestr(info, data)
+    return stripped.getvalue()
+
+
+def test_headers_footers_core_properties_tables_and_pictures_render_as_docxtpl_s():
+    context = {"doc": {"agency": "SỞ & XÂY DỰNG", "title": "Quyết định"}, "who": "mau",
+               "amount": 1500, "text": "a\nb", "people": ["x", "y"]}
+    template = _with_stories()
+    ours = render(template, context, _names)
+    assert _members(ours) == _members(render_with_docxtpl(template, context, _names))
+    document = docx.Document(io.BytesIO(ours))
+    assert document.sections[0].header.paragraphs[0].text == "SỞ & XÂY DỰNG – Ông mau"
+    assert document.sections[0].footer.paragraphs[0].text == "Trang cuối 1.500 đồng"
+    assert document.core_properties.title == "Quyết định"
+    assert [c.text for c in document.tables[0].columns[0].cells] == ["Ông x", "Ông y"]
+    # a package the prepared path does not repeat is rendered by docxtpl itself
+    bare = _with_stories(core=False)
+    assert _members(render(bare, context, _names)) == _members(
+        render_with_docxtpl(bare, context, _names))
+
+
+def test_a_broken_template_fails_by_name_each_time_it_is_rendered():
+    broken = _docx("{{ doc.reference ")
+    for _ in range(2):
+        with pytest.raises(TemplateFailed, match="TemplateSyntaxError"):
+            render(broken, {}, _names)
+    with pytest.raises(TemplateFailed, match="UndefinedError|TypeError"):
+        render(_docx("{{ doc.reference.x.y }}"), {}, _names)
 
 
 # --- issued with the steps -------------------------------------------------------------------

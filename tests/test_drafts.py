@@ -423,8 +423,16 @@ def test_the_studio_upload_takes_a_variant_toml(server, library):
                           files={"files": ("variant.toml", nowhere)})
     assert refused.json()["problems"][0]["code"] == "variant.extends_unknown"
 
+    # a shorter decision deadline breaks the variant's kept dry-run script: nothing deployed
+    shorter = server.post("/definitions", user=DESIGNER, data={"variant": "lao-cai"},
+                          files={"files": ("variant.toml",
+                                           own + b"\n[deadlines]\ndecision = 5\n")})
+    assert shorter.status_code == 422 and shorter.json()["code"] == "deploy.dry_run_failed"
+    assert library.repository.latest("lao-cai", "proposal").version == 1
+    later = own.replace(b'consolidation_deadline = "10/12"', b'consolidation_deadline = "11/12"')
+    assert later != own
     done = server.post("/definitions", user=DESIGNER, data={"variant": "lao-cai"},
-                       files={"files": ("variant.toml", own + b"\n[deadlines]\ndecision = 5\n")})
+                       files={"files": ("variant.toml", later)})
     assert done.status_code == 201, done.text
-    assert library.repository.settings(
-        library.repository.latest("lao-cai", "proposal"))["deadlines"]["decision"] == 5
+    assert library.repository.settings(library.repository.latest("lao-cai", "proposal"))[
+        "reporting"]["consolidation_deadline"] == "11/12"

@@ -140,25 +140,36 @@ def test_a_lao_cai_designer_dry_runs_and_sees_the_due_date_skip_the_weekend_and_
         assert response.status == 403
 
 
-def test_a_deployment_from_the_modeler_warns_of_the_scripts_it_breaks(server, engine):
+def test_a_deployment_through_the_api_is_refused_when_a_kept_script_fails(server, engine):
+    """As ``nd73 deploy`` does: the scripts are played on what the upload would put in
+    place, before anything is deployed; a failure refuses it naming the script and step."""
     xml = (PROJECT / "processes" / "national" / "proposal.bpmn").read_text(encoding="utf-8")
     five_days = xml.replace('<nd73:property name="dueDate" value="decision_due" />',
                             '<nd73:property name="dueInWorkingDays" value="5" />')
     assert five_days != xml
-    deployed = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
-                           files={"files": ("proposal.bpmn", five_days.encode())})
-    assert deployed.status_code == 201, deployed.text
-    body = deployed.json()
-    assert [p["version"] for p in body["processes"] if p["key"] == "proposal"] == [2]
-    [warning] = body["dry_run_warnings"]
-    assert (warning["script"], warning["step"], warning["element_id"]) == (
+    refused = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
+                          files={"files": ("proposal.bpmn", five_days.encode())})
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["code"] == "deploy.dry_run_failed"
+    assert problem["params"] == {"script": "lao-cai/dryrun/tu_choi_qua_tet.toml", "step": 5}
+    assert "tu_choi_qua_tet.toml" in problem["detail"] and "step 5" in problem["detail"]
+    [failure] = problem["errors"]
+    assert (failure["field"], failure["step"], failure["element_id"]) == (
         "lao-cai/dryrun/tu_choi_qua_tet.toml", 5, "decide")
-    assert "02/03/2026" in warning["message"] and "26/02/2026" in warning["message"]
-    # deploying the national diagram back: the script passes again, nothing to warn of
-    restored = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
-                           files={"files": ("proposal.bpmn", xml.encode())})
-    assert restored.status_code == 201
-    assert restored.json()["dry_run_warnings"] == []
+    assert "02/03/2026" in failure["message"] and "26/02/2026" in failure["message"]
+    assert engine.repository.latest("lao-cai", "proposal").version == 1     # nothing deployed
+    assert "dueInWorkingDays" not in engine.repository.latest("lao-cai", "proposal"
+                                                              ).sources["proposal.bpmn"]
+    # a change the scripts pass goes through
+    longer = xml.replace('<bpmn:process id="proposal" name="',
+                         '<bpmn:process id="proposal" name="(Lào Cai) ', 1)
+    assert longer != xml
+    deployed = server.post("/definitions", DESIGNER, data={"variant": "lao-cai"},
+                           files={"files": ("proposal.bpmn", longer.encode())})
+    assert deployed.status_code == 201, deployed.text
+    assert "dry_run_warnings" not in deployed.json()
+    assert engine.repository.latest("lao-cai", "proposal").version == 2
 
 
 @needs_chromium
@@ -236,3 +247,46 @@ def test_a_recorded_case_replays_as_a_dry_run(server, engine):
             expect(page.locator("#dryrun-outcome")).to_have_attribute("data-passed", "1")
             expect(page.locator('#dryrun-tasks tr[data-element="home_affairs_review"]')
                    ).to_contain_text("Vũ Đức Hải")
+
+
+def test_the_drafts_page_plays_the_scripts_once_per_draft_until_asked_again(server, engine,
+                                                                             monkeypatch):
+    from api.routes import dryrun as routes
+    from procedures import as_user
+    from test_web_ui import web_session
+
+    played: list[str] = []
+    play = routes.run_script
+
+    def counted(script, load):
+        played.append(script.name)
+        return play(script, load)
+
+    monkeypatch.setattr(routes, "run_script", counted)
+    designer = as_user(engine, DESIGNER)
+    xml = (PROJECT / "processes" / "national" / "proposal.bpmn").read_text(encoding="utf-8")
+    five_days = xml.replace('<nd73:property name="dueDate" value="decision_due" />',
+                            '<nd73:property name="dueInWorkingDays" value="5" />')
+    engine.drafts.put_file("lao-cai", "proposal.bpmn", five_days.encode(), designer)
+    web, _ = web_session(server, DESIGNER)
+    url = f"{server.url}/designer/lao-cai/draft"
+
+    first = web.get(url, timeout=120).text
+    assert played == ["tu_choi_qua_tet"] and 'data-testid="dry-run-warnings"' in first
+    again = web.get(url, timeout=120).text            # the same draft: not played again
+    assert played == ["tu_choi_qua_tet"]
+    assert 'data-testid="dry-run-warnings"' in again and "tu_choi_qua_tet.toml" in again
+    asked = web.get(url, params={"rerun": "1"}, timeout=120).text      # *Chạy lại*
+    assert played == ["tu_choi_qua_tet"] * 2 and 'data-testid="dry-run-warnings"' in asked
+    assert 'data-testid="dry-run-again"' in asked
+
+    # the draft changes: played again, on the new draft (the script passes on it)
+    engine.drafts.put_file("lao-cai", "proposal.bpmn",
+                           xml.replace('name="Đề xuất đổi mới, sáng tạo"',
+                                       'name="Đề xuất đổi mới, sáng tạo (Lào Cai)"', 1).encode(),
+                           designer)
+    changed = web.get(url, timeout=120).text
+    assert played == ["tu_choi_qua_tet"] * 3
+    assert 'data-testid="dry-run-passed"' in changed
+    web.get(url, timeout=120)
+    assert played == ["tu_choi_qua_tet"] * 3

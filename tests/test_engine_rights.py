@@ -344,3 +344,30 @@ def test_the_web_app_says_a_refusal_in_vietnamese_and_writes_nothing(library):
     assert stranger.post(f"/instances/{case.id}/suspend",
                          data={"csrf_token": token}).status_code == 404
     assert _state(library, case.id) == before
+
+
+def test_who_calls_is_read_afresh_and_through_a_unit_of_work_in_hand(library):
+    # read at every request in one statement outside a transaction: a deactivated official
+    # is nobody at the next request; inside a writing unit of work it reads through that
+    # unit's connection (its own rows, not yet committed, included), never waiting for a
+    # second connection
+    from sqlalchemy import update
+
+    from engine.store import Membership, User
+    assert library.access.principal(PROPOSER).memberships
+    with library.db.transaction() as session:
+        session.execute(update(User).where(User.username == PROPOSER).values(active=False))
+        assert library.access.principal(PROPOSER) is None
+        session.add(User(username="newcomer", full_name="Người mới", password_hash="x"))
+        session.flush()
+        assert library.access.principal("newcomer").memberships == ()
+    assert library.access.principal(PROPOSER) is None
+    assert library.access.principal("newcomer").full_name == "Người mới"
+    with library.db.transaction() as session:
+        session.execute(update(User).where(User.username == PROPOSER).values(active=True))
+        unit = session.scalar(select(Membership.unit_id)
+                              .where(Membership.username == PROPOSER))
+        session.add(Membership(username="newcomer", unit_id=unit, position="staff"))
+    assert library.access.principal(PROPOSER).memberships
+    assert (unit, "staff") in library.access.principal("newcomer").memberships
+    assert library.access.principal("nobody") is None

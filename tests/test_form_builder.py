@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 
 from api.ui import form_fields
 from api.ui.form_schema import FormProblems, fields_of, schema_of, schema_problems
-from browser import CHROMIUM, chromium_page, sign_in
+from browser import CHROMIUM, chromium_page, page_complaints, sign_in
 from engine.errors import InvalidData
 from engine.forms import form_errors
 from procedures import Case, as_user, plan
@@ -237,9 +237,17 @@ def test_repeated_rows_of_several_columns_are_built_drawn_and_read_back():
 
 # --- the pages, through HTTP ----------------------------------------------------------------
 
-def post_fields(web, token, url, fields):
-    return web.post(url, json={"fields": fields}, timeout=60,
+def post_fields(web, token, url, fields, **more):
+    return web.post(url, json={"fields": fields, **more}, timeout=60,
                     headers={"X-CSRF-Token": token})
+
+
+def builder_data(web, url) -> dict:
+    """What the builder's page hands its script (the fields, the draft's revision read)."""
+    page = web.get(url, timeout=30)
+    assert page.status_code == 200 and 'id="builder-data"' in page.text, page.text[:300]
+    return json.loads(re.search(r'id="builder-data">(.*?)</script>', page.text, re.S)
+                      .group(1))
 
 
 def test_saving_puts_the_variants_own_copy_in_its_draft_and_refuses_in_vietnamese(server,
@@ -248,10 +256,7 @@ def test_saving_puts_the_variants_own_copy_in_its_draft_and_refuses_in_vietnames
 
     web, token = web_session(server, DESIGNER)
     url = f"{server.url}/designer/lao-cai/forms/{PLAN_FORM}"
-    page = web.get(url, timeout=30)
-    assert page.status_code == 200 and 'id="builder-data"' in page.text
-    fields = json.loads(re.search(r'id="builder-data">(.*?)</script>', page.text, re.S)
-                        .group(1))["fields"]
+    fields = builder_data(web, url)["fields"]
     assert fields == fields_of(plan_schema())
 
     # the preview is the officials' renderer drawing the draft
@@ -334,6 +339,47 @@ def test_saving_puts_the_variants_own_copy_in_its_draft_and_refuses_in_vietnames
     assert problem["message"] == "Field “contact_phone”: the Vietnamese label is missing"
 
 
+def test_a_save_made_on_an_older_revision_of_the_draft_is_refused_naming_the_form(server,
+                                                                                   engine):
+    """Two designers (two windows) open the same form; the first saves; the second's save,
+    made on what they read before it, is refused with 409 naming the form instead of
+    overwriting it, and goes through once they reload."""
+    from test_web_ui import web_session
+
+    url = f"{server.url}/designer/lao-cai/forms/{PLAN_FORM}"
+    first, first_token = web_session(server, DESIGNER)
+    second, second_token = web_session(server, DESIGNER)
+    first_read, second_read = builder_data(first, url), builder_data(second, url)
+    assert first_read["revision"] == second_read["revision"] == 0      # no draft yet
+    fields = first_read["fields"]
+
+    saved = post_fields(first, first_token, url, [*fields, PHONE],
+                        revision=first_read["revision"])
+    assert saved.status_code == 200 and saved.json()["revision"] == 1, saved.text
+    other = {**PHONE, "key": "contact_email", "label": "Thư điện tử", "label_en": "Email",
+             "pattern": ""}
+    late = post_fields(second, second_token, url, [*fields, other],
+                       revision=second_read["revision"])
+    assert late.status_code == 409, late.text
+    [problem] = late.json()["problems"]
+    assert problem["field"] == "(form)" and problem["params"]["form"] == PLAN_FORM
+    assert problem["message"] == (f"Biểu mẫu “{PLAN_FORM}” đã được {DESIGNER} lưu vào bản "
+                                  "nháp sau khi bạn mở (nay là lần lưu 1): hãy tải lại trang "
+                                  "rồi sửa lại")
+    designer = as_user(engine, DESIGNER)
+    draft = engine.drafts.get("lao-cai", designer)
+    kept = json.loads(draft.files[f"forms/{PLAN_FORM}"])["properties"]
+    assert draft.revision == 1 and "contact_phone" in kept and "contact_email" not in kept
+
+    reread = builder_data(second, url)
+    assert reread["revision"] == 1
+    again = post_fields(second, second_token, url, [*reread["fields"], other],
+                        revision=reread["revision"])
+    assert again.status_code == 200 and again.json()["revision"] == 2, again.text
+    kept = json.loads(engine.drafts.get("lao-cai", designer).files[f"forms/{PLAN_FORM}"])
+    assert {"contact_phone", "contact_email"} <= set(kept["properties"])
+
+
 def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(server, engine):
     from test_web_ui import web_session
 
@@ -358,16 +404,23 @@ def test_a_designer_of_another_province_cannot_open_or_save_lao_cais_forms(serve
 
 # --- the browser ----------------------------------------------------------------------------
 
+def add_phone_field(page):
+    """On the builder's page: a new required field, the contact phone (PHONE's key and
+    labels), as a designer adds it; its item in the list."""
+    page.get_by_role("button", name="Thêm trường").click()
+    item = page.locator("#builder-fields > li").last
+    item.get_by_label("Tên trường (khoá)").fill(PHONE["key"])
+    item.get_by_label("Nhãn (tiếng Việt)").fill(PHONE["label"])
+    item.get_by_label("Nhãn (tiếng Anh)").fill(PHONE["label_en"])
+    item.get_by_label("Bắt buộc").check()
+    return item
+
+
 @needs_chromium
 def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine):
     running = Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-RUNNING")
-    said: list[str] = []
     with chromium_page(1400, 900) as page:
-        page.on("console", lambda m: said.append(f"{m.type}: {m.text}")
-                if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: said.append(f"pageerror: {e}"))
-        page.on("response", lambda r: said.append(f"{r.status} {r.url}")
-                if r.status >= 400 else None)
+        said = page_complaints(page)
         sign_in(page, server, DESIGNER)
         page.goto(f"{server.url}/designer")
         page.locator("[data-forms=lao-cai]").click()
@@ -375,12 +428,7 @@ def test_lao_cai_designer_adds_a_required_field_to_the_plan_form(server, engine)
         preview = page.locator("#form-preview")
         expect(preview.locator("[data-field=title]")).to_be_visible()
 
-        page.get_by_role("button", name="Thêm trường").click()
-        item = page.locator("#builder-fields > li").last
-        item.get_by_label("Tên trường (khoá)").fill("contact_phone")
-        item.get_by_label("Nhãn (tiếng Việt)").fill("Số điện thoại liên hệ")
-        item.get_by_label("Nhãn (tiếng Anh)").fill("Contact phone")
-        item.get_by_label("Bắt buộc").check()
+        item = add_phone_field(page)
         item.get_by_label("Mẫu kiểm tra (biểu thức chính quy)").fill("^(0[0-9]+)+$")
         # refused while typed, next to the field, in Vietnamese
         expect(item.locator(".builder-problem")).to_contain_text(

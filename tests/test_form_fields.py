@@ -106,6 +106,37 @@ def test_groups_repeated_rows_and_choices():
                                                    "report.proposals_approved"]
 
 
+def test_rows_with_people_and_lists_of_units_are_drawn_and_read_back():
+    units = [("mau", "UBND tỉnh Mẫu", 0), ("mau.sxd", "Sở Xây dựng", 1)]
+    fields = {f.path: f for f in form_fields.build(
+        schema("recognition"), {"recognised_organisations": ["mau.sxd", "Phòng cũ"]},
+        units=units)}
+    organisations = fields["recognised_organisations"]
+    assert organisations.kind == "units" and organisations.value == ["mau.sxd", "Phòng cũ"]
+    # offered by name, indented under their parent; a value that is no unit stays shown
+    assert organisations.options == [("mau", "UBND tỉnh Mẫu"),
+                                     ("mau.sxd", "\u00a0\u00a0Sở Xây dựng"),
+                                     ("Phòng cũ", "Phòng cũ")]
+    data, _ = form_fields.parse(schema("recognition"), MultiDict([
+        ("measures", "praise"), ("recognised_organisations", "mau.sxd"),
+        ("recognised_organisations", ""), ("recognised_organisations", "mau")]))
+    assert data["recognised_organisations"] == ["mau.sxd", "mau"]
+    [rows] = [f for f in form_fields.build(schema("evaluation"), {}) if f.kind == "rows"]
+    assert [(c.path, c.kind) for c in rows.children] == [
+        ("member_assessments.member", "person"), ("member_assessments.assessment", "select")]
+    assert {"person", "people", "rows"} <= form_fields.kinds(
+        form_fields.build(schema("evaluation"), {}))
+    data, _ = form_fields.parse(schema("evaluation"), MultiDict([
+        ("member_assessments.member", "mau.sxd.giamdoc"),
+        ("member_assessments.assessment", "completed"),
+        ("member_assessments.member", ""), ("member_assessments.assessment", ""),
+        ("member_assessments.member", "mau.sxd.pgd1"),
+        ("member_assessments.assessment", "damaged")]))
+    assert data["member_assessments"] == [
+        {"member": "mau.sxd.giamdoc", "assessment": "completed"},
+        {"member": "mau.sxd.pgd1", "assessment": "damaged"}]
+
+
 def test_a_boolean_left_unticked_is_false_only_when_its_box_was_on_the_page():
     data, _ = form_fields.parse(schema("screening"), MultiDict([("is_complex.present", "1")]))
     assert data["is_complex"] is False

@@ -330,7 +330,7 @@ def test_art9_evaluation_is_a_leadership_meeting_without_the_deputy_who_proposed
     assert proposer not in members and members
     [evaluate] = case.open("evaluate")
     assert proposer not in case.candidates(evaluate)
-    record = {"meeting_date": "2027-07-01", "attendees": members[:-1],   # one absent
+    record = {"meeting_date": "2027-06-30", "attendees": members[:-1],   # one absent
               "member_assessments": [{"member": m, "assessment": "not_completed"}
                                      for m in members[:-1]],
               "outcome": "not_completed", "evaluation_note": "Họp đánh giá"}

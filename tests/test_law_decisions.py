@@ -13,8 +13,8 @@ import pytest
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, on_day, \
-    plan, to_decision
+from procedures import PREFIX, VARIANTS, Case, deploy_library, evaluation_meeting, \
+    implement_and_evaluate, on_day, plan, to_decision
 from test_documents import _lines, assert_in_order, documents_of
 
 
@@ -215,13 +215,28 @@ def test_art10_implementers_and_organisations_are_recognised_and_commendation_pr
     case.vote({v: "for" for v in case.voters()})
     case.do("decide", {"decision": "approve", "implementers": [proposer, colleague]}, by=head)
     implement_and_evaluate(case, "completed", proposer)
+    # organisations are units chosen from the organisation (their ids), not typed names
     recognition = {"measures": ART10_MEASURES, "months_early": 12,
                    "recognised_people": [colleague],
-                   "recognised_organisations": ["Phòng Quản lý xây dựng"]}
+                   "recognised_organisations": [f"{p}.sxd.qlxd"]}
     error = _refused_field(_complete(api, head, case, "recognition", {
         **recognition, "recognised_people": [colleague, "nguoi.la"]}))
     assert error["field"] == "recognised_people" and "nguoi.la" in error["message"]
+    other = "laocai.sxd.qlxd" if variant != "lao-cai" else "daklak.sxd.qlxd"
+    for unknown in ("Phòng Quản lý xây dựng", other):        # a typed name, another province's
+        error = _refused_field(_complete(api, head, case, "recognition", {
+            **recognition, "recognised_organisations": [f"{p}.sxd.qlxd", unknown]}))
+        assert (error["field"], error["code"], error["params"]) == (
+            "recognised_organisations", "form.unknown_unit", {"value": unknown})
+        assert f"“{unknown}” không phải là cơ quan, đơn vị trong tổ chức" in error["message"]
+    assert case.open_elements() == ["recognition"]
     assert _complete(api, head, case, "recognition", recognition).status_code == 200
+    # the case file shows the unit by its name
+    file = api.get(f"/instances/{case.id}/dossier", head).json()
+    [step] = [s for s in file["steps"] if s.get("element_id") == "recognition"]
+    [organisations] = [f for f in step["fields"] if f["name"] == "recognised_organisations"]
+    assert (organisations["value"], organisations["text"], organisations["kind"]) == (
+        [f"{p}.sxd.qlxd"], "Phòng Quản lý xây dựng", "list")
     assert case.instance.stage == "recognised"
     issued = documents_of(engine, case, head)
     colleague_name = engine.access.principal(colleague).full_name
@@ -243,6 +258,39 @@ def test_art10_implementers_and_organisations_are_recognised_and_commendation_pr
     [told] = _told(api, proposer, case, "công nhận")
     assert "đề nghị cấp có thẩm quyền xem xét khen thưởng" in told["body"]
     assert told["body"].startswith("Kính gửi đồng chí ")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_forms_refuse_a_meeting_that_has_not_happened_yet(api, engine, variant):
+    """The evaluation meeting's date, like every date of something that happened (a meeting,
+    a report sent), is not later than today on the engine clock (``x-not-after: today``)."""
+    p = PREFIX[variant]
+    proposer, head = f"{p}.sxd.qlxd.truongphong", f"{p}.sxd.giamdoc"
+    case = _approved(engine, variant, proposer, f"{p}-FUTURE")
+    on_day(engine, "2027-06-30")
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Xong"}, by=proposer)
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"})
+    record = evaluation_meeting(case, "completed", "2027-07-01")      # tomorrow
+    error = _refused_field(_complete(api, head, case, "evaluate", record))
+    assert (error["field"], error["code"]) == ("meeting_date", "form.date_after_today")
+    assert error["message"] == "Ngày này chưa đến: không được sau hôm nay (30/06/2027)"
+    assert case.open_elements() == ["evaluate"]
+    assert _complete(api, head, case, "evaluate", {**record, "meeting_date": "2027-06-30"}
+                     ).status_code == 200
+
+
+def test_forms_date_what_happened_no_later_than_today():
+    """Every date a form records of something that happened carries ``x-not-after: today``."""
+    happened = {"completion_notice": "finished_on", "leadership_meeting": "meeting_date",
+                "evaluation": "meeting_date", "consolidated_report": "sent_on",
+                "ministry_report": "ministry_sent_on"}
+    for form, field in happened.items():
+        schema = json.loads((PROJECT / "forms" / f"{form}.schema.json").read_text("utf-8"))
+        assert schema["properties"][field]["x-not-after"] == "today", form
+    # the leadership meeting needs no rule of its own for it any more
+    bpmn = (PROJECT / "processes" / "national" / "proposal.bpmn").read_text("utf-8")
+    assert 'nd73:validation field="meeting_date"' not in bpmn
 
 
 # --- notifications address officials as "Đồng chí" ----------------------------------------
@@ -294,3 +342,71 @@ def test_web_the_implementers_are_chosen_from_the_organisation(api, engine):
         page.wait_for_load_state()
     [implement] = case.open("implement")
     assert case.candidates(implement) == ["mau.sxd.qlxd.truongphong"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM}")
+def test_web_rows_of_several_fields_people_and_units_are_drawn_and_submitted(api, engine):
+    """The web form draws a list of rows ({member, assessment}) with a person picker in each
+    row, rows added and removed, and a list of units chosen by name; it submits the JSON the
+    form describes, and the case file shows the unit by its name."""
+    proposer, head = "mau.sxd.qlxd.truongphong", "mau.sxd.giamdoc"
+    case = _approved(engine, "national", proposer, "MAU-WEB-ROWS")
+    on_day(engine, "2027-06-30")
+    case.do("implement", {"finished_on": "2027-06-30"}, by=proposer)
+    case.do("report_completion", {"result_summary": "Xong"}, by=proposer)
+    case.do("party_evaluation_opinion", {"party_opinion": "agree"})
+    members = case.data()["evaluation_members"]
+    [evaluate] = case.open("evaluate")
+    with chromium_page() as page:
+        sign_in(page, api, head)
+        page.goto(f"{api.url}/tasks/{evaluate.id}")
+        page.locator("#f-meeting_date").fill("30/06/2027")
+        attendees = page.locator("[data-rows=attendees]")
+        rows = page.locator("[data-rows=member_assessments]")
+        for index, member in enumerate(members):
+            if index:
+                attendees.locator("button.add-row").click()
+                rows.locator("button.add-row").click()
+            attendees.locator("input[name=attendees]").nth(index).fill(member)
+            row = rows.locator(".row").nth(index)
+            cell = row.locator("input[name='member_assessments.member']")
+            assert cell.get_attribute("list") == "people-directory"      # a person picker
+            cell.fill(member)
+            row.locator("select[name='member_assessments.assessment']").select_option(
+                "completed")
+        # a row added by mistake is removed before sending
+        rows.locator("button.add-row").click()
+        rows.locator(".row").last.locator("input[name='member_assessments.member']").fill(
+            "mau.chuyengia1")
+        rows.locator(".row").last.locator("button.remove-row").click()
+        assert rows.locator(".row").count() == len(members)
+        page.locator("select[name=outcome]").select_option("completed")
+        page.locator("textarea[name=evaluation_note]").fill("Hoàn thành tốt")
+        page.get_by_role("button", name="Gửi").click()
+        page.wait_for_url(lambda url: f"/tasks/{evaluate.id}" not in url)
+        [notify] = case.open("notify_result")
+        recorded = engine.runtime.task_data(notify.id)
+        assert recorded["member_assessments"] == [{"member": m, "assessment": "completed"}
+                                                  for m in members]
+        assert recorded["attendees"] == members
+        case.do("notify_result", {})
+        [recognition] = case.open("recognition")
+        page.goto(f"{api.url}/tasks/{recognition.id}")
+        units = page.locator("[data-rows=recognised_organisations]")
+        first = units.locator("select[name=recognised_organisations]").first
+        offered = first.locator("option[value='mau.sxd.qhkt']")
+        assert "Phòng Quy hoạch – Kiến trúc" in offered.inner_text()        # shown by name
+        assert first.locator("option[value='laocai.sxd.qhkt']").count() == 0  # this province's
+        first.select_option("mau.sxd.qhkt")
+        units.locator("button.add-row").click()
+        units.locator("select[name=recognised_organisations]").nth(1).select_option("mau.xa")
+        page.get_by_label("Biểu dương").check()
+        page.get_by_role("button", name="Gửi").click()
+        page.wait_for_url(lambda url: f"/tasks/{recognition.id}" not in url)
+        assert case.instance.stage == "recognised"
+        page.goto(f"{api.url}/instances/{case.id}")
+        assert "Phòng Quy hoạch – Kiến trúc; UBND xã Mẫu Sơn" in page.locator("body").inner_text()
+    file = api.get(f"/instances/{case.id}/dossier", head).json()
+    [step] = [s for s in file["steps"] if s.get("element_id") == "recognition"]
+    [field] = [f for f in step["fields"] if f["name"] == "recognised_organisations"]
+    assert field["value"] == ["mau.sxd.qhkt", "mau.xa"]

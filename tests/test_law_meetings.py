@@ -169,6 +169,20 @@ def test_art8_the_meeting_record_through_the_api(library):
         assert answer.status_code == 422, answer.text
         assert [e["field"] for e in answer.json()["errors"]] == ["meeting_attendees"]
         assert "laocai.xa.chutich" in answer.json()["errors"][0]["message"]
+        # a meeting that has not happened yet (tomorrow on the engine clock), and a username
+        # that is nobody of the organisation, are refused, each naming its field
+        answer = server.post(f"/tasks/{task.id}/complete", chair, json={"data": {
+            **leadership_meeting({chair: "for", "khong.co.ai": "for"}, "2026-03-05")}})
+        assert answer.status_code == 422, answer.text
+        errors = {e["field"]: e for e in answer.json()["errors"]}
+        assert set(errors) == {"meeting_date", "meeting_attendees", "meeting_for"}
+        assert errors["meeting_date"]["code"] == "form.date_after_today"
+        assert errors["meeting_date"]["message"] == (
+            "Ngày này chưa đến: không được sau hôm nay (04/03/2026)")
+        assert errors["meeting_attendees"]["code"] == "form.unknown_person"
+        assert "“khong.co.ai” không phải là người trong tổ chức" in \
+            errors["meeting_attendees"]["message"]
+        assert case.open_elements() == ["leadership_meeting"]
         answer = server.post(f"/tasks/{task.id}/complete", chair, json={"data": {
             **leadership_meeting({chair: "for", deputies[0]: "against"}, "2026-03-04")}})
         assert answer.status_code == 200, answer.text
@@ -214,6 +228,48 @@ def test_web_the_head_records_the_meeting_and_sees_the_tally_and_result(library)
                                        "50%") for line in text)
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"chromium is not at {CHROMIUM}")
+def test_web_the_heads_office_records_the_meeting_and_the_case_moves_on(library):
+    """The office's staff, as the meeting's secretary, records it in the web form: the date
+    (a meeting not yet held is refused next to its field), the members present chosen from
+    the organisation (one absent), each one's vote; the case goes on to the head's decision."""
+    chair, deputies = members("dak-lak")
+    secretary = "daklak.sxd.vp.chuyenvien"
+    case = meeting_case(library, "dak-lak")
+    [task] = case.open("leadership_meeting")
+    server = LiveServer(library)
+    try:
+        with chromium_page(1280, 900) as page:
+            sign_in(page, server, secretary)
+            page.goto(f"{server.url}/tasks/{task.id}")
+            attendees = page.locator("[data-rows=meeting_attendees] input").first
+            assert attendees.get_attribute("list") == "people-directory"   # people offered
+            offered = page.locator(f"#people-directory option[value='{deputies[0]}']")
+            assert offered.text_content() == library.access.principal(deputies[0]).full_name
+            page.locator("#f-meeting_date").fill("05/03/2026")             # tomorrow
+            fill_list(page, "meeting_attendees", [chair, deputies[0], deputies[1]])
+            fill_list(page, "meeting_for", [chair, deputies[0]])
+            fill_list(page, "meeting_against", [deputies[1]])
+            page.get_by_role("button", name="Gửi").click()
+            error = page.locator("[data-field=meeting_date] .error")
+            assert "Ngày này chưa đến: không được sau hôm nay (04/03/2026)" in \
+                error.inner_text()
+            assert case.open_elements() == ["leadership_meeting"]
+            # what was typed is kept; the date is corrected and the record sent
+            assert page.locator("[data-rows=meeting_for] input").nth(1).input_value() == \
+                deputies[0]
+            page.locator("#f-meeting_date").fill("04/03/2026")
+            page.get_by_role("button", name="Gửi").click()
+            page.wait_for_url(lambda url: f"/tasks/{task.id}" not in url)
+    finally:
+        server.stop()
+    assert case.open_elements() == ["decide"]
+    record = record_of(case)
+    assert (record["date"], record["present_count"], record["votes_for"],
+            record["votes_against"], record["result"]) == ("2026-03-04", 3, 2, 1, "rejected")
+    assert {m["member"]: m["present"] for m in record["members"]}[deputies[2]] is False
 
 
 def fill_list(page, field: str, values: list[str]) -> None:

@@ -2,12 +2,17 @@
 instance becomes an incident with a clear message instead of harming the server."""
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
+import time
+
 import pytest
 
 from engine.errors import ScriptError
 from engine.sandbox import Sandbox, SandboxViolation
 
-from conftest import ALICE, BOB, bpmn_source
+from conftest import ALICE, BOB, PROJECT, bpmn_source, child_environment
 
 ESCAPES = [
     "().__class__.__base__.__subclasses__()",
@@ -141,3 +146,48 @@ def test_a_list_holding_itself_is_printed_as_python_prints_it(sandbox):
     data: dict = {}
     sandbox.execute("a = [1]\na.append(a)\nx = str(a)", data)
     assert data["x"] == "[1, [...]]"
+
+
+# --- what a script's CPU limit counts: the script's work, not the process's ----------------
+
+def test_a_full_collection_of_the_whole_process_does_not_count_against_a_script():
+    """A full garbage collection walks every object the process holds, so its cost depends
+    on what ran before, not on the script during which it happens to come: it is left out
+    of the limit (the work the script asks for still counts)."""
+    held = [[i] for i in range(800_000)]        # what a long-running process holds
+    started = time.thread_time()
+    gc.collect()
+    full = time.thread_time() - started
+    assert full > 0.02, "the heap is too small to show anything"
+
+    def spin():
+        until = time.thread_time() + full
+        while time.thread_time() < until:
+            pass
+
+    sandbox = Sandbox({"collect": gc.collect, "spin": spin}, time_limit=full / 3)
+    namespace = {}
+    sandbox.execute("collect()\ndone = True", namespace)
+    assert namespace["done"] is True
+    with pytest.raises(ScriptError, match="CPU limit"):
+        sandbox.execute("spin()\ndone = True", {})
+    assert len(held) == 800_000
+
+
+def test_the_first_script_counting_working_days_in_a_process_is_not_charged_for_loading(
+        tmp_path):
+    """The holiday tables are loaded when the engine is made, not inside the first script
+    that counts working days (loading them takes about half a CPU second)."""
+    program = f"""
+from engine.clock import ManualClock
+from engine.workflow_engine import WorkflowEngine
+
+engine = WorkflowEngine("sqlite:///{tmp_path / 'db.sqlite3'}", clock=ManualClock(),
+                        script_time_limit=0.1)
+sandbox = engine.script_engine.environment.sandbox
+print(sandbox.evaluate("add_working_days(now(), 3).isoformat()", {{}}))
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=300, env=child_environment())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "2026-01-08T17:00:00+07:00"

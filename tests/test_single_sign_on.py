@@ -5,6 +5,8 @@ made; sign-out ends the session here and at the provider; an unknown subject, a 
 official and an expired session are refused; password sign-in can be turned off."""
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -259,4 +261,22 @@ def test_an_import_links_officials_to_the_provider(engine):
             "laocai.sxd.nv001"
         browser, inbox = sso_sign_in(live, ACCOUNTS["nv001"])
         assert browser.get(f"{live.url}/api/v1/me", timeout=30).json()["username"] == \
+            "laocai.sxd.nv001"
+
+        # the export carries each official's link: it imports again unchanged, and gives
+        # back a link removed since
+        exported = live.get("/org/lao-cai/export", ADMIN, params={"format": "csv"})
+        assert exported.status_code == 200, exported.text
+        rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+        assert rows[0][-1] == "sso_subject"
+        assert [r[-1] for r in rows if r[0] == "laocai.sxd.nv001"] == [ACCOUNTS["nv001"].sub]
+        same = live.post("/org/lao-cai/import", ADMIN, data={"apply": "1"},
+                         files={"file": ("export.csv", exported.content)}).json()
+        assert (same["errors"], same["added"], same["linked"]) == ([], [], [])
+        assert link(live, "laocai.sxd.nv001", "").json()["sso_subject"] is None
+        assert engine.identities.official_for(idp.issuer, ACCOUNTS["nv001"].sub) is None
+        restored = live.post("/org/lao-cai/import", ADMIN, data={"apply": "1"},
+                             files={"file": ("export.csv", exported.content)}).json()
+        assert (restored["errors"], restored["linked"]) == ([], ["laocai.sxd.nv001"])
+        assert engine.identities.official_for(idp.issuer, ACCOUNTS["nv001"].sub) == \
             "laocai.sxd.nv001"

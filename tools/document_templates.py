@@ -14,7 +14,7 @@ italics; the content; "Nơi nhận" left and the signer's authority, position an
 What the engine gives every template is under ``doc`` (engine/documents/service.py):
 parent_agency, agency, agency_name, issuer_title, reference, place, date, title, bases, legal_basis,
 earlier, recipients, authority_lines, signer_name, case_unit, correction, replaces; the
-case's data are at the top level. Filters: money, date, long_date, name.
+case's data are at the top level. Filters: money, date, long_date, name, unit_name.
 """
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ RECOGNISED = [
     "{{ ', ' if not loop.last }}{% endfor %}.",
     "{%p endif %}",
     "{%p if recognised_organisations %}",
-    "Tập thể, tổ chức được công nhận: {{ recognised_organisations|join(', ') }}.",
+    "Tập thể, tổ chức được công nhận: {{ recognised_organisations|unit_name }}.",
     "{%p endif %}",
 ]
 OUTCOMES = ("{'completed': 'hoàn thành', 'not_completed': 'không hoàn thành hoặc hoàn "

@@ -8,6 +8,8 @@ from flask_smorest import Blueprint
 
 from engine.clock import LOCAL_TZ, as_utc
 from engine.deadlines import calendar_for
+from engine.drafts import FolderInputs
+from engine.dryrun import load_draft
 from engine.repository import SETTINGS_SOURCE
 from engine.sandbox import SandboxViolation, check_code
 from engine.scripting import start_timers
@@ -109,17 +111,29 @@ def validate_definitions():
 @authenticated
 def deploy_definitions():
     """Deploy uploaded files over the variant's deployed ones: changed processes get a new
-    version (201); when nothing changed the answer is 200. A deployment plays the variant's
-    dry-run scripts on what it deployed and lists each failure in ``dry_run_warnings``
-    (script, step, element): the designer sees what the change does to the kept paths."""
+    version (201); when nothing changed the answer is 200. As ``nd73 deploy`` does, the
+    variant's dry-run scripts are played first on what the upload would put in place: a
+    failure refuses the deployment (422 ``deploy.dry_run_failed``, each failure in
+    ``errors`` with its script, step and element) and nothing is deployed."""
     variant, uploads = _uploads()
-    results = engine().repository.deploy_upload(variant, uploads, current().username)
+    repository = engine().repository
+    repository.validate_upload(variant, uploads)          # a malformed file is named first
+    inputs = FolderInputs(*repository.upload_sources(variant, uploads))
+    failures = dryrun.failing_scripts(variant, load=load_draft(engine(), variant, inputs))
+    if failures:
+        first = failures[0]
+        raise ApiProblem(
+            "invalid-data", f"nothing was deployed: the dry-run {first['script']} fails at "
+            f"step {first['step'] or '-'}: {first['detail']}", code="deploy.dry_run_failed",
+            params={"script": first["script"], "step": first["step"] or "-"},
+            errors=[{"field": f["script"], "step": f["step"], "element_id": f["element_id"],
+                     "code": f["code"], "params": f["params"], "message": f["message"],
+                     "detail": f["detail"]} for f in failures])
+    results = repository.deploy_upload(variant, uploads, current().username)
     created = any(r.created for r in results)
     body = {"created": created, "processes": [
         {"definition_id": r.definition_id, "key": r.key, "variant": r.variant,
          "version": r.version, "created": r.created} for r in results]}
-    if created:     # the variant's dry-run scripts on what was deployed: warned of, named
-        body["dry_run_warnings"] = dryrun.failing_scripts(variant)
     return body, 201 if created else 200
 
 

@@ -75,9 +75,19 @@ def _draft_or_deployed(variant: str) -> dict[str, bytes]:
                                                                                 current())
 
 
-def _zip_response(files: dict[str, bytes], name: str) -> Response:
+def zip_response(files: dict[str, bytes], name: str) -> Response:
+    """A variant's folder as ``<name>.zip`` to download (the API's and the pages' alike)."""
     return Response(drafting.to_zip(files), mimetype=ZIP,
                     headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+
+
+def _zip_download(description: str, content: str):
+    """The OpenAPI description of a folder answered as a zip."""
+    def document(view):
+        view = blp.doc(security=SECURITY, responses={"200": {"description": content,
+                                                             "content": {ZIP: BINARY}}})(view)
+        return blp.response(200, description=description, content_type=ZIP)(view)
+    return document
 
 
 @blp.route("/variants/<string:variant>/draft")
@@ -156,23 +166,19 @@ def remove_draft_file(args, variant, path):
 
 
 @blp.route("/variants/<string:variant>/draft.zip")
-@blp.response(200, description="the draft as a zip", content_type=ZIP)
-@blp.doc(security=SECURITY, responses={"200": {"description": "the draft's folder",
-                                               "content": {ZIP: BINARY}}})
+@_zip_download("the draft as a zip", "the draft's folder")
 @authenticated
 def draft_zip(variant):
     """The draft's folder as a zip (the deployed folder while there is no draft)."""
-    return _zip_response(_draft_or_deployed(variant), f"{variant}-nhap")
+    return zip_response(_draft_or_deployed(variant), f"{variant}-nhap")
 
 
 @blp.route("/variants/<string:variant>/deployed.zip")
-@blp.response(200, description="the deployed folder as a zip", content_type=ZIP)
-@blp.doc(security=SECURITY, responses={"200": {"description": "the deployed folder",
-                                               "content": {ZIP: BINARY}}})
+@_zip_download("the deployed folder as a zip", "the deployed folder")
 @authenticated
 def deployed_zip(variant):
     """The variant's deployed folder (the newest version of each process) as a zip."""
-    return _zip_response(engine().drafts.deployed_folder(variant, current()), variant)
+    return zip_response(engine().drafts.deployed_folder(variant, current()), variant)
 
 
 @blp.route("/variants/<string:variant>/draft.zip", methods=["POST"])

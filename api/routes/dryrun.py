@@ -77,13 +77,14 @@ def run(variant: str, args: dict, draft_of=None) -> dict:
     return run_script(script, loader(variant, draft_of)).to_dict()
 
 
-def failing_scripts(variant: str, draft_of=None) -> list[dict]:
+def failing_scripts(variant: str, draft_of=None, load=None) -> list[dict]:
     """The variant's kept scripts that fail on its newest deployed definitions (or, given
-    the designer ``draft_of``, on its draft), one entry per failure (script, step, element,
-    words): what the draft's page warns of before the designer deploys."""
+    the designer ``draft_of``, on its draft; or on what the loader ``load`` puts in place),
+    one entry per failure (script, step, element, words): what the draft's page warns of
+    before the designer deploys, and what refuses a deployment through the API."""
     warnings = []
     for script in load_scripts(variant_folder(variant)):
-        result = run_script(script, loader(variant, draft_of))
+        result = run_script(script, load or loader(variant, draft_of))
         findings = [*result.incidents, *result.failures]
         for finding, line in zip(findings, result.problems()):
             warnings.append({"script": result.file, "step": finding.step,

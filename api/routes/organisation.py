@@ -328,7 +328,8 @@ def import_officials(variant):
 def export_officials(args, variant):
     """The variant's officials, one row per membership, in the import's format."""
     admin = engine().orgadmin
-    data = admin.export_file(admin.export_rows(current(), variant), args["format"])
+    issuer = current_app.extensions["nd73.settings"].oidc_issuer
+    data = admin.export_file(admin.export_rows(current(), variant, issuer), args["format"])
     mimetype = "text/csv" if args["format"] == "csv" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(data, mimetype=mimetype, headers={

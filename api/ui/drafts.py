@@ -6,16 +6,20 @@ designer's right on every call."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
+import threading
 import tomllib
+from collections import OrderedDict
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
 from engine import drafts as drafting
 from engine.errors import N_, DefinitionInvalid, EngineError
 from engine.variants import SETTINGS_FILE, UNCONFIRMED
 
-from ..routes.dryrun import failing_scripts
+from ..routes.drafts import zip_response
+from ..routes.dryrun import failing_scripts, variant_folder
 from .i18n import error_text, say, t
 from .web import engine, principal, signed_in
 
@@ -48,6 +52,43 @@ def _revision() -> int | None:
 
 # --- the draft's page ---------------------------------------------------------------------
 
+# The kept scripts' outcome on a draft, by what it was played on (the draft's files, the
+# variant's deployed versions, the scripts): the page plays them again only when one of those
+# changed or the designer asks (*Chạy lại*), not at every load. Kept by the app, per process.
+DRY_RUNS = "nd73.draft_dry_runs"
+KEPT_DRY_RUNS = 32
+_dry_runs_lock = threading.Lock()
+
+
+def _played_on(variant: str, files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256(variant.encode())
+    for path, content in sorted(files.items()):
+        digest.update(b"\0file\0" + path.encode() + b"\0" + hashlib.sha256(content).digest())
+    for definition in engine().repository.latest_versions(variant):
+        digest.update(f"\0deployed\0{definition.id}".encode())
+    for script in sorted((variant_folder(variant) / "dryrun").glob("*.toml")):
+        digest.update(b"\0script\0" + script.name.encode() + b"\0" + script.read_bytes())
+    return digest.hexdigest()
+
+
+def draft_dry_runs(variant: str, files: dict[str, bytes], again: bool = False) -> list[dict]:
+    """The kept scripts' failures on the draft (``failing_scripts``), played once per
+    draft content and deployed versions; ``again``: played anew."""
+    key = _played_on(variant, files)
+    with _dry_runs_lock:
+        kept = current_app.extensions.setdefault(DRY_RUNS, OrderedDict())
+        found = None if again else kept.get(key)
+    if found is not None:
+        return copy.deepcopy(found)
+    warnings = failing_scripts(variant, principal())
+    with _dry_runs_lock:
+        kept[key] = copy.deepcopy(warnings)
+        kept.move_to_end(key)
+        while len(kept) > KEPT_DRY_RUNS:
+            kept.popitem(last=False)
+    return warnings
+
+
 @blp.route("/designer/<string:variant>/draft")
 @signed_in
 def page(variant):
@@ -63,8 +104,9 @@ def page(variant):
             problems = _problems(exc)
         if problems == [] and not changes.empty:
             # the scripts kept with the variant, played on the draft before it is deployed:
-            # a failure warns (the designer may still deploy), as a deployment's dry-run does
-            warnings = failing_scripts(variant, principal())
+            # a failure warns (the designer may still deploy); played again only when the
+            # draft (or what is deployed) changed, or when asked
+            warnings = draft_dry_runs(variant, draft.files, request.args.get("rerun") == "1")
     return render_template("draft.html", variant=variant, draft=draft, changes=changes,
                            problems=problems, warnings=warnings,
                            next=request.args.get("next", ""))
@@ -115,19 +157,14 @@ def act(variant):
 def download_draft(variant):
     draft = engine().drafts.get(variant, principal())
     if draft is None:
-        return _zip(engine().drafts.deployed_folder(variant, principal()), variant)
-    return _zip(draft.files, f"{variant}-nhap-{draft.revision}")
+        return zip_response(engine().drafts.deployed_folder(variant, principal()), variant)
+    return zip_response(draft.files, f"{variant}-nhap-{draft.revision}")
 
 
 @blp.route("/designer/<string:variant>/deployed.zip")
 @signed_in
 def download_deployed(variant):
-    return _zip(engine().drafts.deployed_folder(variant, principal()), variant)
-
-
-def _zip(files, name) -> Response:
-    return Response(drafting.to_zip(files), mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})
+    return zip_response(engine().drafts.deployed_folder(variant, principal()), variant)
 
 
 # --- the settings editor --------------------------------------------------------------------

@@ -16,7 +16,7 @@ import json
 from flask import Blueprint, Response, jsonify, render_template, request, url_for
 
 from engine import policy
-from engine.errors import DefinitionInvalid, N_
+from engine.errors import Conflict, DefinitionInvalid, N_
 from engine.store import Definition
 
 from ..problems import ApiProblem
@@ -71,15 +71,18 @@ def forms(variant):
 @signed_in
 def builder(variant, name):
     schema = _form(variant, name)
+    draft = engine().drafts.get(variant, principal())
     kinds = [(kind, t(form_schema.KIND_LABELS[kind])) for kind in form_schema.KINDS]
     data = {"variant": variant, "form": name, "fields": form_schema.fields_of(schema),
             "kinds": dict(kinds), "row_kinds": list(form_schema.ROW_KINDS),
             "preview": f"/designer/{variant}/forms/{name}/preview",
             "save": f"/designer/{variant}/forms/{name}",
+            # the draft's revision this page read (0: none yet), sent back with the save
+            "revision": draft.revision if draft is not None else 0,
             "words": {key: t(f"builder.{key}") for key in WORDS}}
     return render_template("form_builder.html", variant=variant, name=name, schema=schema,
                            kinds=kinds, data=data,
-                           fields=_preview_fields(schema))
+                           fields=_preview_fields(variant, schema))
 
 
 @blp.route("/designer/<string:variant>/forms/<string:name>/file")
@@ -143,8 +146,19 @@ def _checked_schema(variant: str, name: str) -> dict:
     return schema
 
 
-def _preview_fields(schema: dict) -> list[form_fields.Field]:
-    return form_fields.build(schema, {})
+def _preview_fields(variant: str, schema: dict) -> list[form_fields.Field]:
+    """The form as officials get it: its unit fields offer the variant's units."""
+    units = engine().org.unit_directory(variant) if form_fields.kinds(
+        form_fields.build(schema, {})) & {"unit", "units"} else []
+    return form_fields.build(schema, {}, units=units)
+
+
+def _posted_revision() -> int | None:
+    """The draft's revision the page read (0: there was no draft), None if not sent."""
+    body = request.get_json(silent=True)
+    revision = body.get("revision") if isinstance(body, dict) else None
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) \
+        and revision >= 0 else None
 
 
 def _posted_fields() -> list[dict]:
@@ -194,7 +208,7 @@ def preview(variant, name):
         schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
         return jsonify(valid=False, problems=_said(refused.problems))
-    html = render_template("_form_preview.html", fields=_preview_fields(schema))
+    html = render_template("_form_preview.html", fields=_preview_fields(variant, schema))
     return jsonify(valid=True, html=html, problems=[], schema=schema)
 
 
@@ -202,7 +216,9 @@ def preview(variant, name):
 @signed_in
 def save(variant, name):
     """Save the variant's own copy of the form into its draft, checked as deployment checks
-    it; ``changed`` is false when the draft already had it so. Deploying is the draft's."""
+    it; ``changed`` is false when the draft already had it so. Deploying is the draft's.
+    The page sends the draft's revision it read: a colleague's save since is refused (409
+    naming the form) rather than overwritten."""
     try:
         schema = _checked_schema(variant, name)
     except form_schema.FormProblems as refused:
@@ -215,7 +231,11 @@ def save(variant, name):
     changed = content != before
     if changed:
         try:
-            draft = drafts.put_file(variant, path, content, who)
+            draft = drafts.put_file(variant, path, content, who, _posted_revision())
+        except Conflict as exc:
+            params = {**(exc.params or {}), "field": "(form)", "form": name}
+            return jsonify(problems=_said([{"field": "(form)", "code": N_("builder.conflict"),
+                                            "params": params}])), 409
         except DefinitionInvalid as exc:
             problems = [{"field": "(form)", "code": p.code or "bpmn.other",
                          "params": {**(p.params or {}), "field": "(form)"}}

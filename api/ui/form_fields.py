@@ -24,7 +24,7 @@ _DATE_DMY = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 class Field:
     path: str
     kind: str            # text textarea select date integer number money boolean confirm
-    #                      choices list files group rows person people
+    #                      choices list files group rows person people unit units
     label: str
     required: bool = False
     value: object = None
@@ -59,6 +59,8 @@ def _kind(prop: dict) -> str:
             return "files"
         if widget == "person" or items.get("x-widget") == "person":
             return "people"          # usernames chosen from the organisation
+        if widget == "unit" or items.get("x-widget") == "unit":
+            return "units"           # unit ids chosen from the organisation
         if items.get("type") == "object":
             return "rows"
         return "choices" if "enum" in items else "list"
@@ -74,16 +76,31 @@ def _kind(prop: dict) -> str:
         return "date"
     if widget == "person":
         return "person"
+    if widget == "unit":
+        return "unit"
     return "textarea" if widget == "textarea" else "text"
 
 
 def build(schema: dict, data: dict, errors: dict[str, str] | None = None,
-          raw: MultiDict | None = None) -> list[Field]:
-    """Fields of a form, filled from ``data`` (or from what was posted, after an error)."""
-    return _fields(schema, "", data or {}, errors or {}, raw)
+          raw: MultiDict | None = None,
+          units: list[tuple[str, str, int]] | None = None) -> list[Field]:
+    """Fields of a form, filled from ``data`` (or from what was posted, after an error).
+    Unit fields offer ``units`` ((id, name, depth) in the tree's order), by name."""
+    offered = [(unit_id, "\u00a0\u00a0" * depth + name) for unit_id, name, depth in units or []]
+    return _fields(schema, "", data or {}, errors or {}, raw, offered)
 
 
-def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw) -> list[Field]:
+def kinds(fields: list[Field]) -> set[str]:
+    """The kinds of ``fields`` and of the fields inside them (a group's, a row's cells)."""
+    found: set[str] = set()
+    for f in fields:
+        found.add(f.kind)
+        found |= kinds(f.children)
+    return found
+
+
+def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw,
+            units: list[tuple[str, str]]) -> list[Field]:
     required = set(schema.get("required", []))
     fields = []
     for name, prop in (schema.get("properties") or {}).items():
@@ -95,26 +112,39 @@ def _fields(schema: dict, prefix: str, data: dict, errors: dict, raw) -> list[Fi
                      limits={k: prop[k] for k in ("minimum", "maximum", "minLength",
                                                   "maxLength") if k in prop})
         if kind == "group":
-            item.children = _fields(prop, path + ".", value or {}, errors, raw)
+            item.children = _fields(prop, path + ".", value or {}, errors, raw, units)
         elif kind == "choices":
             item.options = _options(prop["items"] | {
                 "x-enum-labels": prop.get("x-enum-labels", {}),
                 "x-enum-labels-en": prop.get("x-enum-labels-en", {})})
             item.value = raw.getlist(path) if raw is not None else list(value or [])
-        elif kind in ("list", "people"):
+        elif kind in ("list", "people", "units"):
             item.value = raw.getlist(path) if raw is not None else list(value or [])
+            if kind == "units":
+                item.options = _with_unknown(units, item.value)
         elif kind == "files":
             item.value = value if isinstance(value, list) else []
         elif kind == "rows":
-            item.children = _fields(prop["items"], path + ".", {}, {}, None)   # an empty row
+            item.children = _fields(prop["items"], path + ".", {}, {}, None,   # an empty row
+                                    units)
             item.value = [_fields(prop["items"], path + ".", row, _row_errors(errors, path, n),
-                                  typed) for n, (row, typed) in
+                                  typed, units) for n, (row, typed) in
                           enumerate(_rows_shown(prop, path, value, raw))]
         else:
             item.options = _options(prop)
             item.value = raw.get(path, "") if raw is not None else _shown(kind, value)
+            if kind == "unit":
+                item.options = _with_unknown(units, [item.value])
         fields.append(item)
     return fields
+
+
+def _with_unknown(units: list[tuple[str, str]], values) -> list[tuple[str, str]]:
+    """The units offered, and any value given that is none of them (as its id, which the
+    engine then refuses, naming it), so that nothing typed is lost."""
+    ids = {unit_id for unit_id, _ in units}
+    return units + [(str(v), str(v)) for v in dict.fromkeys(values or [])
+                    if v and str(v) not in ids]
 
 
 # Rows of several fields (an array of objects): the inputs of a column share one name
@@ -182,7 +212,7 @@ def _parse_value(prop: dict, path: str, form, files, errors):
     kind = _kind(prop)
     if kind == "group":
         return _parse_object(prop, path + ".", form, files, errors)
-    if kind in ("choices", "list", "people"):
+    if kind in ("choices", "list", "people", "units"):
         values = [v.strip() for v in form.getlist(path) if v.strip()]
         return values if values or path in form else MISSING
     if kind == "files":

@@ -27,8 +27,9 @@ KINDS = ("text", "textarea", "integer", "number", "money", "date", "select", "ch
 # the kinds of a column of rows (one input per cell: api/ui/templates/_form.html's cell)
 ROW_KINDS = ("text", "textarea", "integer", "number", "money", "date", "select")
 # kinds the builder shows but whose inner structure it leaves as it is (a group of fields;
-# a person or people chosen from the organisation, whose widget the form author set)
-KEPT_KINDS = ("group", "person", "people")
+# a person or people, a unit or units chosen from the organisation, whose widget the form
+# author set)
+KEPT_KINDS = ("group", "person", "people", "unit", "units")
 KIND_LABELS = {"text": N_("builder.kind.text"), "textarea": N_("builder.kind.textarea"),
                "integer": N_("builder.kind.integer"), "number": N_("builder.kind.number"),
                "money": N_("builder.kind.money"), "date": N_("builder.kind.date"),
@@ -252,7 +253,7 @@ def field_problems(fields: list[dict], prefix: str = "",
         if kind == "rows" and not field.get("columns"):
             problems.append(_problem(name, N_("builder.columns_missing")))
         elif kind == "rows":
-            problems += field_problems(field["columns"], f"{name}.", ROW_KINDS + ("person",))
+            problems += field_problems(field["columns"], f"{name}.", ROW_KINDS + ("person", "unit"))
         if not str(field.get("label") or "").strip():
             problems.append(_problem(name, N_("builder.label_missing")))
         if kind in ("select", "choices"):

@@ -99,10 +99,13 @@ def _render_task(task, instance, definition, schema, *, data=None, errors=None, 
         me, task, me.username in candidates)
     if data is None:
         data = wf_engine.runtime.task_data(task.id) if task.status == TaskStatus.OPEN else {}
-    fields = form_fields.build(schema, data, errors, raw)
-    # person fields offer the people of the case's organisation
-    directory = wf_engine.org.directory(instance.variant) if any(
-        f.kind in ("person", "people") for f in fields) else []
+    # unit fields offer the units of the case's organisation, person fields its people
+    # (in a row of several fields too)
+    units = wf_engine.org.unit_directory(instance.variant) if form_fields.kinds(
+        form_fields.build(schema, {})) & {"unit", "units"} else []
+    fields = form_fields.build(schema, data, errors, raw, units)
+    directory = wf_engine.org.directory(instance.variant) if form_fields.kinds(fields) & {
+        "person", "people"} else []
     case_file = wf_engine.dossiers.build(me, instance.id)
     return render_template(
         "task.html", task=task, instance=instance, definition=definition, schema=schema,

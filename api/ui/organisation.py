@@ -250,7 +250,8 @@ def export(variant, fmt):
     if fmt not in ("xlsx", "csv"):
         raise ApiProblem("not-found", f"no export as {fmt}")
     admin = engine().orgadmin
-    data = admin.export_file(admin.export_rows(principal(), variant), fmt)
+    issuer = current_app.extensions["nd73.settings"].oidc_issuer
+    data = admin.export_file(admin.export_rows(principal(), variant, issuer), fmt)
     mimetype = "text/csv" if fmt == "csv" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return Response(data, mimetype=mimetype, headers={

@@ -9,7 +9,6 @@ back with everything else, so the numbers are unique and without gaps.
 """
 from __future__ import annotations
 
-from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -23,15 +22,15 @@ def take_number(session: Session, agency_id: str, year: int, kind: str) -> int:
     """The next number of a register, taken in ``session``'s transaction."""
     dialect = session.get_bind().dialect.name
     insert = sqlite_insert if dialect == "sqlite" else postgres_insert
-    # the register's row exists from its first document on; creating it races harmlessly
-    session.execute(insert(_TABLE).values(agency_id=agency_id, year=year, kind=kind,
-                                          last_number=0).on_conflict_do_nothing())
+    # one statement: the register's row is created by its first document, else incremented
+    # (the conflict locks the row on PostgreSQL, so a concurrent issuer waits for it)
+    statement = insert(_TABLE).values(agency_id=agency_id, year=year, kind=kind,
+                                      last_number=1)
     return session.execute(
-        update(_TABLE)
-        .where(_TABLE.c.agency_id == agency_id, _TABLE.c.year == year, _TABLE.c.kind == kind)
-        .values(last_number=_TABLE.c.last_number + 1)
+        statement.on_conflict_do_update(
+            index_elements=[_TABLE.c.agency_id, _TABLE.c.year, _TABLE.c.kind],
+            set_={"last_number": _TABLE.c.last_number + 1})
         .returning(_TABLE.c.last_number)).scalar_one()
-
 
 def reference(number: int, kind: str, agency_code: str) -> str:
     """Số/ký hiệu: ``05/QĐ-SXD``."""

@@ -36,7 +36,7 @@ from ..deadlines import current_settings
 from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
 from ..org import Org
-from ..repository import document_templates_of
+from ..repository import document_template_of
 from ..store import AuditEvent, Database, User
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
@@ -150,6 +150,20 @@ class Documents:
             return cache[key]
         return name
 
+    @staticmethod
+    def _unit_names(session: Session) -> Callable[[Any], str]:
+        cache: dict[str, str] = {}
+
+        def unit_name(value: Any) -> str:
+            if isinstance(value, (list, tuple)):
+                return ", ".join(unit_name(v) for v in value)
+            key = str(value or "")
+            if key not in cache:
+                unit = session.get(OrgUnit, key) if key else None
+                cache[key] = unit.name if unit is not None else key
+            return cache[key]
+        return unit_name
+
     def _signer(self, session: Session, username: str, agency: OrgUnit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
         """The signer's lines (thẩm quyền ký: TM./KT./Q. and position) and full name."""
@@ -174,8 +188,7 @@ class Documents:
     def issue(self, step: Step, rule: policy.DocumentRule, task, data: dict) -> Document:
         session, instance = step.session, step.instance
         settings = self.settings()
-        templates = document_templates_of(step.definition.sources)
-        template = templates.get(rule.template)
+        template = document_template_of(step.definition.sources, rule.template)
         if template is None:
             raise InvalidData(f"document template '{rule.template}' was not deployed with "
                               "the definition", code="document.template_missing",
@@ -214,7 +227,8 @@ class Documents:
 
     def _render_into(self, session: Session, document: Document, template: bytes) -> None:
         try:
-            content = render(template, document.context, self._names(session))
+            content = render(template, document.context, self._names(session),
+                             self._unit_names(session))
         except TemplateFailed as exc:
             raise InvalidData(f"document template '{document.template}' cannot be rendered: "
                               f"{exc}", code="document.template_failed",
@@ -234,8 +248,10 @@ class Documents:
             province = self.org.province_of(agency.id)
             place = re.sub(r"^(UBND\s+)?(tỉnh|thành phố)\s+", "", province.name,
                            flags=re.IGNORECASE)
+        # the earlier documents' titles, numbers and dates only (not their content)
         earlier = [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
-                   for d in session.scalars(select(Document).where(
+                   for d in session.execute(select(
+                       Document.title, Document.reference, Document.issued_at).where(
                        Document.instance_id == instance.id).order_by(Document.issued_at))]
         earlier += [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
                     for d in session.new if isinstance(d, Document)]
@@ -361,7 +377,7 @@ class Documents:
                 raise Forbidden("the document was already corrected; correct the correction",
                                 rule="document_corrected")
             definition = self.repository.get(instance.definition_id, session)
-            template = document_templates_of(definition.sources).get(original.template)
+            template = document_template_of(definition.sources, original.template)
             if template is None:
                 raise InvalidData(f"document template '{original.template}' is gone",
                                   code="document.template_missing",

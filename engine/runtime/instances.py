@@ -36,7 +36,8 @@ from ..audit import lock_instance
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
-from ..forms import date_order_errors, form_errors, person_values, unknown_people_errors
+from ..forms import (date_order_errors, form_errors, person_values, unit_values,
+                     unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
 from ..multi_instance import all_tasks
@@ -458,6 +459,11 @@ class Runtime(InstanceManagement, Schedules):
             if named:
                 people = self.org.people(definition.variant, {u for _, u in named})
                 errors += [e for e in unknown_people_errors(named, people)
+                           if e["field"] not in known]
+            units = unit_values(schema, data)
+            if units:
+                found = self.org.units_named(definition.variant, {u for _, u in units})
+                errors += [e for e in unknown_units_errors(units, found)
                            if e["field"] not in known]
         rules = policy.validations(task_spec)
         if rules:

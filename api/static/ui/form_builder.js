@@ -243,12 +243,12 @@
     return general;
   }
 
-  function post(url) {
+  function post(url, revision) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json",
                  "X-CSRF-Token": document.querySelector("meta[name=csrf-token]").content },
-      body: JSON.stringify({ fields: fields })
+      body: JSON.stringify({ fields: fields, revision: revision })
     }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     });
@@ -286,12 +286,14 @@
   });
 
   document.getElementById("save-form").addEventListener("click", function () {
-    post(data.save).then(function (answer) {
+    // the draft's revision the page read: a colleague's save since is refused, not lost
+    post(data.save, data.revision).then(function (answer) {
       var general = showProblems(answer.body.problems || []);
       if (!answer.ok) {
         say("error", words.refused + (general.length ? ": " + general.join("; ") : ""));
         return;
       }
+      data.revision = answer.body.revision;
       // saved fields are now the draft's: their keys are their origins
       fields.forEach(function (field) {
         field.origin = field.key;

@@ -126,20 +126,24 @@
         headers: { "X-CSRF-Token": document.querySelector("meta[name=csrf-token]").content,
                    "Accept-Language": document.documentElement.lang }
       });
-    }).then(function (response) {
-      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
-    }).then(function (answer) {
-      if (!answer.ok) {
-        var problems = answer.body.problems || [];
-        var detail = problems.length ? null :
-          say(answer.body.code, answer.body.params, answer.body.detail);
-        show("error", data.labels.error + ": " + (answer.body.title || "") +
-             (detail ? " — " + detail : ""), problems);
-        markProblems(problems);
-        return null;
-      }
-      return answer.body;
+    }).then(answered).then(function (answer) {
+      return answer.ok ? answer.body : refused(answer);
     });
+  }
+
+  function answered(response) {
+    return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+  }
+
+  // a refusal: its problems listed and marked on the diagram (else its words); null
+  function refused(answer) {
+    var problems = answer.body.problems || [];
+    var detail = problems.length ? null :
+      say(answer.body.code, answer.body.params, answer.body.detail);
+    show("error", data.labels.error + ": " + (answer.body.title || "") +
+         (detail ? " — " + detail : ""), problems);
+    markProblems(problems);
+    return null;
   }
 
   document.getElementById("validate").addEventListener("click", function () {
@@ -162,17 +166,8 @@
                    "Content-Type": "application/octet-stream",
                    "Accept-Language": document.documentElement.lang }
       });
-    }).then(function (response) {
-      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
-    }).then(function (answer) {
-      if (!answer.ok) {
-        var problems = answer.body.problems || [];
-        show("error", data.labels.error + ": " + (answer.body.title || "") + (problems.length
-          ? "" : " — " + (say(answer.body.code, answer.body.params, answer.body.detail) || "")),
-          problems);
-        markProblems(problems);
-        return null;
-      }
+    }).then(answered).then(function (answer) {
+      if (!answer.ok) { return refused(answer); }
       data.draft.revision = answer.body.revision;
       show("success", data.labels.saved + " (" + answer.body.revision + ")");
       return answer.body;
