@@ -89,8 +89,11 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
             through_engine(engine, min(n, 3))           # warm caches, like a running server
             # statements per completion, from one more instance outside the timed runs
             counter = RoundTrips(engine.db.engine)
+            writes = engine.runtime.state_writes
+            before = dict(writes)
             _, counted_steps = through_engine(engine, 1, counter)
             counter.remove()
+            state_writes = {k: writes[k] - before[k] for k in writes}
             for size in sizes:
                 elapsed, steps = through_engine(engine, size)
                 engine_s += elapsed
@@ -105,6 +108,9 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
                 bare_spiff_instances_per_s=round(bare_rate, 2),
                 ratio=round(engine_rate / bare_rate, 3), target_ratio=0.5,
                 per_completion=counter.per(counted_steps),
+                state_bytes_written_per_step=round(
+                    state_writes["bytes"] / (state_writes["snapshots"] + state_writes["deltas"])),
+                state_snapshots_and_deltas=[state_writes["snapshots"], state_writes["deltas"]],
                 bare_spiff_serializing_state_instances_per_s=round(serialized_rate, 2),
                 ratio_ceiling_with_whole_state_writes=round(serialized_rate / bare_rate, 3))
 

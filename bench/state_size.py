@@ -1,6 +1,8 @@
 """Figure 5, state size: bytes stored per instance of the national proposal (serialized
 state, projections: tasks, candidates, timers, subscriptions, decisions, and the audit log)
-at the end of the ordinary path, and again after 50 suspend/resume loops.
+at the end of the ordinary path, and again after 50 suspend/resume loops. Also the bytes of
+state written per step along the ordinary path: incrementally (deltas, a snapshot every K
+and at the end) and, for comparison, as a whole state at every step (K = 0).
 
 Bytes are counted the same way on every database: the length of each stored column's text
 (JSON and dates as they are written) or binary value (the compressed state), so SQLite and
@@ -15,8 +17,8 @@ import json
 
 from sqlalchemy import inspect, select
 
-from engine.store import (AuditEvent, Decision, HumanTask, Instance, MessageSubscription,
-                          TaskCandidate, Timer)
+from engine.store import (AuditEvent, Decision, HumanTask, Instance, InstanceStateDelta,
+                          MessageSubscription, TaskCandidate, Timer)
 from engine.store.models import Notification
 
 from .common import (PROPOSER, bench_database, drive_proposal, emit, library_engine,
@@ -44,7 +46,9 @@ def measure(engine, instance_ids: list[str]) -> dict:
     with engine.db.reading() as session:
         for instance_id in instance_ids:
             instance = session.get(Instance, instance_id)
-            parts["state"] += len(instance.state)
+            parts["state"] += len(instance.state) + sum(
+                _row_bytes(r) for r in session.scalars(select(InstanceStateDelta).where(
+                    InstanceStateDelta.instance_id == instance_id)))
             parts["instance_row"] += _row_bytes(instance) - len(instance.state)
             tasks = list(session.scalars(select(HumanTask).where(
                 HumanTask.instance_id == instance_id)))
@@ -64,6 +68,25 @@ def measure(engine, instance_ids: list[str]) -> dict:
     return average
 
 
+def state_written(engine, snapshot_every: int) -> dict:
+    """Bytes of state one ordinary path writes per step (snapshots and deltas), with a
+    snapshot every ``snapshot_every`` deltas (0: the whole state at every step)."""
+    runtime = engine.runtime
+    saved, runtime.state_snapshot_every = runtime.state_snapshot_every, snapshot_every
+    writes = runtime.state_writes
+    before = dict(writes)
+    try:
+        instance = runtime.start("national", "proposal",
+                                 principal=engine.access.principal(PROPOSER))
+        drive_proposal(engine, instance.id, candidates=False)
+    finally:
+        runtime.state_snapshot_every = saved
+    done = {k: writes[k] - before[k] for k in writes}
+    steps = done["snapshots"] + done["deltas"]
+    return {"steps": steps, "snapshots": done["snapshots"], "deltas": done["deltas"],
+            "bytes_per_step": round(done["bytes"] / steps)}
+
+
 def run(n: int = 20, loops: int = 50, database: str = "sqlite") -> dict:
     with bench_database(database, "state") as url:
         engine = library_engine(url)
@@ -76,6 +99,8 @@ def run(n: int = 20, loops: int = 50, database: str = "sqlite") -> dict:
                 drive_proposal(engine, instance.id, candidates=False)
                 ids.append(instance.id)
             finished = measure(engine, ids)
+            written = state_written(engine, engine.runtime.state_snapshot_every)
+            whole = state_written(engine, 0)
             # a second set, suspended and resumed while it waits for screening
             looped_ids = []
             for _ in range(n):
@@ -98,7 +123,9 @@ def run(n: int = 20, loops: int = 50, database: str = "sqlite") -> dict:
                 growth_per_loop={k: round(v / loops, 1) for k, v in growth.items()},
                 state_growth_per_loop_bytes=round(growth["state"] / loops, 1),
                 audit_growth_per_loop_bytes=round(growth["audit"] / loops, 1),
-                target_bytes=32 * 1024)
+                target_bytes=32 * 1024,
+                state_written_per_step_incremental=written,
+                state_written_per_step_whole_state=whole)
 
 
 def main(argv=None) -> None:

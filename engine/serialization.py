@@ -9,13 +9,23 @@ data at every task, so it shrinks about sevenfold, for a fraction of a milliseco
 The JSON is written compact and with its text as UTF-8 (not ``\\u`` escapes, six bytes per
 Vietnamese letter before compression), and compressed at zlib's default level: a finished
 proposal's state takes 5.3 KB instead of 6.0 at level 1, for about 0.2 ms more per step.
+
+Incremental state: the state is cut into *parts* (the workflow's own attributes, each task,
+each subprocess's attributes and each of its tasks), each written as its own compact JSON
+text. A step stores only the parts that changed or went away (a *delta*, see
+:meth:`Codec.delta`, in table ``instance_state_deltas``); every so often, and when the
+instance ends, the whole state is written again as one *snapshot* (``instances.state_data``,
+the format above) and the deltas are dropped. A load applies the deltas, in order, to the
+snapshot (:func:`apply_delta`): the result is the state the last step serialized, exactly.
 """
 from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Sequence
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -57,6 +67,95 @@ def state_text(blob: bytes) -> str:
         raise UnreadableState(f"the stored state is not compressed JSON ({exc})") from None
 
 
+# --- incremental state: parts and deltas --------------------------------------------------
+# A part's key: "w" (the workflow without its tasks and subprocesses), "t:<task id>",
+# "s:<subprocess id>" (a subprocess without its tasks), "s:<subprocess id>:<task id>".
+WORKFLOW_PART = "w"
+NESTED = ("tasks", "subprocesses")
+
+
+@dataclass
+class StoredState:
+    """What the store holds of a workflow, as the step that last saved or loaded it left it:
+    its parts' JSON texts, and how many deltas follow the snapshot."""
+    parts: dict[str, str]
+    deltas: int
+
+
+def _without(dct: dict, keys) -> dict:
+    return {k: v for k, v in dct.items() if k not in keys}
+
+
+def parts_of(dct: dict, dumps) -> dict[str, str]:
+    """The parts of a state dictionary (``dumps``: one value to JSON text)."""
+    parts = {WORKFLOW_PART: dumps(_without(dct, NESTED))}
+    for task_id, task in dct["tasks"].items():
+        parts["t:" + task_id] = dumps(task)
+    for sub_id, sub in (dct.get("subprocesses") or {}).items():
+        parts["s:" + sub_id] = dumps(_without(sub, NESTED))
+        for task_id, task in sub["tasks"].items():
+            parts[f"s:{sub_id}:{task_id}"] = dumps(task)
+    return parts
+
+
+def state_from_parts(parts: dict[str, str]) -> str:
+    """The whole state's JSON text (a snapshot), put together from its parts' texts."""
+    tasks: list[str] = []
+    subprocesses: dict[str, list] = {}
+    for key, text in parts.items():
+        if key[0] == "t":
+            tasks.append(f'"{key[2:]}":{text}')
+        elif key[0] == "s":
+            sub_id, _, task_id = key[2:].partition(":")
+            entry = subprocesses.setdefault(sub_id, [None, []])
+            if task_id:
+                entry[1].append(f'"{task_id}":{text}')
+            else:
+                entry[0] = text
+    subs = []
+    for sub_id, (own, sub_tasks) in subprocesses.items():
+        subs.append(f'"{sub_id}":' + _joined(own, '"tasks":{' + ",".join(sub_tasks) + "}"))
+    return _joined(parts[WORKFLOW_PART], '"tasks":{' + ",".join(tasks) + '},'
+                   '"subprocesses":{' + ",".join(subs) + "}")
+
+
+def _joined(own: str | None, nested: str) -> str:
+    """An object's JSON text ``own`` with the members ``nested`` added at its end."""
+    own = own or "{}"
+    return own[:-1] + ("," if own != "{}" else "") + nested + "}"
+
+
+def apply_delta(dct: dict, delta: dict) -> None:
+    """Apply a stored delta (``{"set": {part: value}, "del": [part, ...]}``) to a state
+    dictionary, in place."""
+    subprocesses = dct.setdefault("subprocesses", {})
+    for key in delta.get("del", ()):
+        if key[0] == "t":
+            del dct["tasks"][key[2:]]
+        else:
+            sub_id, _, task_id = key[2:].partition(":")
+            if task_id:
+                del subprocesses[sub_id]["tasks"][task_id]
+            else:
+                del subprocesses[sub_id]
+    for key, value in delta.get("set", {}).items():
+        if key == WORKFLOW_PART:
+            for name in [k for k in dct if k not in NESTED and k not in value]:
+                del dct[name]
+            dct.update(value)
+        elif key[0] == "t":
+            dct["tasks"][key[2:]] = value
+        else:
+            sub_id, _, task_id = key[2:].partition(":")
+            sub = subprocesses.setdefault(sub_id, {"tasks": {}})
+            if task_id:
+                sub["tasks"][task_id] = value
+            else:
+                for name in [k for k in sub if k not in NESTED and k not in value]:
+                    del sub[name]
+                sub.update(value)
+
+
 class InstanceStateConverter(BpmnWorkflowConverter):
     """Converts a top-level workflow without its spec and subprocess specs."""
 
@@ -92,6 +191,7 @@ class Codec:
                                lambda v: Decimal(v["value"]))
         self._state = InstanceStateConverter(BpmnWorkflow, self.registry)
         self._serializer = BpmnWorkflowSerializer(self.registry)
+        self._encoder = self._serializer._encoder_cls(separators=(",", ":"), ensure_ascii=False)
 
     # specs --------------------------------------------------------------------
     def dump_spec(self, spec, subprocess_specs: dict) -> str:
@@ -125,12 +225,63 @@ class Codec:
         finally:
             self.registry._encoder_mode = False
 
-    def load_state(self, blob: bytes, spec, subprocess_specs, script_engine) -> BpmnWorkflow:
+    def _dumps(self, value) -> str:
+        """``value`` as compact JSON (one encoder for every part: what ``json.dumps`` with
+        these arguments gives, without building an encoder per call)."""
+        return self._encoder.encode(value)
+
+    def state_parts(self, workflow: BpmnWorkflow) -> dict[str, str]:
+        """The workflow's state cut into parts (see the module's docstring)."""
+        serializer = self._serializer
+        self.registry._encoder_mode = True
+        try:
+            dct = serializer.to_dict(workflow)
+            dct[serializer.VERSION_KEY] = serializer.VERSION
+            return parts_of(dct, self._dumps)
+        finally:
+            self.registry._encoder_mode = False
+
+    @staticmethod
+    def snapshot(parts: dict[str, str]) -> bytes:
+        """The stored whole state of these parts (what :meth:`dump_state` gives)."""
+        return compress_state(state_from_parts(parts))
+
+    @staticmethod
+    def delta(before: dict[str, str], after: dict[str, str]) -> bytes | None:
+        """The stored delta that turns state ``before`` into ``after`` (None: no change):
+        the parts that changed or are new, and the keys of those that went away."""
+        changed = [f"{json.dumps(key)}:{text}" for key, text in after.items()
+                   if before.get(key) != text]
+        gone = [key for key in before if key not in after]
+        if not changed and not gone:
+            return None
+        return compress_state('{"set":{' + ",".join(changed) + '},"del":'
+                              + json.dumps(gone) + "}")
+
+    def load_state(self, blob: bytes, spec, subprocess_specs, script_engine,
+                   deltas: Sequence[bytes] = ()) -> BpmnWorkflow:
+        """The workflow of a stored snapshot and the deltas written after it (in order);
+        what was read is kept on the workflow (:func:`stored_state`) for the next save."""
         try:
             dct = json.loads(state_text(blob))
+            for delta in deltas:
+                apply_delta(dct, json.loads(state_text(delta)))
         except json.JSONDecodeError as exc:
             raise UnreadableState(f"the stored state is not JSON ({exc})") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UnreadableState(f"a stored delta does not fit its state ({exc!r})") from None
+        parts = parts_of(dct, self._dumps)
         dct.pop(BpmnWorkflowSerializer.VERSION_KEY, None)
         workflow = self._state.from_state(dct, spec, subprocess_specs)
         workflow.script_engine = script_engine
+        set_stored_state(workflow, StoredState(parts, len(deltas)))
         return workflow
+
+
+def stored_state(workflow: BpmnWorkflow) -> StoredState | None:
+    """What the store holds of this workflow (None: nothing yet, a new instance)."""
+    return getattr(workflow, "_nd73_stored", None)
+
+
+def set_stored_state(workflow: BpmnWorkflow, stored: StoredState) -> None:
+    workflow._nd73_stored = stored

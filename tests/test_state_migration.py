@@ -1,12 +1,14 @@
 """Migration 0008 stores instance state compressed: a running proposal written before it is
-converted in place (and back by the downgrade), then carries on after the upgrade."""
+converted in place (and back by the downgrade), then carries on after the upgrade. Migration
+0020 adds the deltas: its downgrade folds them into the snapshot, and an instance without
+deltas (as every instance was before it) loads from its snapshot alone."""
 from __future__ import annotations
 
 import json
 
 from sqlalchemy import text
 
-from engine.serialization import state_text
+from engine.serialization import apply_delta, state_text
 from engine.store import Database, Instance
 from engine.store.migrate import downgrade, upgrade
 from engine.workflow_engine import WorkflowEngine
@@ -24,12 +26,22 @@ def test_state_is_converted_both_ways_and_the_instance_carries_on(database_url, 
         compressed, version = stored.state, stored.version
         assert stored.state_format.startswith("nd73-2/")
         assert json.loads(state_text(compressed))["root"]
+        # the state as the snapshot and the deltas after it give it (0020's downgrade folds
+        # the deltas into the snapshot)
+        whole = json.loads(state_text(compressed))
+        with db.engine.connect() as connection:
+            deltas = connection.execute(text(
+                "SELECT data FROM instance_state_deltas WHERE instance_id = :id ORDER BY seq"),
+                {"id": case.id}).scalars().all()
+        assert deltas                       # the steps after the start stored deltas
+        for delta in deltas:
+            apply_delta(whole, json.loads(state_text(delta)))
         downgrade(db, "0007")
         with db.engine.connect() as connection:
             old_text, old_format = connection.execute(text(
                 "SELECT state, state_format FROM instances WHERE id = :id"),
                 {"id": case.id}).one()
-        assert old_text == state_text(compressed) and old_format.startswith("nd73-1/")
+        assert json.loads(old_text) == whole and old_format.startswith("nd73-1/")
         upgrade(db)
         db.engine.dispose()
 

@@ -1,9 +1,9 @@
 """Database tables: definitions, instances and their queryable projections.
 
-The serialized workflow in ``instances.state`` (column ``state_data``, compressed) is the
-truth; ``human_tasks``, ``timers``, ``message_subscriptions`` and ``audit_events`` are
-projections written in the same transaction so that inbox and monitoring queries never
-deserialize a workflow.
+The serialized workflow in ``instances.state`` (column ``state_data``, compressed), with the
+deltas written after it (``instance_state_deltas``), is the truth; ``human_tasks``,
+``timers``, ``message_subscriptions`` and ``audit_events`` are projections written in the
+same transaction so that inbox and monitoring queries never deserialize a workflow.
 """
 from __future__ import annotations
 
@@ -125,6 +125,19 @@ class Instance(Base):
     audit_head: Mapped[str | None] = mapped_column(String(64))
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class InstanceStateDelta(Base):
+    """What one step changed in an instance's state since its snapshot (``instances.state``):
+    the changed parts, compressed (engine.serialization). ``seq`` is the delta's place after
+    the snapshot (1, 2, ...); a load applies the deltas in that order. A snapshot removes
+    them."""
+
+    __tablename__ = "instance_state_deltas"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class HumanTask(Base):
