@@ -39,11 +39,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
 )
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-from SpiffWorkflow.spiff.specs.defaults import (
-    ParallelMultiInstanceTask as SpiffParallelMultiInstanceTask,
-)
 
-from .multi_instance import ParallelMultiInstanceTask
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
@@ -182,8 +178,6 @@ class Codec:
         config = dict(SPIFF_CONFIG)
         for engine_timer in (*ENGINE_TIMERS.values(), *START_TIMERS.values()):
             config[engine_timer] = TimerConditionalEventDefinitionConverter
-        # same type name as SpiffWorkflow's, registered after it: every spec loads as ours
-        config[ParallelMultiInstanceTask] = SPIFF_CONFIG[SpiffParallelMultiInstanceTask]
         self.registry = BpmnWorkflowSerializer.configure(config)
         self.registry.register(date, lambda v: {"value": v.isoformat()},
                                lambda v: date.fromisoformat(v["value"]))
