@@ -23,16 +23,18 @@ PREFIX = {"national": "mau", "dak-lak": "daklak", "can-tho": "cantho", "lao-cai"
 
 def deploy_library(engine, *, ballots: bool = False) -> None:
     """Deploy every variant and seed their organisations. ``ballots``: the collective
-    leadership votes with online ballots, one task per member, as a province may choose
-    (``[meetings] leadership = "ballots"``), instead of the meeting its chair records."""
+    leadership and the evaluation council vote with online ballots, one task per member, as a
+    province may choose (``[meetings] leadership = "ballots"``, ``council = "ballots"``),
+    instead of the meetings their chair or secretary records."""
     folder = PROJECT / "processes"
     if ballots:
         folder = Path(tempfile.mkdtemp(prefix="nd73-ballots-")) / "processes"
         shutil.copytree(PROJECT / "processes", folder)
         national = folder / "national" / "variant.toml"
         settings = national.read_text(encoding="utf-8")
-        assert 'leadership = "meeting"' in settings
-        national.write_text(settings.replace('leadership = "meeting"', 'leadership = "ballots"'),
+        assert 'leadership = "meeting"' in settings and 'council = "meeting"' in settings
+        national.write_text(settings.replace('leadership = "meeting"', 'leadership = "ballots"')
+                            .replace('council = "meeting"', 'council = "ballots"'),
                             encoding="utf-8")
     for variant in VARIANTS:
         engine.repository.deploy_folder(folder / variant, "ci", PROJECT / "forms")
@@ -111,11 +113,15 @@ class Case:
         return by
 
     def vote(self, ballots: dict[str, str], element_id: str = "leadership_vote") -> None:
-        """Each member's vote: at the leadership meeting the chair records (Art. 8 k.1), the
-        members given present, or, with online ballots, each in their own task."""
+        """Each member's vote: at the leadership meeting the chair records (Art. 8 k.1) or the
+        council's meeting its chair or secretary records (Art. 8 k.2), the members given
+        present, or, with online ballots, each in their own task."""
+        today = self.engine.clock.now().astimezone(LOCAL_TZ).date().isoformat()  # not future
         if element_id == "leadership_vote" and self.open("leadership_meeting"):
-            today = self.engine.clock.now().date().isoformat()     # never in the future
             self.do("leadership_meeting", leadership_meeting(ballots, today))
+            return
+        if element_id == "council_vote" and self.open("council_meeting"):
+            self.do("council_meeting", council_meeting(ballots, today))
             return
         for voter, vote in ballots.items():
             self.do(element_id, {"vote": vote, **({"council_opinion": "Ý kiến"}
@@ -125,6 +131,8 @@ class Case:
     def voters(self, element_id: str = "leadership_vote") -> list[str]:
         if element_id == "leadership_vote" and self.open("leadership_meeting"):
             return sorted(self.data()["voters"])
+        if element_id == "council_vote" and self.open("council_meeting"):
+            return sorted(set(self.data()["council_members"]))
         return sorted(c for t in self.open(element_id) for c in self.candidates(t))
 
     def data(self) -> dict:
@@ -159,6 +167,14 @@ def leadership_meeting(ballots: dict[str, str], date: str) -> dict:
     return {"meeting_date": date, "meeting_attendees": list(ballots),
             "meeting_for": [m for m, v in ballots.items() if v == "for"],
             "meeting_against": [m for m, v in ballots.items() if v != "for"]}
+
+
+def council_meeting(ballots: dict[str, str], date: str, opinion: str = "Ý kiến") -> dict:
+    """The record of the evaluation council's meeting (Art. 8 k.2): the members given are
+    present, each with an opinion and their vote; the others are absent."""
+    return {"council_meeting_date": date, "council_attendees": list(ballots),
+            "council_opinions": [{"member": m, "vote": v, "opinion": f"{opinion} của {m}"}
+                                 for m, v in ballots.items()]}
 
 
 def to_decision(engine, variant, proposer, *, complex_=False, business_key="DX-1",

@@ -401,7 +401,8 @@ def test_the_council_the_suspension_and_the_termination_issue_their_documents(li
     meta, content = issued["bien_ban_hop_hoi_dong.docx"]
     assert_in_order(_lines(content), [
         "BIÊN BẢN", "Họp Hội đồng đánh giá đề xuất", "Thư ký:", "1. ", "5. ",
-        "Kết quả: 4 phiếu tán thành trên 5 phiếu biểu quyết của 5 thành viên.",
+        "Kết quả: 4 phiếu tán thành, 1 phiếu không tán thành trên 5 phiếu biểu quyết "
+        "của 5 thành viên.",
         "Nguyên tắc áp dụng:", "Kiến nghị của Hội đồng: phê duyệt đề xuất.", "Nơi nhận:"])
     _look_at(library, meta)
     meta, content = issued["quyet_dinh_tam_dung.docx"]

@@ -1,8 +1,10 @@
 """The leadership's vote is a meeting (Art. 8 k.1: the head chairs it): the chair or the
 meeting's secretary records its date, who was present and each member's vote; the tally,
 the rule applied and the result are part of the record, which the biên bản is made from.
-Online ballots stay a variant setting. One scenario per rule, in every variant, through the
-REST API and the web app."""
+The evaluation council's vote is a meeting too (Art. 8 k.2): its chair or secretary records
+the members present and each one's opinion and vote, and the council's record gives the
+tally, the rule and its recommendation. Online ballots stay a variant setting for both. One
+scenario per rule, in every variant, through the REST API and the web app."""
 from __future__ import annotations
 
 import io
@@ -18,8 +20,8 @@ from engine.errors import InvalidData
 from api_client import LiveServer
 from browser import CHROMIUM, chromium_page, sign_in
 from conftest import PROJECT
-from procedures import PREFIX, VARIANTS, as_user, deploy_library, leadership_meeting, \
-    to_decision
+from procedures import PREFIX, VARIANTS, as_user, council_meeting, deploy_library, \
+    leadership_meeting, to_decision
 
 NOW = datetime(2026, 3, 4, 3, 0, tzinfo=timezone.utc)       # Wednesday 04/03/2026, 10:00
 
@@ -279,3 +281,206 @@ def fill_list(page, field: str, values: list[str]) -> None:
         if index:
             rows.locator("button.add-row").click()
         rows.locator(f"input[name='{field}']").nth(index).fill(value)
+
+
+# --- Art. 8 k.2: the evaluation council's vote is a meeting too ---------------------------------
+
+def council_members(variant: str) -> list[str]:
+    """Five people of the organisation who sit on the council: the first chairs it, the second
+    is its secretary."""
+    p = PREFIX[variant]
+    return [f"{p}.chuyengia1", f"{p}.chuyengia2", f"{p}.chuyengia3", f"{p}.chuyengia4",
+            f"{p}.skhcn.giamdoc"]
+
+
+def council_case(engine, variant, business_key="DX-C"):
+    """A complex proposal whose council the competent head has formed (after Sở Nội vụ's
+    advice where the variant says so): its meeting is open."""
+    case = to_decision(engine, variant, f"{PREFIX[variant]}.sxd.qlxd.truongphong",
+                       complex_=True, business_key=business_key)
+    members = council_members(variant)
+    if case.open("advise_council"):
+        case.do("advise_council", {"advised_members": members, "advice_note": "Đề nghị"})
+    case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
+                             "council_members": members})
+    assert case.open_elements() == ["council_meeting"]
+    return case
+
+
+def complete(server, user, case, element_id, data):
+    """Complete the case's open task of ``element_id`` through the REST API, as ``user``."""
+    [task] = case.open(element_id)
+    return server.post(f"/tasks/{task.id}/complete", user, json={"data": data})
+
+
+def council_minutes(engine, case, chair) -> list[str]:
+    [meta] = [d for d in engine.documents.of_instance(case.id, principal=as_user(engine, chair))
+              if d["template"] == "bien_ban_hop_hoi_dong.docx"]
+    content = engine.documents.docx(meta["id"], principal=as_user(engine, chair))[1]
+    return [p.text for p in docx.Document(io.BytesIO(content)).paragraphs if p.text.strip()]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_k2_the_council_meeting_is_recorded_by_its_chair_or_secretary_an_absent_member_does_not_block(
+        engine, clock, server, variant):
+    clock.set(NOW)
+    members = council_members(variant)
+    chair, secretary = members[:2]
+    case = council_case(engine, variant)
+    [task] = case.open("council_meeting")
+    assert case.candidates(task) == sorted([chair, secretary])     # named when it was formed
+    assert case.instance.stage == "in_council"
+    # another member of the council does not record the meeting: the task is not his to see
+    assert complete(server, members[2], case, "council_meeting", council_meeting(
+        {m: "for" for m in members}, "2026-03-03")).status_code == 404
+    # the secretary records it: one member absent, and the meeting is not held up
+    present = {chair: "for", secretary: "for", members[2]: "against", members[3]: "for"}
+    answer = complete(server, secretary, case, "council_meeting",
+                      council_meeting(present, "2026-03-03", "Nhận xét"))
+    assert answer.status_code == 200, answer.text
+    record = case.data()["council_record"]
+    assert (record["mode"], record["date"], record["chair"], record["secretary"]) == (
+        "meeting", "2026-03-03", chair, secretary)
+    assert record["members"] == [
+        *({"member": m, "present": True, "vote": v, "opinion": f"Nhận xét của {m}"}
+          for m, v in present.items()),
+        {"member": members[4], "present": False, "vote": None, "opinion": None}]
+    assert (record["members_count"], record["present_count"], record["votes_for"],
+            record["votes_against"], record["result"]) == (5, 4, 3, 1, "recommend_approve")
+    assert "66,67%" in record["rule"] and "trên 50%" in record["rule"]
+    assert "khoản 2 Điều 8" in record["rule"]
+    assert case.data()["council_recommendation"] == "recommend_approve"
+    # the biên bản is made from the record, signed by the chair
+    text = council_minutes(engine, case, chair)
+    assert any(line.startswith("Thời gian: 03/03/2026.") for line in text), text
+    assert "Thành phần: 4/5 thành viên Hội đồng có mặt. Ý kiến và biểu quyết của từng " \
+           "thành viên:" in text
+    assert any(line.startswith("5. ") and line.endswith(": vắng mặt.") for line in text), text
+    assert any(f"không tán thành; ý kiến: Nhận xét của {members[2]}." in line
+               for line in text), text
+    assert ("Kết quả: 3 phiếu tán thành, 1 phiếu không tán thành trên 4 phiếu biểu quyết của "
+            "5 thành viên.") in text
+    assert any(line.startswith("Nguyên tắc áp dụng: Hội đồng có kiến nghị khi số thành viên "
+                               "biểu quyết đạt ít nhất 66,67%") for line in text), text
+    assert "Kiến nghị của Hội đồng: phê duyệt đề xuất." in text
+    # the council's recommendation done, the collective leadership meets
+    assert case.open_elements() == ["leadership_meeting"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_k2_the_council_recommends_only_with_its_quorum_and_a_majority(library, variant):
+    members = council_members(variant)
+    few = council_case(library, variant, "DX-Q1")          # 3 of 5 present: below 2/3
+    few.vote({members[0]: "for", members[1]: "for", members[2]: "for"}, "council_vote")
+    record = few.data()["council_record"]
+    assert (record["present_count"], record["result"]) == (3, "no_quorum")
+    assert "chưa đủ số thành viên biểu quyết" in " ".join(council_minutes(library, few,
+                                                                          members[0]))
+    split = council_case(library, variant, "DX-Q2")        # 2 for, 2 against: not a majority
+    split.vote({members[0]: "for", members[1]: "for", members[2]: "against",
+                members[3]: "against"}, "council_vote")
+    assert split.data()["council_record"]["result"] == "recommend_reject"
+    assert split.open_elements() == ["leadership_meeting"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_art8_k2_the_council_record_is_refused_with_unknown_people_non_members_or_a_future_date(
+        engine, clock, server, variant):
+    clock.set(NOW)
+    members = council_members(variant)
+    chair = members[0]
+    outsider = f"{PREFIX[variant]}.sxd.pgd1"               # of the organisation, not the council
+    case = council_case(engine, variant)
+
+    def refused(data: dict) -> dict:
+        answer = complete(server, chair, case, "council_meeting", data)
+        assert answer.status_code == 422, answer.text
+        return {e["field"]: e["message"] for e in answer.json()["errors"]}
+
+    errors = refused(council_meeting({chair: "for", "ai.do": "for"}, "2026-03-04"))
+    assert "ai.do" in errors["council_attendees"]
+    assert "không phải là người trong tổ chức" in errors["council_attendees"]
+    errors = refused(council_meeting({chair: "for", outsider: "for"}, "2026-03-04"))
+    assert outsider in errors["council_attendees"]
+    assert "Không phải thành viên Hội đồng" in errors["council_attendees"]
+    record = council_meeting({chair: "for", members[1]: "for"}, "2026-03-04")
+    errors = refused({**record, "council_attendees": [chair]})    # an absent member's vote
+    assert members[1] in errors["council_opinions"]
+    errors = refused({**record, "council_opinions": record["council_opinions"][:1]})
+    assert "từng thành viên dự họp, mỗi người một lần" in errors["council_opinions"]
+    errors = refused(council_meeting({chair: "for"}, "2026-03-05"))          # tomorrow
+    assert set(errors) == {"council_meeting_date"}
+    assert case.open_elements() == ["council_meeting"]                      # nothing recorded
+    assert "council_record" not in case.data()
+
+
+def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp_path):
+    clock.set(NOW)
+    settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
+    assert 'council = "meeting"' in settings           # the product's default
+    deploy_library(engine)
+    folder = tmp_path / "processes"
+    shutil.copytree(PROJECT / "processes", folder)
+    with (folder / "dak-lak" / "variant.toml").open("a", encoding="utf-8") as toml:
+        toml.write('\n[meetings]\ncouncil = "ballots"\n')
+    engine.repository.deploy_folder(folder / "dak-lak", "ci", PROJECT / "forms")
+    members = council_members("dak-lak")
+    case = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.truongphong", complex_=True)
+    case.do("form_council", {"council_chair": members[0], "council_secretary": members[1],
+                             "council_members": members})
+    assert case.open_elements() == ["council_vote"] * 5         # one ballot per member
+    assert case.voters("council_vote") == sorted(members)
+    case.vote(dict(zip(members, ["for", "for", "against", "for"])), "council_vote")
+    assert case.open_elements() == ["council_vote"]             # the fifth has not voted
+    case.vote({members[4]: "against"}, "council_vote")
+    record = case.data()["council_record"]
+    assert (record["mode"], record["present_count"], record["votes_for"],
+            record["votes_against"], record["result"]) == (
+        "ballots", 5, 3, 2, "recommend_approve")
+    # the leadership still meets (its own setting is unchanged)
+    assert case.open_elements() == ["leadership_meeting"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"chromium is not at {CHROMIUM}")
+def test_web_the_council_secretary_records_the_meeting_and_sees_the_tally_and_result(library):
+    members = council_members("lao-cai")
+    chair, secretary = members[:2]
+    case = council_case(library, "lao-cai")
+    [task] = case.open("council_meeting")
+    server = LiveServer(library)
+    try:
+        with chromium_page(1280, 900) as page:
+            sign_in(page, server, secretary)
+            page.goto(f"{server.url}/tasks/{task.id}")
+            assert page.get_by_role("heading", name="Ghi biên bản họp Hội đồng đánh giá") \
+                .is_visible()
+            page.locator("#f-council_meeting_date").fill("03/03/2026")
+            present = {chair: "for", secretary: "for", members[2]: "against", members[3]: "for"}
+            fill_list(page, "council_attendees", list(present))
+            rows = page.locator("[data-rows='council_opinions']")
+            for index, (member, vote) in enumerate(present.items()):
+                if index:
+                    rows.locator("button.add-row").click()
+                row = rows.locator(".row").nth(index)
+                row.locator("[name='council_opinions.member']").fill(member)
+                row.locator("[name='council_opinions.vote']").select_option(vote)
+                row.locator("[name='council_opinions.opinion']").fill(f"Ý kiến {index + 1}")
+            page.get_by_role("button", name="Gửi").click()
+            page.wait_for_url(lambda url: f"/tasks/{task.id}" not in url)
+            record = case.data()["council_record"]
+            assert (record["present_count"], record["votes_for"], record["votes_against"],
+                    record["result"]) == (4, 3, 1, "recommend_approve")
+            assert record["members"][2]["opinion"] == "Ý kiến 3"
+            # the case page lists the council's biên bản; its DOCX gives the tally and result
+            page.goto(f"{server.url}/instances/{case.id}")
+            row = page.locator("[data-testid=document]").filter(
+                has_text="Biên bản họp Hội đồng đánh giá")
+            with page.expect_download() as download:
+                row.get_by_role("link", name="DOCX").click()
+            content = Path(download.value.path()).read_bytes()
+            text = [p.text for p in docx.Document(io.BytesIO(content)).paragraphs]
+            assert ("Kết quả: 3 phiếu tán thành, 1 phiếu không tán thành trên 4 phiếu biểu "
+                    "quyết của 5 thành viên.") in text
+            assert "Kiến nghị của Hội đồng: phê duyệt đề xuất." in text
+    finally:
+        server.stop()

@@ -102,12 +102,24 @@ def test_routing_of_proposals(path, positions, kind, via, expected):
     (["for"] * 3, "no_quorum"),                               # 3 of 5 < 2/3
     (["for"] * 4, "recommend_approve"),
 ])
-def test_council_quorum_and_majority(votes, expected):
+@pytest.mark.parametrize("mode", ["meeting", "ballots"])
+def test_council_quorum_and_majority(votes, expected, mode):
     members = ["m1", "m2", "m3", "m4", "m5"]
     code = script("national/council.bpmn", "council_tally")
-    data = run(code, {"council_members": members,
-                      "council_ballots": votes + [None] * (5 - len(votes))})
+    data = {"council_members": members, "council_mode": mode, "council_chair": "m1",
+            "council_secretary": "m2"}
+    if mode == "ballots":                  # each member's ballot, None when not cast
+        data["council_ballots"] = votes + [None] * (5 - len(votes))
+    else:                                  # the members who cast a vote were present
+        present = members[:len(votes)]
+        data |= {"council_meeting_date": "2026-03-03", "council_attendees": present,
+                 "council_opinions": [{"member": m, "vote": v, "opinion": "x"}
+                                      for m, v in zip(present, votes)]}
+    data = run(code, data)
     assert data["council_recommendation"] == expected
+    record = data["council_record"]
+    assert (record["result"], record["members_count"], record["present_count"],
+            record["votes_for"]) == (expected, 5, len(votes), votes.count("for"))
 
 
 @pytest.mark.parametrize("size, refused", [(4, True), (5, False), (9, False), (10, True)])

@@ -257,24 +257,30 @@ TEMPLATES = {
         "'không được thông qua' }}{{ ' (số tán thành bằng số không tán thành, theo ý kiến của "
         "người đứng đầu chủ trì cuộc họp)' if meeting_record.tie_carried else '' }}.",
     ], bases=False),
-    # biên bản họp hội đồng đánh giá
+    # biên bản họp hội đồng đánh giá (Điều 8 khoản 2): made from the council's record
+    # (council_record: date, chair, secretary, each member present or absent with their
+    # opinion and vote, the tally, the rule applied and the recommendation)
     "bien_ban_hop_hoi_dong.docx": lambda: paper("BIÊN BẢN", "Họp Hội đồng đánh giá đề xuất "
                                                 "“{{ title }}”", [
-        "Thời gian: {{ doc.date }}. Chủ tịch Hội đồng: {{ council_chair|name }}; Thư ký: "
-        "{{ council_secretary|name }}.",
-        "Thành viên Hội đồng và ý kiến biểu quyết:",
-        "{%p for member in council_members %}",
-        "{{ loop.index }}. {{ member|name }}: " + "{{ " + VOTE + ".get(council_ballots["
-        "loop.index0], 'không biểu quyết') }}.",
+        "Thời gian: {{ council_record.date|date if council_record.date else doc.date }}"
+        "{{ ' (biểu quyết bằng phiếu trực tuyến)' if council_record.mode == 'ballots' "
+        "else '' }}. Chủ tịch Hội đồng: {{ council_record.chair|name }}; Thư ký: "
+        "{{ council_record.secretary|name }}.",
+        "Thành phần: {{ council_record.present_count }}/{{ council_record.members_count }} "
+        "thành viên Hội đồng có mặt. Ý kiến và biểu quyết của từng thành viên:",
+        "{%p for m in council_record.members %}",
+        "{{ loop.index }}. {{ m.member|name }}: {{ (" + VOTE + ".get(m.vote, 'không biểu "
+        "quyết')) if m.present else 'vắng mặt' }}{{ ('; ý kiến: ' ~ m.opinion) if m.present "
+        "and m.opinion else '' }}.",
         "{%p endfor %}",
-        "Kết quả: {{ council_for }} phiếu tán thành trên {{ council_votes|length }} phiếu "
-        "biểu quyết của {{ council_members|length }} thành viên.",
-        "Nguyên tắc áp dụng: Hội đồng kiến nghị khi đủ số thành viên biểu quyết theo quy "
-        "định của cơ quan; kiến nghị phê duyệt khi tỷ lệ phiếu tán thành vượt mức đa số "
-        "quy định (Điều 8 khoản 2 Nghị định số 73/2023/NĐ-CP).",
+        "Kết quả: {{ council_record.votes_for }} phiếu tán thành, "
+        "{{ council_record.votes_against }} phiếu không tán thành trên "
+        "{{ council_record.votes_cast }} phiếu biểu quyết của "
+        "{{ council_record.members_count }} thành viên.",
+        "Nguyên tắc áp dụng: {{ council_record.rule }}.",
         "Kiến nghị của Hội đồng: {{ {'recommend_approve': 'phê duyệt đề xuất', "
         "'recommend_reject': 'không phê duyệt đề xuất', 'no_quorum': 'chưa đủ số thành viên "
-        "biểu quyết, chưa có kiến nghị'}.get(council_recommendation, '') }}.",
+        "biểu quyết, chưa có kiến nghị'}.get(council_record.result, '') }}.",
     ], bases=False),
     "quyet_dinh_phe_duyet.docx": lambda: decision(
         "Về việc phê duyệt đề xuất đổi mới, sáng tạo “{{ title }}”",
