@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m bench [figure ...] [options]`` prints one JSON object per
 figure, one per line (``make bench`` runs them all with the defaults below).
 
-Figures: overhead (1), http (2), history (3), fanout (4), state (5), timers (6).
+Figures: overhead (1), http (2), history (3), fanout (4), state (5), timers (6),
+timers_load (7: figure 6 while figure 2 runs).
 PostgreSQL figures use the local server (ND73_BENCH_POSTGRES, default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres), in databases the bench creates and
 drops; without a server they run on SQLite where the figure allows it (it says which).
@@ -11,10 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import engine_overhead, fanout, history, http_throughput, state_size, timers
+from . import (engine_overhead, fanout, history, http_throughput, state_size, timers,
+               timers_under_load)
 from .common import postgres_available
 
-FIGURES = ("overhead", "http", "history", "fanout", "state", "timers")
+FIGURES = ("overhead", "http", "history", "fanout", "state", "timers", "timers_load")
 
 
 def main(argv=None) -> int:
@@ -39,6 +41,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timers-n", type=int, default=10_000)
     parser.add_argument("--timers-window", type=float, default=60.0)
     parser.add_argument("--timers-schedulers", type=int, default=2)
+    parser.add_argument("--timers-load-http-n", type=int, default=3000,
+                        help="open tasks the HTTP load of figure 7 completes (it stops "
+                             "early when they run out: the figure says how long it ran)")
     parser.add_argument("--sqlite-only", action="store_true",
                         help="run every figure on SQLite (no PostgreSQL server needed)")
     args = parser.parse_args(argv)
@@ -67,6 +72,9 @@ def main(argv=None) -> int:
             state_size.run(args.state_n, args.state_loops, server)
         elif figure == "timers":
             timers.run(args.timers_n, args.timers_window, args.timers_schedulers, server)
+        elif figure == "timers_load":
+            timers_under_load.run(args.timers_n, args.timers_window, args.timers_schedulers,
+                                  args.timers_load_http_n, args.http_clients, 2, server)
     return 0
 
 

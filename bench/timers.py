@@ -69,6 +69,49 @@ def create(url: str, n: int, window: float) -> None:
         engine.close()
 
 
+def start_schedulers(url: str, schedulers: int) -> list:
+    """``schedulers`` scheduler processes on a clock that stands LEAD before the first
+    timer is due and then runs in real time."""
+    start = BASE + timedelta(hours=1) - LEAD
+    context = multiprocessing.get_context("spawn")
+    wall = time.time()
+    workers = [context.Process(target=_scheduler_process,
+                               args=(url, start, wall, f"bench-{k}"), daemon=True)
+               for k in range(schedulers)]
+    for worker in workers:
+        worker.start()
+    return workers
+
+
+def watch(url: str, workers: list, window: float, time_limit: float) -> dict:
+    """Wait until no timer is pending (or the time limit), stop the schedulers, and return
+    the delays' figures."""
+    watcher = WorkflowEngine(url)
+    deadline = time.monotonic() + LEAD.total_seconds() + window + time_limit
+    try:
+        while time.monotonic() < deadline:
+            with watcher.db.reading() as session:
+                pending = session.scalar(select(func.count(Timer.id)).where(
+                    Timer.status == "pending"))
+            if not pending:
+                break
+            time.sleep(1.0)
+        with watcher.db.reading() as session:
+            rows = session.execute(select(Timer.due_at, Timer.fired_at).where(
+                Timer.fired_at.isnot(None))).all()
+            pending = session.scalar(select(func.count(Timer.id)).where(
+                Timer.status == "pending"))
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join(10)
+        watcher.close()
+    delays = [max(0.0, (_utc(fired) - _utc(due)).total_seconds()) for due, fired in rows]
+    return {"fired": len(delays), "not_fired": pending,
+            "delay_s": percentiles(delays, scale=1.0) if delays else None}
+
+
 def run(n: int = 10_000, window: float = 60.0, schedulers: int = 1,
         database: str = "postgresql", time_limit: float = 300.0) -> dict:
     if database == "sqlite":
@@ -77,39 +120,9 @@ def run(n: int = 10_000, window: float = 60.0, schedulers: int = 1,
         started = time.perf_counter()
         create(url, n, window)
         created_s = time.perf_counter() - started
-        start = BASE + timedelta(hours=1) - LEAD
-        context = multiprocessing.get_context("spawn")
-        wall = time.time()
-        workers = [context.Process(target=_scheduler_process,
-                                   args=(url, start, wall, f"bench-{k}"), daemon=True)
-                   for k in range(schedulers)]
-        for worker in workers:
-            worker.start()
-        watcher = WorkflowEngine(url)
-        deadline = time.monotonic() + LEAD.total_seconds() + window + time_limit
-        try:
-            while time.monotonic() < deadline:
-                with watcher.db.reading() as session:
-                    pending = session.scalar(select(func.count(Timer.id)).where(
-                        Timer.status == "pending"))
-                if not pending:
-                    break
-                time.sleep(1.0)
-            with watcher.db.reading() as session:
-                rows = session.execute(select(Timer.due_at, Timer.fired_at).where(
-                    Timer.fired_at.isnot(None))).all()
-                pending = session.scalar(select(func.count(Timer.id)).where(
-                    Timer.status == "pending"))
-        finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.join(10)
-            watcher.close()
-    delays = [max(0.0, (_utc(fired) - _utc(due)).total_seconds()) for due, fired in rows]
+        result = watch(url, start_schedulers(url, schedulers), window, time_limit)
     return emit("timer_precision", database, n, window_s=window, schedulers=schedulers,
-                created_s=round(created_s, 1), fired=len(delays), not_fired=pending,
-                delay_s=percentiles(delays, scale=1.0) if delays else None, target_p99_s=2.0)
+                created_s=round(created_s, 1), **result, target_p99_s=2.0)
 
 
 def _utc(value: datetime) -> datetime:

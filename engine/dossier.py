@@ -35,6 +35,7 @@ from . import diagrams, policy
 from .access import Access, Principal
 from .clock import LOCAL_TZ, as_utc
 from .forms import is_person, is_unit, person_values, unit_values
+from .multi_instance import all_tasks
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                     OrgUnit, TaskCandidate, TaskStatus, User)
 from .store.models import Document as IssuedDocument
@@ -472,7 +473,7 @@ class Dossiers:
     @staticmethod
     def _case_data(workflow) -> dict:
         data: dict = {}
-        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+        for task in all_tasks(workflow, state=TaskState.COMPLETED):
             data.update(task.data)
         data.update(workflow.data)
         return data

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from .access import Principal
 from .clock import LOCAL_TZ, ManualClock, as_utc
 from .errors import N_, DefinitionInvalid, EngineError, NotFound, Problem
+from .multi_instance import all_tasks
 from .store import (Definition, HumanTask, InstanceStatus, Membership, OrgUnit,
                     TaskCandidate, Timer, TimerStatus, User)
 from .store.models import Document, Notification
@@ -550,7 +551,7 @@ class _Run:
     def _report(self) -> None:
         engine, result = self.engine, self.result
         workflow = engine.runtime.workflow(self.instance_id)
-        done = [t for t in workflow.get_tasks() if t.has_state(TaskState.COMPLETED)]
+        done = [t for t in all_tasks(workflow) if t.has_state(TaskState.COMPLETED)]
         done.sort(key=lambda t: t.last_state_change)
         for task in done:
             spec = task.task_spec

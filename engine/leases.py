@@ -111,19 +111,26 @@ class LeaseQueue:
     # --- claiming --------------------------------------------------------------------------
     def claim(self, limit: int, *where) -> list:
         """Lease up to ``limit`` ready rows (also matching ``where``), oldest due first, and
-        return them (detached, with the lease written on them)."""
+        return them (detached, with the lease written on them, oldest due first).
+
+        One statement: an UPDATE of the rows a sub-select chooses (on PostgreSQL locked
+        with SKIP LOCKED), returning them; a claim is a round trip, not a SELECT and then
+        an UPDATE per row."""
         now = self.clock.now()
         model = self.model
-        query = (select(model).where(model.status == READY, self.due <= now,
-                                     self.free(now), *where)
-                 .order_by(self.due, model.id).limit(limit))
+        chosen = (select(model.id).where(model.status == READY, self.due <= now,
+                                         self.free(now), *where)
+                  .order_by(self.due, model.id).limit(limit))
         if not self.db.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
+            chosen = chosen.with_for_update(skip_locked=True)
+        statement = (update(model).where(model.id.in_(chosen.scalar_subquery()))
+                     .values(lock_owner=self.owner, lock_expires_at=now + self.settings.lease)
+                     .returning(model)
+                     .execution_options(synchronize_session=False))
         with self.db.transaction() as session:
-            rows = list(session.scalars(query))
-            for row in rows:
-                row.lock_owner, row.lock_expires_at = self.owner, now + self.settings.lease
-        return rows
+            rows = list(session.scalars(statement))
+        due = self.due.key
+        return sorted(rows, key=lambda row: (getattr(row, due), row.id))
 
     def free(self, now: datetime):
         """SQL condition: nobody holds the row at ``now`` (never leased, or lease expired)."""

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from .access import Access, Principal
 from .clock import Clock
 from .errors import NotFound
+from .multi_instance import all_tasks
 from .runtime import Runtime
 from .store import (AuditEvent, Database, Definition, HumanTask, Instance, InstanceStatus,
                     TaskStatus, Timer, TimerStatus)
@@ -125,7 +126,7 @@ class Queries:
         workflow = self.runtime.workflow(instance_id)
         live = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.ERROR
         active, completed, data = [], [], {}
-        for task in workflow.get_tasks():
+        for task in all_tasks(workflow):
             bpmn_id = getattr(task.task_spec, "bpmn_id", None)
             if task.has_state(TaskState.COMPLETED):
                 data.update(task.data)

@@ -18,6 +18,7 @@ from . import policy
 from .clock import LOCAL_TZ, Clock
 from .deadlines import current_settings
 from .errors import InvalidState, NotFound
+from .multi_instance import all_tasks
 from .org import Org
 from .scripting import step_memo
 from .store import Database, Decision, HumanTask, Instance, OrgUnit, TaskStatus
@@ -158,7 +159,7 @@ def report_content(engine, instance_id: str) -> ReportContent:
                        code="report.not_a_cycle")
     workflow = engine.runtime.workflow(instance_id)
     data: dict = {}
-    for task in workflow.get_tasks():
+    for task in all_tasks(workflow):
         data.update(task.data)
     data.update(workflow.data)
     units = data.get("reporting_units") or []

@@ -83,6 +83,7 @@ class Scheduler:
         self.clock = engine.clock
         self.owner = owner or default_owner()
         self.batch = batch
+        self._synced: frozenset[int] | None = None   # newest definitions synced last
         self.rounds = 0                     # numbers the rounds in the log lines
         self.timer_queue = LeaseQueue(
             self.db, self.clock, Timer, owner=self.owner, name="timers",
@@ -95,18 +96,23 @@ class Scheduler:
                                    hour=engine.settings.digest_hour, leases=outbox_leases)
 
     # --- schedules (timer start events) ----------------------------------------------------
-    def sync_schedules(self) -> int:
+    def sync_schedules(self, *, if_changed: bool = False) -> int:
         """Give the newest version of every process with a timer start event exactly one
-        pending schedule row; older versions' schedules are cancelled. Returns rows created."""
+        pending schedule row; older versions' schedules are cancelled. Returns rows created.
+        ``if_changed``: only when the newest versions differ from the last sync's (a round
+        reads their ids, not the rows with their sources, when nothing was deployed)."""
         repository = self.engine.repository
         created = 0
         newest = (select(Definition.variant, Definition.key,
                          func.max(Definition.version).label("version"))
                   .group_by(Definition.variant, Definition.key).subquery())
         with self.db.reading() as session:
-            latest = list(session.scalars(select(Definition).join(
+            ids = frozenset(session.scalars(select(Definition.id).join(
                 newest, (Definition.variant == newest.c.variant)
                 & (Definition.key == newest.c.key) & (Definition.version == newest.c.version))))
+        if if_changed and ids == self._synced:
+            return 0
+        latest = [repository.get(definition_id) for definition_id in sorted(ids)]
         for definition in latest:
             spec, _ = repository.specs(definition)
             timers = start_timers(spec)
@@ -116,6 +122,7 @@ class Scheduler:
                 definition, timers,
                 lambda kind, expression: self._first_due(definition, kind, expression),
                 actor=SCHEDULER_ACTOR)
+        self._synced = ids
         return created
 
     def _evaluate(self, definition: Definition, expression: str):
@@ -164,7 +171,7 @@ class Scheduler:
         return log_scope(request_id=f"{self.owner}/{queue}/{self.rounds}", user=SCHEDULER_ACTOR)
 
     def _run_due(self, max_rounds: int) -> int:
-        self.sync_schedules()
+        self.sync_schedules(if_changed=True)
         fired = 0
         for _ in range(max_rounds):
             rows = self.claim()
@@ -237,7 +244,8 @@ class Scheduler:
 
 def run_loop(engine, *, interval: float = 1.0, blocking: bool = True, owner: str | None = None):
     """APScheduler drives :meth:`Scheduler.run_due` every ``interval`` seconds (one run at a
-    time; a run that falls behind is not queued twice). Returns the APScheduler object."""
+    time; a run that falls behind is not queued twice), and the outbox in a job of its own.
+    Returns the APScheduler object."""
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.blocking import BlockingScheduler
 

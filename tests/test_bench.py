@@ -9,7 +9,8 @@ import json
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench import engine_overhead, fanout, history, http_throughput, state_size, timers
+from bench import (engine_overhead, fanout, history, http_throughput, state_size, timers,
+                   timers_under_load)
 
 
 @pytest.fixture
@@ -89,6 +90,17 @@ def test_timer_precision(server_kind, capsys):
     _check(record, "timer_precision", server_kind, capsys)
     assert record["fired"] == 12 and record["not_fired"] == 0
     assert record["delay_s"]["p99"] >= 0
+
+
+def test_timers_under_http_load(server_kind, capsys):
+    record = timers_under_load.run(12, window=2, schedulers=1, http_n=6, clients=2,
+                                   database=server_kind, time_limit=60)
+    _check(record, "timers_under_http_load", server_kind, capsys)
+    assert record["fired"] == 12 and record["not_fired"] == 0
+    assert record["delay_s"]["p99"] >= 0
+    http = record["http"]
+    assert http["completions"] + http["failures"] > 0 and http["failures"] == 0
+    assert record["http_load_s"] > 0
 
 
 def test_runner_prints_one_line_per_figure(capsys):

@@ -150,6 +150,30 @@ def test_reporting_cycle_fans_out_to_every_reporting_unit(library, clock, varian
     assert (case.instance.status, case.instance.stage) == ("completed", "closed")
 
 
+def test_a_cycle_for_over_a_thousand_units_opens_every_unit_s_task(library, clock):
+    """1,100 communes under one province: every one gets its report task (SpiffWorkflow's
+    task iterator stopped descending after about 1,000 subprocesses)."""
+    from bench.fanout import add_units
+    from engine.multi_instance import all_tasks
+    pairs = add_units(library, 1100)
+    library.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    instance = library.runtime.start("national", "annual_report", principal=SCHEDULER,
+                                     data={"proposer_unit": "mau"})
+    opened = {t.unit_id for t in library.runtime.open_tasks(instance.id)
+              if t.element_id == "submit_report"}
+    assert {unit for unit, _ in pairs} <= opened
+    workflow = library.runtime.workflow(instance.id)
+    reports = [t for t in all_tasks(workflow) if t.task_spec.name == "submit_report"]
+    assert len(reports) == len(opened)
+    assert {task.data["reporting_unit"] for task in reports} == opened
+    [units] = [t for t in all_tasks(workflow) if t.task_spec.name == "annual_report_units"]
+    assert len(units.data["reporting_units"]) == len(opened)
+    head = pairs[-1][1]
+    inbox = library.tasks.inbox(library.access.principal(head))
+    assert [t.instance_id for t in inbox.items] == [instance.id]
+
+
 def test_late_unit_report_is_reminded_then_escalated(library, clock):
     clock.set(utc(2026, 11, 2, 1, 0))
     case = Case.start(library, "lao-cai", "annual_report", SCHEDULER,

@@ -41,6 +41,7 @@ from ..forms import (date_order_errors, form_errors, person_values, unit_values,
                      unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
+from ..multi_instance import all_tasks
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
@@ -227,7 +228,7 @@ class Runtime(InstanceManagement, Schedules):
         store_state = self._state_writer(instance, workflow)
         previous_stage = instance.stage
         # one walk of the task tree for the stage and the projections
-        live = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        live = all_tasks(workflow, state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
         instance.stage = stage_after(live, completed, instance.stage)
         step = Step(session, instance, self.repository.get(instance.definition_id, session),
                     actor, now, previous_stage, completed, user_task, task_row,
@@ -310,7 +311,7 @@ class Runtime(InstanceManagement, Schedules):
         started_by = principal.username
         workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         workflow.data.update({"started_by": started_by})
-        start_task = workflow.get_tasks(state=TaskState.READY)[0]
+        start_task = all_tasks(workflow, state=TaskState.READY)[0]
         start_task.data.update(data)
         start_task.data.update({"started_by": started_by, "proposer": started_by,
                                 "proposer_unit": unit_id, "business_key": business_key})
@@ -466,7 +467,7 @@ class Runtime(InstanceManagement, Schedules):
                                task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
             self._check_form(definition, task.task_spec, task.data, data)
-            waited = WaitingEvents.of(workflow.get_tasks(state=TaskState.WAITING))
+            waited = WaitingEvents.of(all_tasks(workflow, state=TaskState.WAITING))
             before = dict(task.data)
             task.data.update(data)
             changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()
@@ -555,7 +556,7 @@ class Runtime(InstanceManagement, Schedules):
             self.access.require_involved(session, principal, instance)
             actor = principal.username
             self._require(instance, RUNNING, "deliver a message to")
-            waiting = [t for t in workflow.get_tasks(state=TaskState.WAITING)
+            waiting = [t for t in all_tasks(workflow, state=TaskState.WAITING)
                        if isinstance(getattr(t.task_spec, "event_definition", None),
                                      MessageEventDefinition)
                        and t.task_spec.event_definition.name == name]

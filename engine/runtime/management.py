@@ -20,6 +20,7 @@ from ..access import Principal
 from ..audit import lock_instance
 from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
+from ..multi_instance import all_tasks
 from ..scripting import timer_due
 from ..store import AuditEvent, Instance, Timer, TimerStatus
 from .projection import EventRows
@@ -193,7 +194,7 @@ class InstanceManagement:
             self.access.require_manages(session, principal, instance, "retry an instance")
             actor = principal.username
             self._require(instance, INCIDENT, "retry")
-            failed = workflow.get_tasks(state=TaskState.ERROR)
+            failed = all_tasks(workflow, state=TaskState.ERROR)
             for task in failed:
                 task.data.update(data)
                 task._set_state(TaskState.READY)
