@@ -151,32 +151,29 @@ def unit_values(schema: dict, data: dict) -> list[tuple[str, str]]:
     return widget_values(schema, data, UNIT)
 
 
+def _unknown_errors(pairs: list[tuple[str, str]], known: set[str], code: str,
+                    what: str) -> list[dict]:
+    """Field errors for the values in ``pairs`` that are not in ``known``, once per field and
+    value; ``what`` says in English what the value should have been."""
+    errors, seen = [], set()
+    for path, value in pairs:
+        if value in known or (path, value) in seen:
+            continue
+        seen.add((path, value))
+        errors.append({"field": path, "code": code, "params": {"value": value},
+                       "message": f"'{value}' is no {what} of the organisation; choose a "
+                                  f"{'person' if what == 'one' else what} from it"})
+    return errors
+
+
 def unknown_people_errors(pairs: list[tuple[str, str]], known: set[str]) -> list[dict]:
     """Field errors for the usernames in ``pairs`` that are no one of ``known``."""
-    errors, seen = [], set()
-    for path, username in pairs:
-        if username in known or (path, username) in seen:
-            continue
-        seen.add((path, username))
-        errors.append({"field": path, "code": N_("form.unknown_person"),
-                       "params": {"value": username},
-                       "message": f"'{username}' is no one of the organisation; choose a "
-                                  "person from it"})
-    return errors
+    return _unknown_errors(pairs, known, N_("form.unknown_person"), "one")
 
 
 def unknown_units_errors(pairs: list[tuple[str, str]], known: set[str]) -> list[dict]:
     """Field errors for the unit ids in ``pairs`` that are no unit of ``known``."""
-    errors, seen = [], set()
-    for path, unit_id in pairs:
-        if unit_id in known or (path, unit_id) in seen:
-            continue
-        seen.add((path, unit_id))
-        errors.append({"field": path, "code": N_("form.unknown_unit"),
-                       "params": {"value": unit_id},
-                       "message": f"'{unit_id}' is no unit of the organisation; choose a "
-                                  "unit from it"})
-    return errors
+    return _unknown_errors(pairs, known, N_("form.unknown_unit"), "unit")
 
 
 def _as_date(value) -> date | None:

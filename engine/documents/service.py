@@ -137,32 +137,28 @@ class Documents:
             agency = self._agency(units[0] if units else step.instance.unit_id)
         return signer, agency
 
-    def _names(self, session: Session) -> Callable[[Any], str]:
-        cache: dict[str, str] = {}
-
-        def name(value: Any) -> str:
-            if isinstance(value, (list, tuple)):
-                return ", ".join(name(v) for v in value)
-            key = str(value or "")
-            if key not in cache:
-                user = session.get(User, key) if key else None
-                cache[key] = user.full_name if user is not None else key
-            return cache[key]
-        return name
-
     @staticmethod
-    def _unit_names(session: Session) -> Callable[[Any], str]:
+    def _looked_up(session: Session, model, shown: Callable[[Any], str]
+                   ) -> Callable[[Any], str]:
+        """A template filter giving the ``model`` row's ``shown`` text for an id (or a list of
+        ids, joined), the id itself when there is no such row; each id read once."""
         cache: dict[str, str] = {}
 
-        def unit_name(value: Any) -> str:
+        def show(value: Any) -> str:
             if isinstance(value, (list, tuple)):
-                return ", ".join(unit_name(v) for v in value)
+                return ", ".join(show(v) for v in value)
             key = str(value or "")
             if key not in cache:
-                unit = session.get(OrgUnit, key) if key else None
-                cache[key] = unit.name if unit is not None else key
+                row = session.get(model, key) if key else None
+                cache[key] = shown(row) if row is not None else key
             return cache[key]
-        return unit_name
+        return show
+
+    def _names(self, session: Session) -> Callable[[Any], str]:
+        return self._looked_up(session, User, lambda user: user.full_name)
+
+    def _unit_names(self, session: Session) -> Callable[[Any], str]:
+        return self._looked_up(session, OrgUnit, lambda unit: unit.name)
 
     def _signer(self, session: Session, username: str, agency: OrgUnit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
