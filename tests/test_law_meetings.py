@@ -414,7 +414,7 @@ def test_art8_k2_the_council_record_is_refused_with_unknown_people_non_members_o
     assert "council_record" not in case.data()
 
 
-def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp_path):
+def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, server, tmp_path):
     clock.set(NOW)
     settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
     assert 'council = "meeting"' in settings           # the product's default
@@ -430,13 +430,38 @@ def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp
                              "council_members": members})
     assert case.open_elements() == ["council_vote"] * 5         # one ballot per member
     assert case.voters("council_vote") == sorted(members)
-    case.vote(dict(zip(members, ["for", "for", "against", "for"])), "council_vote")
+
+    def ballot(member: str, vote: str) -> None:
+        """The member's own ballot, through the REST API: their vote and their opinion."""
+        [task] = [t for t in case.open("council_vote") if member in case.candidates(t)]
+        answer = server.post(f"/tasks/{task.id}/complete", member, json={"data": {
+            "vote": vote, "council_opinion": f"Ý kiến của {member}"}})
+        assert answer.status_code == 200, answer.text
+
+    # the members vote in an order of their own, not the order the council was formed in
+    votes = dict(zip(members, ["for", "for", "against", "for", "against"]))
+    for member in [members[3], members[0], members[2], members[1]]:
+        ballot(member, votes[member])
     assert case.open_elements() == ["council_vote"]             # the fifth has not voted
-    case.vote({members[4]: "against"}, "council_vote")
+    ballot(members[4], votes[members[4]])
     record = case.data()["council_record"]
-    assert (record["mode"], record["present_count"], record["votes_for"],
+    assert (record["mode"], record["date"], record["present_count"], record["votes_for"],
             record["votes_against"], record["result"]) == (
-        "ballots", 5, 3, 2, "recommend_approve")
+        "ballots", None, 5, 3, 2, "recommend_approve")
+    # each member's opinion and vote, in the shape a recorded meeting gives
+    assert record["members"] == [{"member": m, "present": True, "vote": votes[m],
+                                  "opinion": f"Ý kiến của {m}"} for m in members]
+    # the council's minutes give each member's vote and opinion
+    text = council_minutes(engine, case, members[0])
+    online = "Thời gian: ngày 04 tháng 3 năm 2026 (biểu quyết bằng phiếu trực tuyến)."
+    assert any(line.startswith(online) for line in text), text
+    for index, member in enumerate(members, 1):
+        vote = {"for": "tán thành", "against": "không tán thành"}[votes[member]]
+        assert any(line.startswith(f"{index}. ")
+                   and line.endswith(f": {vote}; ý kiến: Ý kiến của {member}.")
+                   for line in text), text
+    assert ("Kết quả: 3 phiếu tán thành, 2 phiếu không tán thành trên 5 phiếu biểu quyết của "
+            "5 thành viên.") in text
     # the leadership still meets (its own setting is unchanged)
     assert case.open_elements() == ["leadership_meeting"]
 
