@@ -158,6 +158,15 @@ def test_art8_online_ballots_are_a_variant_setting(engine, clock, tmp_path):
     record = record_of(case)
     assert (record["mode"], record["present_count"], record["votes_for"], record["result"]) == (
         "ballots", 4, 3, "approved")
+    # ballots cast in an order of their own: each vote stays its member's, so a tie follows
+    # the head who chairs
+    tie = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.truongphong", business_key="DX-T")
+    votes = {deputies[0]: "against", deputies[1]: "against", chair: "for", deputies[2]: "for"}
+    tie.vote(votes)
+    record = record_of(tie)
+    assert (record["votes_for"], record["result"], record["tie_carried"]) == (2, "approved", True)
+    assert record["members"] == [{"member": m, "present": True, "vote": votes[m]}
+                                 for m in [chair, *deputies]]
 
 
 def test_art8_the_meeting_record_through_the_api(library):

@@ -40,7 +40,8 @@ def run(code: str, data: dict, **functions) -> dict:
 
 def tally(ballots: dict, chair: str) -> str:
     code = script("national/proposal.bpmn", "tally")
-    return run(code, {"voters": list(ballots), "ballots": list(ballots.values()),
+    cast = [{"member": m, "vote": v} for m, v in reversed(ballots.items())]   # order cast
+    return run(code, {"voters": list(ballots), "ballots": cast,
                       "chair": chair, "leadership_mode": "ballots"})["vote_result"]
 
 
