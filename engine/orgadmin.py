@@ -1036,12 +1036,33 @@ class OrgAdmin:
             self._audit(session, principal, variant, "org_membership_added",
                         username=key[0], unit_id=key[1], position=key[2], imported=True)
         session.flush()
+        today = local_today(self.clock)
+        # a head (or acting head) the file appoints: the one before hands over on their day
+        appointed = {(a["unit_id"], a["position"]): (
+            a["username"], dates[(a["username"], a["unit_id"], a["position"])]
+            .get("valid_from") or today)
+            for a in plan.memberships_added if a["position"] in SINGLE_HOLDER}
         for ended in plan.memberships_ended:
             membership = session.scalars(select(Membership).where(
                 Membership.username == ended["username"],
                 Membership.unit_id == ended["unit_id"],
                 Membership.position == ended["position"])).first()
-            if membership is not None:
+            if membership is None:
+                continue
+            successor, first_day = appointed.get((membership.unit_id, membership.position),
+                                                 (None, today))
+            if successor is not None and first_day > today:
+                self._end_on(session, principal, variant, membership,
+                             first_day - timedelta(days=1))
+                self._handover(session, principal, variant, membership, successor,
+                               first_day)
+            elif successor is not None:
+                passed = self._end(session, principal, variant, membership,
+                                   successor=successor)
+                self._handover(session, principal, variant, membership, successor, today,
+                               passed)
+                plan.reassigned += passed
+            else:
                 plan.reassigned += self._end(session, principal, variant, membership)
         for (username, unit_id, position), found in dates.items():
             membership = session.scalars(select(Membership).where(

@@ -6,14 +6,19 @@ own proposal) stay theirs. Each move is in the case's log and the new holder is 
 administrator sees on the organisation's API which tasks moved, or will move."""
 from __future__ import annotations
 
+import re
+import threading
 from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
 
+from api.app import create_app
 from api_client import LiveServer
+from engine.org import DEFAULT_DEMO_PASSWORD
 from engine.scheduler import Scheduler
 from engine.store.models import Notification
+from engine.workflow_engine import WorkflowEngine
 from procedures import Case, as_user, deploy_library, plan
 from test_membership_dates import local_midnight
 
@@ -183,3 +188,72 @@ def test_an_unknown_official_or_an_impossible_date_is_refused_and_changes_nothin
     # only the variant's administrators see the handovers
     is_problem(api.get("/org/lao-cai/handovers", HEAD), 403)
     is_problem(api.get("/org/lao-cai/handovers", "cantho.quantri"), 403)
+
+
+def test_the_organisation_page_shows_the_handover_to_come_and_its_tasks(api, engine):
+    _, screening, _, _ = heads_work(engine)
+    api.post(f"/org/lao-cai/officials/{NEW}/memberships", ADMIN,
+             json={"unit_id": "laocai.sxd", "position": "head",
+                   "valid_from": "2026-02-01"}).raise_for_status()
+    client = create_app(engine, SECRET_KEY="test-secret").test_client()
+    login = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+    assert client.post("/login", data={"username": ADMIN, "password": DEFAULT_DEMO_PASSWORD,
+                                       "csrf_token": token}).status_code == 302
+    assert "/admin/org/lao-cai/handovers" in client.get("/admin/org/lao-cai").get_data(
+        as_text=True)
+    page = client.get("/admin/org/lao-cai/handovers")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert 'data-status="pending"' in text and "01/02/2026" in text
+    assert HEAD in text and NEW in text and screening.name in text
+    assert "Sẽ bàn giao vào ngày hiệu lực" in text
+
+
+def test_a_head_the_hr_spreadsheet_appoints_from_a_later_day_takes_over_on_that_day(
+        api, engine, clock):
+    case, screening, own, _ = heads_work(engine)
+    sheet = ("username,full_name,email,phone,unit_id,position,valid_from,valid_to,active\n"
+             f"{NEW},Hoàng Thị Mai,,,laocai.sxd,head,01/02/2026,,1\n").encode()
+    applied = api.post("/org/lao-cai/import", ADMIN, files={"file": ("hr.csv", sheet)},
+                       data={"apply": "1"})
+    assert applied.status_code == 200 and applied.json()["applied"], applied.text
+    assert applied.json()["reassigned"] == []              # not before the first day
+    assert engine.org.members("laocai.sxd", ["head"]) == [HEAD]
+    assert case.candidates(case.open("screening")[0]) == [HEAD]
+    [pending] = handovers(api)
+    assert (pending["status"], pending["effective_on"], pending["to"]) == (
+        "pending", "2026-02-01", NEW)
+    clock.set(local_midnight(date(2026, 2, 1)))
+    Scheduler(engine, owner="s1", smtp=None).run_due()
+    assert engine.org.members("laocai.sxd", ["head"]) == [NEW]
+    assert case.candidates(case.open("screening")[0]) == [NEW]
+    assert own.candidates(own.open("submit_plan")[0]) == [HEAD]
+    assert [t["task_id"] for t in handovers(api)[0]["tasks"]] == [screening.id]
+
+
+def test_two_schedulers_racing_carry_a_handover_out_once(api, engine, database_url, clock):
+    case, screening, _, _ = heads_work(engine)
+    api.post(f"/org/lao-cai/officials/{NEW}/memberships", ADMIN,
+             json={"unit_id": "laocai.sxd", "position": "head",
+                   "valid_from": "2026-02-01"}).raise_for_status()
+    clock.set(local_midnight(date(2026, 2, 1)))
+    other = WorkflowEngine(database_url, clock=clock)      # a second scheduler process
+    start = threading.Barrier(2)
+    results: list[int] = []
+
+    def run(each) -> None:
+        start.wait()
+        results.append(Scheduler(each, owner=f"s{id(each)}", smtp=None).run_handovers())
+    try:
+        threads = [threading.Thread(target=run, args=(e,)) for e in (engine, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        other.close()
+    assert sorted(results) == [0, 1]
+    assert [e.details["to"] for e in case.audit("task_reassigned")] == [NEW]
+    assert case.candidates(case.open("screening")[0]) == [NEW]
+    assert told(engine, NEW).count(("task_available", screening.id)) == 1
