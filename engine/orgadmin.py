@@ -458,6 +458,11 @@ class OrgAdmin:
             Membership.position == position)).first()
         if exists is not None:
             exists.valid_from, exists.valid_to = valid_from, valid_to
+            # re-dated before their first day: the handover to them moves with it
+            session.execute(update(Handover).where(
+                Handover.to_username == username, Handover.unit_id == unit_id,
+                Handover.position == position, Handover.status == "pending")
+                .values(effective_on=valid_from or local_today(self.clock)))
             return []
         previous = []
         if position in SINGLE_HOLDER:

@@ -257,3 +257,19 @@ def test_two_schedulers_racing_carry_a_handover_out_once(api, engine, database_u
     assert [e.details["to"] for e in case.audit("task_reassigned")] == [NEW]
     assert case.candidates(case.open("screening")[0]) == [NEW]
     assert told(engine, NEW).count(("task_available", screening.id)) == 1
+
+
+def test_an_appointment_re_dated_before_its_day_hands_over_on_the_new_day(api, engine, clock):
+    case, _, _, _ = heads_work(engine)
+    for day in ("2026-02-01", "2026-03-01"):
+        api.post(f"/org/lao-cai/officials/{NEW}/memberships", ADMIN,
+                 json={"unit_id": "laocai.sxd", "position": "head",
+                       "valid_from": day}).raise_for_status()
+    [pending] = handovers(api)
+    assert pending["effective_on"] == "2026-03-01"
+    clock.set(local_midnight(date(2026, 2, 1)))
+    assert Scheduler(engine, owner="s1", smtp=None).run_handovers() == 0
+    assert case.candidates(case.open("screening")[0]) == [HEAD]
+    clock.set(local_midnight(date(2026, 3, 1)))
+    assert Scheduler(engine, owner="s1", smtp=None).run_handovers() == 1
+    assert case.candidates(case.open("screening")[0]) == [NEW]
