@@ -29,7 +29,7 @@ from engine.store import AuditEvent, Instance, InstanceStateDelta, Timer
 from engine.variants import SourceFile
 from engine.workflow_engine import WorkflowEngine
 
-from .common import PROJECT, bench_database, emit, percentiles, postgres_available
+from .common import PROJECT, RoundTrips, bench_database, emit, percentiles, postgres_available
 
 PROCESS = PROJECT / "bench" / "processes" / "timer.bpmn"
 BASE = datetime(2027, 3, 1, 1, 0, tzinfo=timezone.utc)
@@ -47,14 +47,26 @@ class RealTimeClock(Clock):
         return self._start + timedelta(seconds=time.monotonic() - self._wall)
 
 
-def _scheduler_process(url: str, start: datetime, started_at: float, owner: str) -> None:
+def _scheduler_process(url: str, start: datetime, started_at: float, owner: str,
+                       counters=None) -> None:
     import logging
+    import threading
     from engine.scheduler import run_loop
     # a round that overruns the 1 s interval is skipped by APScheduler, as designed: quiet
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     # the same instant in every scheduler process: the parent's start plus time since
     clock = RealTimeClock(start + timedelta(seconds=time.time() - started_at))
     engine = WorkflowEngine(url, clock=clock)
+    if counters is not None:      # statements, round trips and CPU seconds, for the parent
+        trips = RoundTrips(engine.db.engine)
+        trips.counting = True
+        cpu = time.process_time()
+
+        def publish() -> None:
+            while True:
+                counters[:] = [trips.statements, trips.round_trips, time.process_time() - cpu]
+                time.sleep(0.2)
+        threading.Thread(target=publish, daemon=True).start()
     run_loop(engine, interval=1.0, blocking=True, owner=owner)
 
 
@@ -123,13 +135,18 @@ def _clone(engine: WorkflowEngine, template_due: datetime, dues: list[datetime],
 
 def start_schedulers(url: str, schedulers: int) -> list:
     """``schedulers`` scheduler processes on a clock that stands LEAD before the first
-    timer is due and then runs in real time."""
+    timer is due and then runs in real time. Each process publishes the statements, round
+    trips and CPU time it has spent in its ``counters`` (shared memory)."""
     start = BASE + timedelta(hours=1) - LEAD
     context = multiprocessing.get_context("spawn")
     wall = time.time()
-    workers = [context.Process(target=_scheduler_process,
-                               args=(url, start, wall, f"bench-{k}"), daemon=True)
-               for k in range(schedulers)]
+    workers = []
+    for k in range(schedulers):
+        counters = context.Array("d", 3, lock=False)
+        worker = context.Process(target=_scheduler_process,
+                                 args=(url, start, wall, f"bench-{k}", counters), daemon=True)
+        worker.counters = counters
+        workers.append(worker)
     for worker in workers:
         worker.start()
     return workers
@@ -153,6 +170,8 @@ def watch(url: str, workers: list, window: float, time_limit: float) -> dict:
                 Timer.fired_at.isnot(None))).all()
             pending = session.scalar(select(func.count(Timer.id)).where(
                 Timer.status == "pending"))
+        time.sleep(0.5)               # the schedulers' counters are published every 0.2 s
+        spent = [sum(worker.counters[i] for worker in workers) for i in range(3)]
     finally:
         for worker in workers:
             worker.terminate()
@@ -160,8 +179,16 @@ def watch(url: str, workers: list, window: float, time_limit: float) -> dict:
             worker.join(10)
         watcher.close()
     delays = [max(0.0, (_utc(fired) - _utc(due)).total_seconds()) for due, fired in rows]
+    fired = max(len(delays), 1)
+    # everything the scheduler processes did from their start (idle rounds before and after
+    # the window, the outbox's job) divided by the timers fired
+    per_firing = {"statements": round(spent[0] / fired, 1),
+                  "round_trips": round(spent[1] / fired, 1),
+                  "cpu_ms": round(spent[2] * 1000 / fired, 2)}
     return {"fired": len(delays), "not_fired": pending,
-            "delay_s": percentiles(delays, scale=1.0) if delays else None}
+            "delay_s": percentiles(delays, scale=1.0) if delays else None,
+            "scheduler_per_firing": per_firing,
+            "scheduler_cpu_s": round(spent[2], 1)}
 
 
 def run(n: int = 10_000, window: float = 60.0, schedulers: int = 1,
