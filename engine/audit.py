@@ -110,28 +110,46 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     if not deltas:
         instance = session.scalars(select(Instance).where(which).with_for_update(
             key_share=True, of=Instance)).first()
-    else:
-        state_deltas = InstanceStateDelta.__table__
-        in_order = func.array(select(state_deltas.c.data)
-                              .where(state_deltas.c.instance_id == Instance.id)
-                              .order_by(state_deltas.c.seq).scalar_subquery(),
-                              type_=ARRAY(LargeBinary))
-        # the sub-selects read the statement's snapshot, taken before a wait for the lock;
-        # the locked row is the newest version. The deltas are kept only when the snapshot
-        # has that version too (a step writes its deltas and the version together)
-        seen = aliased(Instance)
-        seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
-        found = session.execute(select(Instance, in_order, seen_version).where(which)
-                                .with_for_update(key_share=True, of=Instance)).first()
-        instance = None
-        if found is not None:
-            instance, read, version = found
-            if version == instance.version:
-                session.info.setdefault(LOCKED_DELTAS, {})[instance.id] = list(read or ())
-    if instance is not None:
-        session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (instance.audit_seq or 0,
-                                                                  instance.audit_head)
-    return instance
+        if instance is not None:
+            session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (
+                instance.audit_seq or 0, instance.audit_head)
+        return instance
+    found = _lock_with_deltas(session, which)
+    return found[0] if found else None
+
+
+def lock_instances(session: Session, instance_ids: list[str]) -> dict[str, Instance]:
+    """:func:`lock_instance` with ``deltas`` for several instances in one statement (on
+    SQLite, loaded one by one: its writers need no lock). Instances that do not exist are
+    left out. Two units of work locking shared instances in opposite orders may deadlock;
+    PostgreSQL ends one of them with an error."""
+    if session.get_bind().dialect.name == "sqlite":
+        loaded = {i: session.get(Instance, i) for i in dict.fromkeys(instance_ids)}
+        return {i: instance for i, instance in loaded.items() if instance is not None}
+    return {instance.id: instance
+            for instance in _lock_with_deltas(session, Instance.id.in_(list(instance_ids)))}
+
+
+def _lock_with_deltas(session: Session, which) -> list[Instance]:
+    state_deltas = InstanceStateDelta.__table__
+    in_order = func.array(select(state_deltas.c.data)
+                          .where(state_deltas.c.instance_id == Instance.id)
+                          .order_by(state_deltas.c.seq).scalar_subquery(),
+                          type_=ARRAY(LargeBinary))
+    # the sub-selects read the statement's snapshot, taken before a wait for the lock; the
+    # locked row is the newest version. The deltas are kept only when the snapshot has that
+    # version too (a step writes its deltas and the version together)
+    seen = aliased(Instance)
+    seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
+    found = session.execute(select(Instance, in_order, seen_version).where(which)
+                            .with_for_update(key_share=True, of=Instance)).all()
+    heads = session.info.setdefault(LOCKED_HEADS, {})
+    kept = session.info.setdefault(LOCKED_DELTAS, {})
+    for instance, read, version in found:
+        heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
+        if version == instance.version:
+            kept[instance.id] = list(read or ())
+    return [row[0] for row in found]
 
 
 def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:

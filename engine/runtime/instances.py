@@ -168,12 +168,15 @@ class Runtime(InstanceManagement, Schedules):
 
     @contextmanager
     def _instance_in(self, session: Session, instance_id: str | None, saved: list, *,
-                     task_id: str | None = None) -> Iterator[tuple[Instance, BpmnWorkflow]]:
+                     task_id: str | None = None, locked: Instance | None = None
+                     ) -> Iterator[tuple[Instance, BpmnWorkflow]]:
         """One instance locked and loaded in a unit of work (see :meth:`_instance`); what it
-        saved is added to ``saved``, for :meth:`_keep_workflows` once the unit commits."""
+        saved is added to ``saved``, for :meth:`_keep_workflows` once the unit commits.
+        ``locked``: the instance, already locked in this unit (engine.audit.lock_instances)."""
         # the instance row first, before any of its other rows (see lock_instance_chain);
         # held here, as the session keeps loaded rows only while they are referenced
-        locked = lock_instance(session, instance_id, task_id=task_id, deltas=True)
+        if locked is None:
+            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True)
         if instance_id is None:
             if locked is None:       # said as for a task the caller may not see
                 raise NotFound(f"task {task_id} does not exist", code="task.not_found")

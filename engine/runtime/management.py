@@ -17,12 +17,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..access import Principal
-from ..audit import lock_instance
+from ..audit import lock_instance, lock_instances
 from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
 from ..multi_instance import all_tasks
 from ..scripting import timer_due
-from ..store import AuditEvent, Instance, Timer, TimerStatus
+from ..store import AuditEvent, Instance, MessageSubscription, Timer, TimerStatus
 from .projection import EventRows
 from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, Incident,
                     audit_entry, clean_data, element_of)
@@ -49,16 +49,29 @@ class InstanceManagement:
         fired are given back in the same transaction."""
         fired: set[str] = set()
         saved: list = []
+        ids = list(dict.fromkeys(instance_ids))
         with self._unit_of_work() as session:
-            # in the order given (the timers' due order); two schedulers locking shared
-            # instances in opposite orders deadlock, and PostgreSQL's detection makes it a
-            # Conflict that rolls the whole unit back
-            for instance_id in dict.fromkeys(instance_ids):
-                with self._instance_in(session, instance_id, saved) as (instance, workflow):
-                    if self._fire_due(session, instance, workflow, principal,
-                                      claimed_by) is not None:
+            # the instance rows first, in one statement (see lock_instance_chain), then
+            # their timers and subscriptions, each in one statement for all of them
+            locked = lock_instances(session, ids)
+            timer_rows: dict[str, list[Timer]] = {i: [] for i in locked}
+            subscriptions: dict[str, list[MessageSubscription]] = {i: [] for i in locked}
+            with session.no_autoflush:
+                for timer in session.scalars(select(Timer).where(
+                        Timer.instance_id.in_(list(locked)))):
+                    timer_rows[timer.instance_id].append(timer)
+                for subscription in session.scalars(select(MessageSubscription).where(
+                        MessageSubscription.instance_id.in_(list(locked)))):
+                    subscriptions[subscription.instance_id].append(subscription)
+            # in the order given (the timers' due order)
+            for instance_id in [i for i in ids if i in locked]:
+                with self._instance_in(session, instance_id, saved,
+                                       locked=locked[instance_id]) as (instance, workflow):
+                    if self._fire_due(session, instance, workflow, principal, claimed_by,
+                                      timer_rows[instance_id],
+                                      subscriptions[instance_id]) is not None:
                         fired.add(instance_id)
-            idle = [i for i in dict.fromkeys(instance_ids) if i not in fired]
+            idle = [i for i in ids if i not in fired]
             if idle:
                 session.execute(update(Timer).where(
                     Timer.instance_id.in_(idle), Timer.lock_owner == claimed_by)
@@ -68,15 +81,19 @@ class InstanceManagement:
         return fired
 
     def _fire_due(self, session: Session, instance: Instance, workflow, principal: Principal,
-                  claimed_by: str | None) -> Instance | None:
+                  claimed_by: str | None, timer_rows: list[Timer] | None = None,
+                  subscriptions: list[MessageSubscription] | None = None) -> Instance | None:
+        """``timer_rows`` and ``subscriptions``: the instance's rows, read with its lock held
+        (else read here)."""
         instance_id = instance.id
         self.access.require_manages(session, principal, instance, "fire its timers")
         actor = principal.username
         if instance.status != RUNNING:
             return None
         now = self.clock.now()
-        timer_rows = session.scalars(select(Timer).where(
-            Timer.instance_id == instance_id)).all()
+        if timer_rows is None:
+            timer_rows = list(session.scalars(select(Timer).where(
+                Timer.instance_id == instance_id)))
         pending = [t for t in timer_rows if t.status == TimerStatus.PENDING]
         due = [t for t in pending if as_utc(t.due_at) <= now]
         if not due:
@@ -94,7 +111,7 @@ class InstanceManagement:
                    details={"elements": sorted(delays), "delay_seconds": delays,
                             **({"scheduler": claimed_by} if claimed_by else {})},
                    incident=incident, completed=completed,
-                   event_rows=EventRows.read(session, instance_id, timer_rows),
+                   event_rows=EventRows.read(session, instance_id, timer_rows, subscriptions),
                    fired=frozenset(t.task_id for t in due))
         return instance
 
