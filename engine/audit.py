@@ -121,8 +121,8 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
 def lock_instances(session: Session, instance_ids: list[str]) -> dict[str, Instance]:
     """:func:`lock_instance` with ``deltas`` for several instances in one statement (on
     SQLite, loaded one by one: its writers need no lock). Instances that do not exist are
-    left out. Two units of work locking shared instances in opposite orders may deadlock;
-    PostgreSQL ends one of them with an error."""
+    left out. The rows are locked in the order of their ids, so two units of work locking
+    shared instances cannot wait for each other in a cycle."""
     if session.get_bind().dialect.name == "sqlite":
         loaded = {i: session.get(Instance, i) for i in dict.fromkeys(instance_ids)}
         return {i: instance for i, instance in loaded.items() if instance is not None}
@@ -142,6 +142,7 @@ def _lock_with_deltas(session: Session, which) -> list[Instance]:
     seen = aliased(Instance)
     seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
     found = session.execute(select(Instance, in_order, seen_version).where(which)
+                            .order_by(Instance.id)
                             .with_for_update(key_share=True, of=Instance)).all()
     heads = session.info.setdefault(LOCKED_HEADS, {})
     kept = session.info.setdefault(LOCKED_DELTAS, {})
