@@ -53,6 +53,19 @@ def collection_names(task_spec) -> tuple[str, ...]:
     return tuple(names)
 
 
+def workflow_collections(workflow) -> frozenset[str]:
+    """The variables the multi-instance activities of a workflow's definition (its process
+    and subprocesses) iterate and fill; computed once per loaded spec."""
+    top = workflow.top_workflow
+    names = getattr(top.spec, "_nd73_collections", None)
+    if names is None:
+        names = frozenset(name for spec in (top.spec, *top.subprocess_specs.values())
+                          for task_spec in spec.task_specs.values()
+                          for name in collection_names(task_spec))
+        top.spec._nd73_collections = names
+    return names
+
+
 class _InstancesWithoutCollections:
     """Creates each instance against the activity's data without its collections."""
 
