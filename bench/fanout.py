@@ -64,7 +64,8 @@ def run(n: int = 5000, database: str = "sqlite") -> dict:
                                              HumanTask.id == TaskCandidate.task_id,
                                              HumanTask.instance_id == instance.id,
                                              HumanTask.status == "open"))
-                                         .where(TaskCandidate.username.like("mau.xa0%.chutich")))
+                                         # the heads add_units made: five digits each
+                                         .where(TaskCandidate.username.like("mau.xa_____.chutich")))
             for head in random.Random(7).sample(heads, min(20, len(heads))):
                 page = engine.tasks.inbox(engine.access.principal(head))
                 assert any(t.instance_id == instance.id for t in page.items), head

@@ -22,7 +22,7 @@ from .notifications.outbox import DEFAULT_DIGEST_HOUR
 from .notifications.service import DEFAULT_PUBLIC_URL
 from .org import DEFAULT_DEMO_PASSWORD
 from .sandbox import DEFAULT_TIME_LIMIT
-from .scripting import DEFAULT_MAX_DATA_BYTES
+from .scripting import DEFAULT_MAX_COLLECTION_BYTES, DEFAULT_MAX_DATA_BYTES
 from .store.db import default_database_url
 
 PREFIX = "ND73_"
@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_data_bytes: int = Field(
         default=DEFAULT_MAX_DATA_BYTES, ge=1024,
         description="largest task data (JSON bytes) of an instance step")
+    max_collection_bytes: int = Field(
+        default=DEFAULT_MAX_COLLECTION_BYTES, ge=1024,
+        description="largest collection (JSON bytes) a multi-instance activity iterates or "
+                    "fills, counted apart from the rest of the task data")
     test_clock: bool = Field(
         default=False,
         description="1: manual engine clock and POST /api/v1/admin/clock (tests only)")

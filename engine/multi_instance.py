@@ -1,7 +1,100 @@
-"""Workflows with many subprocesses (a multi-instance subprocess per reporting unit)."""
+"""Multi-instance activities whose instances do not carry the collections, and workflows with
+many subprocesses.
+
+SpiffWorkflow gives each instance of a multi-instance activity the activity's whole data,
+including the collection it iterates (``loopDataInputRef``) and the one its instances fill
+(``loopDataOutputRef``): the instance inherits a copy of them, an embedded subprocess
+deep-copies them again into its start, every script inside the instance measures them, and the
+state stores them once per subprocess (its start's data is stored whole). A reporting cycle
+iterates its reporting units, so each of its N instances held the list of all N: opening a
+cycle cost O(N²) in time, memory, data checks and stored state (5,000 units: 25 million copied
+list items).
+
+Here an instance is created while the activity shows it its data *without* the two
+collections: the instance sees its own item (``inputDataItem``) and everything else the
+activity had, as before, but not the collections; its result still goes into the output
+collection (``outputDataItem``), which the activity keeps as it was. A script inside an
+instance that needs something of the whole collection takes it into a variable of its own
+before the activity.
+
+The activity's own data is not touched: the instance is created against a filtered copy of
+the activity's data (its keys in the same order) and the activity's dictionary is put back
+unchanged. (Taking the collections out of the activity's dictionary and putting them back
+moves them to its end; SpiffWorkflow stores each task's data as what it deleted and changed
+against its parent's, and lists the deleted keys in the parent's order, which a reload builds
+in the original order: the state written after the step and the one read back differed.)
+
+The classes keep SpiffWorkflow's names and are registered in :class:`engine.serialization.Codec`
+after SpiffWorkflow's own, so every deployed spec, and every stored state, loads as these
+classes; the stored form of specs and states does not change.
+"""
 from __future__ import annotations
 
 import sys
+
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.spiff.specs.defaults import (
+    ParallelMultiInstanceTask as SpiffParallelMultiInstanceTask,
+)
+from SpiffWorkflow.spiff.specs.defaults import (
+    SequentialMultiInstanceTask as SpiffSequentialMultiInstanceTask,
+)
+
+
+def collection_names(task_spec) -> tuple[str, ...]:
+    """The variables a multi-instance activity iterates and fills (none for other tasks)."""
+    if not isinstance(task_spec, MultiInstanceTask):
+        return ()
+    names = []
+    for reference in (task_spec.data_input, task_spec.data_output):
+        name = getattr(reference, "bpmn_id", None)
+        if name is not None and name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def workflow_collections(workflow) -> frozenset[str]:
+    """The variables the multi-instance activities of a workflow's definition (its process
+    and subprocesses) iterate and fill; computed once per loaded spec."""
+    top = workflow.top_workflow
+    names = getattr(top.spec, "_nd73_collections", None)
+    if names is None:
+        names = frozenset(name for spec in (top.spec, *top.subprocess_specs.values())
+                          for task_spec in spec.task_specs.values()
+                          for name in collection_names(task_spec))
+        top.spec._nd73_collections = names
+    return names
+
+
+class _InstancesWithoutCollections:
+    """Creates each instance against the activity's data without its collections."""
+
+    def create_child(self, my_task, item, key_or_index=None):
+        data = my_task.data
+        names = [name for name in collection_names(self) if name in data]
+        if not names:
+            return super().create_child(my_task, item, key_or_index)
+        my_task.data = {key: value for key, value in data.items() if key not in names}
+        try:
+            return super().create_child(my_task, item, key_or_index)
+        finally:
+            my_task.data = data
+
+
+class ParallelMultiInstanceTask(_InstancesWithoutCollections, SpiffParallelMultiInstanceTask):
+    pass
+
+
+class SequentialMultiInstanceTask(_InstancesWithoutCollections,
+                                  SpiffSequentialMultiInstanceTask):
+    pass
+
+
+# (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
+REPLACED_TASK_SPECS = (
+    (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
+    (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
+)
 
 
 # SpiffWorkflow's task iterator adds a level of depth for every subprocess it enters but

@@ -30,9 +30,18 @@ from SpiffWorkflow.util.task import TaskState
 
 from .clock import LOCAL_TZ, Clock
 from .errors import ScriptError
+from .multi_instance import workflow_collections
 from .sandbox import DEFAULT_TIME_LIMIT, Sandbox, check_code
 
 DEFAULT_MAX_DATA_BYTES = 512 * 1024
+# A multi-instance activity's collections (the items it iterates, the results it gathers)
+# grow with the number of instances, by design: each is measured on its own, against this
+# limit, and the rest of the task's data against DEFAULT_MAX_DATA_BYTES (a reporting cycle
+# for 50,000 units holds 0.7 MB of unit ids and several MB of reports).
+DEFAULT_MAX_COLLECTION_BYTES = 64 * 2**20
+
+# The collections of the workflow whose script runs (set by EngineScriptEngine.execute).
+_COLLECTIONS: ContextVar[frozenset] = ContextVar("collections", default=frozenset())
 
 # Look-ups that many scripts of one step ask for alike (the figures of a reporting cycle's
 # thousands of units, one unit per script) are computed once per step: see ``one_step``.
@@ -140,13 +149,33 @@ def _unstorable(value, limit: int = 4 * 1024 * 1024) -> bool:
         return True
 
 
+def check_data_size(data: Mapping[str, Any], max_bytes: int, max_collection_bytes: int,
+                    collections=frozenset()) -> None:
+    """Raise ScriptError when task data is over its limits: the variables named in
+    ``collections`` (a multi-instance activity's) each at most ``max_collection_bytes`` as
+    JSON, the rest together at most ``max_bytes``."""
+    held = [name for name in collections if name in data]
+    ordinary = {k: v for k, v in data.items() if k not in collections} if held else data
+    if data_size(ordinary, max_bytes) > max_bytes:
+        raise ScriptError(f"task data would grow over the {max_bytes:,} byte limit "
+                          f"(ND73_MAX_DATA_BYTES)")
+    for name in sorted(held):
+        if data_size({name: data[name]}, max_collection_bytes) > max_collection_bytes:
+            raise ScriptError(
+                f"the collection '{name}' of a multi-instance activity would grow over the "
+                f"{max_collection_bytes:,} byte limit of a collection "
+                f"(ND73_MAX_COLLECTION_BYTES)")
+
+
 class SandboxEnvironment(BasePythonScriptEngineEnvironment):
     """Runs SpiffWorkflow's scripts and expressions inside the sandbox."""
 
-    def __init__(self, sandbox: Sandbox, max_data_bytes: int):
+    def __init__(self, sandbox: Sandbox, max_data_bytes: int,
+                 max_collection_bytes: int = DEFAULT_MAX_COLLECTION_BYTES):
         super().__init__()
         self.sandbox = sandbox
         self.max_data_bytes = max_data_bytes
+        self.max_collection_bytes = max_collection_bytes
 
     def evaluate(self, expression, context, external_context=None):
         if external_context:
@@ -159,9 +188,8 @@ class SandboxEnvironment(BasePythonScriptEngineEnvironment):
         for name in external_context or ():
             if name not in context:
                 namespace.pop(name, None)
-        size = data_size(namespace, self.max_data_bytes)
-        if size > self.max_data_bytes:
-            raise ScriptError(f"task data would grow over the {self.max_data_bytes:,} byte limit")
+        check_data_size(namespace, self.max_data_bytes, self.max_collection_bytes,
+                        _COLLECTIONS.get())
         context.clear()
         context.update(namespace)
         return True
@@ -175,14 +203,25 @@ class EngineScriptEngine(PythonScriptEngine):
 
     def __init__(self, clock: Clock, functions: Mapping[str, Callable] | None = None,
                  time_limit: float = DEFAULT_TIME_LIMIT,
-                 max_data_bytes: int = DEFAULT_MAX_DATA_BYTES):
+                 max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+                 max_collection_bytes: int = DEFAULT_MAX_COLLECTION_BYTES):
         self.clock = clock
         base = {"now": clock.now}
         sandbox = Sandbox({**base, **(functions or {})}, time_limit=time_limit)
-        super().__init__(environment=SandboxEnvironment(sandbox, max_data_bytes))
+        super().__init__(environment=SandboxEnvironment(sandbox, max_data_bytes,
+                                                        max_collection_bytes))
 
     def validate(self, expression):
         check_code(expression, "exec")
+
+    def execute(self, task, script, external_context=None):
+        # the data check measures the multi-instance collections of the task's definition
+        # against their own limit
+        token = _COLLECTIONS.set(workflow_collections(task.workflow))
+        try:
+            return super().execute(task, script, external_context)
+        finally:
+            _COLLECTIONS.reset(token)
 
 
 # --- timers on the engine clock ----------------------------------------------------

@@ -40,6 +40,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 
+from .multi_instance import REPLACED_TASK_SPECS
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
@@ -178,6 +179,10 @@ class Codec:
         config = dict(SPIFF_CONFIG)
         for engine_timer in (*ENGINE_TIMERS.values(), *START_TIMERS.values()):
             config[engine_timer] = TimerConditionalEventDefinitionConverter
+        # the engine's multi-instance activities (engine.multi_instance) have SpiffWorkflow's
+        # type names and are registered after SpiffWorkflow's: every spec loads as them
+        for ours, spiffs in REPLACED_TASK_SPECS:
+            config[ours] = SPIFF_CONFIG[spiffs]
         self.registry = BpmnWorkflowSerializer.configure(config)
         self.registry.register(date, lambda v: {"value": v.isoformat()},
                                lambda v: date.fromisoformat(v["value"]))

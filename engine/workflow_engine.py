@@ -38,7 +38,8 @@ class WorkflowEngine:
                  clock: Clock | None = None,
                  functions: Mapping[str, Callable] | None = None,
                  script_time_limit: float | None = None,
-                 max_data_bytes: int | None = None):
+                 max_data_bytes: int | None = None,
+                 max_collection_bytes: int | None = None):
         self.settings = settings = settings or Settings.defaults()
         if clock is None and settings.test_clock:
             clock = ManualClock(Clock().now())   # end-to-end tests move it over HTTP
@@ -53,7 +54,9 @@ class WorkflowEngine:
         offered = {**deadlines.sandbox_functions(self.clock),
                    **self.org.sandbox_functions(deadlines.current_settings),
                    **self.figures.sandbox_functions(), **(functions or {})}
-        self.script_engine = EngineScriptEngine(self.clock, offered, time_limit, max_bytes)
+        self.script_engine = EngineScriptEngine(
+            self.clock, offered, time_limit, max_bytes,
+            max_collection_bytes or settings.max_collection_bytes)
         self.repository = Repository(self.db, self.codec, self.clock)
         self.drafts = Drafts(self.db, self.repository, self.clock)
         self.notifications = Notifications(self.db, self.clock, self.org,

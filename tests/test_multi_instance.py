@@ -1,0 +1,112 @@
+"""Multi-instance activities: each instance carries its item, not the activity's collections
+(a cycle for N units held the list of all N in each of its N instances: O(N²) time and
+stored state), and the collections are measured against their own data limit."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import ALICE, bpmn_source, empty_database
+from engine.multi_instance import all_tasks
+from engine.scheduler import SCHEDULER
+from engine.workflow_engine import WorkflowEngine
+from procedures import deploy_library
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def _instance_tasks(workflow, activity: str) -> list:
+    """Every task of every instance of a multi-instance activity: the instances and, for a
+    subprocess, the tasks of the subprocess each of them runs."""
+    [parent] = [t for t in all_tasks(workflow) if t.task_spec.name == activity]
+    instances = [t for t in parent.children if t.task_spec.name == parent.task_spec.task_spec]
+    tasks = list(instances)
+    for instance in instances:
+        sub = workflow.subprocesses.get(instance.id)
+        if sub is not None:
+            tasks.extend(sub.get_tasks())
+    return tasks
+
+
+@pytest.mark.parametrize("units", [40, 80])
+def test_a_cycle_s_instances_hold_their_unit_not_the_list_of_all_units(engine, clock, units):
+    """Each of a reporting cycle's N instances has its own unit, none has the list of all
+    units or the reports' list, and the stored state names a unit about as often whatever N
+    is (each instance held all N units before: a unit was named N times and more)."""
+    from bench.fanout import add_units
+    deploy_library(engine)
+    pairs = add_units(engine, units)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    instance = engine.runtime.start("national", "annual_report", principal=SCHEDULER,
+                                    data={"proposer_unit": "mau"})
+    workflow = engine.runtime.workflow(instance.id)
+    tasks = _instance_tasks(workflow, "annual_report_units")
+    assert len({t.data.get("reporting_unit") for t in tasks}) >= units
+    for task in tasks:
+        assert "reporting_units" not in task.data and "reports" not in task.data
+    [cycle] = [t for t in all_tasks(workflow) if t.task_spec.name == "annual_report_units"]
+    assert {unit for unit, _ in pairs} <= set(cycle.data["reporting_units"])
+    state = engine.codec.state_json(workflow)
+    first_unit = pairs[0][0]
+    assert state.count(f'"{first_unit}"') <= 5
+    assert json.loads(state) == json.loads(engine.codec.state_json(
+        engine.runtime.workflow(instance.id)))
+
+
+@pytest.fixture
+def limited(database_url, clock):
+    """An engine whose task data may hold 2 KB, and each multi-instance collection 32 KB."""
+    wf_engine = WorkflowEngine(database_url, clock=clock, max_data_bytes=2048,
+                               max_collection_bytes=32768)
+    empty_database(wf_engine.db)
+    yield wf_engine
+    wf_engine.close()
+
+
+@pytest.mark.parametrize("sequential", [False, True], ids=["parallel", "sequential"])
+def test_collections_over_the_task_data_limit_fit_their_own(limited, sequential):
+    """500 items (7 KB of JSON, over the 2 KB of task data) and their 500 results go through a
+    multi-instance subprocess: each collection is measured on its own, and each instance
+    holds only its item and result."""
+    replace = {"<bpmn:multiInstanceLoopCharacteristics>":
+               '<bpmn:multiInstanceLoopCharacteristics isSequential="true">'} if sequential else {}
+    limited.repository.deploy("national", [bpmn_source("collections.bpmn", replace)],
+                              "designer")
+    instance = limited.runtime.start("national", "collections", principal=ALICE,
+                                     data={"count": 500, "note_size": 0})
+    if sequential:              # the next instance starts when the one before ends
+        assert limited.runtime.get(instance.id).status == "running"
+    [review] = limited.runtime.open_tasks(instance.id)
+    assert review.element_id == "review"
+    workflow = limited.runtime.workflow(instance.id)
+    [task] = all_tasks(workflow, spec_name="review")
+    assert task.data["total"] == 500
+    assert task.data["results"][:2] == ["ITEM-000000", "ITEM-000001"]
+    for task in _instance_tasks(workflow, "each"):
+        assert "items" not in task.data and "results" not in task.data
+
+
+def test_a_collection_over_its_limit_is_an_incident_naming_the_limit(limited):
+    limited.repository.deploy("national", [bpmn_source("collections.bpmn")], "designer")
+    instance = limited.runtime.start("national", "collections", principal=ALICE,
+                                     data={"count": 3000, "note_size": 0})   # 39 KB
+    failed = limited.runtime.get(instance.id)
+    assert failed.status == "incident" and failed.incident_element == "make"
+    assert ("the collection 'items' of a multi-instance activity would grow over the "
+            "32,768 byte limit of a collection (ND73_MAX_COLLECTION_BYTES)"
+            in failed.incident_message)
+
+
+def test_other_task_data_still_counts_against_the_task_data_limit(limited):
+    limited.repository.deploy("national", [bpmn_source("collections.bpmn")], "designer")
+    instance = limited.runtime.start("national", "collections", principal=ALICE,
+                                     data={"count": 10, "note_size": 3000})
+    failed = limited.runtime.get(instance.id)
+    assert failed.status == "incident" and failed.incident_element == "make"
+    assert ("task data would grow over the 2,048 byte limit (ND73_MAX_DATA_BYTES)"
+            in failed.incident_message)
