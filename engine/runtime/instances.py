@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -64,6 +64,11 @@ from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Inciden
 # source sets it): each delta is about a tenth of a snapshot on the national proposal.
 STATE_SNAPSHOT_EVERY = 8
 DELTAS = InstanceStateDelta.__table__
+# a task's instance, its version and definition: one Core statement, built once (a form's
+# data is read at every task opened)
+_TASK_INSTANCE = (select(HumanTask.instance_id, Instance.version, Instance.definition_id)
+                  .join(Instance, Instance.id == HumanTask.instance_id)
+                  .where(HumanTask.id == bindparam("task_id")))
 
 
 class Runtime(InstanceManagement, Schedules):
@@ -424,11 +429,7 @@ class Runtime(InstanceManagement, Schedules):
         step left in memory when the instance still has that version, else from the
         stored state (deserializing a whole workflow to read one task's data cost as much
         as a step's own work)."""
-        with self.db.reading() as session:
-            found = session.execute(
-                select(HumanTask.instance_id, Instance.version, Instance.definition_id)
-                .join(Instance, Instance.id == HumanTask.instance_id)
-                .where(HumanTask.id == task_id)).first()
+        found = next(iter(self.db.read_rows(_TASK_INSTANCE, {"task_id": task_id})), None)
         if found is None:
             raise NotFound(f"task {task_id} does not exist", code="task.not_found",
                            task_id=task_id)
