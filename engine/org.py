@@ -54,6 +54,8 @@ class Resolution:
     usernames: list[str]
     unit_id: str | None
     role: str
+    # the positions the people were found through in unit_id; () when named personally
+    positions: tuple[str, ...] = ()
 
 
 def bump_generation(session) -> None:
@@ -295,7 +297,7 @@ class Org:
                 role_named(role, settings).except_proposer
                 or role_named(found.role, settings).except_proposer):
             return Resolution([u for u in found.usernames if u != proposer], found.unit_id,
-                              found.role)
+                              found.role, found.positions)
         return found
 
     def _resolve(self, role: str, *, proposer: str | None, unit_id: str | None,
@@ -337,8 +339,9 @@ class Org:
                                        str(base))
                 if later is not None and [u for u in self.members(later.id, rule.positions)
                                           if u != proposer]:
-                    return Resolution(self.members(later.id, rule.positions), later.id, role)
-        return Resolution(people, target.id, role)
+                    return Resolution(self.members(later.id, rule.positions), later.id, role,
+                                      rule.positions)
+        return Resolution(people, target.id, role, rule.positions)
 
     def _place_of(self, rule: Role, unit_id: str, found: OrgUnit) -> str:
         """Which of the role's places gave ``found``."""

@@ -7,21 +7,30 @@ change is one transaction that also writes its audit entry (the system chain, ac
 process's cached tree sees it at once (:func:`engine.org.bump_generation`).
 
 Tasks *follow a position*: an open task whose candidates were computed from a role has the
-unit the role resolved to (``HumanTask.unit_id``). When someone stops holding a position in
-that unit, their candidacy (and their claim) passes to whoever holds the position there
-after the change, in the same transaction; with nobody to take it, the other candidates
-keep the task and an administrator assigns it.
+unit the role resolved to (``HumanTask.unit_id``) and the positions it looked for there
+(``HumanTask.positions``). When someone stops holding such a position in that unit, their
+candidacy (and their claim) passes to whoever holds the position there after the change, in
+the same transaction; with nobody to take it, the other candidates keep the task and an
+administrator assigns it. A task that named its people personally (the proposer, people
+listed in the case's data, one member's ballot) stays theirs.
+
+A *handover* is a head (or acting head) passing the position to the one appointed after
+them: at once for an appointment from today; for one from a later day, on that day, when the
+scheduler's round on the engine's clock first sees it due (:meth:`OrgAdmin.run_handovers`).
+Each task moved is in its case's log (``task_reassigned``, reason ``org_handover``) and its
+new holder is notified as for a new task.
 """
 from __future__ import annotations
 
 import csv
 import io
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .access import Access, Principal
@@ -29,9 +38,8 @@ from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
 from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, in_force, local_today
-from .store import (AuditEvent, Database, HumanTask, IdentityLink, Instance, Membership,
-                    OrgUnit,
-                    TaskCandidate, TaskStatus, User)
+from .store import (AuditEvent, Database, Handover, HumanTask, IdentityLink, Instance,
+                    Membership, OrgUnit, TaskCandidate, TaskStatus, User)
 
 # one row per membership: the columns of the spreadsheet, in its order
 COLUMNS = ("username", "full_name", "email", "phone", "unit_id", "position", "valid_from",
@@ -43,6 +51,19 @@ USERNAME = re.compile(r"^[A-Za-z0-9._-]{2,128}$")
 # a position one person holds in a unit at a time: appointing someone ends the holder's
 SINGLE_HOLDER = ("head", "acting_head")
 UNUSABLE_PASSWORD = "!"     # no hash matches it: signs in once a password is set (or SSO)
+HANDOVER_ACTOR = "scheduler"   # who carries out a handover that fell due
+
+
+def follows(task: HumanTask, position: str, still: Iterable[str]) -> bool:
+    """Whether ``task`` passes on when its holder stops holding ``position`` in the task's
+    unit while still holding the positions ``still`` there: only a task whose people came
+    from that position (not one naming them personally, nor one another position they keep
+    gives them). A task opened before the positions were recorded follows the unit."""
+    kept = set(still)
+    if task.positions is None:
+        return not kept
+    came_from = {p for p in task.positions.split(",") if p}
+    return position in came_from and not came_from & kept
 
 
 @dataclass
@@ -152,11 +173,24 @@ def subjects_of(rows: list[dict]) -> dict[str, str]:
 
 
 class OrgAdmin:
-    def __init__(self, db: Database, clock: Clock, access: Access, org: Org):
+    def __init__(self, db: Database, clock: Clock, access: Access, org: Org,
+                 notifications=None):
         self.db = db
         self.clock = clock
         self.access = access
         self.org = org
+        self.notifications = notifications      # tells whoever a task passes to
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A unit of work of the organisation's; the cached tree is forgotten after it: the
+        notifications of tasks passed on read it mid-change (unit names), and what they
+        read must not outlive the transaction."""
+        try:
+            with self.db.transaction() as session:
+                yield session
+        finally:
+            self.org.invalidate()
 
     # --- reading ---------------------------------------------------------------------------
     def units(self, variant: str) -> list[OrgUnit]:
@@ -301,7 +335,7 @@ class OrgAdmin:
         if not USERNAME.match(unit_id or "") or len(unit_id) > 64:
             raise InvalidData(f"'{unit_id}' is not a unit id (letters, digits, . _ -)",
                               code="org.bad_unit_id", params={"value": unit_id})
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             unit = session.get(OrgUnit, unit_id)
             if unit is not None and unit.variant != variant:
@@ -347,7 +381,7 @@ class OrgAdmin:
             raise InvalidData(f"'{email}' is not an e-mail address", code="org.bad_email",
                               params={"value": email})
         from werkzeug.security import generate_password_hash
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             user = session.get(User, username)
             before = None if user is None else {"full_name": user.full_name,
@@ -396,7 +430,16 @@ class OrgAdmin:
         held it stops, and their open tasks of the unit pass to the new holder. Appointed
         from a later day, the holder stays until the day before it."""
         self._position(position)
-        with self.db.transaction() as session:
+        if valid_from is not None and valid_to is not None and valid_to < valid_from:
+            raise InvalidData(
+                f"the position cannot end ({valid_to.strftime('%d/%m/%Y')}) before it starts "
+                f"({valid_from.strftime('%d/%m/%Y')})", code="org.ends_before_start",
+                params={"start": valid_from.strftime("%d/%m/%Y"),
+                        "end": valid_to.strftime("%d/%m/%Y")},
+                errors=[{"field": "valid_to", "code": N_("org.ends_before_start"),
+                         "params": {"start": valid_from.strftime("%d/%m/%Y"),
+                                    "end": valid_to.strftime("%d/%m/%Y")}}])
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             user = self._user(session, username)
             if not user.active:
@@ -415,6 +458,11 @@ class OrgAdmin:
             Membership.position == position)).first()
         if exists is not None:
             exists.valid_from, exists.valid_to = valid_from, valid_to
+            # re-dated before their first day: the handover to them moves with it
+            session.execute(update(Handover).where(
+                Handover.to_username == username, Handover.unit_id == unit_id,
+                Handover.position == position, Handover.status == "pending")
+                .values(effective_on=valid_from or local_today(self.clock)))
             return []
         previous = []
         if position in SINGLE_HOLDER:
@@ -433,14 +481,124 @@ class OrgAdmin:
         for membership in previous:
             if valid_from is not None and valid_from > today and (
                     membership.valid_from is None or membership.valid_from < valid_from):
-                # appointed from a later day: the holder stays until the day before it
+                # appointed from a later day: the holder stays until the day before it, and
+                # their tasks of the position pass on that day (run_handovers)
                 self._end_on(session, principal, variant, membership,
                              valid_from - timedelta(days=1))
+                self._handover(session, principal, variant, membership, username,
+                               valid_from)
             else:       # the successor takes the tasks only once their position counts
-                moved += self._end(session, principal, variant, membership,
-                                   successor=username if valid_from is None
-                                   or valid_from <= today else None)
+                starts = valid_from is None or valid_from <= today
+                passed = self._end(session, principal, variant, membership,
+                                   successor=username if starts else None)
+                moved += passed
+                if starts:
+                    self._handover(session, principal, variant, membership, username,
+                                   today, passed)
         return moved
+
+    def _handover(self, session: Session, principal: Principal, variant: str,
+                  membership: Membership, to: str, day: date,
+                  moved: list[dict] | None = None) -> Handover:
+        """Record ``membership``'s position passing to ``to`` on ``day``: done (``moved``
+        the tasks that passed) or, for a later day, pending until the scheduler's round."""
+        row = Handover(variant=variant, unit_id=membership.unit_id,
+                       position=membership.position, from_username=membership.username,
+                       to_username=to, effective_on=day, created_at=self.clock.now(),
+                       created_by=principal.username,
+                       status="pending" if moved is None else "done",
+                       done_at=None if moved is None else self.clock.now(), moved=moved)
+        session.add(row)
+        session.flush()
+        if moved is None:
+            self._audit(session, principal, variant, "org_handover_planned",
+                        handover=row.id, username=membership.username, to=to,
+                        unit_id=membership.unit_id, position=membership.position,
+                        effective_on=day.isoformat())
+        return row
+
+    # --- handovers on their day ------------------------------------------------------------
+    def run_handovers(self) -> int:
+        """Carry out the handovers whose day has come by the engine's clock (the
+        scheduler's round calls it): each in its own transaction, once even when several
+        schedulers race for it. Returns the number carried out."""
+        today = local_today(self.clock)
+        with self.db.reading() as session:
+            due = list(session.scalars(select(Handover.id).where(
+                Handover.status == "pending", Handover.effective_on <= today)
+                .order_by(Handover.effective_on, Handover.id)))
+        done = 0
+        for handover_id in due:
+            with self._transaction() as session:
+                # the row's status decides: a second scheduler finds it no longer pending
+                taken = session.execute(update(Handover).where(
+                    Handover.id == handover_id, Handover.status == "pending")
+                    .values(status="running")).rowcount  # type: ignore[attr-defined]
+                if not taken:
+                    continue
+                row = session.get(Handover, handover_id)
+                assert row is not None
+                self._carry_out(session, row, today)
+                done += 1
+        return done
+
+    def _carry_out(self, session: Session, row: Handover, today: date) -> None:
+        principal = Principal.system(HANDOVER_ACTOR)
+        holders = {name for name, start, end in session.execute(
+            select(Membership.username, Membership.valid_from, Membership.valid_to).where(
+                Membership.unit_id == row.unit_id, Membership.position == row.position))
+            if in_force(start, end, today)}
+        row.done_at = self.clock.now()
+        if row.from_username in holders or row.to_username not in holders:
+            # the appointment changed meanwhile: the one before still holds the position,
+            # or the one appointed does not hold it today
+            row.status, row.moved = "cancelled", []
+            self._audit(session, principal, row.variant, "org_handover_cancelled",
+                        handover=row.id, username=row.from_username, to=row.to_username,
+                        unit_id=row.unit_id, position=row.position)
+            return
+        moved = [self._pass_task(session, principal, task, row.from_username,
+                                 row.to_username, "org_handover",
+                                 handover=row.id, unit_id=row.unit_id, position=row.position)
+                 for task in self._following(session, row, today)]
+        row.status, row.moved = "done", moved
+        self._audit(session, principal, row.variant, "org_handover_done", handover=row.id,
+                    username=row.from_username, to=row.to_username, unit_id=row.unit_id,
+                    position=row.position, tasks=[m["task_id"] for m in moved])
+
+    def _following(self, session: Session, row: Handover, day: date) -> list[HumanTask]:
+        """The open tasks of ``row``'s previous holder that pass with the position on
+        ``day`` (those that other positions they hold there that day give them stay)."""
+        still = [position for position, start, end in session.execute(
+            select(Membership.position, Membership.valid_from, Membership.valid_to).where(
+                Membership.username == row.from_username, Membership.unit_id == row.unit_id,
+                Membership.position != row.position)) if in_force(start, end, day)]
+        return [task for task in self._open_tasks(session, row.variant, row.from_username,
+                                                  row.unit_id)
+                if follows(task, row.position, still)]
+
+    def handovers(self, principal: Principal, variant: str) -> list[dict]:
+        """The variant's handovers, newest first: the tasks that moved, or, for one still
+        to come, the open tasks that would move if its day were today."""
+        self.access.require_admin(principal, variant, "see the organisation's handovers")
+        with self.db.reading() as session:
+            rows = list(session.scalars(select(Handover).where(Handover.variant == variant)
+                                        .order_by(Handover.id.desc())))
+            found = []
+            for row in rows:
+                if row.status == "pending":
+                    tasks = [{"task_id": t.id, "instance_id": t.instance_id, "name": t.name,
+                              "from": row.from_username, "to": row.to_username,
+                              "claimed": t.assignee == row.from_username}
+                             for t in self._following(session, row, row.effective_on)]
+                else:
+                    tasks = list(row.moved or [])
+                found.append({"id": row.id, "unit_id": row.unit_id, "position": row.position,
+                              "from": row.from_username, "to": row.to_username,
+                              "effective_on": row.effective_on, "status": row.status,
+                              "created_by": row.created_by, "created_at": row.created_at,
+                              "done_at": row.done_at, "tasks": tasks})
+        return found
 
     def _end_on(self, session: Session, principal: Principal, variant: str,
                 membership: Membership, last_day: date) -> None:
@@ -470,14 +628,16 @@ class OrgAdmin:
                     valid_from=membership.valid_from.isoformat()
                     if membership.valid_from else None,
                     ended=local_today(self.clock).isoformat())
+        # another position in the same unit keeps them on the tasks it gives them, and a
+        # task that named them personally stays theirs
         still = {m.position for m in session.scalars(select(Membership).where(
             Membership.username == username, Membership.unit_id == unit_id))}
-        if still:          # another position in the same unit keeps them on its tasks
-            return []
         moved = []
         for task in self._open_tasks(session, variant, username, unit_id):
             if reassign is not None and task.id in reassign:
                 to = reassign[task.id]
+            elif not follows(task, position, still):
+                continue
             else:
                 to = successor or self._successor(session, task, username, (),
                                                   [(unit_id, position)],
@@ -487,9 +647,11 @@ class OrgAdmin:
         return moved
 
     def _pass_task(self, session: Session, principal: Principal, task: HumanTask,
-                   username: str, to: str | None, reason: str) -> dict:
+                   username: str, to: str | None, reason: str, **why) -> dict:
         """``username``'s candidacy and claim of an open task pass to ``to`` (or, without
-        one, are given up: the other candidates keep the task)."""
+        one, are given up: the other candidates keep the task); ``to`` is told as of a new
+        task (of a task given to them, when the claim passed). ``why``: more of the
+        reason, for the case's log."""
         lock_instance_chain(session, task.instance_id)
         session.refresh(task)
         claimed = task.assignee == username
@@ -506,7 +668,11 @@ class OrgAdmin:
                                at=self.clock.now(), actor=principal.username,
                                action="task_reassigned", element_id=task.element_id,
                                details={"task_id": task.id, "from": username, "to": to,
-                                        "claimed": claimed, "reason": reason}))
+                                        "claimed": claimed, "reason": reason, **why}))
+        if to and self.notifications is not None:
+            self.notifications.notify(session, [to],
+                                      "task_assigned" if claimed else "task_available",
+                                      instance=instance, task=task, actor=principal.username)
         session.flush()
         return {"task_id": task.id, "instance_id": task.instance_id, "name": task.name,
                 "from": username, "to": to, "claimed": claimed}
@@ -514,7 +680,7 @@ class OrgAdmin:
     def end_membership(self, principal: Principal, variant: str, username: str,
                        unit_id: str, position: str,
                        reassign: dict[str, str | None] | None = None) -> dict:
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             self._unit(session, variant, unit_id)
             membership = session.scalars(select(Membership).where(
@@ -535,7 +701,7 @@ class OrgAdmin:
         ``to_unit``; their open tasks of ``from_unit`` pass to the holders left there (or as
         ``reassign`` says: task id → username, None to give it up)."""
         self._position(position)
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             self._unit(session, variant, from_unit)
             self._unit(session, variant, to_unit)
@@ -559,7 +725,7 @@ class OrgAdmin:
                    reassign: dict[str, str | None] | None = None) -> dict:
         """Deactivate an official (they cannot sign in, their memberships of the variant end
         and their open tasks pass on, all at once), or activate them again."""
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self._changing(session, principal, variant)
             user = self._user(session, username)
             self._check_targets(session, variant, reassign)
@@ -615,7 +781,7 @@ class OrgAdmin:
                        username: str) -> list[dict]:
         """Give several open tasks of the variant to one official (bulk reassignment): they
         become its assignee and a candidate."""
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             self.access.require_admin(principal, variant, "assign its tasks")
             self._check_targets(session, variant, {"": username})
             tasks = list(session.scalars(
@@ -701,7 +867,7 @@ class OrgAdmin:
         if not apply:
             with self.db.reading() as session:
                 return self._plan(session, variant, rows, issuer)
-        with self.db.transaction() as session:
+        with self._transaction() as session:
             bump_generation(session)
             plan = self._plan(session, variant, rows, issuer)
             if plan.errors:        # raised inside: the unit of work writes nothing
@@ -875,12 +1041,33 @@ class OrgAdmin:
             self._audit(session, principal, variant, "org_membership_added",
                         username=key[0], unit_id=key[1], position=key[2], imported=True)
         session.flush()
+        today = local_today(self.clock)
+        # a head (or acting head) the file appoints: the one before hands over on their day
+        appointed = {(a["unit_id"], a["position"]): (
+            a["username"], dates[(a["username"], a["unit_id"], a["position"])]
+            .get("valid_from") or today)
+            for a in plan.memberships_added if a["position"] in SINGLE_HOLDER}
         for ended in plan.memberships_ended:
             membership = session.scalars(select(Membership).where(
                 Membership.username == ended["username"],
                 Membership.unit_id == ended["unit_id"],
                 Membership.position == ended["position"])).first()
-            if membership is not None:
+            if membership is None:
+                continue
+            successor, first_day = appointed.get((membership.unit_id, membership.position),
+                                                 (None, today))
+            if successor is not None and first_day > today:
+                self._end_on(session, principal, variant, membership,
+                             first_day - timedelta(days=1))
+                self._handover(session, principal, variant, membership, successor,
+                               first_day)
+            elif successor is not None:
+                passed = self._end(session, principal, variant, membership,
+                                   successor=successor)
+                self._handover(session, principal, variant, membership, successor, today,
+                               passed)
+                plan.reassigned += passed
+            else:
                 plan.reassigned += self._end(session, principal, variant, membership)
         for (username, unit_id, position), found in dates.items():
             membership = session.scalars(select(Membership).where(

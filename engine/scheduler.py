@@ -21,6 +21,9 @@ The scheduler decides what is due and when; the runtime changes the timers' and 
 statuses (fired, failed, incident, a schedule created, moved on or cancelled), each change
 with its audit entry.
 
+Each round also carries out the organisation's handovers whose day has come (a head
+appointed from a later day takes the position's open tasks on that day).
+
 The same loop sends e-mail from the outbox (see :mod:`engine.notifications.outbox` for the
 at-most-once guarantee).
 """
@@ -172,6 +175,7 @@ class Scheduler:
 
     def _run_due(self, max_rounds: int) -> int:
         self.sync_schedules(if_changed=True)
+        self.run_handovers()
         fired = 0
         for _ in range(max_rounds):
             rows = self.claim()
@@ -180,6 +184,15 @@ class Scheduler:
             for row in rows:
                 fired += self.fire(row)
         return fired
+
+    def run_handovers(self) -> int:
+        """Positions whose new holder takes office today (by the engine's clock) pass their
+        open tasks on (:meth:`engine.orgadmin.OrgAdmin.run_handovers`)."""
+        try:
+            return self.engine.orgadmin.run_handovers()
+        except Exception:                   # noqa: BLE001 - the next round tries again
+            log.exception("carrying out a handover failed")
+            return 0
 
     def send_mail(self) -> int:
         """Make due digests and send due e-mail from the outbox. Returns messages sent."""

@@ -73,7 +73,8 @@ class WorkflowEngine:
         self.queries = Queries(self.db, self.clock, self.access, self.runtime)
         self.attachments = Attachments(self.db, self.clock)
         self.dossiers = Dossiers(self.db, self.repository, self.runtime, self.access)
-        self.orgadmin = OrgAdmin(self.db, self.clock, self.access, self.org)
+        self.orgadmin = OrgAdmin(self.db, self.clock, self.access, self.org,
+                                 notifications=self.notifications)
 
     def upgrade_database(self) -> None:
         self.db.upgrade()

@@ -130,6 +130,7 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
         "o.csv", b"username,full_name,unit_id,position\n")}}), 403, 403),
     "GET /org/{variant}/export": (("/org/lao-cai/export", {}), 403, 403),
     "GET /org/{variant}/log": (("/org/lao-cai/log", {}), 403, 403),
+    "GET /org/{variant}/handovers": (("/org/lao-cai/handovers", {}), 403, 403),
     "POST /org/{variant}/tasks/reassign": (("/org/lao-cai/tasks/reassign", {"json": {
         "task_ids": ["{task_id}"], "username": "laocai.sxd.pgd1"}}), 403, 403),
     # drafts: designers of the variant only

@@ -125,6 +125,27 @@ class OpenWork(Schema):
                               metadata={"description": "who takes it by default"})
 
 
+class HandoverOut(Schema):
+    id = fields.Integer(required=True)
+    unit_id = fields.String(required=True)
+    position = fields.String(required=True)
+    previous = fields.String(attribute="from", data_key="from", required=True,
+                             metadata={"description": "the holder before"})
+    to = fields.String(required=True, metadata={"description": "the one appointed"})
+    effective_on = fields.Date(required=True, metadata={
+        "description": "the new holder's first day: the tasks pass on then"})
+    status = fields.String(required=True, validate=validate.OneOf(
+        ("pending", "done", "cancelled")), metadata={
+        "description": "pending (its day has not come), done, or cancelled (the "
+                       "appointment changed before its day)"})
+    created_by = fields.String(required=True)
+    created_at = schemas.Utc(required=True)
+    done_at = schemas.Utc(allow_none=True)
+    tasks = fields.List(fields.Nested(Reassigned), required=True, metadata={
+        "description": "the open tasks that moved (done) or would move if the day were "
+                       "today (pending)"})
+
+
 class BulkIn(Schema):
     task_ids = fields.List(fields.String(validate=validate.Length(1, 36)), required=True,
                            validate=validate.Length(1, 500))
@@ -348,6 +369,19 @@ def audit_log(args, variant):
     return _page(events, args, lambda e: {"id": e.id, "at": utc_or_none(e.at),
                                           "actor": e.actor, "action": e.action,
                                           "details": e.details or {}})
+
+
+@blp.route("/org/<string:variant>/handovers")
+@blp.arguments(schemas.PageArgs, location="query")
+@blp.response(200, schemas.page_of(HandoverOut))
+@blp.doc(security=SECURITY)
+@authenticated
+def list_handovers(args, variant):
+    """Heads (and acting heads) replaced, newest first: whose open tasks of the position
+    passed to the new holder on their first day, or will pass when it comes."""
+    return _page(engine().orgadmin.handovers(current(), variant), args,
+                 lambda h: {**h, "created_at": utc_or_none(h["created_at"]),
+                            "done_at": utc_or_none(h["done_at"])})
 
 
 @blp.route("/org/<string:variant>/tasks/reassign", methods=["POST"])

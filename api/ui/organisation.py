@@ -266,6 +266,13 @@ def log(variant):
     return render_template("org_log.html", variant=variant, events=events)
 
 
+@blp.route("/admin/org/<string:variant>/handovers")
+@signed_in
+def handovers(variant):
+    rows = engine().orgadmin.handovers(principal(), variant)[:500]
+    return render_template("org_handovers.html", variant=variant, handovers=rows)
+
+
 @blp.route("/admin/org/<string:variant>/tasks", methods=["GET", "POST"])
 @signed_in
 def tasks(variant):

@@ -238,13 +238,14 @@ class Projection:
             spec = task.task_spec
             properties = properties_of(spec)
             lane = getattr(spec, "lane", None)
-            candidates, role_unit = self._candidates(instance, lane, task.data,
-                                                     properties.get("assigneeFrom"))
+            candidates, role_unit, positions = self._candidates(
+                instance, lane, task.data, properties.get("assigneeFrom"))
             candidates = list(dict.fromkeys(candidates))
             values = appends.add(
                 session, HumanTask.__table__, id=task_id, instance_id=instance.id,
                 element_id=element_of(task), name=getattr(spec, "bpmn_name", None),
-                lane=lane, role=lane, unit_id=role_unit, form=properties.get("form"),
+                lane=lane, role=lane, unit_id=role_unit, positions=positions,
+                form=properties.get("form"),
                 status=TaskStatus.OPEN, assignee=None, created_at=now,
                 due_at=self._due(task, properties, now))
             audit.add("task_opened", values["element_id"], {"task_id": task_id})
@@ -306,14 +307,17 @@ class Projection:
         return None
 
     def _candidates(self, instance: Instance, lane: str | None, data,
-                    assignee_from: str | None) -> tuple[list, str | None]:
+                    assignee_from: str | None) -> tuple[list, str | None, str]:
+        """The candidates, the unit the lane's role found them in and the positions (comma
+        separated) they hold there for it ("": named personally, or nobody)."""
         if not lane:
-            return [], None
+            return [], None, ""
         try:
             resolution = self.org.resolve(lane, proposer=instance.started_by,
                                           unit_id=data.get("proposer_unit") or instance.unit_id,
                                           settings=current_settings(), data=data,
                                           assignee_from=assignee_from)
         except (InvalidData, NotFound):
-            return [], None          # nobody can be named: administrators see and assign it
-        return resolution.usernames, resolution.unit_id
+            return [], None, ""      # nobody can be named: administrators see and assign it
+        return (resolution.usernames, resolution.unit_id,
+                ",".join(resolution.positions)[:255])

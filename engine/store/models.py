@@ -163,6 +163,9 @@ class HumanTask(Base):
     form: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str | None] = mapped_column(String(64))
     unit_id: Mapped[str | None] = mapped_column(String(64))
+    # the positions (comma-separated) its candidates were found through in unit_id, "" when
+    # they were named personally (the proposer, people in the data), NULL: not recorded
+    positions: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[TaskStatus] = mapped_column(status_column(TaskStatus))
     assignee: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
@@ -344,6 +347,30 @@ class Membership(Base):
     # decision; a membership that ended is removed, its history is in the audit log)
     valid_from: Mapped[date | None] = mapped_column(Date)
     valid_to: Mapped[date | None] = mapped_column(Date)
+
+
+class Handover(Base):
+    """A single-holder position (head, acting head) of a unit passing from one official to
+    the next on ``effective_on``: ``pending`` until that day comes (the scheduler carries it
+    out on the engine's clock), then ``done`` (``moved``: the open tasks that passed) or
+    ``cancelled`` (the appointment changed meanwhile)."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (Index("ix_handover_due", "status", "effective_on"),
+                      Index("ix_handover_variant", "variant", "id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[str] = mapped_column(String(32))
+    from_username: Mapped[str] = mapped_column(String(128))
+    to_username: Mapped[str] = mapped_column(String(128))
+    effective_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    done_at: Mapped[datetime | None]
+    moved: Mapped[list | None] = mapped_column(JSON)
 
 
 class OrgGeneration(Base):
