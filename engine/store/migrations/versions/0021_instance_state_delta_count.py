@@ -1,7 +1,7 @@
 """how many state deltas follow an instance's snapshot, on the instance's row
 
 Revision ID: 0021
-Revises: 0020
+Revises: 0025
 Create Date: 2026-12-03 16:30:00
 
 ``instances.state_deltas`` counts the rows of ``instance_state_deltas`` written after the
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = '0021'
-down_revision = '0020'
+down_revision = '0025'
 branch_labels = None
 depends_on = None
 
