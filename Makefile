@@ -102,7 +102,7 @@ test: install browser office
 # ruff (pycodestyle errors and warnings, pyflakes) and mypy on the engine and the API;
 # their settings are in pyproject.toml
 lint: $(STAMP)
-	$(BIN)/ruff check engine api
+	$(BIN)/ruff check engine api bench
 	$(BIN)/mypy
 
 # One JSON line per figure; e.g. make bench BENCH_ARGS="overhead --overhead-n 1000"

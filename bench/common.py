@@ -176,7 +176,8 @@ def step_data(element_id: str, known: dict | None = None) -> dict | None:
         "party_opinion": {"party_opinion": "agree"},
         "leadership_vote": {"vote": "for"},
         "leadership_meeting": {"meeting_date": "2026-01-02", "meeting_attendees": voters,
-                               "meeting_for": voters, "meeting_against": []},
+                               "meeting_votes": [{"member": m, "vote": "for"}
+                                                 for m in voters]},
         "decide": {"decision": "approve"},
         "implement": {"finished_on": "2027-06-30"},
         "report_completion": {"result_summary": "Đã triển khai"},

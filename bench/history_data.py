@@ -71,7 +71,8 @@ def settle(engine) -> None:
 def _finished(connection, dialect, definition_id, first, count, officials, measured, unit):
     n = "(s.i + %d)" % first
     who = _user(f"{n} % {officials}", measured, "hist.user")
-    where_unit = f"(CASE WHEN ({n} % {officials}) = 0 THEN '{unit}' ELSE 'hist.u' || ({n} % {officials}) END)"
+    where_unit = (f"(CASE WHEN ({n} % {officials}) = 0 THEN '{unit}' "
+                  f"ELSE 'hist.u' || ({n} % {officials}) END)")
     started = _minutes_ago(dialect, f"{n} * 3 + 1440")
     ended = _minutes_ago(dialect, f"{n} * 3")
     numbers = _numbers(dialect, str(count))

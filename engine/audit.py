@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import event, exists, inspect, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import LargeBinary, event, exists, func, inspect, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
 from .errors import NotFound
-from .store.models import AuditEvent, AuditHead, HumanTask, Instance
+from .store.models import AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta
 
 SYSTEM_CHAIN = "system"
 GENESIS = ""          # the "previous hash" of a chain's first entry
@@ -66,6 +67,8 @@ def row_hash(previous: str | None, row) -> str:
 # --- chaining new entries ---------------------------------------------------------------
 # session.info key: chain heads (seq, hash) of the instances this session has locked
 LOCKED_HEADS = "nd73_locked_chain_heads"
+# session.info key: the state deltas read with the instance rows this session has locked
+LOCKED_DELTAS = "nd73_locked_state_deltas"
 
 
 def lock_instance_chain(session: Session, instance_id: str) -> None:
@@ -90,22 +93,69 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
 
 
 def lock_instance(session: Session, instance_id: str | None = None, *,
-                  task_id: str | None = None) -> Instance | None:
+                  task_id: str | None = None, deltas: bool = False) -> Instance | None:
     """:func:`lock_instance_chain` for a unit of work that reads the whole instance row:
     the row is loaded by the locking statement itself (one round trip instead of two).
-    ``task_id`` instead of ``instance_id``: the instance of that task."""
+    ``task_id`` instead of ``instance_id``: the instance of that task. ``deltas``: the same
+    statement also reads the state's deltas (in order), kept for :func:`locked_deltas`, so
+    loading the workflow needs no second round trip (PostgreSQL; SQLite reads them after,
+    as does a load whose lock waited for another writer)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
     if instance_id is not None and sqlite:
         return session.get(Instance, instance_id)
     which = Instance.id == (instance_id if instance_id is not None else select(
         HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
-    query = select(Instance).where(which)
-    instance = session.scalars(query if sqlite else
-                               query.with_for_update(key_share=True, of=Instance)).first()
-    if instance is not None and not sqlite:
-        session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (instance.audit_seq or 0,
-                                                                  instance.audit_head)
-    return instance
+    if sqlite:
+        return session.scalars(select(Instance).where(which)).first()
+    if not deltas:
+        instance = session.scalars(select(Instance).where(which).with_for_update(
+            key_share=True, of=Instance)).first()
+        if instance is not None:
+            session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (
+                instance.audit_seq or 0, instance.audit_head)
+        return instance
+    found = _lock_with_deltas(session, which)
+    return found[0] if found else None
+
+
+def lock_instances(session: Session, instance_ids: list[str]) -> dict[str, Instance]:
+    """:func:`lock_instance` with ``deltas`` for several instances in one statement (on
+    SQLite, loaded one by one: its writers need no lock). Instances that do not exist are
+    left out. Two units of work locking shared instances in opposite orders may deadlock;
+    PostgreSQL ends one of them with an error."""
+    if session.get_bind().dialect.name == "sqlite":
+        loaded = {i: session.get(Instance, i) for i in dict.fromkeys(instance_ids)}
+        return {i: instance for i, instance in loaded.items() if instance is not None}
+    return {instance.id: instance
+            for instance in _lock_with_deltas(session, Instance.id.in_(list(instance_ids)))}
+
+
+def _lock_with_deltas(session: Session, which) -> list[Instance]:
+    state_deltas = InstanceStateDelta.__table__
+    in_order = func.array(select(state_deltas.c.data)
+                          .where(state_deltas.c.instance_id == Instance.id)
+                          .order_by(state_deltas.c.seq).scalar_subquery(),
+                          type_=ARRAY(LargeBinary))
+    # the sub-selects read the statement's snapshot, taken before a wait for the lock; the
+    # locked row is the newest version. The deltas are kept only when the snapshot has that
+    # version too (a step writes its deltas and the version together)
+    seen = aliased(Instance)
+    seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
+    found = session.execute(select(Instance, in_order, seen_version).where(which)
+                            .with_for_update(key_share=True, of=Instance)).all()
+    heads = session.info.setdefault(LOCKED_HEADS, {})
+    kept = session.info.setdefault(LOCKED_DELTAS, {})
+    for instance, read, version in found:
+        heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
+        if version == instance.version:
+            kept[instance.id] = list(read or ())
+    return [row[0] for row in found]
+
+
+def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
+    """The state deltas :func:`lock_instance` read with the instance's row in this session,
+    taken once (None: not read that way, or already taken: a later load reads them)."""
+    return session.info.get(LOCKED_DELTAS, {}).pop(instance_id, None)
 
 
 def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, Any]:

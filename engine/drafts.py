@@ -19,7 +19,8 @@ A draft is a folder, files by path::
     forms/<name>.json          JSON-Schema forms of user tasks
     variant.toml               the settings; when it ``extends`` another variant, that
                                variant's deployed settings and files lie under the draft's
-    notifications/<file>       notification templates (<kind>.subject.txt, .txt, .html)
+    notifications/<file>       notification templates (<kind>.subject.txt, .txt, .html) and
+                               their shared parts (_<name>.txt, .html)
     documents/<name>.docx      official document templates
 
 The API (``engine.drafts``; every call takes the acting ``Principal`` and refuses anyone who

@@ -14,7 +14,9 @@ Besides JSON Schema, a form declares what only the engine can check:
   process's variant has that id, and shown by the unit's name;
 - ``"x-not-before"`` / ``"x-not-after"`` on a date field: another date field of the form (or
   of the step's data), or ``"today"`` (the engine clock's day): an end before its start, a
-  completion in the future are refused (:func:`date_order_errors`).
+  completion in the future are refused (:func:`date_order_errors`); ``"x-after"`` /
+  ``"x-before"`` the same, strictly: a deadline that must be after today (``"x-after":
+  "today"``: today itself is refused) or after another date.
 """
 from __future__ import annotations
 
@@ -185,10 +187,26 @@ def _as_date(value) -> date | None:
         return None
 
 
+# keyword → (whether a value breaks it against its limit, message code against another
+# field, message code against today, English words)
+_DATE_ORDER = (
+    ("x-not-before", lambda v, limit: v < limit,
+     N_("form.date_not_before"), N_("form.date_before_today"), "must not be before"),
+    ("x-not-after", lambda v, limit: v > limit,
+     N_("form.date_not_after"), N_("form.date_after_today"), "must not be after"),
+    ("x-after", lambda v, limit: v <= limit,
+     N_("form.date_must_be_after"), N_("form.date_must_be_after_today"), "must be after"),
+    ("x-before", lambda v, limit: v >= limit,
+     N_("form.date_must_be_before"), N_("form.date_must_be_before_today"), "must be before"),
+)
+DATE_ORDER_KEYWORDS = tuple(keyword for keyword, *_ in _DATE_ORDER)
+
+
 def date_order_errors(schema: dict, data: dict, context: dict, today: date) -> list[dict]:
     """Field errors of the top-level date fields of ``data`` that break their form's
-    ``x-not-before`` / ``x-not-after`` (another field, looked up in ``data`` then in
-    ``context``, the step's data; or ``today``)."""
+    ``x-not-before`` / ``x-not-after`` / ``x-after`` / ``x-before`` (another field, looked
+    up in ``data`` then in ``context``, the step's data; or ``today``). Each names the
+    field (``field``, and its title in ``params``), the limit and what it is."""
     errors = []
     properties = schema.get("properties") or {}
     for name, prop in properties.items():
@@ -197,25 +215,22 @@ def date_order_errors(schema: dict, data: dict, context: dict, today: date) -> l
         value = _as_date(data[name])
         if value is None:
             continue
-        for key, broken, codes, english in (
-                ("x-not-before", lambda v, limit: v < limit,
-                 (N_("form.date_not_before"), N_("form.date_before_today")), "before"),
-                ("x-not-after", lambda v, limit: v > limit,
-                 (N_("form.date_not_after"), N_("form.date_after_today")), "after")):
+        title = prop.get("title") or name
+        for key, broken, code_other, code_today, english in _DATE_ORDER:
             other = prop.get(key)
             if not other:
                 continue
             limit: date | None
             if other == TODAY:
-                limit, what, code = today, TODAY, codes[1]
+                limit, what, code = today, TODAY, code_today
             else:
                 limit = _as_date(data.get(other, context.get(other)))
-                what, code = (properties.get(other) or {}).get("title") or other, codes[0]
+                what, code = (properties.get(other) or {}).get("title") or other, code_other
             if limit is not None and broken(value, limit):
                 errors.append({"field": name, "code": code,
                                "params": {"limit": limit.strftime("%d/%m/%Y"),
-                                          "other": what},
-                               "message": f"Must not be {english} {what} "
+                                          "other": what, "field": title},
+                               "message": f"{title}: {english} {what} "
                                           f"({limit.strftime('%d/%m/%Y')})"})
                 break
     return errors

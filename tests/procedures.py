@@ -161,12 +161,13 @@ class Case:
                                          correlation_key=self.business_key)
 
 
-def leadership_meeting(ballots: dict[str, str], date: str) -> dict:
+def leadership_meeting(ballots: dict[str, str], date: str, opinion: str | None = None) -> dict:
     """The record of a leadership meeting (Art. 8 k.1): the members given are present and
-    vote as given; the others are absent."""
+    vote as given (with ``opinion``, each gives one); the others are absent."""
     return {"meeting_date": date, "meeting_attendees": list(ballots),
-            "meeting_for": [m for m, v in ballots.items() if v == "for"],
-            "meeting_against": [m for m, v in ballots.items() if v != "for"]}
+            "meeting_votes": [{"member": m, "vote": v,
+                               **({"opinion": f"{opinion} của {m}"} if opinion else {})}
+                              for m, v in ballots.items()]}
 
 
 def council_meeting(ballots: dict[str, str], date: str, opinion: str = "Ý kiến") -> dict:

@@ -156,7 +156,8 @@ SAMPLES = {
         "end_date": "2026-12-31", "people": "5 người", "equipment": "", "budget_vnd": 1500000,
         "override_reason": "Lý do {{ không phải thẻ }}",
         "council_chair": DIRECTOR, "council_secretary": DEPUTIES[0],
-        "council_members": [DIRECTOR, *DEPUTIES], "council_ballots": ["for", "against", "for"],
+        "council_members": [DIRECTOR, *DEPUTIES], "council_ballots": [
+            {"member": DIRECTOR, "vote": "for", "opinion": "Khả thi"}],
         "council_for": 2, "council_votes": ["for", "against", "for"],
         "council_recommendation": "recommend_approve",
         "meeting_record": {"date": "2026-03-02", "mode": "ballots", "chair": DIRECTOR,

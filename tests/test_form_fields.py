@@ -3,6 +3,7 @@ uses, as people type it (dd/mm/yyyy, 1.500.000), with unreadable input named by 
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import flask_babel
 import pytest
@@ -10,7 +11,7 @@ from flask import Flask, g
 from werkzeug.datastructures import MultiDict
 
 from api import catalogues
-from engine.forms import form_errors
+from engine.forms import date_order_errors, form_errors
 from api.ui import form_fields
 from conftest import PROJECT
 
@@ -170,3 +171,39 @@ def test_an_error_code_the_catalogues_do_not_know_keeps_its_english_off_vietname
     g.lang = "en"
     flask_babel.refresh()
     assert form_fields.field_messages(errors) == {"x": "Must be shiny"}
+
+
+# --- dates in order: x-not-before / x-not-after, and strictly x-after / x-before ----------
+
+DATED = {"type": "object", "properties": {
+    "opens": {"type": "string", "format": "date", "title": "Ngày mở", "x-after": "today"},
+    "closes": {"type": "string", "format": "date", "title": "Ngày đóng", "x-after": "opens",
+               "x-not-after": "limit"},
+    "held": {"type": "string", "format": "date", "title": "Ngày họp", "x-before": "today"},
+    "signed": {"type": "string", "format": "date", "x-before": "held"}}}
+
+
+@pytest.mark.parametrize("data, context, expected", [
+    ({"opens": "2026-03-05"}, {}, []),                                   # after today
+    ({"opens": "2026-03-04"}, {}, [("opens", "form.date_must_be_after_today", "04/03/2026",
+                                    "today", "Ngày mở")]),              # today is not after
+    ({"opens": "2026-03-05", "closes": "2026-03-05"}, {},
+     [("closes", "form.date_must_be_after", "05/03/2026", "Ngày mở", "Ngày đóng")]),
+    ({"opens": "2026-03-05", "closes": "2026-03-06"}, {}, []),
+    ({"closes": "2026-03-05"}, {"opens": "2026-03-06"},                  # from the step's data
+     [("closes", "form.date_must_be_after", "06/03/2026", "Ngày mở", "Ngày đóng")]),
+    ({"closes": "2026-03-09"}, {"opens": "2026-03-06", "limit": "2026-03-08"},
+     [("closes", "form.date_not_after", "08/03/2026", "limit", "Ngày đóng")]),
+    ({"held": "2026-03-03"}, {}, []),
+    ({"held": "2026-03-04"}, {}, [("held", "form.date_must_be_before_today", "04/03/2026",
+                                   "today", "Ngày họp")]),
+    ({"held": "2026-03-03", "signed": "2026-03-03"}, {},
+     [("signed", "form.date_must_be_before", "03/03/2026", "Ngày họp", "signed")]),
+    ({"opens": "không phải ngày", "closes": "2026-03-01"}, {}, []),      # the schema's to say
+])
+def test_dates_in_order_name_the_field_the_limit_and_what_it_is(data, context, expected):
+    errors = date_order_errors(DATED, data, context, date(2026, 3, 4))
+    assert [(e["field"], e["code"], e["params"]["limit"], e["params"]["other"],
+             e["params"]["field"]) for e in errors] == expected
+    for error in errors:                     # the English words for logs name the field too
+        assert error["message"].startswith(f"{error['params']['field']}: must ")

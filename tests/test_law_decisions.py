@@ -83,6 +83,9 @@ def test_art6_only_the_head_or_the_approver_suspends_continues_or_terminates(api
     assert case.open_elements() == ["implement"]
     [told] = _told(api, proposer, case, "tiếp tục")
     assert "Đã có kinh phí" in told["body"]
+    # the three decisions share one part of the templates (_implementation_decision.*)
+    assert "đề xuất của đồng chí (hồ sơ " in told["body"]
+    assert "được tiếp tục thực hiện." in told["body"]
     refused = _message(api, proposer, case, "implementation_terminated",
                        {"termination_reason": "Không làm nữa"})
     assert refused.status_code == 403
@@ -90,7 +93,9 @@ def test_art6_only_the_head_or_the_approver_suspends_continues_or_terminates(api
                      {"termination_reason": "Không còn phù hợp"})
     assert ended.status_code == 200 and ended.json()["stage"] == "terminated"
     [told] = _told(api, proposer, case, "chấm dứt")
-    assert "Không còn phù hợp" in told["body"]
+    assert "chấm dứt thực hiện." in told["body"]
+    # the termination's reasons, and those of the earlier decision to continue
+    assert "Lý do: Không còn phù hợp\n\nLý do: Đã có kinh phí" in told["body"]
 
 
 def test_art6_when_the_head_proposed_the_approver_decides_not_the_head(api, engine):
@@ -298,7 +303,8 @@ def test_forms_date_what_happened_no_later_than_today():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_notifications_address_officials_as_dong_chi(variant):
     """Every template a variant deploys (its own and those it inherits) greets the official as
-    "đồng chí" and never as "Anh/Chị"; so does the message used when a kind has none."""
+    "đồng chí", itself or in the shared part it includes, and never as "Anh/Chị"; so does the
+    message used when a kind has none."""
     from engine.notifications.templates import GENERIC
     folders = [PROJECT / "processes" / variant]
     if variant != "national":
@@ -310,6 +316,7 @@ def test_notifications_address_officials_as_dong_chi(variant):
     for name, text in bodies.items():
         assert "anh/chị" not in text.lower(), name
         if not name.endswith(".subject.txt"):
+            text += "".join(bodies[part] for part in re.findall(r'include "(_\w+\.\w+)"', text))
             assert "Kính gửi đồng chí {{ user.full_name }}" in text, name
     assert "Kính gửi đồng chí" in GENERIC["txt"]
 

@@ -69,16 +69,16 @@ def test_art8_the_meeting_is_recorded_by_its_chair_or_secretary_an_absent_member
     assert case.candidates(task) == sorted([chair, f"{p}.sxd.vp.chanhvp",
                                             f"{p}.sxd.vp.chuyenvien"])
     # the secretary records it; one deputy is absent, and the meeting is not held up
+    # each present member's row: their vote and their opinion, as the council's
     case.do("leadership_meeting", leadership_meeting(
-        {chair: "for", deputies[0]: "for", deputies[1]: "for"}, "2026-03-03"),
+        {chair: "for", deputies[0]: "for", deputies[1]: "for"}, "2026-03-03", "Ý kiến"),
         by=f"{p}.sxd.vp.chuyenvien")
     record = record_of(case)
     assert record["date"] == "2026-03-03" and record["chair"] == chair
     assert record["members"] == [
-        {"member": chair, "present": True, "vote": "for"},
-        {"member": deputies[0], "present": True, "vote": "for"},
-        {"member": deputies[1], "present": True, "vote": "for"},
-        {"member": deputies[2], "present": False, "vote": None}]
+        *({"member": m, "present": True, "vote": "for", "opinion": f"Ý kiến của {m}"}
+          for m in [chair, deputies[0], deputies[1]]),
+        {"member": deputies[2], "present": False, "vote": None, "opinion": None}]
     assert (record["members_count"], record["present_count"], record["votes_for"],
             record["votes_against"], record["result"]) == (4, 3, 3, 0, "approved")
     assert "trên 50% tổng số thành viên" in record["rule"] and "khoản 1 Điều 8" in record["rule"]
@@ -86,6 +86,8 @@ def test_art8_the_meeting_is_recorded_by_its_chair_or_secretary_an_absent_member
     assert any("Thời gian: 03/03/2026" in line for line in text), text
     assert any("3/4 thành viên" in line for line in text), text
     assert any(line.endswith("vắng mặt.") for line in text), text
+    assert any(line.startswith("2. ") and line.endswith(f": tán thành; ý kiến: Ý kiến của "
+                                                        f"{deputies[0]}.") for line in text), text
     assert any(line.startswith("Nguyên tắc áp dụng: Đề xuất được thông qua khi có trên 50%")
                for line in text), text
     assert "Kết luận: đề xuất được thông qua." in text
@@ -130,12 +132,13 @@ def test_art8_the_record_is_refused_with_unknown_people_or_a_future_date(library
     errors = refused(leadership_meeting({chair: "for", stranger: "for"}, "2026-03-04"))
     assert stranger in errors["meeting_attendees"]
     assert "Không phải thành viên tập thể lãnh đạo" in errors["meeting_attendees"]
-    errors = refused({**leadership_meeting({chair: "for"}, "2026-03-04"),
-                      "meeting_for": [chair, deputies[0]]})        # not recorded as present
-    assert deputies[0] in errors["meeting_for"]
-    errors = refused({**leadership_meeting({chair: "for", deputies[0]: "for"}, "2026-03-04"),
-                      "meeting_for": [chair]})                     # a member's vote missing
-    assert "mỗi người một lần" in errors["meeting_for"]
+    record = leadership_meeting({chair: "for", deputies[0]: "for"}, "2026-03-04")
+    errors = refused({**record, "meeting_attendees": [chair]})     # not recorded as present
+    assert deputies[0] in errors["meeting_votes"]
+    errors = refused({**record, "meeting_votes": record["meeting_votes"][:1]})   # one missing
+    assert "mỗi người một lần" in errors["meeting_votes"]
+    errors = refused({**record, "meeting_votes": record["meeting_votes"][:1] * 2})  # twice
+    assert "mỗi người một lần" in errors["meeting_votes"]
     errors = refused(leadership_meeting({chair: "for"}, "2026-03-05"))     # tomorrow
     assert set(errors) == {"meeting_date"}
     assert case.open_elements() == ["leadership_meeting"]                  # nothing recorded
@@ -158,6 +161,19 @@ def test_art8_online_ballots_are_a_variant_setting(engine, clock, tmp_path):
     record = record_of(case)
     assert (record["mode"], record["present_count"], record["votes_for"], record["result"]) == (
         "ballots", 4, 3, "approved")
+    # ballots cast in an order of their own: each vote stays its member's, so a tie follows
+    # the head who chairs
+    tie = to_decision(engine, "dak-lak", "daklak.sxd.qlxd.truongphong", business_key="DX-T")
+    votes = {deputies[0]: "against", deputies[1]: "against", chair: "for", deputies[2]: "for"}
+    for member, vote in votes.items():          # the chair's ballot with a comment
+        tie.do("leadership_vote", {"vote": vote, **({"vote_comment": "Cần thiết"}
+                                                    if member == chair else {})}, by=member)
+    record = record_of(tie)
+    assert (record["votes_for"], record["result"], record["tie_carried"]) == (2, "approved", True)
+    # the same rows as a recorded meeting's: member, vote, opinion (the ballot's comment)
+    assert record["members"] == [{"member": m, "present": True, "vote": votes[m],
+                                  "opinion": "Cần thiết" if m == chair else None}
+                                 for m in [chair, *deputies]]
 
 
 def test_art8_the_meeting_record_through_the_api(library):
@@ -177,7 +193,7 @@ def test_art8_the_meeting_record_through_the_api(library):
             **leadership_meeting({chair: "for", "khong.co.ai": "for"}, "2026-03-05")}})
         assert answer.status_code == 422, answer.text
         errors = {e["field"]: e for e in answer.json()["errors"]}
-        assert set(errors) == {"meeting_date", "meeting_attendees", "meeting_for"}
+        assert set(errors) == {"meeting_date", "meeting_attendees", "meeting_votes"}
         assert errors["meeting_date"]["code"] == "form.date_after_today"
         assert errors["meeting_date"]["message"] == (
             "Ngày này chưa đến: không được sau hôm nay (04/03/2026)")
@@ -209,13 +225,15 @@ def test_web_the_head_records_the_meeting_and_sees_the_tally_and_result(library)
                 .is_visible()
             page.locator("#f-meeting_date").fill("03/03/2026")
             fill_list(page, "meeting_attendees", [chair, deputies[0], deputies[1], deputies[2]])
-            fill_list(page, "meeting_for", [chair, deputies[0], deputies[1]])
-            fill_list(page, "meeting_against", [deputies[2]])
+            fill_votes(page, {chair: "for", deputies[0]: "for", deputies[1]: "for",
+                              deputies[2]: "against"}, {deputies[2]: "Chưa đủ kinh phí"})
             page.get_by_role("button", name="Gửi").click()
             page.wait_for_url(lambda url: f"/tasks/{task.id}" not in url)
             record = record_of(case)
             assert (record["present_count"], record["votes_for"], record["votes_against"],
                     record["result"]) == (4, 3, 1, "approved")
+            assert [m["opinion"] for m in record["members"]] == [None, None, None,
+                                                                 "Chưa đủ kinh phí"]
             # the case page lists the biên bản; its DOCX gives the tally, the rule, the result
             page.goto(f"{server.url}/instances/{case.id}")
             row = page.locator("[data-testid=document]").filter(
@@ -252,15 +270,15 @@ def test_web_the_heads_office_records_the_meeting_and_the_case_moves_on(library)
             assert offered.text_content() == library.access.principal(deputies[0]).full_name
             page.locator("#f-meeting_date").fill("05/03/2026")             # tomorrow
             fill_list(page, "meeting_attendees", [chair, deputies[0], deputies[1]])
-            fill_list(page, "meeting_for", [chair, deputies[0]])
-            fill_list(page, "meeting_against", [deputies[1]])
+            fill_votes(page, {chair: "for", deputies[0]: "for", deputies[1]: "against"})
             page.get_by_role("button", name="Gửi").click()
             error = page.locator("[data-field=meeting_date] .error")
             assert "Ngày này chưa đến: không được sau hôm nay (04/03/2026)" in \
                 error.inner_text()
             assert case.open_elements() == ["leadership_meeting"]
             # what was typed is kept; the date is corrected and the record sent
-            assert page.locator("[data-rows=meeting_for] input").nth(1).input_value() == \
+            rows = page.locator("[data-rows=meeting_votes] .row")
+            assert rows.nth(1).locator("[name='meeting_votes.member']").input_value() == \
                 deputies[0]
             page.locator("#f-meeting_date").fill("04/03/2026")
             page.get_by_role("button", name="Gửi").click()
@@ -272,6 +290,19 @@ def test_web_the_heads_office_records_the_meeting_and_the_case_moves_on(library)
     assert (record["date"], record["present_count"], record["votes_for"],
             record["votes_against"], record["result"]) == ("2026-03-04", 3, 2, 1, "rejected")
     assert {m["member"]: m["present"] for m in record["members"]}[deputies[2]] is False
+
+
+def fill_votes(page, votes: dict[str, str], opinions: dict[str, str] | None = None) -> None:
+    """Each present member's row of the leadership meeting: member, vote, opinion."""
+    rows = page.locator("[data-rows='meeting_votes']")
+    for index, (member, vote) in enumerate(votes.items()):
+        if index:
+            rows.locator("button.add-row").click()
+        row = rows.locator(".row").nth(index)
+        row.locator("[name='meeting_votes.member']").fill(member)
+        row.locator("[name='meeting_votes.vote']").select_option(vote)
+        if (opinions or {}).get(member):
+            row.locator("[name='meeting_votes.opinion']").fill(opinions[member])
 
 
 def fill_list(page, field: str, values: list[str]) -> None:
@@ -414,7 +445,7 @@ def test_art8_k2_the_council_record_is_refused_with_unknown_people_non_members_o
     assert "council_record" not in case.data()
 
 
-def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp_path):
+def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, server, tmp_path):
     clock.set(NOW)
     settings = (PROJECT / "processes" / "national" / "variant.toml").read_text(encoding="utf-8")
     assert 'council = "meeting"' in settings           # the product's default
@@ -430,13 +461,38 @@ def test_art8_k2_online_council_ballots_are_a_variant_setting(engine, clock, tmp
                              "council_members": members})
     assert case.open_elements() == ["council_vote"] * 5         # one ballot per member
     assert case.voters("council_vote") == sorted(members)
-    case.vote(dict(zip(members, ["for", "for", "against", "for"])), "council_vote")
+
+    def ballot(member: str, vote: str) -> None:
+        """The member's own ballot, through the REST API: their vote and their opinion."""
+        [task] = [t for t in case.open("council_vote") if member in case.candidates(t)]
+        answer = server.post(f"/tasks/{task.id}/complete", member, json={"data": {
+            "vote": vote, "council_opinion": f"Ý kiến của {member}"}})
+        assert answer.status_code == 200, answer.text
+
+    # the members vote in an order of their own, not the order the council was formed in
+    votes = dict(zip(members, ["for", "for", "against", "for", "against"]))
+    for member in [members[3], members[0], members[2], members[1]]:
+        ballot(member, votes[member])
     assert case.open_elements() == ["council_vote"]             # the fifth has not voted
-    case.vote({members[4]: "against"}, "council_vote")
+    ballot(members[4], votes[members[4]])
     record = case.data()["council_record"]
-    assert (record["mode"], record["present_count"], record["votes_for"],
+    assert (record["mode"], record["date"], record["present_count"], record["votes_for"],
             record["votes_against"], record["result"]) == (
-        "ballots", 5, 3, 2, "recommend_approve")
+        "ballots", None, 5, 3, 2, "recommend_approve")
+    # each member's opinion and vote, in the shape a recorded meeting gives
+    assert record["members"] == [{"member": m, "present": True, "vote": votes[m],
+                                  "opinion": f"Ý kiến của {m}"} for m in members]
+    # the council's minutes give each member's vote and opinion
+    text = council_minutes(engine, case, members[0])
+    online = "Thời gian: ngày 04 tháng 3 năm 2026 (biểu quyết bằng phiếu trực tuyến)."
+    assert any(line.startswith(online) for line in text), text
+    for index, member in enumerate(members, 1):
+        vote = {"for": "tán thành", "against": "không tán thành"}[votes[member]]
+        assert any(line.startswith(f"{index}. ")
+                   and line.endswith(f": {vote}; ý kiến: Ý kiến của {member}.")
+                   for line in text), text
+    assert ("Kết quả: 3 phiếu tán thành, 2 phiếu không tán thành trên 5 phiếu biểu quyết của "
+            "5 thành viên.") in text
     # the leadership still meets (its own setting is unchanged)
     assert case.open_elements() == ["leadership_meeting"]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from jinja2 import TemplateNotFound
 
 from engine.clock import as_utc
 from engine.demo import seed_orgs
@@ -28,7 +29,7 @@ from engine.errors import DefinitionInvalid, InvalidData, NotFound
 from engine.logs import json_handler
 from engine.notifications.mailer import SmtpSettings
 from engine.notifications.outbox import OUTBOX_LEASES
-from engine.notifications.templates import Renderer
+from engine.notifications.templates import Renderer, VersionLoader
 from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
@@ -529,6 +530,74 @@ def test_template_problems_are_refused_at_deployment_with_file_and_line(engine, 
     assert ("notifications/reminder.txt", 3) in problems
     assert ("notifications/weekly.txt", None) in problems
     assert engine.repository.count() == 0                  # nothing was deployed
+
+
+def test_templates_share_parts_a_variant_overrides_file_by_file(engine, processes):
+    """A kind's template includes a shared part (_<name>.txt / _<name>.html) of its own
+    version; a province that overrides the part changes every kind that includes it."""
+    folder = processes / "mien-nui"
+    (folder / "notifications" / "_implementation_decision.txt").write_text(
+        "Miền núi: đề xuất {{ outcome }}{% for r in reasons if r %}; lý do: {{ r }}{% endfor %}.",
+        encoding="utf-8")
+    engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    [definition] = [d for d in engine.repository.latest_versions("mien-nui")
+                    if d.key == "proposal"]
+    templates = engine.notifications.templates_of(definition)
+    assert "_implementation_decision.html" in templates          # inherited from national
+    context = {"user": {"full_name": "Lê Văn A"}, "url": "http://x/instances/1",
+               "instance": {"business_key": "MN-3"}, "documents": [],
+               "data": {"suspension_reason": "Chờ kinh phí", "continue_reason": None}}
+    subject, text, html = engine.notifications.renderer.render(
+        definition.id, templates, "proposal_suspended", context)
+    assert text == "Miền núi: đề xuất tạm dừng thực hiện; lý do: Chờ kinh phí.\n"
+    assert subject == "[ND73] Đề xuất MN-3 tạm dừng thực hiện"
+    assert "<h1 style=\"font-size:20px;margin:0 0 16px\">Đề xuất tạm dừng thực hiện</h1>" in html
+    _, text, _ = engine.notifications.renderer.render(
+        definition.id, templates, "proposal_resumed",
+        {**context, "data": {"continue_reason": "Đã có kinh phí"}})
+    assert text == "Miền núi: đề xuất được tiếp tục thực hiện; lý do: Đã có kinh phí.\n"
+
+
+@pytest.mark.parametrize("include", [
+    '{% include "../../x" %}', "{% include '/etc/passwd' %}",
+    '{% include "notifications/_implementation_decision.txt" %}',
+    '{% include "reminder.txt" %}',                  # a kind's template is no shared part
+    '{% include "_no_such_part.txt" %}',
+    '{% include data.part %}',                       # a name computed while rendering
+    '{% extends "../x.html" %}', '{% import "../x.txt" as x %}',
+])
+def test_a_template_includes_only_its_own_shared_parts(engine, processes, include):
+    folder = processes / "mien-nui"
+    (folder / "notifications" / "reminder.txt").write_text(
+        f"Kính gửi đồng chí {{{{ user.full_name }}}},\n\n{include}\n", encoding="utf-8")
+    with pytest.raises(DefinitionInvalid) as refused:
+        engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    [problem] = refused.value.problems
+    assert (problem.file, problem.code) == ("notifications/reminder.txt", "template.include")
+    assert "includes only the shared parts of its own variant, by file name" in problem.message
+    if "data.part" not in include:
+        assert problem.line == 3 and repr(problem.params["name"]) in problem.message
+    assert engine.repository.count() == 0                  # nothing was deployed
+
+
+def test_a_template_past_the_checks_still_reaches_nothing_outside_its_version(tmp_path):
+    """A stored template is read by its version's loader alone: a path names nothing, the
+    template fails with a clear error, and the message falls back to the generic one."""
+    (tmp_path / "secret.txt").write_text("bí mật", encoding="utf-8")
+    templates = {"reminder.txt": '{% include "../secret.txt" %}{% include "' +
+                                 str(tmp_path / "secret.txt") + '" %}',
+                 "_part.txt": "phần chung"}
+    loader = VersionLoader(templates)
+    with pytest.raises(TemplateNotFound) as refused:
+        loader.get_source(None, "../secret.txt")
+    assert "includes only the shared parts of its own variant" in refused.value.message
+    assert loader.get_source(None, "_part.txt")[0] == "phần chung"
+    with pytest.raises(TemplateNotFound):
+        loader.get_source(None, "reminder.txt")
+    context = {"user": {"full_name": "Lê Văn A"}, "url": "http://x/tasks/1", "task": None,
+               "instance": None, "data": {}, "title": "Nhắc hạn xử lý công việc"}
+    _, text, _ = Renderer().render(7, templates, "reminder", context)
+    assert text.startswith("Kính gửi đồng chí Lê Văn A,") and "bí mật" not in text
 
 
 def test_templates_run_in_a_sandbox(engine, processes):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from engine.clock import as_utc
 from engine.deadlines import sandbox_functions, variant_settings
-from engine.errors import DefinitionInvalid, Forbidden, InvalidData
+from engine.errors import DefinitionInvalid, Forbidden
 from engine.scheduler import SCHEDULER
 from engine.store import Instance
 from engine.variants import load_variant, unconfirmed_settings
@@ -324,19 +324,43 @@ def test_ad_hoc_report_is_started_by_an_administrator_with_its_own_dates(library
         t.unit_id for t in tasks[1:])
 
 
-@pytest.mark.parametrize("unit_before, consolidation_before, field", [
-    ("2026-03-02", "2026-03-13", "adhoc_unit_before"),           # today: nothing left
-    ("2026-03-10", "2026-03-10", "adhoc_consolidation_before"),  # not after the units'
-])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_ad_hoc_dates_that_cannot_work_are_refused_before_anything_starts(
-        library, clock, unit_before, consolidation_before, field):
-    clock.set(utc(2026, 3, 2, 2, 0))
-    with pytest.raises(InvalidData) as refused:
-        library.runtime.start("lao-cai", "adhoc_report", principal=as_user(library, ADMIN),
-                              data={"adhoc_subject": "Báo cáo nhanh", "proposer_unit": "laocai",
-                                    "adhoc_unit_before": unit_before,
-                                    "adhoc_consolidation_before": consolidation_before})
-    assert field in str(refused.value.to_dict())
-    with library.db.reading() as session:
+        engine, clock, server, variant):
+    """The request form's own keywords (``x-after``), no rule of the BPMN: the units' date is
+    after today, the consolidation's after the units'; each refusal names its field."""
+    clock.set(utc(2026, 3, 2, 2, 0))                    # Monday 02/03/2026, 09:00
+    admin = f"{PREFIX[variant]}.quantri"
+
+    def start(unit_before: str, consolidation_before: str):
+        return server.post("/instances", admin, json={
+            "definition_key": "adhoc_report", "variant": variant, "unit_id": PREFIX[variant],
+            "data": {"adhoc_subject": "Báo cáo nhanh", "adhoc_unit_before": unit_before,
+                     "adhoc_consolidation_before": consolidation_before}})
+
+    def refused(unit_before: str, consolidation_before: str) -> dict:
+        answer = start(unit_before, consolidation_before)
+        assert answer.status_code == 422, answer.text
+        [error] = answer.json()["errors"]
+        return error
+
+    error = refused("2026-03-02", "2026-03-13")          # today: nothing left to report in
+    assert (error["field"], error["code"]) == ("adhoc_unit_before",
+                                               "form.date_must_be_after_today")
+    assert error["message"] == "“Đơn vị báo cáo trước ngày” phải sau hôm nay (02/03/2026)"
+    error = refused("2026-02-27", "2026-03-13")          # already past
+    assert error["field"] == "adhoc_unit_before"
+    error = refused("2026-03-10", "2026-03-10")          # not after the units' date
+    assert (error["field"], error["code"]) == ("adhoc_consolidation_before",
+                                               "form.date_must_be_after")
+    assert error["message"] == ("“Tổng hợp trước ngày” phải sau “Đơn vị báo cáo trước ngày” "
+                                "(10/03/2026)")
+    with engine.db.reading() as session:
         assert session.scalars(select(Instance).where(
             Instance.definition_key == "adhoc_report")).all() == []
+    # tomorrow for the units, the day after for the consolidation: the cycle opens
+    answer = start("2026-03-03", "2026-03-04")
+    assert answer.status_code == 201, answer.text
+    # the BPMN has no rule of its own for it any more
+    bpmn = (PROJECT / "processes" / "national" / "adhoc_report.bpmn").read_text("utf-8")
+    assert "nd73:validation" not in bpmn

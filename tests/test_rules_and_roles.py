@@ -40,7 +40,8 @@ def run(code: str, data: dict, **functions) -> dict:
 
 def tally(ballots: dict, chair: str) -> str:
     code = script("national/proposal.bpmn", "tally")
-    return run(code, {"voters": list(ballots), "ballots": list(ballots.values()),
+    cast = [{"member": m, "vote": v} for m, v in reversed(ballots.items())]   # order cast
+    return run(code, {"voters": list(ballots), "ballots": cast,
                       "chair": chair, "leadership_mode": "ballots"})["vote_result"]
 
 
@@ -108,8 +109,9 @@ def test_council_quorum_and_majority(votes, expected, mode):
     code = script("national/council.bpmn", "council_tally")
     data = {"council_members": members, "council_mode": mode, "council_chair": "m1",
             "council_secretary": "m2"}
-    if mode == "ballots":                  # each member's ballot, None when not cast
-        data["council_ballots"] = votes + [None] * (5 - len(votes))
+    if mode == "ballots":                  # each member's ballot, in the order cast
+        data["council_ballots"] = [{"member": m, "vote": v, "opinion": "x"}
+                                   for m, v in reversed(list(zip(members, votes)))]
     else:                                  # the members who cast a vote were present
         present = members[:len(votes)]
         data |= {"council_meeting_date": "2026-03-03", "council_attendees": present,
@@ -120,6 +122,9 @@ def test_council_quorum_and_majority(votes, expected, mode):
     record = data["council_record"]
     assert (record["result"], record["members_count"], record["present_count"],
             record["votes_for"]) == (expected, 5, len(votes), votes.count("for"))
+    assert record["members"] == [              # the same rows from a meeting or from ballots
+        {"member": m, "present": i < len(votes), "vote": votes[i] if i < len(votes) else None,
+         "opinion": "x" if i < len(votes) else None} for i, m in enumerate(members)]
 
 
 @pytest.mark.parametrize("size, refused", [(4, True), (5, False), (9, False), (10, True)])

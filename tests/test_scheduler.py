@@ -265,6 +265,50 @@ def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers,
     assert "timer failed 2 times" in failed.incident_message
 
 
+def test_timers_of_several_instances_fire_together_and_one_failing_leaves_the_others(
+        timers, clock):
+    started = [timers.runtime.start("national", "wait_then_go", principal=ALICE,
+                                    data={"wait": f"PT{hours}H"}) for hours in (1, 2, 3, 4, 5)]
+    broken = started[2]
+    with timers.db.transaction() as session:             # a fault: unreadable stored state
+        session.get(Instance, broken.id).state = b"{not compressed json"
+    clock.advance(hours=1, minutes=30)
+    scheduler = Scheduler(timers, owner="s1", together=4)
+    assert scheduler.run_due() == 1                       # one due: fired on its own
+    clock.advance(hours=4)
+    # four due together; the broken one rolls back their transaction, then each fires alone
+    assert scheduler.run_due() == 3
+    assert [timers.runtime.get(i.id).status for i in started] == [
+        "completed", "completed", "running", "completed", "completed"]
+    fired = _audit(timers, "timers_fired")
+    assert [e.instance_id for e in fired] == [started[i].id for i in (0, 1, 3, 4)]
+    assert len(_audit(timers, "instance_completed")) == 4
+    with timers.db.reading() as session:
+        rows = {r.instance_id: r for r in session.scalars(select(Timer))}
+    assert rows[broken.id].status == "pending" and rows[broken.id].attempts == 1
+    assert "stored state is not compressed JSON" in rows[broken.id].last_error
+    assert all(r.lock_owner is None for i, r in rows.items() if i != broken.id)
+    # all five, none broken: one transaction fires them (a BEGIN and a COMMIT for all)
+    more = [timers.runtime.start("national", "wait_then_go", principal=ALICE,
+                                 data={"wait": "PT1H"}) for _ in range(3)]
+    clock.advance(hours=2)
+    assert scheduler.run_due() == 3
+    assert all(timers.runtime.get(i.id).status == "completed" for i in more)
+
+
+def test_instances_where_nothing_is_due_give_their_claims_back_in_the_shared_transaction(
+        timers, clock):
+    started = [timers.runtime.start("national", "wait_then_go", principal=ALICE,
+                                    data={"wait": "PT1H"}) for _ in range(3)]
+    timers.runtime.suspend(started[1].id, principal=ALICE)
+    clock.advance(hours=2)
+    scheduler = Scheduler(timers, owner="s1", together=8)
+    assert scheduler.run_due() == 2
+    with timers.db.reading() as session:
+        waiting = session.scalars(select(Timer).where(Timer.instance_id == started[1].id)).one()
+    assert waiting.status == "pending" and waiting.lock_owner is None and waiting.attempts == 0
+
+
 def test_interrupting_boundary_on_a_subprocess_counts_working_days(timers, clock):
     clock.set(utc(2026, 2, 13, 2, 0))            # Friday before Tết: 3 working days → 25/02
     instance = timers.runtime.start("national", "give_up", principal=ALICE)

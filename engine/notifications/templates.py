@@ -6,6 +6,13 @@ in-app body) and ``<kind>.html`` (HTML part, autoescaped). A variant inherits th
 the variants it extends, file by file, and they are deployed with its processes (as
 ``notifications/<file>`` sources), so a running instance keeps the wording of its version.
 
+What several kinds say alike lives in shared parts, ``_<name>.txt`` or ``_<name>.html``
+(never sent by themselves), which a template includes by file name (``{% include
+"_implementation_decision.txt" %}``). A template sees only the files of its own deployed
+version: the loader (:class:`VersionLoader`) knows no path, no folder and no file outside
+them, so ``{% include "../../x" %}`` names nothing; deployment refuses such a name, or one
+computed at run time, naming the file and the line.
+
 Templates are untrusted input: Jinja2's SandboxedEnvironment refuses access to internals,
 and a template that fails at run time falls back to a plain generic message, so wording can
 never stop a workflow.
@@ -21,7 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError
+from jinja2 import BaseLoader, ChainableUndefined, TemplateNotFound, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
@@ -41,6 +48,8 @@ MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_OUTPUT_CHARS = 100_000           # a rendered part; longer ones are refused
 CPU_SECONDS = 0.5                    # per rendered part
 _NAME = re.compile(r"^(?P<kind>[a-z_]+)\.(?P<part>subject\.txt|txt|html)$")
+# a shared part other templates include; never sent by itself
+_PART = re.compile(r"^_[a-z][a-z_]*\.(txt|html)$")
 
 # Used when a deployment has no template for a kind (or it fails while rendering).
 GENERIC = {
@@ -120,9 +129,36 @@ def _render_limited(template, context: dict) -> str:
     return "".join(pieces)
 
 
-def _environment(autoescape: bool) -> SandboxedEnvironment:
+def is_shared_part(name: str) -> bool:
+    """Whether ``name`` is a shared part (``_<name>.txt``, ``_<name>.html``)."""
+    return _PART.match(name) is not None
+
+
+def _include_refused(name) -> str:
+    return (f"include {name!r}: a notification template includes only the shared parts "
+            "of its own variant, by file name (_<name>.txt or _<name>.html in its "
+            "notifications folder)")
+
+
+class VersionLoader(BaseLoader):
+    """The templates ``{% include %}`` may reach: the shared parts of one deployed version,
+    by file name. It reads no file and knows no folder: any other name (a path, ``..``, a
+    kind's template, a part the version lacks) is refused with :class:`TemplateNotFound`."""
+
+    def __init__(self, templates: Mapping[str, str]):
+        self._parts = {n: t for n, t in templates.items() if is_shared_part(n)}
+
+    def get_source(self, environment, template):
+        text = self._parts.get(template) if isinstance(template, str) else None
+        if text is None:
+            raise TemplateNotFound(template, _include_refused(template))
+        # no file name: the CPU budget's trace counts the part's frames as the template's
+        return text, None, lambda: True
+
+
+def _environment(autoescape: bool, loader: BaseLoader | None = None) -> SandboxedEnvironment:
     env = _LimitedSandbox(autoescape=autoescape, undefined=ChainableUndefined,
-                          keep_trailing_newline=True)
+                          keep_trailing_newline=True, loader=loader or VersionLoader({}))
     env.filters["date"] = local_date
     env.filters["datetime"] = local_datetime
     return env
@@ -139,6 +175,8 @@ def _env_for(name: str) -> SandboxedEnvironment:
 def is_template_name(name: str, declared: Iterable[str] | None = None) -> bool:
     """Whether ``name`` is a template's file name; with ``declared`` (the kinds a
     deployment's BPMN declares), of a kind that is sent."""
+    if is_shared_part(name):
+        return True
     match = _NAME.match(name)
     return match is not None and (declared is None or match["kind"] in KINDS
                                   or match["kind"] in set(declared))
@@ -153,7 +191,7 @@ def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
     known = None if declared is None else set(KINDS) | set(declared)
     for name, content in sorted(templates.items()):
         label = SOURCE_PREFIX + name
-        match = _NAME.match(name)
+        match = None if is_shared_part(name) else _NAME.match(name)
         if match is not None and known is not None and match["kind"] not in known:
             problems.append(Problem(label, f"no notification of kind '{match['kind']}' is "
                                            "sent: the engine sends " + ", ".join(KINDS)
@@ -166,7 +204,8 @@ def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
             problems.append(Problem(label, "a notification template is named <kind>.subject."
                                            "txt, <kind>.txt or <kind>.html, the kind in "
                                            "lower-case letters and '_' (the engine's own: "
-                                    + ", ".join(KINDS) + "; others as the BPMN declares)",
+                                    + ", ".join(KINDS) + "; others as the BPMN declares), "
+                                    "a shared part _<name>.txt or _<name>.html",
                                     code="template.name"))
             continue
         if len(content) > MAX_TEMPLATE_BYTES:
@@ -180,10 +219,29 @@ def check(templates: Mapping[str, bytes], declared: Iterable[str] | None = None
             problems.append(Problem(label, "not UTF-8 text", code="template.not_utf8"))
             continue
         try:
-            _env_for(name).parse(text)
+            parsed = _env_for(name).parse(text)
         except TemplateSyntaxError as exc:
             problems.append(Problem(label, f"template syntax: {exc.message}", line=exc.lineno,
                                     code="template.syntax", params={"detail": exc.message}))
+            continue
+        problems += _include_problems(label, text, parsed, templates)
+    return problems
+
+
+def _include_problems(label: str, text: str, parsed, templates: Mapping[str, bytes]
+                      ) -> list[Problem]:
+    """An ``include`` (``import``, ``extends``) names, literally, a shared part of the same
+    set of templates; anything else is refused, with the line it is on."""
+    problems = []
+    for name in meta.find_referenced_templates(parsed):
+        if isinstance(name, str) and is_shared_part(name) and name in templates:
+            continue
+        shown = name if name is not None else "(a name computed while rendering)"
+        quoted = re.escape(f'"{name}"') + "|" + re.escape(f"'{name}'") if name else None
+        line = next((number for number, row in enumerate(text.splitlines(), 1)
+                     if quoted and re.search(quoted, row)), None)
+        problems.append(Problem(label, _include_refused(shown), line=line,
+                                code="template.include", params={"name": shown}))
     return problems
 
 
@@ -216,14 +274,27 @@ class Renderer:
 
     def __init__(self):
         self._cache: dict[tuple, object] = {}
+        # per version: its text and HTML environments, whose loader holds its shared parts
+        self._environments: dict[object, tuple[SandboxedEnvironment, SandboxedEnvironment]] = {}
         self._lock = threading.Lock()
 
-    def _template(self, key, name: str, text: str):
+    def _environment(self, key, templates: Mapping[str, str], name: str
+                     ) -> SandboxedEnvironment:
+        pair = self._environments.get(key)
+        if pair is None:
+            loader = VersionLoader(templates)
+            pair = self._environments[key] = (_environment(False, loader),
+                                              _environment(True, loader))
+        return pair[1] if name.endswith(".html") else pair[0]
+
+    def _template(self, key, name: str, text: str, templates: Mapping[str, str] | None = None):
         cache_key = (key, name)
         compiled = self._cache.get(cache_key)
         if compiled is None:
             with self._lock:
-                compiled = _env_for(name).from_string(text)
+                env = (_env_for(name) if templates is None
+                       else self._environment(key, templates, name))
+                compiled = env.from_string(text)
                 self._cache[cache_key] = compiled
         return compiled
 
@@ -236,7 +307,7 @@ class Renderer:
             try:
                 if name in templates:
                     parts[part] = _render_limited(
-                        self._template(version_key, name, templates[name]), context)
+                        self._template(version_key, name, templates[name], templates), context)
                     continue
             except Exception as exc:          # noqa: BLE001 - wording never stops a workflow
                 log.warning("notification template %s failed (%s: %s); using the generic one",

@@ -33,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import lock_instance
+from ..audit import lock_instance, locked_deltas
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -143,6 +143,8 @@ class Runtime(InstanceManagement, Schedules):
         if instance is None:
             raise NotFound(f"instance {instance_id} does not exist", code="instance.not_found",
                            instance_id=instance_id)
+        # read with the row's lock (PostgreSQL), taken here even when the cache serves
+        deltas = locked_deltas(session, instance_id)
         if cached:          # only for a unit of work that holds the instance's row lock
             workflow = self._workflows.take(instance_id, instance.version,
                                             instance.definition_id)
@@ -150,14 +152,15 @@ class Runtime(InstanceManagement, Schedules):
                 return instance, workflow
         definition = self.repository.get(instance.definition_id, session)
         spec, subprocess_specs = self.repository.specs(definition)
-        deltas = ()
-        if instance.state_deltas:       # the row counts them: none, nothing to read
-            deltas = session.execute(select(DELTAS.c.data)
-                                     .where(DELTAS.c.instance_id == instance_id)
-                                     .order_by(DELTAS.c.seq)).scalars().all()
-            if len(deltas) != instance.state_deltas:
-                raise UnreadableState(f"instance {instance_id} counts {instance.state_deltas} "
-                                      f"state deltas and has {len(deltas)}")
+        if deltas is None:
+            deltas = []
+            if instance.state_deltas:   # the row counts them: none, nothing to read
+                deltas = session.execute(select(DELTAS.c.data)
+                                         .where(DELTAS.c.instance_id == instance_id)
+                                         .order_by(DELTAS.c.seq)).scalars().all()
+        if len(deltas) != instance.state_deltas:
+            raise UnreadableState(f"instance {instance_id} counts {instance.state_deltas} "
+                                  f"state deltas and has {len(deltas)}")
         workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
                                          self.script_engine, deltas)
         return instance, workflow
@@ -167,26 +170,45 @@ class Runtime(InstanceManagement, Schedules):
                   ) -> Iterator[tuple[Session, Instance, BpmnWorkflow]]:
         """A unit of work on one instance (``task_id``: the instance of that task), with its
         variant's settings (calendar, deadlines) in force for every script and timer."""
+        saved: list = []
         with self._unit_of_work() as session:
-            # the instance row first, before any of its other rows (see lock_instance_chain);
-            # held here, as the session keeps loaded rows only while they are referenced
-            locked = lock_instance(session, instance_id, task_id=task_id)
-            if instance_id is None:
-                if locked is None:       # said as for a task the caller may not see
-                    raise NotFound(f"task {task_id} does not exist", code="task.not_found")
-                instance_id = locked.id
-            note(instance_id=instance_id)          # on the log lines of the work in hand
-            instance, workflow = self._load(session, instance_id, cached=True)
-            assert locked is None or locked is instance
-            loaded_version = instance.version
-            definition = self.repository.get(instance.definition_id, session)
-            with variant_settings(self.repository.settings(definition)):
+            with self._instance_in(session, instance_id, saved, task_id=task_id) as (
+                    instance, workflow):
                 yield session, instance, workflow
-        # committed: keep the workflow for the next step when this one saved it (a unit of
-        # work that saved nothing may have touched it without writing; it is dropped)
-        if instance.version != loaded_version:
-            self._workflows.put(instance_id, instance.version, instance.definition_id,
-                                workflow)
+        self._keep_workflows(saved)
+
+    @contextmanager
+    def _instance_in(self, session: Session, instance_id: str | None, saved: list, *,
+                     task_id: str | None = None, locked: Instance | None = None
+                     ) -> Iterator[tuple[Instance, BpmnWorkflow]]:
+        """One instance locked and loaded in a unit of work (see :meth:`_instance`); what it
+        saved is added to ``saved``, for :meth:`_keep_workflows` once the unit commits.
+        ``locked``: the instance, already locked in this unit (engine.audit.lock_instances)."""
+        # the instance row first, before any of its other rows (see lock_instance_chain);
+        # held here, as the session keeps loaded rows only while they are referenced
+        if locked is None:
+            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True)
+        if instance_id is None:
+            if locked is None:       # said as for a task the caller may not see
+                raise NotFound(f"task {task_id} does not exist", code="task.not_found")
+            instance_id = locked.id
+        note(instance_id=instance_id)          # on the log lines of the work in hand
+        instance, workflow = self._load(session, instance_id, cached=True)
+        assert locked is None or locked is instance
+        loaded_version = instance.version
+        definition = self.repository.get(instance.definition_id, session)
+        with variant_settings(self.repository.settings(definition)):
+            yield instance, workflow
+        saved.append((instance, loaded_version, workflow))
+
+    def _keep_workflows(self, saved: list) -> None:
+        """Committed: keep each workflow for its instance's next step when this unit saved
+        it (a unit of work that saved nothing may have touched it without writing; it is
+        dropped)."""
+        for instance, loaded_version, workflow in saved:
+            if instance.version != loaded_version:
+                self._workflows.put(instance.id, instance.version, instance.definition_id,
+                                    workflow)
 
     def _advance(self, workflow: BpmnWorkflow, completed: list) -> Incident | None:
         """Run engine steps; a failing script or expression becomes an incident."""

@@ -13,16 +13,16 @@ from datetime import datetime
 from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..access import Principal
-from ..audit import lock_instance
+from ..audit import lock_instance, lock_instances
 from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
 from ..multi_instance import all_tasks
 from ..scripting import timer_due
-from ..store import AuditEvent, Instance, Timer, TimerStatus
+from ..store import AuditEvent, Instance, MessageSubscription, Timer, TimerStatus
 from .projection import EventRows
 from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, Incident,
                     audit_entry, clean_data, element_of)
@@ -38,32 +38,81 @@ class InstanceManagement:
         """Let the instance's timers that are due on the engine clock fire; None when none
         is due (nothing is written then). The audit log records how late each one fired."""
         with self._instance(instance_id) as (session, instance, workflow):
-            self.access.require_manages(session, principal, instance, "fire its timers")
-            actor = principal.username
-            if instance.status != RUNNING:
-                return None
-            now = self.clock.now()
-            timer_rows = session.scalars(select(Timer).where(
-                Timer.instance_id == instance_id)).all()
-            pending = [t for t in timer_rows if t.status == TimerStatus.PENDING]
-            due = [t for t in pending if as_utc(t.due_at) <= now]
-            if not due:
-                return None
-            delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
-            completed: list = []
-            incident = self._advance(workflow, completed)
-            for timer in due:
-                timer.fired_at = now
-            for timer in pending:             # claims of this scheduler end with the step
-                if timer in due or (claimed_by and timer.lock_owner == claimed_by):
-                    timer.lock_owner = timer.lock_expires_at = None
-            # the projection marks the due timers fired, or moves a cycle on
-            self._save(session, instance, workflow, actor=actor, action="timers_fired",
-                       details={"elements": sorted(delays), "delay_seconds": delays,
-                                **({"scheduler": claimed_by} if claimed_by else {})},
-                       incident=incident, completed=completed,
-                       event_rows=EventRows.read(session, instance_id, timer_rows),
-                       fired=frozenset(t.task_id for t in due))
+            return self._fire_due(session, instance, workflow, principal, claimed_by)
+
+    def fire_timers_together(self, instance_ids: list[str], *, principal: Principal,
+                             claimed_by: str) -> set[str]:
+        """:meth:`fire_timers` for several instances in one transaction (one BEGIN and one
+        COMMIT for all of them); returns the ids of the instances whose timers fired. All or
+        nothing: when one of them raises, none is written (the caller may then fire them
+        one by one). Claims of ``claimed_by`` on the timers of an instance where nothing
+        fired are given back in the same transaction."""
+        fired: set[str] = set()
+        saved: list = []
+        ids = list(dict.fromkeys(instance_ids))
+        with self._unit_of_work() as session:
+            # the instance rows first, in one statement (see lock_instance_chain), then
+            # their timers and subscriptions, each in one statement for all of them
+            locked = lock_instances(session, ids)
+            timer_rows: dict[str, list[Timer]] = {i: [] for i in locked}
+            subscriptions: dict[str, list[MessageSubscription]] = {i: [] for i in locked}
+            with session.no_autoflush:
+                for timer in session.scalars(select(Timer).where(
+                        Timer.instance_id.in_(list(locked)))):
+                    timer_rows[timer.instance_id].append(timer)
+                for subscription in session.scalars(select(MessageSubscription).where(
+                        MessageSubscription.instance_id.in_(list(locked)))):
+                    subscriptions[subscription.instance_id].append(subscription)
+            # in the order given (the timers' due order)
+            for instance_id in [i for i in ids if i in locked]:
+                with self._instance_in(session, instance_id, saved,
+                                       locked=locked[instance_id]) as (instance, workflow):
+                    if self._fire_due(session, instance, workflow, principal, claimed_by,
+                                      timer_rows[instance_id],
+                                      subscriptions[instance_id]) is not None:
+                        fired.add(instance_id)
+            idle = [i for i in ids if i not in fired]
+            if idle:
+                session.execute(update(Timer).where(
+                    Timer.instance_id.in_(idle), Timer.lock_owner == claimed_by)
+                    .values(lock_owner=None, lock_expires_at=None)
+                    .execution_options(synchronize_session=False))
+        self._keep_workflows(saved)
+        return fired
+
+    def _fire_due(self, session: Session, instance: Instance, workflow, principal: Principal,
+                  claimed_by: str | None, timer_rows: list[Timer] | None = None,
+                  subscriptions: list[MessageSubscription] | None = None) -> Instance | None:
+        """``timer_rows`` and ``subscriptions``: the instance's rows, read with its lock held
+        (else read here)."""
+        instance_id = instance.id
+        self.access.require_manages(session, principal, instance, "fire its timers")
+        actor = principal.username
+        if instance.status != RUNNING:
+            return None
+        now = self.clock.now()
+        if timer_rows is None:
+            timer_rows = list(session.scalars(select(Timer).where(
+                Timer.instance_id == instance_id)))
+        pending = [t for t in timer_rows if t.status == TimerStatus.PENDING]
+        due = [t for t in pending if as_utc(t.due_at) <= now]
+        if not due:
+            return None
+        delays = {t.element_id: (now - as_utc(t.due_at)).total_seconds() for t in due}
+        completed: list = []
+        incident = self._advance(workflow, completed)
+        for timer in due:
+            timer.fired_at = now
+        for timer in pending:             # claims of this scheduler end with the step
+            if timer in due or (claimed_by and timer.lock_owner == claimed_by):
+                timer.lock_owner = timer.lock_expires_at = None
+        # the projection marks the due timers fired, or moves a cycle on
+        self._save(session, instance, workflow, actor=actor, action="timers_fired",
+                   details={"elements": sorted(delays), "delay_seconds": delays,
+                            **({"scheduler": claimed_by} if claimed_by else {})},
+                   incident=incident, completed=completed,
+                   event_rows=EventRows.read(session, instance_id, timer_rows, subscriptions),
+                   fired=frozenset(t.task_id for t in due))
         return instance
 
     def fire_timer_now(self, instance_id: str, task_id: str, *,

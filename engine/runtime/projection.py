@@ -80,15 +80,17 @@ class EventRows:
 
     @classmethod
     def read(cls, session: Session, instance_id: str,
-             timer_rows: list[Timer] | None = None) -> EventRows:
-        """``timer_rows``: every timer row of the instance, when the caller has just read
-        them."""
+             timer_rows: list[Timer] | None = None,
+             subscriptions: list[MessageSubscription] | None = None) -> EventRows:
+        """``timer_rows`` and ``subscriptions``: every timer row and every subscription of
+        the instance, when the caller has just read them."""
         with session.no_autoflush:      # pending audit rows cannot change what is found
             if timer_rows is None:
                 timer_rows = list(session.scalars(select(Timer).where(
                     Timer.instance_id == instance_id)))
-            subscriptions = list(session.scalars(select(MessageSubscription).where(
-                MessageSubscription.instance_id == instance_id)))
+            if subscriptions is None:
+                subscriptions = list(session.scalars(select(MessageSubscription).where(
+                    MessageSubscription.instance_id == instance_id)))
         pending = [r for r in timer_rows if r.status == TimerStatus.PENDING]
         return cls(session, instance_id, {str(r.task_id): as_utc(r.due_at) for r in pending},
                    {str(r.task_id): r.element_id for r in pending},
