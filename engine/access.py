@@ -296,6 +296,25 @@ class Access:
             return None
         return task, session.get(TaskCandidate, (task_id, principal.username)) is not None
 
+    def task_and_open_rows(self, session: Session, principal: Principal, task_id: str,
+                           instance_id: str) -> tuple[tuple[HumanTask, bool] | None,
+                                                      list[HumanTask]]:
+        """What :meth:`task_to_act_on` tells (None when the principal may not see the task),
+        with the rows of the other open tasks of its instance (``instance_id``, locked): one
+        statement, each row read as it is now, with whether the principal is its candidate
+        and may see it."""
+        candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
+                                   TaskCandidate.username == principal.username)
+        visible = true() if principal.trusted else self.task_visible_clause(principal)
+        rows = session.execute(
+            select(HumanTask, candidate, visible)
+            .where(HumanTask.instance_id == instance_id,
+                   or_(HumanTask.status == "open", HumanTask.id == task_id))
+            .execution_options(populate_existing=True)).all()
+        found = next(((row, bool(is_candidate)) for row, is_candidate, may_see in rows
+                      if row.id == task_id and may_see), None)
+        return found, [row for row, _, _ in rows]
+
     def require_candidate(self, principal: Principal, task: HumanTask, is_candidate: bool,
                           doing: str) -> None:
         if principal.trusted or is_candidate:

@@ -180,7 +180,10 @@ class Notifier:
         recipients: list[str] = []
         late_task: dict[str, tuple[HumanTask, bool]] = {}
         for late in attached:
-            row = session.get(HumanTask, str(late.id))
+            # what the step has pending (its instance row, audit entries) is not what this
+            # reads: no flush of its own before the step's one
+            with session.no_autoflush:
+                row = session.get(HumanTask, str(late.id))
             if row is None:
                 continue
             people = [row.assignee] if row.assignee else list(session.scalars(

@@ -20,6 +20,7 @@ snapshot (:func:`apply_delta`): the result is the state the last step serialized
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -74,9 +75,19 @@ NESTED = ("tasks", "subprocesses")
 @dataclass
 class StoredState:
     """What the store holds of a workflow, as the step that last saved or loaded it left it:
-    its parts' JSON texts, and how many deltas follow the snapshot."""
-    parts: dict[str, str]
+    a digest of each part's JSON text (:func:`digests`: all a delta compares, a fraction of
+    the texts' memory in a cached workflow), and how many deltas follow the snapshot."""
+    parts: dict[str, bytes]
     deltas: int
+
+
+def digest(text: str) -> bytes:
+    """A part's digest (BLAKE2b, 128 bits: two different texts never meet in practice)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def digests(parts: dict[str, str]) -> dict[str, bytes]:
+    return {key: digest(text) for key, text in parts.items()}
 
 
 def _without(dct: dict, keys) -> dict:
@@ -246,11 +257,13 @@ class Codec:
         return compress_state(state_from_parts(parts))
 
     @staticmethod
-    def delta(before: dict[str, str], after: dict[str, str]) -> bytes | None:
-        """The stored delta that turns state ``before`` into ``after`` (None: no change):
-        the parts that changed or are new, and the keys of those that went away."""
+    def delta(before: dict[str, bytes], after: dict[str, str],
+              after_digests: dict[str, bytes]) -> bytes | None:
+        """The stored delta that turns state ``before`` (its parts' digests) into ``after``
+        (its parts' texts and digests), None when nothing changed: the parts that changed or
+        are new, and the keys of those that went away."""
         changed = [f"{json.dumps(key)}:{text}" for key, text in after.items()
-                   if before.get(key) != text]
+                   if before.get(key) != after_digests[key]]
         gone = [key for key in before if key not in after]
         if not changed and not gone:
             return None
@@ -269,7 +282,7 @@ class Codec:
             raise UnreadableState(f"the stored state is not JSON ({exc})") from None
         except (KeyError, TypeError, AttributeError) as exc:
             raise UnreadableState(f"a stored delta does not fit its state ({exc!r})") from None
-        parts = parts_of(dct, self._dumps)
+        parts = digests(parts_of(dct, self._dumps))
         dct.pop(BpmnWorkflowSerializer.VERSION_KEY, None)
         workflow = self._state.from_state(dct, spec, subprocess_specs)
         workflow.script_engine = script_engine

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
 import test_reporting_cycles as reports
 import test_procedures as paths
 from engine.runtime.instances import STATE_SNAPSHOT_EVERY
+from engine.serialization import UnreadableState, stored_state
 from engine.store import Instance, InstanceStateDelta
-from procedures import deploy_library
+from procedures import Case, deploy_library, plan
 
 
 def _deltas(engine, instance_id: str) -> int:
@@ -50,8 +51,8 @@ def checked(engine, monkeypatch, request):
         assert stored.version == version
         reloaded = runtime.workflow(instance_id)
         assert json.loads(codec.state_json(reloaded)) == json.loads(codec.state_json(workflow))
-        # a load reads the instance's row and at most K delta rows
-        assert read[-1] == _deltas(engine, instance_id) <= limit
+        # a load reads the instance's row and at most K delta rows, as many as the row counts
+        assert read[-1] == _deltas(engine, instance_id) == stored.state_deltas <= limit
         if stored.status in ("completed", "terminated"):
             assert read[-1] == 0                  # compacted to one snapshot at the end
         compared.append(instance_id)
@@ -114,3 +115,35 @@ def test_every_step_of_a_reporting_cycle_reloads_to_the_same_state(checked, cloc
         ended = session.scalars(select(Instance.id).where(
             Instance.status.in_(("completed", "terminated")))).all()
     assert all(_deltas(checked, instance_id) == 0 for instance_id in ended)
+
+
+def test_a_load_reads_delta_rows_only_when_the_row_counts_some(engine):
+    """A workflow not in memory (another process, a restart) is read from the instance's
+    row alone when the row counts no deltas; with deltas, the rows it counts, and a count
+    that does not match the rows is refused rather than loaded as another state."""
+    deploy_library(engine)
+    proposer = "mau.sxd.qlxd.truongphong"
+    case = Case.start(engine, "national", "proposal", proposer, business_key="DX-1")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+    event.listen(engine.db.engine, "before_cursor_execute", seen)
+    try:
+        assert engine.runtime.get(case.id).state_deltas == 0     # started: a snapshot
+        engine.runtime.workflow(case.id)
+        assert not [s for s in statements if "instance_state_deltas" in s]
+        case.do("submit_plan", plan(), by=proposer)
+        assert engine.runtime.get(case.id).state_deltas == _deltas(engine, case.id) == 1
+        statements.clear()
+        fresh = engine.runtime.workflow(case.id)
+        assert [s for s in statements if "instance_state_deltas" in s]
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", seen)
+    # the workflow keeps a digest of each part it was stored with, not the parts' text
+    assert {len(d) for d in stored_state(fresh).parts.values()} == {16}
+    with engine.db.transaction() as session:
+        session.execute(update(Instance).where(Instance.id == case.id)
+                        .values(state_deltas=2))
+    with pytest.raises(UnreadableState):
+        engine.runtime.workflow(case.id)

@@ -76,6 +76,19 @@ def _plain(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+
+def _user(session: Session, username: str) -> User | None:
+    """The user of that name, kept for the unit of work with those the notifications
+    prefetch (``prefetched``, see Notifications.prefetch): a step that issues several
+    documents, each naming the signer and the people of the case, reads each user once."""
+    kept = session.info.setdefault("prefetched", {})
+    user = kept.get(username)
+    if user is None:
+        user = session.get(User, username)
+        if user is not None:
+            kept[username] = user
+    return user
+
 class Documents:
     def __init__(self, db: Database, clock: Clock, access: Access, org: Org, repository):
         self.db = db
@@ -138,10 +151,10 @@ class Documents:
         return signer, agency
 
     @staticmethod
-    def _looked_up(session: Session, model, shown: Callable[[Any], str]
+    def _looked_up(get: Callable[[str], Any], shown: Callable[[Any], str]
                    ) -> Callable[[Any], str]:
-        """A template filter giving the ``model`` row's ``shown`` text for an id (or a list of
-        ids, joined), the id itself when there is no such row; each id read once."""
+        """A template filter giving the ``shown`` text of the row ``get`` finds for an id (or
+        a list of ids, joined), the id itself when there is no such row; each id read once."""
         cache: dict[str, str] = {}
 
         def show(value: Any) -> str:
@@ -149,16 +162,16 @@ class Documents:
                 return ", ".join(show(v) for v in value)
             key = str(value or "")
             if key not in cache:
-                row = session.get(model, key) if key else None
+                row = get(key) if key else None
                 cache[key] = shown(row) if row is not None else key
             return cache[key]
         return show
 
     def _names(self, session: Session) -> Callable[[Any], str]:
-        return self._looked_up(session, User, lambda user: user.full_name)
+        return self._looked_up(lambda key: _user(session, key), lambda user: user.full_name)
 
     def _unit_names(self, session: Session) -> Callable[[Any], str]:
-        return self._looked_up(session, OrgUnit, lambda unit: unit.name)
+        return self._looked_up(lambda key: session.get(OrgUnit, key), lambda unit: unit.name)
 
     def _signer(self, session: Session, username: str, agency: OrgUnit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
@@ -178,7 +191,7 @@ class Documents:
             lines += [f"KT. {head}", own or "PHÓ " + head]
         else:
             lines.append(own or head)
-        user = session.get(User, username)
+        user = _user(session, username)
         return lines, (user.full_name if user is not None else username), head
 
     def issue(self, step: Step, rule: policy.DocumentRule, task, data: dict) -> Document:
@@ -437,7 +450,10 @@ class DocumentIssuer:
                                           code="document.condition_failed",
                                           params={"template": rule.template,
                                                   "error": str(exc)}) from None
-                document = self.documents.issue(step, rule, task, data)
+                # the documents, their audit entries and the instance's row go out with the
+                # step's one flush, not in a flush of their own before the first read here
+                with step.session.no_autoflush:
+                    document = self.documents.issue(step, rule, task, data)
                 step.documents.append({
                     "reference": document.reference, "title": document.title,
                     "kind": document.kind,

@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -45,7 +45,8 @@ from ..multi_instance import all_tasks
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
-from ..serialization import STATE_FORMAT, Codec, StoredState, set_stored_state, stored_state
+from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState, digests,
+                             set_stored_state, stored_state)
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache
@@ -63,6 +64,11 @@ from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Inciden
 # source sets it): each delta is about a tenth of a snapshot on the national proposal.
 STATE_SNAPSHOT_EVERY = 8
 DELTAS = InstanceStateDelta.__table__
+# a task's instance, its version and definition: one Core statement, built once (a form's
+# data is read at every task opened)
+_TASK_INSTANCE = (select(HumanTask.instance_id, Instance.version, Instance.definition_id)
+                  .join(Instance, Instance.id == HumanTask.instance_id)
+                  .where(HumanTask.id == bindparam("task_id")))
 
 
 class Runtime(InstanceManagement, Schedules):
@@ -147,9 +153,14 @@ class Runtime(InstanceManagement, Schedules):
         definition = self.repository.get(instance.definition_id, session)
         spec, subprocess_specs = self.repository.specs(definition)
         if deltas is None:
-            deltas = session.execute(select(DELTAS.c.data)
-                                     .where(DELTAS.c.instance_id == instance_id)
-                                     .order_by(DELTAS.c.seq)).scalars().all()
+            deltas = []
+            if instance.state_deltas:   # the row counts them: none, nothing to read
+                deltas = session.execute(select(DELTAS.c.data)
+                                         .where(DELTAS.c.instance_id == instance_id)
+                                         .order_by(DELTAS.c.seq)).scalars().all()
+        if len(deltas) != instance.state_deltas:
+            raise UnreadableState(f"instance {instance_id} counts {instance.state_deltas} "
+                                  f"state deltas and has {len(deltas)}")
         workflow = self.codec.load_state(instance.state, spec, subprocess_specs,
                                          self.script_engine, deltas)
         return instance, workflow
@@ -281,24 +292,27 @@ class Runtime(InstanceManagement, Schedules):
         check did not stop them."""
         stored = stored_state(workflow)
         parts = self.codec.state_parts(workflow)
+        parts_digests = digests(parts)
         writes = self.state_writes
         if stored is None or stored.deltas >= self.state_snapshot_every \
                 or instance.status in ENDED_STATUSES:
             instance.state = self.codec.snapshot(parts)
             instance.state_format = STATE_FORMAT
-            set_stored_state(workflow, StoredState(parts, 0))
+            instance.state_deltas = 0
+            set_stored_state(workflow, StoredState(parts_digests, 0))
             writes["snapshots"] += 1
             writes["bytes"] += len(instance.state)
             if stored is not None and stored.deltas:
                 return lambda session: session.execute(
                     delete(DELTAS).where(DELTAS.c.instance_id == instance.id))
             return lambda session: None
-        delta = self.codec.delta(stored.parts, parts)
+        delta = self.codec.delta(stored.parts, parts, parts_digests)
         if delta is None:                   # the step changed nothing in the state
             return lambda session: None
-        set_stored_state(workflow, StoredState(parts, stored.deltas + 1))
-        # the row changes as when the whole state was written into it: its UPDATE, with the
-        # version check and the new version, is issued even when no other column changed
+        set_stored_state(workflow, StoredState(parts_digests, stored.deltas + 1))
+        # the row counts the deltas (a load reads them only when there are some); its
+        # UPDATE, with the version check and the new version, goes out with the step's flush
+        instance.state_deltas = stored.deltas + 1
         flag_modified(instance, "updated_at")
         writes["deltas"] += 1
         writes["bytes"] += len(delta)
@@ -437,11 +451,7 @@ class Runtime(InstanceManagement, Schedules):
         step left in memory when the instance still has that version, else from the
         stored state (deserializing a whole workflow to read one task's data cost as much
         as a step's own work)."""
-        with self.db.reading() as session:
-            found = session.execute(
-                select(HumanTask.instance_id, Instance.version, Instance.definition_id)
-                .join(Instance, Instance.id == HumanTask.instance_id)
-                .where(HumanTask.id == task_id)).first()
+        found = next(iter(self.db.read_rows(_TASK_INSTANCE, {"task_id": task_id})), None)
         if found is None:
             raise NotFound(f"task {task_id} does not exist", code="task.not_found",
                            task_id=task_id)
@@ -459,21 +469,19 @@ class Runtime(InstanceManagement, Schedules):
                       principal: Principal) -> Instance:
         """Complete a task with its form data, as its assignee or (unclaimed) a candidate."""
         with self._instance(None, task_id=task_id) as (session, instance, workflow):
-            # with the instance locked: a claim committed before this step is seen here
-            found = self.access.task_to_act_on(session, principal, task_id)
+            # with the instance locked: a claim committed before this step is seen here. The
+            # task's row (its instance was found through it), whether the principal may act on
+            # it, and the instance's other open tasks, which the projection refreshes after
+            # the step: one statement
+            found, rows = self.access.task_and_open_rows(session, principal, task_id,
+                                                         instance.id)
             if found is None:                    # said as for a task that does not exist
                 raise NotFound(f"task {task_id} does not exist", code="task.not_found")
-            checked, is_candidate = found
-            if checked.status == "open":
-                self.access.require_may_work_on(principal, checked, is_candidate, "complete")
+            row, is_candidate = found
+            if row.status == "open":
+                self.access.require_may_work_on(principal, row, is_candidate, "complete")
             actor = principal.username
             data = clean_data(data, self.max_data_bytes)
-            # the task's row (its instance was found through it) with the instance's other
-            # open ones, which the projection refreshes after the step: one query for both
-            rows = session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance.id,
-                or_(HumanTask.status == TaskStatus.OPEN, HumanTask.id == task_id))).all()
-            [row] = [r for r in rows if r.id == task_id]
             if row.status == TaskStatus.COMPLETED:
                 raise Conflict(f"task '{row.name or row.element_id}' was already completed by "
                                f"{row.completed_by}", code="task.completed_by",

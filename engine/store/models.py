@@ -109,6 +109,8 @@ class Instance(Base):
     # the serialized workflow, compressed (engine.serialization)
     state: Mapped[bytes] = mapped_column("state_data", LargeBinary)
     state_format: Mapped[str] = mapped_column(String(32))
+    # how many rows of instance_state_deltas follow that snapshot (none: a load reads none)
+    state_deltas: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     started_by: Mapped[str] = mapped_column(String(128))
     started_at: Mapped[datetime]
