@@ -21,6 +21,7 @@ from engine.store.models import Notification
 from engine.workflow_engine import WorkflowEngine
 from procedures import Case, as_user, deploy_library, plan
 from test_membership_dates import local_midnight
+from test_organisation import is_problem
 
 ADMIN = "laocai.quantri"
 HEAD = "laocai.sxd.giamdoc"            # head of the Department of Construction
@@ -36,12 +37,6 @@ def api(engine):
                 json={"full_name": "Hoàng Thị Mai"}).raise_for_status()
     yield server
     server.stop()
-
-
-def is_problem(response, status):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    return response.json()
 
 
 def heads_work(engine):

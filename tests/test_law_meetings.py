@@ -292,17 +292,19 @@ def test_web_the_heads_office_records_the_meeting_and_the_case_moves_on(library)
     assert {m["member"]: m["present"] for m in record["members"]}[deputies[2]] is False
 
 
-def fill_votes(page, votes: dict[str, str], opinions: dict[str, str] | None = None) -> None:
-    """Each present member's row of the leadership meeting: member, vote, opinion."""
-    rows = page.locator("[data-rows='meeting_votes']")
+def fill_votes(page, votes: dict[str, str], opinions: dict[str, str] | None = None,
+               field: str = "meeting_votes") -> None:
+    """Each present member's row of a meeting's record (the leadership's ``meeting_votes``
+    by default): member, vote, opinion."""
+    rows = page.locator(f"[data-rows='{field}']")
     for index, (member, vote) in enumerate(votes.items()):
         if index:
             rows.locator("button.add-row").click()
         row = rows.locator(".row").nth(index)
-        row.locator("[name='meeting_votes.member']").fill(member)
-        row.locator("[name='meeting_votes.vote']").select_option(vote)
+        row.locator(f"[name='{field}.member']").fill(member)
+        row.locator(f"[name='{field}.vote']").select_option(vote)
         if (opinions or {}).get(member):
-            row.locator("[name='meeting_votes.opinion']").fill(opinions[member])
+            row.locator(f"[name='{field}.opinion']").fill(opinions[member])
 
 
 def fill_list(page, field: str, values: list[str]) -> None:
@@ -513,14 +515,9 @@ def test_web_the_council_secretary_records_the_meeting_and_sees_the_tally_and_re
             page.locator("#f-council_meeting_date").fill("03/03/2026")
             present = {chair: "for", secretary: "for", members[2]: "against", members[3]: "for"}
             fill_list(page, "council_attendees", list(present))
-            rows = page.locator("[data-rows='council_opinions']")
-            for index, (member, vote) in enumerate(present.items()):
-                if index:
-                    rows.locator("button.add-row").click()
-                row = rows.locator(".row").nth(index)
-                row.locator("[name='council_opinions.member']").fill(member)
-                row.locator("[name='council_opinions.vote']").select_option(vote)
-                row.locator("[name='council_opinions.opinion']").fill(f"Ý kiến {index + 1}")
+            fill_votes(page, present, {member: f"Ý kiến {index + 1}"
+                                       for index, member in enumerate(present)},
+                       field="council_opinions")
             page.get_by_role("button", name="Gửi").click()
             page.wait_for_url(lambda url: f"/tasks/{task.id}" not in url)
             record = case.data()["council_record"]
