@@ -39,6 +39,7 @@ def hostile(tmp_path) -> dict[str, str]:
         "ND73_TOKEN_TTL": "60",
         "ND73_MAX_BODY_BYTES": "1024",
         "ND73_MAX_DATA_BYTES": "1024",
+        "ND73_MAX_COLLECTION_BYTES": "1024",
         "ND73_SCRIPT_TIME_LIMIT": "0.0001",
         "ND73_SCHEDULER_INTERVAL": "3600",
         "ND73_SECURE_COOKIES": "1",
