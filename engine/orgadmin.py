@@ -548,11 +548,10 @@ class OrgAdmin:
             select(Membership.username, Membership.valid_from, Membership.valid_to).where(
                 Membership.unit_id == row.unit_id, Membership.position == row.position))
             if in_force(start, end, today)}
-        row.done_at = self.clock.now()
         if row.from_username in holders or row.to_username not in holders:
             # the appointment changed meanwhile: the one before still holds the position,
             # or the one appointed does not hold it today
-            row.status, row.moved = "cancelled", []
+            row.conclude("cancelled", [], self.clock.now())
             self._audit(session, principal, row.variant, "org_handover_cancelled",
                         handover=row.id, username=row.from_username, to=row.to_username,
                         unit_id=row.unit_id, position=row.position)
@@ -561,7 +560,7 @@ class OrgAdmin:
                                  row.to_username, "org_handover",
                                  handover=row.id, unit_id=row.unit_id, position=row.position)
                  for task in self._following(session, row, today)]
-        row.status, row.moved = "done", moved
+        row.conclude("done", moved, self.clock.now())
         self._audit(session, principal, row.variant, "org_handover_done", handover=row.id,
                     username=row.from_username, to=row.to_username, unit_id=row.unit_id,
                     position=row.position, tasks=[m["task_id"] for m in moved])

@@ -372,6 +372,10 @@ class Handover(Base):
     done_at: Mapped[datetime | None]
     moved: Mapped[list | None] = mapped_column(JSON)
 
+    def conclude(self, status: str, moved: list, at: datetime) -> None:
+        """Ends the handover: ``done`` with the tasks that passed, or ``cancelled``."""
+        self.status, self.moved, self.done_at = status, moved, at
+
 
 class OrgGeneration(Base):
     """One row counting the changes of the organisation (units, officials, memberships):
