@@ -111,6 +111,9 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
                 state_bytes_written_per_step=round(
                     state_writes["bytes"] / (state_writes["snapshots"] + state_writes["deltas"])),
                 state_snapshots_and_deltas=[state_writes["snapshots"], state_writes["deltas"]],
+                # parts of the state its saves serialized, and all their parts (the rest frozen)
+                state_parts_serialized_and_all=[
+                    state_writes["parts_serialized"], state_writes["parts"]],
                 bare_spiff_serializing_state_instances_per_s=round(serialized_rate, 2),
                 ratio_ceiling_with_whole_state_writes=round(serialized_rate / bare_rate, 3))
 

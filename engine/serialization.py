@@ -24,7 +24,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Sequence
 from uuid import UUID
@@ -40,6 +40,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
 )
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
 
 from .multi_instance import REPLACED_TASK_SPECS
 from .scripting import ENGINE_TIMERS, START_TIMERS
@@ -76,9 +77,12 @@ NESTED = ("tasks", "subprocesses")
 class StoredState:
     """What the store holds of a workflow, as the step that last saved or loaded it left it:
     a digest of each part's JSON text (:func:`digests`: all a delta compares, a fraction of
-    the texts' memory in a cached workflow), and how many deltas follow the snapshot."""
+    the texts' memory in a cached workflow), and how many deltas follow the snapshot.
+    ``frozen``: the tasks the next save need not serialize again unless they changed (see
+    :class:`Frozen`), None after a load."""
     parts: dict[str, bytes]
     deltas: int
+    frozen: "Frozen | None" = None
 
 
 def digest(text: str) -> bytes:
@@ -162,6 +166,106 @@ def apply_delta(dct: dict, delta: dict) -> None:
                 for name in [k for k in sub if k not in NESTED and k not in value]:
                     del sub[name]
                 sub.update(value)
+
+
+# --- frozen tasks: what a save need not serialize again ----------------------------------
+_FINISHED = TaskState.FINISHED_MASK
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, Decimal, date, datetime,
+                        timedelta, UUID})
+
+
+class _Foreign(Exception):
+    """A value in task data that is not JSON-like: its task is not frozen."""
+
+
+def _owned(value, ids: list):
+    """A deep copy of JSON-like task data, sharing nothing mutable with ``value``; the id of
+    each mutable value of the copy is appended to ``ids``."""
+    cls = value.__class__
+    if cls in _IMMUTABLE:
+        return value
+    if cls is dict:
+        ids.append(id(value := {k: _owned(v, ids) for k, v in value.items()}))
+        return value
+    if cls is list:
+        ids.append(id(value := [_owned(v, ids) for v in value]))
+        return value
+    raise _Foreign
+
+
+def _mutables(value, out: list) -> None:
+    """Append the id of every value inside ``value`` (itself included) that is not one of
+    the immutable scalars, descending into dicts, lists, tuples and sets."""
+    stack = [value]
+    pop, push, add = stack.pop, stack.extend, out.append
+    while stack:
+        item = pop()
+        cls = item.__class__
+        if cls in _IMMUTABLE:
+            continue
+        add(id(item))
+        if cls is dict:
+            push(item.values())
+        elif cls is list or cls is tuple or cls is set or cls is frozenset:
+            push(item)
+
+
+def _fingerprint(task) -> tuple:
+    """What a frozen task's part is made of, as far as it can change without its data
+    changing in place: state, when it last changed, parent, children, whether it was
+    triggered, its spec, and which dictionaries its data and internal data are."""
+    return (task._state, task.last_state_change, task._parent, tuple(task._children),
+            task.triggered, task.task_spec.name, id(task.data), len(task.data),
+            id(task.internal_data), len(task.internal_data))
+
+
+class Frozen:
+    """The tasks a save left *frozen*: finished, every child of theirs finished (so no child
+    will inherit their data again), and their data and internal data owned (deep-copied at
+    that save: no other task or workflow holds a mutable value of theirs). A frozen task's
+    part is what that save serialized, so the next save serializes it again only when
+
+    - its fingerprint (:func:`_fingerprint`) changed (a reset, a retry, a child added or
+      dropped, its data replaced, ...);
+    - its parent is serialized again (a task's part is its data's difference from its
+      parent's);
+    - a mutable value of its data is found in what the save serializes anyway (the other
+      tasks' data and internal data, the workflows' data and events): SpiffWorkflow copies
+      task data one level deep, and a join merges the data of finished tasks into the task
+      that goes on, so a value could be shared again and changed through the other task.
+
+    When in doubt a task is not frozen: data holding anything but JSON-like values, a task
+    seen for the first time after a load (a load shares values between a task's data and its
+    parent's)."""
+
+    def __init__(self):
+        self.tasks: dict[str, tuple[tuple, list[int]]] = {}    # key: (fingerprint, value ids)
+        self.owners: dict[int, str] = {}                        # value id: key
+
+    def drop(self, key: str) -> None:
+        entry = self.tasks.pop(key, None)
+        if entry is not None:
+            owners = self.owners
+            for ident in entry[1]:
+                if owners.get(ident) == key:
+                    del owners[ident]
+
+    def freeze(self, key: str, task) -> None:
+        """Own the task's data and note its fingerprint (the task is serialized by this
+        save: its text is the one of the data before the copy, equal to it)."""
+        self.drop(key)
+        ids: list[int] = []
+        try:
+            data = _owned(task.data, ids)
+            internal = _owned(task.internal_data, ids)
+        except _Foreign:
+            return
+        task.data = data
+        task.internal_data = internal
+        self.tasks[key] = (_fingerprint(task), ids)
+        owners = self.owners
+        for ident in ids:
+            owners[ident] = key
 
 
 class InstanceStateConverter(BpmnWorkflowConverter):
@@ -251,6 +355,104 @@ class Codec:
         finally:
             self.registry._encoder_mode = False
 
+    def changed_parts(self, workflow: BpmnWorkflow, stored: StoredState | None, *,
+                      whole: bool = False) -> tuple[dict[str, str], dict[str, bytes], Frozen]:
+        """The parts a save must write, serializing only the tasks that may have changed since
+        ``stored`` (the last save) and reusing its digests for the frozen ones (see
+        :class:`Frozen`); ``whole``: serialize every part (a snapshot). Returns the texts of the
+        parts serialized (all of them when ``whole``), the digests of all the parts, and the
+        tasks frozen now, for the next save."""
+        frozen = stored.frozen if stored is not None and stored.frozen is not None else Frozen()
+        before = frozen.tasks
+        known = stored.parts if stored is not None else {}
+        groups = [("t:", workflow)] + [(f"s:{sub_id}:", sub)
+                                       for sub_id, sub in workflow.subprocesses.items()]
+        # 1. the frozen tasks whose fingerprint is unchanged (candidates to skip), and the
+        # values of everything else, where a value of a frozen task must not be found
+        candidates: set = set()
+        seen: list[int] = []
+        for prefix, wf in groups:
+            _mutables(wf.data, seen)
+            for task_id, task in wf.tasks.items():
+                if task._state & _FINISHED:
+                    entry = before.get(prefix + str(task_id))
+                    if entry is not None and entry[0] == _fingerprint(task):
+                        candidates.add(task_id)
+                        continue
+                _mutables(task.data, seen)
+                _mutables(task.internal_data, seen)
+        _mutables(workflow.correlations, seen)
+        for event in workflow.bpmn_events or ():
+            _mutables(getattr(event, "payload", None), seen)
+        owners = frozen.owners
+        for ident in seen:
+            key = owners.get(ident)
+            if key is not None:        # shared again: serialized, and owned anew below
+                candidates.discard(UUID(key.rpartition(":")[2]))
+        # 2. a candidate is skipped when its parent is skipped too (or it has none)
+        skipped: set = set()
+        if candidates:
+            for _, wf in groups:
+                tasks = wf.tasks
+                for task_id in candidates.intersection(tasks):
+                    chain = []
+                    node = task_id
+                    while node is not None and node in candidates and node not in skipped:
+                        chain.append(node)
+                        node = tasks[node]._parent
+                    if node is None or node in skipped:
+                        skipped.update(chain)
+                    else:               # a parent serialized again
+                        candidates.difference_update(chain)
+        # 3. serialize the rest; freeze what can be frozen
+        texts: dict[str, str] = {}
+        parts: dict[str, bytes] = {}
+        dumps, convert = self._dumps, self.registry.convert
+        kept: set = set()
+        self.registry._encoder_mode = True
+        try:
+            for prefix, wf in groups:
+                own_key = WORKFLOW_PART if wf is workflow else prefix[:-1]
+                texts[own_key] = self._attributes(wf, wf is workflow)
+                parts[own_key] = digest(texts[own_key])
+                for task_id, task in wf.tasks.items():
+                    key = prefix + str(task_id)
+                    if task_id in skipped:
+                        kept.add(key)
+                        if not whole:
+                            parts[key] = known[key]
+                            continue
+                    text = texts[key] = dumps(convert(task))
+                    parts[key] = digest(text)
+                    if task_id in skipped:      # a snapshot: frozen, and stays so
+                        continue
+                    if task._state & _FINISHED and all(
+                            child._state & _FINISHED for child in task.children):
+                        frozen.freeze(key, task)
+                        if key in frozen.tasks:
+                            kept.add(key)
+        finally:
+            self.registry._encoder_mode = False
+        for key in before.keys() - kept:
+            frozen.drop(key)
+        return texts, parts, frozen
+
+    def _attributes(self, wf, top: bool) -> str:
+        """The part of a workflow or subprocess without its tasks and subprocesses."""
+        tasks = wf.tasks
+        wf.tasks = {}
+        if top:
+            subprocesses, wf.subprocesses = wf.subprocesses, {}
+        try:
+            dct = self.registry.convert(wf)
+        finally:
+            wf.tasks = tasks
+            if top:
+                wf.subprocesses = subprocesses
+        if top:
+            dct[self._serializer.VERSION_KEY] = self._serializer.VERSION
+        return self._dumps(_without(dct, NESTED))
+
     @staticmethod
     def snapshot(parts: dict[str, str]) -> bytes:
         """The stored whole state of these parts (what :meth:`dump_state` gives)."""
@@ -259,12 +461,13 @@ class Codec:
     @staticmethod
     def delta(before: dict[str, bytes], after: dict[str, str],
               after_digests: dict[str, bytes]) -> bytes | None:
-        """The stored delta that turns state ``before`` (its parts' digests) into ``after``
-        (its parts' texts and digests), None when nothing changed: the parts that changed or
-        are new, and the keys of those that went away."""
+        """The stored delta that turns state ``before`` (its parts' digests) into the state of
+        digests ``after_digests``, of which ``after`` holds the texts of the parts serialized
+        (every part that may have changed, :meth:`changed_parts`), None when nothing changed:
+        the parts that changed or are new, and the keys of those that went away."""
         changed = [f"{json.dumps(key)}:{text}" for key, text in after.items()
                    if before.get(key) != after_digests[key]]
-        gone = [key for key in before if key not in after]
+        gone = [key for key in before if key not in after_digests]
         if not changed and not gone:
             return None
         return compress_state('{"set":{' + ",".join(changed) + '},"del":'

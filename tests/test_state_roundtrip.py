@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select, update
 import test_reporting_cycles as reports
 import test_procedures as paths
 from engine.runtime.instances import STATE_SNAPSHOT_EVERY
-from engine.serialization import UnreadableState, stored_state
+from engine.serialization import UnreadableState, digests, stored_state
 from engine.store import Instance, InstanceStateDelta
 from procedures import Case, deploy_library, plan
 
@@ -38,6 +38,7 @@ def checked(engine, monkeypatch, request):
     monkeypatch.setattr(runtime, "state_snapshot_every", limit)
     compared: list[str] = []
     read: list[int] = []
+    frozen_tasks: list[int] = []
     put = runtime._workflows.put
     load_state = codec.load_state
 
@@ -51,6 +52,10 @@ def checked(engine, monkeypatch, request):
         assert stored.version == version
         reloaded = runtime.workflow(instance_id)
         assert json.loads(codec.state_json(reloaded)) == json.loads(codec.state_json(workflow))
+        # the digests kept for the next save (the frozen tasks' from earlier saves) are
+        # those of every part of the workflow as it is now
+        assert stored_state(workflow).parts == digests(codec.state_parts(workflow))
+        frozen_tasks.append(len(stored_state(workflow).frozen.tasks))
         # a load reads the instance's row and at most K delta rows, as many as the row counts
         assert read[-1] == _deltas(engine, instance_id) == stored.state_deltas <= limit
         if stored.status in ("completed", "terminated"):
@@ -60,6 +65,7 @@ def checked(engine, monkeypatch, request):
     monkeypatch.setattr(runtime._workflows, "put", put_and_compare)
     engine.compared = compared
     engine.deltas_read = read
+    engine.frozen_tasks = frozen_tasks
     return engine
 
 
@@ -104,6 +110,7 @@ def test_every_step_of_a_proposal_reloads_to_the_same_state(checked, path, argum
     path(checked, *arguments)
     assert len(checked.compared) >= 2            # each step was compared
     assert any(checked.deltas_read)              # and loads applied deltas
+    assert any(checked.frozen_tasks)             # and saves skipped frozen tasks
 
 
 @pytest.mark.parametrize("path, arguments", REPORTS, ids=_name)

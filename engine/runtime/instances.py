@@ -45,7 +45,7 @@ from ..multi_instance import all_tasks
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
-from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState, digests,
+from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState,
                              set_stored_state, stored_state)
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
@@ -89,7 +89,8 @@ class Runtime(InstanceManagement, Schedules):
         self.max_data_bytes = max_data_bytes
         self._workflows = WorkflowCache()
         # bytes of state written (snapshots and deltas) and how many of each, for the bench
-        self.state_writes = {"snapshots": 0, "deltas": 0, "bytes": 0}
+        self.state_writes = {"snapshots": 0, "deltas": 0, "bytes": 0, "parts": 0,
+                             "parts_serialized": 0}
         self.projection = Projection(org, script_engine)
         # what the definitions declare around each step: decisions, then notifications
         self.listeners: list[StepListener] = [DecisionRecorder()]
@@ -291,15 +292,19 @@ class Runtime(InstanceManagement, Schedules):
         two writers that started from the same state collide on it even where the version
         check did not stop them."""
         stored = stored_state(workflow)
-        parts = self.codec.state_parts(workflow)
-        parts_digests = digests(parts)
         writes = self.state_writes
-        if stored is None or stored.deltas >= self.state_snapshot_every \
-                or instance.status in ENDED_STATUSES:
+        whole = stored is None or stored.deltas >= self.state_snapshot_every \
+            or instance.status in ENDED_STATUSES
+        # only the tasks that may have changed since the last save are serialized (the
+        # frozen ones keep their digests, engine.serialization.Frozen); a snapshot, all
+        parts, parts_digests, frozen = self.codec.changed_parts(workflow, stored, whole=whole)
+        writes["parts"] += len(parts_digests)
+        writes["parts_serialized"] += len(parts)
+        if whole:
             instance.state = self.codec.snapshot(parts)
             instance.state_format = STATE_FORMAT
             instance.state_deltas = 0
-            set_stored_state(workflow, StoredState(parts_digests, 0))
+            set_stored_state(workflow, StoredState(parts_digests, 0, frozen))
             writes["snapshots"] += 1
             writes["bytes"] += len(instance.state)
             if stored is not None and stored.deltas:
@@ -308,8 +313,9 @@ class Runtime(InstanceManagement, Schedules):
             return lambda session: None
         delta = self.codec.delta(stored.parts, parts, parts_digests)
         if delta is None:                   # the step changed nothing in the state
+            stored.frozen = frozen
             return lambda session: None
-        set_stored_state(workflow, StoredState(parts_digests, stored.deltas + 1))
+        set_stored_state(workflow, StoredState(parts_digests, stored.deltas + 1, frozen))
         # the row counts the deltas (a load reads them only when there are some); its
         # UPDATE, with the version check and the new version, goes out with the step's flush
         instance.state_deltas = stored.deltas + 1
