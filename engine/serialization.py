@@ -39,6 +39,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import (
     WorkflowConverter,
 )
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SPIFF_STATE_VERSION
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
@@ -234,9 +235,12 @@ class Frozen:
       task data one level deep, and a join merges the data of finished tasks into the task
       that goes on, so a value could be shared again and changed through the other task.
 
-    When in doubt a task is not frozen: data holding anything but JSON-like values, a task
-    seen for the first time after a load (a load shares values between a task's data and its
-    parent's)."""
+    - a join of its child's spec moved (a join merges the data of the parents of its spec's
+      other tasks into its own).
+
+    When in doubt a task is not frozen: data holding anything but JSON-like values; nothing is
+    frozen by the first save after a load (a load shares values between a task's data and its
+    parent's, and a workflow read for one step would pay for copies it does not keep)."""
 
     def __init__(self):
         self.tasks: dict[str, tuple[tuple, list[int]]] = {}    # key: (fingerprint, value ids)
@@ -362,7 +366,12 @@ class Codec:
         :class:`Frozen`); ``whole``: serialize every part (a snapshot). Returns the texts of the
         parts serialized (all of them when ``whole``), the digests of all the parts, and the
         tasks frozen now, for the next save."""
-        frozen = stored.frozen if stored is not None and stored.frozen is not None else Frozen()
+        # the first save after a load (or of a new instance) freezes nothing: a workflow read
+        # from the store for one step (another process's instance, a timer firing) does not
+        # pay for copying data it will not keep; the next save of a kept workflow freezes
+        kept_frozen = stored.frozen if stored is not None else None
+        freezing = kept_frozen is not None
+        frozen = kept_frozen if kept_frozen is not None else Frozen()
         before = frozen.tasks
         known = stored.parts if stored is not None else {}
         groups = [("t:", workflow)] + [(f"s:{sub_id}:", sub)
@@ -371,6 +380,7 @@ class Codec:
         # values of everything else, where a value of a frozen task must not be found
         candidates: set = set()
         seen: list[int] = []
+        joins: set = set()
         for prefix, wf in groups:
             _mutables(wf.data, seen)
             for task_id, task in wf.tasks.items():
@@ -381,6 +391,15 @@ class Codec:
                         continue
                 _mutables(task.data, seen)
                 _mutables(task.internal_data, seen)
+                if isinstance(task.task_spec, UnstructuredJoin):
+                    joins.add(task.task_spec)
+        if joins and candidates:
+            # a join that moved may have merged the data of the parents of its spec's other
+            # tasks (UnstructuredJoin._run_hook): values of theirs may be shared again
+            for _, wf in groups:
+                for task in wf.tasks.values():
+                    if task.task_spec in joins:
+                        candidates.discard(task._parent)
         _mutables(workflow.correlations, seen)
         for event in workflow.bpmn_events or ():
             _mutables(getattr(event, "payload", None), seen)
@@ -426,7 +445,7 @@ class Codec:
                     parts[key] = digest(text)
                     if task_id in skipped:      # a snapshot: frozen, and stays so
                         continue
-                    if task._state & _FINISHED and all(
+                    if freezing and task._state & _FINISHED and all(
                             child._state & _FINISHED for child in task.children):
                         frozen.freeze(key, task)
                         if key in frozen.tasks:
