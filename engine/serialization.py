@@ -211,6 +211,10 @@ def _mutables(value, out: list) -> None:
             push(item)
 
 
+def _nothing(value, out: list) -> None:
+    """No task is frozen: no value needs looking for."""
+
+
 def _fingerprint(task) -> tuple:
     """What a frozen task's part is made of, as far as it can change without its data
     changing in place: state, when it last changed, parent, children, whether it was
@@ -243,21 +247,23 @@ class Frozen:
     parent's, and a workflow read for one step would pay for copies it does not keep)."""
 
     def __init__(self):
-        self.tasks: dict[str, tuple[tuple, list[int]]] = {}    # key: (fingerprint, value ids)
-        self.owners: dict[int, str] = {}                        # value id: key
+        # a task (the object: a kept workflow keeps its tasks): its part's key, fingerprint,
+        # the ids of its data's mutable values, its parent (the object)
+        self.tasks: dict = {}
+        self.owners: dict[int, object] = {}          # a mutable value's id: its task
 
-    def drop(self, key: str) -> None:
-        entry = self.tasks.pop(key, None)
+    def drop(self, task) -> None:
+        entry = self.tasks.pop(task, None)
         if entry is not None:
             owners = self.owners
-            for ident in entry[1]:
-                if owners.get(ident) == key:
+            for ident in entry[2]:
+                if owners.get(ident) is task:
                     del owners[ident]
 
     def freeze(self, key: str, task) -> None:
         """Own the task's data and note its fingerprint (the task is serialized by this
         save: its text is the one of the data before the copy, equal to it)."""
-        self.drop(key)
+        self.drop(task)
         ids: list[int] = []
         try:
             data = _owned(task.data, ids)
@@ -266,10 +272,10 @@ class Frozen:
             return
         task.data = data
         task.internal_data = internal
-        self.tasks[key] = (_fingerprint(task), ids)
+        self.tasks[task] = (key, _fingerprint(task), ids, task.parent)
         owners = self.owners
         for ident in ids:
-            owners[ident] = key
+            owners[ident] = task
 
 
 class InstanceStateConverter(BpmnWorkflowConverter):
@@ -381,16 +387,17 @@ class Codec:
         candidates: set = set()
         seen: list[int] = []
         joins: set = set()
-        for prefix, wf in groups:
-            _mutables(wf.data, seen)
-            for task_id, task in wf.tasks.items():
+        walk = _mutables if frozen.owners else _nothing
+        for _, wf in groups:
+            walk(wf.data, seen)
+            for task in wf.tasks.values():
                 if task._state & _FINISHED:
-                    entry = before.get(prefix + str(task_id))
-                    if entry is not None and entry[0] == _fingerprint(task):
-                        candidates.add(task_id)
+                    entry = before.get(task)
+                    if entry is not None and entry[1] == _fingerprint(task):
+                        candidates.add(task)
                         continue
-                _mutables(task.data, seen)
-                _mutables(task.internal_data, seen)
+                walk(task.data, seen)
+                walk(task.internal_data, seen)
                 if isinstance(task.task_spec, UnstructuredJoin):
                     joins.add(task.task_spec)
         if joins and candidates:
@@ -399,35 +406,31 @@ class Codec:
             for _, wf in groups:
                 for task in wf.tasks.values():
                     if task.task_spec in joins:
-                        candidates.discard(task._parent)
-        _mutables(workflow.correlations, seen)
+                        candidates.discard(task.parent)
+        walk(workflow.correlations, seen)
         for event in workflow.bpmn_events or ():
-            _mutables(getattr(event, "payload", None), seen)
+            walk(getattr(event, "payload", None), seen)
         owners = frozen.owners
         for ident in seen:
-            key = owners.get(ident)
-            if key is not None:        # shared again: serialized, and owned anew below
-                candidates.discard(UUID(key.rpartition(":")[2]))
+            owner = owners.get(ident)
+            if owner is not None:      # shared again: serialized, and owned anew below
+                candidates.discard(owner)
         # 2. a candidate is skipped when its parent is skipped too (or it has none)
         skipped: set = set()
-        if candidates:
-            for _, wf in groups:
-                tasks = wf.tasks
-                for task_id in candidates.intersection(tasks):
-                    chain = []
-                    node = task_id
-                    while node is not None and node in candidates and node not in skipped:
-                        chain.append(node)
-                        node = tasks[node]._parent
-                    if node is None or node in skipped:
-                        skipped.update(chain)
-                    else:               # a parent serialized again
-                        candidates.difference_update(chain)
+        for task in list(candidates):
+            chain = []
+            node = task
+            while node is not None and node in candidates and node not in skipped:
+                chain.append(node)
+                node = before[node][3]
+            if node is None or node in skipped:
+                skipped.update(chain)
+            else:                       # a parent serialized again
+                candidates.difference_update(chain)
         # 3. serialize the rest; freeze what can be frozen
         texts: dict[str, str] = {}
         parts: dict[str, bytes] = {}
         dumps, convert = self._dumps, self.registry.convert
-        kept: set = set()
         self.registry._encoder_mode = True
         try:
             for prefix, wf in groups:
@@ -435,25 +438,30 @@ class Codec:
                 texts[own_key] = self._attributes(wf, wf is workflow)
                 parts[own_key] = digest(texts[own_key])
                 for task_id, task in wf.tasks.items():
-                    key = prefix + str(task_id)
-                    if task_id in skipped:
-                        kept.add(key)
+                    if task in skipped:
+                        key = before[task][0]
                         if not whole:
                             parts[key] = known[key]
                             continue
+                    else:
+                        key = prefix + str(task_id)
                     text = texts[key] = dumps(convert(task))
                     parts[key] = digest(text)
-                    if task_id in skipped:      # a snapshot: frozen, and stays so
+                    if task in skipped:         # a snapshot: frozen, and stays so
                         continue
                     if freezing and task._state & _FINISHED and all(
                             child._state & _FINISHED for child in task.children):
                         frozen.freeze(key, task)
-                        if key in frozen.tasks:
-                            kept.add(key)
+                    else:
+                        frozen.drop(task)
         finally:
             self.registry._encoder_mode = False
-        for key in before.keys() - kept:
-            frozen.drop(key)
+        if len(frozen.tasks) > len(parts):
+            # tasks (or subprocesses) that went away: a reset, a loop's tasks dropped
+            live = {id(wf) for _, wf in groups}
+            for task in [t for t in frozen.tasks if id(t.workflow) not in live
+                         or t.workflow.tasks.get(t.id) is not t]:
+                frozen.drop(task)
         return texts, parts, frozen
 
     def _attributes(self, wf, top: bool) -> str:
