@@ -49,7 +49,7 @@ from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState, 
                              set_stored_state, stored_state)
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
-from ..workflow_cache import WorkflowCache
+from ..workflow_cache import WorkflowCache, note_open_tasks
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
@@ -187,7 +187,8 @@ class Runtime(InstanceManagement, Schedules):
         # the instance row first, before any of its other rows (see lock_instance_chain);
         # held here, as the session keeps loaded rows only while they are referenced
         if locked is None:
-            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True)
+            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True,
+                                   cached=self._cached_version(instance_id, task_id))
         if instance_id is None:
             if locked is None:       # said as for a task the caller may not see
                 raise NotFound(f"task {task_id} does not exist", code="task.not_found")
@@ -200,6 +201,19 @@ class Runtime(InstanceManagement, Schedules):
         with variant_settings(self.repository.settings(definition)):
             yield instance, workflow
         saved.append((instance, loaded_version, workflow))
+
+    def _cached_version(self, instance_id: str | None, task_id: str | None
+                        ) -> dict[str, int] | None:
+        """{instance id: version} of the workflow kept in memory for the instance (or the
+        instance of ``task_id``), for the lock to skip reading its state deltas."""
+        if instance_id is not None:
+            version = self._workflows.version_of(instance_id)
+            return {instance_id: version} if version is not None else None
+        try:
+            held = self._workflows.holding(uuid.UUID(task_id))
+        except (TypeError, ValueError):
+            return None
+        return dict([held]) if held is not None else None
 
     def _keep_workflows(self, saved: list) -> None:
         """Committed: keep each workflow for its instance's next step when this unit saved
@@ -262,6 +276,8 @@ class Runtime(InstanceManagement, Schedules):
         previous_stage = instance.stage
         # one walk of the task tree for the stage and the projections
         live = all_tasks(workflow, state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        note_open_tasks(workflow, [t.id for t in live
+                                   if t.state == TaskState.READY and t.task_spec.manual])
         instance.stage = stage_after(live, completed, instance.stage)
         step = Step(session, instance, self.repository.get(instance.definition_id, session),
                     actor, now, previous_stage, completed, user_task, task_row,
