@@ -167,6 +167,23 @@ def _lock_with_deltas(session: Session, which,
     return [row[0] for row in found]
 
 
+# session.info key: instances whose row the step writes itself (a Core UPDATE after the
+# flush): their new chain heads are left here for it instead of being written
+STEP_HEADS = "nd73_step_chain_heads"
+
+
+def defer_head(session: Session, instance_id: str) -> None:
+    """The next flush leaves the instance's new chain head for :func:`deferred_head`: the
+    caller writes it in the UPDATE of the instance row it makes after that flush."""
+    session.info.setdefault(STEP_HEADS, {})[instance_id] = None
+
+
+def deferred_head(session: Session, instance_id: str) -> tuple[int, str] | None:
+    """(seq, hash) of the instance's chain head after the entries the flush chained (None:
+    it chained none), taken once."""
+    return session.info.get(STEP_HEADS, {}).pop(instance_id, None)
+
+
 def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
     """The state deltas :func:`lock_instance` read with the instance's row in this session,
     taken once (None: not read that way, or already taken: a later load reads them)."""
@@ -225,6 +242,10 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
         elif kind == "instance":
             if instance_id in session.info.get(LOCKED_HEADS, {}):
                 session.info[LOCKED_HEADS][instance_id] = (seq, head)
+            deferred = session.info.get(STEP_HEADS)
+            if deferred is not None and instance_id in deferred:
+                deferred[instance_id] = (seq, head)     # the step's UPDATE writes it
+                continue
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None and inspect(loaded).modified:
                 # a step that saves the instance: the head goes into that same UPDATE

@@ -63,3 +63,42 @@ def test_a_task_finds_its_kept_workflow_and_a_lost_one_is_read_from_the_store(
     kept = runtime._workflows.peek(stored.id, after.version, after.definition_id,
                                    engine.codec.state_json)
     assert json.loads(kept) == json.loads(engine.codec.state_json(runtime.workflow(stored.id)))
+
+
+def test_a_step_whose_row_moved_on_writes_nothing_and_conflicts(engine, review, monkeypatch):
+    """The instance row's UPDATE checks the version the step loaded (a Core statement, with
+    the state's delta in the same statement on PostgreSQL): when the row has moved on, the
+    step is a conflict and none of its rows are written."""
+    from sqlalchemy import func, select, update
+
+    from engine.errors import Conflict
+    from engine.runtime import Projection
+    from engine.store import AuditEvent, Instance, InstanceStateDelta
+    stored, decide = _with_a_delta(engine)
+    original = Projection.refresh
+
+    def another_writer(self, session, instance, *args, **kwargs):
+        rows = Instance.__table__          # the row only: not the step's object, no flush
+        with session.no_autoflush:
+            session.execute(update(rows).where(rows.c.id == instance.id)
+                            .values(version=rows.c.version + 1))
+        return original(self, session, instance, *args, **kwargs)
+    monkeypatch.setattr(Projection, "refresh", another_writer)
+    with pytest.raises(Conflict) as raised:
+        engine.runtime.complete_task(decide.id, {"decision": "reject",
+                                                 "refusal_reasons": "no"}, principal=ALICE)
+    assert "changed by someone else" in str(raised.value)
+    monkeypatch.setattr(Projection, "refresh", original)
+    after = engine.runtime.get(stored.id)
+    assert (after.version, after.state_deltas, after.audit_seq) == (
+        stored.version, stored.state_deltas, stored.audit_seq)
+    with engine.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(InstanceStateDelta).where(
+            InstanceStateDelta.instance_id == stored.id)) == 1
+        assert session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.instance_id == stored.id)) == stored.audit_seq
+    [still] = engine.runtime.open_tasks(stored.id)
+    assert still.id == decide.id
+    engine.runtime.complete_task(decide.id, {"decision": "reject", "refusal_reasons": "no"},
+                                 principal=ALICE)
+    assert engine.runtime.get(stored.id).status == "completed"

@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -33,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import lock_instance, locked_deltas
+from ..audit import defer_head, deferred_head, lock_instance, locked_deltas
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -54,8 +54,8 @@ from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
 from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Incident,
-                    audit_entry, clean_data, element_of, element_of_spec, incident_from,
-                    properties_of, stage_after)
+                    StateRows, audit_entry, clean_data, element_of, element_of_spec,
+                    incident_from, instance_row_writer, properties_of, stage_after)
 
 
 # A step stores what it changed in the state (a delta); after this many deltas, and when the
@@ -292,10 +292,19 @@ class Runtime(InstanceManagement, Schedules):
         if projected:            # recorded in the step's own entry
             events[0].details = {**(events[0].details or {}), "changes": projected}
         session.add_all(events + step.audit)
-        # the version check happens here; the audit entries' chain head goes into the same
-        # UPDATE of the instance row
-        session.flush()
-        store_state(session)
+        if inspect(instance).persistent:
+            # the instance row as one Core UPDATE after the flush, with the version check
+            # and the chain head of the entries the flush wrote; on PostgreSQL the state's
+            # delta rows are written by the same statement
+            write_row = instance_row_writer(instance)
+            defer_head(session, instance.id)
+            session.flush()
+            if not write_row(session, deferred_head(session, instance.id),
+                             store_state if isinstance(store_state, StateRows) else None):
+                store_state(session)
+        else:
+            session.flush()          # a new instance: inserted with its chain head
+            store_state(session)
         for listener in self.listeners:
             listener.step_saved(step)
 
@@ -319,8 +328,7 @@ class Runtime(InstanceManagement, Schedules):
             writes["snapshots"] += 1
             writes["bytes"] += len(instance.state)
             if stored is not None and stored.deltas:
-                return lambda session: session.execute(
-                    delete(DELTAS).where(DELTAS.c.instance_id == instance.id))
+                return StateRows(instance.id)           # the deltas removed
             return lambda session: None
         delta = self.codec.delta(stored.parts, parts, parts_digests)
         if delta is None:                   # the step changed nothing in the state
@@ -332,8 +340,7 @@ class Runtime(InstanceManagement, Schedules):
         flag_modified(instance, "updated_at")
         writes["deltas"] += 1
         writes["bytes"] += len(delta)
-        return lambda session: session.execute(insert(DELTAS), {
-            "instance_id": instance.id, "seq": stored.deltas + 1, "data": delta})
+        return StateRows(instance.id, stored.deltas + 1, delta)
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, principal: Principal,

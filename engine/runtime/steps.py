@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import Integer, LargeBinary, delete, func, insert, inspect, literal, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
-from ..store import AuditEvent, Instance, InstanceStatus
+from ..store import AuditEvent, Instance, InstanceStateDelta, InstanceStatus
 
 RUNNING, SUSPENDED, INCIDENT = (InstanceStatus.RUNNING, InstanceStatus.SUSPENDED,
                                 InstanceStatus.INCIDENT)
@@ -19,6 +23,88 @@ COMPLETED, TERMINATED = InstanceStatus.COMPLETED, InstanceStatus.TERMINATED
 ACTIVE_STATUSES = (RUNNING, SUSPENDED, INCIDENT)
 ENDED_STATUSES = (COMPLETED, TERMINATED)
 properties_of = policy.element_properties
+
+
+INSTANCES = Instance.__table__
+DELTAS = InstanceStateDelta.__table__
+
+
+class StateRows:
+    """The rows of ``instance_state_deltas`` a step's save writes after the instance row:
+    its delta (``seq``, ``data``), or, with neither, the removal of the instance's deltas
+    (a snapshot replaced them). Called with the session, it writes them on its own."""
+
+    def __init__(self, instance_id: str, seq: int | None = None, data: bytes | None = None):
+        self.instance_id, self.seq, self.data = instance_id, seq, data
+
+    def __call__(self, session: Session) -> None:
+        if self.seq is None:
+            session.execute(delete(DELTAS).where(DELTAS.c.instance_id == self.instance_id))
+        else:
+            session.execute(insert(DELTAS), {"instance_id": self.instance_id,
+                                              "seq": self.seq, "data": self.data})
+
+    def after(self, updated) -> Any:
+        """The same write as a statement over ``updated`` (a CTE of the instance row's
+        UPDATE … RETURNING id): done only when the UPDATE matched the row."""
+        if self.seq is None:
+            return delete(DELTAS).where(DELTAS.c.instance_id.in_(select(updated.c.id)))
+        return insert(DELTAS).from_select(
+            ["instance_id", "seq", "data"],
+            select(updated.c.id, literal(self.seq, Integer), literal(self.data, LargeBinary)))
+_COLUMNS = {prop.key: prop.columns[0] for prop in Instance.__mapper__.column_attrs}
+
+
+def instance_row_writer(instance: Instance
+                        ) -> Callable[[Session, Any, StateRows | None], bool]:
+    """Take the changes a step made to a loaded instance out of the ORM's unit of work
+    (the flush leaves the row alone) and return what writes them: one Core UPDATE with
+    the optimistic version check (``WHERE version = <the version loaded>``, the new version
+    set), and the audit chain's new head (``head``: (seq, hash), or None) in the same
+    statement. No row matched: another writer changed the instance, StaleDataError as the
+    ORM raises it. Nothing changed and no new head: nothing is written (the version is
+    not bumped), as the ORM would. ``then``: the step's state rows, written by the same
+    statement on PostgreSQL (a data-modifying WITH); returns whether they were."""
+    state = inspect(instance)
+    values = {}
+    for key in list(state.committed_state):
+        attribute = state.attrs[key]
+        if attribute.history.has_changes():
+            values[key] = attribute.value
+    for key, value in values.items():
+        set_committed_value(instance, key, value)
+    loaded = instance.version
+
+    def write(session: Session, head, then: StateRows | None = None) -> bool:
+        row = {_COLUMNS[key]: value for key, value in values.items()}
+        if head is not None:
+            row[INSTANCES.c.audit_seq], row[INSTANCES.c.audit_head] = head
+        if not row:
+            return False
+        which = INSTANCES.c.id == instance.id
+        if values:
+            row[INSTANCES.c.version] = loaded + 1
+            which = which & (INSTANCES.c.version == loaded)
+        # not through the ORM object: its version is moved below, once the row has it
+        statement = update(INSTANCES).where(which).values(row)
+        folded = then is not None and session.get_bind().dialect.name == "postgresql"
+        if folded:
+            updated = statement.returning(INSTANCES.c.id).cte("step_row")
+            matched = session.execute(select(func.count()).select_from(updated)
+                                      .add_cte(then.after(updated).cte("step_state"))
+                                      ).scalar_one()
+        else:
+            matched = session.execute(statement).rowcount
+        if matched != 1:
+            raise StaleDataError(f"UPDATE statement on table 'instances' expected to update "
+                                 f"1 row(s); {matched} were matched.")
+        if values:
+            set_committed_value(instance, "version", loaded + 1)
+        if head is not None:
+            set_committed_value(instance, "audit_seq", head[0])
+            set_committed_value(instance, "audit_head", head[1])
+        return folded
+    return write
 
 
 @dataclass
