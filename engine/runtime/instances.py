@@ -55,7 +55,8 @@ from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
 from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Incident,
                     StateRows, audit_entry, clean_data, element_of, element_of_spec,
-                    incident_from, instance_row_writer, properties_of, stage_after)
+                    incident_from, instance_row_writer, properties_of, stage_after,
+                    task_row_update)
 
 
 # A step stores what it changed in the state (a delta); after this many deltas, and when the
@@ -296,11 +297,14 @@ class Runtime(InstanceManagement, Schedules):
             # the instance row as one Core UPDATE after the flush, with the version check
             # and the chain head of the entries the flush wrote; on PostgreSQL the state's
             # delta rows are written by the same statement
+            # (and the completed task's row)
             write_row = instance_row_writer(instance)
+            also = [task_row_update(task_row)] if task_row is not None else []
             defer_head(session, instance.id)
             session.flush()
             if not write_row(session, deferred_head(session, instance.id),
-                             store_state if isinstance(store_state, StateRows) else None):
+                             store_state if isinstance(store_state, StateRows) else None,
+                             [statement for statement in also if statement is not None]):
                 store_state(session)
         else:
             session.flush()          # a new instance: inserted with its chain head

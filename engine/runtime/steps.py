@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from .. import policy
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
-from ..store import AuditEvent, Instance, InstanceStateDelta, InstanceStatus
+from ..store import AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus
 
 RUNNING, SUSPENDED, INCIDENT = (InstanceStatus.RUNNING, InstanceStatus.SUSPENDED,
                                 InstanceStatus.INCIDENT)
@@ -53,33 +53,60 @@ class StateRows:
             ["instance_id", "seq", "data"],
             select(updated.c.id, literal(self.seq, Integer), literal(self.data, LargeBinary)))
 _COLUMNS = {prop.key: prop.columns[0] for prop in Instance.__mapper__.column_attrs}
+TASKS = HumanTask.__table__
+_TASK_COLUMNS = {prop.key: prop.columns[0] for prop in HumanTask.__mapper__.column_attrs}
 
 
-def instance_row_writer(instance: Instance
-                        ) -> Callable[[Session, Any, StateRows | None], bool]:
-    """Take the changes a step made to a loaded instance out of the ORM's unit of work
-    (the flush leaves the row alone) and return what writes them: one Core UPDATE with
-    the optimistic version check (``WHERE version = <the version loaded>``, the new version
-    set), and the audit chain's new head (``head``: (seq, hash), or None) in the same
-    statement. No row matched: another writer changed the instance, StaleDataError as the
-    ORM raises it. Nothing changed and no new head: nothing is written (the version is
-    not bumped), as the ORM would. ``then``: the step's state rows, written by the same
-    statement on PostgreSQL (a data-modifying WITH); returns whether they were."""
-    state = inspect(instance)
+def _taken_changes(obj) -> dict[str, Any]:
+    """The changed column attributes of a loaded ORM object, taken out of the session's
+    unit of work (recorded as committed: the flush leaves its row alone)."""
+    state = inspect(obj)
     values = {}
     for key in list(state.committed_state):
         attribute = state.attrs[key]
         if attribute.history.has_changes():
             values[key] = attribute.value
     for key, value in values.items():
-        set_committed_value(instance, key, value)
+        set_committed_value(obj, key, value)
+    return values
+
+
+def task_row_update(row: HumanTask) -> Any | None:
+    """What a step changed in a task's row (its completion), taken out of the ORM's unit of
+    work, as a Core UPDATE by the row's id for :func:`instance_row_writer`'s statement
+    (None: nothing to write)."""
+    if not inspect(row).persistent:
+        return None
+    values = _taken_changes(row)
+    if not values:
+        return None
+    return (update(TASKS).where(TASKS.c.id == row.id)
+            .values({_TASK_COLUMNS[key]: value for key, value in values.items()}))
+
+
+def instance_row_writer(instance: Instance
+                        ) -> Callable[[Session, Any, StateRows | None, list], bool]:
+    """Take the changes a step made to a loaded instance out of the ORM's unit of work
+    (the flush leaves the row alone) and return what writes them: one Core UPDATE with
+    the optimistic version check (``WHERE version = <the version loaded>``, the new version
+    set), and the audit chain's new head (``head``: (seq, hash), or None) in the same
+    statement. No row matched: another writer changed the instance, StaleDataError as the
+    ORM raises it. Nothing changed and no new head: the row is not written (the version is
+    not bumped), as the ORM would. ``then``: the step's state rows, and ``extra``: other
+    UPDATEs of the step (:func:`task_row_update`), written by the same statement on
+    PostgreSQL (data-modifying WITHs), else each after it; returns whether ``then``
+    was."""
+    values = _taken_changes(instance)
     loaded = instance.version
 
-    def write(session: Session, head, then: StateRows | None = None) -> bool:
+    def write(session: Session, head, then: StateRows | None = None,
+              extra: list = ()) -> bool:
         row = {_COLUMNS[key]: value for key, value in values.items()}
         if head is not None:
             row[INSTANCES.c.audit_seq], row[INSTANCES.c.audit_head] = head
         if not row:
+            for statement in extra:
+                session.execute(statement)
             return False
         which = INSTANCES.c.id == instance.id
         if values:
@@ -87,23 +114,30 @@ def instance_row_writer(instance: Instance
             which = which & (INSTANCES.c.version == loaded)
         # not through the ORM object: its version is moved below, once the row has it
         statement = update(INSTANCES).where(which).values(row)
-        folded = then is not None and session.get_bind().dialect.name == "postgresql"
-        if folded:
+        together = (then is not None or extra) and \
+            session.get_bind().dialect.name == "postgresql"
+        if together:
             updated = statement.returning(INSTANCES.c.id).cte("step_row")
-            matched = session.execute(select(func.count()).select_from(updated)
-                                      .add_cte(then.after(updated).cte("step_state"))
-                                      ).scalar_one()
+            query = select(func.count()).select_from(updated)
+            if then is not None:
+                query = query.add_cte(then.after(updated).cte("step_state"))
+            for n, other in enumerate(extra):
+                query = query.add_cte(other.cte(f"step_also_{n}"))
+            matched = session.execute(query).scalar_one()
         else:
             matched = session.execute(statement).rowcount
         if matched != 1:
             raise StaleDataError(f"UPDATE statement on table 'instances' expected to update "
                                  f"1 row(s); {matched} were matched.")
+        if not together:
+            for other in extra:
+                session.execute(other)
         if values:
             set_committed_value(instance, "version", loaded + 1)
         if head is not None:
             set_committed_value(instance, "audit_seq", head[0])
             set_committed_value(instance, "audit_head", head[1])
-        return folded
+        return bool(together) and then is not None
     return write
 
 
