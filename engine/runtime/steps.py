@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, Callable
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Integer, LargeBinary, delete, func, insert, inspect, literal, select, update
+from sqlalchemy import (Integer, LargeBinary, bindparam, delete, func, insert, inspect, select,
+                        update)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -46,15 +47,37 @@ class StateRows:
 
     def after(self, updated) -> Any:
         """The same write as a statement over ``updated`` (a CTE of the instance row's
-        UPDATE … RETURNING id): done only when the UPDATE matched the row."""
+        UPDATE … RETURNING id), done only when the UPDATE matched the row; its values are
+        the parameters ``delta_seq`` and ``delta_data`` (:meth:`params`)."""
         if self.seq is None:
             return delete(DELTAS).where(DELTAS.c.instance_id.in_(select(updated.c.id)))
         return insert(DELTAS).from_select(
             ["instance_id", "seq", "data"],
-            select(updated.c.id, literal(self.seq, Integer), literal(self.data, LargeBinary)))
+            select(updated.c.id, bindparam("delta_seq", type_=Integer),
+                   bindparam("delta_data", type_=LargeBinary)))
+
+    def params(self) -> dict:
+        return {} if self.seq is None else {"delta_seq": self.seq, "delta_data": self.data}
+
+
 _COLUMNS = {prop.key: prop.columns[0] for prop in Instance.__mapper__.column_attrs}
 TASKS = HumanTask.__table__
 _TASK_COLUMNS = {prop.key: prop.columns[0] for prop in HumanTask.__mapper__.column_attrs}
+# the statements a step writes its rows with, built once for each set of columns (building
+# and hashing a statement cost more than executing it)
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _update_of(table, columns: dict, keys: tuple[str, ...], prefix: str, versioned: bool):
+    """UPDATE ``table`` of the attributes ``keys`` (parameters ``prefix`` + key) where its
+    id is ``<prefix>id`` (and, ``versioned``, its version ``<prefix>version``, then set to
+    ``<prefix>new_version``)."""
+    row = {columns[key]: bindparam(prefix + key, type_=columns[key].type) for key in keys}
+    which = table.c.id == bindparam(prefix + "id")
+    if versioned:
+        row[table.c.version] = bindparam(prefix + "new_version", type_=Integer)
+        which = which & (table.c.version == bindparam(prefix + "version", type_=Integer))
+    return update(table).where(which).values(row)
 
 
 def _taken_changes(obj) -> dict[str, Any]:
@@ -71,17 +94,28 @@ def _taken_changes(obj) -> dict[str, Any]:
     return values
 
 
-def task_row_update(row: HumanTask) -> Any | None:
-    """What a step changed in a task's row (its completion), taken out of the ORM's unit of
-    work, as a Core UPDATE by the row's id for :func:`instance_row_writer`'s statement
-    (None: nothing to write)."""
+class TaskRowUpdate:
+    """What a step changed in a task's row (its completion), taken out of the ORM's unit
+    of work: an UPDATE by the row's id for :func:`instance_row_writer`'s statement."""
+
+    def __init__(self, row: HumanTask, values: dict):
+        self.keys = tuple(sorted(values))
+        self.values = {"task_" + key: value for key, value in values.items()}
+        self.values["task_id"] = row.id
+
+    def statement(self):
+        key = ("task", self.keys)
+        if key not in _STATEMENTS:
+            _STATEMENTS[key] = _update_of(TASKS, _TASK_COLUMNS, self.keys, "task_", False)
+        return _STATEMENTS[key]
+
+
+def task_row_update(row: HumanTask) -> TaskRowUpdate | None:
+    """:class:`TaskRowUpdate` of a task's row (None: nothing to write)."""
     if not inspect(row).persistent:
         return None
     values = _taken_changes(row)
-    if not values:
-        return None
-    return (update(TASKS).where(TASKS.c.id == row.id)
-            .values({_TASK_COLUMNS[key]: value for key, value in values.items()}))
+    return TaskRowUpdate(row, values) if values else None
 
 
 def instance_row_writer(instance: Instance
@@ -93,51 +127,65 @@ def instance_row_writer(instance: Instance
     statement. No row matched: another writer changed the instance, StaleDataError as the
     ORM raises it. Nothing changed and no new head: the row is not written (the version is
     not bumped), as the ORM would. ``then``: the step's state rows, and ``extra``: other
-    UPDATEs of the step (:func:`task_row_update`), written by the same statement on
+    rows of the step (:func:`task_row_update`), written by the same statement on
     PostgreSQL (data-modifying WITHs), else each after it; returns whether ``then``
     was."""
     values = _taken_changes(instance)
     loaded = instance.version
 
     def write(session: Session, head, then: StateRows | None = None,
-              extra: list = ()) -> bool:
-        row = {_COLUMNS[key]: value for key, value in values.items()}
+              extra: list[TaskRowUpdate] = ()) -> bool:
+        row = dict(values)
         if head is not None:
-            row[INSTANCES.c.audit_seq], row[INSTANCES.c.audit_head] = head
+            row["audit_seq"], row["audit_head"] = head
+        connection = session.connection()
         if not row:
-            for statement in extra:
-                session.execute(statement)
+            for other in extra:
+                connection.execute(other.statement(), other.values)
             return False
-        which = INSTANCES.c.id == instance.id
-        if values:
-            row[INSTANCES.c.version] = loaded + 1
-            which = which & (INSTANCES.c.version == loaded)
+        keys = tuple(sorted(row))
+        params = {"row_" + key: value for key, value in row.items()}
+        params["row_id"] = instance.id
+        versioned = bool(values)
+        if versioned:
+            params["row_version"], params["row_new_version"] = loaded, loaded + 1
+        together = bool(then is not None or extra) and \
+            connection.dialect.name == "postgresql"
         # not through the ORM object: its version is moved below, once the row has it
-        statement = update(INSTANCES).where(which).values(row)
-        together = (then is not None or extra) and \
-            session.get_bind().dialect.name == "postgresql"
         if together:
-            updated = statement.returning(INSTANCES.c.id).cte("step_row")
-            query = select(func.count()).select_from(updated)
+            shape = ("together", keys, versioned, then is not None and then.seq is None,
+                     then is None, tuple(other.keys for other in extra))
+            if shape not in _STATEMENTS:
+                updated = (_update_of(INSTANCES, _COLUMNS, keys, "row_", versioned)
+                           .returning(INSTANCES.c.id).cte("step_row"))
+                query = select(func.count()).select_from(updated)
+                if then is not None:
+                    query = query.add_cte(then.after(updated).cte("step_state"))
+                for n, other in enumerate(extra):
+                    query = query.add_cte(other.statement().cte(f"step_also_{n}"))
+                _STATEMENTS[shape] = query
             if then is not None:
-                query = query.add_cte(then.after(updated).cte("step_state"))
-            for n, other in enumerate(extra):
-                query = query.add_cte(other.cte(f"step_also_{n}"))
-            matched = session.execute(query).scalar_one()
+                params.update(then.params())
+            for other in extra:
+                params.update(other.values)
+            matched = connection.execute(_STATEMENTS[shape], params).scalar_one()
         else:
-            matched = session.execute(statement).rowcount
+            shape = ("row", keys, versioned)
+            if shape not in _STATEMENTS:
+                _STATEMENTS[shape] = _update_of(INSTANCES, _COLUMNS, keys, "row_", versioned)
+            matched = connection.execute(_STATEMENTS[shape], params).rowcount
         if matched != 1:
             raise StaleDataError(f"UPDATE statement on table 'instances' expected to update "
                                  f"1 row(s); {matched} were matched.")
         if not together:
             for other in extra:
-                session.execute(other)
-        if values:
+                connection.execute(other.statement(), other.values)
+        if versioned:
             set_committed_value(instance, "version", loaded + 1)
         if head is not None:
             set_committed_value(instance, "audit_seq", head[0])
             set_committed_value(instance, "audit_head", head[1])
-        return bool(together) and then is not None
+        return together and then is not None
     return write
 
 
