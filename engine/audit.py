@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import LargeBinary, event, exists, func, inspect, insert, select, update
+from sqlalchemy import (LargeBinary, case, event, exists, func, inspect, insert, null, select,
+                        update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -93,13 +94,16 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
 
 
 def lock_instance(session: Session, instance_id: str | None = None, *,
-                  task_id: str | None = None, deltas: bool = False) -> Instance | None:
+                  task_id: str | None = None, deltas: bool = False,
+                  cached: dict[str, int] | None = None) -> Instance | None:
     """:func:`lock_instance_chain` for a unit of work that reads the whole instance row:
     the row is loaded by the locking statement itself (one round trip instead of two).
     ``task_id`` instead of ``instance_id``: the instance of that task. ``deltas``: the same
     statement also reads the state's deltas (in order), kept for :func:`locked_deltas`, so
     loading the workflow needs no second round trip (PostgreSQL; SQLite reads them after,
-    as does a load whose lock waited for another writer)."""
+    as does a load whose lock waited for another writer). ``cached``: the versions at
+    which the caller holds instances' workflows in memory (instance id: version); the
+    deltas of an instance whose locked row has that version are not read."""
     sqlite = session.get_bind().dialect.name == "sqlite"
     if instance_id is not None and sqlite:
         return session.get(Instance, instance_id)
@@ -114,11 +118,12 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
             session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (
                 instance.audit_seq or 0, instance.audit_head)
         return instance
-    found = _lock_with_deltas(session, which)
+    found = _lock_with_deltas(session, which, cached)
     return found[0] if found else None
 
 
-def lock_instances(session: Session, instance_ids: list[str]) -> dict[str, Instance]:
+def lock_instances(session: Session, instance_ids: list[str],
+                   cached: dict[str, int] | None = None) -> dict[str, Instance]:
     """:func:`lock_instance` with ``deltas`` for several instances in one statement (on
     SQLite, loaded one by one: its writers need no lock). Instances that do not exist are
     left out. The rows are locked in the order of their ids, so two units of work locking
@@ -127,15 +132,23 @@ def lock_instances(session: Session, instance_ids: list[str]) -> dict[str, Insta
         loaded = {i: session.get(Instance, i) for i in dict.fromkeys(instance_ids)}
         return {i: instance for i, instance in loaded.items() if instance is not None}
     return {instance.id: instance
-            for instance in _lock_with_deltas(session, Instance.id.in_(list(instance_ids)))}
+            for instance in _lock_with_deltas(session, Instance.id.in_(list(instance_ids)),
+                                              cached)}
 
 
-def _lock_with_deltas(session: Session, which) -> list[Instance]:
+def _lock_with_deltas(session: Session, which,
+                      cached: dict[str, int] | None = None) -> list[Instance]:
     state_deltas = InstanceStateDelta.__table__
-    in_order = func.array(select(state_deltas.c.data)
+    in_order: Any = func.array(select(state_deltas.c.data)
                           .where(state_deltas.c.instance_id == Instance.id)
                           .order_by(state_deltas.c.seq).scalar_subquery(),
                           type_=ARRAY(LargeBinary))
+    if cached:
+        # the workflow held in memory serves the step when the locked row (its newest
+        # version) has the version it was kept at: its deltas are then not read (PostgreSQL
+        # evaluates a CASE's sub-select only for the branch it takes)
+        version_kept = case(cached, value=Instance.id, else_=null())
+        in_order = case((Instance.version == version_kept, null()), else_=in_order)
     # the sub-selects read the statement's snapshot, taken before a wait for the lock; the
     # locked row is the newest version. The deltas are kept only when the snapshot has that
     # version too (a step writes its deltas and the version together)
@@ -148,9 +161,27 @@ def _lock_with_deltas(session: Session, which) -> list[Instance]:
     kept = session.info.setdefault(LOCKED_DELTAS, {})
     for instance, read, version in found:
         heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
-        if version == instance.version:
+        if version == instance.version and not (
+                read is None and cached and cached.get(instance.id) == instance.version):
             kept[instance.id] = list(read or ())
     return [row[0] for row in found]
+
+
+# session.info key: instances whose row the step writes itself (a Core UPDATE after the
+# flush): their new chain heads are left here for it instead of being written
+STEP_HEADS = "nd73_step_chain_heads"
+
+
+def defer_head(session: Session, instance_id: str) -> None:
+    """The next flush leaves the instance's new chain head for :func:`deferred_head`: the
+    caller writes it in the UPDATE of the instance row it makes after that flush."""
+    session.info.setdefault(STEP_HEADS, {})[instance_id] = None
+
+
+def deferred_head(session: Session, instance_id: str) -> tuple[int, str] | None:
+    """(seq, hash) of the instance's chain head after the entries the flush chained (None:
+    it chained none), taken once."""
+    return session.info.get(STEP_HEADS, {}).pop(instance_id, None)
 
 
 def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
@@ -211,6 +242,10 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
         elif kind == "instance":
             if instance_id in session.info.get(LOCKED_HEADS, {}):
                 session.info[LOCKED_HEADS][instance_id] = (seq, head)
+            deferred = session.info.get(STEP_HEADS)
+            if deferred is not None and instance_id in deferred:
+                deferred[instance_id] = (seq, head)     # the step's UPDATE writes it
+                continue
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None and inspect(loaded).modified:
                 # a step that saves the instance: the head goes into that same UPDATE

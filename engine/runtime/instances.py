@@ -25,7 +25,7 @@ from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
@@ -33,7 +33,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import lock_instance, locked_deltas
+from ..audit import defer_head, deferred_head, lock_instance, locked_deltas
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -49,13 +49,14 @@ from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState,
                              set_stored_state, stored_state)
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
-from ..workflow_cache import WorkflowCache
+from ..workflow_cache import WorkflowCache, note_open_tasks
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
 from .steps import (ACTIVE_STATUSES, COMPLETED, ENDED_STATUSES, RUNNING, Incident,
-                    audit_entry, clean_data, element_of, element_of_spec, incident_from,
-                    properties_of, stage_after)
+                    StateRows, audit_entry, clean_data, element_of, element_of_spec,
+                    incident_from, instance_row_writer, properties_of, stage_after,
+                    task_row_update)
 
 
 # A step stores what it changed in the state (a delta); after this many deltas, and when the
@@ -188,7 +189,8 @@ class Runtime(InstanceManagement, Schedules):
         # the instance row first, before any of its other rows (see lock_instance_chain);
         # held here, as the session keeps loaded rows only while they are referenced
         if locked is None:
-            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True)
+            locked = lock_instance(session, instance_id, task_id=task_id, deltas=True,
+                                   cached=self._cached_version(instance_id, task_id))
         if instance_id is None:
             if locked is None:       # said as for a task the caller may not see
                 raise NotFound(f"task {task_id} does not exist", code="task.not_found")
@@ -201,6 +203,19 @@ class Runtime(InstanceManagement, Schedules):
         with variant_settings(self.repository.settings(definition)):
             yield instance, workflow
         saved.append((instance, loaded_version, workflow))
+
+    def _cached_version(self, instance_id: str | None, task_id: str | None
+                        ) -> dict[str, int] | None:
+        """{instance id: version} of the workflow kept in memory for the instance (or the
+        instance of ``task_id``), for the lock to skip reading its state deltas."""
+        if instance_id is not None:
+            version = self._workflows.version_of(instance_id)
+            return {instance_id: version} if version is not None else None
+        try:
+            held = self._workflows.holding(uuid.UUID(task_id))
+        except (TypeError, ValueError):
+            return None
+        return dict([held]) if held is not None else None
 
     def _keep_workflows(self, saved: list) -> None:
         """Committed: keep each workflow for its instance's next step when this unit saved
@@ -263,6 +278,8 @@ class Runtime(InstanceManagement, Schedules):
         previous_stage = instance.stage
         # one walk of the task tree for the stage and the projections
         live = all_tasks(workflow, state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+        note_open_tasks(workflow, [t.id for t in live
+                                   if t.state == TaskState.READY and t.task_spec.manual])
         instance.stage = stage_after(live, completed, instance.stage)
         step = Step(session, instance, self.repository.get(instance.definition_id, session),
                     actor, now, previous_stage, completed, user_task, task_row,
@@ -277,10 +294,22 @@ class Runtime(InstanceManagement, Schedules):
         if projected:            # recorded in the step's own entry
             events[0].details = {**(events[0].details or {}), "changes": projected}
         session.add_all(events + step.audit)
-        # the version check happens here; the audit entries' chain head goes into the same
-        # UPDATE of the instance row
-        session.flush()
-        store_state(session)
+        if inspect(instance).persistent:
+            # the instance row as one Core UPDATE after the flush, with the version check
+            # and the chain head of the entries the flush wrote; on PostgreSQL the state's
+            # delta rows are written by the same statement
+            # (and the completed task's row)
+            write_row = instance_row_writer(instance)
+            also = [task_row_update(task_row)] if task_row is not None else []
+            defer_head(session, instance.id)
+            session.flush()
+            if not write_row(session, deferred_head(session, instance.id),
+                             store_state if isinstance(store_state, StateRows) else None,
+                             [statement for statement in also if statement is not None]):
+                store_state(session)
+        else:
+            session.flush()          # a new instance: inserted with its chain head
+            store_state(session)
         for listener in self.listeners:
             listener.step_saved(step)
 
@@ -308,8 +337,7 @@ class Runtime(InstanceManagement, Schedules):
             writes["snapshots"] += 1
             writes["bytes"] += len(instance.state)
             if stored is not None and stored.deltas:
-                return lambda session: session.execute(
-                    delete(DELTAS).where(DELTAS.c.instance_id == instance.id))
+                return StateRows(instance.id)           # the deltas removed
             return lambda session: None
         delta = self.codec.delta(stored.parts, parts, parts_digests)
         if delta is None:                   # the step changed nothing in the state
@@ -322,8 +350,7 @@ class Runtime(InstanceManagement, Schedules):
         flag_modified(instance, "updated_at")
         writes["deltas"] += 1
         writes["bytes"] += len(delta)
-        return lambda session: session.execute(insert(DELTAS), {
-            "instance_id": instance.id, "seq": stored.deltas + 1, "data": delta})
+        return StateRows(instance.id, stored.deltas + 1, delta)
 
     # --- operations ----------------------------------------------------------------------
     def start(self, variant: str, key: str, *, principal: Principal,

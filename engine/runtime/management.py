@@ -53,7 +53,9 @@ class InstanceManagement:
         with self._unit_of_work() as session:
             # the instance rows first, in one statement (see lock_instance_chain), then
             # their timers and subscriptions, each in one statement for all of them
-            locked = lock_instances(session, ids)
+            kept = {i: self._workflows.version_of(i) for i in ids}
+            locked = lock_instances(session, ids, cached={
+                i: version for i, version in kept.items() if version is not None})
             timer_rows: dict[str, list[Timer]] = {i: [] for i in locked}
             subscriptions: dict[str, list[MessageSubscription]] = {i: [] for i in locked}
             with session.no_autoflush:
