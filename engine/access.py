@@ -40,6 +40,9 @@ _PRINCIPAL_ROWS = (
     .outerjoin(Grant, Grant.username == User.username)
     .where(User.username == bindparam("username")))
 
+# the statement of Access.task_and_open_rows by what it depends on in the caller
+_OPEN_ROWS: dict = {}
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -303,17 +306,31 @@ class Access:
         with the rows of the other open tasks of its instance (``instance_id``, locked): one
         statement, each row read as it is now, with whether the principal is its candidate
         and may see it."""
-        candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
-                                   TaskCandidate.username == principal.username)
-        visible = true() if principal.trusted else self.task_visible_clause(principal)
-        rows = session.execute(
-            select(HumanTask, candidate, visible)
-            .where(HumanTask.instance_id == instance_id,
-                   or_(HumanTask.status == "open", HumanTask.id == task_id))
-            .execution_options(populate_existing=True)).all()
+        rows = session.execute(self._open_rows_statement(principal),
+                               {"task_id": task_id, "instance_id": instance_id}).all()
         found = next(((row, bool(is_candidate)) for row, is_candidate, may_see in rows
                       if row.id == task_id and may_see), None)
         return found, [row for row, _, _ in rows]
+
+    def _open_rows_statement(self, principal: Principal):
+        # built once per caller as they are (name, units, administered variants: all the
+        # statement depends on), the task and instance as parameters: a completion spent
+        # 0.3 ms building it again (bench.request_profile)
+        key = (principal.trusted, principal.username, principal.units, principal.admin_of)
+        statement = _OPEN_ROWS.get(key)
+        if statement is None:
+            candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
+                                       TaskCandidate.username == principal.username)
+            visible = true() if principal.trusted else self.task_visible_clause(principal)
+            statement = (select(HumanTask, candidate, visible)
+                         .where(HumanTask.instance_id == bindparam("instance_id"),
+                                or_(HumanTask.status == "open",
+                                    HumanTask.id == bindparam("task_id")))
+                         .execution_options(populate_existing=True))
+            if len(_OPEN_ROWS) >= 1024:
+                _OPEN_ROWS.clear()
+            _OPEN_ROWS[key] = statement
+        return statement
 
     def require_candidate(self, principal: Principal, task: HumanTask, is_candidate: bool,
                           doing: str) -> None:

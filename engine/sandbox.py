@@ -451,10 +451,27 @@ def check_code(source: str, mode: str) -> None:
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+_STATM: dict[int, int] = {}        # this process's id → its /proc/self/statm, kept open
+_STATM_LOCK = threading.Lock()
+
+
 def _resident_bytes() -> int | None:
+    # read at every expression and every few trace events of a script: a descriptor kept
+    # open per process (a forked worker opens its own) and read from its start, 2 µs
+    # instead of 13 µs for an open and close each time
     try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
+        pid = os.getpid()
+        fd = _STATM.get(pid)
+        if fd is None:
+            with _STATM_LOCK:
+                fd = _STATM.get(pid)
+                if fd is None:
+                    fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+                    for inherited in _STATM.values():   # a parent's, through fork
+                        os.close(inherited)
+                    _STATM.clear()
+                    _STATM[pid] = fd
+        return int(os.pread(fd, 128, 0).split()[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return None     # no /proc: the CPU budget and size guards still apply
 

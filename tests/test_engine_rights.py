@@ -371,3 +371,31 @@ def test_who_calls_is_read_afresh_and_through_a_unit_of_work_in_hand(library):
     assert library.access.principal(PROPOSER).memberships
     assert (unit, "staff") in library.access.principal("newcomer").memberships
     assert library.access.principal("nobody") is None
+
+
+def test_a_completion_s_statement_follows_who_calls_as_they_are_now(library):
+    # the statement that reads the task and the instance's open tasks is built once per
+    # caller as they are (name, units, administered variants) and reused: a membership or
+    # a grant given since changes what the caller may see at their next request
+    from engine.store import Grant, Membership
+    case, screening = _screening(library)
+    complete, access = library.runtime.complete_task, library.access
+    data = {**SCREENED, "is_complex": False}
+    with _refused(library, NotFound, case.id):
+        complete(screening.id, data, principal=_who(library, OUTSIDER))
+    with _refused(library, NotFound, case.id):
+        complete(screening.id, data, principal=_who(library, OTHER_ADMIN))
+    before = _who(library, OUTSIDER)
+    assert access._open_rows_statement(before) is access._open_rows_statement(
+        _who(library, OUTSIDER))
+    with library.db.transaction() as session:
+        session.add(Membership(username=OUTSIDER, unit_id=screening.unit_id, position="staff"))
+        session.add(Grant(username=OTHER_ADMIN, grant="admin", variant="lao-cai"))
+    after = _who(library, OUTSIDER)
+    assert access._open_rows_statement(after) is not access._open_rows_statement(before)
+    # they see the task now, and are still no candidate of it
+    with _refused(library, Forbidden, case.id, rule="candidates_only"):
+        complete(screening.id, data, principal=after)
+    with _refused(library, Forbidden, case.id, rule="candidates_only"):
+        complete(screening.id, data, principal=_who(library, OTHER_ADMIN))
+    complete(screening.id, data, principal=_who(library, HEAD))

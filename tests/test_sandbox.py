@@ -80,6 +80,41 @@ def test_memory_bombs_are_refused(sandbox, script):
         sandbox.execute(script, {})
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_the_memory_guard_reads_its_own_process_after_a_fork():
+    # the guard keeps /proc/self/statm open per process: a forked worker reads its own
+    # resident size, not its parent's through the inherited descriptor
+    import os
+
+    from engine.sandbox import _resident_bytes
+
+    def fresh() -> int:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    if _resident_bytes() is None:
+        pytest.skip("no /proc")
+    before = _resident_bytes()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                     # the child
+        ok = False
+        try:
+            grown = b"\x01" * (128 * 2**20)              # written: resident
+            mine, own = _resident_bytes(), fresh()
+            # the child grew (the parent did not): what the guard reads is the child's
+            ok = own > before + 32 * 2**20 and abs(mine - own) < 8 * 2**20 \
+                and len(grown) > 0
+        finally:
+            os.write(writer, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert abs(_resident_bytes() - fresh()) < 8 * 2**20     # the parent reads its own
+
+
 def test_ordinary_scripts_work(sandbox):
     data = {"votes": ["for", "against", "for"], "budget": 1_500_000}
     sandbox.execute("approved = votes.count('for') * 2 > len(votes)\n"

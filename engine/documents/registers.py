@@ -9,6 +9,7 @@ back with everything else, so the numbers are unique and without gaps.
 """
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -18,19 +19,27 @@ from ..store.models import DocumentRegister
 _TABLE = DocumentRegister.__table__
 
 
-def take_number(session: Session, agency_id: str, year: int, kind: str) -> int:
-    """The next number of a register, taken in ``session``'s transaction."""
-    dialect = session.get_bind().dialect.name
-    insert = sqlite_insert if dialect == "sqlite" else postgres_insert
+def _statement(insert):
     # one statement: the register's row is created by its first document, else incremented
     # (the conflict locks the row on PostgreSQL, so a concurrent issuer waits for it)
-    statement = insert(_TABLE).values(agency_id=agency_id, year=year, kind=kind,
-                                      last_number=1)
-    return session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[_TABLE.c.agency_id, _TABLE.c.year, _TABLE.c.kind],
-            set_={"last_number": _TABLE.c.last_number + 1})
-        .returning(_TABLE.c.last_number)).scalar_one()
+    return (insert(_TABLE).values(agency_id=bindparam("agency_id"), year=bindparam("year"),
+                                  kind=bindparam("kind"), last_number=1)
+            .on_conflict_do_update(
+                index_elements=[_TABLE.c.agency_id, _TABLE.c.year, _TABLE.c.kind],
+                set_={"last_number": _TABLE.c.last_number + 1})
+            .returning(_TABLE.c.last_number))
+
+
+# built once per dialect: building it took a third of a number's time
+_TAKE = {"sqlite": _statement(sqlite_insert), "postgresql": _statement(postgres_insert)}
+
+
+def take_number(session: Session, agency_id: str, year: int, kind: str) -> int:
+    """The next number of a register, taken in ``session``'s transaction."""
+    statement = _TAKE[session.get_bind().dialect.name]
+    return session.execute(statement, {"agency_id": agency_id, "year": year,
+                                       "kind": kind}).scalar_one()
+
 
 def reference(number: int, kind: str, agency_code: str) -> str:
     """Số/ký hiệu: ``05/QĐ-SXD``."""

@@ -25,7 +25,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from .. import policy
@@ -59,6 +59,12 @@ def _initials(name: str) -> str:
     if words[0].isupper() and len(words[0]) > 1:
         return words[0]
     return "".join(w[0] for w in words if w[0].isalpha()).upper()
+
+
+# the titles, numbers and dates of an instance's documents, built once
+_EARLIER = (select(Document.title, Document.reference, Document.issued_at)
+            .where(Document.instance_id == bindparam("instance_id"))
+            .order_by(Document.issued_at))
 
 
 def _json_value(value: Any) -> Any:
@@ -259,9 +265,7 @@ class Documents:
                            flags=re.IGNORECASE)
         # the earlier documents' titles, numbers and dates only (not their content)
         earlier = [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
-                   for d in session.execute(select(
-                       Document.title, Document.reference, Document.issued_at).where(
-                       Document.instance_id == instance.id).order_by(Document.issued_at))]
+                   for d in session.execute(_EARLIER, {"instance_id": instance.id})]
         earlier += [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
                     for d in session.new if isinstance(d, Document)]
         lines, signer_name, head = self._signer(session, signer, agency, rule.authority,

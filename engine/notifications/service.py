@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -56,6 +56,10 @@ def as_dict(row: Notification) -> dict:
             "task_id": row.task_id, "instance_id": row.instance_id, "link": row.link,
             "created_at": as_utc(row.created_at),
             "read_at": as_utc(row.read_at) if row.read_at is not None else None}
+
+
+# the users of some names (Notifications.prefetch), built once
+_USERS = select(User).where(User.username.in_(bindparam("usernames", expanding=True)))
 
 
 def _administered(principal):
@@ -142,8 +146,7 @@ class Notifications:
         # users are not among what the step has pending: no flush of it before reading
         with session.no_autoflush:
             for first in range(0, len(missing), 500):
-                for user in session.scalars(select(User).where(
-                        User.username.in_(missing[first:first + 500]))):
+                for user in session.scalars(_USERS, {"usernames": missing[first:first + 500]}):
                     found[user.username] = user
         kept.update(found)
         return found
