@@ -4,15 +4,17 @@ stored state), and the collections are measured against their own data limit."""
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 
 import pytest
+from SpiffWorkflow.util.task import TaskState
 
 from conftest import ALICE, bpmn_source, empty_database
 from engine.multi_instance import all_tasks
 from engine.scheduler import SCHEDULER
 from engine.workflow_engine import WorkflowEngine
-from procedures import deploy_library
+from procedures import Case, as_user, deploy_library
 
 
 def utc(*args) -> datetime:
@@ -56,6 +58,47 @@ def test_a_cycle_s_instances_hold_their_unit_not_the_list_of_all_units(engine, c
     assert state.count(f'"{first_unit}"') <= 5
     assert json.loads(state) == json.loads(engine.codec.state_json(
         engine.runtime.workflow(instance.id)))
+
+
+_FILTERS = ({}, {"state": TaskState.READY | TaskState.WAITING | TaskState.STARTED},
+            {"state": TaskState.READY}, {"state": TaskState.WAITING},
+            {"state": TaskState.COMPLETED}, {"state": TaskState.ERROR},
+            {"state": TaskState.NOT_FINISHED_MASK}, {"state": TaskState.PREDICTED_MASK})
+
+
+def _same_walk(workflow) -> None:
+    """``all_tasks`` lists what SpiffWorkflow's own iterator lists without its depth bound:
+    the same tasks in the same order, for every filter the engine uses and more."""
+    for filters in _FILTERS:
+        ours = [t.id for t in all_tasks(workflow, **filters)]
+        spiffs = [t.id for t in workflow.get_tasks(max_depth=sys.maxsize, **filters)]
+        assert ours == spiffs, filters
+
+
+def test_the_engine_walks_a_workflow_s_tasks_as_spiff_workflow_does(library_engine, clock):
+    """A cycle for 30 units, as it opens, once some units reported (their subprocesses
+    completed) and once all did: the engine's walk (a stack, linear in the tasks) lists what
+    SpiffWorkflow's (a list copied at every task, quadratic past N instances) lists."""
+    from bench.fanout import add_units
+    engine = library_engine
+    add_units(engine, 30)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    case = Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+    _same_walk(engine.runtime.workflow(case.id))
+    for i, task in enumerate(case.open("submit_report")):
+        if i in (0, 7, 29):
+            _same_walk(engine.runtime.workflow(case.id))
+        engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                     principal=as_user(engine, case.candidates(task)[0]))
+    _same_walk(engine.runtime.workflow(case.id))
+
+
+@pytest.fixture
+def library_engine(engine):
+    deploy_library(engine)
+    return engine
 
 
 @pytest.fixture

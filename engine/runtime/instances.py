@@ -41,7 +41,7 @@ from ..forms import (date_order_errors, form_errors, person_values, unit_values,
                      unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
-from ..multi_instance import all_tasks
+from ..multi_instance import all_tasks, do_engine_steps
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
@@ -234,7 +234,7 @@ class Runtime(InstanceManagement, Schedules):
         try:
             with one_step():
                 workflow.refresh_timers()
-                workflow.do_engine_steps(did_complete_task=did_complete)
+                do_engine_steps(workflow, did_complete_task=did_complete)
         except (WorkflowException, ScriptError) as exc:
             return incident_from(exc)
         return None
