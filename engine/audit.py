@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import (LargeBinary, case, event, exists, func, inspect, insert, null, select,
-                        update)
+from sqlalchemy import (LargeBinary, bindparam, case, event, exists, func, inspect, insert,
+                        null, select, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -118,7 +118,13 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
             session.info.setdefault(LOCKED_HEADS, {})[instance.id] = (
                 instance.audit_seq or 0, instance.audit_head)
         return instance
-    found = _lock_with_deltas(session, which, cached)
+    by_task = instance_id is None
+    params: dict[str, Any] = {"lock_task": task_id} if by_task else {"lock_id": instance_id}
+    if cached:
+        ((kept_id, kept_version),) = cached.items()
+        params.update(kept_id=kept_id, kept_version=kept_version)
+    found = _locked_rows(session, session.execute(_one_lock_statement(by_task, bool(cached)),
+                                                  params).all(), cached)
     return found[0] if found else None
 
 
@@ -138,25 +144,55 @@ def lock_instances(session: Session, instance_ids: list[str],
 
 def _lock_with_deltas(session: Session, which,
                       cached: dict[str, int] | None = None) -> list[Instance]:
+    kept = None
+    if cached:
+        # the workflow held in memory serves the step when the locked row (its newest
+        # version) has the version it was kept at
+        kept = Instance.version == case(cached, value=Instance.id, else_=null())
+    return _locked_rows(session, session.execute(_lock_statement(which, kept)).all(), cached)
+
+
+def _lock_statement(which, kept) -> Any:
+    """The instance rows ``which``, locked, with their state deltas (in order) and the
+    version the statement's snapshot sees; ``kept``: a condition on the row under which its
+    deltas are not read (PostgreSQL evaluates a CASE's sub-select only for the branch it
+    takes)."""
     state_deltas = InstanceStateDelta.__table__
     in_order: Any = func.array(select(state_deltas.c.data)
                           .where(state_deltas.c.instance_id == Instance.id)
                           .order_by(state_deltas.c.seq).scalar_subquery(),
                           type_=ARRAY(LargeBinary))
-    if cached:
-        # the workflow held in memory serves the step when the locked row (its newest
-        # version) has the version it was kept at: its deltas are then not read (PostgreSQL
-        # evaluates a CASE's sub-select only for the branch it takes)
-        version_kept = case(cached, value=Instance.id, else_=null())
-        in_order = case((Instance.version == version_kept, null()), else_=in_order)
+    if kept is not None:
+        in_order = case((kept, null()), else_=in_order)
     # the sub-selects read the statement's snapshot, taken before a wait for the lock; the
     # locked row is the newest version. The deltas are kept only when the snapshot has that
     # version too (a step writes its deltas and the version together)
     seen = aliased(Instance)
     seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
-    found = session.execute(select(Instance, in_order, seen_version).where(which)
-                            .order_by(Instance.id)
-                            .with_for_update(key_share=True, of=Instance)).all()
+    return (select(Instance, in_order, seen_version).where(which).order_by(Instance.id)
+            .with_for_update(key_share=True, of=Instance))
+
+
+# the statements locking one instance, by its id or by a task's, with or without a kept
+# version: built once (building one and its cache key cost about 0.5 ms, every step)
+_ONE_LOCK_STATEMENTS: dict[tuple[bool, bool], Any] = {}
+
+
+def _one_lock_statement(by_task: bool, cached: bool) -> Any:
+    statement = _ONE_LOCK_STATEMENTS.get((by_task, cached))
+    if statement is None:
+        which = Instance.id == (select(HumanTask.instance_id)
+                                .where(HumanTask.id == bindparam("lock_task"))
+                                .scalar_subquery() if by_task else bindparam("lock_id"))
+        kept = ((Instance.id == bindparam("kept_id"))
+                & (Instance.version == bindparam("kept_version"))) if cached else None
+        statement = _ONE_LOCK_STATEMENTS[(by_task, cached)] = _lock_statement(which, kept)
+    return statement
+
+
+def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list[Instance]:
+    """The locked instances of :func:`_lock_statement`'s rows; their chain heads and the
+    deltas read (see :func:`locked_deltas`) kept for the session."""
     heads = session.info.setdefault(LOCKED_HEADS, {})
     kept = session.info.setdefault(LOCKED_DELTAS, {})
     for instance, read, version in found:
