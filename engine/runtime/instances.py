@@ -297,15 +297,14 @@ class Runtime(InstanceManagement, Schedules):
         if inspect(instance).persistent:
             # the instance row as one Core UPDATE after the flush, with the version check
             # and the chain head of the entries the flush wrote; on PostgreSQL the state's
-            # delta rows are written by the same statement
-            # (and the completed task's row)
+            # delta rows and the completed task's row are written by the same statement
             write_row = instance_row_writer(instance)
-            also = [task_row_update(task_row)] if task_row is not None else []
+            task_update = task_row_update(task_row) if task_row is not None else None
             defer_head(session, instance.id)
             session.flush()
             if not write_row(session, deferred_head(session, instance.id),
                              store_state if isinstance(store_state, StateRows) else None,
-                             [statement for statement in also if statement is not None]):
+                             [task_update] if task_update is not None else []):
                 store_state(session)
         else:
             session.flush()          # a new instance: inserted with its chain head
