@@ -29,6 +29,7 @@ from docx.oxml.parser import parse_xml
 from docxtpl import DocxTemplate
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
+from lxml import etree
 
 
 class TemplateFailed(Exception):
@@ -196,6 +197,30 @@ _RENDERED_PROPERTIES = ("author", "comments", "identifier", "language", "subject
 _TOOLS = DocxTemplate(None)        # docxtpl's text functions (they keep no state)
 _ZIP_TIME = 0, ((2026 - 1980) << 9) | (1 << 5) | 1    # MS-DOS time and date: 01/01/2026 00:00
 _BODY = "{%s}body" % docx.oxml.ns.nsmap["w"]
+_DRAWING = "{%s}docPr" % docx.oxml.ns.nsmap["wp"]
+_DECLARATION = re.compile(rb' xmlns(:[^=]+)?="([^"]*)"')
+
+
+def _in_root(tag: bytes, document_ns: dict[str, str | None]) -> bytes | None:
+    """The start tag of a body serialized on its own (``<w:body xmlns:w=...>``) as it is
+    written inside the document's root: lxml drops a moved element's declarations of the
+    namespaces its new parent declares. None when that is not a plain removal (a default
+    namespace, a namespace the root declares with another prefix)."""
+    if tag.endswith(b"/>"):
+        return None
+    kept = []
+    for declaration in _DECLARATION.finditer(tag):
+        prefix, href = declaration.group(1), declaration.group(2).decode()
+        if prefix is None:
+            return None
+        if href not in document_ns:
+            kept.append(declaration.group(0))
+        elif document_ns[href] != prefix[1:].decode():
+            return None
+    rest = _DECLARATION.sub(b"", tag)
+    if b" " in rest.rstrip(b">") or not rest.startswith(b"<w:body"):
+        return None                          # attributes other than declarations
+    return rest[:-1] + b"".join(kept) + b">"
 
 
 def _deflated(data: bytes) -> bytes:
@@ -247,9 +272,26 @@ def _source(xml: str) -> Template:
 
 def _filled(template: Template, context: dict) -> str:
     """docxtpl's ``render_xml_part`` after its Jinja step."""
-    xml = re.sub(r"\n<w:p([ >])", r"<w:p\1", template.render(context))
+    xml = template.render(context).replace("\n<w:p ", "<w:p ").replace("\n<w:p>", "<w:p>")
     xml = xml.replace("{_{", "{{").replace("}_}", "}}").replace("{_%", "{%").replace("%_}", "%}")
-    return _TOOLS.resolve_listing(xml)
+    return _listing(xml)
+
+
+# docxtpl's resolve_listing turns tabs, \a, new lines and \f in a paragraph's text into
+# runs, breaks and paragraphs: three nested regular expressions over the whole part, which
+# leave a paragraph without those characters as it is (the fields of most documents)
+_SPECIAL = re.compile("[\t\a\n\f]")
+_PARAGRAPH = re.compile(r"<w:p(?: [^>]*)?>.*?</w:p>", re.DOTALL)
+
+
+def _listing_of(paragraph: re.Match) -> str:
+    text = paragraph.group(0)
+    return _TOOLS.resolve_listing(text) if _SPECIAL.search(text) else text
+
+
+def _listing(xml: str) -> str:
+    """docxtpl's ``resolve_listing``, run on the paragraphs that have such characters."""
+    return _PARAGRAPH.sub(_listing_of, xml) if _SPECIAL.search(xml) else xml
 
 
 class _Prepared:
@@ -263,6 +305,17 @@ class _Prepared:
                  core: str, core_xml: bytes, properties: dict[str, Template]):
         self.members = members
         self.document, self.document_xml, self.body = document, document_xml, body
+        # the document's root around an empty body, as serialize_part_xml writes it: a
+        # render writes the filled body between them instead of parsing the template's
+        # whole document again and moving the body into it
+        root = parse_xml(document_xml)
+        root.replace(root.find(_BODY), root.makeelement(_BODY))
+        self.around = tuple(serialize_part_xml(root).split(b"<w:body/>"))
+        assert len(self.around) == 2
+        self.document_ns = {href: prefix for prefix, href in root.nsmap.items()}
+        if len(self.document_ns) < len(root.nsmap):     # a namespace with two prefixes
+            self.document_ns = dict.fromkeys(self.document_ns)
+        self._body_tags: dict[bytes, bytes | None] = {}
         self.stories = stories
         self.core, self.core_xml, self.properties = core, core_xml, properties
 
@@ -333,9 +386,16 @@ class _Prepared:
         """docxtpl's body: filled, its tables' grids fixed, drawings numbered from 1001, in
         the document's root."""
         body = _TOOLS.fix_tables(_filled(self.body, context))
-        for number, drawing in enumerate(body.xpath("//wp:docPr",
-                                                    namespaces=docx.oxml.ns.nsmap), 1001):
+        for number, drawing in enumerate(body.iter(_DRAWING), 1001):
             drawing.attrib["id"] = str(number)
+        written = etree.tostring(body, encoding="UTF-8", xml_declaration=False)
+        start = written.find(b">") + 1
+        tag = self._body_tags.get(written[:start], _MISSING)
+        if tag is _MISSING:
+            tag = self._body_tags[written[:start]] = _in_root(written[:start],
+                                                              self.document_ns)
+        if tag is not None and b"xmlns" not in written[start:]:
+            return b"".join((self.around[0], tag, written[start:], self.around[1]))
         root = parse_xml(self.document_xml)
         root.replace(root.find(_BODY), body)
         return serialize_part_xml(root)
