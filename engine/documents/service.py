@@ -15,6 +15,7 @@ register's locks that long and make a decision wait for (or fail with) the conve
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -37,11 +38,11 @@ from ..deadlines import current_settings
 from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
 from ..org import Org
-from ..repository import document_template_of
+from ..repository import DOCUMENT_PREFIX
 from ..store import AuditEvent, Database, User
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
-from .render import TemplateFailed, long_date, render, short_date
+from .render import TemplateFailed, _Kept, long_date, render, short_date
 
 log = logging.getLogger("nd73.documents")
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -77,9 +78,26 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON gives it back: the plain values of task data (text, numbers,
+    lists, objects with text keys) copied as they are, anything else written as JSON and
+    read again."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list or kind is tuple:
+        return [_as_json(v) for v in value]
+    if kind is dict and all(type(k) is str for k in value):
+        return {k: _as_json(v) for k, v in value.items()}
+    return json.loads(json.dumps(value, default=_json_value, ensure_ascii=False))
+
+
 def json_safe(values: dict) -> dict:
     """The case's data as the JSON the document keeps (dates in ISO 8601)."""
-    return json.loads(json.dumps(values, default=_json_value, ensure_ascii=False))
+    return _as_json(values)
 
 
 def _plain(text: str) -> str:
@@ -107,6 +125,18 @@ def _full_name(session: Session, username: str) -> str | None:
         names[username] = session.connection().execute(
             _FULL_NAME, {"username": username}).scalar()
     return names[username]
+
+
+# the templates a definition deployed, decoded from its sources' text once per text (a
+# step issues from the same few: decoding one at every document took as long as taking its
+# number); the same bytes each time, which the renderer keeps its prepared template by
+_DECODED = _Kept(32)
+
+
+def _template_of(sources: dict[str, str], name: str) -> bytes | None:
+    """The document template ``name`` deployed with a definition (None if it was not)."""
+    text = sources.get(DOCUMENT_PREFIX + name)
+    return _DECODED.get(text, base64.b64decode) if text is not None else None
 
 
 class Documents:
@@ -217,7 +247,7 @@ class Documents:
     def issue(self, step: Step, rule: policy.DocumentRule, task, data: dict) -> Document:
         session, instance = step.session, step.instance
         settings = self.settings()
-        template = document_template_of(step.definition.sources, rule.template)
+        template = _template_of(step.definition.sources, rule.template)
         if template is None:
             raise InvalidData(f"document template '{rule.template}' was not deployed with "
                               "the definition", code="document.template_missing",
@@ -405,7 +435,7 @@ class Documents:
                 raise Forbidden("the document was already corrected; correct the correction",
                                 rule="document_corrected")
             definition = self.repository.get(instance.definition_id, session)
-            template = document_template_of(definition.sources, original.template)
+            template = _template_of(definition.sources, original.template)
             if template is None:
                 raise InvalidData(f"document template '{original.template}' is gone",
                                   code="document.template_missing",
