@@ -35,10 +35,12 @@ _TAKE = {"sqlite": _statement(sqlite_insert), "postgresql": _statement(postgres_
 
 
 def take_number(session: Session, agency_id: str, year: int, kind: str) -> int:
-    """The next number of a register, taken in ``session``'s transaction."""
-    statement = _TAKE[session.get_bind().dialect.name]
-    return session.execute(statement, {"agency_id": agency_id, "year": year,
-                                       "kind": kind}).scalar_one()
+    """The next number of a register, taken in ``session``'s transaction (on its connection:
+    a Core statement, which the session's own execution would only hand on)."""
+    connection = session.connection()
+    return connection.execute(_TAKE[connection.dialect.name],
+                              {"agency_id": agency_id, "year": year,
+                               "kind": kind}).scalar_one()
 
 
 def reference(number: int, kind: str, agency_code: str) -> str:
