@@ -14,6 +14,9 @@ import struct
 import threading
 import zipfile
 import zlib
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import IntEnum
 from pathlib import Path
 
 import docx
@@ -27,6 +30,7 @@ from api_client import LiveServer
 from engine.audit import verify
 from engine.documents.convert import ConversionFailed, to_pdf
 from engine.documents.registers import take_number
+from engine.documents.service import json_safe
 from engine.documents.render import (TemplateFailed, long_date, money, render,
                                      render_with_docxtpl)
 from engine.errors import DefinitionInvalid, Forbidden, NotFound
@@ -295,6 +299,34 @@ def test_a_broken_template_fails_by_name_each_time_it_is_rendered():
             render(broken, {}, _names)
     with pytest.raises(TemplateFailed, match="UndefinedError|TypeError"):
         render(_docx("{{ doc.reference.x.y }}"), {}, _names)
+
+
+class _Level(IntEnum):
+    HIGH = 3
+
+
+class _Text(str):
+    pass
+
+
+def test_a_document_keeps_the_case_s_data_as_json_gives_it_back():
+    """Plain values as they are (copies, not the task's own lists and objects), dates in
+    ISO 8601, tuples as lists, keys as text, anything else as its text."""
+    members = ["a", "b"]
+    data = {"title": "Đề xuất", "count": 3, "share": 0.5, "done": True, "none": None,
+            "members": members, "pair": ("x", 1), "on": date(2026, 3, 5),
+            "at": datetime(2026, 3, 5, 8, 30, tzinfo=timezone.utc),
+            "nested": {"rows": [{"level": _Level.HIGH, "amount": Decimal("1.50")}]},
+            "keys": {1: "one", None: "none"}, "text": _Text("t")}
+    kept = json_safe(data)
+    assert kept == {"title": "Đề xuất", "count": 3, "share": 0.5, "done": True, "none": None,
+                    "members": ["a", "b"], "pair": ["x", 1], "on": "2026-03-05",
+                    "at": "2026-03-05T08:30:00+00:00",
+                    "nested": {"rows": [{"level": 3, "amount": "1.50"}]},
+                    "keys": {"1": "one", "null": "none"}, "text": "t"}
+    assert type(kept["nested"]["rows"][0]["level"]) is int and type(kept["text"]) is str
+    kept["members"].append("c")
+    assert members == ["a", "b"]
 
 
 # --- issued with the steps -------------------------------------------------------------------
