@@ -390,10 +390,9 @@ class _Prepared:
             drawing.attrib["id"] = str(number)
         written = etree.tostring(body, encoding="UTF-8", xml_declaration=False)
         start = written.find(b">") + 1
-        tag = self._body_tags.get(written[:start], _MISSING)
-        if tag is _MISSING:
-            tag = self._body_tags[written[:start]] = _in_root(written[:start],
-                                                              self.document_ns)
+        if written[:start] not in self._body_tags:
+            self._body_tags[written[:start]] = _in_root(written[:start], self.document_ns)
+        tag = self._body_tags[written[:start]]
         if tag is not None and b"xmlns" not in written[start:]:
             return b"".join((self.around[0], tag, written[start:], self.around[1]))
         root = parse_xml(self.document_xml)
