@@ -215,6 +215,19 @@ def _nothing(value, out: list) -> None:
     """No task is frozen: no value needs looking for."""
 
 
+def _empty_fingerprint(task) -> tuple | None:
+    """All a task's part is made of when its data and internal data are empty (a task not
+    reached yet: SpiffWorkflow gives it data when it becomes ready), None otherwise: the part
+    of such a task holds its data's difference from its parent's, that is, the names of its
+    parent's data, in their order."""
+    if task.data or task.internal_data:
+        return None
+    parent = task.parent
+    return (task._state, task.last_state_change, task._parent, tuple(task._children),
+            task.triggered, task.task_spec.name,
+            tuple(parent.data) if parent is not None else None)
+
+
 def _fingerprint(task) -> tuple:
     """What a frozen task's part is made of, as far as it can change without its data
     changing in place: state, when it last changed, parent, children, whether it was
@@ -244,13 +257,20 @@ class Frozen:
 
     When in doubt a task is not frozen: data holding anything but JSON-like values; nothing is
     frozen by the first save after a load (a load shares values between a task's data and its
-    parent's, and a workflow read for one step would pay for copies it does not keep)."""
+    parent's, and a workflow read for one step would pay for copies it does not keep).
+
+    A frozen task's text is kept too, for the next snapshot. So is the text of each task
+    whose data and internal data are empty (most tasks not reached yet), with all it is made
+    of (:func:`_empty_fingerprint`): while that stays the same, so does the text."""
 
     def __init__(self):
         # a task (the object: a kept workflow keeps its tasks): its part's key, fingerprint,
-        # the ids of its data's mutable values, its parent (the object)
+        # the ids of its data's mutable values, its parent (the object), its part's text
         self.tasks: dict = {}
         self.owners: dict[int, object] = {}          # a mutable value's id: its task
+        # a task with empty data, as the last save found it: its part's key, its
+        # :func:`_empty_fingerprint`, text and digest
+        self.empty: dict = {}
 
     def drop(self, task) -> None:
         entry = self.tasks.pop(task, None)
@@ -260,9 +280,9 @@ class Frozen:
                 if owners.get(ident) is task:
                     del owners[ident]
 
-    def freeze(self, key: str, task) -> None:
-        """Own the task's data and note its fingerprint (the task is serialized by this
-        save: its text is the one of the data before the copy, equal to it)."""
+    def freeze(self, key: str, task, text: str) -> None:
+        """Own the task's data and note its fingerprint and text (the task's part as this
+        save has it: the text of the data before the copy, equal to it)."""
         self.drop(task)
         ids: list[int] = []
         try:
@@ -272,7 +292,7 @@ class Frozen:
             return
         task.data = data
         task.internal_data = internal
-        self.tasks[task] = (key, _fingerprint(task), ids, task.parent)
+        self.tasks[task] = (key, _fingerprint(task), ids, task.parent, text)
         owners = self.owners
         for ident in ids:
             owners[ident] = task
@@ -366,12 +386,14 @@ class Codec:
             self.registry._encoder_mode = False
 
     def changed_parts(self, workflow: BpmnWorkflow, stored: StoredState | None, *,
-                      whole: bool = False) -> tuple[dict[str, str], dict[str, bytes], Frozen]:
+                      whole: bool = False
+                      ) -> tuple[dict[str, str], dict[str, bytes], Frozen, int]:
         """The parts a save must write, serializing only the tasks that may have changed since
         ``stored`` (the last save) and reusing its digests for the frozen ones (see
-        :class:`Frozen`); ``whole``: serialize every part (a snapshot). Returns the texts of the
-        parts serialized (all of them when ``whole``), the digests of all the parts, and the
-        tasks frozen now, for the next save."""
+        :class:`Frozen`) and for the tasks with empty data whose part is made of the same
+        as then; ``whole``: every part's text (a snapshot), those reused included. Returns
+        the texts of the parts serialized (all of them when ``whole``), the digests of all
+        the parts, the tasks frozen now, for the next save, and how many parts it serialized."""
         # the first save after a load (or of a new instance) freezes nothing: a workflow read
         # from the store for one step (another process's instance, a timer firing) does not
         # pay for copying data it will not keep; the next save of a kept workflow freezes
@@ -379,12 +401,16 @@ class Codec:
         freezing = kept_frozen is not None
         frozen = kept_frozen if kept_frozen is not None else Frozen()
         before = frozen.tasks
+        empty_before, empty_now = frozen.empty, {}
         known = stored.parts if stored is not None else {}
         groups = [("t:", workflow)] + [(f"s:{sub_id}:", sub)
                                        for sub_id, sub in workflow.subprocesses.items()]
-        # 1. the frozen tasks whose fingerprint is unchanged (candidates to skip), and the
-        # values of everything else, where a value of a frozen task must not be found
+        # 1. the frozen tasks whose fingerprint is unchanged (candidates to skip), the tasks
+        # with empty data whose part is made of the same as at the last save (kept as they
+        # are), and the values of everything else, where a value of a frozen task must not
+        # be found
         candidates: set = set()
+        kept: dict = {}                 # a task with empty data: its key and fingerprint
         seen: list[int] = []
         joins: set = set()
         walk = _mutables if frozen.owners else _nothing
@@ -396,8 +422,12 @@ class Codec:
                     if entry is not None and entry[1] == _fingerprint(task):
                         candidates.add(task)
                         continue
-                walk(task.data, seen)
-                walk(task.internal_data, seen)
+                empty = _empty_fingerprint(task)
+                if empty is not None:
+                    kept[task] = empty
+                else:
+                    walk(task.data, seen)
+                    walk(task.internal_data, seen)
                 if isinstance(task.task_spec, UnstructuredJoin):
                     joins.add(task.task_spec)
         if joins and candidates:
@@ -430,6 +460,7 @@ class Codec:
         # 3. serialize the rest; freeze what can be frozen
         texts: dict[str, str] = {}
         parts: dict[str, bytes] = {}
+        serialized = len(groups)
         dumps, convert = self._dumps, self.registry.convert
         self.registry._encoder_mode = True
         try:
@@ -439,30 +470,41 @@ class Codec:
                 parts[own_key] = digest(texts[own_key])
                 for task_id, task in wf.tasks.items():
                     if task in skipped:
-                        key = before[task][0]
-                        if not whole:
-                            parts[key] = known[key]
-                            continue
+                        entry = before[task]
+                        key = entry[0]
+                        parts[key] = known[key]
+                        if whole:               # a snapshot: frozen, and stays so
+                            texts[key] = entry[4]
+                        continue
+                    empty = kept.get(task)
+                    entry = empty_before.get(task) if empty is not None else None
+                    if entry is not None and entry[1] == empty:
+                        key, _, text, part_digest = entry
+                        parts[key] = part_digest
+                        if whole:
+                            texts[key] = text
                     else:
                         key = prefix + str(task_id)
-                    text = texts[key] = dumps(convert(task))
-                    parts[key] = digest(text)
-                    if task in skipped:         # a snapshot: frozen, and stays so
-                        continue
+                        text = texts[key] = dumps(convert(task))
+                        part_digest = parts[key] = digest(text)
+                        serialized += 1
+                    if empty is not None:
+                        empty_now[task] = (key, empty, text, part_digest)
                     if freezing and task._state & _FINISHED and all(
                             child._state & _FINISHED for child in task.children):
-                        frozen.freeze(key, task)
+                        frozen.freeze(key, task, text)
                     else:
                         frozen.drop(task)
         finally:
             self.registry._encoder_mode = False
+        frozen.empty = empty_now
         if len(frozen.tasks) > len(parts):
             # tasks (or subprocesses) that went away: a reset, a loop's tasks dropped
             live = {id(wf) for _, wf in groups}
             for task in [t for t in frozen.tasks if id(t.workflow) not in live
                          or t.workflow.tasks.get(t.id) is not t]:
                 frozen.drop(task)
-        return texts, parts, frozen
+        return texts, parts, frozen, serialized
 
     def _attributes(self, wf, top: bool) -> str:
         """The part of a workflow or subprocess without its tasks and subprocesses."""
