@@ -197,6 +197,26 @@ def _owned(value, ids: list):
     return value
 
 
+def _owned_noting(value, ids: list, seen: list):
+    """:func:`_owned`, also appending to ``seen`` the id of each mutable value of ``value``
+    (what :func:`_mutables` finds in it)."""
+    cls = value.__class__
+    if cls is dict:
+        seen.append(id(value))
+        value = {k: v if v.__class__ in _IMMUTABLE else _owned_noting(v, ids, seen)
+                 for k, v in value.items()}
+    elif cls is list:
+        seen.append(id(value))
+        value = [v if v.__class__ in _IMMUTABLE else _owned_noting(v, ids, seen)
+                 for v in value]
+    elif cls in _IMMUTABLE:
+        return value
+    else:
+        raise _Foreign
+    ids.append(id(value))
+    return value
+
+
 def _mutables(value, out: list) -> None:
     """Append the id of every value inside ``value`` (itself included) that is not one of
     the immutable scalars, descending into dicts, lists, tuples and sets."""
@@ -287,18 +307,36 @@ class Frozen:
                 if owners.get(ident) is task:
                     del owners[ident]
 
-    def freeze(self, key: str, task, text: str) -> None:
-        """Own the task's data and note its fingerprint and text (the task's part as this
-        save has it: the text of the data before the copy, equal to it)."""
-        self.drop(task)
+    @staticmethod
+    def own(task, seen: list) -> list[int] | None:
+        """Replace the task's data and internal data by copies of their own (:func:`_owned`)
+        and return the ids of the copies' mutable values, noting in ``seen`` those of the
+        values replaced; None, nothing replaced, when they hold a value that is not
+        JSON-like."""
         ids: list[int] = []
         try:
-            data = _owned(task.data, ids)
-            internal = _owned(task.internal_data, ids)
+            data = _owned_noting(task.data, ids, seen)
+            internal = _owned_noting(task.internal_data, ids, seen)
         except _Foreign:
-            return
+            return None
         task.data = data
         task.internal_data = internal
+        return ids
+
+    def freeze(self, key: str, task, text: str, ids: list[int] | None = None) -> None:
+        """Own the task's data (unless :meth:`own` did, giving ``ids``) and note its
+        fingerprint and text (the task's part as this save has it: the text of the data
+        before the copy, equal to it)."""
+        self.drop(task)
+        if ids is None:
+            ids = []
+            try:
+                data = _owned(task.data, ids)
+                internal = _owned(task.internal_data, ids)
+            except _Foreign:
+                return
+            task.data = data
+            task.internal_data = internal
         self.tasks[task] = (key, _fingerprint(task), ids, task.parent, text)
         owners = self.owners
         for ident in ids:
@@ -417,7 +455,8 @@ class Codec:
         # are), and the values of everything else, where a value of a frozen task must not
         # be found
         candidates: set = set()
-        kept: dict = {}                 # a task with empty data: its key and fingerprint
+        kept: dict = {}                 # a task with empty data: its fingerprint
+        owned: dict = {}                # a task to freeze, its data owned already: the ids
         seen: list[int] = []
         joins: set = set()
         walk = _mutables if frozen.owners else _nothing
@@ -432,6 +471,10 @@ class Codec:
                 empty = _empty_fingerprint(task)
                 if empty is not None:
                     kept[task] = empty
+                elif freezing and task._state & _FINISHED and all(
+                        child._state & _FINISHED for child in task.children) and (
+                        ids := frozen.own(task, seen)) is not None:
+                    owned[task] = ids           # frozen below: its values looked at here
                 else:
                     walk(task.data, seen)
                     walk(task.internal_data, seen)
@@ -499,7 +542,7 @@ class Codec:
                         empty_now[task] = (key, empty, text, part_digest)
                     if freezing and task._state & _FINISHED and all(
                             child._state & _FINISHED for child in task.children):
-                        frozen.freeze(key, task, text)
+                        frozen.freeze(key, task, text, owned.get(task))
                     else:
                         frozen.drop(task)
         finally:
