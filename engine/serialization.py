@@ -79,8 +79,8 @@ class StoredState:
     """What the store holds of a workflow, as the step that last saved or loaded it left it:
     a digest of each part's JSON text (:func:`digests`: all a delta compares, a fraction of
     the texts' memory in a cached workflow), and how many deltas follow the snapshot.
-    ``frozen``: the tasks the next save need not serialize again unless they changed (see
-    :class:`Frozen`), None after a load."""
+    ``frozen``: the tasks the next save need not serialize again unless they changed, with
+    their texts for the next snapshot (see :class:`Frozen`), None after a load."""
     parts: dict[str, bytes]
     deltas: int
     frozen: "Frozen | None" = None
@@ -288,7 +288,9 @@ class Frozen:
 
     A frozen task's text is kept too, for the next snapshot. So is the text of each task
     whose data and internal data are empty (most tasks not reached yet), with all it is made
-    of (:func:`_empty_fingerprint`): while that stays the same, so does the text."""
+    of (:func:`_empty_fingerprint`): while that stays the same, so does the text. (The texts
+    of a national proposal's workflow take up to 46 KB of memory, where its tasks' data take
+    130 to 330 KB once it has passed its plan.)"""
 
     def __init__(self):
         # a task (the object: a kept workflow keeps its tasks): its part's key, fingerprint,
