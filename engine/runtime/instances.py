@@ -324,10 +324,12 @@ class Runtime(InstanceManagement, Schedules):
         whole = stored is None or stored.deltas >= self.state_snapshot_every \
             or instance.status in ENDED_STATUSES
         # only the tasks that may have changed since the last save are serialized (the
-        # frozen ones keep their digests, engine.serialization.Frozen); a snapshot, all
-        parts, parts_digests, frozen = self.codec.changed_parts(workflow, stored, whole=whole)
+        # frozen ones and the unchanged ones with empty data keep their digests and texts,
+        # engine.serialization.Frozen); a snapshot takes every part's text, kept or new
+        parts, parts_digests, frozen, serialized = self.codec.changed_parts(
+            workflow, stored, whole=whole)
         writes["parts"] += len(parts_digests)
-        writes["parts_serialized"] += len(parts)
+        writes["parts_serialized"] += serialized
         if whole:
             instance.state = self.codec.snapshot(parts)
             instance.state_format = STATE_FORMAT

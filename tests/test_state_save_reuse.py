@@ -1,0 +1,58 @@
+"""A save reuses what an earlier save of the same workflow serialized: the frozen tasks'
+parts and the parts of the tasks with empty data (tasks not reached yet) whose state,
+children and parent's data names are what they were. It serializes only what may have
+changed, and a snapshot put together from reused and new texts is the workflow's state."""
+from __future__ import annotations
+
+import json
+
+from SpiffWorkflow.util.task import TaskState
+
+from conftest import ALICE, bpmn_source
+from engine.serialization import Codec, StoredState, digests, state_text
+
+
+def _save(codec, workflow, stored, whole=False):
+    texts, parts, frozen, serialized = codec.changed_parts(workflow, stored, whole=whole)
+    return texts, parts, StoredState(parts, (stored.deltas + 1) if stored else 0, frozen), \
+        serialized
+
+
+def test_a_save_serializes_only_the_parts_that_may_have_changed(engine):
+    engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn")], "designer")
+    instance = engine.runtime.start("national", "frozen_state", principal=ALICE)
+    [first] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(first.id, {}, principal=ALICE)
+    codec: Codec = engine.codec
+    workflow = engine.runtime.workflow(instance.id)       # read from the store
+    tasks = list(workflow.tasks.values())
+    empty = [t for t in tasks if not t.data and not t.internal_data]
+    assert empty and len(empty) < len(tasks)
+
+    _, _, stored, serialized = _save(codec, workflow, None)
+    assert serialized == 1 + len(tasks)                   # nothing to reuse after a load
+    _, parts, stored, serialized = _save(codec, workflow, stored)
+    assert serialized == 1 + len(tasks) - len(empty)      # the empty ones reused
+    assert parts == digests(codec.state_parts(workflow))
+    _, parts, stored, serialized = _save(codec, workflow, stored)
+    frozen = stored.frozen.tasks
+    assert frozen
+    assert serialized == 1 + len([t for t in tasks if t not in frozen and t not in empty])
+    assert parts == digests(codec.state_parts(workflow))
+
+    # a snapshot: every part's text, the reused ones too, in the order of a whole state
+    texts, parts, stored, again = _save(codec, workflow, stored, whole=True)
+    assert again == serialized
+    assert list(texts.items()) == list(codec.state_parts(workflow).items())
+    assert json.loads(state_text(Codec.snapshot(texts))) == json.loads(
+        codec.state_json(workflow))
+
+    # a task with empty data holds its parent's data names: a name added is serialized
+    [ready] = [t for t in tasks if t.state == TaskState.READY]
+    children = [c for c in ready.children if c in empty]
+    assert children
+    ready.data["added"] = 1
+    texts, parts, stored, serialized = _save(codec, workflow, stored)
+    assert all(f"t:{child.id}" in texts and "added" in texts[f"t:{child.id}"]
+               for child in children)
+    assert parts == digests(codec.state_parts(workflow))
