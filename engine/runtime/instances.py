@@ -27,7 +27,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -70,6 +70,11 @@ DELTAS = InstanceStateDelta.__table__
 _TASK_INSTANCE = (select(HumanTask.instance_id, Instance.version, Instance.definition_id)
                   .join(Instance, Instance.id == HumanTask.instance_id)
                   .where(HumanTask.id == bindparam("task_id")))
+# an instance's open tasks, oldest first (Runtime.open_tasks)
+_OPEN_TASKS = (select(HumanTask.__table__)
+               .where(HumanTask.instance_id == bindparam("instance_id"),
+                      HumanTask.status == TaskStatus.OPEN)
+               .order_by(HumanTask.created_at, HumanTask.id))
 
 
 class Runtime(InstanceManagement, Schedules):
@@ -473,10 +478,15 @@ class Runtime(InstanceManagement, Schedules):
             return self._load(session, instance_id)[1]
 
     def open_tasks(self, instance_id: str) -> list[HumanTask]:
-        with self.db.reading() as session:
-            return list(session.scalars(select(HumanTask).where(
-                HumanTask.instance_id == instance_id, HumanTask.status == TaskStatus.OPEN)
-                .order_by(HumanTask.created_at, HumanTask.id)))
+        """The instance's open tasks, oldest first, as detached rows (read with one Core
+        statement built once: an ORM query cost three times as much, at every step a
+        client takes)."""
+        tasks = []
+        for row in self.db.read_rows(_OPEN_TASKS, {"instance_id": instance_id}):
+            task = HumanTask(**row._mapping)
+            make_transient_to_detached(task)        # as loaded by a session now closed
+            tasks.append(task)
+        return tasks
 
     def task_data(self, task_id: str) -> dict:
         """A task's data (a copy), for its form: from the workflow its instance's last
