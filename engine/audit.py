@@ -93,6 +93,11 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
                                                                   row.audit_head)
 
 
+# the instance of a task (SQLite, whose writers need no lock), built once
+_INSTANCE_OF_TASK = select(Instance).where(Instance.id == select(HumanTask.instance_id).where(
+    HumanTask.id == bindparam("lock_task")).scalar_subquery())
+
+
 def lock_instance(session: Session, instance_id: str | None = None, *,
                   task_id: str | None = None, deltas: bool = False,
                   cached: dict[str, int] | None = None) -> Instance | None:
@@ -107,10 +112,10 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     sqlite = session.get_bind().dialect.name == "sqlite"
     if instance_id is not None and sqlite:
         return session.get(Instance, instance_id)
+    if sqlite:
+        return session.scalars(_INSTANCE_OF_TASK, {"lock_task": task_id}).first()
     which = Instance.id == (instance_id if instance_id is not None else select(
         HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
-    if sqlite:
-        return session.scalars(select(Instance).where(which)).first()
     if not deltas:
         instance = session.scalars(select(Instance).where(which).with_for_update(
             key_share=True, of=Instance)).first()
@@ -308,10 +313,11 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
     rows = [{column: getattr(entry, column) for column in _EVENT_COLUMNS} for entry in new]
     for entry in new:
         session.expunge(entry)
-    session.execute(insert(AuditEvent.__table__), rows)
+    session.execute(_INSERT_EVENTS, rows)
 
 
 _EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
+_INSERT_EVENTS = insert(AuditEvent.__table__)
 
 
 event.listen(Session, "before_flush", _chain_new_events)

@@ -20,6 +20,8 @@ from .models import Base
 _PENDING = "nd73_appended_rows"
 # parents before children: a task before its candidates
 _ORDER = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
+# each table's INSERT, built once
+_INSERTS = {table: insert(table) for table in Base.metadata.sorted_tables}
 
 
 def add(session: Session, table: Table, **values) -> dict:
@@ -41,7 +43,7 @@ def write(session: Session) -> None:
         before = _BEFORE.get(table)
         if before is not None:
             before(connection, rows)
-        connection.execute(insert(table), rows)
+        connection.execute(_INSERTS[table], rows)
 
 
 def _write_outbox_first(connection, notifications: list[dict]) -> None:
@@ -49,13 +51,12 @@ def _write_outbox_first(connection, notifications: list[dict]) -> None:
     message's values): the messages go first, their ids read back in the order given."""
     messages = [row["outbox"] for row in notifications if row["outbox"] is not None]
     if messages:
-        table = Base.metadata.tables["outbox"]
-        ids = iter(connection.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            messages).scalars().all())
+        ids = iter(connection.execute(_INSERT_OUTBOX, messages).scalars().all())
     for row in notifications:
         if row.pop("outbox") is not None:
             row["outbox_id"] = next(ids)
 
 
+_OUTBOX = Base.metadata.tables["outbox"]
+_INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 _BEFORE = {Base.metadata.tables["notifications"]: _write_outbox_first}
