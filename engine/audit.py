@@ -36,7 +36,8 @@ from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
 from .errors import NotFound
-from .store.models import AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta
+from .store.models import (AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta,
+                           OrgGeneration)
 
 SYSTEM_CHAIN = "system"
 GENESIS = ""          # the "previous hash" of a chain's first entry
@@ -93,9 +94,25 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
                                                                   row.audit_head)
 
 
-# the instance of a task (SQLite, whose writers need no lock), built once
-_INSTANCE_OF_TASK = select(Instance).where(Instance.id == select(HumanTask.instance_id).where(
-    HumanTask.id == bindparam("lock_task")).scalar_subquery())
+# session.info key: the organisation's generation read by the statement that locked (or,
+# SQLite, loaded) an instance with its state: the step's look-ups in the organisation use
+# it instead of reading it again (engine.org.Org.known_generation)
+LOCKED_GENERATION = "nd73_locked_org_generation"
+_GENERATION = select(OrgGeneration.generation).where(OrgGeneration.id == 1).scalar_subquery()
+# an instance, by its id or a task's, with the organisation's generation (SQLite, whose
+# writers need no lock), built once
+_INSTANCE_BY_ID = select(Instance, _GENERATION).where(Instance.id == bindparam("lock_id"))
+_INSTANCE_OF_TASK = select(Instance, _GENERATION).where(
+    Instance.id == select(HumanTask.instance_id).where(
+        HumanTask.id == bindparam("lock_task")).scalar_subquery())
+
+
+def _loaded(session: Session, statement, params: dict) -> Instance | None:
+    row = session.execute(statement, params).first()
+    if row is None:
+        return None
+    session.info[LOCKED_GENERATION] = row[1] or 0
+    return row[0]
 
 
 def lock_instance(session: Session, instance_id: str | None = None, *,
@@ -108,12 +125,18 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     loading the workflow needs no second round trip (PostgreSQL; SQLite reads them after,
     as does a load whose lock waited for another writer). ``cached``: the versions at
     which the caller holds instances' workflows in memory (instance id: version); the
-    deltas of an instance whose locked row has that version are not read."""
+    deltas of an instance whose locked row has that version are not read. With ``deltas``
+    the statement also reads the organisation's generation (:data:`LOCKED_GENERATION`)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    if instance_id is not None and sqlite:
-        return session.get(Instance, instance_id)
+    if sqlite and not deltas:
+        if instance_id is not None:
+            return session.get(Instance, instance_id)
+        return session.scalars(select(Instance).where(Instance.id == select(
+            HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())).first()
     if sqlite:
-        return session.scalars(_INSTANCE_OF_TASK, {"lock_task": task_id}).first()
+        if instance_id is not None:
+            return _loaded(session, _INSTANCE_BY_ID, {"lock_id": instance_id})
+        return _loaded(session, _INSTANCE_OF_TASK, {"lock_task": task_id})
     which = Instance.id == (instance_id if instance_id is not None else select(
         HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
     if not deltas:
@@ -174,8 +197,8 @@ def _lock_statement(which, kept) -> Any:
     # version too (a step writes its deltas and the version together)
     seen = aliased(Instance)
     seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
-    return (select(Instance, in_order, seen_version).where(which).order_by(Instance.id)
-            .with_for_update(key_share=True, of=Instance))
+    return (select(Instance, in_order, seen_version, _GENERATION).where(which)
+            .order_by(Instance.id).with_for_update(key_share=True, of=Instance))
 
 
 # the statements locking one instance, by its id or by a task's, with or without a kept
@@ -200,7 +223,8 @@ def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list
     deltas read (see :func:`locked_deltas`) kept for the session."""
     heads = session.info.setdefault(LOCKED_HEADS, {})
     kept = session.info.setdefault(LOCKED_DELTAS, {})
-    for instance, read, version in found:
+    for instance, read, version, generation in found:
+        session.info[LOCKED_GENERATION] = generation or 0
         heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
         if version == instance.version and not (
                 read is None and cached and cached.get(instance.id) == instance.version):

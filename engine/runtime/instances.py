@@ -33,7 +33,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import defer_head, deferred_head, lock_instance, locked_deltas
+from ..audit import (LOCKED_GENERATION, defer_head, deferred_head, lock_instance,
+                     locked_deltas)
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -196,6 +197,9 @@ class Runtime(InstanceManagement, Schedules):
         if locked is None:
             locked = lock_instance(session, instance_id, task_id=task_id, deltas=True,
                                    cached=self._cached_version(instance_id, task_id))
+        generation = session.info.pop(LOCKED_GENERATION, None)
+        if generation is not None:     # read by the lock: the step's look-ups need not
+            self.org.known_generation(generation)
         if instance_id is None:
             if locked is None:       # said as for a task the caller may not see
                 raise NotFound(f"task {task_id} does not exist", code="task.not_found")
