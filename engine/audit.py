@@ -237,16 +237,31 @@ def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list
 STEP_HEADS = "nd73_step_chain_heads"
 
 
-def defer_head(session: Session, instance_id: str) -> None:
+# session.info key: instances whose new entries (chained, as rows) the next flush leaves
+# for the step to write with that UPDATE
+STEP_ENTRIES = "nd73_step_entries"
+
+
+def defer_head(session: Session, instance_id: str, *, entries: bool = False) -> None:
     """The next flush leaves the instance's new chain head for :func:`deferred_head`: the
-    caller writes it in the UPDATE of the instance row it makes after that flush."""
+    caller writes it in the UPDATE of the instance row it makes after that flush.
+    ``entries``: it also leaves the entries it chained, as rows (:func:`deferred_entries`),
+    for the caller to insert with that UPDATE (before it, or in the same statement)."""
     session.info.setdefault(STEP_HEADS, {})[instance_id] = None
+    if entries:
+        session.info.setdefault(STEP_ENTRIES, {})[instance_id] = []
 
 
 def deferred_head(session: Session, instance_id: str) -> tuple[int, str] | None:
     """(seq, hash) of the instance's chain head after the entries the flush chained (None:
     it chained none), taken once."""
     return session.info.get(STEP_HEADS, {}).pop(instance_id, None)
+
+
+def deferred_entries(session: Session, instance_id: str) -> list[dict]:
+    """The rows of the instance's entries the flush chained and left unwritten (see
+    :func:`defer_head`), in order, taken once: the caller inserts them (:data:`INSERT_ENTRIES`)."""
+    return session.info.get(STEP_ENTRIES, {}).pop(instance_id, None) or []
 
 
 def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
@@ -288,6 +303,8 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
         return
     new.sort(key=lambda o: inspect(o).insert_order or 0)   # the order the rows get their ids
     pending = {o.id: o for o in session.new if isinstance(o, Instance)}
+    # instance id -> its entries the step writes itself (defer_head), none taken yet
+    left = {i: [] for i in session.info.get(STEP_ENTRIES, ())}
     chains: dict = {}
     for entry in new:
         chains.setdefault(entry.instance_id, []).append(entry)
@@ -310,6 +327,8 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
             deferred = session.info.get(STEP_HEADS)
             if deferred is not None and instance_id in deferred:
                 deferred[instance_id] = (seq, head)     # the step's UPDATE writes it
+                if instance_id in left:                 # and its entries
+                    left[instance_id].extend(entries)
                 continue
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None and inspect(loaded).modified:
@@ -334,14 +353,26 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
     # Written here, in order, as one multi-row statement, instead of by the flush: the ORM
     # would insert them one by one on SQLite to read each id back, and nothing reads the
     # ids of entries it has just written. They leave the session, as written rows do.
-    rows = [{column: getattr(entry, column) for column in _EVENT_COLUMNS} for entry in new]
+    # Entries a step writes itself are left for it, as rows, in order.
+    step = session.info.get(STEP_ENTRIES, {})
+    for instance_id, entries in left.items():
+        if entries:
+            step[instance_id].extend(_row_of(entry) for entry in entries)
+    taken = {id(entry) for entries in left.values() for entry in entries}
+    rows = [_row_of(entry) for entry in new if id(entry) not in taken]
     for entry in new:
         session.expunge(entry)
-    session.execute(_INSERT_EVENTS, rows)
+    if rows:
+        session.execute(INSERT_ENTRIES, rows)
 
 
-_EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
-_INSERT_EVENTS = insert(AuditEvent.__table__)
+def _row_of(entry: AuditEvent) -> dict:
+    return {column: getattr(entry, column) for column in ENTRY_COLUMNS}
+
+
+# an entry's columns but its id, which the database assigns in the order entries are written
+ENTRY_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
+INSERT_ENTRIES = insert(AuditEvent.__table__)
 
 
 event.listen(Session, "before_flush", _chain_new_events)

@@ -33,8 +33,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import (LOCKED_GENERATION, defer_head, deferred_head, lock_instance,
-                     locked_deltas)
+from ..audit import (LOCKED_GENERATION, defer_head, deferred_entries, deferred_head,
+                     lock_instance, locked_deltas)
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -309,11 +309,12 @@ class Runtime(InstanceManagement, Schedules):
             # delta rows and the completed task's row are written by the same statement
             write_row = instance_row_writer(instance)
             task_update = task_row_update(task_row) if task_row is not None else None
-            defer_head(session, instance.id)
+            defer_head(session, instance.id, entries=True)
             session.flush()
             if not write_row(session, deferred_head(session, instance.id),
                              store_state if isinstance(store_state, StateRows) else None,
-                             [task_update] if task_update is not None else []):
+                             [task_update] if task_update is not None else [],
+                             deferred_entries(session, instance.id)):
                 store_state(session)
         else:
             session.flush()          # a new instance: inserted with its chain head
