@@ -42,3 +42,11 @@ def test_a_completion_writes_its_entries_with_the_instance_row(engine, review):
                                   .order_by(AuditEvent.id)).all()
     assert actions[0] == "instance_started" and "task_completed" in actions
     assert verify(engine.db, instance.id).ok
+
+
+def test_a_read_outside_a_unit_of_work_is_one_statement(engine, review):
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    with statements(engine) as seen:
+        [task] = engine.runtime.open_tasks(instance.id)
+    assert len(seen) == 1 and seen[0].startswith("SELECT")
+    assert (task.instance_id, task.element_id) == (instance.id, "submit")

@@ -22,6 +22,7 @@ from . import appends
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _READ_ONLY = "nd73_read_only"
 _IDLE_SINCE = "nd73_idle_since"
+_SINGLE = "nd73_single_statement"
 PING_AFTER_IDLE_S = 1.0     # a pooled connection idle longer is tested before use
 
 
@@ -47,8 +48,11 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(_SINGLE, False):
+            return      # one statement alone: SQLite runs it as its own transaction
+        connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False)
+                                   else "BEGIN IMMEDIATE")
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -99,8 +103,8 @@ class Database:
         self._reader = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
                                     expire_on_commit=False)
         # one statement alone is its own snapshot: PostgreSQL runs it without BEGIN/COMMIT
-        self._single = self.engine.execution_options(**{_READ_ONLY: True}) if self.is_sqlite \
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._single = self.engine.execution_options(**{_READ_ONLY: True, _SINGLE: True}) \
+            if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -136,9 +140,9 @@ class Database:
             session.rollback()
 
     def read_rows(self, statement, parameters: dict | None = None) -> list:
-        """The rows of one read-only Core statement, without an ORM session: on PostgreSQL
-        in autocommit, one round trip instead of three (BEGIN, the statement, COMMIT), for
-        what every request asks (who calls). Inside a writing unit of work on the same
+        """The rows of one read-only Core statement, without an ORM session: in autocommit
+        (SQLite: without BEGIN), one round trip instead of three (BEGIN, the statement, the
+        end of the transaction), for what every request asks (who calls). Inside a writing unit of work on the same
         thread it reads through that unit's connection, as :meth:`reading` does."""
         writer = getattr(self._local, "writer", None)
         if writer is not None:
