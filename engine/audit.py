@@ -36,6 +36,7 @@ from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
 from .errors import NotFound
+from .store.db import attached, columns_of
 from .store.models import (AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta,
                            OrgGeneration)
 
@@ -100,19 +101,21 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
 LOCKED_GENERATION = "nd73_locked_org_generation"
 _GENERATION = select(OrgGeneration.generation).where(OrgGeneration.id == 1).scalar_subquery()
 # an instance, by its id or a task's, with the organisation's generation (SQLite, whose
-# writers need no lock), built once
-_INSTANCE_BY_ID = select(Instance, _GENERATION).where(Instance.id == bindparam("lock_id"))
-_INSTANCE_OF_TASK = select(Instance, _GENERATION).where(
+# writers need no lock), built once; Core rows made the session's objects (engine.store.db)
+_INSTANCE_COLUMNS = columns_of(Instance)
+_INSTANCE_BY_ID = select(*_INSTANCE_COLUMNS, _GENERATION).where(
+    Instance.id == bindparam("lock_id"))
+_INSTANCE_OF_TASK = select(*_INSTANCE_COLUMNS, _GENERATION).where(
     Instance.id == select(HumanTask.instance_id).where(
         HumanTask.id == bindparam("lock_task")).scalar_subquery())
 
 
 def _loaded(session: Session, statement, params: dict) -> Instance | None:
-    row = session.execute(statement, params).first()
+    row = session.connection().execute(statement, params).first()
     if row is None:
         return None
-    session.info[LOCKED_GENERATION] = row[1] or 0
-    return row[0]
+    session.info[LOCKED_GENERATION] = row[-1] or 0
+    return attached(session, Instance, row[:-1])
 
 
 def lock_instance(session: Session, instance_id: str | None = None, *,
