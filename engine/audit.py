@@ -200,8 +200,8 @@ def _lock_statement(which, kept) -> Any:
     # version too (a step writes its deltas and the version together)
     seen = aliased(Instance)
     seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
-    return (select(Instance, in_order, seen_version, _GENERATION).where(which)
-            .order_by(Instance.id).with_for_update(key_share=True, of=Instance))
+    return (select(*_INSTANCE_COLUMNS, in_order, seen_version, _GENERATION).where(which)
+            .order_by(Instance.id).with_for_update(key_share=True, of=Instance.__table__))
 
 
 # the statements locking one instance, by its id or by a task's, with or without a kept
@@ -222,17 +222,22 @@ def _one_lock_statement(by_task: bool, cached: bool) -> Any:
 
 
 def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list[Instance]:
-    """The locked instances of :func:`_lock_statement`'s rows; their chain heads and the
-    deltas read (see :func:`locked_deltas`) kept for the session."""
+    """The locked instances of :func:`_lock_statement`'s rows (Core rows made the
+    session's objects, engine.store.db.attached); their chain heads and the deltas read
+    (see :func:`locked_deltas`) kept for the session."""
     heads = session.info.setdefault(LOCKED_HEADS, {})
     kept = session.info.setdefault(LOCKED_DELTAS, {})
-    for instance, read, version, generation in found:
+    instances = []
+    for row in found:
+        instance = attached(session, Instance, row[:-3])
+        read, version, generation = row[-3:]
         session.info[LOCKED_GENERATION] = generation or 0
         heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
         if version == instance.version and not (
                 read is None and cached and cached.get(instance.id) == instance.version):
             kept[instance.id] = list(read or ())
-    return [row[0] for row in found]
+        instances.append(instance)
+    return instances
 
 
 # session.info key: instances whose row the step writes itself (a Core UPDATE after the
