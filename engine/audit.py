@@ -312,7 +312,7 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
     new.sort(key=lambda o: inspect(o).insert_order or 0)   # the order the rows get their ids
     pending = {o.id: o for o in session.new if isinstance(o, Instance)}
     # instance id -> its entries the step writes itself (defer_head), none taken yet
-    left = {i: [] for i in session.info.get(STEP_ENTRIES, ())}
+    left: dict[str, list[AuditEvent]] = {i: [] for i in session.info.get(STEP_ENTRIES, ())}
     chains: dict = {}
     for entry in new:
         chains.setdefault(entry.instance_id, []).append(entry)

@@ -147,8 +147,8 @@ class Notifications:
                 missing.append(name)
         # users are not among what the step has pending: no flush of it before reading;
         # Core rows made the session's objects (engine.store.db.attached)
-        connection = session.connection() if missing else None
         for first in range(0, len(missing), 500):
+            connection = session.connection()
             for row in connection.execute(_USERS, {"usernames": missing[first:first + 500]}):
                 user = attached(session, User, row)
                 found[user.username] = user

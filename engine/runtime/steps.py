@@ -125,7 +125,7 @@ def task_row_update(row: HumanTask) -> TaskRowUpdate | None:
 
 
 def instance_row_writer(instance: Instance
-                        ) -> Callable[[Session, Any, StateRows | None, list], bool]:
+                        ) -> Callable[[Session, Any, StateRows | None, list, list], bool]:
     """Take the changes a step made to a loaded instance out of the ORM's unit of work
     (the flush leaves the row alone) and return what writes them: one Core UPDATE with
     the optimistic version check (``WHERE version = <the version loaded>``, the new version

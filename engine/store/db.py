@@ -144,8 +144,9 @@ class Database:
     def read_rows(self, statement, parameters: dict | None = None) -> list:
         """The rows of one read-only Core statement, without an ORM session: in autocommit
         (SQLite: without BEGIN), one round trip instead of three (BEGIN, the statement, the
-        end of the transaction), for what every request asks (who calls). Inside a writing unit of work on the same
-        thread it reads through that unit's connection, as :meth:`reading` does."""
+        end of the transaction), for what every request asks (who calls). Inside a writing
+        unit of work on the same thread it reads through that unit's connection, as
+        :meth:`reading` does."""
         writer = getattr(self._local, "writer", None)
         if writer is not None:
             return list(writer.connection().execute(statement, parameters).all())
