@@ -50,3 +50,13 @@ def test_a_read_outside_a_unit_of_work_is_one_statement(engine, review):
         [task] = engine.runtime.open_tasks(instance.id)
     assert len(seen) == 1 and seen[0].startswith("SELECT")
     assert (task.instance_id, task.element_id) == (instance.id, "submit")
+
+
+def test_the_statements_a_step_builds_once_are_compiled_once(engine, review):
+    from engine.runtime.steps import _STATEMENTS
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    [task] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(task.id, {"approved": True}, principal=ALICE)
+    assert _STATEMENTS
+    # a statement without a cache key would be compiled again at every execution
+    assert all(s._generate_cache_key() is not None for s in _STATEMENTS.values())

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import (Integer, LargeBinary, bindparam, delete, func, insert, inspect, select,
-                        update)
+                        union_all, update)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -204,10 +204,12 @@ def instance_row_writer(instance: Instance
 
 
 def _entries_insert(count: int):
-    """INSERT of ``count`` audit entries, in order (parameters ``entry<n>_<column>``)."""
-    return insert(AUDIT).values([
-        {column: bindparam(f"entry{n}_{column}", type_=AUDIT.c[column].type)
-         for column in ENTRY_COLUMNS} for n in range(count)])
+    """INSERT of ``count`` audit entries, in order (parameters ``entry<n>_<column>``): an
+    INSERT … SELECT of their rows one after another (a multi-row VALUES has no cache key,
+    and the step's whole statement would be compiled again at every step)."""
+    rows = [select(*[bindparam(f"entry{n}_{column}", type_=AUDIT.c[column].type)
+                     .label(column) for column in ENTRY_COLUMNS]) for n in range(count)]
+    return insert(AUDIT).from_select(ENTRY_COLUMNS, rows[0] if count == 1 else union_all(*rows))
 
 
 @dataclass
