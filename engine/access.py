@@ -28,6 +28,7 @@ from .errors import Forbidden, NotFound
 from .org import in_force, local_today
 from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
                     TaskCandidate, TaskStatus, User)
+from .store.db import attached, columns_of
 from .store.models import LoginAttempt, Notification
 
 ALL_VARIANTS = "*"
@@ -306,8 +307,12 @@ class Access:
         with the rows of the other open tasks of its instance (``instance_id``, locked): one
         statement, each row read as it is now, with whether the principal is its candidate
         and may see it."""
-        rows = session.execute(self._open_rows_statement(principal),
-                               {"task_id": task_id, "instance_id": instance_id}).all()
+        read = session.connection().execute(self._open_rows_statement(principal),
+                                            {"task_id": task_id,
+                                             "instance_id": instance_id}).all()
+        # each row the session's object, refreshed if it held it (engine.store.db.attached)
+        rows = [(attached(session, HumanTask, row[:-2], refresh=True), row[-2], row[-1])
+                for row in read]
         found = next(((row, bool(is_candidate)) for row, is_candidate, may_see in rows
                       if row.id == task_id and may_see), None)
         return found, [row for row, _, _ in rows]
@@ -322,11 +327,10 @@ class Access:
             candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
                                        TaskCandidate.username == principal.username)
             visible = true() if principal.trusted else self.task_visible_clause(principal)
-            statement = (select(HumanTask, candidate, visible)
+            statement = (select(*columns_of(HumanTask), candidate, visible)
                          .where(HumanTask.instance_id == bindparam("instance_id"),
                                 or_(HumanTask.status == "open",
-                                    HumanTask.id == bindparam("task_id")))
-                         .execution_options(populate_existing=True))
+                                    HumanTask.id == bindparam("task_id"))))
             if len(_OPEN_ROWS) >= 1024:
                 _OPEN_ROWS.clear()
             _OPEN_ROWS[key] = statement

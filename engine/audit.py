@@ -36,7 +36,9 @@ from sqlalchemy.orm.util import identity_key
 
 from .clock import as_utc
 from .errors import NotFound
-from .store.models import AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta
+from .store.db import attached, columns_of
+from .store.models import (AuditEvent, AuditHead, HumanTask, Instance, InstanceStateDelta,
+                           OrgGeneration)
 
 SYSTEM_CHAIN = "system"
 GENESIS = ""          # the "previous hash" of a chain's first entry
@@ -93,6 +95,29 @@ def lock_instance_chain(session: Session, instance_id: str) -> None:
                                                                   row.audit_head)
 
 
+# session.info key: the organisation's generation read by the statement that locked (or,
+# SQLite, loaded) an instance with its state: the step's look-ups in the organisation use
+# it instead of reading it again (engine.org.Org.known_generation)
+LOCKED_GENERATION = "nd73_locked_org_generation"
+_GENERATION = select(OrgGeneration.generation).where(OrgGeneration.id == 1).scalar_subquery()
+# an instance, by its id or a task's, with the organisation's generation (SQLite, whose
+# writers need no lock), built once; Core rows made the session's objects (engine.store.db)
+_INSTANCE_COLUMNS = columns_of(Instance)
+_INSTANCE_BY_ID = select(*_INSTANCE_COLUMNS, _GENERATION).where(
+    Instance.id == bindparam("lock_id"))
+_INSTANCE_OF_TASK = select(*_INSTANCE_COLUMNS, _GENERATION).where(
+    Instance.id == select(HumanTask.instance_id).where(
+        HumanTask.id == bindparam("lock_task")).scalar_subquery())
+
+
+def _loaded(session: Session, statement, params: dict) -> Instance | None:
+    row = session.connection().execute(statement, params).first()
+    if row is None:
+        return None
+    session.info[LOCKED_GENERATION] = row[-1] or 0
+    return attached(session, Instance, row[:-1])
+
+
 def lock_instance(session: Session, instance_id: str | None = None, *,
                   task_id: str | None = None, deltas: bool = False,
                   cached: dict[str, int] | None = None) -> Instance | None:
@@ -103,14 +128,20 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     loading the workflow needs no second round trip (PostgreSQL; SQLite reads them after,
     as does a load whose lock waited for another writer). ``cached``: the versions at
     which the caller holds instances' workflows in memory (instance id: version); the
-    deltas of an instance whose locked row has that version are not read."""
+    deltas of an instance whose locked row has that version are not read. With ``deltas``
+    the statement also reads the organisation's generation (:data:`LOCKED_GENERATION`)."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    if instance_id is not None and sqlite:
-        return session.get(Instance, instance_id)
+    if sqlite and not deltas:
+        if instance_id is not None:
+            return session.get(Instance, instance_id)
+        return session.scalars(select(Instance).where(Instance.id == select(
+            HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())).first()
+    if sqlite:
+        if instance_id is not None:
+            return _loaded(session, _INSTANCE_BY_ID, {"lock_id": instance_id})
+        return _loaded(session, _INSTANCE_OF_TASK, {"lock_task": task_id})
     which = Instance.id == (instance_id if instance_id is not None else select(
         HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
-    if sqlite:
-        return session.scalars(select(Instance).where(which)).first()
     if not deltas:
         instance = session.scalars(select(Instance).where(which).with_for_update(
             key_share=True, of=Instance)).first()
@@ -169,8 +200,8 @@ def _lock_statement(which, kept) -> Any:
     # version too (a step writes its deltas and the version together)
     seen = aliased(Instance)
     seen_version = select(seen.version).where(seen.id == Instance.id).scalar_subquery()
-    return (select(Instance, in_order, seen_version).where(which).order_by(Instance.id)
-            .with_for_update(key_share=True, of=Instance))
+    return (select(*_INSTANCE_COLUMNS, in_order, seen_version, _GENERATION).where(which)
+            .order_by(Instance.id).with_for_update(key_share=True, of=Instance.__table__))
 
 
 # the statements locking one instance, by its id or by a task's, with or without a kept
@@ -191,16 +222,22 @@ def _one_lock_statement(by_task: bool, cached: bool) -> Any:
 
 
 def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list[Instance]:
-    """The locked instances of :func:`_lock_statement`'s rows; their chain heads and the
-    deltas read (see :func:`locked_deltas`) kept for the session."""
+    """The locked instances of :func:`_lock_statement`'s rows (Core rows made the
+    session's objects, engine.store.db.attached); their chain heads and the deltas read
+    (see :func:`locked_deltas`) kept for the session."""
     heads = session.info.setdefault(LOCKED_HEADS, {})
     kept = session.info.setdefault(LOCKED_DELTAS, {})
-    for instance, read, version in found:
+    instances = []
+    for row in found:
+        instance = attached(session, Instance, row[:-3])
+        read, version, generation = row[-3:]
+        session.info[LOCKED_GENERATION] = generation or 0
         heads[instance.id] = (instance.audit_seq or 0, instance.audit_head)
         if version == instance.version and not (
                 read is None and cached and cached.get(instance.id) == instance.version):
             kept[instance.id] = list(read or ())
-    return [row[0] for row in found]
+        instances.append(instance)
+    return instances
 
 
 # session.info key: instances whose row the step writes itself (a Core UPDATE after the
@@ -208,16 +245,31 @@ def _locked_rows(session: Session, found, cached: dict[str, int] | None) -> list
 STEP_HEADS = "nd73_step_chain_heads"
 
 
-def defer_head(session: Session, instance_id: str) -> None:
+# session.info key: instances whose new entries (chained, as rows) the next flush leaves
+# for the step to write with that UPDATE
+STEP_ENTRIES = "nd73_step_entries"
+
+
+def defer_head(session: Session, instance_id: str, *, entries: bool = False) -> None:
     """The next flush leaves the instance's new chain head for :func:`deferred_head`: the
-    caller writes it in the UPDATE of the instance row it makes after that flush."""
+    caller writes it in the UPDATE of the instance row it makes after that flush.
+    ``entries``: it also leaves the entries it chained, as rows (:func:`deferred_entries`),
+    for the caller to insert with that UPDATE (before it, or in the same statement)."""
     session.info.setdefault(STEP_HEADS, {})[instance_id] = None
+    if entries:
+        session.info.setdefault(STEP_ENTRIES, {})[instance_id] = []
 
 
 def deferred_head(session: Session, instance_id: str) -> tuple[int, str] | None:
     """(seq, hash) of the instance's chain head after the entries the flush chained (None:
     it chained none), taken once."""
     return session.info.get(STEP_HEADS, {}).pop(instance_id, None)
+
+
+def deferred_entries(session: Session, instance_id: str) -> list[dict]:
+    """The rows of the instance's entries the flush chained and left unwritten (see
+    :func:`defer_head`), in order, taken once: the caller inserts them (:data:`INSERT_ENTRIES`)."""
+    return session.info.get(STEP_ENTRIES, {}).pop(instance_id, None) or []
 
 
 def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
@@ -259,6 +311,8 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
         return
     new.sort(key=lambda o: inspect(o).insert_order or 0)   # the order the rows get their ids
     pending = {o.id: o for o in session.new if isinstance(o, Instance)}
+    # instance id -> its entries the step writes itself (defer_head), none taken yet
+    left: dict[str, list[AuditEvent]] = {i: [] for i in session.info.get(STEP_ENTRIES, ())}
     chains: dict = {}
     for entry in new:
         chains.setdefault(entry.instance_id, []).append(entry)
@@ -281,6 +335,8 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
             deferred = session.info.get(STEP_HEADS)
             if deferred is not None and instance_id in deferred:
                 deferred[instance_id] = (seq, head)     # the step's UPDATE writes it
+                if instance_id in left:                 # and its entries
+                    left[instance_id].extend(entries)
                 continue
             loaded = session.identity_map.get(identity_key(Instance, instance_id))
             if loaded is not None and inspect(loaded).modified:
@@ -305,13 +361,26 @@ def _chain_new_events(session: Session, _flush_context, _instances) -> None:
     # Written here, in order, as one multi-row statement, instead of by the flush: the ORM
     # would insert them one by one on SQLite to read each id back, and nothing reads the
     # ids of entries it has just written. They leave the session, as written rows do.
-    rows = [{column: getattr(entry, column) for column in _EVENT_COLUMNS} for entry in new]
+    # Entries a step writes itself are left for it, as rows, in order.
+    step = session.info.get(STEP_ENTRIES, {})
+    for instance_id, entries in left.items():
+        if entries:
+            step[instance_id].extend(_row_of(entry) for entry in entries)
+    taken = {id(entry) for entries in left.values() for entry in entries}
+    rows = [_row_of(entry) for entry in new if id(entry) not in taken]
     for entry in new:
         session.expunge(entry)
-    session.execute(insert(AuditEvent.__table__), rows)
+    if rows:
+        session.execute(INSERT_ENTRIES, rows)
 
 
-_EVENT_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
+def _row_of(entry: AuditEvent) -> dict:
+    return {column: getattr(entry, column) for column in ENTRY_COLUMNS}
+
+
+# an entry's columns but its id, which the database assigns in the order entries are written
+ENTRY_COLUMNS = [c.key for c in AuditEvent.__table__.columns if c.key != "id"]
+INSERT_ENTRIES = insert(AuditEvent.__table__)
 
 
 event.listen(Session, "before_flush", _chain_new_events)

@@ -109,7 +109,14 @@ class Org:
         finally:
             self._local.depth = depth
             if not depth:
-                self._local.pinned = None
+                self._local.pinned = self._local.known = None
+
+    def known_generation(self, generation: int) -> None:
+        """The generation a statement of the caller's unit of work read with its own rows
+        (the lock of its instance, engine.audit): inside :meth:`consistent`, the first
+        look-up takes it instead of reading it again (one statement fewer per step)."""
+        if getattr(self._local, "depth", 0) and getattr(self._local, "pinned", None) is None:
+            self._local.known = generation
 
     def generation(self) -> int:
         # asked before every use of the cached tree (several times a step): one Core
@@ -128,16 +135,19 @@ class Org:
         pinned = getattr(self._local, "pinned", None)
         if pinned is not None:
             return pinned
-        snapshot = self._current()
         if getattr(self._local, "depth", 0):
-            self._local.pinned = snapshot
+            snapshot = self._local.pinned = self._current(getattr(self._local, "known", None))
+            return snapshot
+        snapshot = self._current()
         return snapshot
 
-    def _current(self):
-        # the generation first: data read after it is at least as new as it says
+    def _current(self, known: int | None = None):
+        # the generation first (``known``: read by the unit of work already): data read
+        # after it is at least as new as it says
         # and the day: a membership counts from its valid_from to its valid_to (inclusive,
         # local dates of the engine's clock), so the tree is read again when the day changes
-        generation, today = self.generation(), local_today(self.clock)
+        generation = self.generation() if known is None else known
+        today = local_today(self.clock)
         with self._lock:
             snapshot = (self._units, self._members, self._held)
             if snapshot[0] is not None and self._generation == generation \

@@ -21,6 +21,7 @@ from ..errors import N_, InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                      OrgUnit, User, appends)
 from ..org import Org
+from ..store.db import attached, columns_of
 from ..store.models import Notification, OutboxMessage
 from ..tasks import page_of
 from .templates import Renderer, from_sources
@@ -59,7 +60,8 @@ def as_dict(row: Notification) -> dict:
 
 
 # the users of some names (Notifications.prefetch), built once
-_USERS = select(User).where(User.username.in_(bindparam("usernames", expanding=True)))
+_USERS = select(*columns_of(User)).where(
+    User.username.in_(bindparam("usernames", expanding=True)))
 
 
 def _administered(principal):
@@ -143,11 +145,13 @@ class Notifications:
                 found[name] = user
             elif name not in SYSTEM_ACTORS:
                 missing.append(name)
-        # users are not among what the step has pending: no flush of it before reading
-        with session.no_autoflush:
-            for first in range(0, len(missing), 500):
-                for user in session.scalars(_USERS, {"usernames": missing[first:first + 500]}):
-                    found[user.username] = user
+        # users are not among what the step has pending: no flush of it before reading;
+        # Core rows made the session's objects (engine.store.db.attached)
+        for first in range(0, len(missing), 500):
+            connection = session.connection()
+            for row in connection.execute(_USERS, {"usernames": missing[first:first + 500]}):
+                user = attached(session, User, row)
+                found[user.username] = user
         kept.update(found)
         return found
 

@@ -17,7 +17,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
@@ -30,6 +30,25 @@ from ..store import (HumanTask, Instance, MessageSubscription, TaskCandidate,
 from .steps import element_of, properties_of
 
 BATCH = 500      # ids per statement: a reporting cycle opens and waits on thousands
+
+# the statements on an instance's rows of some tasks (parameters ``of_instance`` and
+# ``of_tasks``) that a step known to start from the events waiting makes: built once
+# (building one cost more than running it)
+TIMERS, SUBSCRIPTIONS = Timer.__table__, MessageSubscription.__table__
+_PENDING_OF_TASKS = (TIMERS.c.instance_id == bindparam("of_instance"),
+                     TIMERS.c.status == TimerStatus.PENDING,
+                     TIMERS.c.task_id.in_(bindparam("of_tasks", expanding=True)))
+_END_TIMERS = update(TIMERS).where(*_PENDING_OF_TASKS).values(
+    status=bindparam("new_status", type_=TIMERS.c.status.type))
+_FIRE_TIMERS = update(TIMERS).where(*_PENDING_OF_TASKS).values(
+    status=TimerStatus.FIRED, fired_at=bindparam("fired_at", type_=TIMERS.c.fired_at.type))
+_MOVE_TIMERS = update(TIMERS).where(
+    TIMERS.c.instance_id == bindparam("of_instance"),
+    TIMERS.c.task_id.in_(bindparam("of_tasks", expanding=True))).values(
+    due_at=bindparam("new_due_at", type_=TIMERS.c.due_at.type), attempts=0)
+_UNSUBSCRIBE = delete(SUBSCRIPTIONS).where(
+    SUBSCRIPTIONS.c.instance_id == bindparam("of_instance"),
+    SUBSCRIPTIONS.c.task_id.in_(bindparam("of_tasks", expanding=True)))
 
 
 @dataclass
@@ -104,34 +123,36 @@ class EventRows:
                    {task_id: element_of(entry[0]) for task_id, entry in waited.timers.items()},
                    set(waited.messages))
 
-    def _statement(self, statement, column, task_ids: list[str]) -> None:
-        # statements on rows no pending object touches: no autoflush before them
+    def _statement(self, statement, task_ids: list[str], **params) -> None:
+        """One of the statements below on the instance's rows of ``task_ids``, in batches;
+        on rows no pending object touches: no autoflush before them."""
         connection = self.session.connection()
+        params["of_instance"] = self.instance_id
         for first in range(0, len(task_ids), BATCH):
-            connection.execute(statement.where(column.in_(task_ids[first:first + BATCH])))
+            connection.execute(statement, {**params,
+                                           "of_tasks": task_ids[first:first + BATCH]})
 
     def end_timers(self, task_ids: list[str], status: TimerStatus, now: datetime) -> None:
         """Pending timers that wait no more: fired (at ``now``) or cancelled."""
-        fired_at = {"fired_at": now} if status == TimerStatus.FIRED else {}
+        fired = status == TimerStatus.FIRED
         if self._read:
             for task_id in task_ids:
                 row = self._pending_rows[task_id]
                 row.status = status
-                if fired_at:
+                if fired:
                     row.fired_at = now
         elif task_ids:
-            self._statement(update(Timer.__table__).where(
-                Timer.instance_id == self.instance_id, Timer.status == TimerStatus.PENDING)
-                .values(status=status, **fired_at), Timer.task_id, task_ids)
+            if fired:
+                self._statement(_FIRE_TIMERS, task_ids, fired_at=now)
+            else:
+                self._statement(_END_TIMERS, task_ids, new_status=status)
 
     def move_timer(self, task_id: str, due: datetime) -> None:
         if self._read:
             row = self._pending_rows[task_id]
             row.due_at, row.attempts = due, 0
         else:
-            self._statement(update(Timer.__table__).where(
-                Timer.instance_id == self.instance_id).values(due_at=due, attempts=0),
-                Timer.task_id, [task_id])
+            self._statement(_MOVE_TIMERS, [task_id], new_due_at=due)
 
     def reopen_timer(self, task_id: str, due: datetime) -> TimerStatus | None:
         """Wait again on an ended timer row of the task; its status before, or None when it
@@ -148,9 +169,7 @@ class EventRows:
             for task_id in task_ids:
                 self.session.delete(self._subscription_rows[task_id])
         elif task_ids:
-            self._statement(delete(MessageSubscription.__table__).where(
-                MessageSubscription.instance_id == self.instance_id),
-                MessageSubscription.task_id, task_ids)
+            self._statement(_UNSUBSCRIBE, task_ids)
 
 
 @dataclass

@@ -8,12 +8,13 @@ from typing import Any, Callable
 
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import (Integer, LargeBinary, bindparam, delete, func, insert, inspect, select,
-                        update)
+                        union_all, update)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
+from ..audit import ENTRY_COLUMNS, INSERT_ENTRIES
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
 from ..store import AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus
@@ -27,6 +28,7 @@ properties_of = policy.element_properties
 
 
 INSTANCES = Instance.__table__
+AUDIT = AuditEvent.__table__
 DELTAS = InstanceStateDelta.__table__
 
 
@@ -91,6 +93,10 @@ def _taken_changes(obj) -> dict[str, Any]:
             values[key] = attribute.value
     for key, value in values.items():
         set_committed_value(obj, key, value)
+    # nothing is left to write (its attributes are columns only, each now as committed):
+    # the object is clean again, so the flush does not sort, compare and skip it (a
+    # step's flush otherwise spent more on these two objects than on its audit entries)
+    state._commit_all(state.dict, state._instance_dict())
     return values
 
 
@@ -119,7 +125,7 @@ def task_row_update(row: HumanTask) -> TaskRowUpdate | None:
 
 
 def instance_row_writer(instance: Instance
-                        ) -> Callable[[Session, Any, StateRows | None, list], bool]:
+                        ) -> Callable[[Session, Any, StateRows | None, list, list], bool]:
     """Take the changes a step made to a loaded instance out of the ORM's unit of work
     (the flush leaves the row alone) and return what writes them: one Core UPDATE with
     the optimistic version check (``WHERE version = <the version loaded>``, the new version
@@ -127,18 +133,23 @@ def instance_row_writer(instance: Instance
     statement. No row matched: another writer changed the instance, StaleDataError as the
     ORM raises it. Nothing changed and no new head: the row is not written (the version is
     not bumped), as the ORM would. ``then``: the step's state rows, and ``extra``: other
-    rows of the step (:func:`task_row_update`), written by the same statement on
-    PostgreSQL (data-modifying WITHs), else each after it; returns whether ``then``
-    was."""
+    rows of the step (:func:`task_row_update`), and ``entries``: the rows of the audit
+    entries the step's flush chained and left to it (engine.audit.deferred_entries),
+    written by the same statement on PostgreSQL (data-modifying WITHs), else each after it
+    (the entries before it); returns whether ``then`` was."""
     values = _taken_changes(instance)
     loaded = instance.version
 
     def write(session: Session, head, then: StateRows | None = None,
-              extra: list[TaskRowUpdate] = ()) -> bool:
+              extra: list[TaskRowUpdate] = (), entries: list[dict] = ()) -> bool:
         row = dict(values)
         if head is not None:
             row["audit_seq"], row["audit_head"] = head
         connection = session.connection()
+        together = bool(then is not None or extra or entries) and bool(row) and \
+            connection.dialect.name == "postgresql"
+        if entries and not together:
+            connection.execute(INSERT_ENTRIES, list(entries))
         if not row:
             for other in extra:
                 connection.execute(other.statement(), other.values)
@@ -149,12 +160,10 @@ def instance_row_writer(instance: Instance
         versioned = bool(values)
         if versioned:
             params["row_version"], params["row_new_version"] = loaded, loaded + 1
-        together = bool(then is not None or extra) and \
-            connection.dialect.name == "postgresql"
         # not through the ORM object: its version is moved below, once the row has it
         if together:
             shape = ("together", keys, versioned, then is not None and then.seq is None,
-                     then is None, tuple(other.keys for other in extra))
+                     then is None, tuple(other.keys for other in extra), len(entries))
             if shape not in _STATEMENTS:
                 updated = (_update_of(INSTANCES, _COLUMNS, keys, "row_", versioned)
                            .returning(INSTANCES.c.id).cte("step_row"))
@@ -163,11 +172,16 @@ def instance_row_writer(instance: Instance
                     query = query.add_cte(then.after(updated).cte("step_state"))
                 for n, other in enumerate(extra):
                     query = query.add_cte(other.statement().cte(f"step_also_{n}"))
+                if entries:
+                    query = query.add_cte(_entries_insert(len(entries)).cte("step_entries"))
                 _STATEMENTS[shape] = query
             if then is not None:
                 params.update(then.params())
             for other in extra:
                 params.update(other.values)
+            for n, entry in enumerate(entries):
+                for column, value in entry.items():
+                    params[f"entry{n}_{column}"] = value
             matched = connection.execute(_STATEMENTS[shape], params).scalar_one()
         else:
             shape = ("row", keys, versioned)
@@ -187,6 +201,15 @@ def instance_row_writer(instance: Instance
             set_committed_value(instance, "audit_head", head[1])
         return together and then is not None
     return write
+
+
+def _entries_insert(count: int):
+    """INSERT of ``count`` audit entries, in order (parameters ``entry<n>_<column>``): an
+    INSERT … SELECT of their rows one after another (a multi-row VALUES has no cache key,
+    and the step's whole statement would be compiled again at every step)."""
+    rows = [select(*[bindparam(f"entry{n}_{column}", type_=AUDIT.c[column].type)
+                     .label(column) for column in ENTRY_COLUMNS]) for n in range(count)]
+    return insert(AUDIT).from_select(ENTRY_COLUMNS, rows[0] if count == 1 else union_all(*rows))
 
 
 @dataclass

@@ -12,7 +12,11 @@ unit of work rolls back.
 """
 from __future__ import annotations
 
-from sqlalchemy import Table, insert
+import enum
+from typing import Any
+
+from sqlalchemy import Enum, String, Table, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from .models import Base
@@ -20,6 +24,8 @@ from .models import Base
 _PENDING = "nd73_appended_rows"
 # parents before children: a task before its candidates
 _ORDER = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
+# each table's INSERT, built once
+_INSERTS = {table: insert(table) for table in Base.metadata.sorted_tables}
 
 
 def add(session: Session, table: Table, **values) -> dict:
@@ -30,18 +36,66 @@ def add(session: Session, table: Table, **values) -> dict:
 
 
 def write(session: Session) -> None:
-    """Insert every queued row, one statement per table, after the ORM's pending rows."""
+    """Insert every queued row, one statement per table (PostgreSQL: one statement for
+    all of them), after the ORM's pending rows."""
     queued = session.info.pop(_PENDING, None)
     if not queued:
         return
     session.flush()
     connection = session.connection()
-    for table in sorted(queued, key=_ORDER.__getitem__):
-        rows = queued[table]
+    tables = sorted(queued, key=_ORDER.__getitem__)
+    for table in tables:
         before = _BEFORE.get(table)
         if before is not None:
-            before(connection, rows)
-        connection.execute(insert(table), rows)
+            before(connection, queued[table])
+    if connection.dialect.name == "postgresql" and len(tables) > 1:
+        statement, params = _together([(table, queued[table]) for table in tables])
+        connection.execute(statement, params)
+        return
+    for table in tables:
+        connection.execute(_INSERTS[table], queued[table])
+
+
+# the statements inserting the rows of several tables at once, by their tables and columns
+_TOGETHER: dict[tuple, Any] = {}
+
+
+def _together(batches: list[tuple[Table, list[dict]]]) -> tuple[Any, dict]:
+    """One PostgreSQL statement inserting every batch (a table and its rows): each table's
+    rows as an INSERT … SELECT over the unnested arrays of its columns (one parameter per
+    column, whatever the number of rows), the first ones as data-modifying WITHs. A
+    statement's foreign keys are checked at its end, so a task and its candidates may go
+    in the same one. Built once for each set of tables and columns."""
+    shape = tuple((table.name, tuple(rows[0])) for table, rows in batches)
+    params = {}
+    for n, (table, rows) in enumerate(batches):
+        for column in rows[0]:
+            values = [row[column] for row in rows]
+            if isinstance(table.c[column].type, Enum):      # stored as their values
+                values = [v.value if isinstance(v, enum.Enum) else v for v in values]
+            params[f"t{n}_{column}"] = values
+    statement = _TOGETHER.get(shape)
+    if statement is None:
+        inserts = []
+        for n, (table, rows) in enumerate(batches):
+            columns = list(rows[0])
+            inserts.append(insert(table).from_select(columns, select(*[
+                func.unnest(bindparam(f"t{n}_{column}", type_=ARRAY(
+                    _unsized(table.c[column].type)))).label(column)
+                for column in columns])))
+        statement = inserts[-1]
+        for n, first in enumerate(inserts[:-1]):
+            statement = statement.add_cte(first.cte(f"appended_{n}"))
+        if len(_TOGETHER) >= 256:
+            _TOGETHER.clear()
+        _TOGETHER[shape] = statement
+    return statement, params
+
+
+def _unsized(column_type):
+    """The type of a column's array: a string without its length (a cast to VARCHAR(n)
+    would cut a longer value short where the INSERT refuses it, as one row at a time did)."""
+    return String() if isinstance(column_type, String) else column_type
 
 
 def _write_outbox_first(connection, notifications: list[dict]) -> None:
@@ -49,13 +103,12 @@ def _write_outbox_first(connection, notifications: list[dict]) -> None:
     message's values): the messages go first, their ids read back in the order given."""
     messages = [row["outbox"] for row in notifications if row["outbox"] is not None]
     if messages:
-        table = Base.metadata.tables["outbox"]
-        ids = iter(connection.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            messages).scalars().all())
+        ids = iter(connection.execute(_INSERT_OUTBOX, messages).scalars().all())
     for row in notifications:
         if row.pop("outbox") is not None:
             row["outbox_id"] = next(ids)
 
 
+_OUTBOX = Base.metadata.tables["outbox"]
+_INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
 _BEFORE = {Base.metadata.tables["notifications"]: _write_outbox_first}

@@ -12,16 +12,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from . import appends
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _READ_ONLY = "nd73_read_only"
 _IDLE_SINCE = "nd73_idle_since"
+_SINGLE = "nd73_single_statement"
 PING_AFTER_IDLE_S = 1.0     # a pooled connection idle longer is tested before use
 
 
@@ -47,8 +50,11 @@ def _prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(_SINGLE, False):
+            return      # one statement alone: SQLite runs it as its own transaction
+        connection.exec_driver_sql("BEGIN" if options.get(_READ_ONLY, False)
+                                   else "BEGIN IMMEDIATE")
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -99,8 +105,8 @@ class Database:
         self._reader = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
                                     expire_on_commit=False)
         # one statement alone is its own snapshot: PostgreSQL runs it without BEGIN/COMMIT
-        self._single = self.engine.execution_options(**{_READ_ONLY: True}) if self.is_sqlite \
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._single = self.engine.execution_options(**{_READ_ONLY: True, _SINGLE: True}) \
+            if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -136,10 +142,11 @@ class Database:
             session.rollback()
 
     def read_rows(self, statement, parameters: dict | None = None) -> list:
-        """The rows of one read-only Core statement, without an ORM session: on PostgreSQL
-        in autocommit, one round trip instead of three (BEGIN, the statement, COMMIT), for
-        what every request asks (who calls). Inside a writing unit of work on the same
-        thread it reads through that unit's connection, as :meth:`reading` does."""
+        """The rows of one read-only Core statement, without an ORM session: in autocommit
+        (SQLite: without BEGIN), one round trip instead of three (BEGIN, the statement, the
+        end of the transaction), for what every request asks (who calls). Inside a writing
+        unit of work on the same thread it reads through that unit's connection, as
+        :meth:`reading` does."""
         writer = getattr(self._local, "writer", None)
         if writer is not None:
             return list(writer.connection().execute(statement, parameters).all())
@@ -152,3 +159,45 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# --- objects from Core rows -------------------------------------------------------------
+_COLUMN_KEYS: dict[type, tuple[list, list[str], list[str]]] = {}
+
+
+def columns_of(cls) -> list:
+    """The columns of a mapped class, labelled with their attributes' names, for a Core
+    select whose rows :func:`attached` makes objects of."""
+    return _column_keys(cls)[0]
+
+
+def _column_keys(cls):
+    found = _COLUMN_KEYS.get(cls)
+    if found is None:
+        mapper = inspect(cls)
+        attributes = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+        primary = [mapper.get_property_by_column(c).key for c in mapper.primary_key]
+        found = _COLUMN_KEYS[cls] = ([column.label(key) for key, column in attributes],
+                                     [key for key, _ in attributes], primary)
+    return found
+
+
+def attached(session: Session, cls, row, *, refresh: bool = False):
+    """The session's persistent object of ``cls`` for a row read by a Core statement
+    (the leading columns :func:`columns_of` gives), as a query would load it, for a
+    fraction of what the ORM's loading costs a row or two. An object the session already
+    holds is returned as it is, or with ``refresh`` given the row's values (as a query with
+    ``populate_existing`` does)."""
+    _, keys, primary = _column_keys(cls)
+    values = dict(zip(keys, row))
+    identity = identity_key(cls, tuple(values[key] for key in primary))
+    existing = session.identity_map.get(identity)
+    if existing is not None:
+        if refresh:
+            for key, value in values.items():
+                set_committed_value(existing, key, value)
+        return existing
+    obj = cls(**values)
+    make_transient_to_detached(obj)     # as loaded: no history, nothing to write
+    session.add(obj)
+    return obj

@@ -1,0 +1,69 @@
+"""Rows a unit of work only adds (engine.store.appends): written with it, as given, parents
+before children (PostgreSQL: every table in one statement), refused rather than cut short
+when a value does not fit, and not written when the unit rolls back."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import DataError, StatementError
+
+from engine.store import HumanTask, TaskCandidate, TaskStatus, Timer, TimerStatus, appends
+
+from conftest import ALICE
+
+
+def _task(instance_id: str, task_id: str, **values) -> dict:
+    return dict(id=task_id, instance_id=instance_id, element_id="review", name="Review",
+                lane=None, role=None, unit_id=None, positions="", form=None,
+                status=TaskStatus.OPEN, assignee=None,
+                created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), due_at=None,
+                **values)
+
+
+def test_rows_of_several_tables_are_written_as_given_with_the_unit_of_work(engine, review):
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    ids = [f"00000000-0000-0000-0000-00000000000{n}" for n in range(3)]
+    with engine.db.transaction() as session:
+        for task_id in ids:          # the candidates refer to tasks added in the same unit
+            appends.add(session, HumanTask.__table__, **_task(instance.id, task_id))
+        for task_id, username in [(ids[0], "bob"), (ids[0], "carol"), (ids[2], "dave")]:
+            appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                        instance_id=instance.id, username=username, task_open=False)
+        appends.add(session, Timer.__table__, instance_id=instance.id,
+                    definition_id=instance.definition_id, task_id=ids[1], element_id="wait",
+                    kind="TimerEventDefinition",
+                    due_at=datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+                    status=TimerStatus.PENDING, attempts=0)
+    with engine.db.reading() as session:
+        tasks = session.scalars(select(HumanTask).where(HumanTask.id.in_(ids))
+                                .order_by(HumanTask.id)).all()
+        candidates = session.execute(
+            select(TaskCandidate.task_id, TaskCandidate.username, TaskCandidate.task_open)
+            .where(TaskCandidate.task_id.in_(ids)).order_by(TaskCandidate.username)).all()
+        timer = session.scalars(select(Timer).where(Timer.task_id == ids[1])).one()
+    assert [(t.id, t.status, t.positions, t.created_at.replace(tzinfo=timezone.utc))
+            for t in tasks] == [(i, TaskStatus.OPEN, "",
+                                 datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+                                for i in ids]
+    assert [tuple(c) for c in candidates] == [(ids[0], "bob", False), (ids[0], "carol", False),
+                                              (ids[2], "dave", False)]
+    assert (timer.status, timer.element_id, timer.due_at.replace(tzinfo=timezone.utc)) == (
+        TimerStatus.PENDING, "wait", datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc))
+
+
+def test_a_value_too_long_for_its_column_is_refused_and_nothing_is_written(engine, review):
+    if engine.db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite does not enforce a string's length")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    task_id = "00000000-0000-0000-0000-000000000009"
+    with pytest.raises((DataError, StatementError)):
+        with engine.db.transaction() as session:
+            appends.add(session, HumanTask.__table__, **_task(instance.id, task_id))
+            appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                        instance_id=instance.id, username="u" * 200, task_open=True)
+    with engine.db.reading() as session:
+        assert session.get(HumanTask, task_id) is None
+        assert session.scalars(select(TaskCandidate).where(
+            TaskCandidate.task_id == task_id)).all() == []
