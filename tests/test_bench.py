@@ -75,6 +75,7 @@ def test_reporting_cycle_fanout(server_kind, capsys):
     _check(record, "reporting_cycle_fanout", server_kind, capsys)
     assert record["unit_heads_with_task"] == 15 and record["report_tasks"] >= 15
     assert record["all_visible_s"] > 0
+    assert record["one_report_s"] > 0 and len(record["reports_s"]) == fanout.REPORTS
 
 
 def test_state_size(server_kind, capsys):
