@@ -4,7 +4,9 @@ stored state), and the collections are measured against their own data limit."""
 from __future__ import annotations
 
 import json
+import re
 import sys
+import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -93,6 +95,47 @@ def test_the_engine_walks_a_workflow_s_tasks_as_spiff_workflow_does(library_engi
         engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
                                      principal=as_user(engine, case.candidates(task)[0]))
     _same_walk(engine.runtime.workflow(case.id))
+
+
+def test_engine_steps_run_what_spiff_workflow_s_run_skipping_idle_subprocesses(
+        library_engine, clock):
+    """A unit's report in a cycle for 30 units: the engine's engine steps (which skip the
+    walks of the subprocesses with nothing to run) leave the workflow as SpiffWorkflow's
+    own do_engine_steps does, the same state to the byte, and run the same tasks."""
+    from bench.fanout import add_units
+    from engine.deadlines import variant_settings
+    from engine.multi_instance import do_engine_steps
+    from engine.scripting import one_step
+    from engine.store import Definition
+    engine = library_engine
+    add_units(engine, 30)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    case = Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+    first, *others = case.open("submit_report")
+    engine.runtime.complete_task(first.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(first)[0]))
+    task_id = others[5].id
+    with engine.db.reading() as session:
+        definition = session.get(Definition, engine.runtime.get(case.id).definition_id)
+        settings = engine.repository.settings(definition)
+    runs, states = [], []
+    for steps in (do_engine_steps, lambda wf, did_complete_task: wf.do_engine_steps(
+            did_complete_task=did_complete_task)):
+        workflow = engine.runtime.workflow(case.id)
+        task = workflow.get_task_from_id(uuid.UUID(task_id))
+        ran = []
+        with variant_settings(settings), one_step():
+            task.data.update({"report": {"summary": "Báo cáo"}})
+            task.run()
+            steps(workflow, did_complete_task=lambda t: ran.append(t.id))
+        runs.append(ran)
+        # the times of the state changes aside (SpiffWorkflow's clock, not the engine's)
+        states.append(re.sub(r'"last_state_change":[0-9.e+-]+', "",
+                             engine.codec.state_json(workflow)))
+    assert runs[0] == runs[1] and len(runs[0]) >= 2          # the end event and the unit's
+    assert states[0] == states[1]
 
 
 @pytest.fixture
