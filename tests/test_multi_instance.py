@@ -3,9 +3,11 @@
 stored state), and the collections are measured against their own data limit."""
 from __future__ import annotations
 
+import gc
 import json
 import re
 import sys
+import threading
 import uuid
 from datetime import datetime, timezone
 
@@ -13,7 +15,8 @@ import pytest
 from SpiffWorkflow.util.task import TaskState
 
 from conftest import ALICE, bpmn_source, empty_database
-from engine.multi_instance import all_tasks
+from engine import multi_instance
+from engine.multi_instance import all_tasks, large_step, step_scope
 from engine.scheduler import SCHEDULER
 from engine.workflow_engine import WorkflowEngine
 from procedures import Case, as_user, deploy_library
@@ -196,3 +199,72 @@ def test_other_task_data_still_counts_against_the_task_data_limit(limited):
     assert failed.status == "incident" and failed.incident_element == "make"
     assert ("task data would grow over the 2,048 byte limit (ND73_MAX_DATA_BYTES)"
             in failed.incident_message)
+
+
+def test_a_large_step_makes_no_full_collection_until_it_ends():
+    """The oldest generation's threshold is out of reach from the moment a step is found
+    large to its end (a step within it is part of it), and as it was after; outside a step
+    nothing changes."""
+    before = gc.get_threshold()
+    large_step()
+    assert gc.get_threshold() == before
+    with step_scope():
+        assert gc.get_threshold() == before          # not large (yet)
+        large_step()
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] >= 1 << 30
+        with step_scope():
+            large_step()
+        assert gc.get_threshold()[2] >= 1 << 30
+    assert gc.get_threshold() == before
+
+
+def test_threads_large_steps_put_the_thresholds_back_when_the_last_ends():
+    """Two threads' large steps overlap: the first to end leaves the thresholds raised for
+    the other; the last puts them back as they were."""
+    before = gc.get_threshold()
+    started, release = threading.Event(), threading.Event()
+
+    def other():
+        with step_scope():
+            large_step()
+            started.set()
+            release.wait(10)
+    thread = threading.Thread(target=other)
+    with step_scope():
+        large_step()
+        thread.start()
+        assert started.wait(10)
+    assert gc.get_threshold()[2] >= 1 << 30             # the other's step runs on
+    release.set()
+    thread.join(10)
+    assert gc.get_threshold() == before
+
+
+def test_a_cycle_s_opening_and_reports_are_large_steps(library_engine, clock, monkeypatch):
+    """A cycle with more units than a large step's bound: its opening and a unit's report
+    run with no full collection, and the thresholds are back as they were after each."""
+    from bench.fanout import add_units
+    engine = library_engine
+    monkeypatch.setattr(multi_instance, "LARGE_STEP_SUBPROCESSES", 10)
+    seen = []
+    real = multi_instance.large_step
+
+    def recording():
+        real()
+        seen.append(gc.get_threshold()[2])
+    monkeypatch.setattr(multi_instance, "large_step", recording)
+    before = gc.get_threshold()
+    add_units(engine, 12)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    case = Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+    assert seen and all(threshold >= 1 << 30 for threshold in seen)
+    assert gc.get_threshold() == before
+    seen.clear()
+    task = case.open("submit_report")[0]
+    engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(task)[0]))
+    assert seen and all(threshold >= 1 << 30 for threshold in seen)
+    assert gc.get_threshold() == before
+
