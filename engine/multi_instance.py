@@ -30,6 +30,7 @@ classes; the stored form of specs and states does not change.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import sys
@@ -44,6 +45,10 @@ from SpiffWorkflow.spiff.specs.defaults import (
 )
 from SpiffWorkflow.spiff.specs.defaults import (
     SequentialMultiInstanceTask as SpiffSequentialMultiInstanceTask,
+)
+from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkflowTask
+from SpiffWorkflow.spiff.specs.defaults import (
+    TransactionSubprocess as SpiffTransactionSubprocess,
 )
 from SpiffWorkflow.util.task import TaskState
 
@@ -99,10 +104,51 @@ class SequentialMultiInstanceTask(_InstancesWithoutCollections,
     pass
 
 
+_SHARED = frozenset((str, int, float, bool, type(None)))
+
+
+def data_copy(value):
+    """``copy.deepcopy`` of task data: dicts and lists copied by a plain walk, strings,
+    numbers, booleans and None kept (deepcopy keeps them too), anything else deep-copied.
+    Unlike deepcopy, a dict or list found twice becomes two copies; task data is stored as
+    JSON, which never shares them, so a step from the stored state saw two already."""
+    kind = type(value)
+    if kind is dict:
+        return {key: data_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [data_copy(item) for item in value]
+    if kind in _SHARED:
+        return value
+    return copy.deepcopy(value)
+
+
+class _SubprocessDataCopied:
+    """An embedded subprocess copies its task's data into its start, and its last task's
+    data back, with :func:`data_copy` (SpiffWorkflow's deepcopy, with its memo of every
+    object, was a seventh of a reporting cycle's opening: one copy per unit)."""
+
+    def copy_data(self, my_task, subworkflow):
+        start = subworkflow.get_next_task(spec_name='Start')
+        start.set_data(**data_copy(my_task.data))
+
+    def update_data(self, my_task, subworkflow):
+        my_task.data = data_copy(subworkflow.last_task.data)
+
+
+class SubWorkflowTask(_SubprocessDataCopied, SpiffSubWorkflowTask):
+    pass
+
+
+class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
+    pass
+
+
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
     (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
     (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
+    (SubWorkflowTask, SpiffSubWorkflowTask),
+    (TransactionSubprocess, SpiffTransactionSubprocess),
 )
 
 
@@ -219,31 +265,42 @@ LARGE_STEP_SUBPROCESSES = 1000
 # the oldest generation's threshold while a large step runs: never reached
 _NO_FULL_COLLECTIONS = 1 << 30
 _large_step: ContextVar[list | None] = ContextVar("nd73_large_step", default=None)
-_held = {"steps": 0, "thresholds": None}
+
+
+class _Held:
+    """The large steps running (in any thread) and the thresholds before the first."""
+    steps = 0
+    thresholds: tuple[int, ...] = ()
+
+
+_held = _Held()
 _held_lock = threading.Lock()
 
 
 @contextmanager
 def step_scope():
-    """A step (the runtime enters one around each unit of work, and around a start's engine
-    steps and unit of work; one within another is part of it): if it turns out to be a large step (:func:`large_step`: it walks or runs a workflow with many
-    subprocesses, or creates many instances), the cyclic garbage collector makes no full
-    collection until it ends.
+    """A step (the runtime enters one around each unit of work, and around a start's
+    engine steps and unit of work; one within another is part of it): if it turns out to be
+    a large step (:func:`large_step`: it walks or runs a workflow with many subprocesses,
+    or creates many instances), the cyclic garbage collector makes no full collection
+    until it ends.
 
     A full collection walks every object the process holds, and one comes each time the
-    objects that survived the younger collections grow by a quarter: a step that builds a
-    cycle for N units (5,000: 0.6 s, a tenth of the step) or changes the workflow holding
-    them (a unit's report: most such reports walked the N units' whole tree) paid them
-    over and over. Younger collections go on, so garbage cycles the step itself makes
-    are still freed as they are now; those that reach the oldest generation wait for the
-    first full collection after the step (the threshold is put back when it ends, and
-    the number of younger collections it counted stands, so that one comes soon after).
+    objects that survived the younger collections grew by a quarter: the step opening a
+    cycle for 5,000 units made five as the cycle grew (0.6 s, a tenth of the step), now
+    two (one before the step is known to be large). Younger collections go on, so garbage
+    cycles the step makes are still freed as they were; those that reach the oldest
+    generation wait for the first full collection after the step (the threshold is put
+    back when it ends, and the younger collections it counted stand, so that one comes
+    soon after). A unit's report still meets about one full collection in two, at its
+    start, before the walk that finds it large.
 
     Other threads: the thresholds are the process's. They are raised when the first of
-    the large steps running in any thread starts and put back as they were when the last
-    one ends (a count under a lock), so one thread's step never puts them back under
-    another's. Meanwhile the other threads' full collections wait as well; that only delays
-    freeing garbage cycles (never frees a live object), by at most a large step's length."""
+    the large steps running in any thread is found large and put back as they were when
+    the last one ends (a count under a lock), so one thread's step never puts them back
+    under another's. Meanwhile the other threads' full collections wait as well; that only
+    delays freeing garbage cycles (never frees a live object), by at most a large step's
+    length."""
     if _large_step.get() is not None:       # within another: part of it
         yield
         return
@@ -255,10 +312,9 @@ def step_scope():
         _large_step.reset(token)
         if held[0]:
             with _held_lock:
-                _held["steps"] -= 1
-                if _held["steps"] == 0:
-                    gc.set_threshold(*_held["thresholds"])
-                    _held["thresholds"] = None
+                _held.steps -= 1
+                if _held.steps == 0:
+                    gc.set_threshold(*_held.thresholds)
 
 
 def large_step() -> None:
@@ -269,11 +325,11 @@ def large_step() -> None:
         return
     held[0] = True
     with _held_lock:
-        if _held["steps"] == 0:
-            _held["thresholds"] = gc.get_threshold()
-            young, middle = _held["thresholds"][:2]
+        if _held.steps == 0:
+            _held.thresholds = gc.get_threshold()
+            young, middle = _held.thresholds[:2]
             gc.set_threshold(young, middle, _NO_FULL_COLLECTIONS)
-        _held["steps"] += 1
+        _held.steps += 1
 
 
 def _without_debug_listings() -> None:

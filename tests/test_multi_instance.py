@@ -268,3 +268,18 @@ def test_a_cycle_s_opening_and_reports_are_large_steps(library_engine, clock, mo
     assert seen and all(threshold >= 1 << 30 for threshold in seen)
     assert gc.get_threshold() == before
 
+
+def test_a_subprocess_s_data_is_copied_as_deepcopy_copies_it():
+    """The data an embedded subprocess starts with (and gives back) is a copy equal to
+    deepcopy's, sharing no dict or list with the original, whatever values it holds."""
+    from copy import deepcopy
+    from datetime import date
+    from decimal import Decimal
+    from engine.multi_instance import data_copy
+    data = {"units": ["a", {"b": [1, 2.5, None, True]}], "when": date(2026, 1, 2),
+            "amount": Decimal("1.5"), "pair": (1, [2]), "name": "x", "n": 3}
+    copied = data_copy(data)
+    assert copied == deepcopy(data) and list(copied) == list(data)
+    copied["units"][1]["b"].append(4)
+    copied["pair"][1].append(3)
+    assert data["units"][1]["b"] == [1, 2.5, None, True] and data["pair"] == (1, [2])
