@@ -30,8 +30,13 @@ classes; the stored form of specs and states does not change.
 """
 from __future__ import annotations
 
+import copy
+import gc
 import logging
 import sys
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -40,6 +45,10 @@ from SpiffWorkflow.spiff.specs.defaults import (
 )
 from SpiffWorkflow.spiff.specs.defaults import (
     SequentialMultiInstanceTask as SpiffSequentialMultiInstanceTask,
+)
+from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkflowTask
+from SpiffWorkflow.spiff.specs.defaults import (
+    TransactionSubprocess as SpiffTransactionSubprocess,
 )
 from SpiffWorkflow.util.task import TaskState
 
@@ -73,6 +82,8 @@ class _InstancesWithoutCollections:
     """Creates each instance against the activity's data without its collections."""
 
     def create_child(self, my_task, item, key_or_index=None):
+        if len(my_task._children) >= LARGE_STEP_SUBPROCESSES:      # its instances so far
+            large_step()
         data = my_task.data
         names = [name for name in collection_names(self) if name in data]
         if not names:
@@ -93,10 +104,51 @@ class SequentialMultiInstanceTask(_InstancesWithoutCollections,
     pass
 
 
+_SHARED = frozenset((str, int, float, bool, type(None)))
+
+
+def data_copy(value):
+    """``copy.deepcopy`` of task data: dicts and lists copied by a plain walk, strings,
+    numbers, booleans and None kept (deepcopy keeps them too), anything else deep-copied.
+    Unlike deepcopy, a dict or list found twice becomes two copies; task data is stored as
+    JSON, which never shares them, so a step from the stored state saw two already."""
+    kind = type(value)
+    if kind is dict:
+        return {key: data_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [data_copy(item) for item in value]
+    if kind in _SHARED:
+        return value
+    return copy.deepcopy(value)
+
+
+class _SubprocessDataCopied:
+    """An embedded subprocess copies its task's data into its start, and its last task's
+    data back, with :func:`data_copy` (SpiffWorkflow's deepcopy, with its memo of every
+    object, was a seventh of a reporting cycle's opening: one copy per unit)."""
+
+    def copy_data(self, my_task, subworkflow):
+        start = subworkflow.get_next_task(spec_name='Start')
+        start.set_data(**data_copy(my_task.data))
+
+    def update_data(self, my_task, subworkflow):
+        my_task.data = data_copy(subworkflow.last_task.data)
+
+
+class SubWorkflowTask(_SubprocessDataCopied, SpiffSubWorkflowTask):
+    pass
+
+
+class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
+    pass
+
+
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
     (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
     (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
+    (SubWorkflowTask, SpiffSubWorkflowTask),
+    (TransactionSubprocess, SpiffTransactionSubprocess),
 )
 
 
@@ -145,7 +197,59 @@ class UnboundedTaskIterator(BpmnTaskIterator):
 
 def all_tasks(workflow, **filters) -> list:
     """``workflow.get_tasks(**filters)`` through every subprocess, however many."""
+    subprocesses = workflow.top_workflow.subprocesses
+    if len(subprocesses) >= LARGE_STEP_SUBPROCESSES:
+        large_step()
+    if filters.keys() == {"state"}:
+        return _tasks_in_state(workflow.task_tree, filters["state"], subprocesses)
     return list(UnboundedTaskIterator(workflow.task_tree, **filters))
+
+
+def _tasks_in_state(root, state: int, subprocesses: dict) -> list:
+    """:class:`UnboundedTaskIterator`'s walk filtered by state only (the engine's walks
+    after each step), in one loop over the tasks' own attributes: the same tasks in the
+    same order (the iterator's descent rule, its ``min_state`` for the state asked, no
+    end spec), without an iterator, a filter object and a children list per task (a
+    walk of a cycle's N units is most of the CPU of a unit's report outside the state's
+    serialization)."""
+    if state & TaskState.PREDICTED_MASK:
+        min_state = TaskState.MAYBE
+    elif state & TaskState.DEFINITE_MASK:
+        min_state = TaskState.FUTURE
+    else:
+        min_state = TaskState.COMPLETED
+    not_into_finished = state <= TaskState.FINISHED_MASK
+    found = []
+    stack = [root]
+    pop, push = stack.pop, stack.append
+    while stack:
+        task = pop()
+        task_state = task._state
+        subprocess = subprocesses.get(task.id)
+        if subprocess is not None:
+            tasks = task.workflow.tasks
+            stack.extend([tasks.get(child) for child in reversed(task._children)])
+            if not (task_state >= TaskState.FINISHED_MASK and not_into_finished):
+                push(subprocess.task_tree)
+        elif task._children and task_state >= min_state:
+            tasks = task.workflow.tasks
+            stack.extend([tasks.get(child) for child in reversed(task._children)])
+        if task_state & state and task.last_state_change >= 0:
+            found.append(task)
+    return found
+
+
+def _may_run(workflow, subprocesses: dict) -> bool:
+    """Whether a walk of ``workflow`` (with the subprocesses its tasks run, however deep)
+    may find a ready task the engine runs: one of its tasks, or of theirs, is ready and not
+    manual. A plain look at each task's state, without the iterator's filters and lists."""
+    for task in workflow.tasks.values():
+        if task._state == TaskState.READY and not task.task_spec.manual:
+            return True
+        sub = subprocesses.get(task.id)
+        if sub is not None and sub is not workflow and _may_run(sub, subprocesses):
+            return True
+    return False
 
 
 def do_engine_steps(workflow, did_complete_task=None) -> None:
@@ -155,8 +259,16 @@ def do_engine_steps(workflow, did_complete_task=None) -> None:
     subprocesses), each walk for ready tasks through :func:`all_tasks`. SpiffWorkflow's own
     walk of the top workflow, once a pass, went through its bounded, quadratic iterator
     (a reporting cycle for 20,000 units: 1.4 s a pass, four passes in its opening step, and
-    the ready tasks of the subprocesses past the first thousand or so not seen)."""
+    the ready tasks of the subprocesses past the first thousand or so not seen).
+
+    A walk is skipped where it would find nothing to run (:func:`_may_run`, asked just
+    before it): a step of a large cycle (one unit's report) walked each of the N units'
+    subprocesses, and the whole tree, twice, to run the few tasks of the one unit."""
+    subprocesses = workflow.subprocesses
+
     def update_workflow(wf) -> int:
+        if not _may_run(wf, subprocesses):
+            return 0
         count = 0
         for task in all_tasks(wf, state=TaskState.READY):
             if not task.task_spec.manual:
@@ -167,6 +279,8 @@ def do_engine_steps(workflow, did_complete_task=None) -> None:
         return count
 
     def one_pass() -> bool:
+        if len(subprocesses) >= LARGE_STEP_SUBPROCESSES:
+            large_step()
         active = workflow.get_active_subprocesses()
         for subprocess in sorted(active, key=lambda v: v.depth, reverse=True):
             while update_workflow(subprocess) > 0:
@@ -180,6 +294,79 @@ def do_engine_steps(workflow, did_complete_task=None) -> None:
     while one_pass():
         pass
     workflow.refresh_timers()
+
+
+# A step is large when its workflow runs this many subprocesses, or a multi-instance activity
+# creates this many instances (a reporting cycle's units).
+LARGE_STEP_SUBPROCESSES = 1000
+# the oldest generation's threshold while a large step runs: never reached
+_NO_FULL_COLLECTIONS = 1 << 30
+_large_step: ContextVar[list | None] = ContextVar("nd73_large_step", default=None)
+
+
+class _Held:
+    """The large steps running (in any thread) and the thresholds before the first."""
+    steps = 0
+    thresholds: tuple[int, ...] = ()
+
+
+_held = _Held()
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def step_scope():
+    """A step (the runtime enters one around each unit of work, and around a start's
+    engine steps and unit of work; one within another is part of it): if it turns out to be
+    a large step (:func:`large_step`: it walks or runs a workflow with many subprocesses,
+    or creates many instances), the cyclic garbage collector makes no full collection
+    until it ends.
+
+    A full collection walks every object the process holds, and one comes each time the
+    objects that survived the younger collections grew by a quarter: the step opening a
+    cycle for 5,000 units made five as the cycle grew (0.6 s, a tenth of the step), now
+    two (one before the step is known to be large). Younger collections go on, so garbage
+    cycles the step makes are still freed as they were; those that reach the oldest
+    generation wait for the first full collection after the step (the threshold is put
+    back when it ends, and the younger collections it counted stand, so that one comes
+    soon after). A unit's report still meets about one full collection in two, at its
+    start, before the walk that finds it large.
+
+    Other threads: the thresholds are the process's. They are raised when the first of
+    the large steps running in any thread is found large and put back as they were when
+    the last one ends (a count under a lock), so one thread's step never puts them back
+    under another's. Meanwhile the other threads' full collections wait as well; that only
+    delays freeing garbage cycles (never frees a live object), by at most a large step's
+    length."""
+    if _large_step.get() is not None:       # within another: part of it
+        yield
+        return
+    held = [False]
+    token = _large_step.set(held)
+    try:
+        yield
+    finally:
+        _large_step.reset(token)
+        if held[0]:
+            with _held_lock:
+                _held.steps -= 1
+                if _held.steps == 0:
+                    gc.set_threshold(*_held.thresholds)
+
+
+def large_step() -> None:
+    """The step in hand (a :func:`step_scope`) is large: no full collection until it ends.
+    Outside a step scope, or said again, nothing."""
+    held = _large_step.get()
+    if held is None or held[0]:
+        return
+    held[0] = True
+    with _held_lock:
+        if _held.steps == 0:
+            _held.thresholds = gc.get_threshold()
+            young, middle = _held.thresholds[:2]
+            gc.set_threshold(young, middle, _NO_FULL_COLLECTIONS)
+        _held.steps += 1
 
 
 def _without_debug_listings() -> None:

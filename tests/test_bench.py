@@ -75,6 +75,8 @@ def test_reporting_cycle_fanout(server_kind, capsys):
     _check(record, "reporting_cycle_fanout", server_kind, capsys)
     assert record["unit_heads_with_task"] == 15 and record["report_tasks"] >= 15
     assert record["all_visible_s"] > 0
+    assert record["one_report_s"] > 0 and len(record["reports_s"]) == fanout.REPORTS
+    assert 0 < record["one_report_cpu_s"] and 0 < record["open_cycle_cpu_s"]
 
 
 def test_state_size(server_kind, capsys):

@@ -3,15 +3,20 @@
 stored state), and the collections are measured against their own data limit."""
 from __future__ import annotations
 
+import gc
 import json
+import re
 import sys
+import threading
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 from SpiffWorkflow.util.task import TaskState
 
 from conftest import ALICE, bpmn_source, empty_database
-from engine.multi_instance import all_tasks
+from engine import multi_instance
+from engine.multi_instance import all_tasks, large_step, step_scope
 from engine.scheduler import SCHEDULER
 from engine.workflow_engine import WorkflowEngine
 from procedures import Case, as_user, deploy_library
@@ -95,6 +100,47 @@ def test_the_engine_walks_a_workflow_s_tasks_as_spiff_workflow_does(library_engi
     _same_walk(engine.runtime.workflow(case.id))
 
 
+def test_engine_steps_run_what_spiff_workflow_s_run_skipping_idle_subprocesses(
+        library_engine, clock):
+    """A unit's report in a cycle for 30 units: the engine's engine steps (which skip the
+    walks of the subprocesses with nothing to run) leave the workflow as SpiffWorkflow's
+    own do_engine_steps does, the same state to the byte, and run the same tasks."""
+    from bench.fanout import add_units
+    from engine.deadlines import variant_settings
+    from engine.multi_instance import do_engine_steps
+    from engine.scripting import one_step
+    from engine.store import Definition
+    engine = library_engine
+    add_units(engine, 30)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    case = Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+    first, *others = case.open("submit_report")
+    engine.runtime.complete_task(first.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(first)[0]))
+    task_id = others[5].id
+    with engine.db.reading() as session:
+        definition = session.get(Definition, engine.runtime.get(case.id).definition_id)
+        settings = engine.repository.settings(definition)
+    runs, states = [], []
+    for steps in (do_engine_steps, lambda wf, did_complete_task: wf.do_engine_steps(
+            did_complete_task=did_complete_task)):
+        workflow = engine.runtime.workflow(case.id)
+        task = workflow.get_task_from_id(uuid.UUID(task_id))
+        ran = []
+        with variant_settings(settings), one_step():
+            task.data.update({"report": {"summary": "Báo cáo"}})
+            task.run()
+            steps(workflow, did_complete_task=lambda t: ran.append(t.id))
+        runs.append(ran)
+        # the times of the state changes aside (SpiffWorkflow's clock, not the engine's)
+        states.append(re.sub(r'"last_state_change":[0-9.e+-]+', "",
+                             engine.codec.state_json(workflow)))
+    assert runs[0] == runs[1] and len(runs[0]) >= 2          # the end event and the unit's
+    assert states[0] == states[1]
+
+
 @pytest.fixture
 def library_engine(engine):
     deploy_library(engine)
@@ -153,3 +199,87 @@ def test_other_task_data_still_counts_against_the_task_data_limit(limited):
     assert failed.status == "incident" and failed.incident_element == "make"
     assert ("task data would grow over the 2,048 byte limit (ND73_MAX_DATA_BYTES)"
             in failed.incident_message)
+
+
+def test_a_large_step_makes_no_full_collection_until_it_ends():
+    """The oldest generation's threshold is out of reach from the moment a step is found
+    large to its end (a step within it is part of it), and as it was after; outside a step
+    nothing changes."""
+    before = gc.get_threshold()
+    large_step()
+    assert gc.get_threshold() == before
+    with step_scope():
+        assert gc.get_threshold() == before          # not large (yet)
+        large_step()
+        assert gc.get_threshold()[:2] == before[:2] and gc.get_threshold()[2] >= 1 << 30
+        with step_scope():
+            large_step()
+        assert gc.get_threshold()[2] >= 1 << 30
+    assert gc.get_threshold() == before
+
+
+def test_threads_large_steps_put_the_thresholds_back_when_the_last_ends():
+    """Two threads' large steps overlap: the first to end leaves the thresholds raised for
+    the other; the last puts them back as they were."""
+    before = gc.get_threshold()
+    started, release = threading.Event(), threading.Event()
+
+    def other():
+        with step_scope():
+            large_step()
+            started.set()
+            release.wait(10)
+    thread = threading.Thread(target=other)
+    with step_scope():
+        large_step()
+        thread.start()
+        assert started.wait(10)
+    assert gc.get_threshold()[2] >= 1 << 30             # the other's step runs on
+    release.set()
+    thread.join(10)
+    assert gc.get_threshold() == before
+
+
+def test_a_cycle_s_opening_and_reports_are_large_steps(library_engine, clock, monkeypatch):
+    """A cycle with more units than a large step's bound: its opening and a unit's report
+    run with no full collection, and the thresholds are back as they were after each."""
+    from bench.fanout import add_units
+    engine = library_engine
+    monkeypatch.setattr(multi_instance, "LARGE_STEP_SUBPROCESSES", 10)
+    seen = []
+    real = multi_instance.large_step
+
+    def recording():
+        real()
+        seen.append(gc.get_threshold()[2])
+    monkeypatch.setattr(multi_instance, "large_step", recording)
+    before = gc.get_threshold()
+    add_units(engine, 12)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    case = Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+    assert seen and all(threshold >= 1 << 30 for threshold in seen)
+    assert gc.get_threshold() == before
+    seen.clear()
+    task = case.open("submit_report")[0]
+    engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(task)[0]))
+    assert seen and all(threshold >= 1 << 30 for threshold in seen)
+    assert gc.get_threshold() == before
+
+
+def test_a_subprocess_s_data_is_copied_as_deepcopy_copies_it():
+    """The data an embedded subprocess starts with (and gives back) is a copy equal to
+    deepcopy's, sharing no dict or list with the original, whatever values it holds."""
+    from copy import deepcopy
+    from datetime import date
+    from decimal import Decimal
+    from engine.multi_instance import data_copy
+    data = {"units": ["a", {"b": [1, 2.5, None, True]}], "when": date(2026, 1, 2),
+            "amount": Decimal("1.5"), "pair": (1, [2]), "name": "x", "n": 3}
+    copied = data_copy(data)
+    assert copied == deepcopy(data) and list(copied) == list(data)
+    copied["units"][1]["b"].append(4)
+    copied["pair"][1].append(3)
+    assert data["units"][1]["b"] == [1, 2.5, None, True] and data["pair"] == (1, [2])

@@ -42,7 +42,7 @@ from ..forms import (date_order_errors, form_errors, person_values, unit_values,
                      unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
-from ..multi_instance import all_tasks, do_engine_steps
+from ..multi_instance import all_tasks, do_engine_steps, step_scope
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
@@ -130,7 +130,7 @@ class Runtime(InstanceManagement, Schedules):
     def _unit_of_work(self) -> Iterator[Session]:
         try:
             # one look at the organisation's generation per step (engine.org)
-            with self.org.consistent(), self.db.transaction() as session:
+            with step_scope(), self.org.consistent(), self.db.transaction() as session:
                 yield session
         except StaleDataError:
             raise Conflict("the instance was changed by someone else at the same time; "
@@ -397,7 +397,7 @@ class Runtime(InstanceManagement, Schedules):
                                 "proposer_unit": unit_id, "business_key": business_key})
         completed: list = []
         now = self.clock.now()
-        with variant_settings(self.repository.settings(definition)):
+        with step_scope(), variant_settings(self.repository.settings(definition)):
             incident = self._advance(workflow, completed)
             with self._unit_of_work() as session:
                 instance = Instance(
