@@ -80,17 +80,22 @@ def _same_walk(workflow) -> None:
         assert ours == spiffs, filters
 
 
+def _cycle_for_30_units(engine, clock) -> Case:
+    """A national reporting cycle opened for 30 communes added in bulk, each with a head."""
+    from bench.fanout import add_units
+    add_units(engine, 30)
+    engine.org.invalidate()
+    clock.set(utc(2026, 11, 16, 1, 0))
+    return Case.start(engine, "national", "annual_report", SCHEDULER,
+                      data={"proposer_unit": "mau"})
+
+
 def test_the_engine_walks_a_workflow_s_tasks_as_spiff_workflow_does(library_engine, clock):
     """A cycle for 30 units, as it opens, once some units reported (their subprocesses
     completed) and once all did: the engine's walk (a stack, linear in the tasks) lists what
     SpiffWorkflow's (a list copied at every task, quadratic past N instances) lists."""
-    from bench.fanout import add_units
     engine = library_engine
-    add_units(engine, 30)
-    engine.org.invalidate()
-    clock.set(utc(2026, 11, 16, 1, 0))
-    case = Case.start(engine, "national", "annual_report", SCHEDULER,
-                      data={"proposer_unit": "mau"})
+    case = _cycle_for_30_units(engine, clock)
     _same_walk(engine.runtime.workflow(case.id))
     for i, task in enumerate(case.open("submit_report")):
         if i in (0, 7, 29):
@@ -105,17 +110,12 @@ def test_engine_steps_run_what_spiff_workflow_s_run_skipping_idle_subprocesses(
     """A unit's report in a cycle for 30 units: the engine's engine steps (which skip the
     walks of the subprocesses with nothing to run) leave the workflow as SpiffWorkflow's
     own do_engine_steps does, the same state to the byte, and run the same tasks."""
-    from bench.fanout import add_units
     from engine.deadlines import variant_settings
     from engine.multi_instance import do_engine_steps
     from engine.scripting import one_step
     from engine.store import Definition
     engine = library_engine
-    add_units(engine, 30)
-    engine.org.invalidate()
-    clock.set(utc(2026, 11, 16, 1, 0))
-    case = Case.start(engine, "national", "annual_report", SCHEDULER,
-                      data={"proposer_unit": "mau"})
+    case = _cycle_for_30_units(engine, clock)
     first, *others = case.open("submit_report")
     engine.runtime.complete_task(first.id, {"report": {"summary": "Báo cáo"}},
                                  principal=as_user(engine, case.candidates(first)[0]))
