@@ -39,13 +39,6 @@ def document_templates_of(sources: dict[str, str]) -> dict[str, bytes]:
             for name, text in sources.items() if name.startswith(DOCUMENT_PREFIX)}
 
 
-def document_template_of(sources: dict[str, str], name: str) -> bytes | None:
-    """The document template ``name`` deployed with a definition (None if it was not): a
-    step decodes the one it issues, not all of them."""
-    text = sources.get(DOCUMENT_PREFIX + name)
-    return base64.b64decode(text) if text is not None else None
-
-
 @dataclass(frozen=True)
 class DeployedProcess:
     definition_id: int
