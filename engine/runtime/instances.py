@@ -27,7 +27,7 @@ from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -48,6 +48,7 @@ from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
 from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState,
                              set_stored_state, stored_state)
+from ..store.db import detached
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache, note_open_tasks
@@ -488,12 +489,8 @@ class Runtime(InstanceManagement, Schedules):
         """The instance's open tasks, oldest first, as detached rows (read with one Core
         statement built once: an ORM query cost three times as much, at every step a
         client takes)."""
-        tasks = []
-        for row in self.db.read_rows(_OPEN_TASKS, {"instance_id": instance_id}):
-            task = HumanTask(**row._mapping)
-            make_transient_to_detached(task)        # as loaded by a session now closed
-            tasks.append(task)
-        return tasks
+        return [detached(HumanTask, row._mapping)
+                for row in self.db.read_rows(_OPEN_TASKS, {"instance_id": instance_id})]
 
     def task_data(self, task_id: str) -> dict:
         """A task's data (a copy), for its form: from the workflow its instance's last

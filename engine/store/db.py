@@ -197,7 +197,14 @@ def attached(session: Session, cls, row, *, refresh: bool = False):
             for key, value in values.items():
                 set_committed_value(existing, key, value)
         return existing
-    obj = cls(**values)
-    make_transient_to_detached(obj)     # as loaded: no history, nothing to write
+    obj = detached(cls, values)
     session.add(obj)
+    return obj
+
+
+def detached(cls, values):
+    """An object of ``cls`` with a row's values, as loaded by a session now closed: no
+    history, nothing to write."""
+    obj = cls(**values)
+    make_transient_to_detached(obj)
     return obj
