@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from engine.access import Principal
 from engine.clock import ManualClock, as_utc
 from engine.scheduler import Scheduler, next_occurrence
-from engine.store import AuditEvent, Instance, Timer
+from engine.store import AuditEvent, HumanTask, Instance, Timer
 from engine.workflow_engine import WorkflowEngine
 
 from conftest import ALICE, PROJECT, bpmn_source, child_environment
@@ -83,6 +83,32 @@ def test_interrupting_boundary_on_a_task_and_cycle_on_a_subprocess(timers, clock
     nudges = [t for t in timers.runtime.workflow(instance.id).get_tasks(spec_name="d_nudge")
               if t.has_state(TaskState.COMPLETED)]
     assert len(nudges) == 3
+
+
+def test_timers_firing_together_read_the_open_tasks_of_all_instances_at_once(timers, clock):
+    started = [timers.runtime.start("national", "deadline_kinds", principal=ALICE)
+               for _ in range(3)]
+    clock.set(utc(2026, 1, 6, 10, 0, 1))         # the answer's interrupting deadline
+    seen: list[str] = []
+
+    def before(_connection, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()))
+    event.listen(timers.db.engine, "before_cursor_execute", before)
+    try:
+        assert Scheduler(timers, owner="s1", together=8).run_due() == 3
+    finally:
+        event.remove(timers.db.engine, "before_cursor_execute", before)
+    task_reads = [s for s in seen if s.startswith("SELECT") and "FROM human_tasks" in s]
+    assert len(task_reads) == 1
+    for instance in started:                     # each one's answer cancelled, review open
+        assert [t.element_id for t in timers.runtime.open_tasks(instance.id)] == ["s_review"]
+        with timers.db.reading() as session:
+            answer = session.scalars(select(HumanTask).where(
+                HumanTask.instance_id == instance.id,
+                HumanTask.element_id == "d_answer")).one()
+        assert answer.status == "cancelled"
+        cancelled = [e for e in _audit(timers, "timers_fired") if e.instance_id == instance.id]
+        assert list(cancelled[0].details["changes"]["task_cancelled"].values()) == ["d_answer"]
 
 
 def test_yearly_cycle_keeps_its_anchor_and_fires_a_missed_year_once(schedules, clock):

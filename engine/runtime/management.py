@@ -22,7 +22,8 @@ from ..clock import as_utc
 from ..errors import InvalidState, MigrationRefused
 from ..multi_instance import all_tasks
 from ..scripting import timer_due
-from ..store import AuditEvent, Instance, MessageSubscription, Timer, TimerStatus
+from ..store import (AuditEvent, HumanTask, Instance, MessageSubscription, TaskStatus, Timer,
+                     TimerStatus)
 from .projection import EventRows
 from .steps import (ACTIVE_STATUSES, INCIDENT, RUNNING, SUSPENDED, TERMINATED, Incident,
                     audit_entry, clean_data, element_of)
@@ -52,12 +53,14 @@ class InstanceManagement:
         ids = list(dict.fromkeys(instance_ids))
         with self._unit_of_work() as session:
             # the instance rows first, in one statement (see lock_instance_chain), then
-            # their timers and subscriptions, each in one statement for all of them
+            # their timers, subscriptions and open tasks, each in one statement for all of
+            # them
             kept = {i: self._workflows.version_of(i) for i in ids}
             locked = lock_instances(session, ids, cached={
                 i: version for i, version in kept.items() if version is not None})
             timer_rows: dict[str, list[Timer]] = {i: [] for i in locked}
             subscriptions: dict[str, list[MessageSubscription]] = {i: [] for i in locked}
+            open_tasks: dict[str, list[HumanTask]] = {i: [] for i in locked}
             with session.no_autoflush:
                 for timer in session.scalars(select(Timer).where(
                         Timer.instance_id.in_(list(locked)))):
@@ -65,13 +68,19 @@ class InstanceManagement:
                 for subscription in session.scalars(select(MessageSubscription).where(
                         MessageSubscription.instance_id.in_(list(locked)))):
                     subscriptions[subscription.instance_id].append(subscription)
+                # a timer never reopens a closed task (only a retry or a migration does),
+                # so the open rows are all the projection needs (see Projection.refresh)
+                for row in session.scalars(select(HumanTask).where(
+                        HumanTask.instance_id.in_(list(locked)),
+                        HumanTask.status == TaskStatus.OPEN)):
+                    open_tasks[row.instance_id].append(row)
             # in the order given (the timers' due order)
             for instance_id in [i for i in ids if i in locked]:
                 with self._instance_in(session, instance_id, saved,
                                        locked=locked[instance_id]) as (instance, workflow):
                     if self._fire_due(session, instance, workflow, principal, claimed_by,
-                                      timer_rows[instance_id],
-                                      subscriptions[instance_id]) is not None:
+                                      timer_rows[instance_id], subscriptions[instance_id],
+                                      open_tasks[instance_id]) is not None:
                         fired.add(instance_id)
             idle = [i for i in ids if i not in fired]
             if idle:
@@ -84,9 +93,10 @@ class InstanceManagement:
 
     def _fire_due(self, session: Session, instance: Instance, workflow, principal: Principal,
                   claimed_by: str | None, timer_rows: list[Timer] | None = None,
-                  subscriptions: list[MessageSubscription] | None = None) -> Instance | None:
-        """``timer_rows`` and ``subscriptions``: the instance's rows, read with its lock held
-        (else read here)."""
+                  subscriptions: list[MessageSubscription] | None = None,
+                  task_rows: list[HumanTask] | None = None) -> Instance | None:
+        """``timer_rows``, ``subscriptions`` and ``task_rows`` (its open tasks): the
+        instance's rows, read with its lock held (else read here or by the projection)."""
         instance_id = instance.id
         self.access.require_manages(session, principal, instance, "fire its timers")
         actor = principal.username
@@ -112,7 +122,7 @@ class InstanceManagement:
         self._save(session, instance, workflow, actor=actor, action="timers_fired",
                    details={"elements": sorted(delays), "delay_seconds": delays,
                             **({"scheduler": claimed_by} if claimed_by else {})},
-                   incident=incident, completed=completed,
+                   incident=incident, completed=completed, task_rows=task_rows,
                    event_rows=EventRows.read(session, instance_id, timer_rows, subscriptions),
                    fired=frozenset(t.task_id for t in due))
         return instance
