@@ -12,6 +12,8 @@ Then one unit's report in the opened cycle (``one_report_s``): its head complete
 median; every report is a step of the one large workflow, whose cost grows with the units
 still reporting); ``open_cycle_cpu_s`` and ``one_report_cpu_s``: the CPU the engine's
 process spent on them, which other work on the machine does not stretch.
+``open_cycle_ms_per_unit`` and ``open_cycle_cpu_ms_per_unit``: the opening's seconds and CPU
+per reporting unit, so runs of different N, or on a loaded machine (the CPU one), compare.
 
 Usage: python -m bench.fanout [N] [--database sqlite|postgresql]
 """
@@ -88,6 +90,8 @@ def run(n: int = 5000, database: str = "sqlite") -> dict:
     return emit("reporting_cycle_fanout", database, n, report_tasks=tasks,
                 unit_heads_with_task=reached, open_cycle_s=round(opened, 2),
                 all_visible_s=round(visible, 2), open_cycle_cpu_s=round(opened_cpu, 2),
+                open_cycle_ms_per_unit=round(opened * 1000 / n, 3),
+                open_cycle_cpu_ms_per_unit=round(opened_cpu * 1000 / n, 3),
                 one_report_s=round(statistics.median(reports), 3),
                 one_report_cpu_s=round(statistics.median(reports_cpu), 3),
                 reports_s=[round(r, 3) for r in reports], target_s=30)

@@ -37,6 +37,8 @@ import sys
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -104,12 +106,18 @@ class SequentialMultiInstanceTask(_InstancesWithoutCollections,
     pass
 
 
-_SHARED = frozenset((str, int, float, bool, type(None)))
+# Values no one can change, kept as they are (the exact types: a subclass may add state).
+# deepcopy keeps the numbers, strings and Decimals itself but rebuilds a date or a datetime
+# through its reduce protocol (10 µs an aware datetime); a reporting cycle's data holds
+# several (its deadlines), which every unit's subprocess copied: most of the copy's cost.
+_SHARED = frozenset((str, int, float, bool, type(None), bytes, complex,
+                     date, datetime, time, timedelta, Decimal))
 
 
 def data_copy(value):
-    """``copy.deepcopy`` of task data: dicts and lists copied by a plain walk, strings,
-    numbers, booleans and None kept (deepcopy keeps them too), anything else deep-copied.
+    """``copy.deepcopy`` of task data: dicts and lists copied by a plain walk, immutable
+    values (strings, numbers, booleans, None, dates, times, Decimals...) kept, anything
+    else deep-copied.
     Unlike deepcopy, a dict or list found twice becomes two copies; task data is stored as
     JSON, which never shares them, so a step from the stored state saw two already."""
     kind = type(value)

@@ -77,6 +77,12 @@ def test_reporting_cycle_fanout(server_kind, capsys):
     assert record["all_visible_s"] > 0
     assert record["one_report_s"] > 0 and len(record["reports_s"]) == fanout.REPORTS
     assert 0 < record["one_report_cpu_s"] and 0 < record["open_cycle_cpu_s"]
+    # per unit: the opening's figures over N, to three decimals of a millisecond
+    assert record["open_cycle_ms_per_unit"] == pytest.approx(
+        record["open_cycle_s"] * 1000 / 15, abs=0.5)
+    assert record["open_cycle_cpu_ms_per_unit"] == pytest.approx(
+        record["open_cycle_cpu_s"] * 1000 / 15, abs=0.5)
+    assert 0 < record["open_cycle_cpu_ms_per_unit"]
 
 
 def test_state_size(server_kind, capsys):

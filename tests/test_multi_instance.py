@@ -283,3 +283,40 @@ def test_a_subprocess_s_data_is_copied_as_deepcopy_copies_it():
     copied["units"][1]["b"].append(4)
     copied["pair"][1].append(3)
     assert data["units"][1]["b"] == [1, 2.5, None, True] and data["pair"] == (1, [2])
+
+
+def test_a_subprocess_s_copy_keeps_immutable_values_and_copies_containers():
+    """Values no one can change (dates, times, Decimals, strings, numbers) are the same
+    objects in the copy; the dicts and lists holding them are new ones, so a change in the
+    subprocess's data leaves the parent's as it was."""
+    from datetime import date, time, timedelta
+    from decimal import Decimal
+    from engine.multi_instance import data_copy
+    due = datetime(2026, 3, 31, 17, 0, tzinfo=timezone.utc)
+    data = {"due": due, "day": date(2026, 1, 2), "at": time(9, 30), "span": timedelta(days=3),
+            "amount": Decimal("12.50"), "name": "Xã 1", "raw": b"x",
+            "deadlines": [due, {"day": date(2026, 1, 2)}]}
+    copied = data_copy(data)
+    assert copied == data
+    for key in ("due", "day", "at", "span", "amount", "name", "raw"):
+        assert copied[key] is data[key]
+    assert copied["deadlines"] is not data["deadlines"]
+    assert copied["deadlines"][1] is not data["deadlines"][1]
+    copied["deadlines"][1]["day"] = date(2027, 1, 1)
+    copied["deadlines"].append(None)
+    copied["due"] = None
+    assert data["deadlines"] == [due, {"day": date(2026, 1, 2)}] and data["due"] == due
+
+
+def test_a_subclass_of_an_immutable_type_is_still_copied():
+    """Only the exact immutable types are kept: a subclass may carry state of its own."""
+    from engine.multi_instance import data_copy
+
+    class Noted(str):
+        pass
+    value = Noted("Xã 1")
+    value.notes = ["kept apart"]
+    copied = data_copy({"name": value})["name"]
+    assert copied == value and copied is not value
+    copied.notes.append("changed")
+    assert value.notes == ["kept apart"]

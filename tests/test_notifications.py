@@ -29,7 +29,7 @@ from engine.errors import DefinitionInvalid, InvalidData, NotFound
 from engine.logs import json_handler
 from engine.notifications.mailer import SmtpSettings
 from engine.notifications.outbox import OUTBOX_LEASES
-from engine.notifications.templates import Renderer, VersionLoader
+from engine.notifications.templates import Renderer, VersionLoader, is_simple
 from engine.scheduler import SCHEDULER, Scheduler
 from engine.store.models import OutboxMessage
 
@@ -635,6 +635,84 @@ def test_a_costly_template_falls_back_to_the_generic_message(costly):
     assert subject == "[ND73] Nhắc hạn xử lý công việc"
     assert text.startswith("Kính gửi đồng chí Lê Văn A,") and "http://x/tasks/1" in text
     assert html.startswith("<!DOCTYPE html>") and "Lê Văn A" in html
+
+
+class _TraceProbe:
+    """A context value that notes, each time a template reads its ``name``, the trace
+    function then installed."""
+
+    def __init__(self):
+        self.seen = []
+
+    @property
+    def name(self):
+        self.seen.append(sys.gettrace())
+        return "Báo cáo năm"
+
+
+def _render_probed(text: str) -> tuple[str, list]:
+    probe, before = _TraceProbe(), sys.gettrace()
+    _, body, _ = Renderer().render(1, {"reminder.txt": text}, "reminder",
+                                   {"user": {"full_name": "Lê Văn A"}, "url": "http://x",
+                                    "task": probe, "instance": None})
+    assert sys.gettrace() is before
+    return body, [trace is not before for trace in probe.seen]
+
+
+def test_a_template_of_substitutions_renders_without_the_cpu_trace():
+    body, traced = _render_probed(
+        "{{ task.name | upper }}{% if task.due_at %} hạn {{ task.due_at | date }}{% endif %}"
+        " {{ user.full_name or 'đồng chí' }}")
+    assert body == "BÁO CÁO NĂM Lê Văn A\n" and traced == [False]
+
+
+def test_a_template_that_could_run_on_keeps_the_cpu_trace():
+    body, traced = _render_probed("{% set n = task.name %}{{ n }}")
+    assert body == "Báo cáo năm\n" and traced == [True]
+
+
+def test_a_huge_loop_in_a_template_is_stopped_by_the_cpu_limit(caplog):
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}" \
+           "{% endfor %}{% endfor %}{{ task.name }}"
+    with caplog.at_level(logging.WARNING, logger="nd73.notifications"):
+        body, traced = _render_probed(loop)
+    assert traced == []                       # never reached: the budget stopped it first
+    assert body.startswith("Kính gửi đồng chí Lê Văn A,")      # the generic message
+    assert "reminder.txt failed (TemplateTooCostly: the template ran longer than 0.5 s of " \
+           "CPU)" in caplog.text
+
+
+@pytest.mark.parametrize("text, simple", [
+    ("Kính gửi {{ user.full_name }}, {{ data['so'] | default('-') }}", True),
+    ("{% if a is defined and not b %}{{ a ~ ' ' ~ (c if d else e) }}{% endif %}", True),
+    ("{% if a == 1 %}x{% elif a in b %}y{% else %}{{ a | e | trim }}{% endif %}", True),
+    ("{% set x = 1 %}{{ x }}", False),
+    ("{% for u in units %}{{ u }}{% endfor %}", False),
+    ("{{ range(10) }}", False),
+    ("{{ user.full_name.upper() }}", False),
+    ("{{ 'x' * 3 }}", False),
+    ("{{ 2 ** 3 }}", False),
+    ("{{ units | join(', ') }}", False),
+    ("{{ name | center(1000000) }}", False),
+    ("{{ units[1:] }}", False),
+    ("{% include '_part.txt' %}", False),
+    ("{% filter upper %}x{% endfilter %}", False),
+    ("{% macro m() %}{% endmacro %}", False),
+    ("{{ a is divisibleby(3) }}", False),
+])
+def test_a_template_is_simple_by_its_parsed_nodes(text, simple):
+    from jinja2.sandbox import SandboxedEnvironment
+    assert is_simple(SandboxedEnvironment().parse(text)) is simple
+
+
+def test_the_notifications_of_a_reporting_cycle_render_without_the_cpu_trace():
+    """What each unit of a cycle is sent (and a task's usual notices): simple templates."""
+    from jinja2.sandbox import SandboxedEnvironment
+    folder = PROJECT / "processes" / "national" / "notifications"
+    for kind in ("report_cycle_opened", "task_available", "task_assigned"):
+        for part in ("subject.txt", "txt", "html"):
+            text = (folder / f"{kind}.{part}").read_text(encoding="utf-8")
+            assert is_simple(SandboxedEnvironment().parse(text)), f"{kind}.{part}"
 
 
 def test_an_e_mail_refused_is_logged_with_the_round_the_message_and_its_recipient(

@@ -28,7 +28,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from jinja2 import BaseLoader, ChainableUndefined, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2 import (BaseLoader, ChainableUndefined, TemplateNotFound, TemplateSyntaxError, meta,
+                    nodes)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
@@ -101,9 +102,56 @@ class _LimitedSandbox(SandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _render_limited(template, context: dict) -> str:
-    """Render with a CPU budget (a trace on the template's own frames, like the script
-    sandbox) and a cap on the output."""
+# What a template may hold and still render without the CPU budget's trace: substitutions,
+# conditions and cheap filters of values. None of these nodes loops, calls, assigns, includes
+# or multiplies, so such a template's work is bounded by its own length and the size of the
+# values it shows; the trace, which costs every Python call made while rendering (most of a
+# notification's CPU), guards only templates that could run on.
+_SIMPLE_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name,
+                 nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.If,
+                 nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Compare,
+                 nodes.Operand, nodes.Concat, nodes.Keyword)
+# filters whose cost is linear in the value they get and whose output is no larger than it
+# (or than a constant of the template): not join, replace, center, indent, format, ...
+_SIMPLE_FILTERS = frozenset({"date", "datetime", "e", "escape", "forceescape", "safe",
+                             "string", "upper", "lower", "title", "capitalize", "trim",
+                             "default", "d", "length", "count", "first", "last", "abs"})
+_SIMPLE_TESTS = frozenset({"defined", "undefined", "none", "true", "false", "boolean",
+                           "string", "number", "integer", "float", "mapping", "sequence",
+                           "eq", "ne", "equalto", "sameas"})
+
+
+def is_simple(parsed: nodes.Template) -> bool:
+    """Whether a parsed template only substitutes, tests and filters values
+    (:data:`_SIMPLE_NODES`, with filters and tests of the allowed lists): it cannot loop,
+    so it renders without the CPU budget's trace. Anything else (``{% set %}``, ``{% for
+    %}``, a call, an include, arithmetic) keeps the trace."""
+    for node in parsed.find_all(nodes.Node):
+        if type(node) not in _SIMPLE_NODES:
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in _SIMPLE_FILTERS:
+            return False
+        if isinstance(node, nodes.Test) and node.name not in _SIMPLE_TESTS:
+            return False
+    return True
+
+
+class _Compiled:
+    """A compiled template, and whether it renders without the trace (:func:`is_simple`)."""
+
+    __slots__ = ("template", "simple")
+
+    def __init__(self, env: SandboxedEnvironment, text: str):
+        parsed = env.parse(text)
+        self.simple = is_simple(parsed)
+        self.template = env.from_string(parsed)
+
+
+def _render_limited(template, context: dict, traced: bool = True) -> str:
+    """Render with a cap on the output and, when ``traced``, a CPU budget (a trace on the
+    template's own frames, like the script sandbox)."""
+    if not traced:
+        return _capped(template.generate(context))
     deadline = time.thread_time() + CPU_SECONDS
 
     def local_trace(frame, event, arg):
@@ -114,18 +162,24 @@ def _render_limited(template, context: dict) -> str:
     def global_trace(frame, event, arg):
         return local_trace if frame.f_code.co_filename == "<template>" else None
 
-    pieces, size = [], 0
     previous = sys.gettrace()
     sys.settrace(global_trace)
     try:
-        for piece in template.generate(context):     # stop early, before memory runs out
-            size += len(piece)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateTooCostly(f"the template produced more than {MAX_OUTPUT_CHARS} "
-                                        f"characters")
-            pieces.append(piece)
+        return _capped(template.generate(context))
     finally:
         sys.settrace(previous)
+
+
+def _capped(generated: Iterable[str]) -> str:
+    """The pieces a template generates, joined; stops early, before memory runs out, past
+    :data:`MAX_OUTPUT_CHARS`."""
+    pieces, size = [], 0
+    for piece in generated:
+        size += len(piece)
+        if size > MAX_OUTPUT_CHARS:
+            raise TemplateTooCostly(f"the template produced more than {MAX_OUTPUT_CHARS} "
+                                    f"characters")
+        pieces.append(piece)
     return "".join(pieces)
 
 
@@ -273,7 +327,7 @@ class Renderer:
     compiled templates are cached per version (versions never change)."""
 
     def __init__(self):
-        self._cache: dict[tuple, object] = {}
+        self._cache: dict[tuple, _Compiled] = {}
         # per version: its text and HTML environments, whose loader holds its shared parts
         self._environments: dict[object, tuple[SandboxedEnvironment, SandboxedEnvironment]] = {}
         self._lock = threading.Lock()
@@ -287,14 +341,15 @@ class Renderer:
                                               _environment(True, loader))
         return pair[1] if name.endswith(".html") else pair[0]
 
-    def _template(self, key, name: str, text: str, templates: Mapping[str, str] | None = None):
+    def _template(self, key, name: str, text: str, templates: Mapping[str, str] | None = None
+                  ) -> _Compiled:
         cache_key = (key, name)
         compiled = self._cache.get(cache_key)
         if compiled is None:
             with self._lock:
                 env = (_env_for(name) if templates is None
                        else self._environment(key, templates, name))
-                compiled = env.from_string(text)
+                compiled = _Compiled(env, text)
                 self._cache[cache_key] = compiled
         return compiled
 
@@ -306,8 +361,9 @@ class Renderer:
             name = f"{kind}.{part}"
             try:
                 if name in templates:
-                    parts[part] = _render_limited(
-                        self._template(version_key, name, templates[name], templates), context)
+                    compiled = self._template(version_key, name, templates[name], templates)
+                    parts[part] = _render_limited(compiled.template, context,
+                                                  traced=not compiled.simple)
                     continue
             except Exception as exc:          # noqa: BLE001 - wording never stops a workflow
                 log.warning("notification template %s failed (%s: %s); using the generic one",
@@ -315,8 +371,8 @@ class Renderer:
             if part == "html":
                 parts[part] = _html_from_text(parts["txt"])
             else:
-                parts[part] = self._template(None, f"generic.{part}", GENERIC[part]).render(
-                    context)
+                parts[part] = self._template(None, f"generic.{part}", GENERIC[part]
+                                             ).template.render(context)
         subject = " ".join(parts["subject.txt"].split())[:255] or context["title"]
         return subject, tidy_text(parts["txt"]), parts["html"]
 
