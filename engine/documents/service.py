@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from .. import policy
+from .. import audit, policy
 from ..access import Access, Principal
 from ..audit import lock_instance
 from ..clock import Clock
@@ -270,10 +270,9 @@ class Documents:
                             context=context, sha256="", content=b"")
         self._render_into(session, document, template)
         session.add(document)
-        step.audit.append(AuditEvent(
-            instance_id=instance.id, definition_id=instance.definition_id, at=step.now,
-            actor=step.actor, action="document_issued", element_id=element_id(task),
-            details=self._audit_details(document)))
+        step.audit.append(audit.entry(instance.id, instance.definition_id, step.now,
+                                      step.actor, "document_issued", element_id(task),
+                                      self._audit_details(document)))
         return document
 
     @staticmethod
