@@ -293,13 +293,13 @@ def chain_step_entries(session: Session, instance: Instance, rows: list[dict],
     head, in place (``at`` in UTC, ``seq``, ``hash``); returns the new head, which the
     caller writes in the instance's row with the rows (:data:`INSERT_ENTRIES`).
 
-    ``head``: the head after what the step's flush chained (:func:`deferred_head`); else
-    the head read under the instance's lock (PostgreSQL), else the loaded row's (SQLite,
-    whose writers are serialized, or a new instance: (0, None))."""
+    ``head``: the head after what the step's flush chained (:func:`deferred_head`), or
+    (0, None) for a new instance; else the head the instance's lock read (PostgreSQL), the
+    loaded row's (SQLite, whose writers are serialized), or one read with the lock now."""
     if head is None:
-        head = session.info.get(LOCKED_HEADS, {}).get(instance.id)
-    seq, previous = head if head is not None else (instance.audit_seq or 0,
-                                                   instance.audit_head)
+        kind, head = _head(session, instance.id, {})
+        assert kind == "instance", f"instance {instance.id} is not stored"
+    seq, previous = head
     for row in rows:
         row["at"] = at = as_utc(row["at"])
         seq += 1

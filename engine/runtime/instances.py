@@ -322,8 +322,8 @@ class Runtime(InstanceManagement, Schedules):
                 store_state(session)
         else:
             # a new instance: inserted with its chain head, its entries after it
-            instance.audit_seq, instance.audit_head = chain_step_entries(session, instance,
-                                                                         entries)
+            instance.audit_seq, instance.audit_head = chain_step_entries(
+                session, instance, entries, (0, None))
             session.flush()
             session.connection().execute(INSERT_ENTRIES, entries)
             store_state(session)
