@@ -278,6 +278,42 @@ def locked_deltas(session: Session, instance_id: str) -> list[bytes] | None:
     return session.info.get(LOCKED_DELTAS, {}).pop(instance_id, None)
 
 
+def entry(instance_id: str | None, definition_id: int | None, at: datetime, actor: str,
+          action: str, element_id: str | None = None, details: dict | None = None) -> dict:
+    """A new entry as a row (its columns but ``seq`` and ``hash``, which
+    :func:`chain_step_entries` gives it): a step's entries are written by Core statements,
+    never as objects through the session."""
+    return {"instance_id": instance_id, "definition_id": definition_id, "at": at,
+            "actor": actor, "action": action, "element_id": element_id, "details": details}
+
+
+def chain_step_entries(session: Session, instance: Instance, rows: list[dict],
+                       head: tuple[int, str] | None = None) -> tuple[int, str | None]:
+    """Chain a step's entries (rows of :func:`entry`, in order) after the instance's chain
+    head, in place (``at`` in UTC, ``seq``, ``hash``); returns the new head, which the
+    caller writes in the instance's row with the rows (:data:`INSERT_ENTRIES`).
+
+    ``head``: the head after what the step's flush chained (:func:`deferred_head`), or
+    (0, None) for a new instance; else the head the instance's lock read (PostgreSQL), the
+    loaded row's (SQLite, whose writers are serialized), or one read with the lock now."""
+    if head is None:
+        kind, head = _head(session, instance.id, {})
+        assert kind == "instance", f"instance {instance.id} is not stored"
+    seq, previous = head
+    for row in rows:
+        row["at"] = at = as_utc(row["at"])
+        seq += 1
+        row["seq"] = seq
+        row["hash"] = previous = event_hash(
+            previous, seq=seq, instance_id=row["instance_id"],
+            definition_id=row["definition_id"], at=at, actor=row["actor"],
+            action=row["action"], element_id=row["element_id"], details=row["details"])
+    locked = session.info.get(LOCKED_HEADS)
+    if locked is not None and instance.id in locked:
+        locked[instance.id] = (seq, previous)     # a later flush chains after these
+    return seq, previous
+
+
 def _head(session: Session, instance_id: str | None, pending: dict) -> tuple[str, Any]:
     """(kind, handle) of the chain an event belongs to, with its head row locked."""
     if instance_id is not None:

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from SpiffWorkflow.util.task import TaskState
 
-from . import policy
+from . import audit, policy
 from .errors import ScriptError
-from .store import AuditEvent, Decision, HumanTask, Instance, TaskCandidate, appends
+from .store import Decision, HumanTask, Instance, TaskCandidate, appends
 
 log = logging.getLogger("nd73.listeners")
 MAX_DECISION_VALUE = 64
@@ -52,7 +52,7 @@ class Step:
     task_row: HumanTask | None = None     # and its inbox row
     submitted: dict = field(default_factory=dict)
     opened: list = field(default_factory=list)   # (HumanTask, candidates, Spiff task)
-    audit: list = field(default_factory=list)    # entries to write with the step
+    audit: list = field(default_factory=list)    # entries (rows, audit.entry) to write
     # the official documents the step issued (reference, title, kind, date), which its
     # notifications cite; issuing listeners run before the notifier
     documents: list = field(default_factory=list)
@@ -195,11 +195,10 @@ class Notifier:
             recipients += people
             for person in people:
                 late_task[person] = (row, to_head)
-        step.audit.append(AuditEvent(
-            instance_id=step.instance.id, definition_id=step.instance.definition_id,
-            at=step.now, actor=step.actor, action=rule.kind, element_id=element_id(timer),
-            details={"recipients": list(dict.fromkeys(recipients)),
-                     "tasks": [element_id(t) for t in attached]}))
+        step.audit.append(audit.entry(
+            step.instance.id, step.instance.definition_id, step.now, step.actor, rule.kind,
+            element_id(timer), {"recipients": list(dict.fromkeys(recipients)),
+                                "tasks": [element_id(t) for t in attached]}))
         for person, (row, head) in late_task.items():
             self.notifications.notify(session, [person], rule.kind, instance=step.instance,
                                       task=row, actor=step.actor, data={"to_head": head},

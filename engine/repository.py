@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from . import policy
@@ -38,6 +38,11 @@ def document_templates_of(sources: dict[str, str]) -> dict[str, bytes]:
     return {name[len(DOCUMENT_PREFIX):]: base64.b64decode(text)
             for name, text in sources.items() if name.startswith(DOCUMENT_PREFIX)}
 
+
+# the id of a process's newest version, built once (an instance's start reads it)
+_LATEST = (select(Definition.id)
+           .where(Definition.variant == bindparam("variant"), Definition.key == bindparam("key"))
+           .order_by(Definition.version.desc()).limit(1))
 
 @dataclass(frozen=True)
 class DeployedProcess:
@@ -282,10 +287,12 @@ class Repository:
         return definition
 
     def latest(self, variant: str, key: str) -> Definition:
-        with self.db.reading() as session:
-            definition = session.scalars(
-                select(Definition).where(Definition.variant == variant, Definition.key == key)
-                .order_by(Definition.version.desc()).limit(1)).first()
+        """The newest version of a process. Its id is read at every call (another process
+        may have deployed a newer one since), in one statement on the unique index; the
+        version's row (its spec and sources, tens of kilobytes) comes from the versions
+        kept in memory (:meth:`get`: a version never changes)."""
+        found = self.db.read_rows(_LATEST, {"variant": variant, "key": key})
+        definition = self.get(found[0][0]) if found else None
         if definition is None:
             raise NotFound(f"no process '{key}' is deployed for variant '{variant}'",
                            code="process.not_deployed",

@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from .. import policy
+from .. import audit, policy
 from ..access import Access, Principal
 from ..audit import lock_instance
 from ..clock import Clock
@@ -39,7 +39,8 @@ from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavaila
 from ..listeners import Step, element_id
 from ..org import Org
 from ..repository import DOCUMENT_PREFIX
-from ..store import AuditEvent, Database, User
+from ..store import AuditEvent, Database, User, appends
+from ..store.db import fresh
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
 from .render import TemplateFailed, _Kept, long_date, render, short_date
@@ -261,19 +262,21 @@ class Documents:
         reference = registers.reference(number, rule.kind, code)
         context = self._context(step, rule, task, data, agency, signer, reference, local,
                                 settings)
-        document = Document(id=str(uuid.uuid4()), instance_id=instance.id,
-                            variant=instance.variant, element_id=element_id(task),
-                            template=rule.template, kind=rule.kind, agency_id=agency_id,
-                            year=local.year, number=number, reference=reference,
-                            title=rule.title, legal_basis=context["doc"]["legal_basis"],
-                            issued_at=step.now, issued_by=step.actor, signer=signer,
-                            context=context, sha256="", content=b"")
+        document = fresh(Document, dict(
+            id=str(uuid.uuid4()), instance_id=instance.id, variant=instance.variant,
+            element_id=element_id(task), template=rule.template, kind=rule.kind,
+            agency_id=agency_id, year=local.year, number=number, reference=reference,
+            title=rule.title, legal_basis=context["doc"]["legal_basis"], issued_at=step.now,
+            issued_by=step.actor, signer=signer, replaces_id=None, correction_reason=None,
+            context=context, sha256="", content=b""))
         self._render_into(session, document, template)
-        session.add(document)
-        step.audit.append(AuditEvent(
-            instance_id=instance.id, definition_id=instance.definition_id, at=step.now,
-            actor=step.actor, action="document_issued", element_id=element_id(task),
-            details=self._audit_details(document)))
+        # written with the step's other new rows (one INSERT each table), not by its flush:
+        # nothing in the step reads the document back
+        appends.add(session, _DOCUMENTS, **{key: document.__dict__[key]
+                                            for key in _DOCUMENTS.columns.keys()})
+        step.audit.append(audit.entry(instance.id, instance.definition_id, step.now,
+                                      step.actor, "document_issued", element_id(task),
+                                      self._audit_details(document)))
         return document
 
     @staticmethod
@@ -311,8 +314,10 @@ class Documents:
         earlier = [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
                    for d in session.connection().execute(_EARLIER,
                                                          {"instance_id": instance.id})]
-        earlier += [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
-                    for d in session.new if isinstance(d, Document)]
+        # and those the step issued before this one, queued to be written (engine.store.appends)
+        earlier += [f"{d['title']} số {d['reference']} ngày "
+                    f"{short_date(d['issued_at'].astimezone(LOCAL))}"
+                    for d in appends.pending(session, _DOCUMENTS)]
         lines, signer_name, head = self._signer(session, signer, agency, rule.authority,
                                                 settings)
         if rule.authority == "TM." and agency is not None:

@@ -33,8 +33,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
 from ..access import Access, Principal
-from ..audit import (LOCKED_GENERATION, defer_head, deferred_entries, deferred_head,
-                     lock_instance, locked_deltas)
+from ..audit import (INSERT_ENTRIES, LOCKED_GENERATION, chain_step_entries, defer_head,
+                     deferred_entries, deferred_head, lock_instance, locked_deltas)
 from ..clock import LOCAL_TZ, Clock
 from ..deadlines import current_settings, variant_settings
 from ..errors import N_, Conflict, Forbidden, InvalidData, NotFound, ScriptError
@@ -49,7 +49,7 @@ from ..scripting import EngineScriptEngine, one_step, start_timers
 from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState,
                              set_stored_state, stored_state)
 from ..store.db import detached
-from ..store import (AuditEvent, Database, Definition, HumanTask, Instance,
+from ..store import (Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache, note_open_tasks
 from .management import InstanceManagement
@@ -256,15 +256,15 @@ class Runtime(InstanceManagement, Schedules):
               task_rows: list[HumanTask] | None = None,
               event_rows: EventRows | None = None, user_task=None,
               task_row: HumanTask | None = None, submitted: dict | None = None,
-              fired: frozenset[str] = frozenset(), changes: list[AuditEvent] = ()) -> None:
+              fired: frozenset[str] = frozenset(), changes: list[dict] = ()) -> None:
         """Save the state and refresh projections, audit and the step's listeners.
         ``status``: the instance's new status, which the step's own entry (``action``)
         records. ``task_rows`` and ``event_rows``: the instance's rows of the tasks open
         and of its events, when the caller knows them (see :meth:`Projection.refresh`);
         ``user_task``, ``task_row`` and ``submitted``: the task a person completed, its
         row and data; ``fired``: the task ids of the timers the step fired; ``changes``:
-        the entries of other changes of status the operation made (written after the
-        step's own)."""
+        the entries (rows, engine.audit.entry) of other changes of status the operation
+        made (written after the step's own)."""
         now = self.clock.now()
         instance.updated_at = now
         # the elements the engine passed (gateways, scripts, events) are listed in the step's
@@ -296,29 +296,36 @@ class Runtime(InstanceManagement, Schedules):
                     submitted or {})
         for listener in self.listeners:
             listener.step_saving(step)
-        # the projections' changes, with their audit entries, go into the step's one flush
+        # the projections' changes are recorded in the step's own entry
         projected: dict[str, Any] = {}
         step.opened = self.projection.refresh(
             session, instance, live, now, changes=projected, task_rows=task_rows,
             events=event_rows, fired=fired, finished=instance.status in ENDED_STATUSES)
         if projected:            # recorded in the step's own entry
-            events[0].details = {**(events[0].details or {}), "changes": projected}
-        session.add_all(events + step.audit)
+            events[0]["details"] = {**(events[0]["details"] or {}), "changes": projected}
+        entries = events + step.audit          # rows, chained and written below
         if inspect(instance).persistent:
             # the instance row as one Core UPDATE after the flush, with the version check
-            # and the chain head of the entries the flush wrote; on PostgreSQL the state's
-            # delta rows and the completed task's row are written by the same statement
+            # and the chain head of the step's entries, chained after any the flush chained
+            # (objects others added); on PostgreSQL the entries, the state's delta rows and
+            # the completed task's row are written by the same statement
             write_row = instance_row_writer(instance)
             task_update = task_row_update(task_row) if task_row is not None else None
             defer_head(session, instance.id, entries=True)
             session.flush()
-            if not write_row(session, deferred_head(session, instance.id),
+            head = chain_step_entries(session, instance, entries,
+                                      deferred_head(session, instance.id))
+            if not write_row(session, head,
                              store_state if isinstance(store_state, StateRows) else None,
                              [task_update] if task_update is not None else [],
-                             deferred_entries(session, instance.id)):
+                             deferred_entries(session, instance.id) + entries):
                 store_state(session)
         else:
-            session.flush()          # a new instance: inserted with its chain head
+            # a new instance: inserted with its chain head, its entries after it
+            instance.audit_seq, instance.audit_head = chain_step_entries(
+                session, instance, entries, (0, None))
+            session.flush()
+            session.connection().execute(INSERT_ENTRIES, entries)
             store_state(session)
         for listener in self.listeners:
             listener.step_saved(step)

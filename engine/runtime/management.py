@@ -184,8 +184,9 @@ class InstanceManagement:
         instance = lock_instance(session, row.instance_id) if row.instance_id else None
         if instance is not None and instance.status == RUNNING:
             instance.updated_at = now
-            session.add(self._mark_incident(instance, Incident(
-                f"timer failed {row.attempts} times: {error}", row.element_id), now, actor))
+            # an object the session's flush chains (engine.audit), as the entry above
+            session.add(AuditEvent(**self._mark_incident(instance, Incident(
+                f"timer failed {row.attempts} times: {error}", row.element_id), now, actor)))
 
     def due_timers(self) -> list[Timer]:
         with self.db.reading() as session:
@@ -195,8 +196,8 @@ class InstanceManagement:
 
     @staticmethod
     def _mark_incident(instance: Instance, incident: Incident, now: datetime,
-                       actor: str) -> AuditEvent:
-        """Put the instance into incident; returns the entry that records it."""
+                       actor: str) -> dict:
+        """Put the instance into incident; returns the entry that records it (a row)."""
         instance.status = INCIDENT
         instance.incident_message = incident.message
         instance.incident_element = incident.element_id

@@ -25,6 +25,7 @@ from ..deadlines import current_settings, due_at
 from ..errors import InvalidData, NotFound, ScriptError
 from ..org import Org
 from ..scripting import parse_instant, timer_due
+from ..store.db import fresh
 from ..store import (HumanTask, Instance, MessageSubscription, TaskCandidate,
                      TaskStatus, Timer, TimerStatus, appends)
 from .steps import element_of, properties_of
@@ -270,7 +271,8 @@ class Projection:
                 status=TaskStatus.OPEN, assignee=None, created_at=now,
                 due_at=self._due(task, properties, now))
             audit.add("task_opened", values["element_id"], {"task_id": task_id})
-            created.append((HumanTask(**values), candidates, task))
+            # the row as an object for the listeners (notifications) to read, not to write
+            created.append((fresh(HumanTask, values), candidates, task))
             for username in candidates:
                 appends.add(session, TaskCandidate.__table__, task_id=task_id,
                             instance_id=instance.id, username=username, task_open=True)

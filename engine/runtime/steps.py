@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
-from ..audit import ENTRY_COLUMNS, INSERT_ENTRIES
+from ..audit import ENTRY_COLUMNS, INSERT_ENTRIES, entry
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
 from ..store import AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus
@@ -219,10 +219,10 @@ class Incident:
 
 
 def audit_entry(instance: Instance, at: datetime, actor: str, action: str,
-                element_id: str | None = None, details: dict | None = None) -> AuditEvent:
-    """An entry of the instance's audit chain (written with the unit of work's flush)."""
-    return AuditEvent(instance_id=instance.id, definition_id=instance.definition_id, at=at,
-                      actor=actor, action=action, element_id=element_id, details=details)
+                element_id: str | None = None, details: dict | None = None) -> dict:
+    """An entry of the instance's audit chain, as a row (engine.audit.entry): the step
+    chains and writes it with the instance's row."""
+    return entry(instance.id, instance.definition_id, at, actor, action, element_id, details)
 
 
 def element_of(task) -> str | None:

@@ -35,6 +35,11 @@ def add(session: Session, table: Table, **values) -> dict:
     return values
 
 
+def pending(session: Session, table: Table) -> list[dict]:
+    """The rows of ``table`` queued in the session and not written yet, in order."""
+    return session.info.get(_PENDING, {}).get(table, [])
+
+
 def write(session: Session) -> None:
     """Insert every queued row, one statement per table (PostgreSQL: one statement for
     all of them), after the ORM's pending rows."""

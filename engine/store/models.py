@@ -205,6 +205,8 @@ class MessageSubscription(Base):
     __tablename__ = "message_subscriptions"
     __table_args__ = (
         Index("ix_subscription_name", "message_name", "instance_id"),
+        # a step drops, and a retry reads, an instance's subscriptions (migration 0026)
+        Index("ix_subscription_instance", "instance_id", "task_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
