@@ -1,7 +1,8 @@
 """Figure 2, HTTP throughput and latency: task completions through the REST API served by
 ``nd73 serve`` (gunicorn, ND73_WORKERS workers) on loopback, by C concurrent clients, each
-a thread with its own HTTP session completing distinct tasks; bounded by N completions and
-a time limit.
+a thread with its own kept-alive connection completing distinct tasks one after another
+(a closed loop: by Little's law the mean latency is C / throughput); bounded by N
+completions and a time limit.
 
 The open tasks are prepared through the engine first: N national proposals waiting for
 their plan (submit_plan, the proposer's form), each completion then runs the real step
@@ -11,8 +12,13 @@ Statements and round trips per REST completion are counted afterwards on a few m
 completed through the same app in this process (Flask's test client, the same request
 handling as under gunicorn: token, rights, the step), with SQLAlchemy's event hooks; a few
 more are then timed part by part (``request_breakdown``: the step, authentication, schemas,
-JSON, session, hooks and Flask itself, in CPU milliseconds, bench.request_profile). The
-gunicorn workers' own CPU time during the run, per completion, is ``worker_cpu_ms``.
+JSON, session, hooks and Flask itself, in CPU milliseconds, bench.request_profile).
+
+CPU per completion during the run, from /proc: the gunicorn workers' (``worker_cpu_ms``),
+the PostgreSQL backends' of the bench's database (``postgres_cpu_ms``, approximate, see
+``_backends_cpu``), the clients' (``client_cpu_ms``, this process), and their sum
+(``cpu_ms_per_completion``), which bounds the throughput on this machine's cores
+(``cpu_bound_completions_per_s``).
 
 Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-limit 60]
                                        [--database postgresql|sqlite]
@@ -20,6 +26,8 @@ Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import queue
 import socket
@@ -28,8 +36,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+from sqlalchemy.engine import make_url
 
 from engine.org import DEFAULT_DEMO_PASSWORD
 
@@ -97,59 +107,126 @@ def hammer(base: str, task_ids: list[str], clients: int, time_limit: float) -> d
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
-    body = {"data": step_data("submit_plan")}
+    body = json.dumps({"data": step_data("submit_plan")}).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    address = urlsplit(base)
     stop_at = time.monotonic() + time_limit
 
     def client() -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {token}"
+        # one kept-alive connection per client, as a browser or an integration keeps it: a
+        # new connection per request cost the client 1.3-1.7 ms of CPU per completion (0.4
+        # kept alive), taken from the cores the server is measured on
+        connection = None
         while time.monotonic() < stop_at:
             try:
                 task_id = work.get_nowait()
             except queue.Empty:
-                return
+                break
             started = time.perf_counter()
             try:
-                response = session.post(f"{base}/api/v1/tasks/{task_id}/complete", json=body,
-                                        timeout=30)
-                ok = response.status_code == 200
-                reason = f"{response.status_code} {response.text[:200]}"
-            except requests.RequestException as exc:
-                ok, reason = False, str(exc)
+                if connection is None:
+                    connection = http.client.HTTPConnection(address.hostname, address.port,
+                                                            timeout=30)
+                connection.request("POST", f"/api/v1/tasks/{task_id}/complete", body=body,
+                                   headers=headers)
+                response = connection.getresponse()
+                text = response.read()
+                ok = response.status == 200
+                reason = f"{response.status} {text[:200]!r}"
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException) as exc:
+                ok, reason = False, repr(exc)
+                if connection is not None:
+                    connection.close()
+                connection = None
             elapsed = time.perf_counter() - started
             with lock:
                 (latencies.append(elapsed) if ok else failures.append(reason))
-        session.close()
+        if connection is not None:
+            connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu_before = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    client_cpu = time.process_time() - cpu_before
     return {"completions": len(latencies), "failures": len(failures),
             "first_failures": failures[:3], "wall_s": round(wall, 2),
             "completions_per_s": round(len(latencies) / wall, 1),
-            "latency_ms": percentiles(latencies) if latencies else None}
+            "latency_ms": percentiles(latencies) if latencies else None,
+            # Little's law for C clients in a closed loop: the mean latency the throughput
+            # implies (ramp-up and the last stragglers make the measured mean a little lower)
+            "littles_law_mean_ms": round(clients * wall * 1000 / max(len(latencies), 1), 2),
+            "client_cpu_ms": round(client_cpu * 1000 / max(len(latencies), 1), 2)}
+
+
+def _cpu_of(pid: str) -> float:
+    """CPU seconds (user and system) used so far by process ``pid`` (/proc/<pid>/stat);
+    0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user and system) used so far by ``pid``'s children (gunicorn's workers),
-    read from /proc; 0 where there is no /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by ``pid``'s children (gunicorn's workers), summed; 0 where
+    there is no /proc."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0.0
-    for child in children:
+    return sum(_cpu_of(child) for child in children)
+
+
+def _backends_cpu(database: str) -> dict[str, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving ``database`` on this
+    machine, by pid: the processes whose title names the database ("postgres: ... <user>
+    <database> <client> ..."). Approximate: a backend that ends between two readings loses
+    what it used since the first, and the server's own processes (WAL writer, checkpointer,
+    autovacuum) are not counted; nothing where the server is not local or /proc is not
+    readable."""
+    found = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
         try:
-            fields = Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick    # utime, stime
-    return total
+        if title.startswith("postgres:") and f" {database} " in title:
+            found[entry.name] = _cpu_of(entry.name)
+    return found
+
+
+class CpuMeter:
+    """CPU per completion of the gunicorn workers and of the database's backends, read
+    from /proc before and after the run."""
+
+    def __init__(self, server_pid: int, url: str):
+        self.server_pid = server_pid
+        self.database = make_url(url).database if make_url(url).get_backend_name() \
+            == "postgresql" else None
+        self.workers = _process_tree_cpu(server_pid)
+        self.backends = _backends_cpu(self.database) if self.database else {}
+
+    def per_completion(self, completions: int) -> dict:
+        per = max(completions, 1)
+        result = {"worker_cpu_ms": round((_process_tree_cpu(self.server_pid) - self.workers)
+                                         * 1000 / per, 2)}
+        if self.database:
+            after = _backends_cpu(self.database)
+            used = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in after.items())
+            result["postgres_cpu_ms"] = round(used * 1000 / per, 2)
+        return result
 
 
 def count_statements(url: str, task_ids: list[str], profiled_ids: list[str] = ()) -> dict:
@@ -202,13 +279,19 @@ def run(n: int = 2000, clients: int = 32, workers: int = 2, time_limit: float = 
         prepared_s = time.perf_counter() - started
         server, base = serve(url, workers, Path(folder) / "serve.log")
         try:
-            cpu_before = _process_tree_cpu(server.pid)
+            meter = CpuMeter(server.pid, url)
             result = hammer(base, task_ids[COUNTED + profiled_n:], clients, time_limit)
-            result["worker_cpu_ms"] = round((_process_tree_cpu(server.pid) - cpu_before)
-                                            * 1000 / max(result["completions"], 1), 2)
+            result.update(meter.per_completion(result["completions"]))
         finally:
             server.terminate()
             server.wait(timeout=30)
+        # what the machine spends per completion, the clients' included: on C cores the
+        # completions per second cannot exceed C * 1000 / cpu_ms_per_completion
+        result["cpu_ms_per_completion"] = round(sum(
+            result.get(name, 0.0) for name in ("worker_cpu_ms", "postgres_cpu_ms",
+                                               "client_cpu_ms")), 2)
+        result["cpu_bound_completions_per_s"] = round(
+            (os.cpu_count() or 1) * 1000 / max(result["cpu_ms_per_completion"], 0.01), 1)
         result["per_rest_completion"], result["request_breakdown"] = count_statements(
             url, task_ids[:COUNTED], task_ids[COUNTED:COUNTED + profiled_n])
     return emit("http_task_completions", database, n, clients=clients, workers=workers,

@@ -57,7 +57,19 @@ def test_http_throughput(server_kind, capsys):
     assert parts["outside_step_cpu_ms"] > 0
     assert {"auth", "auth.principal_query", "schemas.load", "schemas.dump",
             "json.dumps"} <= set(parts["parts_cpu_ms"])
-    assert record["worker_cpu_ms"] > 0
+    # the CPU a completion costs the machine: the workers', the database's (on PostgreSQL,
+    # its backends on this machine), the clients'; their sum bounds the throughput
+    assert record["worker_cpu_ms"] > 0 and record["client_cpu_ms"] > 0
+    assert ("postgres_cpu_ms" in record) == (server_kind == "postgresql")
+    assert record.get("postgres_cpu_ms", 0) >= 0
+    assert record["cpu_ms_per_completion"] == pytest.approx(
+        record["worker_cpu_ms"] + record.get("postgres_cpu_ms", 0) + record["client_cpu_ms"],
+        abs=0.02)
+    assert record["cpu_bound_completions_per_s"] == pytest.approx(
+        record["cpus"] * 1000 / record["cpu_ms_per_completion"], rel=0.01)
+    # 4 clients in a closed loop: mean latency = clients / throughput (Little's law)
+    assert record["littles_law_mean_ms"] == pytest.approx(
+        4 * 1000 * record["wall_s"] / record["completions"], rel=0.01)
 
 
 def test_flat_cost_with_history(server_kind, capsys):
@@ -118,3 +130,20 @@ def test_runner_prints_one_line_per_figure(capsys):
     assert json.loads(line)["figure"] == "state_size"
     with pytest.raises(SystemExit):
         main(["no-such-figure"])
+
+
+def test_the_cpu_of_a_local_database_s_backends_is_read(database_url):
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql" or url.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("the backends' CPU is read from /proc on PostgreSQL on this machine")
+    from sqlalchemy import create_engine, text
+    probe = create_engine(url)
+    try:
+        with probe.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            connection.execute(text("SELECT count(*) FROM generate_series(1, 3000000)"))
+            backends = http_throughput._backends_cpu(url.database)
+            assert backends[str(pid)] > 0
+    finally:
+        probe.dispose()
+    assert str(pid) not in http_throughput._backends_cpu(url.database + "_other")
