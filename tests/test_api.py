@@ -443,6 +443,35 @@ def test_openapi_document_and_docs(api):
     assert requests.get(api.url + "/healthz", timeout=10).json() == {"status": "ok"}
 
 
+def test_requests_build_no_schema_of_their_own(api, monkeypatch):
+    # the schemas that check bodies and queries and shape answers are made when the routes
+    # are declared (a few, nested ones, at their first use), not at every request
+    import marshmallow
+    proposer = "laocai.sxd.qlxd.truongphong"
+
+    def requests_of_a_kind():
+        instance = start(api, proposer)
+        api.get("/instances", proposer, params={"status": "running", "page_size": 5})
+        api.get("/definitions", proposer, params={"variant": "lao-cai"})
+        api.get("/notifications", proposer)
+        task = open_task(api, proposer, instance["id"], "submit_plan")
+        is_problem(api.post(f"/tasks/{task['id']}/complete", proposer, json={"data": 5}), 422,
+                   "invalid-data")
+        complete(api, proposer, instance["id"], "submit_plan", plan())
+        api.get(f"/instances/{instance['id']}", proposer)
+
+    requests_of_a_kind()                # warm-up: nested schemas are made at first use
+    made: list[str] = []
+    original = marshmallow.Schema.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(type(self).__name__)
+        original(self, *args, **kwargs)
+    monkeypatch.setattr(marshmallow.Schema, "__init__", counted)
+    requests_of_a_kind()
+    assert made == []
+
+
 def test_unknown_paths_and_methods_are_problems(api):
     is_problem(api.get("/nothing-here", "admin"), 404, "not-found")
     is_problem(api.call("DELETE", "/tasks", "admin"), 405, "method-not-allowed")

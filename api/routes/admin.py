@@ -2,7 +2,6 @@
 ND73_TEST_CLOCK=1)."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
 
@@ -15,7 +14,7 @@ from engine.tasks import Page
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, utc_or_none, engine, page_dict
+from .common import Blueprint, SECURITY, utc_or_none, engine, page_dict
 
 
 blp = Blueprint("admin", __name__,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app
+from flask_smorest import Blueprint as SmorestBlueprint
 
 from engine.clock import as_utc
 from engine.store import HumanTask, Instance, InstanceStatus, TaskStatus
@@ -11,6 +12,16 @@ from ..auth import current
 from ..problems import ApiProblem
 
 SECURITY: list[dict[str, list]] = [{"bearerAuth": []}]
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's blueprint whose arguments' schemas are made once, when a route is
+    declared: given a schema class, webargs makes an instance of it at every request (its
+    fields copied and bound anew). A schema keeps no state between loads, so one instance
+    serves every request and thread."""
+
+    def arguments(self, schema, **kwargs):
+        return super().arguments(schema() if isinstance(schema, type) else schema, **kwargs)
 
 
 def engine() -> WorkflowEngine:

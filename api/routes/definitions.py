@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 from flask import request
-from flask_smorest import Blueprint
 
 from engine.clock import LOCAL_TZ, as_utc
 from engine.deadlines import calendar_for
@@ -18,7 +17,7 @@ from .. import catalogues, schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
 from . import dryrun
-from .common import SECURITY, utc_or_none, engine
+from .common import Blueprint, SECURITY, utc_or_none, engine
 
 blp = Blueprint("definitions", __name__, description="Process definitions (designers)")
 MAX_FILES = 50

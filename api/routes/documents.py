@@ -6,11 +6,10 @@ the caller may not see is not found (404).
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from .. import schemas
 from ..auth import authenticated, current
-from .common import SECURITY, engine
+from .common import Blueprint, SECURITY, engine
 
 blp = Blueprint("documents", __name__, description="Official documents of cases")
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import mimetypes
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from engine import drafts as drafting
@@ -14,7 +13,7 @@ from engine import drafts as drafting
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, engine, utc_or_none
+from .common import Blueprint, SECURITY, engine, utc_or_none
 
 blp = Blueprint("drafts", __name__, description="Drafts of a variant's processes (designers)")
 ZIP = "application/zip"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask_smorest import Blueprint
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from engine.dryrun import load_deployed, load_draft, load_scripts, read_script, recorded_script, \
@@ -16,7 +15,7 @@ from engine.store.db import PROJECT_ROOT
 from .. import catalogues
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, engine
+from .common import Blueprint, SECURITY, engine
 
 blp = Blueprint("dryrun", __name__, description="Dry-runs of procedures (designers)")
 PROCESSES = PROJECT_ROOT / "processes"

@@ -4,14 +4,13 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from engine.errors import NotFound
 
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, engine, utc_or_none
+from .common import Blueprint, SECURITY, engine, utc_or_none
 
 blp = Blueprint("files", __name__, description="Attachments of forms")
 

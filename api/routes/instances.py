@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from engine import dossier
 from engine.documents.convert import ConversionFailed
@@ -12,8 +11,8 @@ from engine.queries import InstanceFilters
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import (SECURITY, engine, instance_dict, page_dict, tasks_dicts, utc_or_none,
-                     visible_instance)
+from .common import (Blueprint, SECURITY, engine, instance_dict, page_dict, tasks_dicts,
+                     utc_or_none, visible_instance)
 
 blp = Blueprint("instances", __name__, description="Process instances")
 

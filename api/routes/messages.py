@@ -1,7 +1,6 @@
 """Messages from outside (portals, administrators) to waiting instances."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from engine.store import Instance
@@ -9,7 +8,7 @@ from engine.store import Instance
 from .. import schemas
 from ..auth import authenticated, current
 from ..problems import ApiProblem
-from .common import SECURITY, engine, instance_dict
+from .common import Blueprint, SECURITY, engine, instance_dict
 
 blp = Blueprint("messages", __name__, description="Messages to instances")
 

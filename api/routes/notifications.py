@@ -2,11 +2,10 @@
 own: another user's notification does not exist for them."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 
 from .. import schemas
 from ..auth import authenticated, current
-from .common import SECURITY, engine
+from .common import Blueprint, SECURITY, engine
 
 blp = Blueprint("notifications", __name__, description="Notifications (everyone, their own)")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from engine.org import POSITIONS, UNIT_KINDS
@@ -16,7 +15,7 @@ from engine.tasks import Page
 from .. import schemas
 from ..auth import authenticated, current, official_credentials
 from ..problems import ApiProblem
-from .common import SECURITY, engine, page_dict, utc_or_none
+from .common import Blueprint, SECURITY, engine, page_dict, utc_or_none
 
 blp = Blueprint("organisation", __name__,
                 description="The organisation of a variant, administered (administrators)")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from engine.store import Membership, OrgUnit, User
@@ -11,7 +10,7 @@ from engine.tasks import Page
 from .. import schemas
 from ..auth import authenticated, current, issue_token, remember_device, trusted_device
 from ..problems import ApiProblem
-from .common import SECURITY, engine, page_dict
+from .common import Blueprint, SECURITY, engine, page_dict
 
 blp = Blueprint("people", __name__, description="Sign-in, users and the organisation tree")
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from engine import reports
 
 from ..auth import authenticated
-from .common import SECURITY, engine, visible_instance
+from .common import Blueprint, SECURITY, engine, visible_instance
 
 blp = Blueprint("reports", __name__, description="Reports of reporting cycles")
 FORMATS = {

@@ -2,13 +2,13 @@
 by the engine's operations, given the caller's principal."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 
 from engine.store import TaskStatus
 
 from .. import schemas
 from ..auth import authenticated, current
-from .common import SECURITY, engine, instance_dict, task_dict, tasks_dicts, visible_task
+from .common import (Blueprint, SECURITY, engine, instance_dict, task_dict, tasks_dicts,
+                     visible_task)
 
 blp = Blueprint("tasks", __name__, description="Inbox and tasks (officials)")
 
