@@ -44,6 +44,7 @@ _LATEST = (select(Definition.id)
            .where(Definition.variant == bindparam("variant"), Definition.key == bindparam("key"))
            .order_by(Definition.version.desc()).limit(1))
 
+
 @dataclass(frozen=True)
 class DeployedProcess:
     definition_id: int

@@ -2,7 +2,6 @@
 own: another user's notification does not exist for them."""
 from __future__ import annotations
 
-
 from .. import schemas
 from ..auth import authenticated, current
 from .common import Blueprint, SECURITY, engine

@@ -2,7 +2,6 @@
 by the engine's operations, given the caller's principal."""
 from __future__ import annotations
 
-
 from engine.store import TaskStatus
 
 from .. import schemas
