@@ -213,8 +213,8 @@ class CpuMeter:
 
     def __init__(self, server_pid: int, url: str):
         self.server_pid = server_pid
-        self.database = make_url(url).database if make_url(url).get_backend_name() \
-            == "postgresql" else None
+        parsed = make_url(url)
+        self.database = parsed.database if parsed.get_backend_name() == "postgresql" else None
         self.workers = _process_tree_cpu(server_pid)
         self.backends = _backends_cpu(self.database) if self.database else {}
 
