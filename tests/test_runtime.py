@@ -239,8 +239,8 @@ def test_task_data_comes_from_the_last_step_in_memory_while_the_row_has_its_vers
         engine, review, monkeypatch):
     instance = engine.runtime.start("national", "review", principal=ALICE,
                                     data={"budget": 120})
-    engine.runtime.complete_task(_only_task(engine, instance.id).id, {"months": 4},
-                                 principal=ALICE)
+    engine.runtime.complete_task(_only_task(engine, instance.id).id,
+                                 {"months": 4, "plan": {"steps": ["draft"]}}, principal=ALICE)
     decision = _only_task(engine, instance.id)
     loads = []
     load_state = engine.codec.load_state
@@ -249,7 +249,9 @@ def test_task_data_comes_from_the_last_step_in_memory_while_the_row_has_its_vers
     data = engine.runtime.task_data(decision.id)
     assert (data["budget"], data["months"]) == (120, 4) and loads == []
     data["budget"] = 999                           # a copy: the workflow is not changed
-    assert engine.runtime.task_data(decision.id)["budget"] == 120 and loads == []
+    data["plan"]["steps"].append("changed")        # nor through the values inside it
+    again = engine.runtime.task_data(decision.id)
+    assert (again["budget"], again["plan"]) == (120, {"steps": ["draft"]}) and loads == []
     # another process saved the instance: the workflow in memory is stale, the row is read
     with engine.db.transaction() as session:
         session.get(Instance, instance.id).business_key = "DX-2"   # a new version

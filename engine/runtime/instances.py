@@ -16,7 +16,6 @@ that records it, in the same transaction.
 """
 from __future__ import annotations
 
-import copy
 import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -42,7 +41,7 @@ from ..forms import (date_order_errors, form_errors, person_values, unit_values,
                      unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
-from ..multi_instance import all_tasks, do_engine_steps, step_scope
+from ..multi_instance import all_tasks, data_copy, do_engine_steps, step_scope
 from ..org import Org
 from ..repository import Repository
 from ..scripting import EngineScriptEngine, one_step, start_timers
@@ -511,7 +510,9 @@ class Runtime(InstanceManagement, Schedules):
         task_uuid = uuid.UUID(task_id)
 
         def data_of(workflow: BpmnWorkflow) -> dict:
-            return copy.deepcopy(dict(workflow.get_task_from_id(task_uuid).data))
+            # dicts and lists copied by a plain walk (deepcopy's memo of every object took
+            # most of a form read of a workflow kept in memory)
+            return data_copy(dict(workflow.get_task_from_id(task_uuid).data))
         cached = self._workflows.peek(found.instance_id, found.version,
                                       found.definition_id, data_of)
         if cached is not None:
