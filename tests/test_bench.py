@@ -149,3 +149,43 @@ def test_the_cpu_of_a_local_database_s_backends_is_read(database_url):
     finally:
         probe.dispose()
     assert str(pid) not in http_throughput._backends_cpu(url.database + "_other")
+
+
+def test_figures_are_taken_alternately_with_another_commit(capsys):
+    """``python -m bench.compare``: the figure runs with the code of a commit (a temporary
+    worktree, removed afterwards) and with this checkout's, in turns, and prints both
+    sides' numbers run by run."""
+    import subprocess
+
+    from bench import compare
+    from bench.common import PROJECT
+
+    def worktrees() -> str:
+        return subprocess.run(["git", "worktree", "list"], cwd=PROJECT, capture_output=True,
+                              text=True, check=True).stdout
+    before = worktrees()
+    assert compare.main(["HEAD", "--pairs", "2", "--keys", "ratio,per_completion.statements",
+                         "--", "overhead", "--overhead-n", "1",
+                         "--overhead-databases", "sqlite"]) == 0
+    [line] = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(line)
+    assert (record["figure"], record["database"], record["n"]) == (
+        "engine_overhead_ratio", "sqlite", 1)
+    assert set(record["values"]) == {"ratio", "per_completion.statements"}
+    for value in record["values"].values():
+        assert len(value["base"]) == len(value["head"]) == 2
+        assert value["median_base"] > 0 and value["median_head"] > 0
+    # the same commit's code on both sides: the statements of a completion are the same
+    statements = record["values"]["per_completion.statements"]
+    assert statements["base"] == statements["head"]
+    assert worktrees() == before
+    with pytest.raises(SystemExit, match="no-such-commit"):
+        compare.main(["no-such-commit", "--", "state"])
+
+
+def test_the_numbers_of_a_figure_are_named_by_their_path():
+    from bench.compare import numbers
+    record = {"figure": "f", "database": "sqlite", "n": 3, "cpus": 2, "load_average_1m": 1.0,
+              "rate": 2.5, "ok": True, "label": "x", "latency_ms": {"p95": 9, "p99": 12},
+              "pairs": [1, 2]}
+    assert numbers(record) == {"rate": 2.5, "latency_ms.p95": 9, "latency_ms.p99": 12}
