@@ -25,6 +25,7 @@ from engine.deadlines import variant_settings
 
 from .common import (PROPOSER, RoundTrips, bench_database, drive_proposal, emit,
                      library_engine, step_data)
+from .step_parts import by_part
 
 ROUNDS = 5
 
@@ -99,6 +100,8 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
                 engine_s += elapsed
                 bare_s += bare(engine, size)
                 serialized_s += bare(engine, size, serialize=True)
+            # where an instance's time goes, on more instances outside the timed runs
+            parts = by_part(engine, lambda k: through_engine(engine, k), min(n, 10))
         finally:
             engine.close()
     engine_rate, bare_rate, serialized_rate = n / engine_s, n / bare_s, n / serialized_s
@@ -107,6 +110,9 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
                 engine_instances_per_s=round(engine_rate, 2),
                 bare_spiff_instances_per_s=round(bare_rate, 2),
                 ratio=round(engine_rate / bare_rate, 3), target_ratio=0.5,
+                engine_ms_per_instance=round(1000 / engine_rate, 2),
+                bare_spiff_ms_per_instance=round(1000 / bare_rate, 2),
+                engine_ms_per_instance_by_part=parts,
                 per_completion=counter.per(counted_steps),
                 state_bytes_written_per_step=round(
                     state_writes["bytes"] / (state_writes["snapshots"] + state_writes["deltas"])),

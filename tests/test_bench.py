@@ -38,6 +38,14 @@ def test_engine_overhead(server_kind, capsys):
     assert record["engine_instances_per_s"] > 0 and record["bare_spiff_instances_per_s"] > 0
     assert record["ratio"] > 0
     assert 0 < record["ratio_ceiling_with_whole_state_writes"] < 1.5
+    # where an instance's time goes: SpiffWorkflow's steps and the engine's own parts
+    parts = record["engine_ms_per_instance_by_part"]
+    assert {"advance (SpiffWorkflow's engine steps)", "state (serialized, delta)",
+            "documents", "notifications", "lock", "who may act", "form checks",
+            "commit (last flush, the database's commit)"} <= set(parts)
+    assert all(parts[k] > 0 for k in parts if k not in ("other", "garbage collection"))
+    assert sum(v for k, v in parts.items() if k not in ("total", "garbage collection")) \
+        == pytest.approx(parts["total"], abs=0.1)
     # a completion reads and writes the instance, its tasks and its audit: several statements
     counted = record["per_completion"]
     assert 5 <= counted["statements"] <= counted["round_trips"] < 60
@@ -189,3 +197,30 @@ def test_the_numbers_of_a_figure_are_named_by_their_path():
               "rate": 2.5, "ok": True, "label": "x", "latency_ms": {"p95": 9, "p99": 12},
               "pairs": [1, 2]}
     assert numbers(record) == {"rate": 2.5, "latency_ms.p95": 9, "latency_ms.p99": 12}
+
+
+def test_the_parts_timed_are_put_back_as_they_were(tmp_path):
+    """Figure 1's breakdown times the engine's methods only while it measures: afterwards
+    the runtime, its listeners and the modules call their own functions again."""
+    import engine.runtime.instances as instances_module
+    from bench.common import library_engine
+    from bench.engine_overhead import through_engine
+    from bench.step_parts import parts_timed
+    from engine.store import appends
+    library = library_engine(f"sqlite:///{tmp_path}/parts.sqlite3")
+    try:
+        lock, write = instances_module.lock_instance, appends.write
+        with parts_timed(library) as spent:
+            through_engine(library, 1)
+        assert spent["advance (SpiffWorkflow's engine steps)"] > 0 and spent["documents"] > 0
+        assert spent["commit (last flush, the database's commit)"] > 0
+        assert (instances_module.lock_instance, appends.write) == (lock, write)
+        runtime = library.runtime
+        assert not {"_advance", "_state_writer", "_check_form", "_load", "task_data",
+                    "open_tasks"} & set(vars(runtime))
+        assert all("step_saving" not in vars(listener) for listener in runtime.listeners)
+        before = dict(spent)
+        through_engine(library, 1)                    # not timed any more
+        assert spent == before
+    finally:
+        library.close()
