@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DataError, StatementError
 
 from engine.store import HumanTask, TaskCandidate, TaskStatus, Timer, TimerStatus, appends
+from engine.store.models import Document
 
 from conftest import ALICE
 
@@ -67,3 +68,47 @@ def test_a_value_too_long_for_its_column_is_refused_and_nothing_is_written(engin
         assert session.get(HumanTask, task_id) is None
         assert session.scalars(select(TaskCandidate).where(
             TaskCandidate.task_id == task_id)).all() == []
+
+
+def test_a_document_s_large_values_go_in_a_statement_of_their_own(engine, review):
+    """A document's DOCX and context (tens to hundreds of KB) are not quoted into the arrays
+    of the statement that writes a step's other rows together on PostgreSQL (quoting them
+    cost several times the INSERT): its row has its own INSERT, and every value is kept
+    exactly, whatever its bytes and characters."""
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    task_id = "00000000-0000-0000-0000-00000000000d"
+    content = bytes(range(256)) * 200
+    context = {"text": 'dòng "một"\\ {hai}\n' * 500, "list": [1, "2", None]}
+    inserts = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        if statement.lstrip().upper().startswith(("INSERT", "WITH")):
+            inserts.append(statement)
+    event.listen(engine.db.engine, "before_cursor_execute", seen)
+    try:
+        with engine.db.transaction() as session:
+            appends.add(session, HumanTask.__table__, **_task(instance.id, task_id))
+            appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                        instance_id=instance.id, username="bob", task_open=True)
+            appends.add(session, Document.__table__, **_document(instance, content, context))
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", seen)
+    documents = [s for s in inserts if "documents" in s]
+    assert len(documents) == 1 and "human_tasks" not in documents[0]
+    if engine.db.engine.dialect.name == "postgresql":   # the others still together
+        assert len(inserts) == 2
+    with engine.db.reading() as session:
+        stored = session.get(Document, "d0c00000-0000-0000-0000-000000000001")
+        assert (stored.content, stored.context) == (content, context)
+        assert session.get(HumanTask, task_id) is not None
+
+
+def _document(instance, content: bytes, context: dict) -> dict:
+    return dict(id="d0c00000-0000-0000-0000-000000000001", instance_id=instance.id,
+                variant="national", element_id="decide", template="decision.docx",
+                kind="QĐ", agency_id="mau", year=2026, number=1, reference="1/QĐ-MAU",
+                title="Quyết định", legal_basis=None,
+                issued_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+                issued_by=ALICE.username, signer=None, replaces_id=None,
+                correction_reason=None, context=context,
+                sha256="0" * 64, content=content)

@@ -26,6 +26,11 @@ _PENDING = "nd73_appended_rows"
 _ORDER = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
 # each table's INSERT, built once
 _INSERTS = {table: insert(table) for table in Base.metadata.sorted_tables}
+# tables whose rows hold large values (a document's DOCX and the data it was given: tens to
+# hundreds of KB), inserted by a statement of their own on PostgreSQL: as elements of the
+# arrays of the statement that inserts the others together, each value was quoted into the
+# array's text, character by character (about 5 ms a document, where the INSERT takes 1)
+_ALONE = frozenset({Base.metadata.tables["documents"]})
 
 
 def add(session: Session, table: Table, **values) -> dict:
@@ -42,7 +47,8 @@ def pending(session: Session, table: Table) -> list[dict]:
 
 def write(session: Session) -> None:
     """Insert every queued row, one statement per table (PostgreSQL: one statement for
-    all of them), after the ORM's pending rows."""
+    all of them but the tables of large values, :data:`_ALONE`), after the ORM's pending
+    rows."""
     queued = session.info.pop(_PENDING, None)
     if not queued:
         return
@@ -53,10 +59,12 @@ def write(session: Session) -> None:
         before = _BEFORE.get(table)
         if before is not None:
             before(connection, queued[table])
-    if connection.dialect.name == "postgresql" and len(tables) > 1:
-        statement, params = _together([(table, queued[table]) for table in tables])
-        connection.execute(statement, params)
-        return
+    if connection.dialect.name == "postgresql":
+        together = [table for table in tables if table not in _ALONE]
+        if len(together) > 1:
+            statement, params = _together([(table, queued[table]) for table in together])
+            connection.execute(statement, params)
+            tables = [table for table in tables if table in _ALONE]
     for table in tables:
         connection.execute(_INSERTS[table], queued[table])
 
