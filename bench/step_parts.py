@@ -43,15 +43,15 @@ def parts_timed(engine) -> Iterator[Counter]:
     spent: Counter = Counter()
     runtime = engine.runtime
     replaced = [(runtime, "_advance", "advance (SpiffWorkflow's engine steps)"),
-                (runtime, "_state_writer", "state (serialized, delta)"),
-                (runtime.projection, "refresh", "projection (tasks, timers, events)"),
+                (runtime, "_state_writer", "state (serialized and delta)"),
+                (runtime.projection, "refresh", "projection (tasks, timers and events)"),
                 (runtime, "_check_form", "form checks"),
-                (runtime, "_load", "load (the workflow kept in memory, or read)"),
+                (runtime, "_load", "load (the workflow kept in memory or read)"),
                 (runtime.access, "task_and_open_rows", "who may act"),
                 (instances_module, "lock_instance", "lock"),
-                (appends, "write", "rows added, written before commit"),
-                (runtime, "task_data", "reads between steps (form data, open tasks)"),
-                (runtime, "open_tasks", "reads between steps (form data, open tasks)")]
+                (appends, "write", "rows added (written before the commit)"),
+                (runtime, "task_data", "reads between steps (form data and open tasks)"),
+                (runtime, "open_tasks", "reads between steps (form data and open tasks)")]
     for listener in runtime.listeners:
         name = type(listener).__name__
         part = {"DocumentIssuer": "documents", "Notifier": "notifications"}.get(
@@ -73,7 +73,7 @@ def parts_timed(engine) -> Iterator[Counter]:
         committing[0] = time.perf_counter()
 
     def after_commit(_session):
-        spent["commit (last flush, the database's commit)"] += \
+        spent["commit (the last flush and the database's commit)"] += \
             time.perf_counter() - committing[0]
     gc.callbacks.append(on_gc)
     event.listen(Session, "before_commit", before_commit)

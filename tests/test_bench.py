@@ -40,9 +40,9 @@ def test_engine_overhead(server_kind, capsys):
     assert 0 < record["ratio_ceiling_with_whole_state_writes"] < 1.5
     # where an instance's time goes: SpiffWorkflow's steps and the engine's own parts
     parts = record["engine_ms_per_instance_by_part"]
-    assert {"advance (SpiffWorkflow's engine steps)", "state (serialized, delta)",
+    assert {"advance (SpiffWorkflow's engine steps)", "state (serialized and delta)",
             "documents", "notifications", "lock", "who may act", "form checks",
-            "commit (last flush, the database's commit)"} <= set(parts)
+            "commit (the last flush and the database's commit)"} <= set(parts)
     assert all(parts[k] > 0 for k in parts if k not in ("other", "garbage collection"))
     assert sum(v for k, v in parts.items() if k not in ("total", "garbage collection")) \
         == pytest.approx(parts["total"], abs=0.1)
@@ -213,7 +213,7 @@ def test_the_parts_timed_are_put_back_as_they_were(tmp_path):
         with parts_timed(library) as spent:
             through_engine(library, 1)
         assert spent["advance (SpiffWorkflow's engine steps)"] > 0 and spent["documents"] > 0
-        assert spent["commit (last flush, the database's commit)"] > 0
+        assert spent["commit (the last flush and the database's commit)"] > 0
         assert (instances_module.lock_instance, appends.write) == (lock, write)
         runtime = library.runtime
         assert not {"_advance", "_state_writer", "_check_form", "_load", "task_data",
