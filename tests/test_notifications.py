@@ -20,6 +20,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from aiosmtpd.controller import Controller
 from jinja2 import TemplateNotFound
 
@@ -484,6 +485,41 @@ def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
     # "trước ngày 30/11": by the end of the day before
     assert "Hạn nộp báo cáo: 29/11/2026 23:59." in item["body"]
     assert item["title"] == "[ND73] Kỳ báo cáo đã mở cho UBND phường Cam Đường"
+
+
+def test_each_message_of_a_step_is_named_by_its_own_notification(library, clock):
+    """A step that mails several people at once writes their messages in one statement
+    (SQLite too); each notification names the message written for its own recipient."""
+    from sqlalchemy import func, select, update
+
+    from engine.store.models import Notification, OutboxMessage, User
+    heads = ["laocai.xa.congchuc", "laocai.xa.chutich"]
+    with library.db.transaction() as session:
+        session.execute(update(User).where(User.username.in_(heads)).values(
+            email=User.username + "@example.vn", notification_mode="immediate"))
+    inserts = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many):
+        if "INTO outbox" in statement:
+            inserts.append(statement)
+    event.listen(library.db.engine, "before_cursor_execute", seen)
+    try:
+        clock.set(utc(2026, 11, 2, 1, 0))
+        Case.start(library, "lao-cai", "annual_report", SCHEDULER,
+                   data={"proposer_unit": "laocai"})
+    finally:
+        event.remove(library.db.engine, "before_cursor_execute", seen)
+    with library.db.reading() as session:
+        pairs = session.execute(
+            select(Notification.username, OutboxMessage.username, OutboxMessage.recipient,
+                   User.email)
+            .join(OutboxMessage, OutboxMessage.id == Notification.outbox_id)
+            .join(User, User.username == Notification.username)
+            .where(Notification.kind == "report_cycle_opened")).all()
+    mailed = {n for n, _, _, _ in pairs}
+    assert len(mailed) >= 3 and set(heads) <= mailed
+    assert all(n == o and r == e for n, o, r, e in pairs)
+    assert len(inserts) == 1
 
 
 @pytest.fixture

@@ -116,7 +116,18 @@ def _write_outbox_first(connection, notifications: list[dict]) -> None:
     message's values): the messages go first, their ids read back in the order given."""
     messages = [row["outbox"] for row in notifications if row["outbox"] is not None]
     if messages:
-        ids = iter(connection.execute(_INSERT_OUTBOX, messages).scalars().all())
+        if connection.dialect.name == "sqlite":
+            # SQLAlchemy cannot tell SQLite's RETURNING order, and so inserted the rows
+            # one statement each (a reporting cycle: one per unit); SQLite gives each new
+            # row of an integer key the largest key so far plus one, in the order the
+            # rows are inserted, so the keys in ascending order are the messages' order
+            keys = sorted(connection.execute(_INSERT_OUTBOX_ANY_ORDER, messages)
+                          .scalars().all())
+            if keys[-1] - keys[0] != len(keys) - 1:     # a key at SQLite's largest integer
+                raise RuntimeError("the outbox's new keys are not in the order of its rows")
+            ids = iter(keys)
+        else:
+            ids = iter(connection.execute(_INSERT_OUTBOX, messages).scalars().all())
     for row in notifications:
         if row.pop("outbox") is not None:
             row["outbox_id"] = next(ids)
@@ -124,4 +135,5 @@ def _write_outbox_first(connection, notifications: list[dict]) -> None:
 
 _OUTBOX = Base.metadata.tables["outbox"]
 _INSERT_OUTBOX = insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_INSERT_OUTBOX_ANY_ORDER = insert(_OUTBOX).returning(_OUTBOX.c.id)
 _BEFORE = {Base.metadata.tables["notifications"]: _write_outbox_first}
