@@ -780,3 +780,41 @@ def test_a_template_that_cannot_be_rendered_stops_the_step_and_takes_no_number(l
 def _all_documents(engine) -> list[Document]:
     with engine.db.reading() as session:
         return list(session.scalars(select(Document)))
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def test_documents_issued_for_two_instances_in_one_unit_of_work_list_only_their_own(library):
+    """Timers fired together step several instances in one unit of work: a document lists
+    the earlier documents of its own instance, not those the unit issued for another."""
+    from engine.documents.service import DocumentIssuer
+    from engine.listeners import Step
+    from engine.store import Instance, appends
+    cases = [approved_case(library, "DX-1"), approved_case(library, "DX-2")]
+    issuer = next(listener for listener in library.runtime.listeners
+                  if isinstance(listener, DocumentIssuer))
+    with pytest.raises(_RolledBack):
+        with library.db.transaction() as session:
+            for case in cases:            # each decision issued once more, as by a step
+                instance = session.get(Instance, case.id)
+                workflow = library.runtime.workflow(case.id)
+                [decide] = [t for t in workflow.tasks.values()
+                            if t.task_spec.bpmn_id == "decide"]
+                issuer.step_saving(Step(session, instance,
+                                        library.repository.get(instance.definition_id),
+                                        DIRECTOR, library.clock.now(), instance.stage, [],
+                                        decide))
+            issued = appends.pending(session, Document.__table__)
+            raise _RolledBack
+    assert [d["instance_id"] for d in issued] == [cases[0].id, cases[1].id]
+    references = {case.id: {f"{d['title']} số {d['reference']}"
+                            for d in library.documents.of_instance(
+                                case.id, principal=as_user(library, DIRECTOR))}
+                  for case in cases}
+    for document in issued:
+        earlier = document["context"]["doc"]["earlier"]
+        assert len(earlier) == 2            # the instance's minutes and decision
+        assert all(any(e.startswith(r) for r in references[document["instance_id"]])
+                   for e in earlier), earlier

@@ -68,6 +68,8 @@ def _initials(name: str) -> str:
 # run on the step's connection (through the session, the ORM's handling of a statement
 # cost four times what the database did)
 _DOCUMENTS = Document.__table__
+# session.info key: the earlier documents of each instance, as the unit of work read them
+_EARLIER_KEY = "nd73_earlier_documents"
 _EARLIER = (select(_DOCUMENTS.c.title, _DOCUMENTS.c.reference, _DOCUMENTS.c.issued_at)
             .where(_DOCUMENTS.c.instance_id == bindparam("instance_id"))
             .order_by(_DOCUMENTS.c.issued_at))
@@ -310,14 +312,20 @@ class Documents:
             province = self.org.province_of(agency.id)
             place = re.sub(r"^(UBND\s+)?(tỉnh|thành phố)\s+", "", province.name,
                            flags=re.IGNORECASE)
-        # the earlier documents' titles, numbers and dates only (not their content)
-        earlier = [f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
-                   for d in session.connection().execute(_EARLIER,
-                                                         {"instance_id": instance.id})]
-        # and those the step issued before this one, queued to be written (engine.store.appends)
+        # the earlier documents' titles, numbers and dates only (not their content), read
+        # once per unit of work: the documents a step issues are written when it commits
+        stored = session.info.setdefault(_EARLIER_KEY, {})
+        if instance.id not in stored:
+            stored[instance.id] = [
+                f"{d.title} số {d.reference} ngày {short_date(d.issued_at.astimezone(LOCAL))}"
+                for d in session.connection().execute(_EARLIER, {"instance_id": instance.id})]
+        earlier = list(stored[instance.id])
+        # and those the unit of work issued for it before this one, queued to be written
+        # (engine.store.appends; timers fired together step several instances in one unit)
         earlier += [f"{d['title']} số {d['reference']} ngày "
                     f"{short_date(d['issued_at'].astimezone(LOCAL))}"
-                    for d in appends.pending(session, _DOCUMENTS)]
+                    for d in appends.pending(session, _DOCUMENTS)
+                    if d["instance_id"] == instance.id]
         lines, signer_name, head = self._signer(session, signer, agency, rule.authority,
                                                 settings)
         if rule.authority == "TM." and agency is not None:
