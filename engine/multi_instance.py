@@ -130,14 +130,32 @@ def data_copy(value):
     return copy.deepcopy(value)
 
 
+def _start_of(subworkflow):
+    """A subprocess's ``Start`` task: its root (SpiffWorkflow looks for it with a walk of
+    the tree, a task iterator and filter each time, twice for each subprocess started)."""
+    root = subworkflow.task_tree
+    if root.task_spec.name == "Start":
+        return root
+    return subworkflow.get_next_task(spec_name="Start")
+
+
 class _SubprocessDataCopied:
     """An embedded subprocess copies its task's data into its start, and its last task's
     data back, with :func:`data_copy` (SpiffWorkflow's deepcopy, with its memo of every
     object, was a seventh of a reporting cycle's opening: one copy per unit)."""
 
+    def start_workflow(self, my_task):
+        """SpiffWorkflow's, with its start found as :func:`_start_of` finds it."""
+        top = my_task.workflow.top_workflow
+        if self.spec not in top.subprocess_specs:
+            return super().start_workflow(my_task)         # refused, as there
+        subworkflow = top.create_subprocess(my_task, self.spec)
+        subworkflow.completed_event.connect(self._on_subworkflow_completed, my_task)
+        self.copy_data(my_task, subworkflow)
+        _start_of(subworkflow).run()
+
     def copy_data(self, my_task, subworkflow):
-        start = subworkflow.get_next_task(spec_name='Start')
-        start.set_data(**data_copy(my_task.data))
+        _start_of(subworkflow).set_data(**data_copy(my_task.data))
 
     def update_data(self, my_task, subworkflow):
         my_task.data = data_copy(subworkflow.last_task.data)
