@@ -52,6 +52,8 @@ from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkfl
 from SpiffWorkflow.spiff.specs.defaults import (
     TransactionSubprocess as SpiffTransactionSubprocess,
 )
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
+from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 
@@ -130,6 +132,67 @@ def data_copy(value):
     return copy.deepcopy(value)
 
 
+def create_subprocess(top, my_task, spec_name: str):
+    """``top.create_subprocess(my_task, spec_name)``: the subprocess of ``my_task``, its tree
+    of tasks predicted from its spec's start, its root made ready. The prediction (the
+    specs' ``_predict``: each task's children synced with its spec's outputs, their states
+    set, a log record's extras built at each change) depends on the spec alone, for a new
+    subprocess holds no data yet; the first subprocess of a spec predicts its tree and
+    notes it (each task's spec, state, parent and thread), the next ones make their tasks
+    from that note, in the same order, with the same children in the same order (most of
+    starting a reporting cycle's unit was its prediction). A tree whose tasks got data, or
+    whose children are not in the order the tasks were made, is not noted."""
+    spec = top.subprocess_specs[spec_name]
+    subprocess = BpmnSubWorkflow(spec, parent_task_id=my_task.id, top_workflow=top,
+                                 deserializing=True)
+    # SpiffWorkflow's Workflow.__init__, not deserializing: root, prediction, log, ready
+    predicted = getattr(spec, "_nd73_predicted", None)
+    if predicted is None:
+        subprocess.task_tree = Task(subprocess, spec.start, state=TaskState.FUTURE)
+        subprocess.task_tree.task_spec._predict(subprocess.task_tree,
+                                                mask=TaskState.NOT_FINISHED_MASK)
+        spec._nd73_predicted = _prediction_of(subprocess) or False
+    else:
+        made: list = []
+        for task_spec, state, parent, thread_id, triggered in predicted or ():
+            task = Task(subprocess, task_spec, made[parent] if parent >= 0 else None,
+                        state=state)
+            task.thread_id, task.triggered = thread_id, triggered
+            made.append(task)
+        if not made:                    # not noted: predicted as SpiffWorkflow predicts
+            made.append(Task(subprocess, spec.start, state=TaskState.FUTURE))
+            made[0].task_spec._predict(made[0], mask=TaskState.NOT_FINISHED_MASK)
+        subprocess.task_tree = made[0]
+    _spiff_workflow_log.info("Initialized workflow", extra=subprocess.collect_log_extras())
+    subprocess.task_tree._ready()
+    top.subprocesses[my_task.id] = subprocess
+    return subprocess
+
+
+def _prediction_of(subprocess) -> tuple | None:
+    """A new subprocess's predicted tree as :func:`create_subprocess` notes it: for each of
+    its tasks in the order they were made, its spec, state, parent's place in that order
+    (-1: the root), thread and whether it was triggered; None when it cannot be made again
+    from that (a task holds data, children not in the order made, another root)."""
+    tasks = list(subprocess.tasks.values())
+    if not tasks or tasks[0] is not subprocess.task_tree:
+        return None
+    place = {task.id: n for n, task in enumerate(tasks)}
+    noted = []
+    children: dict = {}
+    for task in tasks:
+        if task.data or task.internal_data:
+            return None
+        parent = place.get(task._parent, -1) if task._parent is not None else -1
+        if task._parent is not None and task._parent not in place:
+            return None
+        children.setdefault(task._parent, []).append(task.id)
+        noted.append((task.task_spec, task._state, parent, task.thread_id, task.triggered))
+    if any(task._children != children.get(task.id, []) for task in tasks):
+        return None
+    return tuple(noted)
+
+
 def _start_of(subworkflow):
     """A subprocess's ``Start`` task: its root (SpiffWorkflow looks for it with a walk of
     the tree, a task iterator and filter each time, twice for each subprocess started)."""
@@ -145,11 +208,12 @@ class _SubprocessDataCopied:
     object, was a seventh of a reporting cycle's opening: one copy per unit)."""
 
     def start_workflow(self, my_task):
-        """SpiffWorkflow's, with its start found as :func:`_start_of` finds it."""
+        """SpiffWorkflow's, with the subprocess made by :func:`create_subprocess` and its
+        start found as :func:`_start_of` finds it."""
         top = my_task.workflow.top_workflow
         if self.spec not in top.subprocess_specs:
             return super().start_workflow(my_task)         # refused, as there
-        subworkflow = top.create_subprocess(my_task, self.spec)
+        subworkflow = create_subprocess(top, my_task, self.spec)
         subworkflow.completed_event.connect(self._on_subworkflow_completed, my_task)
         self.copy_data(my_task, subworkflow)
         _start_of(subworkflow).run()
@@ -168,6 +232,9 @@ class SubWorkflowTask(_SubprocessDataCopied, SpiffSubWorkflowTask):
 class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
     pass
 
+
+# the logger SpiffWorkflow's workflows log their creation with
+_spiff_workflow_log = logging.getLogger("spiff.workflow")
 
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
