@@ -52,7 +52,7 @@ from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkfl
 from SpiffWorkflow.spiff.specs.defaults import (
     TransactionSubprocess as SpiffTransactionSubprocess,
 )
-from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -236,12 +236,46 @@ class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
 # the logger SpiffWorkflow's workflows log their creation with
 _spiff_workflow_log = logging.getLogger("spiff.workflow")
 
+class BpmnSubWorkflow(SpiffBpmnSubWorkflow):
+    """A subprocess whose waiting tasks are found by a plain walk (:func:`waiting_tasks`):
+    SpiffWorkflow updates them after each of its tasks completes (three times as each of a
+    reporting cycle's units starts), each time with a task iterator that copies its list
+    of pending tasks at every task and builds a log record's filter."""
+
+    def update_waiting_tasks(self) -> None:
+        for task in waiting_tasks(self):
+            task.task_spec._update(task)
+
+
+# SpiffWorkflow's task iterators stop descending this deep
+_SPIFF_MAX_DEPTH = 1000
+
+
+def waiting_tasks(workflow):
+    """The tasks of ``workflow`` in the WAITING state (not in its subprocesses), found as
+    SpiffWorkflow's ``TaskIterator(workflow.task_tree, state=TaskState.WAITING)`` finds
+    them, lazily: depth first, a task's children taken when it is reached (before it is
+    given to the caller, who may change the tree), entered only when its state is FUTURE
+    or later and it is less than SpiffWorkflow's 1,000 levels deep."""
+    tasks = workflow.tasks
+    stack = [(workflow.task_tree, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        task, depth = pop()
+        if task._children and task._state >= TaskState.FUTURE and depth < _SPIFF_MAX_DEPTH:
+            for child in reversed(task._children):
+                push((tasks.get(child), depth + 1))
+        if task._state & TaskState.WAITING and task.last_state_change >= 0:
+            yield task
+
+
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
     (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
     (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
     (SubWorkflowTask, SpiffSubWorkflowTask),
     (TransactionSubprocess, SpiffTransactionSubprocess),
+    (BpmnSubWorkflow, SpiffBpmnSubWorkflow),          # a subprocess, not a task spec
 )
 
 

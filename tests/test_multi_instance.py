@@ -357,3 +357,34 @@ def test_a_subprocess_made_from_its_spec_s_noted_prediction_is_spiff_workflow_s(
         assert ours == spiffs
         assert ours[1][:2] == ("Start", TaskState.READY) and len(ours) > 5
     assert spec._nd73_predicted
+
+
+def test_a_subprocess_finds_its_waiting_tasks_as_spiff_workflow_s_iterator_does(
+        library_engine, clock):
+    """A subprocess (stored or new: the engine's class either way) finds the tasks to
+    update after each task completes by a plain walk: the tasks SpiffWorkflow's iterator
+    finds, in the same order, its 1,000-level bound included."""
+    from SpiffWorkflow.task import Task
+    from SpiffWorkflow.util.task import TaskIterator
+    from engine.multi_instance import BpmnSubWorkflow, waiting_tasks
+    engine = library_engine
+    case = _cycle_for_30_units(engine, clock)
+
+    def same(workflow) -> int:
+        ours = list(waiting_tasks(workflow))
+        assert ours == list(TaskIterator(workflow.task_tree, state=TaskState.WAITING))
+        return len(ours)
+
+    for reported in range(3):
+        workflow = engine.runtime.workflow(case.id)           # read from the store
+        assert all(type(sub) is BpmnSubWorkflow for sub in workflow.subprocesses.values())
+        assert sum(same(sub) for sub in workflow.subprocesses.values()) >= 30 - reported
+        task = case.open("submit_report")[0]
+        engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                     principal=as_user(engine, case.candidates(task)[0]))
+    # a chain of waiting tasks deeper than SpiffWorkflow's iterators go
+    sub = next(iter(engine.runtime.workflow(case.id).subprocesses.values()))
+    parent = sub.task_tree
+    for _ in range(1100):
+        parent = Task(sub, parent.task_spec, parent, state=TaskState.WAITING)
+    assert 1000 <= same(sub) < 1100
