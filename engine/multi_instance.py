@@ -246,6 +246,13 @@ class BpmnSubWorkflow(SpiffBpmnSubWorkflow):
         for task in waiting_tasks(self):
             task.task_spec._update(task)
 
+    def get_tasks(self, first_task=None, **kwargs) -> list:
+        """SpiffWorkflow's; the tasks of a spec's name (a start event's run looks for its
+        own, once for each unit of a reporting cycle) by :func:`tasks_named`."""
+        if kwargs.keys() == {"spec_name"}:
+            return tasks_named(first_task or self.task_tree, kwargs["spec_name"])
+        return super().get_tasks(first_task, **kwargs)
+
 
 # SpiffWorkflow's task iterators stop descending this deep
 _SPIFF_MAX_DEPTH = 1000
@@ -267,6 +274,27 @@ def waiting_tasks(workflow):
                 push((tasks.get(child), depth + 1))
         if task._state & TaskState.WAITING and task.last_state_change >= 0:
             yield task
+
+
+def tasks_named(first, spec_name: str) -> list:
+    """The tasks of spec ``spec_name`` from ``first`` down, through the subprocesses its
+    tasks run: what :class:`UnboundedTaskIterator` lists for ``spec_name`` alone (every
+    state, subprocesses entered, without a depth bound), in one loop."""
+    subprocesses = first.workflow.top_workflow.subprocesses
+    found = []
+    stack = [first]
+    pop, push = stack.pop, stack.append
+    while stack:
+        task = pop()
+        subprocess = subprocesses.get(task.id)
+        if task._children or subprocess is not None:
+            tasks = task.workflow.tasks
+            stack.extend([tasks.get(child) for child in reversed(task._children)])
+            if subprocess is not None:
+                push(subprocess.task_tree)
+        if task.task_spec.name == spec_name and task.last_state_change >= 0:
+            found.append(task)
+    return found
 
 
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it

@@ -388,3 +388,26 @@ def test_a_subprocess_finds_its_waiting_tasks_as_spiff_workflow_s_iterator_does(
     for _ in range(1100):
         parent = Task(sub, parent.task_spec, parent, state=TaskState.WAITING)
     assert 1000 <= same(sub) < 1100
+
+
+def test_a_subprocess_lists_a_spec_s_tasks_as_spiff_workflow_s_iterator_does(
+        library_engine, clock):
+    """What a start event's run asks of its subprocess (the tasks of a spec's name from a
+    task down) is what SpiffWorkflow's iterator lists, without its depth bound."""
+    from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+    engine = library_engine
+    case = _cycle_for_30_units(engine, clock)
+    task = case.open("submit_report")[0]
+    engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(task)[0]))
+    workflow = engine.runtime.workflow(case.id)
+    checked = 0
+    for sub in workflow.subprocesses.values():
+        for first in list(sub.tasks.values()):
+            for name in {first.task_spec.name, "submit_report", "End", "nothing"}:
+                ours = sub.get_tasks(first, spec_name=name)
+                assert ours == list(BpmnTaskIterator(first, spec_name=name,
+                                                     max_depth=sys.maxsize))
+                checked += len(ours)
+    assert checked > 30 * 5
+    assert sub.get_tasks(spec_name="Start") == [sub.task_tree]
