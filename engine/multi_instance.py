@@ -41,6 +41,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.spiff.specs.defaults import (
     ParallelMultiInstanceTask as SpiffParallelMultiInstanceTask,
@@ -52,7 +53,6 @@ from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkfl
 from SpiffWorkflow.spiff.specs.defaults import (
     TransactionSubprocess as SpiffTransactionSubprocess,
 )
-from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -235,6 +235,7 @@ class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
 
 # the logger SpiffWorkflow's workflows log their creation with
 _spiff_workflow_log = logging.getLogger("spiff.workflow")
+
 
 class BpmnSubWorkflow(SpiffBpmnSubWorkflow):
     """A subprocess whose waiting tasks are found by a plain walk (:func:`waiting_tasks`):
