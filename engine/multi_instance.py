@@ -41,6 +41,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.spiff.specs.defaults import (
     ParallelMultiInstanceTask as SpiffParallelMultiInstanceTask,
@@ -52,6 +53,7 @@ from SpiffWorkflow.spiff.specs.defaults import SubWorkflowTask as SpiffSubWorkfl
 from SpiffWorkflow.spiff.specs.defaults import (
     TransactionSubprocess as SpiffTransactionSubprocess,
 )
+from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 
@@ -130,14 +132,94 @@ def data_copy(value):
     return copy.deepcopy(value)
 
 
+def create_subprocess(top, my_task, spec_name: str):
+    """``top.create_subprocess(my_task, spec_name)``: the subprocess of ``my_task``, its tree
+    of tasks predicted from its spec's start, its root made ready. The prediction (the
+    specs' ``_predict``: each task's children synced with its spec's outputs, their states
+    set, a log record's extras built at each change) depends on the spec alone, for a new
+    subprocess holds no data yet; the first subprocess of a spec predicts its tree and
+    notes it (each task's spec, state, parent and thread), the next ones make their tasks
+    from that note, in the same order, with the same children in the same order (most of
+    starting a reporting cycle's unit was its prediction). A tree whose tasks got data, or
+    whose children are not in the order the tasks were made, is not noted."""
+    spec = top.subprocess_specs[spec_name]
+    subprocess = BpmnSubWorkflow(spec, parent_task_id=my_task.id, top_workflow=top,
+                                 deserializing=True)
+    # SpiffWorkflow's Workflow.__init__, not deserializing: root, prediction, log, ready
+    predicted = getattr(spec, "_nd73_predicted", None)
+    if predicted is None:
+        subprocess.task_tree = Task(subprocess, spec.start, state=TaskState.FUTURE)
+        subprocess.task_tree.task_spec._predict(subprocess.task_tree,
+                                                mask=TaskState.NOT_FINISHED_MASK)
+        spec._nd73_predicted = _prediction_of(subprocess) or False
+    else:
+        made: list = []
+        for task_spec, state, parent, thread_id, triggered in predicted or ():
+            task = Task(subprocess, task_spec, made[parent] if parent >= 0 else None,
+                        state=state)
+            task.thread_id, task.triggered = thread_id, triggered
+            made.append(task)
+        if not made:                    # not noted: predicted as SpiffWorkflow predicts
+            made.append(Task(subprocess, spec.start, state=TaskState.FUTURE))
+            made[0].task_spec._predict(made[0], mask=TaskState.NOT_FINISHED_MASK)
+        subprocess.task_tree = made[0]
+    _spiff_workflow_log.info("Initialized workflow", extra=subprocess.collect_log_extras())
+    subprocess.task_tree._ready()
+    top.subprocesses[my_task.id] = subprocess
+    return subprocess
+
+
+def _prediction_of(subprocess) -> tuple | None:
+    """A new subprocess's predicted tree as :func:`create_subprocess` notes it: for each of
+    its tasks in the order they were made, its spec, state, parent's place in that order
+    (-1: the root), thread and whether it was triggered; None when it cannot be made again
+    from that (a task holds data, children not in the order made, another root)."""
+    tasks = list(subprocess.tasks.values())
+    if not tasks or tasks[0] is not subprocess.task_tree:
+        return None
+    place = {task.id: n for n, task in enumerate(tasks)}
+    noted = []
+    children: dict = {}
+    for task in tasks:
+        if task.data or task.internal_data:
+            return None
+        parent = place.get(task._parent, -1) if task._parent is not None else -1
+        if task._parent is not None and task._parent not in place:
+            return None
+        children.setdefault(task._parent, []).append(task.id)
+        noted.append((task.task_spec, task._state, parent, task.thread_id, task.triggered))
+    if any(task._children != children.get(task.id, []) for task in tasks):
+        return None
+    return tuple(noted)
+
+
+def _start_of(subworkflow):
+    """A subprocess's ``Start`` task: its root (SpiffWorkflow looks for it with a walk of
+    the tree, a task iterator and filter each time, twice for each subprocess started)."""
+    root = subworkflow.task_tree
+    if root.task_spec.name == "Start":
+        return root
+    return subworkflow.get_next_task(spec_name="Start")
+
+
 class _SubprocessDataCopied:
     """An embedded subprocess copies its task's data into its start, and its last task's
     data back, with :func:`data_copy` (SpiffWorkflow's deepcopy, with its memo of every
     object, was a seventh of a reporting cycle's opening: one copy per unit)."""
 
+    def start_workflow(self, my_task):
+        """SpiffWorkflow's, with the subprocess made by :func:`create_subprocess` and its
+        start found as :func:`_start_of` finds it."""
+        top = my_task.workflow.top_workflow
+        if self.spec not in top.subprocess_specs:
+            return super().start_workflow(my_task)         # refused, as there
+        subworkflow = create_subprocess(top, my_task, self.spec)
+        subworkflow.completed_event.connect(self._on_subworkflow_completed, my_task)
+        self.copy_data(my_task, subworkflow)
+        _start_of(subworkflow).run()
+
     def copy_data(self, my_task, subworkflow):
-        start = subworkflow.get_next_task(spec_name='Start')
-        start.set_data(**data_copy(my_task.data))
+        _start_of(subworkflow).set_data(**data_copy(my_task.data))
 
     def update_data(self, my_task, subworkflow):
         my_task.data = data_copy(subworkflow.last_task.data)
@@ -151,12 +233,78 @@ class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
     pass
 
 
+# the logger SpiffWorkflow's workflows log their creation with
+_spiff_workflow_log = logging.getLogger("spiff.workflow")
+
+
+class BpmnSubWorkflow(SpiffBpmnSubWorkflow):
+    """A subprocess whose waiting tasks are found by a plain walk (:func:`waiting_tasks`):
+    SpiffWorkflow updates them after each of its tasks completes (three times as each of a
+    reporting cycle's units starts), each time with a task iterator that copies its list
+    of pending tasks at every task and builds a log record's filter."""
+
+    def update_waiting_tasks(self) -> None:
+        for task in waiting_tasks(self):
+            task.task_spec._update(task)
+
+    def get_tasks(self, first_task=None, **kwargs) -> list:
+        """SpiffWorkflow's; the tasks of a spec's name (a start event's run looks for its
+        own, once for each unit of a reporting cycle) by :func:`tasks_named`."""
+        if kwargs.keys() == {"spec_name"}:
+            return tasks_named(first_task or self.task_tree, kwargs["spec_name"])
+        return super().get_tasks(first_task, **kwargs)
+
+
+# SpiffWorkflow's task iterators stop descending this deep
+_SPIFF_MAX_DEPTH = 1000
+
+
+def waiting_tasks(workflow):
+    """The tasks of ``workflow`` in the WAITING state (not in its subprocesses), found as
+    SpiffWorkflow's ``TaskIterator(workflow.task_tree, state=TaskState.WAITING)`` finds
+    them, lazily: depth first, a task's children taken when it is reached (before it is
+    given to the caller, who may change the tree), entered only when its state is FUTURE
+    or later and it is less than SpiffWorkflow's 1,000 levels deep."""
+    tasks = workflow.tasks
+    stack = [(workflow.task_tree, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        task, depth = pop()
+        if task._children and task._state >= TaskState.FUTURE and depth < _SPIFF_MAX_DEPTH:
+            for child in reversed(task._children):
+                push((tasks.get(child), depth + 1))
+        if task._state & TaskState.WAITING and task.last_state_change >= 0:
+            yield task
+
+
+def tasks_named(first, spec_name: str) -> list:
+    """The tasks of spec ``spec_name`` from ``first`` down, through the subprocesses its
+    tasks run: what :class:`UnboundedTaskIterator` lists for ``spec_name`` alone (every
+    state, subprocesses entered, without a depth bound), in one loop."""
+    subprocesses = first.workflow.top_workflow.subprocesses
+    found = []
+    stack = [first]
+    pop, push = stack.pop, stack.append
+    while stack:
+        task = pop()
+        subprocess = subprocesses.get(task.id)
+        if task._children or subprocess is not None:
+            tasks = task.workflow.tasks
+            stack.extend([tasks.get(child) for child in reversed(task._children)])
+            if subprocess is not None:
+                push(subprocess.task_tree)
+        if task.task_spec.name == spec_name and task.last_state_change >= 0:
+            found.append(task)
+    return found
+
+
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
     (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
     (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
     (SubWorkflowTask, SpiffSubWorkflowTask),
     (TransactionSubprocess, SpiffTransactionSubprocess),
+    (BpmnSubWorkflow, SpiffBpmnSubWorkflow),          # a subprocess, not a task spec
 )
 
 

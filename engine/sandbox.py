@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import keyword
 import math
 import operator
 import os
@@ -30,6 +31,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import compress, repeat
@@ -443,6 +445,14 @@ def compile_code(source: str, mode: str):
     return result.code
 
 
+@lru_cache(maxsize=4096)
+def _is_variable(source: str) -> bool:
+    """Whether ``source``, as an expression, is a name only, read as it is written (an
+    identifier, not a keyword, in the normal form Python reads names in)."""
+    return (source.isidentifier() and not keyword.iskeyword(source)
+            and unicodedata.normalize("NFKC", source) == source)
+
+
 def check_code(source: str, mode: str) -> None:
     """Raise SandboxViolation if ``source`` would be refused at run time by the compiler."""
     compile_code(source, mode)
@@ -588,7 +598,12 @@ class Sandbox:
         return namespace
 
     def evaluate(self, expression: str, data: Mapping[str, Any]):
-        code = compile_code(expression.strip(), "eval")
+        source = expression.strip()
+        code = compile_code(source, "eval")
+        if source in data and _is_variable(source):
+            # a variable of the data (a timer's or a due date's expression, at every unit
+            # of a reporting cycle): its value, which the code would read, without a run
+            return data[source]
         return self._run(code, self._namespace(data))
 
     def execute(self, script: str, data: dict) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from engine.store import HumanTask, TaskCandidate, TaskStatus, Timer, TimerStatus, appends
 from engine.store.models import Document
@@ -112,3 +112,57 @@ def _document(instance, content: bytes, context: dict) -> dict:
                 issued_by=ALICE.username, signer=None, replaces_id=None,
                 correction_reason=None, context=context,
                 sha256="0" * 64, content=content)
+
+
+def test_many_rows_are_written_as_given_and_refused_as_the_insert_refuses_them(engine, review):
+    """PostgreSQL writes a unit's rows with COPY when there are many (a reporting cycle's
+    units): the same values, and the same errors (SQLAlchemy's), as the INSERT."""
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    ids = [f"00000000-0000-0000-0001-{n:012d}" for n in range(appends.COPY_ROWS // 2)]
+    due = datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    with engine.db.transaction() as session:
+        for n, task_id in enumerate(ids):
+            appends.add(session, HumanTask.__table__, **{
+                **_task(instance.id, task_id), "due_at": due if n % 2 else None})
+            appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                        instance_id=instance.id, username=f"Đỗ \\t\"{n}\"\n,",
+                        task_open=bool(n % 3))
+        appends.add(session, Timer.__table__, instance_id=instance.id,
+                    definition_id=instance.definition_id, task_id=ids[1], element_id="wait",
+                    kind="TimerEventDefinition", due_at=due, status=TimerStatus.PENDING,
+                    attempts=0)
+    with engine.db.reading() as session:
+        tasks = session.execute(select(HumanTask.id, HumanTask.status, HumanTask.due_at,
+                                       HumanTask.positions, HumanTask.form)
+                                .where(HumanTask.id.in_(ids)).order_by(HumanTask.id)).all()
+        candidates = session.execute(
+            select(TaskCandidate.task_id, TaskCandidate.username, TaskCandidate.task_open)
+            .where(TaskCandidate.task_id.in_(ids)).order_by(TaskCandidate.task_id)).all()
+        timer = session.scalars(select(Timer).where(Timer.task_id == ids[1])).one()
+    assert [(t.id, t.status, t.due_at and t.due_at.replace(tzinfo=timezone.utc), t.positions,
+             t.form) for t in tasks] == [
+        (task_id, TaskStatus.OPEN, due if n % 2 else None, "", None)
+        for n, task_id in enumerate(ids)]
+    assert [tuple(c) for c in candidates] == [(task_id, f"Đỗ \\t\"{n}\"\n,", bool(n % 3))
+                                              for n, task_id in enumerate(ids)]
+    assert (timer.status, timer.attempts, timer.due_at.replace(tzinfo=timezone.utc)) == (
+        TimerStatus.PENDING, 0, due)
+
+    if engine.db.engine.dialect.name == "sqlite":
+        return                   # SQLite enforces neither a string's length nor this key
+    more = [f"00000000-0000-0000-0002-{n:012d}" for n in range(appends.COPY_ROWS)]
+    with pytest.raises(DataError):                       # a value too long: refused
+        with engine.db.transaction() as session:
+            for task_id in more:
+                appends.add(session, HumanTask.__table__, **_task(instance.id, task_id))
+            appends.add(session, TaskCandidate.__table__, task_id=more[0],
+                        instance_id=instance.id, username="u" * 200, task_open=True)
+    with pytest.raises(IntegrityError):                  # a task that does not exist
+        with engine.db.transaction() as session:
+            for task_id in more:
+                appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                            instance_id=instance.id, username="bob", task_open=True)
+    with engine.db.reading() as session:
+        assert session.scalars(select(HumanTask.id).where(HumanTask.id.in_(more))).all() == []
+        assert session.scalars(select(TaskCandidate.task_id).where(
+            TaskCandidate.task_id.in_(more))).all() == []

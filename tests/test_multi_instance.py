@@ -320,3 +320,94 @@ def test_a_subclass_of_an_immutable_type_is_still_copied():
     assert copied == value and copied is not value
     copied.notes.append("changed")
     assert value.notes == ["kept apart"]
+
+
+def _tree(subprocess) -> list:
+    """A subprocess's tasks as what they are made of, without their ids and times: in the
+    order made, each one's spec, state, parent's and children's places, thread, whether it
+    was triggered, data and internal data; and the subprocess's own attributes."""
+    tasks = list(subprocess.tasks.values())
+    place = {task.id: n for n, task in enumerate(tasks)}
+    return [(subprocess.spec.name, subprocess.data, subprocess.correlations, subprocess.depth,
+             place[subprocess.task_tree.id], subprocess.completed, subprocess.success)] + [
+        (t.task_spec.name, t.state, place.get(t._parent), [place[c] for c in t._children],
+         t.thread_id, t.triggered, t.data, t.internal_data) for t in tasks]
+
+
+def test_a_subprocess_made_from_its_spec_s_noted_prediction_is_spiff_workflow_s(
+        library_engine, clock):
+    """A new subprocess's tree of tasks, predicted from its spec by SpiffWorkflow for the
+    first of that spec and made from the note of that prediction for the next ones, is the
+    tree SpiffWorkflow's own create_subprocess makes: the same tasks in the same order, with
+    the same specs, states, parents, children, threads and (empty) data, its start ready."""
+    from engine.multi_instance import create_subprocess
+    engine = library_engine
+    case = _cycle_for_30_units(engine, clock)
+    workflow = engine.runtime.workflow(case.id)
+    [cycle] = [t for t in all_tasks(workflow) if t.task_spec.name == "annual_report_units"]
+    units = [t for t in cycle.children if t.id in workflow.subprocesses]
+    spec_name = units[0].task_spec.spec
+    spec = workflow.subprocess_specs[spec_name]
+    assert spec._nd73_predicted                       # noted when the cycle opened
+    for n, task in enumerate(units[:3]):
+        if n == 1:
+            del spec._nd73_predicted                  # predicted again, and noted
+        ours = _tree(create_subprocess(workflow, task, spec_name))
+        spiffs = _tree(workflow.create_subprocess(task, spec_name))
+        assert ours == spiffs
+        assert ours[1][:2] == ("Start", TaskState.READY) and len(ours) > 5
+    assert spec._nd73_predicted
+
+
+def test_a_subprocess_finds_its_waiting_tasks_as_spiff_workflow_s_iterator_does(
+        library_engine, clock):
+    """A subprocess (stored or new: the engine's class either way) finds the tasks to
+    update after each task completes by a plain walk: the tasks SpiffWorkflow's iterator
+    finds, in the same order, its 1,000-level bound included."""
+    from SpiffWorkflow.task import Task
+    from SpiffWorkflow.util.task import TaskIterator
+    from engine.multi_instance import BpmnSubWorkflow, waiting_tasks
+    engine = library_engine
+    case = _cycle_for_30_units(engine, clock)
+
+    def same(workflow) -> int:
+        ours = list(waiting_tasks(workflow))
+        assert ours == list(TaskIterator(workflow.task_tree, state=TaskState.WAITING))
+        return len(ours)
+
+    for reported in range(3):
+        workflow = engine.runtime.workflow(case.id)           # read from the store
+        assert all(type(sub) is BpmnSubWorkflow for sub in workflow.subprocesses.values())
+        assert sum(same(sub) for sub in workflow.subprocesses.values()) >= 30 - reported
+        task = case.open("submit_report")[0]
+        engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                     principal=as_user(engine, case.candidates(task)[0]))
+    # a chain of waiting tasks deeper than SpiffWorkflow's iterators go
+    sub = next(iter(engine.runtime.workflow(case.id).subprocesses.values()))
+    parent = sub.task_tree
+    for _ in range(1100):
+        parent = Task(sub, parent.task_spec, parent, state=TaskState.WAITING)
+    assert 1000 <= same(sub) < 1100
+
+
+def test_a_subprocess_lists_a_spec_s_tasks_as_spiff_workflow_s_iterator_does(
+        library_engine, clock):
+    """What a start event's run asks of its subprocess (the tasks of a spec's name from a
+    task down) is what SpiffWorkflow's iterator lists, without its depth bound."""
+    from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+    engine = library_engine
+    case = _cycle_for_30_units(engine, clock)
+    task = case.open("submit_report")[0]
+    engine.runtime.complete_task(task.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(task)[0]))
+    workflow = engine.runtime.workflow(case.id)
+    checked = 0
+    for sub in workflow.subprocesses.values():
+        for first in list(sub.tasks.values()):
+            for name in {first.task_spec.name, "submit_report", "End", "nothing"}:
+                ours = sub.get_tasks(first, spec_name=name)
+                assert ours == list(BpmnTaskIterator(first, spec_name=name,
+                                                     max_depth=sys.maxsize))
+                checked += len(ours)
+    assert checked > 30 * 5
+    assert sub.get_tasks(spec_name="Start") == [sub.task_tree]

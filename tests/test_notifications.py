@@ -490,7 +490,7 @@ def test_a_reporting_cycle_tells_each_reporting_unit(library, clock):
 def test_each_message_of_a_step_is_named_by_its_own_notification(library, clock):
     """A step that mails several people at once writes their messages in one statement
     (SQLite too); each notification names the message written for its own recipient."""
-    from sqlalchemy import func, select, update
+    from sqlalchemy import select, update
 
     from engine.store.models import Notification, OutboxMessage, User
     heads = ["laocai.xa.congchuc", "laocai.xa.chutich"]
@@ -653,6 +653,41 @@ def test_templates_run_in_a_sandbox(engine, processes):
     assert item["title"] == "[ND73] Có công việc mới cần xử lý"   # the generic fallback
     [message] = engine.notifications.outbox(HEAD)
     assert message.html_body == "<p>&lt;b&gt;MN-2&lt;/b&gt;</p>"  # HTML is autoescaped
+
+
+def test_the_html_part_is_rendered_only_for_an_e_mail_sent_at_once(engine, processes, caplog):
+    """A notification sent as no e-mail of its own (in-app only, or in a later digest,
+    which is made of the rows) does not render its HTML part, which nothing would read: a
+    reporting cycle tells thousands of heads at once."""
+    folder = processes / "mien-nui"
+    # an HTML part that fails whenever it is rendered (the generic one replaces it, with
+    # a warning naming it)
+    (folder / "notifications" / "task_available.html").write_text(
+        "<p>{{ 'x' * 1000000000 }}</p>", encoding="utf-8")
+    (processes / "national" / "org.toml").rename(folder / "org.toml")
+    engine.repository.deploy_folder(folder, "designer", forms_dir=PROJECT / "forms")
+    seed_orgs(engine, processes)
+    engine.notifications.set_preference(HEAD, "off")
+    with caplog.at_level(logging.WARNING, logger="nd73.notifications"):
+        case = Case(engine, engine.runtime.start("mien-nui", "proposal",
+                                                 principal=as_user(engine, PROPOSER),
+                                                 business_key="MN-3"))
+        case.do("submit_plan", plan(), by=PROPOSER)
+    [item] = engine.notifications.list_for(HEAD)             # in the app, as before
+    assert item["kind"] == "task_available" and item["body"].startswith("Kính gửi")
+    assert engine.notifications.outbox(HEAD) == []
+    assert "task_available.html failed" not in caplog.text   # never rendered
+
+    engine.notifications.set_preference(HEAD, "immediate")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nd73.notifications"):
+        other = Case(engine, engine.runtime.start("mien-nui", "proposal",
+                                                  principal=as_user(engine, PROPOSER),
+                                                  business_key="MN-4"))
+        other.do("submit_plan", plan(), by=PROPOSER)
+    [message] = engine.notifications.outbox(HEAD)            # an e-mail: its HTML rendered
+    assert "task_available.html failed" in caplog.text
+    assert message.html_body.startswith("<!DOCTYPE html>")   # the generic fallback
 
 
 

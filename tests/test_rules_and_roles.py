@@ -271,3 +271,18 @@ def test_reporting_units_leave_out_the_consolidating_bodies(org):
     assert org.reporting_units("laocai", ("department", "commune"),
                                ("home_affairs", "office")) == ["laocai.skhcn", "laocai.sxd",
                                                                "laocai.xa"]
+
+
+def test_a_subtree_is_listed_level_by_level_each_parent_s_units_by_id(org):
+    units = org.subtree("mau")
+    variant = units[0].variant
+    everything = [u for u in org._tree().values() if u.variant == variant]
+    expected, queue = ["mau"], ["mau"]
+    while queue:
+        parent = queue.pop(0)
+        below = sorted(u.id for u in everything if u.parent_id == parent)
+        expected += below
+        queue += below
+    assert [u.id for u in units] == expected and len(expected) > 5
+    assert org.reporting_units("mau", ("commune",)) == [
+        u for u in expected if org.unit(u).kind == "commune"]

@@ -126,6 +126,23 @@ def test_ordinary_scripts_work(sandbox):
     assert sandbox.evaluate("per_month > 100000 and approved", data) is True
 
 
+def test_an_expression_naming_a_variable_reads_it_as_the_code_would(sandbox):
+    """A variable alone (a timer's or a due date's expression) gives the data's value itself;
+    a keyword, a name the policy refuses, or one Python reads in another form, is not
+    taken from the data."""
+    due = {"at": "2026-11-29T23:59:00+07:00"}
+    data = {"report_due": due, "len": 3, "True": "no", "_hidden": 1, "\ufb01le": "x"}
+    assert sandbox.evaluate(" report_due ", data) is due
+    assert sandbox.evaluate("len", data) == 3          # the data's name before a builtin
+    assert sandbox.evaluate("True", data) is True
+    with pytest.raises(SandboxViolation):
+        sandbox.evaluate("_hidden", data)
+    with pytest.raises(ScriptError):                   # read as "file", which is not there
+        sandbox.evaluate("\ufb01le", data)
+    with pytest.raises(ScriptError):
+        sandbox.evaluate("missing", data)
+
+
 def test_scripts_ask_whether_a_variable_exists(sandbox):
     """A called process tells whether its caller gave it a variable (``defined``) and reads
     it with a default (``value_of``), seeing the variables as they are when called."""

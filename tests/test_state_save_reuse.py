@@ -9,7 +9,8 @@ import json
 from SpiffWorkflow.util.task import TaskState
 
 from conftest import ALICE, bpmn_source
-from engine.serialization import Codec, StoredState, compress_state, digests, state_text
+from engine.serialization import (SNAPSHOT_BATCH, Codec, StoredState, compress_state, digests,
+                                  state_from_parts, state_text)
 
 
 def _save(codec, workflow, stored, whole=False):
@@ -87,3 +88,26 @@ def test_a_task_with_empty_data_is_stored_without_its_parent_s_data_names(engine
         assert {t.id: t.data for t in loaded.tasks.values()} == {
             t.id: t.data for t in workflow.tasks.values()}
         assert json.loads(codec.state_json(loaded)) == json.loads(codec.state_json(workflow))
+
+
+def test_a_snapshot_compressed_in_batches_is_the_whole_texts_compression():
+    """A snapshot is compressed a batch of pieces at a time, never built as one text: its
+    bytes are those of the whole text compressed at once, and its JSON is the state of its
+    parts (a workflow, its tasks, subprocesses with and without attributes and tasks)."""
+    note = "Báo cáo \"năm\" \\ {}" * 40
+    parts = {"w": json.dumps({"data": {"n": 1}}, ensure_ascii=False)}
+    for n in range(3000):
+        parts[f"t:task{n}"] = json.dumps({"n": n, "note": note}, ensure_ascii=False)
+    for s in range(400):
+        parts[f"s:sub{s}"] = "{}" if s % 3 == 0 else json.dumps({"s": s})
+        for n in range(s % 4):
+            parts[f"s:sub{s}:task{n}"] = json.dumps({"n": n, "note": note}, ensure_ascii=False)
+    whole = state_from_parts(parts)
+    assert len(whole) > 4 * SNAPSHOT_BATCH                  # several batches
+    assert Codec.snapshot(parts) == compress_state(whole)
+    state = json.loads(state_text(Codec.snapshot(parts)))
+    assert state["data"] == {"n": 1} and len(state["tasks"]) == 3000
+    assert state["tasks"]["task7"] == {"n": 7, "note": note}
+    assert state["subprocesses"]["sub0"] == {"tasks": {}}
+    assert state["subprocesses"]["sub5"] == {"s": 5, "tasks": {
+        "task0": {"n": 0, "note": note}}}

@@ -60,3 +60,16 @@ def test_the_statements_a_step_builds_once_are_compiled_once(engine, review):
     assert _STATEMENTS
     # a statement without a cache key would be compiled again at every execution
     assert all(s._generate_cache_key() is not None for s in _STATEMENTS.values())
+
+
+def test_a_start_reads_no_rows_of_the_new_instance(engine, review):
+    """A new instance has no task, timer or subscription rows yet: its start reads none
+    (a reporting cycle's opening looked for earlier rows of each of its thousands of
+    tasks), and writes its task as before."""
+    with statements(engine) as seen:
+        instance = engine.runtime.start("national", "review", principal=ALICE)
+    reads = [s for s in seen if s.startswith("SELECT") and any(
+        f"FROM {table}" in s for table in ("human_tasks", "timers", "message_subscriptions"))]
+    assert reads == []
+    [task] = engine.runtime.open_tasks(instance.id)
+    assert task.element_id == "submit"

@@ -112,8 +112,10 @@ class Notifications:
             context["documents"] = [dict(d) for d in documents]
             if title:                 # the declared title, for a kind without templates
                 context["title"] = title
-            subject, text, html = self._render(definition, kind, context)
+            # the HTML part only for an e-mail sent at once (a digest is made of the rows)
             email_status = self._email_status(user)
+            subject, text, html = self._render(definition, kind, context,
+                                               html=email_status == "outbox")
             created.append(appends.add(
                 session, Notification.__table__, username=username, kind=kind,
                 title=subject, body=in_app_body(text, context["url"]),
@@ -180,9 +182,9 @@ class Notifications:
             cached = self._templates[definition.id] = from_sources(definition.sources or {})
         return cached
 
-    def _render(self, definition, kind, context):
+    def _render(self, definition, kind, context, html: bool = True):
         return self.renderer.render(definition.id if definition else None,
-                                    self.templates_of(definition), kind, context)
+                                    self.templates_of(definition), kind, context, html=html)
 
     def _context(self, session: Session, user: User, instance, definition, task, data,
                  link: str) -> dict:

@@ -354,10 +354,13 @@ class Renderer:
         return compiled
 
     def render(self, version_key, templates: Mapping[str, str], kind: str,
-               context: dict) -> tuple[str, str, str]:
+               context: dict, *, html: bool = True) -> tuple[str, str, str | None]:
+        """The subject, text and HTML of a notification of ``kind``; ``html=False``: no
+        HTML part (None), for a notification sent as no e-mail of its own (in-app, or in a
+        digest later), whose HTML nothing would read."""
         context = {"title": GENERIC_TITLES.get(kind, GENERIC_TITLE), "kind": kind, **context}
         parts = {}
-        for part in PARTS:
+        for part in PARTS if html else PARTS[:2]:
             name = f"{kind}.{part}"
             try:
                 if name in templates:
@@ -374,7 +377,7 @@ class Renderer:
                 parts[part] = self._template(None, f"generic.{part}", GENERIC[part]
                                              ).template.render(context)
         subject = " ".join(parts["subject.txt"].split())[:255] or context["title"]
-        return subject, tidy_text(parts["txt"]), parts["html"]
+        return subject, tidy_text(parts["txt"]), parts.get("html")
 
 
 def tidy_text(text: str) -> str:

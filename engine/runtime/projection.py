@@ -17,7 +17,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..clock import as_utc
@@ -214,6 +214,11 @@ class Projection:
         migration may, so then none of these rows is read again. ``fired``: the task ids of
         the timers the step fired (the others that wait no more were cancelled)."""
         audit = _Audit(changes)
+        if inspect(instance).pending:
+            # a new instance, not written yet, has no rows to read (a reporting cycle's
+            # opening looked for earlier rows of its thousands of tasks, 500 at a time)
+            task_rows = [] if task_rows is None else task_rows
+            events = EventRows.read(session, instance.id, [], []) if events is None else events
         created = self._tasks(session, instance, live, now, finished, task_rows, audit)
         if events is None:
             events = EventRows.read(session, instance.id)

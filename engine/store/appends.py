@@ -13,10 +13,13 @@ unit of work rolls back.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any
 
-from sqlalchemy import Enum, String, Table, bindparam, func, insert, select
+from sqlalchemy import (Boolean, Date, DateTime, Enum, Integer, String, Table, bindparam, func,
+                        insert, select)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .models import Base
@@ -60,6 +63,10 @@ def write(session: Session) -> None:
         if before is not None:
             before(connection, queued[table])
     if connection.dialect.name == "postgresql":
+        if sum(len(queued[table]) for table in tables) >= COPY_ROWS and all(
+                _copyable(table) for table in tables):
+            _copy(connection, [(table, queued[table]) for table in tables])
+            return
         together = [table for table in tables if table not in _ALONE]
         if len(together) > 1:
             statement, params = _together([(table, queued[table]) for table in together])
@@ -67,6 +74,50 @@ def write(session: Session) -> None:
             tables = [table for table in tables if table in _ALONE]
     for table in tables:
         connection.execute(_INSERTS[table], queued[table])
+
+
+# PostgreSQL: this many rows or more (a reporting cycle's tasks, candidates, timers and
+# notifications, one of each per unit) are written with COPY, a table at a time, when
+# their tables' columns all hold plain values (strings, numbers, booleans, times)
+COPY_ROWS = 1000
+_PLAIN = (String, Integer, Boolean, DateTime, Date, Enum)
+
+
+@functools.cache
+def _copyable(table: Table) -> bool:
+    return all(isinstance(column.type, _PLAIN) for column in table.columns)
+
+
+def _copy(connection, batches: list[tuple[Table, list[dict]]]) -> None:
+    """Write each batch (a table and its rows, parents first) with ``COPY … FROM STDIN``:
+    the driver formats the rows in C, where the multi-row INSERT had it turn every column
+    into an array's text item by item (most of a large step's writing). The values are
+    the ones the INSERT would send (enums as their values); an error is SQLAlchemy's, as
+    the INSERT's would be, and leaves the transaction to roll back."""
+    preparer = connection.dialect.identifier_preparer
+    cursor = connection.connection.driver_connection.cursor()
+    statement = None
+    try:
+        for table, rows in batches:
+            columns = list(rows[0])
+            statement = (f"COPY {preparer.format_table(table)} ("
+                         + ", ".join(preparer.quote(column) for column in columns)
+                         + ") FROM STDIN")
+            enums = [n for n, column in enumerate(columns)
+                     if isinstance(table.c[column].type, Enum)]
+            with cursor.copy(statement) as copy:
+                write = copy.write_row
+                for row in rows:
+                    values = [row[column] for column in columns]
+                    for n in enums:
+                        if isinstance(values[n], enum.Enum):
+                            values[n] = values[n].value
+                    write(values)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(statement, None, exc,
+                                  connection.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 # the statements inserting the rows of several tables at once, by their tables and columns
