@@ -24,6 +24,7 @@ from werkzeug.security import generate_password_hash
 from .clock import LOCAL_TZ, Clock
 from .errors import InvalidData, NotFound
 from .roles import Role, role_named
+from .sandbox import uncharged
 from .store import Database, Grant, Membership, OrgGeneration, OrgUnit, User
 
 # the kinds of unit that employ officials (cơ quan, đơn vị sử dụng cán bộ): a division belongs
@@ -156,7 +157,8 @@ class Org:
             if snapshot[0] is not None and self._generation == generation \
                     and self._day == today:
                 return snapshot
-        with self.db.reading() as session:
+        # read again after a change: not charged to a script whose look-up finds it stale
+        with uncharged(), self.db.reading() as session:
             units = {u.id: u for u in session.scalars(select(OrgUnit))}
             members: dict[str, list[tuple[str, str]]] = {}
             held: dict[str, list[tuple[str, str]]] = {}

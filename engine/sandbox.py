@@ -34,9 +34,10 @@ import time
 import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from contextlib import contextmanager
 from itertools import compress, repeat
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from RestrictedPython import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
@@ -516,10 +517,42 @@ class _FullCollections:
 _FULL_COLLECTIONS = _FullCollections()
 gc.callbacks.append(_FULL_COLLECTIONS)
 
+_REFILLS = threading.local()
+
+
+@contextmanager
+def uncharged() -> Iterator[None]:
+    """CPU time a thread spends inside is not charged to the script running on it: the
+    engine refilling a cache a script's look-up found stale (the organisation's tree after
+    it changed: a country's 50,000 units take about 2 CPU seconds to read, past a script's
+    whole limit) is the process catching up, as a full collection is, not work the script
+    asked for; what the look-up then does still counts. (Full collections inside are left
+    out here: the budget leaves them out already.)"""
+    before, collected = uncharged_seconds(), _FULL_COLLECTIONS.seconds()
+    started = time.thread_time()
+    try:
+        yield
+    finally:
+        # a block inside counted its own time already: set, not added, so it counts once
+        _REFILLS.total = before + (time.thread_time() - started) - (
+            _FULL_COLLECTIONS.seconds() - collected)
+
+
+def uncharged_seconds() -> float:
+    """CPU seconds this thread spent in :func:`uncharged` blocks so far."""
+    return getattr(_REFILLS, "total", 0.0)
+
+
+def _not_charged() -> float:
+    """CPU seconds of this thread no script is charged for: full collections and
+    :func:`uncharged` blocks."""
+    return _FULL_COLLECTIONS.seconds() + uncharged_seconds()
+
 
 class _CpuBudget:
     """Trace function that raises ScriptTimeout once the thread used up its CPU budget (less
-    the full garbage collections, see :class:`_FullCollections`), and ScriptMemoryExceeded
+    the full garbage collections, see :class:`_FullCollections`, and the caches refilled
+    in :func:`uncharged` blocks), and ScriptMemoryExceeded
     once the process grew by more than ``MAX_MEMORY_GROWTH``: within one CPU second a loop
     can allocate gigabytes of values each below the size guards."""
 
@@ -527,7 +560,7 @@ class _CpuBudget:
 
     def __init__(self, seconds: float):
         self.deadline = time.thread_time() + seconds
-        self.collected = _FULL_COLLECTIONS.seconds()
+        self.collected = _not_charged()
         self.seconds = seconds
         self.events = 0
         start = _resident_bytes()
@@ -540,7 +573,7 @@ class _CpuBudget:
 
     def local_trace(self, frame, event, arg):
         if time.thread_time() > self.deadline and \
-                time.thread_time() - (_FULL_COLLECTIONS.seconds() - self.collected) \
+                time.thread_time() - (_not_charged() - self.collected) \
                 > self.deadline:
             raise ScriptTimeout(self.seconds)
         self.events += 1

@@ -291,3 +291,18 @@ def test_a_head_change_is_seen_at_once_by_another_engine(engine, database_url, c
         assert case.candidates(case.open("screening")[0]) == ["laocai.sxd.gd2"]
     finally:
         other.close()
+
+
+def test_reading_the_tree_again_after_a_change_is_not_charged_to_a_script(engine):
+    """After the organisation changed, the first look-up reads the tree again inside
+    ``uncharged()`` (a country's tree took a reporting cycle's opening script past its CPU
+    limit); a look-up on the tree as kept reads nothing and is charged as it runs."""
+    from engine.sandbox import uncharged_seconds
+    deploy_library(engine)
+    engine.org.invalidate()
+    before = uncharged_seconds()
+    assert engine.org.unit("laocai").id == "laocai"
+    refilled = uncharged_seconds()
+    assert refilled > before
+    assert engine.org.unit("laocai").kind == engine.org.unit("laocai").kind
+    assert uncharged_seconds() == refilled

@@ -226,6 +226,36 @@ def test_a_full_collection_of_the_whole_process_does_not_count_against_a_script(
     assert len(held) == 800_000
 
 
+def test_a_cache_refilled_for_a_look_up_is_not_charged_to_the_script():
+    """A look-up that finds the engine's cache stale (the organisation changed) refills it
+    inside ``uncharged()``: the script is not charged for that, only for the look-up's own
+    work; time counted once however the blocks nest."""
+    from engine.sandbox import uncharged, uncharged_seconds
+    limit = 0.05
+
+    def spin(seconds):
+        until = time.thread_time() + seconds
+        while time.thread_time() < until:
+            pass
+
+    def refilled_look_up():
+        with uncharged():
+            spin(limit * 2)
+            with uncharged():
+                spin(limit * 2)
+        return "found"
+
+    sandbox = Sandbox({"look_up": refilled_look_up, "spin": lambda: spin(limit * 4)},
+                      time_limit=limit)
+    before = uncharged_seconds()
+    namespace = {}
+    sandbox.execute("a = look_up()\nb = look_up()", namespace)
+    assert (namespace["a"], namespace["b"]) == ("found", "found")
+    assert limit * 8 <= uncharged_seconds() - before < limit * 8 + 0.5
+    with pytest.raises(ScriptError, match="CPU limit"):        # the look-up's own work
+        sandbox.execute("spin()\ndone = True", {})
+
+
 def test_the_first_script_counting_working_days_in_a_process_is_not_charged_for_loading(
         tmp_path):
     """The holiday tables are loaded when the engine is made, not inside the first script
