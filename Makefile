@@ -99,10 +99,11 @@ run: install
 test: install browser office
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff (pycodestyle errors and warnings, pyflakes) and mypy on the engine and the API;
+# ruff (pycodestyle errors and warnings, pyflakes) on the engine, the API, the benchmarks and
+# the tests, and mypy on the engine and the API;
 # their settings are in pyproject.toml
 lint: $(STAMP)
-	$(BIN)/ruff check engine api bench
+	$(BIN)/ruff check engine api bench tests
 	$(BIN)/mypy
 
 # One JSON line per figure; e.g. make bench BENCH_ARGS="overhead --overhead-n 1000"

@@ -14,8 +14,8 @@ from bench.common import postgres_database
 
 def proposal_at_vote(url: str, clock):
     """Migrate the database at ``url`` to the newest schema, deploy the process library
-    and bring one national proposal to its leadership vote (online ballots); returns the case, its engine
-    closed (a migration test then works on the database alone)."""
+    and bring one national proposal to its leadership vote (online ballots); returns the case,
+    its engine closed (a migration test then works on the database alone)."""
     from engine.store.migrate import upgrade
     from engine.workflow_engine import WorkflowEngine
     from procedures import deploy_library, to_decision

@@ -231,7 +231,8 @@ def test_a_complete_lao_cai_proposal_through_the_api(api, engine):
     assert instance["status"] == "running" and instance["stage"] == "draft"
     assert instance["unit_id"] == "laocai.sxd.qlxd"
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening",
+             {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
     # the head records the leadership meeting (Art. 8 k.1)
     complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(
@@ -406,7 +407,8 @@ def test_messages_by_key_and_by_id(api):
     proposer = "laocai.sxd.qlxd.truongphong"
     instance = start(api, proposer, business_key="LC-MSG")
     complete(api, proposer, instance["id"], "submit_plan", plan())
-    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening", {**SCREENED, "is_complex": False})
+    complete(api, "laocai.sxd.giamdoc", instance["id"], "screening",
+             {**SCREENED, "is_complex": False})
     complete(api, "laocai.sxd.pgd1", instance["id"], "party_opinion", {"party_opinion": "agree"})
     # the head records the leadership meeting (Art. 8 k.1)
     complete(api, "laocai.sxd.giamdoc", instance["id"], "leadership_meeting", leadership_meeting(

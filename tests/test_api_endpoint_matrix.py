@@ -79,8 +79,9 @@ ROWS: dict[str, tuple[tuple[str, dict], int | None, int | None]] = {
     "POST /tasks/{task_id}/unclaim": (("/tasks/{task_id}/unclaim", {}), 404, 404),
     "POST /tasks/{task_id}/assign": (("/tasks/{task_id}/assign",
                                       {"json": {"username": OUTSIDER}}), 404, 404),
-    "POST /tasks/{task_id}/complete": (("/tasks/{task_id}/complete",
-                                        {"json": {"data": {**SCREENED, "is_complex": False}}}), 404, 404),
+    "POST /tasks/{task_id}/complete": (
+        ("/tasks/{task_id}/complete", {"json": {"data": {**SCREENED, "is_complex": False}}}),
+        404, 404),
     "POST /messages": (("/messages", {"json": {"name": "implementation_report",
                                                "correlation_key": "{business_key}"}}),
                        404, None),

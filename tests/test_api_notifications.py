@@ -117,4 +117,5 @@ def test_a_superior_head_told_of_an_overdue_step_may_open_it(api, engine, clock)
     assert api.get(f"/tasks/{screening.id}", "laocai.chutich").status_code == 200
     assert api.get(f"/instances/{case.id}", "laocai.chutich").status_code == 200
     assert api.post(f"/tasks/{screening.id}/complete", "laocai.chutich",
-                    json={"data": {**SCREENED, "is_complex": False}}).status_code == 403   # see, not act
+                    json={"data": {**SCREENED, "is_complex": False}}
+                    ).status_code == 403   # see, not act

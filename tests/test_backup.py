@@ -86,7 +86,8 @@ def test_round_trip_between_databases_loses_nothing(engine, clock, database_url,
     one, two = _document(first), _document(second)
     assert one["schema"] == two["schema"] and one["format"] == "nd73-backup"
     assert one["tables"] == two["tables"]
-    for table in ("definitions", "instances", "instance_state_deltas", "human_tasks", "task_candidates", "timers",
+    for table in ("definitions", "instances", "instance_state_deltas", "human_tasks",
+                  "task_candidates", "timers",
                   "message_subscriptions", "decisions", "audit_events", "org_units", "users",
                   "memberships", "grants", "drafts", "draft_files"):
         assert one["tables"][table]["rows"], f"{table} is empty: the test proves nothing"

@@ -373,7 +373,8 @@ def test_an_approval_issues_the_minutes_then_the_decision_numbered_in_their_regi
     assert_in_order(_lines(content), HEADER + [
         "Số: 01/BB-SXD", "Mẫu, ngày 05 tháng 01 năm 2026", "BIÊN BẢN",
         "Họp tập thể lãnh đạo xem xét đề xuất “Số hoá hồ sơ cấp phép xây dựng”",
-        "Chủ trì: Đỗ Thanh Mai", "1. Đỗ Thanh Mai: tán thành.", "4. Dương Xuân Phúc: không tán thành.",
+        "Chủ trì: Đỗ Thanh Mai", "1. Đỗ Thanh Mai: tán thành.",
+        "4. Dương Xuân Phúc: không tán thành.",
         "Kết quả: 3 tán thành, 1 không tán thành trên tổng số 4 thành viên.",
         "Nguyên tắc áp dụng: Đề xuất được thông qua khi có trên 50% tổng số thành viên",
         "Kết luận: đề xuất được thông qua.",

@@ -58,7 +58,8 @@ def test_the_engine_and_the_api_name_nothing_of_the_procedures():
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and node.value in names and node.value not in GENERIC | START_CONTRACT | CONTRACTS:
+                    and node.value in names \
+                    and node.value not in GENERIC | START_CONTRACT | CONTRACTS:
                 found.append(f"{path.relative_to(PROJECT)}:{node.lineno}: "
                              f"'{node.value}' is a {names[node.value]}")
     assert not found, "\n".join(found)

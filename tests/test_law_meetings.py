@@ -354,7 +354,7 @@ def council_minutes(engine, case, chair) -> list[str]:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_art8_k2_the_council_meeting_is_recorded_by_its_chair_or_secretary_an_absent_member_does_not_block(
+def test_art8_k2_the_council_meeting_is_recorded_by_its_chair_or_secretary_an_absent_member_does_not_block(  # noqa: E501
         engine, clock, server, variant):
     clock.set(NOW)
     members = council_members(variant)

@@ -170,7 +170,8 @@ def test_a_proposals_whole_path_sends_exactly_the_expected_mail(library, clock, 
     assert step() == [mail("mau.sxd.pgd1", "[ND73] Công việc mới: Cấp ủy cho ý kiến về kết "
                                            "quả – DX-7")]
     case.do("party_evaluation_opinion", {"party_opinion": "agree"}, by="mau.sxd.pgd1")
-    assert step() == [mail(HEAD, "[ND73] Công việc mới: Họp tập thể lãnh đạo đánh giá kết quả thực hiện – DX-7")]
+    assert step() == [mail(HEAD, "[ND73] Công việc mới: "
+                                 "Họp tập thể lãnh đạo đánh giá kết quả thực hiện – DX-7")]
     case.do("evaluate", evaluation_meeting(case, "completed"), by=HEAD)
     notice = "[ND73] Công việc mới: Thông báo kết quả đánh giá – DX-7"
     assert step() == [mail("mau.sxd.vp.chanhvp", notice), mail("mau.sxd.vp.chuyenvien", notice)]
@@ -305,7 +306,8 @@ def test_scheduler_processes_configured_from_the_environment_send_once(library, 
     case = Case.start(library, "national", "proposal", PROPOSER, business_key="DX-17")
     case.do("submit_plan", plan(), by=PROPOSER)
     case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
-    env = {**child_environment(), "ND73_DATABASE_URL": library.db.url, "ND73_SMTP_HOST": "127.0.0.1",
+    env = {**child_environment(), "ND73_DATABASE_URL": library.db.url,
+           "ND73_SMTP_HOST": "127.0.0.1",
            "ND73_SMTP_PORT": str(mailbox.port), "ND73_SMTP_TLS": "none",
            "ND73_SMTP_SENDER": "ND73 <no-reply@nd73.test>"}
     runs = [subprocess.run([str(ND73), "scheduler", "--once"], capture_output=True, text=True,

@@ -96,7 +96,8 @@ def test_an_inbox_lists_open_tasks_one_may_work_on_and_nothing_else(engine):
     ids = [t.id for t in tasks]
     assert inbox() == inbox("candidate") == set(ids)
     engine.tasks.claim(ids[0], as_user(engine, head))
-    engine.runtime.complete_task(ids[1], {**SCREENED, "is_complex": False}, principal=as_user(engine, head))
+    engine.runtime.complete_task(ids[1], {**SCREENED, "is_complex": False},
+                                 principal=as_user(engine, head))
     assert inbox() == {ids[0], ids[2]}
     assert inbox("mine") == {ids[0]}
     assert inbox("candidate") == {ids[2]}

@@ -5,8 +5,8 @@ import pytest
 
 from engine.errors import InvalidData
 
-from procedures import SCREENED, PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, plan, \
-    to_decision
+from procedures import SCREENED, PREFIX, VARIANTS, Case, deploy_library, implement_and_evaluate, \
+    plan, to_decision
 
 
 @pytest.fixture
@@ -279,7 +279,8 @@ def test_damage_without_abuse_allows_reduction(library):
     case.do("assess", {"followed_policy": True, "pure_motives": True, "common_interest": True,
                        "abuse": False, "assessment": "Khách quan"})
     case.do("protection_party_opinion", {"party_opinion": "agree"})
-    case.do("decide_protection", {"protection_decision": "mitigated", "protection_reasons": "Art 11"})
+    case.do("decide_protection",
+            {"protection_decision": "mitigated", "protection_reasons": "Art 11"})
     assert case.instance.stage == "closed"
 
 
@@ -287,7 +288,8 @@ def test_standalone_protection_request(library):
     proposer = "laocai.sxd.qhkt.truongphong"
     case = Case.start(library, "lao-cai", "protection", proposer)
     assert case.instance.stage == "protection_review"
-    case.do("submit_protection_request", {"claimed_outcome": "not_completed", "facts": "x"}, by=proposer)
+    case.do("submit_protection_request", {"claimed_outcome": "not_completed", "facts": "x"},
+            by=proposer)
     [assess] = case.open("assess")
     assert case.candidates(assess) == ["laocai.sxd.giamdoc"]
 

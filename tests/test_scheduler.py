@@ -278,7 +278,8 @@ def test_a_failing_timer_is_retried_with_backoff_then_raises_an_incident(timers,
     assert scheduler.run_due() == 0
     with timers.db.reading() as session:
         [row] = session.scalars(select(Timer).where(Timer.instance_id == instance.id))
-    assert row.status == "pending" and row.attempts == 1 and "stored state is not compressed JSON" in row.last_error
+    assert row.status == "pending" and row.attempts == 1
+    assert "stored state is not compressed JSON" in row.last_error
     assert as_utc(row.lock_expires_at) == clock.now() + timedelta(seconds=10)
     assert scheduler.run_due() == 0                       # backing off: not claimed again
     clock.advance(seconds=11)

@@ -45,7 +45,7 @@ def test_timer_fires_only_when_the_clock_reaches_it(engine, review, clock):
     assert engine.runtime.due_timers() == []
     engine.runtime.fire_timers(instance.id, principal=SCHEDULER)
     workflow = engine.runtime.workflow(instance.id)
-    assert not workflow.get_tasks(spec_name="reminded")[0].has_state(TaskState.COMPLETED)   # not completed
+    assert not workflow.get_tasks(spec_name="reminded")[0].has_state(TaskState.COMPLETED)
     clock.advance(hours=2)
     [due] = engine.runtime.due_timers()
     assert due.instance_id == instance.id

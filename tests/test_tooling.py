@@ -107,15 +107,15 @@ def test_make_installs_from_the_lock_and_reinstalls_when_it_changes():
     assert re.search(r"^lock:", makefile, re.M) and re.search(r"^lint:", makefile, re.M)
 
 
-def test_make_lint_checks_the_engine_the_api_and_the_benchmarks():
-    """`make lint` runs ruff over every package of Python the product ships or measures
-    itself with (the benchmarks too), and ruff finds nothing there."""
+def test_make_lint_checks_the_engine_the_api_the_benchmarks_and_the_tests():
+    """`make lint` runs ruff over every package of Python the product ships, measures or
+    tests itself with, and ruff finds nothing in the benchmarks and the tests."""
     makefile = (PROJECT / "Makefile").read_text(encoding="utf-8")
     rule = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, re.M)
     assert rule, "the lint rule is missing"
     [ruff] = [line.split() for line in rule.group(1).splitlines() if "ruff check" in line]
-    assert {"engine", "api", "bench"} <= set(ruff[ruff.index("check") + 1:])
+    assert {"engine", "api", "bench", "tests"} <= set(ruff[ruff.index("check") + 1:])
     ruff_bin = Path(sys.executable).with_name("ruff")
-    checked = subprocess.run([str(ruff_bin), "check", "bench"], cwd=PROJECT,
+    checked = subprocess.run([str(ruff_bin), "check", "bench", "tests"], cwd=PROJECT,
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
