@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Iterator, Sequence
 from uuid import UUID
 
+import orjson
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.event_definition import (
@@ -52,6 +53,9 @@ STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
 STATE_COMPRESSION_LEVEL = 6         # zlib's default: 12 % smaller than level 1; 9 saves
                                     # 1 % more for twice the time
 SNAPSHOT_BATCH = 1 << 18           # characters of a snapshot compressed at a time
+# a part's values go to the registry's encoder (SpiffEncoder.default) as they would with
+# json: dates and times are not written by orjson itself (dataclasses neither)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class UnreadableState(ValueError):
@@ -459,9 +463,20 @@ class Codec:
             self.registry._encoder_mode = False
 
     def _dumps(self, value) -> str:
-        """``value`` as compact JSON (one encoder for every part: what ``json.dumps`` with
-        these arguments gives, without building an encoder per call)."""
-        return self._encoder.encode(value)
+        """``value`` as compact JSON text: orjson's (a tenth of the time of json's encoder,
+        a large part of saving a reporting cycle's tens of thousands of tasks), or json's
+        (``separators=(",", ":"), ensure_ascii=False``) where the two could differ in what
+        the text reads back as: orjson refuses a key that is not a string (json writes it
+        as one), an integer over 64 bits, a lone surrogate; and it writes NaN and the
+        infinities as ``null``, so a text with a ``null`` anywhere is json's. Either way
+        the same value gives the same text (a part's digest depends on it)."""
+        try:
+            text = orjson.dumps(value, default=self._encoder.default, option=_ORJSON_OPTIONS)
+        except TypeError:               # orjson.JSONEncodeError
+            return self._encoder.encode(value)
+        if b"null" in text:
+            return self._encoder.encode(value)
+        return text.decode()
 
     def state_parts(self, workflow: BpmnWorkflow) -> dict[str, str]:
         """The workflow's state cut into parts (see the module's docstring)."""
