@@ -5,10 +5,12 @@ changed, and a snapshot put together from reused and new texts is the workflow's
 from __future__ import annotations
 
 import json
+import zlib
 
 from SpiffWorkflow.util.task import TaskState
 
 from conftest import ALICE, bpmn_source
+from engine import serialization
 from engine.serialization import (SNAPSHOT_BATCH, Codec, StoredState, compress_state, digests,
                                   state_from_parts, state_text)
 
@@ -111,3 +113,19 @@ def test_a_snapshot_compressed_in_batches_is_the_whole_texts_compression():
     assert state["subprocesses"]["sub0"] == {"tasks": {}}
     assert state["subprocesses"]["sub5"] == {"s": 5, "tasks": {
         "task0": {"n": 0, "note": note}}}
+
+
+def test_a_large_state_is_compressed_at_the_faster_level(monkeypatch):
+    """A state of more characters than LARGE_STATE_CHARS (a reporting cycle of a thousand
+    units or more) is compressed at zlib's level 1, a smaller one at level 6: both read
+    back as the state."""
+    parts = {"w": "{}"} | {f"t:task{n}": json.dumps(
+        {"n": n, "note": f"Báo cáo năm của xã {n} " * 20}, ensure_ascii=False)
+        for n in range(2000)}
+    whole = state_from_parts(parts)
+    assert Codec.snapshot(parts) == zlib.compress(whole.encode(), 6)
+    monkeypatch.setattr(serialization, "LARGE_STATE_CHARS", len(whole) // 2)
+    large = Codec.snapshot(parts)
+    assert large == zlib.compress(whole.encode(), 1) == compress_state(whole)
+    assert len(large) > len(zlib.compress(whole.encode(), 6))
+    assert json.loads(state_text(large))["tasks"]["task1999"]["n"] == 1999
