@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import (and_, any_, bindparam, delete, exists, func, or_, select, true, union,
-                        union_all)
+from sqlalchemy import (and_, any_, bindparam, case, delete, exists, false, func, or_, select,
+                        true, union, union_all)
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash
 
@@ -29,7 +29,7 @@ from .org import in_force, local_today
 from .store import (Database, Grant, HumanTask, Instance, Membership, OrgUnit,
                     TaskCandidate, TaskStatus, User)
 from .store.db import attached, columns_of
-from .store.models import LoginAttempt, Notification
+from .store.models import LoginAttempt, Notification, OpenTaskRow
 
 ALL_VARIANTS = "*"
 
@@ -305,17 +305,25 @@ class Access:
                                                       list[HumanTask]]:
         """What :meth:`task_to_act_on` tells (None when the principal may not see the task),
         with the rows of the other open tasks of its instance (``instance_id``, locked): one
-        statement, each row read as it is now, with whether the principal is its candidate
-        and may see it."""
-        read = session.connection().execute(self._open_rows_statement(principal),
-                                            {"task_id": task_id,
-                                             "instance_id": instance_id}).all()
-        # each row the session's object, refreshed if it held it (engine.store.db.attached)
-        rows = [(attached(session, HumanTask, row[:-2], refresh=True), row[-2], row[-1])
-                for row in read]
-        found = next(((row, bool(is_candidate)) for row, is_candidate, may_see in rows
-                      if row.id == task_id and may_see), None)
-        return found, [row for row, _, _ in rows]
+        statement, each row read as it is now. The task's row is the session's object
+        (refreshed if it held it, engine.store.db.attached); the other open tasks, which
+        the step's projection only compares with the workflow (and cancels, when it left
+        them), are :class:`OpenTaskRow` s, without the rest of their row: a reporting
+        cycle has tens of thousands of them, whose whole rows as objects were a sixth of
+        a unit's report."""
+        rows: list = []
+        found = None
+        for row in session.connection().execute(self._open_rows_statement(principal),
+                                                {"task_id": task_id,
+                                                 "instance_id": instance_id}):
+            if row[0] != task_id:
+                rows.append(OpenTaskRow(*row[:3]))
+                continue
+            task = attached(session, HumanTask, row[5:], refresh=True)
+            rows.append(task)
+            if row[4]:                       # the principal may see it
+                found = (task, bool(row[3]))
+        return found, rows
 
     def _open_rows_statement(self, principal: Principal):
         # built once per caller as they are (name, units, administered variants: all the
@@ -324,13 +332,22 @@ class Access:
         key = (principal.trusted, principal.username, principal.units, principal.admin_of)
         statement = _OPEN_ROWS.get(key)
         if statement is None:
+            # every row's id, element and status; for the task's row alone, whether the
+            # principal is its candidate and may see it, and its whole row (an outer join
+            # of the table with itself on that row only)
+            is_task = HumanTask.id == bindparam("task_id")
             candidate = exists().where(TaskCandidate.task_id == HumanTask.id,
                                        TaskCandidate.username == principal.username)
             visible = true() if principal.trusted else self.task_visible_clause(principal)
-            statement = (select(*columns_of(HumanTask), candidate, visible)
+            whole = HumanTask.__table__.alias("acted_on")
+            statement = (select(HumanTask.id, HumanTask.element_id, HumanTask.status,
+                                case((is_task, candidate), else_=false()),
+                                case((is_task, visible), else_=false()),
+                                *[whole.c[column.element.name].label(column.name)
+                                  for column in columns_of(HumanTask)])
+                         .outerjoin(whole, and_(is_task, whole.c.id == HumanTask.id))
                          .where(HumanTask.instance_id == bindparam("instance_id"),
-                                or_(HumanTask.status == "open",
-                                    HumanTask.id == bindparam("task_id"))))
+                                or_(HumanTask.status == "open", is_task)))
             if len(_OPEN_ROWS) >= 1024:
                 _OPEN_ROWS.clear()
             _OPEN_ROWS[key] = statement

@@ -429,3 +429,34 @@ def test_only_the_runtime_and_the_store_write_statuses():
                 continue
             found += status_writes(path.read_text(encoding="utf-8"), relative)
     assert found == [], "statuses are changed through engine/runtime only:\n" + "\n".join(found)
+
+
+def test_a_completion_that_ends_the_instance_cancels_the_other_open_tasks(engine):
+    """A completion reads the instance's other open tasks without their whole rows
+    (engine.access.Access.task_and_open_rows); those the step leaves are cancelled in the
+    store all the same, each recorded."""
+    engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn", {
+        '<bpmn:sequenceFlow id="ja" sourceRef="branch_a" targetRef="join" />':
+            '<bpmn:sequenceFlow id="ja" sourceRef="branch_a" targetRef="stop" />',
+        '<bpmn:parallelGateway id="join"><bpmn:incoming>ja</bpmn:incoming>':
+            '<bpmn:endEvent id="stop"><bpmn:incoming>ja</bpmn:incoming>'
+            '<bpmn:terminateEventDefinition id="stop_all" /></bpmn:endEvent>'
+            '<bpmn:parallelGateway id="join">'})], "designer")
+    instance = engine.runtime.start("national", "frozen_state", principal=ALICE)
+    for element in ("first", "again"):
+        engine.runtime.complete_task(_open_task(engine, instance.id, element).id, {},
+                                     principal=ALICE)
+    others = [_open_task(engine, instance.id, e) for e in ("branch_b", "branch_c")]
+    assert {t.element_id for t in engine.runtime.open_tasks(instance.id)} == {
+        "branch_a", "branch_b", "branch_c"}
+    engine.runtime.complete_task(_open_task(engine, instance.id, "branch_a").id, {},
+                                 principal=ALICE)
+    assert _instance(engine, instance.id).status == InstanceStatus.COMPLETED
+    assert engine.runtime.open_tasks(instance.id) == []
+    for other in others:
+        row = _task(engine, instance.id, other.element_id)
+        assert row.status == TaskStatus.CANCELLED and row.completed_at is not None
+        assert row.completed_by is None
+        _recorded(engine, "task_cancelled", instance.id, other.element_id, task_id=other.id)
+    assert _task(engine, instance.id, "branch_a").status == TaskStatus.COMPLETED
+    assert verify(engine.db, instance.id).ok

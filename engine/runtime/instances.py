@@ -48,6 +48,7 @@ from ..scripting import EngineScriptEngine, one_step, start_timers
 from ..serialization import (STATE_FORMAT, Codec, StoredState, UnreadableState,
                              set_stored_state, stored_state)
 from ..store.db import detached
+from ..store.models import OpenTaskRow
 from ..store import (Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
 from ..workflow_cache import WorkflowCache, note_open_tasks
@@ -252,7 +253,7 @@ class Runtime(InstanceManagement, Schedules):
               actor: str, action: str, element_id: str | None = None,
               details: dict | None = None, incident: Incident | None = None,
               completed: list = (), status: str | None = None,
-              task_rows: list[HumanTask] | None = None,
+              task_rows: list[HumanTask | OpenTaskRow] | None = None,
               event_rows: EventRows | None = None, user_task=None,
               task_row: HumanTask | None = None, submitted: dict | None = None,
               fired: frozenset[str] = frozenset(), changes: list[dict] = ()) -> None:

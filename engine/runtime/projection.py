@@ -28,6 +28,7 @@ from ..scripting import parse_instant, timer_due
 from ..store.db import fresh
 from ..store import (HumanTask, Instance, MessageSubscription, TaskCandidate,
                      TaskStatus, Timer, TimerStatus, appends)
+from ..store.models import OpenTaskRow
 from .steps import element_of, properties_of
 
 BATCH = 500      # ids per statement: a reporting cycle opens and waits on thousands
@@ -47,6 +48,12 @@ _MOVE_TIMERS = update(TIMERS).where(
     TIMERS.c.instance_id == bindparam("of_instance"),
     TIMERS.c.task_id.in_(bindparam("of_tasks", expanding=True))).values(
     due_at=bindparam("new_due_at", type_=TIMERS.c.due_at.type), attempts=0)
+TASKS = HumanTask.__table__
+_CANCEL_TASKS = update(TASKS).where(
+    TASKS.c.instance_id == bindparam("of_instance"), TASKS.c.status == TaskStatus.OPEN,
+    TASKS.c.id.in_(bindparam("of_tasks", expanding=True))).values(
+    status=TaskStatus.CANCELLED,
+    completed_at=bindparam("completed_at", type_=TASKS.c.completed_at.type))
 _UNSUBSCRIBE = delete(SUBSCRIPTIONS).where(
     SUBSCRIPTIONS.c.instance_id == bindparam("of_instance"),
     SUBSCRIPTIONS.c.task_id.in_(bindparam("of_tasks", expanding=True)))
@@ -203,13 +210,15 @@ class Projection:
 
     def refresh(self, session: Session, instance: Instance, live: list, now: datetime, *,
                 changes: dict[str, Any], finished: bool,
-                task_rows: list[HumanTask] | None = None, events: EventRows | None = None,
-                fired: frozenset[str] = frozenset()) -> list[tuple[HumanTask, list[str], Any]]:
+                task_rows: list[HumanTask | OpenTaskRow] | None = None,
+                events: EventRows | None = None, fired: frozenset[str] = frozenset()
+                ) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
         the human tasks it opened, with candidates and their Spiff task, and records the
         statuses it changed in ``changes`` (see :class:`_Audit`).
 
-        ``task_rows``: the rows of the tasks open before a completion, and ``events``: its
+        ``task_rows``: the rows of the tasks open before a completion (the completed task's
+        an object, the others :class:`OpenTaskRow` s or objects), and ``events``: its
         event rows as they were; a completion never reopens a task the way a retry or a
         migration may, so then none of these rows is read again. ``fired``: the task ids of
         the timers the step fired (the others that wait no more were cancelled)."""
@@ -227,7 +236,8 @@ class Projection:
         return created
 
     def _tasks(self, session: Session, instance: Instance, live: list, now: datetime,
-               finished: bool, task_rows: list[HumanTask] | None, audit: _Audit) -> list:
+               finished: bool, task_rows: list[HumanTask | OpenTaskRow] | None,
+               audit: _Audit) -> list:
         created = []
         ready = {} if finished else {
             str(t.id): t for t in live if t.task_spec.manual and t.has_state(TaskState.READY)}
@@ -246,13 +256,22 @@ class Projection:
                     HumanTask.instance_id == instance.id,
                     HumanTask.id.in_(ready_ids[first:first + BATCH]))).all()
         open_rows = list({r.id: r for r in rows if r.status == TaskStatus.OPEN}.values())
-        earlier = {r.id: r for r in rows if r.status != TaskStatus.OPEN}
+        earlier = {r.id: r for r in rows
+                   if r.status != TaskStatus.OPEN and isinstance(r, HumanTask)}
         known = {r.id for r in open_rows}
+        cancelled = []                  # of rows read without their objects (OpenTaskRow)
         for row in open_rows:
             if row.id not in ready:
-                row.status = TaskStatus.CANCELLED
-                row.completed_at = now
+                if isinstance(row, OpenTaskRow):
+                    cancelled.append(row.id)
+                else:
+                    row.status = TaskStatus.CANCELLED
+                    row.completed_at = now
                 audit.add("task_cancelled", row.element_id, {"task_id": row.id})
+        for first in range(0, len(cancelled), BATCH):
+            session.connection().execute(_CANCEL_TASKS, {
+                "of_instance": instance.id, "of_tasks": cancelled[first:first + BATCH],
+                "completed_at": now})
         for task_id in [task_id for task_id in ready if task_id not in known]:
             task = ready[task_id]
             existing = earlier.get(task_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -50,6 +50,14 @@ class TaskStatus(StrEnum):
     OPEN = "open"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+
+
+class OpenTaskRow(NamedTuple):
+    """Of an open task's row, what a step's projection compares with the workflow (and
+    cancels the task by, when the step left it): read without the rest of the row."""
+    id: str
+    element_id: str
+    status: TaskStatus
 
 
 class TimerStatus(StrEnum):
