@@ -480,13 +480,14 @@ class Codec:
         (``separators=(",", ":"), ensure_ascii=False``) where the two could differ in what
         the text reads back as: orjson refuses a key that is not a string (json writes it
         as one), an integer over 64 bits, a lone surrogate; and it writes NaN and the
-        infinities as ``null``, so a text with a ``null`` anywhere is json's. Either way
-        the same value gives the same text (a part's digest depends on it)."""
+        infinities as ``null``, so a text with a ``null`` is orjson's only when it reads
+        back as the value (a None, most often, not a NaN). Either way the same value gives
+        the same text (a part's digest depends on it)."""
         try:
             text = orjson.dumps(value, default=self._encoder.default, option=_ORJSON_OPTIONS)
         except TypeError:               # orjson.JSONEncodeError
             return self._encoder.encode(value)
-        if b"null" in text:
+        if b"null" in text and orjson.loads(text) != value:
             return self._encoder.encode(value)
         return text.decode()
 

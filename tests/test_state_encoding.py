@@ -32,6 +32,7 @@ VALUES = {
     "integer keys": {1: "một", 2.5: "hai"},
     "set": {"x": {3}},
     "none": {"x": None, "note": "null"},
+    "none beside a NaN": {"x": None, "y": [1e16, float("nan")], "z": (None, 2)},
     "text": {"x": "Báo cáo \"năm\" \\ \n\t\u2028 \x01 /"},
     "floats": {"x": [1e16, 1e-7, 0.1, -0.0, 1.5e300]},
     "nested": {"x": [{"a": [[], {}, [1, [2, [3]]]]}], "y": (1, 2)},
