@@ -86,7 +86,9 @@ def data_size(data: Mapping[str, Any], limit: int | None = None) -> int:
     returned): a list holding the same big list a million times is small in memory but
     would take terabytes as JSON, so it must never be encoded in one go.
     """
-    encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False)
+    # NaN and the infinities are not JSON: refused (PostgreSQL's JSON columns, the audit's
+    # among them, refuse them, and a browser cannot read them)
+    encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, allow_nan=False)
     try:
         if limit is not None and _least_size(data, limit) <= limit:
             # surely not a bomb: the C encoder in one go, many times faster than the
@@ -103,7 +105,14 @@ def data_size(data: Mapping[str, Any], limit: int | None = None) -> int:
         raise ScriptError(
             f"task data cannot hold a value of type {exc}"
             + (f" (variable {', '.join(map(repr, bad))})" if bad else "")) from None
-    except (ValueError, RecursionError):
+    except ValueError as exc:
+        if str(exc).startswith("Out of range float"):
+            bad = [k for k, v in data.items() if _unstorable(v)]
+            raise ScriptError(
+                "task data cannot hold NaN or an infinity, numbers JSON does not have"
+                + (f" (variable {', '.join(map(repr, bad))})" if bad else "")) from None
+        raise ScriptError("task data refers to itself or is nested too deeply") from None
+    except RecursionError:
         raise ScriptError("task data refers to itself or is nested too deeply") from None
 
 
@@ -140,7 +149,7 @@ def _least_size(data, limit: int) -> int:
 def _unstorable(value, limit: int = 4 * 1024 * 1024) -> bool:
     try:
         size = 0
-        for chunk in json.JSONEncoder(default=_json_default).iterencode(value):
+        for chunk in json.JSONEncoder(default=_json_default, allow_nan=False).iterencode(value):
             size += len(chunk)
             if size > limit:     # too big to say: not worth encoding further
                 return False

@@ -163,6 +163,13 @@ def test_invalid_start_and_task_data_is_refused(engine, review):
         engine.runtime.complete_task(task.id, {"blob": "x" * 600_000}, principal=ALICE)
     with pytest.raises(InvalidData, match="cannot hold a value of type"):
         engine.runtime.complete_task(task.id, {"s": {1, 2}}, principal=ALICE)
+    # not JSON: PostgreSQL's JSON columns refuse them, a browser cannot read them
+    with pytest.raises(InvalidData, match=r"NaN or an infinity.*'ratio'"):
+        engine.runtime.complete_task(task.id, {"n": 1.5, "ratio": [float("nan")]},
+                                     principal=ALICE)
+    with pytest.raises(InvalidData, match=r"NaN or an infinity.*'top'"):
+        engine.runtime.start("national", "review", principal=ALICE,
+                             data={"top": {"v": float("-inf")}})
     assert _only_task(engine, instance.id).id == task.id
 
 

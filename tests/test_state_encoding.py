@@ -1,8 +1,9 @@
 """A state part's JSON text reads back as the value it was written from, whichever encoder
 wrote it (engine.serialization.Codec._dumps: orjson's, or json's where orjson's text would
-read back otherwise): NaN and the infinities, integers over 64 bits, keys that are not
-strings, sets, dates; and the same value always gives the same text (a part's digest is
-compared from one save to the next)."""
+read back otherwise): NaN and the infinities (which task data cannot hold, but a state
+written before may), integers over 64 bits, keys that are not strings, sets, dates; and the
+same value always gives the same text (a part's digest is compared from one save to the
+next)."""
 from __future__ import annotations
 
 import json
@@ -60,12 +61,25 @@ def test_dates_and_decimals_go_through_the_registry():
 
 def test_a_stored_workflow_keeps_values_orjson_would_not_write_as_they_are(engine):
     engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn")], "designer")
-    data = {"ratio": float("nan"), "top": float("inf"), "count": 2 ** 70, "label": "n/a"}
+    data = {"count": 2 ** 70, "low": -(2 ** 64) - 1, "label": "n/a", "none": None,
+            "nested": {"ids": [2 ** 65, None, 0.5]}}
     instance = engine.runtime.start("national", "frozen_state", principal=ALICE, data=data)
     [first] = engine.runtime.open_tasks(instance.id)
     engine.runtime.complete_task(first.id, {}, principal=ALICE)
     workflow = engine.runtime.workflow(instance.id)         # read from the store
     stored = workflow.get_tasks(spec_name=first.element_id)[0].data
-    assert math.isnan(stored["ratio"]) and stored["top"] == float("inf")
-    assert stored["count"] == 2 ** 70 and type(stored["count"]) is int
-    assert stored["label"] == "n/a"
+    assert {k: stored[k] for k in data} == data
+    assert type(stored["count"]) is int and type(stored["nested"]["ids"][0]) is int
+
+
+def test_a_script_cannot_leave_nan_or_an_infinity_in_the_data(engine):
+    """NaN and the infinities are not JSON (nor storable in PostgreSQL's JSON columns): a
+    script that leaves one in the task data fails, as an incident naming the variable."""
+    engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn", {
+        "rounds = 0</bpmn:script>": 'rounds = 0\nratio = float("nan")</bpmn:script>'})],
+        "designer")
+    instance = engine.runtime.start("national", "frozen_state", principal=ALICE)
+    stored = engine.runtime.get(instance.id)
+    assert stored.status == "incident"
+    assert "NaN or an infinity" in stored.incident_message
+    assert "'ratio'" in stored.incident_message
