@@ -294,6 +294,17 @@ def _fingerprint(task) -> tuple:
             id(task.internal_data), len(task.internal_data))
 
 
+def _subprocess_fingerprint(subprocess) -> tuple | None:
+    """All a subprocess's attributes part is made of (WorkflowConverter and
+    BpmnSubWorkflowConverter's ``to_dict``), when its data and correlations are empty (None
+    otherwise: values that can change in place)."""
+    if subprocess.data or subprocess.correlations:
+        return None
+    last = subprocess.last_task
+    return (last.id if last is not None else None, subprocess.success, subprocess.completed,
+            subprocess.task_tree.id, subprocess.parent_task_id, subprocess.spec.name)
+
+
 class Frozen:
     """The tasks a save left *frozen*: finished, every child of theirs finished (so no child
     will inherit their data again), and their data and internal data owned (deep-copied at
@@ -330,6 +341,9 @@ class Frozen:
         # a task with empty data, as the last save found it: its part's key, its
         # :func:`_empty_fingerprint`, text and digest
         self.empty: dict = {}
+        # a subprocess with empty data and correlations, as the last save found it: its
+        # :func:`_subprocess_fingerprint`, its attributes' text and digest
+        self.subprocesses: dict = {}
 
     def drop(self, task) -> None:
         entry = self.tasks.pop(task, None)
@@ -582,14 +596,29 @@ class Codec:
         # 3. serialize the rest; freeze what can be frozen
         texts: dict[str, str] = {}
         parts: dict[str, bytes] = {}
-        serialized = len(groups)
+        serialized = 1                  # the workflow's attributes; then each part made
         dumps, convert = self._dumps, self.registry.convert
+        subprocesses_before, subprocesses_now = frozen.subprocesses, {}
         self.registry._encoder_mode = True
         try:
             for prefix, wf in groups:
-                own_key = WORKFLOW_PART if wf is workflow else prefix[:-1]
-                texts[own_key] = self._attributes(wf, wf is workflow)
-                parts[own_key] = digest(texts[own_key])
+                if wf is workflow:
+                    own_key = WORKFLOW_PART
+                    texts[own_key] = self._attributes(wf, True)
+                    parts[own_key] = digest(texts[own_key])
+                else:
+                    # a unit's subprocess in a reporting cycle: the same text step after
+                    # step while its last task and flags stay (its data empty)
+                    own_key = prefix[:-1]
+                    fingerprint = _subprocess_fingerprint(wf)
+                    entry = subprocesses_before.get(wf)
+                    if entry is None or fingerprint is None or entry[0] != fingerprint:
+                        text = self._attributes(wf, False)
+                        entry = (fingerprint, text, digest(text))
+                        serialized += 1
+                    if fingerprint is not None:
+                        subprocesses_now[wf] = entry
+                    texts[own_key], parts[own_key] = entry[1], entry[2]
                 for task_id, task in wf.tasks.items():
                     if task in skipped:
                         entry = before[task]
@@ -620,6 +649,7 @@ class Codec:
         finally:
             self.registry._encoder_mode = False
         frozen.empty = empty_now
+        frozen.subprocesses = subprocesses_now
         if len(frozen.tasks) > len(parts):
             # tasks (or subprocesses) that went away: a reset, a loop's tasks dropped
             live = {id(wf) for _, wf in groups}

@@ -129,3 +129,38 @@ def test_a_large_state_is_compressed_at_the_faster_level(monkeypatch):
     assert large == zlib.compress(whole.encode(), 1) == compress_state(whole)
     assert len(large) > len(zlib.compress(whole.encode(), 6))
     assert json.loads(state_text(large))["tasks"]["task1999"]["n"] == 1999
+
+
+def test_a_subprocess_s_attributes_are_reused_while_they_stay_the_same(engine):
+    """The attributes part of a reporting unit's subprocess (its data and correlations
+    empty) is written again only when what it is made of changes; a subprocess whose data
+    holds anything is written at every save."""
+    from bench.fanout import add_units
+    from engine.scheduler import SCHEDULER
+    from procedures import deploy_library
+    deploy_library(engine)
+    add_units(engine, 12)
+    engine.org.invalidate()
+    instance = engine.runtime.start("national", "annual_report", principal=SCHEDULER,
+                                    data={"proposer_unit": "mau"})
+    codec: Codec = engine.codec
+    workflow = engine.runtime.workflow(instance.id)
+    subprocesses = list(workflow.subprocesses.values())
+    assert len(subprocesses) >= 12
+
+    _, _, stored, first = _save(codec, workflow, None)
+    _, _, stored, _ = _save(codec, workflow, stored)      # this one freezes tasks
+    _, parts, stored, second = _save(codec, workflow, stored)
+    assert parts == digests(codec.state_parts(workflow))
+    assert second <= first - len(subprocesses)            # none written again
+
+    moved, filled = subprocesses[0], subprocesses[1]
+    moved.last_task = moved.task_tree                      # what it is made of changed
+    filled.data["note"] = {"n": 1}
+    _, parts, stored, third = _save(codec, workflow, stored)
+    assert parts == digests(codec.state_parts(workflow))
+    assert third == second + 2
+    filled.data["note"]["n"] = 2                           # changed in place
+    texts, parts, stored, _ = _save(codec, workflow, stored, whole=True)
+    assert parts == digests(codec.state_parts(workflow))
+    assert json.loads(texts[f"s:{filled.parent_task_id}"])["data"] == {"note": {"n": 2}}
