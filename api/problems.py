@@ -115,6 +115,32 @@ def _field_errors(messages, prefix="") -> list[dict]:
     return errors
 
 
+class _NotAJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str):
+    raise _NotAJsonNumber(name)
+
+
+def _non_json_number(request_) -> str | None:
+    """``NaN``, ``Infinity`` or ``-Infinity`` where a JSON body has a number: Python's
+    parser reads them, JSON has no such numbers (PostgreSQL's JSON columns refuse them, a
+    browser cannot read them back). Parsed again only when a body holds one of the words."""
+    if not request_.is_json or not request_.content_length:
+        return None
+    body = request_.get_data(cache=True)
+    if b"NaN" not in body and b"Infinity" not in body:
+        return None
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except _NotAJsonNumber as exc:
+        return str(exc)
+    except ValueError:               # not JSON at all: the route's parser says so
+        return None
+    return None
+
+
 def _has_nul(request_) -> bool:
     texts = [request_.path, *request_.args.keys(), *request_.args.values()]
     if request_.mimetype.startswith("multipart/") or request_.mimetype.endswith("urlencoded"):
@@ -129,10 +155,14 @@ def _has_nul(request_) -> bool:
 
 def register(app: Flask) -> None:
     @app.before_request
-    def refuse_nul_characters():
-        # NUL characters cannot be stored (PostgreSQL text) and have no place in any field
+    def refuse_what_cannot_be_stored():
+        # NUL characters cannot be stored (PostgreSQL text) and have no place in any field;
+        # nor can NaN and the infinities (not JSON), which Python's JSON parser accepts
         if _has_nul(request):
             return problem("malformed-request", "NUL characters (\\u0000) are not allowed")
+        constant = _non_json_number(request)
+        if constant is not None:
+            return problem("malformed-request", f"{constant} is not a JSON number")
 
     @app.errorhandler(ApiProblem)
     def api_problem(exc: ApiProblem):

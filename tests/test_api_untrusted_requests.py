@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from api_client import LiveServer
 from conftest import PROJECT
-from engine.store import Definition
+from engine.store import Definition, Instance
 from procedures import deploy_library
 
 DESIGNER = "laocai.snv.chuyenvien"
@@ -124,3 +124,25 @@ def test_oversized_bodies_are_refused_before_they_are_read(api, engine):
                              headers={**auth, "Content-Type": "application/json"})
     assert response.status_code in (400, 413), response.status_code
     assert _definitions(engine) == before
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinities_in_a_json_body_are_refused(api, engine, constant):
+    """Python's JSON parser reads NaN and the infinities; JSON has no such numbers (and
+    PostgreSQL's JSON columns refuse them): refused before anything is read or written. The
+    same words inside a string are text like any other."""
+    before = _instances(engine)
+    response = api.post("/instances", DESIGNER, headers={"Content-Type": "application/json"},
+                        data=('{"definition_key": "proposal", "variant": "lao-cai", '
+                              '"data": {"ratio": %s}}' % constant).encode())
+    body = _problem(response, 400)
+    assert body["detail"] == f"{constant} is not a JSON number"
+    assert _instances(engine) == before
+    named = api.post("/instances", DESIGNER, json={
+        "definition_key": "nope", "variant": "lao-cai", "data": {"note": "NaN Infinity"}})
+    assert named.status_code == 404, named.text
+
+
+def _instances(engine) -> int:
+    with engine.db.reading() as session:
+        return session.scalar(select(func.count()).select_from(Instance))
