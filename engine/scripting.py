@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 from uuid import UUID
 
@@ -102,19 +102,20 @@ def data_size(data: Mapping[str, Any], limit: int | None = None) -> int:
                 break
         return size
     except TypeError as exc:
-        bad = [k for k, v in data.items() if _unstorable(v)]
-        raise ScriptError(
-            f"task data cannot hold a value of type {exc}"
-            + (f" (variable {', '.join(map(repr, bad))})" if bad else "")) from None
+        raise _unstorable_error(f"task data cannot hold a value of type {exc}", data) from None
     except ValueError as exc:
         if str(exc).startswith("Out of range float"):
-            bad = [k for k, v in data.items() if _unstorable(v)]
-            raise ScriptError(
-                "task data cannot hold NaN or an infinity, numbers JSON does not have"
-                + (f" (variable {', '.join(map(repr, bad))})" if bad else "")) from None
+            raise _unstorable_error("task data cannot hold NaN or an infinity, numbers JSON "
+                                    "does not have", data) from None
         raise ScriptError("task data refers to itself or is nested too deeply") from None
     except RecursionError:
         raise ScriptError("task data refers to itself or is nested too deeply") from None
+
+
+def _unstorable_error(message: str, data: Mapping[str, Any]) -> ScriptError:
+    """``message``, naming the variables whose values cannot be stored."""
+    bad = [k for k, v in data.items() if _unstorable(v)]
+    return ScriptError(message + (f" (variable {', '.join(map(repr, bad))})" if bad else ""))
 
 
 def _least_size(data, limit: int) -> int:

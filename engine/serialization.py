@@ -611,14 +611,15 @@ class Codec:
                     # step while its last task and flags stay (its data empty)
                     own_key = prefix[:-1]
                     fingerprint = _subprocess_fingerprint(wf)
-                    entry = subprocesses_before.get(wf)
-                    if entry is None or fingerprint is None or entry[0] != fingerprint:
+                    kept_attributes = subprocesses_before.get(wf)
+                    if kept_attributes is None or fingerprint is None \
+                            or kept_attributes[0] != fingerprint:
                         text = self._attributes(wf, False)
-                        entry = (fingerprint, text, digest(text))
+                        kept_attributes = (fingerprint, text, digest(text))
                         serialized += 1
                     if fingerprint is not None:
-                        subprocesses_now[wf] = entry
-                    texts[own_key], parts[own_key] = entry[1], entry[2]
+                        subprocesses_now[wf] = kept_attributes
+                    texts[own_key], parts[own_key] = kept_attributes[1:]
                 for task_id, task in wf.tasks.items():
                     if task in skipped:
                         entry = before[task]
