@@ -224,3 +224,16 @@ def test_the_parts_timed_are_put_back_as_they_were(tmp_path):
         assert spent == before
     finally:
         library.close()
+
+
+def test_the_bare_side_of_figure_1_runs_spiff_workflow_as_shipped():
+    """The engine's ``Task._set_state`` (log records built only when emitted) is not lent to
+    the bare side: it runs SpiffWorkflow's own, and the engine's is back afterwards."""
+    from SpiffWorkflow.task import Task
+
+    from engine.multi_instance import SPIFF_SET_STATE
+    ours = Task._set_state
+    assert ours is not SPIFF_SET_STATE
+    with engine_overhead.spiff_as_shipped():
+        assert Task._set_state is SPIFF_SET_STATE
+    assert Task._set_state is ours

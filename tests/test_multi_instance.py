@@ -411,3 +411,30 @@ def test_a_subprocess_lists_a_spec_s_tasks_as_spiff_workflow_s_iterator_does(
                 checked += len(ours)
     assert checked > 30 * 5
     assert sub.get_tasks(spec_name="Start") == [sub.task_tree]
+
+
+def test_state_changes_are_logged_as_spiff_workflow_logs_them_when_the_logger_emits(
+        library_engine, clock, caplog, monkeypatch):
+    """SpiffWorkflow's records of task state changes (logger ``spiff.task``) come with their
+    extras when the logger emits them; when it does not, the extras are never gathered."""
+    import logging
+
+    from SpiffWorkflow.task import Task
+    engine = library_engine
+    with caplog.at_level(logging.INFO, logger="spiff.task"):
+        case = _cycle_for_30_units(engine, clock)
+    changes = [r for r in caplog.records if r.name == "spiff.task"]
+    assert len(changes) > 30 * 5
+    for record in changes:
+        assert record.getMessage() == f"State changed to {record.state}"
+        assert record.task_spec and record.workflow_spec and record.elapsed >= 0
+    assert {"READY", "COMPLETED", "WAITING"} <= {r.state for r in changes}
+
+    def gathered(*args, **kwargs):
+        raise AssertionError("log extras gathered for a record the logger drops")
+    monkeypatch.setattr(Task, "collect_log_extras", gathered)
+    caplog.clear()
+    first, *others = case.open("submit_report")
+    engine.runtime.complete_task(first.id, {"report": {"summary": "Báo cáo"}},
+                                 principal=as_user(engine, case.candidates(first)[0]))
+    assert len(case.open("submit_report")) == len(others) and not caplog.records
