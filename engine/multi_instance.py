@@ -45,6 +45,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from time import time as wall_clock
 
+from SpiffWorkflow.bpmn import BpmnWorkflow as SpiffBpmnWorkflow
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -241,6 +242,18 @@ class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
 
 # the logger SpiffWorkflow's workflows log their creation with
 _spiff_workflow_log = logging.getLogger("spiff.workflow")
+
+
+class BpmnWorkflow(SpiffBpmnWorkflow):
+    """A top-level workflow whose waiting tasks are found by a plain walk, as its
+    subprocesses' are (:class:`BpmnSubWorkflow`): SpiffWorkflow updates them after each of
+    its tasks completes, with a task iterator (a twelfth of a proposal's step). The engine
+    creates and loads its workflows as this class; it keeps SpiffWorkflow's name, so the
+    stored states do not change."""
+
+    def update_waiting_tasks(self) -> None:
+        for task in waiting_tasks(self):
+            task.task_spec._update(task)
 
 
 class BpmnSubWorkflow(SpiffBpmnSubWorkflow):

@@ -48,6 +48,7 @@ from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
 from .multi_instance import REPLACED_TASK_SPECS
+from .multi_instance import BpmnWorkflow as EngineWorkflow
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
@@ -452,7 +453,9 @@ class Codec:
                                lambda v: date.fromisoformat(v["value"]))
         self.registry.register(Decimal, lambda v: {"value": str(v)},
                                lambda v: Decimal(v["value"]))
-        self._state = InstanceStateConverter(BpmnWorkflow, self.registry)
+        # SpiffWorkflow's workflows are written as they were; a state loads as the engine's
+        # (engine.multi_instance.BpmnWorkflow, registered under the same name)
+        self._state = InstanceStateConverter(EngineWorkflow, self.registry)
         self._serializer = BpmnWorkflowSerializer(self.registry)
         self._encoder = self._serializer._encoder_cls(separators=(",", ":"), ensure_ascii=False)
 

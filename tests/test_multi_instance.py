@@ -438,3 +438,36 @@ def test_state_changes_are_logged_as_spiff_workflow_logs_them_when_the_logger_em
     engine.runtime.complete_task(first.id, {"report": {"summary": "Báo cáo"}},
                                  principal=as_user(engine, case.candidates(first)[0]))
     assert len(case.open("submit_report")) == len(others) and not caplog.records
+
+
+def test_a_workflow_s_waiting_tasks_are_updated_as_spiff_workflow_finds_them(
+        engine, clock, monkeypatch):
+    """The engine's workflows, as started and as loaded, are its own class, stored under
+    SpiffWorkflow's name; after each task a proposal's steps complete, the waiting tasks it
+    updates are those SpiffWorkflow's task iterator finds, in the same order."""
+    from SpiffWorkflow.util.task import TaskIterator
+
+    from procedures import SCREENED, implement_and_evaluate, plan
+    deploy_library(engine, ballots=True)          # one ballot task per member
+    updated: list[int] = []
+    ours = multi_instance.BpmnWorkflow.update_waiting_tasks
+
+    def checked(workflow):
+        found = list(multi_instance.waiting_tasks(workflow))
+        assert found == list(TaskIterator(workflow.task_tree, state=TaskState.WAITING))
+        updated.append(len(found))
+        ours(workflow)
+    monkeypatch.setattr(multi_instance.BpmnWorkflow, "update_waiting_tasks", checked)
+    proposer = "mau.sxd.qlxd.truongphong"
+    case = Case.start(engine, "national", "proposal", proposer, business_key="DX-31")
+    case.do("submit_plan", plan(), by=proposer)
+    case.do("screening", {**SCREENED, "is_complex": False})
+    case.do("party_opinion", {"party_opinion": "agree"})
+    for voter in case.voters():
+        case.do("leadership_vote", {"vote": "for"}, by=voter)
+    case.do("decide", {"decision": "approve"})
+    implement_and_evaluate(case, "completed", proposer)
+    assert len(updated) > 20 and sum(1 for n in updated if n) > 10
+    workflow = engine.runtime.workflow(case.id)            # read from the store
+    assert type(workflow) is multi_instance.BpmnWorkflow
+    assert json.loads(engine.codec.state_json(workflow))["typename"] == "BpmnWorkflow"

@@ -41,6 +41,7 @@ from ..forms import (date_order_errors, form_errors, person_values, unit_values,
                      unknown_people_errors, unknown_units_errors)
 from ..listeners import DecisionRecorder, Notifier, Step, StepListener
 from ..logs import note
+from ..multi_instance import BpmnWorkflow as EngineWorkflow
 from ..multi_instance import all_tasks, data_copy, do_engine_steps, step_scope
 from ..org import Org
 from ..repository import Repository
@@ -397,7 +398,7 @@ class Runtime(InstanceManagement, Schedules):
             self._check_form(definition, start_event, {}, {
                 k: v for k, v in data.items() if k != "proposer_unit"})
         started_by = principal.username
-        workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+        workflow = EngineWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
         workflow.data.update({"started_by": started_by})
         start_task = all_tasks(workflow, state=TaskState.READY)[0]
         start_task.data.update(data)
