@@ -46,6 +46,7 @@ from decimal import Decimal
 from time import time as wall_clock
 
 from SpiffWorkflow.bpmn import BpmnWorkflow as SpiffBpmnWorkflow
+from SpiffWorkflow.bpmn.specs.control import _EndJoin as SpiffEndJoin
 from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import MultiInstanceTask
 from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow as SpiffBpmnSubWorkflow
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
@@ -317,8 +318,31 @@ def tasks_named(first, spec_name: str) -> list:
     return found
 
 
+class _EndJoin(SpiffEndJoin):
+    """SpiffWorkflow's join before a process's end, which waits for every other unfinished
+    task of its workflow, looking for one by a plain walk: SpiffWorkflow's task iterator
+    (the same tasks: not below a task of this spec, nor deeper than its bound) ran
+    each time a branch reached the end (a twentieth of a proposal's SpiffWorkflow time)."""
+
+    def _check_threshold_unstructured(self, my_task) -> bool:
+        tasks = my_task.workflow.tasks
+        stack = [(my_task.workflow.task_tree, 0)]
+        pop, push = stack.pop, stack.append
+        while stack:
+            task, depth = pop()
+            if task._state & TaskState.NOT_FINISHED_MASK and task.last_state_change >= 0 \
+                    and task is not my_task:
+                return False
+            if task._children and depth < _SPIFF_MAX_DEPTH \
+                    and task.task_spec.name != self.name:
+                for child in task._children:
+                    push((tasks.get(child), depth + 1))
+        return True
+
+
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it
 REPLACED_TASK_SPECS = (
+    (_EndJoin, SpiffEndJoin),
     (ParallelMultiInstanceTask, SpiffParallelMultiInstanceTask),
     (SequentialMultiInstanceTask, SpiffSequentialMultiInstanceTask),
     (SubWorkflowTask, SpiffSubWorkflowTask),

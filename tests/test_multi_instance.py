@@ -471,3 +471,28 @@ def test_a_workflow_s_waiting_tasks_are_updated_as_spiff_workflow_finds_them(
     workflow = engine.runtime.workflow(case.id)            # read from the store
     assert type(workflow) is multi_instance.BpmnWorkflow
     assert json.loads(engine.codec.state_json(workflow))["typename"] == "BpmnWorkflow"
+
+
+def test_a_process_s_end_waits_for_the_tasks_spiff_workflow_s_end_waits_for(
+        engine, monkeypatch):
+    """Each time a branch reaches the join before a process's end (a branch ending while
+    another, and a subprocess, are still open; then the last one), the engine's join
+    decides as SpiffWorkflow's does whether every other task has finished; the deployed
+    specs load as the engine's join."""
+    from SpiffWorkflow.bpmn.specs.control import _EndJoin as SpiffEndJoin
+    decided: list[bool] = []
+    ours = multi_instance._EndJoin._check_threshold_unstructured
+
+    def checked(spec, my_task):
+        mine = ours(spec, my_task)
+        assert mine == SpiffEndJoin._check_threshold_unstructured(spec, my_task)
+        decided.append(mine)
+        return mine
+    monkeypatch.setattr(multi_instance._EndJoin, "_check_threshold_unstructured", checked)
+    engine.repository.deploy("national", [bpmn_source("timers.bpmn")], "designer")
+    instance = engine.runtime.start("national", "deadline_kinds", principal=ALICE)
+    for element in ("d_answer", "s_review"):
+        [task] = [t for t in engine.runtime.open_tasks(instance.id) if t.element_id == element]
+        engine.runtime.complete_task(task.id, {}, principal=ALICE)
+    assert engine.runtime.get(instance.id).status == "completed"
+    assert decided.count(False) >= 1 and decided[-1] is True
