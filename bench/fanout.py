@@ -141,7 +141,6 @@ def watch(url: str, n: int) -> None:
     committed, checks that every unit's head has the report task open and that a sample of
     heads find it through the inbox query, and prints what it found and the wall-clock time
     it was done (JSON)."""
-    from engine.access import Principal  # noqa: F401 - the engine's imports, before the wait
     from engine.workflow_engine import WorkflowEngine
     engine = WorkflowEngine(url)
     heads = [head for _, head in unit_pairs(n)]
