@@ -166,9 +166,13 @@ def test_english_and_phone_width(server, engine, browser):
     page = browser
     Case.start(engine, "lao-cai", "proposal", PROPOSER, business_key="LC-PHONE")
     sign_in(page, server, PROPOSER)
+    # the language is switched by a form and a redirect: the page is waited for (a look
+    # right after the click could still see the page before it)
     page.get_by_role("button", name="English").click()
+    page.get_by_role("heading", name="Inbox").wait_for(timeout=10_000)
     assert page.get_by_role("heading", name="Inbox").is_visible()
     page.get_by_role("button", name="Tiếng Việt").click()
+    page.get_by_role("heading", name=re.compile("Việc cần làm")).wait_for(timeout=10_000)
     assert page.get_by_role("heading", name=re.compile("Việc cần làm")).is_visible()
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
