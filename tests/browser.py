@@ -29,9 +29,17 @@ def chromium_page(width: int = 1280, height: int = 900):
             browser.close()
 
 
+def leave_and_forget(page) -> None:
+    """Leave the page (its requests still under way can no longer set a cookie: a session
+    cookie set after the next login page's would not match its form's token), then clear
+    the cookies."""
+    page.goto("about:blank")
+    page.context.clear_cookies()
+
+
 def sign_in(page, server, username: str, password: str = DEFAULT_DEMO_PASSWORD) -> None:
     """Sign in through the web app's login form, in a fresh session."""
-    page.context.clear_cookies()
+    leave_and_forget(page)
     page.goto(f"{server.url}/login")
     page.get_by_label("Tên đăng nhập").fill(username)
     page.get_by_label("Mật khẩu").fill(password)

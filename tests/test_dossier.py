@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from api_client import LiveServer
-from browser import CHROMIUM, chromium_page
+from browser import CHROMIUM, chromium_page, sign_in
 from engine.org import DEFAULT_DEMO_PASSWORD
 from procedures import SCREENED, Case, as_user, deploy_library, plan
 
@@ -163,21 +163,12 @@ pytestmark_browser = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                         reason=f"chromium is not installed at {CHROMIUM}")
 
 
-def _sign_in(page, server, username: str) -> None:
-    page.context.clear_cookies()
-    page.goto(f"{server.url}/login")
-    page.get_by_label("Tên đăng nhập").fill(username)
-    page.get_by_label("Mật khẩu").fill(DEFAULT_DEMO_PASSWORD)
-    page.get_by_role("button", name="Đăng nhập").click()
-    page.wait_for_url(re.compile(r".*/$"))
-
-
 @pytestmark_browser
 def test_head_sees_the_case_file_before_deciding_and_zooms_the_diagram(server, engine):
     case = at_decision(engine)
     SHOTS.mkdir(exist_ok=True)
     with chromium_page(1280, 900) as page:
-        _sign_in(page, server, HEAD)
+        sign_in(page, server, HEAD)
         page.get_by_role("link", name="Quyết định phê duyệt hoặc từ chối").first.click()
         page.wait_for_url(re.compile(r".*/tasks/.+"))
         dossier = page.locator("[data-testid=dossier]")

@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 
 from api_client import LiveServer
-from browser import chromium_page
+from browser import chromium_page, sign_in
 from engine.scheduler import SCHEDULER
 
 from procedures import Case, as_user, deploy_library
@@ -130,12 +130,7 @@ def test_registrations_count_in_the_city_annual_report(server, engine, clock):
 def test_an_official_registers_and_the_head_receives_it_in_the_web_app(server, engine):
     with chromium_page() as page:
         for user in (DIVISION_HEAD, DIRECTOR):
-            page.context.clear_cookies()
-            page.goto(f"{server.url}/login")
-            page.get_by_label("Tên đăng nhập").fill(user)
-            page.get_by_label("Mật khẩu").fill("nd73-demo")
-            page.get_by_role("button", name="Đăng nhập").click()
-            page.wait_for_url(re.compile(r".*/$"))
+            sign_in(page, server, user)
             if user == DIVISION_HEAD:
                 page.get_by_role("link", name="Tạo mới").click()
                 page.locator("button[data-start='registration']").click()

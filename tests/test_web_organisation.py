@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from browser import CHROMIUM, chromium_page, sign_in
+from browser import CHROMIUM, chromium_page, leave_and_forget, sign_in
 from oidc_provider import ACCOUNTS, product_with_sso
 from procedures import SCREENED, Case, plan
 
@@ -54,7 +54,7 @@ def sso_server(engine):
 
 def sign_in_through_the_provider(page, server, account) -> None:
     """The login page's single sign-on button, the provider's own sign-in page, and back."""
-    page.context.clear_cookies()
+    leave_and_forget(page)
     page.goto(f"{server.url}/login")
     page.get_by_role("link", name="Đăng nhập qua hệ thống định danh (SSO)").click()
     page.wait_for_url(re.compile(r".*/interaction/.+"))
