@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -117,7 +116,7 @@ def run(n: int = 5000, database: str = "sqlite") -> dict:
 def _start_reader(url: str, n: int) -> subprocess.Popen:
     """The reader process (:func:`watch`), once it is ready to look."""
     reader = subprocess.Popen([sys.executable, "-m", "bench.fanout", str(n), "--watch", url],
-                              stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+                              stdout=subprocess.PIPE, text=True)
     assert reader.stdout is not None
     line = reader.stdout.readline().strip()
     if line != "ready":

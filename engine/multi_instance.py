@@ -245,27 +245,26 @@ class TransactionSubprocess(_SubprocessDataCopied, SpiffTransactionSubprocess):
 _spiff_workflow_log = logging.getLogger("spiff.workflow")
 
 
-class BpmnWorkflow(SpiffBpmnWorkflow):
-    """A top-level workflow whose waiting tasks are found by a plain walk, as its
-    subprocesses' are (:class:`BpmnSubWorkflow`): SpiffWorkflow updates them after each of
-    its tasks completes, with a task iterator (a twelfth of a proposal's step). The engine
-    creates and loads its workflows as this class; it keeps SpiffWorkflow's name, so the
-    stored states do not change."""
-
-    def update_waiting_tasks(self) -> None:
-        for task in waiting_tasks(self):
-            task.task_spec._update(task)
-
-
-class BpmnSubWorkflow(SpiffBpmnSubWorkflow):
-    """A subprocess whose waiting tasks are found by a plain walk (:func:`waiting_tasks`):
+class _WaitingTasksWalked:
+    """A workflow whose waiting tasks are found by a plain walk (:func:`waiting_tasks`):
     SpiffWorkflow updates them after each of its tasks completes (three times as each of a
-    reporting cycle's units starts), each time with a task iterator that copies its list
-    of pending tasks at every task and builds a log record's filter."""
+    reporting cycle's units starts; a twelfth of a proposal's step), each time with a task
+    iterator that copies its list of pending tasks at every task and builds a log record's
+    filter."""
 
     def update_waiting_tasks(self) -> None:
         for task in waiting_tasks(self):
             task.task_spec._update(task)
+
+
+class BpmnWorkflow(_WaitingTasksWalked, SpiffBpmnWorkflow):
+    """A top-level workflow whose waiting tasks are walked for (:class:`_WaitingTasksWalked`).
+    The engine creates and loads its workflows as this class; it keeps SpiffWorkflow's name,
+    so the stored states do not change."""
+
+
+class BpmnSubWorkflow(_WaitingTasksWalked, SpiffBpmnSubWorkflow):
+    """A subprocess whose waiting tasks are walked for (:class:`_WaitingTasksWalked`)."""
 
     def get_tasks(self, first_task=None, **kwargs) -> list:
         """SpiffWorkflow's; the tasks of a spec's name (a start event's run looks for its
@@ -282,18 +281,27 @@ _SPIFF_MAX_DEPTH = 1000
 def waiting_tasks(workflow):
     """The tasks of ``workflow`` in the WAITING state (not in its subprocesses), found as
     SpiffWorkflow's ``TaskIterator(workflow.task_tree, state=TaskState.WAITING)`` finds
-    them, lazily: depth first, a task's children taken when it is reached (before it is
-    given to the caller, who may change the tree), entered only when its state is FUTURE
-    or later and it is less than SpiffWorkflow's 1,000 levels deep."""
+    them (:func:`_walked`)."""
+    return _walked(workflow, TaskState.WAITING, TaskState.FUTURE)
+
+
+def _walked(workflow, state: int, min_state: int, end_at_spec: str | None = None):
+    """The tasks of ``workflow`` (not of its subprocesses) in ``state``, found as
+    SpiffWorkflow's ``TaskIterator`` finds them, lazily: depth first, a task's children
+    taken when it is reached (before it is given to the caller, who may change the tree),
+    entered only when its state is ``min_state`` or later (the iterator's rule for the
+    state asked), it is less than SpiffWorkflow's 1,000 levels deep and not of the spec
+    ``end_at_spec``."""
     tasks = workflow.tasks
     stack = [(workflow.task_tree, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         task, depth = pop()
-        if task._children and task._state >= TaskState.FUTURE and depth < _SPIFF_MAX_DEPTH:
+        if task._children and task._state >= min_state and depth < _SPIFF_MAX_DEPTH \
+                and task.task_spec.name != end_at_spec:
             for child in reversed(task._children):
                 push((tasks.get(child), depth + 1))
-        if task._state & TaskState.WAITING and task.last_state_change >= 0:
+        if task._state & state and task.last_state_change >= 0:
             yield task
 
 
@@ -325,19 +333,8 @@ class _EndJoin(SpiffEndJoin):
     each time a branch reached the end (a twentieth of a proposal's SpiffWorkflow time)."""
 
     def _check_threshold_unstructured(self, my_task) -> bool:
-        tasks = my_task.workflow.tasks
-        stack = [(my_task.workflow.task_tree, 0)]
-        pop, push = stack.pop, stack.append
-        while stack:
-            task, depth = pop()
-            if task._state & TaskState.NOT_FINISHED_MASK and task.last_state_change >= 0 \
-                    and task is not my_task:
-                return False
-            if task._children and depth < _SPIFF_MAX_DEPTH \
-                    and task.task_spec.name != self.name:
-                for child in task._children:
-                    push((tasks.get(child), depth + 1))
-        return True
+        return all(task is my_task for task in _walked(
+            my_task.workflow, TaskState.NOT_FINISHED_MASK, TaskState.MAYBE, self.name))
 
 
 # (ours, SpiffWorkflow's): the codec registers ours under the same type name, after it

@@ -47,8 +47,7 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
-from .multi_instance import REPLACED_TASK_SPECS
-from .multi_instance import BpmnWorkflow as EngineWorkflow
+from .multi_instance import REPLACED_TASK_SPECS, BpmnWorkflow as EngineWorkflow
 from .scripting import ENGINE_TIMERS, START_TIMERS
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
