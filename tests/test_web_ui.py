@@ -53,6 +53,8 @@ def web_session(server, username: str) -> tuple[requests.Session, str]:
 
 
 def no_sideways_scroll(page) -> None:
+    # a look during a navigation finds no document yet: the page's load is waited for
+    page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), \
         f"{page.url} scrolls sideways"
 
@@ -178,7 +180,9 @@ def test_english_and_phone_width(server, engine, browser):
     page.reload()
     no_sideways_scroll(page)
     shot(page, "inbox-phone")
-    page.locator("[data-testid=inbox] a").first.click()
+    with page.expect_navigation():
+        page.locator("[data-testid=inbox] a").first.click()
+    page.locator(".task-form").wait_for(timeout=10_000)
     no_sideways_scroll(page)
     shot(page, "task-phone")
     # keyboard: every input of the form has a label that names it
