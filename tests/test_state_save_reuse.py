@@ -1,7 +1,8 @@
 """A save reuses what an earlier save of the same workflow serialized: the frozen tasks'
-parts and the parts of the tasks with empty data (tasks not reached yet) whose state and
-children are what they were. It serializes only what may have
-changed, and a snapshot put together from reused and new texts is the workflow's state."""
+parts, and the parts of the tasks with empty data (tasks not reached yet) or with their
+parent's data (most live tasks) whose state and children are what they were. It serializes
+only what may have changed, and a snapshot put together from reused and new texts is the
+workflow's state."""
 from __future__ import annotations
 
 import json
@@ -34,13 +35,20 @@ def test_a_save_serializes_only_the_parts_that_may_have_changed(engine):
 
     _, _, stored, serialized = _save(codec, workflow, None)
     assert serialized == 1 + len(tasks)                   # nothing to reuse after a load
+    # the empty ones reused, and those with their parent's data but the ones this save
+    # freezes (it keeps the text it froze them with)
+    inherited = [t for t in tasks if t not in empty and serialization._inherited_fingerprint(t)
+                 and not (t.state & TaskState.FINISHED_MASK
+                          and all(c.state & TaskState.FINISHED_MASK for c in t.children))]
+    assert inherited
     _, parts, stored, serialized = _save(codec, workflow, stored)
-    assert serialized == 1 + len(tasks) - len(empty)      # the empty ones reused
+    assert serialized == 1 + len(tasks) - len(empty) - len(inherited)
     assert parts == digests(codec.state_parts(workflow))
     _, parts, stored, serialized = _save(codec, workflow, stored)
     frozen = stored.frozen.tasks
     assert frozen
-    assert serialized == 1 + len([t for t in tasks if t not in frozen and t not in empty])
+    assert serialized == 1 + len([t for t in tasks if t not in frozen and t not in empty
+                                  and t not in inherited])
     assert parts == digests(codec.state_parts(workflow))
 
     # a snapshot: every part's text, the reused ones too, in the order of a whole state
@@ -60,6 +68,50 @@ def test_a_save_serializes_only_the_parts_that_may_have_changed(engine):
     assert f"t:{ready.id}" in texts
     assert not any(f"t:{child.id}" in texts for child in children)
     assert parts == digests(codec.state_parts(workflow))
+
+
+def test_a_task_with_its_parent_s_data_is_reused_while_it_has_it(engine):
+    """A task whose data is its parent's (its part holds no data) is reused while it is and
+    its internal data stays the same: a name set on it alone, a NaN (which SpiffWorkflow's
+    converter finds different from itself), an internal value changing type (True to 1) or
+    of a type whose equal values are written otherwise (a float) have it serialized."""
+    engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn")], "designer")
+    instance = engine.runtime.start("national", "frozen_state", principal=ALICE)
+    [first] = engine.runtime.open_tasks(instance.id)
+    engine.runtime.complete_task(first.id, {"note": {"deep": [1, {"n": None}]}, "n": 1},
+                                 principal=ALICE)
+    codec: Codec = engine.codec
+    workflow = engine.runtime.workflow(instance.id)
+    [ready] = [t for t in workflow.tasks.values() if t.state == TaskState.READY]
+    parent = ready.parent
+    assert ready.data == parent.data and not ready.internal_data
+    key = f"t:{ready.id}"
+    _, _, stored, _ = _save(codec, workflow, None)
+
+    def serialized() -> bool:
+        nonlocal stored
+        texts, parts, stored, _ = _save(codec, workflow, stored)
+        assert parts == digests(codec.state_parts(workflow))
+        return key in texts
+
+    assert not serialized()
+    ready.data["note"]["deep"][1]["n"] = 2      # shared with the parent's: still its data
+    assert not serialized()
+    ready.data["n"] = 2                         # its own
+    assert serialized() and serialized()
+    ready.data["n"] = parent.data["n"]
+    assert serialized() and not serialized()
+    parent.data["added"] = "x"                  # the parent's own
+    assert serialized() and serialized()
+    ready.data["added"] = "x"
+    assert serialized() and not serialized()
+    ready.data["nan"] = parent.data["nan"] = float("nan")
+    assert serialized() and serialized()
+    del ready.data["nan"], parent.data["nan"]
+    assert serialized() and not serialized()
+    for value, reused in ((True, True), (1, True), ("1", True), (None, True), (1.0, False)):
+        ready.internal_data["flag"] = value
+        assert serialized() and serialized() != reused, value
 
 
 def test_a_task_with_empty_data_is_stored_without_its_parent_s_data_names(engine):
