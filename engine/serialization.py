@@ -286,36 +286,90 @@ def _empty_fingerprint(task) -> tuple | None:
 
 
 def _inherited_fingerprint(task) -> tuple | None:
-    """All a task's part is made of when its data is its parent's (the same names, equal
-    values) and its internal data holds strings, integers, booleans and None only (None
-    otherwise): SpiffWorkflow's task converter then writes no data and an empty difference
-    from the parent's, whatever the data holds, and the internal data as it is. Most live
-    tasks are such: a reporting unit's tasks, a waiting timer (its due time), a split whose
-    branches run. The converter finds the names that differ with ``!=``, where the
-    dictionaries' ``==`` takes a value for equal to itself: a name whose value differs from
-    itself (a NaN) has the task serialized. (An internal value's type is part of it: True
-    is equal to 1, and written otherwise.)"""
+    """All a task's part is made of when its data differs from its parent's only by plain
+    values (strings, integers, booleans and None, or lists and dictionaries of them, under
+    names that are strings: :func:`_plain_flat`), and its internal data holds plain values
+    only (None otherwise): SpiffWorkflow's task converter then writes no data but the
+    difference from the parent's (the names it sets, in its data's order, and the names it
+    lacks, in its parent's), and the internal data as it is.
+    Most live tasks are such: a reporting unit's tasks (its instance of the multi-instance
+    activity differs by its unit), a waiting timer (its due time), a split whose branches
+    run. The difference is found as the converter finds it (a name is set when it is not
+    the parent's or its value is ``!=`` the parent's), and when the two dictionaries are
+    ``==`` it is empty, unless a value differs from itself (a NaN: ``==`` takes it for
+    equal to itself). A plain value's type is part of it: True is equal to 1, and written
+    otherwise."""
     if task._parent is None:
         return None
     parent = task.workflow.tasks.get(task._parent)
-    data = task.data
-    if parent is None or data != parent.data or any(v != v for v in data.values()):
+    if parent is None:
         return None
+    data, inherited = task.data, parent.data
+    if data == inherited and not any(v != v for v in data.values()):
+        difference = None
+    else:
+        sets: list[tuple] = []
+        for key, value in data.items():
+            if key not in inherited or value != inherited[key]:
+                if key.__class__ is not str:
+                    return None
+                if value.__class__ in _PLAIN:
+                    sets.append((key, value.__class__, value))
+                else:
+                    try:
+                        sets.append((key, _plain_flat(value, [])))
+                    except _Foreign:
+                        return None
+        lacks = []
+        for key in inherited:
+            if key not in data:
+                if key.__class__ is not str:
+                    return None
+                lacks.append(key)
+        difference = (tuple(sets), tuple(lacks))
     internal = task.internal_data
     if internal:
-        for value in internal.values():
-            if value.__class__ not in _PLAIN_INTERNAL:
+        for key, value in internal.items():
+            if key.__class__ is not str or value.__class__ not in _PLAIN:
                 return None
         internal = tuple((key, value.__class__, value) for key, value in internal.items())
     else:
         internal = None
     return (_INHERITED, task._state, task.last_state_change, task._parent,
-            tuple(task._children), task.triggered, task.task_spec.name, internal)
+            tuple(task._children), task.triggered, task.task_spec.name, difference, internal)
+
+
+def _plain_flat(value, out: list) -> tuple:
+    """A list or dictionary of plain values (and of such lists and dictionaries) laid flat:
+    each container's type and size, then its names and items in order, each plain value
+    with its type; two are equal only when their texts are. :class:`_Foreign` for anything
+    else (a float among them: 0.0 is equal to -0.0)."""
+    cls = value.__class__
+    if cls is dict:
+        out += (cls, len(value))
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise _Foreign
+            out.append(key)
+            if item.__class__ in _PLAIN:
+                out += (item.__class__, item)
+            else:
+                _plain_flat(item, out)
+    elif cls is list:
+        out += (cls, len(value))
+        for item in value:
+            if item.__class__ in _PLAIN:
+                out += (item.__class__, item)
+            else:
+                _plain_flat(item, out)
+    else:
+        raise _Foreign
+    return tuple(out)
 
 
 _INHERITED = "inherited"
-# internal values whose text is the same for any two equal values of the same type
-_PLAIN_INTERNAL = frozenset({str, int, bool, type(None)})
+# values whose text is the same for any two equal values of the same type
+_PLAIN = frozenset({str, int, bool, type(None)})
 
 
 def _fingerprint(task) -> tuple:
@@ -363,8 +417,8 @@ class Frozen:
     A frozen task's text is kept too, for the next snapshot. So is the text of each task
     whose data and internal data are empty (most tasks not reached yet), with all it is made
     of (:func:`_empty_fingerprint`): while that stays the same, so does the text; and of each
-    task whose data is its parent's and whose internal data is plain (most live tasks, whose
-    part then holds no data: :func:`_inherited_fingerprint`). (The texts
+    task whose data differs from its parent's by plain values only and whose internal data
+    is plain (most live tasks: :func:`_inherited_fingerprint`). (The texts
     of a national proposal's workflow take up to 46 KB of memory, where its tasks' data take
     130 to 330 KB once it has passed its plan.)"""
 

@@ -70,11 +70,13 @@ def test_a_save_serializes_only_the_parts_that_may_have_changed(engine):
     assert parts == digests(codec.state_parts(workflow))
 
 
-def test_a_task_with_its_parent_s_data_is_reused_while_it_has_it(engine):
-    """A task whose data is its parent's (its part holds no data) is reused while it is and
-    its internal data stays the same: a name set on it alone, a NaN (which SpiffWorkflow's
-    converter finds different from itself), an internal value changing type (True to 1) or
-    of a type whose equal values are written otherwise (a float) have it serialized."""
+def test_a_task_with_its_parent_s_data_is_reused_while_its_part_is_the_same(engine):
+    """A task whose data differs from its parent's by plain values only (its part holds the
+    difference) is reused while the difference, its internal data and its state stay the
+    same: a value that is not plain (a float, in a list or not) set on it alone, a NaN (which
+    SpiffWorkflow's converter finds different from itself), a name that is not a string,
+    an internal value changing type (True to 1) have it serialized; a value changed deep
+    inside what it shares with its parent does not change its part."""
     engine.repository.deploy("national", [bpmn_source("frozen_state.bpmn")], "designer")
     instance = engine.runtime.start("national", "frozen_state", principal=ALICE)
     [first] = engine.runtime.open_tasks(instance.id)
@@ -97,17 +99,36 @@ def test_a_task_with_its_parent_s_data_is_reused_while_it_has_it(engine):
     assert not serialized()
     ready.data["note"]["deep"][1]["n"] = 2      # shared with the parent's: still its data
     assert not serialized()
-    ready.data["n"] = 2                         # its own
-    assert serialized() and serialized()
+    # a value and whether the next two saves serialize the task: True is == the parent's
+    # 1 (no difference, as for SpiffWorkflow's converter), and then 1 is the same part
+    for value, first_save, second_save in (
+            (2, True, False), ("2", True, False), (None, True, False), (True, True, False),
+            (1, False, False), (0, True, False), (False, True, False), (2.0, True, True),
+            ([2], True, False), ([True], True, False), ({"n": [2, None]}, True, False),
+            ({"n": [2, 0]}, True, False), ({"n": [2, False]}, True, False),
+            ({"m": [2, False]}, True, False), ({"n": [2.0]}, True, True),
+            ({1: [2]}, True, True), ([], True, False), ({}, True, False)):
+        ready.data["n"] = value
+        assert (serialized(), serialized()) == (first_save, second_save), value
+    ready.data["n"] = 2
+    assert serialized() and not serialized()
+    parent.data["other"] = "y"                  # the same value set, one more name lacked
+    assert serialized() and not serialized()
+    del parent.data["other"]
+    assert serialized() and not serialized()
     ready.data["n"] = parent.data["n"]
     assert serialized() and not serialized()
-    parent.data["added"] = "x"                  # the parent's own
-    assert serialized() and serialized()
+    parent.data["added"] = "x"                  # a name the task lacks
+    assert serialized() and not serialized()
     ready.data["added"] = "x"
     assert serialized() and not serialized()
     ready.data["nan"] = parent.data["nan"] = float("nan")
     assert serialized() and serialized()
     del ready.data["nan"], parent.data["nan"]
+    assert serialized() and not serialized()
+    ready.data[1] = "x"
+    assert serialized() and serialized()
+    del ready.data[1]
     assert serialized() and not serialized()
     for value, reused in ((True, True), (1, True), ("1", True), (None, True), (1.0, False)):
         ready.internal_data["flag"] = value
