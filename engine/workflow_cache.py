@@ -100,3 +100,18 @@ def note_open_tasks(workflow: BpmnWorkflow, task_ids: list[UUID]) -> None:
     for :meth:`WorkflowCache.holding` once it is kept."""
     setattr(workflow, _OPEN_TASKS, task_ids)
 
+
+_WAITING_EVENTS = "_nd73_waiting_events"
+
+
+def note_waiting_events(workflow: BpmnWorkflow, events: object) -> None:
+    """The events (engine.runtime.projection.WaitingEvents) waiting in ``workflow`` as it
+    is being saved: a kept workflow is its saved state, so its next step starts from these
+    without walking its tasks again (a reporting cycle's tens of thousands)."""
+    setattr(workflow, _WAITING_EVENTS, events)
+
+
+def waiting_events_noted(workflow: BpmnWorkflow) -> object | None:
+    """What :func:`note_waiting_events` noted at the workflow's last save (None: it was
+    read from the store for this step)."""
+    return getattr(workflow, _WAITING_EVENTS, None)

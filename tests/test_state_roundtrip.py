@@ -1,7 +1,8 @@
 """The stored state is the workflow exactly: after every committed step of every legal path of
 the procedures (proposals, protection, the reporting cycles with their subprocesses), the
 workflow kept in memory for the next step and the one rebuilt from the store (the snapshot
-and the deltas written after it) serialize to the same state (engine.serialization).
+and the deltas written after it) serialize to the same state (engine.serialization), and
+the events the kept one noted as waiting are those the rebuilt one has.
 
 Each path runs with the engine's snapshot interval and with a snapshot every 2 deltas (so
 snapshots, deltas and deltas after a snapshot all occur on every path). After every step the
@@ -12,13 +13,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import event, func, select, update
 
 import test_reporting_cycles as reports
 import test_procedures as paths
+from engine.multi_instance import all_tasks
 from engine.runtime.instances import STATE_SNAPSHOT_EVERY
+from engine.runtime.projection import WaitingEvents
 from engine.serialization import UnreadableState, digests, stored_state
 from engine.store import Instance, InstanceStateDelta
+from engine.workflow_cache import waiting_events_noted
 from procedures import Case, deploy_library, plan
 
 
@@ -56,6 +61,15 @@ def checked(engine, monkeypatch, request):
         # those of every part of the workflow as it is now
         assert stored_state(workflow).parts == digests(codec.state_parts(workflow))
         frozen_tasks.append(len(stored_state(workflow).frozen.tasks))
+        # the events the save noted as waiting, which the next step starts from, are those
+        # a walk of the stored workflow finds (none once the instance ended)
+        noted = waiting_events_noted(workflow)
+        walked = WaitingEvents.of([] if stored.status in ("completed", "terminated") else
+                                  all_tasks(reloaded, state=TaskState.WAITING))
+        assert {k: (v[1].__class__, v[2]) for k, v in noted.timers.items()} == \
+            {k: (v[1].__class__, v[2]) for k, v in walked.timers.items()}
+        assert {k: v[1].name for k, v in noted.messages.items()} == \
+            {k: v[1].name for k, v in walked.messages.items()}
         # a load reads the instance's row and at most K delta rows, as many as the row counts
         assert read[-1] == _deltas(engine, instance_id) == stored.state_deltas <= limit
         if stored.status in ("completed", "terminated"):

@@ -52,7 +52,8 @@ from ..store.db import detached
 from ..store.models import OpenTaskRow
 from ..store import (Database, Definition, HumanTask, Instance,
                      InstanceStateDelta, MessageSubscription, OrgUnit, TaskStatus)
-from ..workflow_cache import WorkflowCache, note_open_tasks
+from ..workflow_cache import (WorkflowCache, note_open_tasks, note_waiting_events,
+                              waiting_events_noted)
 from .management import InstanceManagement
 from .projection import EventRows, Projection, WaitingEvents
 from .schedules import Schedules
@@ -299,9 +300,12 @@ class Runtime(InstanceManagement, Schedules):
             listener.step_saving(step)
         # the projections' changes are recorded in the step's own entry
         projected: dict[str, Any] = {}
+        finished = instance.status in ENDED_STATUSES
+        waiting = WaitingEvents.of([] if finished else live)
+        note_waiting_events(workflow, waiting)
         step.opened = self.projection.refresh(
             session, instance, live, now, changes=projected, task_rows=task_rows,
-            events=event_rows, fired=fired, finished=instance.status in ENDED_STATUSES)
+            events=event_rows, fired=fired, finished=finished, waiting=waiting)
         if projected:            # recorded in the step's own entry
             events[0]["details"] = {**(events[0]["details"] or {}), "changes": projected}
         entries = events + step.audit          # rows, chained and written below
@@ -553,7 +557,11 @@ class Runtime(InstanceManagement, Schedules):
                                task_id=task_id)
             definition = self.repository.get(instance.definition_id, session)
             self._check_form(definition, task.task_spec, task.data, data)
-            waited = WaitingEvents.of(all_tasks(workflow, state=TaskState.WAITING))
+            # the events waiting before the step: as the workflow's last save found them when
+            # it is that save's workflow, kept in memory
+            waited = waiting_events_noted(workflow)
+            if not isinstance(waited, WaitingEvents):
+                waited = WaitingEvents.of(all_tasks(workflow, state=TaskState.WAITING))
             before = dict(task.data)
             task.data.update(data)
             changed = {k: {"before": before.get(k), "after": v} for k, v in data.items()

@@ -211,7 +211,8 @@ class Projection:
     def refresh(self, session: Session, instance: Instance, live: list, now: datetime, *,
                 changes: dict[str, Any], finished: bool,
                 task_rows: list[HumanTask | OpenTaskRow] | None = None,
-                events: EventRows | None = None, fired: frozenset[str] = frozenset()
+                events: EventRows | None = None, fired: frozenset[str] = frozenset(),
+                waiting: WaitingEvents | None = None
                 ) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
         the human tasks it opened, with candidates and their Spiff task, and records the
@@ -231,8 +232,9 @@ class Projection:
         created = self._tasks(session, instance, live, now, finished, task_rows, audit)
         if events is None:
             events = EventRows.read(session, instance.id)
-        self._events(session, instance, events, WaitingEvents.of([] if finished else live),
-                     now, fired, audit)
+        if waiting is None:
+            waiting = WaitingEvents.of([] if finished else live)
+        self._events(session, instance, events, waiting, now, fired, audit)
         return created
 
     def _tasks(self, session: Session, instance: Instance, live: list, now: datetime,
