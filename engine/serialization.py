@@ -656,7 +656,9 @@ class Codec:
                         ids := frozen.own(task, seen)) is not None:
                     owned[task] = ids           # frozen below: its values looked at here
                 else:
-                    inherited = _inherited_fingerprint(task)
+                    # (looked for in a kept workflow only, as frozen tasks are: a new
+                    # instance, or one read for one step, would not reuse it)
+                    inherited = _inherited_fingerprint(task) if freezing else None
                     if inherited is not None:
                         kept[task] = inherited
                     walk(task.data, seen)
