@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -525,6 +526,35 @@ class InstanceStateConverter(BpmnWorkflowConverter):
         return workflow
 
 
+# values orjson writes without a float of theirs: itself or through the registry's encoder
+_NO_FLOATS = frozenset({str, int, bool, type(None), date, datetime, timedelta, Decimal, UUID})
+
+
+def _may_write_non_finite(value) -> bool:
+    """Whether orjson may write a NaN or an infinity (as ``null``) for ``value``: a float in
+    it is not finite, or it holds a value of another type than the plain ones, dates,
+    times, decimals and ids, whose encoding could hold one."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        cls = item.__class__
+        if cls is dict:
+            for inner in item.values():
+                if inner.__class__ not in _NO_FLOATS:
+                    push(inner)
+        elif cls is list or cls is tuple:
+            for inner in item:
+                if inner.__class__ not in _NO_FLOATS:
+                    push(inner)
+        elif cls is float:
+            if not math.isfinite(item):
+                return True
+        elif cls not in _NO_FLOATS:
+            return True
+    return False
+
+
 class Codec:
     """Turns specs and workflows into JSON text and back."""
 
@@ -587,13 +617,15 @@ class Codec:
         the text reads back as: orjson refuses a key that is not a string (json writes it
         as one), an integer over 64 bits, a lone surrogate; and it writes NaN and the
         infinities as ``null``, so a text with a ``null`` is orjson's only when it reads
-        back as the value (a None, most often, not a NaN). Either way the same value gives
-        the same text (a part's digest depends on it)."""
+        back as the value (a None, most often, not a NaN), or when the value holds no float
+        that is not finite (:func:`_may_write_non_finite`: a value holding dates reads back
+        otherwise). Either way the same value gives the same text (a part's digest depends
+        on it)."""
         try:
             text = orjson.dumps(value, default=self._encoder.default, option=_ORJSON_OPTIONS)
         except TypeError:               # orjson.JSONEncodeError
             return self._encoder.encode(value)
-        if b"null" in text and orjson.loads(text) != value:
+        if b"null" in text and orjson.loads(text) != value and _may_write_non_finite(value):
             return self._encoder.encode(value)
         return text.decode()
 
