@@ -292,14 +292,13 @@ def _inherited_fingerprint(task) -> tuple | None:
     names that are strings: :func:`_plain_flat`), and its internal data holds plain values
     only (None otherwise): SpiffWorkflow's task converter then writes no data but the
     difference from the parent's (the names it sets, in its data's order, and the names it
-    lacks, in its parent's), and the internal data as it is.
-    Most live tasks are such: a reporting unit's tasks (its instance of the multi-instance
-    activity differs by its unit), a waiting timer (its due time), a split whose branches
-    run. The difference is found as the converter finds it (a name is set when it is not
-    the parent's or its value is ``!=`` the parent's), and when the two dictionaries are
-    ``==`` it is empty, unless a value differs from itself (a NaN: ``==`` takes it for
-    equal to itself). A plain value's type is part of it: True is equal to 1, and written
-    otherwise."""
+    lacks, in its parent's), and the internal data as it is. Most live tasks are such: a
+    reporting unit's tasks (its instance of the multi-instance activity differs by its
+    unit), a waiting timer (its due time), a split whose branches run. The difference is
+    found as the converter finds it (a name is set when it is not the parent's or its value
+    is ``!=`` the parent's), and when the two dictionaries are ``==`` it is empty, unless a
+    value differs from itself (a NaN: ``==`` takes it for equal to itself). A plain value's
+    type is part of it: True is equal to 1, and written otherwise."""
     if task._parent is None:
         return None
     parent = task.workflow.tasks.get(task._parent)
@@ -419,9 +418,9 @@ class Frozen:
     whose data and internal data are empty (most tasks not reached yet), with all it is made
     of (:func:`_empty_fingerprint`): while that stays the same, so does the text; and of each
     task whose data differs from its parent's by plain values only and whose internal data
-    is plain (most live tasks: :func:`_inherited_fingerprint`). (The texts
-    of a national proposal's workflow take up to 46 KB of memory, where its tasks' data take
-    130 to 330 KB once it has passed its plan.)"""
+    is plain (most live tasks: :func:`_inherited_fingerprint`). (The texts of a national
+    proposal's workflow take up to 46 KB of memory, where its tasks' data take 130 to 330
+    KB once it has passed its plan.)"""
 
     def __init__(self):
         # a task (the object: a kept workflow keeps its tasks): its part's key, fingerprint,
@@ -647,9 +646,9 @@ class Codec:
         ``stored`` (the last save) and reusing its digests for the frozen ones (see
         :class:`Frozen`) and for the tasks with empty data (or their parent's) whose part is
         made of the same as then; ``whole``: every part's text (a snapshot), those reused
-        included. Returns
-        the texts of the parts serialized (all of them when ``whole``), the digests of all
-        the parts, the tasks frozen now, for the next save, and how many parts it serialized."""
+        included. Returns the texts of the parts serialized (all of them when ``whole``),
+        the digests of all the parts, the tasks frozen now, for the next save, and how many
+        parts it serialized."""
         # the first save after a load (or of a new instance) freezes nothing: a workflow read
         # from the store for one step (another process's instance, a timer firing) does not
         # pay for copying data it will not keep; the next save of a kept workflow freezes
