@@ -286,6 +286,15 @@ def _empty_fingerprint(task) -> tuple | None:
             task.triggered, task.task_spec.name, task.parent is None)
 
 
+def _children_finished(task, known: dict) -> bool:
+    """Whether every child of the task is finished, noted in ``known`` (a save asks twice
+    for each finished task it looks at)."""
+    answer = known.get(task)
+    if answer is None:
+        answer = known[task] = all(child._state & _FINISHED for child in task.children)
+    return answer
+
+
 def _inherited_fingerprint(task) -> tuple | None:
     """All a task's part is made of when its data differs from its parent's only by plain
     values (strings, integers, booleans and None, or lists and dictionaries of them, under
@@ -668,6 +677,7 @@ class Codec:
         kept: dict = {}                 # a task with empty data (or its parent's): its
                                         # fingerprint
         owned: dict = {}                # a task to freeze, its data owned already: the ids
+        finished: dict = {}             # a finished task: whether its children are
         seen: list[int] = []
         joins: set = set()
         walk = _mutables if frozen.owners else _nothing
@@ -682,9 +692,8 @@ class Codec:
                 empty = _empty_fingerprint(task)
                 if empty is not None:
                     kept[task] = empty
-                elif freezing and task._state & _FINISHED and all(
-                        child._state & _FINISHED for child in task.children) and (
-                        ids := frozen.own(task, seen)) is not None:
+                elif freezing and task._state & _FINISHED and _children_finished(
+                        task, finished) and (ids := frozen.own(task, seen)) is not None:
                     owned[task] = ids           # frozen below: its values looked at here
                 else:
                     # (looked for in a kept workflow only, as frozen tasks are: a new
@@ -772,10 +781,10 @@ class Codec:
                         serialized += 1
                     if empty is not None:
                         empty_now[task] = (key, empty, text, part_digest)
-                    if freezing and task._state & _FINISHED and all(
-                            child._state & _FINISHED for child in task.children):
+                    if freezing and task._state & _FINISHED and _children_finished(
+                            task, finished):
                         frozen.freeze(key, task, text, owned.get(task))
-                    else:
+                    elif task in frozen.tasks:
                         frozen.drop(task)
         finally:
             self.registry._encoder_mode = False
