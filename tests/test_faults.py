@@ -77,7 +77,13 @@ def _completions(engine, instance_id: str) -> list:
 def _intact(engine, instance_id: str) -> None:
     """The stored state loads, and the instance continues (the screening step is open)."""
     engine.runtime.workflow(instance_id)
-    [screening] = engine.runtime.open_tasks(instance_id)
+    found = engine.runtime.open_tasks(instance_id)
+    instance = engine.runtime.get(instance_id)
+    # (when it is not, what the instance became says why: an incident, its message)
+    assert len(found) == 1, (instance_id, instance.status, instance.stage,
+                             instance.incident_element, instance.incident_message,
+                             [(t.element_id, t.status) for t in found])
+    [screening] = found
     assert screening.element_id == "screening"
 
 
