@@ -326,7 +326,7 @@ def _inherited_fingerprint(task) -> tuple | None:
                     sets.append((key, value.__class__, value))
                 else:
                     try:
-                        sets.append((key, _plain_flat(value, [])))
+                        sets.append((key, _plain_flat(value)))
                     except _Foreign:
                         return None
         lacks = []
@@ -348,11 +348,17 @@ def _inherited_fingerprint(task) -> tuple | None:
             tuple(task._children), task.triggered, task.task_spec.name, difference, internal)
 
 
-def _plain_flat(value, out: list) -> tuple:
+def _plain_flat(value) -> tuple:
     """A list or dictionary of plain values (and of such lists and dictionaries) laid flat:
     each container's type and size, then its names and items in order, each plain value
     with its type; two are equal only when their texts are. :class:`_Foreign` for anything
     else (a float among them: 0.0 is equal to -0.0)."""
+    out: list = []
+    _lay_flat(value, out)
+    return tuple(out)
+
+
+def _lay_flat(value, out: list) -> None:
     cls = value.__class__
     if cls is dict:
         out += (cls, len(value))
@@ -363,17 +369,16 @@ def _plain_flat(value, out: list) -> tuple:
             if item.__class__ in _PLAIN:
                 out += (item.__class__, item)
             else:
-                _plain_flat(item, out)
+                _lay_flat(item, out)
     elif cls is list:
         out += (cls, len(value))
         for item in value:
             if item.__class__ in _PLAIN:
                 out += (item.__class__, item)
             else:
-                _plain_flat(item, out)
+                _lay_flat(item, out)
     else:
         raise _Foreign
-    return tuple(out)
 
 
 _INHERITED = "inherited"
