@@ -108,26 +108,38 @@ def _plain(text: str) -> str:
 
 
 
-# a user's full name, built once
+# users' full names, built once
 _USERS = User.__table__
-_FULL_NAME = select(_USERS.c.full_name).where(_USERS.c.username == bindparam("username"))
+_FULL_NAMES = select(_USERS.c.username, _USERS.c.full_name).where(
+    _USERS.c.username.in_(bindparam("usernames", expanding=True)))
 
 
-def _full_name(session: Session, username: str) -> str | None:
-    """The full name of the user of that name (None if there is none): from the users the
-    session holds (those the notifications prefetch, see Notifications.prefetch), else read
-    once per unit of work as a Core statement on the session's connection (a step that
-    issues several documents, each naming the signer and the people of the case, reads
-    each name once; loading the user through the ORM cost several times the read)."""
-    user = (session.info.get("prefetched") or {}).get(username) \
-        or session.identity_map.get(identity_key(User, username))
-    if user is not None:
-        return user.full_name
+def _full_names(session: Session, usernames: list[str]) -> dict[str, str | None]:
+    """The full names of the users of those names (None for a name no user has): from the
+    users the session holds (those the notifications prefetch, see
+    Notifications.prefetch), else read once per unit of work, those missing together in
+    one Core statement on the session's connection (a step that issues several documents,
+    each naming the signer and the people of the case, reads each name once; minutes that
+    name a board's members read them in one statement, not one each; loading the users
+    through the ORM cost several times the read)."""
+    prefetched = session.info.get("prefetched") or {}
     names = session.info.setdefault("full_names", {})
-    if username not in names:
-        names[username] = session.connection().execute(
-            _FULL_NAME, {"username": username}).scalar()
-    return names[username]
+    found: dict[str, str | None] = {}
+    missing = []
+    for username in dict.fromkeys(usernames):
+        user = prefetched.get(username) \
+            or session.identity_map.get(identity_key(User, username))
+        if user is not None:
+            found[username] = user.full_name
+        elif username in names:
+            found[username] = names[username]
+        else:
+            missing.append(username)
+    if missing:
+        read = dict(session.connection().execute(_FULL_NAMES, {"usernames": missing}).all())
+        for username in missing:
+            names[username] = found[username] = read.get(username)
+    return found
 
 
 # the templates a definition deployed, decoded from its sources' text once per text (a
@@ -204,27 +216,36 @@ class Documents:
         return signer, agency
 
     @staticmethod
-    def _looked_up(get: Callable[[str], Any], shown: Callable[[Any], str]
+    def _looked_up(get: Callable[[list[str]], dict[str, Any]], shown: Callable[[Any], str]
                    ) -> Callable[[Any], str]:
         """A template filter giving the ``shown`` text of the row ``get`` finds for an id (or
-        a list of ids, joined), the id itself when there is no such row; each id read once."""
+        a list of ids, joined), the id itself when there is no such row; each id read once,
+        the ids of a list not read yet together (``get``: the rows of some ids, by id)."""
         cache: dict[str, str] = {}
+
+        def read(keys) -> None:
+            unread = [key for key in dict.fromkeys(keys) if key and key not in cache]
+            if unread:
+                rows = get(unread)
+                for key in unread:
+                    row = rows.get(key)
+                    cache[key] = shown(row) if row is not None else key
 
         def show(value: Any) -> str:
             if isinstance(value, (list, tuple)):
+                read(str(v or "") for v in value if not isinstance(v, (list, tuple)))
                 return ", ".join(show(v) for v in value)
             key = str(value or "")
-            if key not in cache:
-                row = get(key) if key else None
-                cache[key] = shown(row) if row is not None else key
-            return cache[key]
+            read([key])
+            return cache.get(key, key)
         return show
 
     def _names(self, session: Session) -> Callable[[Any], str]:
-        return self._looked_up(lambda key: _full_name(session, key), str)
+        return self._looked_up(lambda keys: _full_names(session, keys), str)
 
     def _unit_names(self, session: Session) -> Callable[[Any], str]:
-        return self._looked_up(lambda key: session.get(OrgUnit, key), lambda unit: unit.name)
+        return self._looked_up(lambda keys: {key: session.get(OrgUnit, key) for key in keys},
+                               lambda unit: unit.name)
 
     def _signer(self, session: Session, username: str, agency: OrgUnit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
@@ -244,7 +265,7 @@ class Documents:
             lines += [f"KT. {head}", own or "PHÓ " + head]
         else:
             lines.append(own or head)
-        full_name = _full_name(session, username)
+        full_name = _full_names(session, [username])[username]
         return lines, (full_name if full_name is not None else username), head
 
     def issue(self, step: Step, rule: policy.DocumentRule, task, data: dict) -> Document:
