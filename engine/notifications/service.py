@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -21,7 +21,6 @@ from ..errors import N_, InvalidData, InvalidState, NotFound
 from ..store import (AuditEvent, Database, Definition, HumanTask, Instance, Membership,
                      OrgUnit, User, appends)
 from ..org import Org
-from ..store.db import attached, columns_of
 from ..store.models import Notification, OutboxMessage
 from ..tasks import page_of
 from .templates import Renderer, from_sources
@@ -59,8 +58,11 @@ def as_dict(row: Notification) -> dict:
             "read_at": as_utc(row.read_at) if row.read_at is not None else None}
 
 
+# a user as a step knows them: the session's object, or a row of the columns below
+Person = User | Row
 # the users of some names (Notifications.prefetch), built once
-_USERS = select(*columns_of(User)).where(
+_USERS = select(User.username, User.full_name, User.active, User.email,
+                User.notification_mode).where(
     User.username.in_(bindparam("usernames", expanding=True)))
 
 
@@ -130,12 +132,14 @@ class Notifications:
         return created
 
     @staticmethod
-    def prefetch(session: Session, usernames) -> dict[str, User]:
-        """The users of ``usernames`` that exist, by name: those the session has already
-        loaded, the others in a few queries instead of one each (a reporting cycle tells
-        thousands of units). The session's identity map holds objects weakly, so they are
-        kept referenced for the session's life: later look-ups of the same users in this
-        unit of work (``session.get``) find them without asking the database."""
+    def prefetch(session: Session, usernames) -> dict[str, Person]:
+        """The users of ``usernames`` that exist, by name: those the session holds (its
+        objects) or this unit of work read, the others in a few statements instead of one
+        each (a reporting cycle tells thousands of units), read as rows of the columns a
+        notification and a document use (name, full name, whether active, e-mail and
+        notification mode), not as the session's objects: making an object of each of a
+        cycle's thousands of rows took most of the read. Kept for the unit of work, so
+        later look-ups of the same users in it find them without asking the database."""
         kept = session.info.setdefault("prefetched", {})
         found = {}
         missing = []
@@ -147,13 +151,11 @@ class Notifications:
                 found[name] = user
             elif name not in SYSTEM_ACTORS:
                 missing.append(name)
-        # users are not among what the step has pending: no flush of it before reading;
-        # Core rows made the session's objects (engine.store.db.attached)
+        # users are not among what the step has pending: no flush of it before reading
         for first in range(0, len(missing), 500):
             connection = session.connection()
             for row in connection.execute(_USERS, {"usernames": missing[first:first + 500]}):
-                user = attached(session, User, row)
-                found[user.username] = user
+                found[row.username] = row
         kept.update(found)
         return found
 
@@ -169,7 +171,7 @@ class Notifications:
         return cached
 
     @staticmethod
-    def _email_status(user: User) -> str:
+    def _email_status(user: Person) -> str:
         if not user.email or user.notification_mode == "off":
             return "none"
         return "digest" if user.notification_mode == "digest" else "outbox"
@@ -186,7 +188,7 @@ class Notifications:
         return self.renderer.render(definition.id if definition else None,
                                     self.templates_of(definition), kind, context, html=html)
 
-    def _context(self, session: Session, user: User, instance, definition, task, data,
+    def _context(self, session: Session, user: Person, instance, definition, task, data,
                  link: str) -> dict:
         context = {"user": {"username": user.username, "full_name": user.full_name},
                    "link": link, "url": self.base_url + link, "site_url": self.base_url,
