@@ -825,22 +825,14 @@ def test_a_list_of_people_in_a_document_is_named_from_one_read(library):
     """The ``name`` filter given a list (a decision's implementers, a board's members) reads
     the names it has not read yet in one statement; a name read once is not read again in
     the unit of work, and an unknown name is shown as it is."""
-    from sqlalchemy import event
-    read = []
-
-    def on_statement(conn, cursor, statement, parameters, context, executemany):
-        if "FROM users" in statement:
-            read.append(parameters)
-    event.listen(library.db.engine, "before_cursor_execute", on_statement)
-    try:
-        with library.db.reading() as session:
-            names = library.documents._names(session)
-            assert names([DIRECTOR, *DEPUTIES, "khong.co.ai"]) == ", ".join(
-                [names(DIRECTOR), *[names(d) for d in DEPUTIES], "khong.co.ai"])
-            assert len(read) == 1
-            assert names(DIRECTOR) == "Đỗ Thanh Mai"
-            assert names([PROPOSER, [DIRECTOR, ""]]) == "Võ Thị Tâm, Đỗ Thanh Mai, "
-            assert len(read) == 2              # the proposer alone read
-            assert names(None) == "" and len(read) == 2
-    finally:
-        event.remove(library.db.engine, "before_cursor_execute", on_statement)
+    from test_step_statements import statements
+    with statements(library) as seen, library.db.reading() as session:
+        names = library.documents._names(session)
+        assert names([DIRECTOR, *DEPUTIES, "khong.co.ai"]) == ", ".join(
+            [names(DIRECTOR), *[names(d) for d in DEPUTIES], "khong.co.ai"])
+        read = [s for s in seen if "FROM users" in s]
+        assert len(read) == 1
+        assert names(DIRECTOR) == "Đỗ Thanh Mai"
+        assert names([PROPOSER, [DIRECTOR, ""]]) == "Võ Thị Tâm, Đỗ Thanh Mai, "
+        assert names(None) == ""
+        assert len([s for s in seen if "FROM users" in s]) == 2    # the proposer alone
