@@ -28,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from .. import audit, policy
 from ..access import Access, Principal
@@ -37,9 +36,10 @@ from ..clock import Clock
 from ..deadlines import current_settings
 from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
+from ..notifications.service import Notifications
 from ..org import Org
 from ..repository import DOCUMENT_PREFIX
-from ..store import AuditEvent, Database, User, appends
+from ..store import AuditEvent, Database, appends
 from ..store.db import fresh
 from ..store.models import Document, DocumentPdf, OrgUnit
 from . import convert, registers
@@ -108,38 +108,12 @@ def _plain(text: str) -> str:
 
 
 
-# users' full names, built once
-_USERS = User.__table__
-_FULL_NAMES = select(_USERS.c.username, _USERS.c.full_name).where(
-    _USERS.c.username.in_(bindparam("usernames", expanding=True)))
-
-
 def _full_names(session: Session, usernames: list[str]) -> dict[str, str | None]:
-    """The full names of the users of those names (None for a name no user has): from the
-    users the session holds (those the notifications prefetch, see
-    Notifications.prefetch), else read once per unit of work, those missing together in
-    one Core statement on the session's connection (a step that issues several documents,
-    each naming the signer and the people of the case, reads each name once; minutes that
-    name a board's members read them in one statement, not one each; loading the users
-    through the ORM cost several times the read)."""
-    prefetched = session.info.get("prefetched") or {}
-    names = session.info.setdefault("full_names", {})
-    found: dict[str, str | None] = {}
-    missing = []
-    for username in dict.fromkeys(usernames):
-        user = prefetched.get(username) \
-            or session.identity_map.get(identity_key(User, username))
-        if user is not None:
-            found[username] = user.full_name
-        elif username in names:
-            found[username] = names[username]
-        else:
-            missing.append(username)
-    if missing:
-        read = dict(session.connection().execute(_FULL_NAMES, {"usernames": missing}).all())
-        for username in missing:
-            names[username] = found[username] = read.get(username)
-    return found
+    """The full names of the users of those names (None for a name no user has), from the
+    users the unit of work has read (:meth:`Notifications.prefetch`: those missing in one
+    statement, kept for the unit's later documents and notifications)."""
+    users = Notifications.prefetch(session, usernames)
+    return {name: users[name].full_name if name in users else None for name in usernames}
 
 
 # the templates a definition deployed, decoded from its sources' text once per text (a
