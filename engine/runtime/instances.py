@@ -320,6 +320,10 @@ class Runtime(InstanceManagement, Schedules):
             session.flush()
             head = chain_step_entries(session, instance, entries,
                                       deferred_head(session, instance.id))
+            # the listeners first: on PostgreSQL the rows they add (notifications) go out
+            # with the row's statement; they read no row of it (users, candidates)
+            for listener in self.listeners:
+                listener.step_saved(step)
             if not write_row(session, head,
                              store_state if isinstance(store_state, StateRows) else None,
                              [task_update] if task_update is not None else [],
@@ -332,8 +336,8 @@ class Runtime(InstanceManagement, Schedules):
             session.flush()
             session.connection().execute(INSERT_ENTRIES, entries)
             store_state(session)
-        for listener in self.listeners:
-            listener.step_saved(step)
+            for listener in self.listeners:
+                listener.step_saved(step)
 
     def _state_writer(self, instance: Instance, workflow: BpmnWorkflow
                       ) -> Callable[[Session], object]:

@@ -17,7 +17,8 @@ from .. import policy
 from ..audit import ENTRY_COLUMNS, INSERT_ENTRIES, entry
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
-from ..store import AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus
+from ..store import (AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus,
+                     appends)
 
 RUNNING, SUSPENDED, INCIDENT = (InstanceStatus.RUNNING, InstanceStatus.SUSPENDED,
                                 InstanceStatus.INCIDENT)
@@ -136,7 +137,9 @@ def instance_row_writer(instance: Instance
     rows of the step (:func:`task_row_update`), and ``entries``: the rows of the audit
     entries the step's flush chained and left to it (engine.audit.deferred_entries),
     written by the same statement on PostgreSQL (data-modifying WITHs), else each after it
-    (the entries before it); returns whether ``then`` was."""
+    (the entries before it); on PostgreSQL that statement also writes the rows the unit
+    of work added and has not written (engine.store.appends). Returns whether ``then``
+    was written."""
     values = _taken_changes(instance)
     loaded = instance.version
 
@@ -182,7 +185,10 @@ def instance_row_writer(instance: Instance
             for n, entry in enumerate(entries):
                 for column, value in entry.items():
                     params[f"entry{n}_{column}"] = value
-            matched = connection.execute(_STATEMENTS[shape], params).scalar_one()
+            # with the rows the step added (its new tasks, candidates, timers,
+            # notifications) as more of its WITHs: the step's writes in one round trip
+            matched = appends.write(session, appends.Lead(
+                shape, _STATEMENTS[shape], params)).scalar_one()
         else:
             shape = ("row", keys, versioned)
             if shape not in _STATEMENTS:

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (Boolean, Date, DateTime, Enum, Integer, String, Table, bindparam, func,
                         insert, select)
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -48,13 +51,27 @@ def pending(session: Session, table: Table) -> list[dict]:
     return session.info.get(_PENDING, {}).get(table, [])
 
 
-def write(session: Session) -> None:
+@dataclass(frozen=True)
+class Lead:
+    """A caller's statement that goes out with the queued rows (:func:`write`): ``key``
+    names its shape (one statement is built per key and set of tables and columns),
+    ``statement`` is a SELECT that may carry data-modifying WITHs, ``params`` its values;
+    no name of its parameters or WITHs may start with ``t<n>_`` or ``appended_``."""
+    key: Hashable
+    statement: Any
+    params: dict
+
+
+def write(session: Session, lead: Lead | None = None) -> CursorResult | None:
     """Insert every queued row, one statement per table (PostgreSQL: one statement for
     all of them but the tables of large values, :data:`_ALONE`), after the ORM's pending
-    rows."""
+    rows. ``lead``: a statement of the caller's to execute first, whose result is returned;
+    on PostgreSQL the rows go in it, as its data-modifying WITHs (a step's row, state and
+    audit entries and the rows it added: one round trip)."""
     queued = session.info.pop(_PENDING, None)
     if not queued:
-        return
+        return None if lead is None else session.connection().execute(lead.statement,
+                                                                        lead.params)
     session.flush()
     connection = session.connection()
     tables = sorted(queued, key=_ORDER.__getitem__)
@@ -62,18 +79,26 @@ def write(session: Session) -> None:
         before = _BEFORE.get(table)
         if before is not None:
             before(connection, queued[table])
+    result = None
     if connection.dialect.name == "postgresql":
         if sum(len(queued[table]) for table in tables) >= COPY_ROWS and all(
                 _copyable(table) for table in tables):
+            if lead is not None:
+                result = connection.execute(lead.statement, lead.params)
             _copy(connection, [(table, queued[table]) for table in tables])
-            return
+            return result
         together = [table for table in tables if table not in _ALONE]
-        if len(together) > 1:
-            statement, params = _together([(table, queued[table]) for table in together])
-            connection.execute(statement, params)
+        if together and (lead is not None or len(together) > 1):
+            statement, params = _together([(table, queued[table]) for table in together],
+                                          lead)
+            result = connection.execute(statement, params)
+            lead = None
             tables = [table for table in tables if table in _ALONE]
+    if lead is not None:
+        result = connection.execute(lead.statement, lead.params)
     for table in tables:
         connection.execute(_INSERTS[table], queued[table])
+    return result
 
 
 # PostgreSQL: this many rows or more (a reporting cycle's tasks, candidates, timers and
@@ -124,14 +149,17 @@ def _copy(connection, batches: list[tuple[Table, list[dict]]]) -> None:
 _TOGETHER: dict[tuple, Any] = {}
 
 
-def _together(batches: list[tuple[Table, list[dict]]]) -> tuple[Any, dict]:
+def _together(batches: list[tuple[Table, list[dict]]], lead: Lead | None = None
+              ) -> tuple[Any, dict]:
     """One PostgreSQL statement inserting every batch (a table and its rows): each table's
     rows as an INSERT … SELECT over the unnested arrays of its columns (one parameter per
-    column, whatever the number of rows), the first ones as data-modifying WITHs. A
-    statement's foreign keys are checked at its end, so a task and its candidates may go
-    in the same one. Built once for each set of tables and columns."""
-    shape = tuple((table.name, tuple(rows[0])) for table, rows in batches)
-    params = {}
+    column, whatever the number of rows), the first ones as data-modifying WITHs, or all of
+    them as WITHs of ``lead``'s statement. A statement's foreign keys are checked at its
+    end, so a task and its candidates may go in the same one. Built once for each lead's
+    key and set of tables and columns."""
+    shape = (lead.key if lead is not None else None,
+             tuple((table.name, tuple(rows[0])) for table, rows in batches))
+    params = dict(lead.params) if lead is not None else {}
     for n, (table, rows) in enumerate(batches):
         for column in rows[0]:
             values = [row[column] for row in rows]
@@ -147,8 +175,11 @@ def _together(batches: list[tuple[Table, list[dict]]]) -> tuple[Any, dict]:
                 func.unnest(bindparam(f"t{n}_{column}", type_=ARRAY(
                     _unsized(table.c[column].type)))).label(column)
                 for column in columns])))
-        statement = inserts[-1]
-        for n, first in enumerate(inserts[:-1]):
+        if lead is None:
+            statement, withs = inserts[-1], inserts[:-1]
+        else:
+            statement, withs = lead.statement, inserts
+        for n, first in enumerate(withs):
             statement = statement.add_cte(first.cte(f"appended_{n}"))
         if len(_TOGETHER) >= 256:
             _TOGETHER.clear()
