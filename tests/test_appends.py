@@ -166,3 +166,40 @@ def test_many_rows_are_written_as_given_and_refused_as_the_insert_refuses_them(e
         assert session.scalars(select(HumanTask.id).where(HumanTask.id.in_(more))).all() == []
         assert session.scalars(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id.in_(more))).all() == []
+
+
+def test_notifications_name_the_messages_queued_with_them(engine, review):
+    """Notifications queued with e-mails' messages (some with one, some without) are each
+    written naming their own message, whether the messages go first (SQLite, one table) or
+    in the same statement as the notifications (PostgreSQL, with other tables' rows)."""
+    from engine.store.models import Notification, OutboxMessage
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    people = ["bob", "carol", "dave", "erin", "frank"]
+    mailed = {"bob", "dave", "frank"}
+    with engine.db.transaction() as session:
+        appends.add(session, HumanTask.__table__,
+                    **_task(instance.id, "00000000-0000-0000-0000-0000000000aa"))
+        for username in people:
+            message = dict(username=username, recipient=f"{username}@example.org",
+                           subject=f"Subject for {username}", text_body=f"Text {username}",
+                           html_body=f"<p>{username}</p>", kind="task_available",
+                           status="pending", attempts=0, next_attempt_at=at, created_at=at)
+            appends.add(session, Notification.__table__, username=username,
+                        kind="task_available", title=f"Title for {username}", body="Body",
+                        task_id=None, instance_id=instance.id, definition_id=None,
+                        link="/", created_at=at, read_at=None,
+                        email_status="outbox" if username in mailed else "none",
+                        outbox_id=None, outbox=message if username in mailed else None)
+    with engine.db.reading() as session:
+        rows = session.execute(
+            select(Notification.username, Notification.title, OutboxMessage.username,
+                   OutboxMessage.subject, OutboxMessage.recipient)
+            .outerjoin(OutboxMessage, OutboxMessage.id == Notification.outbox_id)
+            .where(Notification.instance_id == instance.id,
+                   Notification.kind == "task_available")
+            .order_by(Notification.username)).all()
+    assert [tuple(r) for r in rows] == [
+        (u, f"Title for {u}", *((u, f"Subject for {u}", f"{u}@example.org")
+                                if u in mailed else (None, None, None)))
+        for u in people]

@@ -107,13 +107,16 @@ class TaskRowUpdate:
 
     def __init__(self, row: HumanTask, values: dict):
         self.keys = tuple(sorted(values))
-        self.values = {"task_" + key: value for key, value in values.items()}
-        self.values["task_id"] = row.id
+        # no parameter of a statement with data-modifying WITHs may be named as a column of
+        # a table one of them changes (SQLAlchemy would add it to that one's SET): not
+        # ``task_id``, a column of timers
+        self.values = {"done_" + key: value for key, value in values.items()}
+        self.values["done_id"] = row.id
 
     def statement(self):
         key = ("task", self.keys)
         if key not in _STATEMENTS:
-            _STATEMENTS[key] = _update_of(TASKS, _TASK_COLUMNS, self.keys, "task_", False)
+            _STATEMENTS[key] = _update_of(TASKS, _TASK_COLUMNS, self.keys, "done_", False)
         return _STATEMENTS[key]
 
 
