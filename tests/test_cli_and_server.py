@@ -120,3 +120,30 @@ def test_the_demo_starts_the_cases_demo_toml_describes(engine):
     assert [t.element_id for t in engine.runtime.open_tasks(started["DL-2026-001"].id)] == [
         "submit_plan"]
     assert seed(engine, PROJECT / "processes")[-1] == "demo cases already present"
+
+
+def test_a_long_running_process_keeps_what_it_started_with_out_of_full_collections():
+    """What a server's worker or the scheduler made at its start is frozen out of the
+    garbage collector's passes; garbage made before is collected, not kept."""
+    import gc
+    import weakref
+
+    from api.cli import _keep_what_started
+
+    class Node:
+        pass
+
+    kept = Node()
+    cycle = Node()
+    cycle.self = cycle            # garbage only the collector frees
+    gone = weakref.ref(cycle)
+    del cycle
+    frozen_before = gc.get_freeze_count()
+    try:
+        _keep_what_started()
+        assert gone() is None
+        assert gc.get_freeze_count() > frozen_before
+        assert not any(o is kept for o in gc.get_objects())     # not walked any more
+    finally:
+        gc.unfreeze()
+    assert any(o is kept for o in gc.get_objects())
