@@ -170,8 +170,9 @@ def test_many_rows_are_written_as_given_and_refused_as_the_insert_refuses_them(e
 
 def test_notifications_name_the_messages_queued_with_them(engine, review):
     """Notifications queued with e-mails' messages (some with one, some without) are each
-    written naming their own message, whether the messages go first (SQLite, one table) or
-    in the same statement as the notifications (PostgreSQL, with other tables' rows)."""
+    written naming their own message: the messages go first, their keys read back in the
+    order given, then the notifications (on PostgreSQL in one statement with the other
+    tables' rows)."""
     from engine.store.models import Notification, OutboxMessage
     instance = engine.runtime.start("national", "review", principal=ALICE)
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -12,9 +12,6 @@ from engine.store import AuditEvent
 
 from conftest import ALICE
 
-PROPOSER = "mau.sxd.qlxd.truongphong"
-HEAD = "mau.sxd.giamdoc"
-
 
 @contextmanager
 def statements(engine):
@@ -76,73 +73,3 @@ def test_a_start_reads_no_rows_of_the_new_instance(engine, review):
     assert reads == []
     [task] = engine.runtime.open_tasks(instance.id)
     assert task.element_id == "submit"
-
-
-def test_a_completion_writes_the_rows_it_added_with_the_instance_row(engine):
-    """On PostgreSQL a step's writes go out in one statement: the instance row, its audit
-    entries, its state's delta, the completed task's row and the rows the step added (the
-    task it opened, its candidates, its deadline timers, the candidates' notifications and
-    the e-mail sent at once, whose message the notification names); on SQLite a statement
-    each. Every row is there afterwards."""
-    from engine.store import HumanTask, TaskCandidate, Timer
-    from engine.store.models import Notification, OutboxMessage
-    from procedures import Case, deploy_library, plan
-    deploy_library(engine)
-    case = Case.start(engine, "national", "proposal", PROPOSER)
-    [task] = case.open("submit_plan")
-    with engine.db.reading() as session:
-        timers_before = session.scalars(select(Timer.task_id).where(
-            Timer.instance_id == case.id)).all()
-    with statements(engine) as seen:
-        case.do("submit_plan", plan(), by=PROPOSER)
-    postgres = engine.db.engine.dialect.name == "postgresql"
-    [step] = [s for s in seen if "UPDATE instances" in s]
-    for written in ("INSERT INTO audit_events ", "INSERT INTO instance_state_deltas ",
-                    "UPDATE human_tasks ", "INSERT INTO human_tasks ",
-                    "INSERT INTO task_candidates ", "INSERT INTO timers ",
-                    "INSERT INTO notifications ", "INSERT INTO outbox "):
-        statements_of = [s for s in seen if written in s]
-        assert len(statements_of) == 1, (written, len(statements_of))
-        assert (statements_of[0] == step) == postgres, written
-    [screening] = case.open("screening")
-    with engine.db.reading() as session:
-        candidates = set(session.scalars(select(TaskCandidate.username).where(
-            TaskCandidate.task_id == screening.id)))
-        notified = session.execute(select(Notification.username, Notification.outbox_id)
-                                   .where(Notification.task_id == screening.id)).all()
-        mail = session.scalars(select(OutboxMessage.username).where(
-            OutboxMessage.id == notified[0].outbox_id)).all()
-        timers = session.scalars(select(Timer.task_id).where(
-            Timer.instance_id == case.id)).all()
-        completed = session.get(HumanTask, task.id)
-    assert candidates == {HEAD} and [n.username for n in notified] == [HEAD]
-    assert mail == [HEAD]
-    assert len(timers) > len(timers_before)    # the screening's deadline and reminders
-    assert completed.status.value == "completed"
-    assert verify(engine.db, case.id).ok
-
-
-def test_a_completion_ends_the_timers_of_its_task_with_the_instance_row(engine):
-    """The timers a completion ends (the screening's deadline and reminders) are ended by
-    the step's own statement on PostgreSQL, by one of their own on SQLite; either way none
-    of them is pending afterwards, and the audit chain holds."""
-    from engine.store import Timer, TimerStatus
-    from procedures import SCREENED, Case, deploy_library, plan
-    deploy_library(engine)
-    case = Case.start(engine, "national", "proposal", PROPOSER)
-    case.do("submit_plan", plan(), by=PROPOSER)
-    with engine.db.reading() as session:
-        waiting = set(session.scalars(select(Timer.task_id).where(
-            Timer.instance_id == case.id, Timer.status == TimerStatus.PENDING)))
-    assert waiting
-    with statements(engine) as seen:
-        case.do("screening", {**SCREENED, "is_complex": False}, by=HEAD)
-    postgres = engine.db.engine.dialect.name == "postgresql"
-    [step] = [s for s in seen if "UPDATE instances" in s]
-    [ended] = [s for s in seen if "UPDATE timers " in s]
-    assert (ended == step) == postgres
-    with engine.db.reading() as session:
-        statuses = dict(session.execute(select(Timer.task_id, Timer.status).where(
-            Timer.task_id.in_(waiting))).all())
-    assert statuses == {task_id: TimerStatus.CANCELLED for task_id in waiting}
-    assert verify(engine.db, case.id).ok

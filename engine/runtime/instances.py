@@ -303,38 +303,26 @@ class Runtime(InstanceManagement, Schedules):
         finished = instance.status in ENDED_STATUSES
         waiting = WaitingEvents.of([] if finished else live)
         note_waiting_events(workflow, waiting)
-        persistent = inspect(instance).persistent
-        # PostgreSQL: the projection's statements on rows of tasks (timers ended, tasks
-        # cancelled) go out with the instance row's, below
-        deferred: list | None = [] if persistent and \
-            session.get_bind().dialect.name == "postgresql" else None
         step.opened = self.projection.refresh(
             session, instance, live, now, changes=projected, task_rows=task_rows,
-            events=event_rows, fired=fired, finished=finished, waiting=waiting,
-            deferred=deferred)
+            events=event_rows, fired=fired, finished=finished, waiting=waiting)
         if projected:            # recorded in the step's own entry
             events[0]["details"] = {**(events[0]["details"] or {}), "changes": projected}
         entries = events + step.audit          # rows, chained and written below
-        if persistent:
+        if inspect(instance).persistent:
             # the instance row as one Core UPDATE after the flush, with the version check
             # and the chain head of the step's entries, chained after any the flush chained
-            # (objects others added); on PostgreSQL the entries, the state's delta rows, the
-            # completed task's row, the projection's statements on rows of tasks and the
-            # rows the step added are written by the same statement
+            # (objects others added); on PostgreSQL the entries, the state's delta rows and
+            # the completed task's row are written by the same statement
             write_row = instance_row_writer(instance)
             task_update = task_row_update(task_row) if task_row is not None else None
             defer_head(session, instance.id, entries=True)
             session.flush()
             head = chain_step_entries(session, instance, entries,
                                       deferred_head(session, instance.id))
-            # the listeners first: on PostgreSQL the rows they add (notifications) go out
-            # with the row's statement; they read no row of it (users, candidates)
-            for listener in self.listeners:
-                listener.step_saved(step)
             if not write_row(session, head,
                              store_state if isinstance(store_state, StateRows) else None,
-                             ([task_update] if task_update is not None else [])
-                             + (deferred or []),
+                             [task_update] if task_update is not None else [],
                              deferred_entries(session, instance.id) + entries):
                 store_state(session)
         else:
@@ -344,8 +332,8 @@ class Runtime(InstanceManagement, Schedules):
             session.flush()
             session.connection().execute(INSERT_ENTRIES, entries)
             store_state(session)
-            for listener in self.listeners:
-                listener.step_saved(step)
+        for listener in self.listeners:
+            listener.step_saved(step)
 
     def _state_writer(self, instance: Instance, workflow: BpmnWorkflow
                       ) -> Callable[[Session], object]:

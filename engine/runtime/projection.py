@@ -10,7 +10,6 @@ timer_fired), which the step writes in its own flush.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,68 +34,29 @@ from .steps import element_of, properties_of
 BATCH = 500      # ids per statement: a reporting cycle opens and waits on thousands
 
 # the statements on an instance's rows of some tasks (parameters ``of_instance`` and
-# ``of_tasks``, each name after a prefix) that a step known to start from the events waiting
-# makes: built once for each prefix (building one cost more than running it)
+# ``of_tasks``) that a step known to start from the events waiting makes: built once
+# (building one cost more than running it)
 TIMERS, SUBSCRIPTIONS = Timer.__table__, MessageSubscription.__table__
+_PENDING_OF_TASKS = (TIMERS.c.instance_id == bindparam("of_instance"),
+                     TIMERS.c.status == TimerStatus.PENDING,
+                     TIMERS.c.task_id.in_(bindparam("of_tasks", expanding=True)))
+_END_TIMERS = update(TIMERS).where(*_PENDING_OF_TASKS).values(
+    status=bindparam("new_status", type_=TIMERS.c.status.type))
+_FIRE_TIMERS = update(TIMERS).where(*_PENDING_OF_TASKS).values(
+    status=TimerStatus.FIRED, fired_at=bindparam("fired_at", type_=TIMERS.c.fired_at.type))
+_MOVE_TIMERS = update(TIMERS).where(
+    TIMERS.c.instance_id == bindparam("of_instance"),
+    TIMERS.c.task_id.in_(bindparam("of_tasks", expanding=True))).values(
+    due_at=bindparam("new_due_at", type_=TIMERS.c.due_at.type), attempts=0)
 TASKS = HumanTask.__table__
-
-
-@functools.cache
-def statements_on_tasks(prefix: str = "") -> dict[str, Any]:
-    def named(name: str, **kwargs):
-        return bindparam(prefix + name, **kwargs)
-    pending_of_tasks = (TIMERS.c.instance_id == named("of_instance"),
-                        TIMERS.c.status == TimerStatus.PENDING,
-                        TIMERS.c.task_id.in_(named("of_tasks", expanding=True)))
-    return {
-        "end_timers": update(TIMERS).where(*pending_of_tasks).values(
-            status=named("new_status", type_=TIMERS.c.status.type)),
-        "fire_timers": update(TIMERS).where(*pending_of_tasks).values(
-            status=TimerStatus.FIRED, fired_at=named("fired_at", type_=TIMERS.c.fired_at.type)),
-        "move_timers": update(TIMERS).where(
-            TIMERS.c.instance_id == named("of_instance"),
-            TIMERS.c.task_id.in_(named("of_tasks", expanding=True))).values(
-            due_at=named("new_due_at", type_=TIMERS.c.due_at.type), attempts=0),
-        "cancel_tasks": update(TASKS).where(
-            TASKS.c.instance_id == named("of_instance"), TASKS.c.status == TaskStatus.OPEN,
-            TASKS.c.id.in_(named("of_tasks", expanding=True))).values(
-            status=TaskStatus.CANCELLED,
-            completed_at=named("completed_at", type_=TASKS.c.completed_at.type)),
-        "unsubscribe": delete(SUBSCRIPTIONS).where(
-            SUBSCRIPTIONS.c.instance_id == named("of_instance"),
-            SUBSCRIPTIONS.c.task_id.in_(named("of_tasks", expanding=True))),
-    }
-
-
-class TaskRowsChange:
-    """One of :func:`statements_on_tasks` left to go out with the step's own statement
-    (PostgreSQL, engine.runtime.steps.instance_row_writer: one round trip fewer), its
-    parameters named for its place among the step's other changes of rows."""
-
-    def __init__(self, kind: str, place: int, params: dict):
-        prefix = f"rows{place}_"
-        self.keys = (kind, place)
-        self._statement = statements_on_tasks(prefix)[kind]
-        self.values = {prefix + name: value for name, value in params.items()}
-
-    def statement(self):
-        return self._statement
-
-
-def on_tasks(session: Session, deferred: list | None, kind: str, instance_id: str,
-             task_ids: list[str], **params) -> None:
-    """The statement ``kind`` of :func:`statements_on_tasks` on the instance's rows of
-    ``task_ids``, in batches; or, with ``deferred`` (a list) and one batch, added to it
-    (:class:`TaskRowsChange`) for the step's statement. On rows no pending object touches:
-    no autoflush before them."""
-    params["of_instance"] = instance_id
-    if deferred is not None and len(task_ids) <= BATCH:
-        deferred.append(TaskRowsChange(kind, len(deferred), {**params, "of_tasks": task_ids}))
-        return
-    connection = session.connection()
-    statement = statements_on_tasks()[kind]
-    for first in range(0, len(task_ids), BATCH):
-        connection.execute(statement, {**params, "of_tasks": task_ids[first:first + BATCH]})
+_CANCEL_TASKS = update(TASKS).where(
+    TASKS.c.instance_id == bindparam("of_instance"), TASKS.c.status == TaskStatus.OPEN,
+    TASKS.c.id.in_(bindparam("of_tasks", expanding=True))).values(
+    status=TaskStatus.CANCELLED,
+    completed_at=bindparam("completed_at", type_=TASKS.c.completed_at.type))
+_UNSUBSCRIBE = delete(SUBSCRIPTIONS).where(
+    SUBSCRIPTIONS.c.instance_id == bindparam("of_instance"),
+    SUBSCRIPTIONS.c.task_id.in_(bindparam("of_tasks", expanding=True)))
 
 
 @dataclass
@@ -144,8 +104,6 @@ class EventRows:
         self._ended_rows = {r.task_id: r for r in rows if r.status != TimerStatus.PENDING}
         self._subscription_rows = {r.task_id: r for r in subscription_rows or []}
         self._read = timer_rows is not None
-        # where the statements on rows of tasks go (see on_tasks): None, at once
-        self.deferred: list | None = None
 
     @classmethod
     def read(cls, session: Session, instance_id: str,
@@ -173,8 +131,14 @@ class EventRows:
                    {task_id: element_of(entry[0]) for task_id, entry in waited.timers.items()},
                    set(waited.messages))
 
-    def _statement(self, kind: str, task_ids: list[str], **params) -> None:
-        on_tasks(self.session, self.deferred, kind, self.instance_id, task_ids, **params)
+    def _statement(self, statement, task_ids: list[str], **params) -> None:
+        """One of the statements below on the instance's rows of ``task_ids``, in batches;
+        on rows no pending object touches: no autoflush before them."""
+        connection = self.session.connection()
+        params["of_instance"] = self.instance_id
+        for first in range(0, len(task_ids), BATCH):
+            connection.execute(statement, {**params,
+                                           "of_tasks": task_ids[first:first + BATCH]})
 
     def end_timers(self, task_ids: list[str], status: TimerStatus, now: datetime) -> None:
         """Pending timers that wait no more: fired (at ``now``) or cancelled."""
@@ -187,16 +151,16 @@ class EventRows:
                     row.fired_at = now
         elif task_ids:
             if fired:
-                self._statement("fire_timers", task_ids, fired_at=now)
+                self._statement(_FIRE_TIMERS, task_ids, fired_at=now)
             else:
-                self._statement("end_timers", task_ids, new_status=status)
+                self._statement(_END_TIMERS, task_ids, new_status=status)
 
     def move_timer(self, task_id: str, due: datetime) -> None:
         if self._read:
             row = self._pending_rows[task_id]
             row.due_at, row.attempts = due, 0
         else:
-            self._statement("move_timers", [task_id], new_due_at=due)
+            self._statement(_MOVE_TIMERS, [task_id], new_due_at=due)
 
     def reopen_timer(self, task_id: str, due: datetime) -> TimerStatus | None:
         """Wait again on an ended timer row of the task; its status before, or None when it
@@ -213,7 +177,7 @@ class EventRows:
             for task_id in task_ids:
                 self.session.delete(self._subscription_rows[task_id])
         elif task_ids:
-            self._statement("unsubscribe", task_ids)
+            self._statement(_UNSUBSCRIBE, task_ids)
 
 
 @dataclass
@@ -248,7 +212,7 @@ class Projection:
                 changes: dict[str, Any], finished: bool,
                 task_rows: list[HumanTask | OpenTaskRow] | None = None,
                 events: EventRows | None = None, fired: frozenset[str] = frozenset(),
-                waiting: WaitingEvents | None = None, deferred: list | None = None
+                waiting: WaitingEvents | None = None
                 ) -> list[tuple[HumanTask, list[str], Any]]:
         """Refresh the projections from the live (ready, waiting, started) tasks; returns
         the human tasks it opened, with candidates and their Spiff task, and records the
@@ -258,21 +222,16 @@ class Projection:
         an object, the others :class:`OpenTaskRow` s or objects), and ``events``: its
         event rows as they were; a completion never reopens a task the way a retry or a
         migration may, so then none of these rows is read again. ``fired``: the task ids of
-        the timers the step fired (the others that wait no more were cancelled).
-        ``deferred``: a list to which the statements on rows of tasks that cancel tasks
-        and end, move or forget events are added instead of executed (:func:`on_tasks`),
-        for the step's own statement to make."""
+        the timers the step fired (the others that wait no more were cancelled)."""
         audit = _Audit(changes)
         if inspect(instance).pending:
             # a new instance, not written yet, has no rows to read (a reporting cycle's
             # opening looked for earlier rows of its thousands of tasks, 500 at a time)
             task_rows = [] if task_rows is None else task_rows
             events = EventRows.read(session, instance.id, [], []) if events is None else events
-        created = self._tasks(session, instance, live, now, finished, task_rows, audit,
-                              deferred)
+        created = self._tasks(session, instance, live, now, finished, task_rows, audit)
         if events is None:
             events = EventRows.read(session, instance.id)
-        events.deferred = deferred
         if waiting is None:
             waiting = WaitingEvents.of([] if finished else live)
         self._events(session, instance, events, waiting, now, fired, audit)
@@ -280,7 +239,7 @@ class Projection:
 
     def _tasks(self, session: Session, instance: Instance, live: list, now: datetime,
                finished: bool, task_rows: list[HumanTask | OpenTaskRow] | None,
-               audit: _Audit, deferred: list | None) -> list:
+               audit: _Audit) -> list:
         created = []
         ready = {} if finished else {
             str(t.id): t for t in live if t.task_spec.manual and t.has_state(TaskState.READY)}
@@ -311,9 +270,10 @@ class Projection:
                     row.status = TaskStatus.CANCELLED
                     row.completed_at = now
                 audit.add("task_cancelled", row.element_id, {"task_id": row.id})
-        if cancelled:
-            on_tasks(session, deferred, "cancel_tasks", instance.id, cancelled,
-                     completed_at=now)
+        for first in range(0, len(cancelled), BATCH):
+            session.connection().execute(_CANCEL_TASKS, {
+                "of_instance": instance.id, "of_tasks": cancelled[first:first + BATCH],
+                "completed_at": now})
         for task_id in [task_id for task_id in ready if task_id not in known]:
             task = ready[task_id]
             existing = earlier.get(task_id)

@@ -17,8 +17,7 @@ from .. import policy
 from ..audit import ENTRY_COLUMNS, INSERT_ENTRIES, entry
 from ..errors import InvalidData, ScriptError
 from ..scripting import data_size
-from ..store import (AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus,
-                     appends)
+from ..store import AuditEvent, HumanTask, Instance, InstanceStateDelta, InstanceStatus
 
 RUNNING, SUSPENDED, INCIDENT = (InstanceStatus.RUNNING, InstanceStatus.SUSPENDED,
                                 InstanceStatus.INCIDENT)
@@ -107,16 +106,13 @@ class TaskRowUpdate:
 
     def __init__(self, row: HumanTask, values: dict):
         self.keys = tuple(sorted(values))
-        # no parameter of a statement with data-modifying WITHs may be named as a column of
-        # a table one of them changes (SQLAlchemy would add it to that one's SET): not
-        # ``task_id``, a column of timers
-        self.values = {"done_" + key: value for key, value in values.items()}
-        self.values["done_id"] = row.id
+        self.values = {"task_" + key: value for key, value in values.items()}
+        self.values["task_id"] = row.id
 
     def statement(self):
         key = ("task", self.keys)
         if key not in _STATEMENTS:
-            _STATEMENTS[key] = _update_of(TASKS, _TASK_COLUMNS, self.keys, "done_", False)
+            _STATEMENTS[key] = _update_of(TASKS, _TASK_COLUMNS, self.keys, "task_", False)
         return _STATEMENTS[key]
 
 
@@ -140,9 +136,7 @@ def instance_row_writer(instance: Instance
     rows of the step (:func:`task_row_update`), and ``entries``: the rows of the audit
     entries the step's flush chained and left to it (engine.audit.deferred_entries),
     written by the same statement on PostgreSQL (data-modifying WITHs), else each after it
-    (the entries before it); on PostgreSQL that statement also writes the rows the unit
-    of work added and has not written (engine.store.appends). Returns whether ``then``
-    was written."""
+    (the entries before it); returns whether ``then`` was."""
     values = _taken_changes(instance)
     loaded = instance.version
 
@@ -188,10 +182,7 @@ def instance_row_writer(instance: Instance
             for n, entry in enumerate(entries):
                 for column, value in entry.items():
                     params[f"entry{n}_{column}"] = value
-            # with the rows the step added (its new tasks, candidates, timers,
-            # notifications) as more of its WITHs: the step's writes in one round trip
-            matched = appends.write(session, appends.Lead(
-                shape, _STATEMENTS[shape], params)).scalar_one()
+            matched = connection.execute(_STATEMENTS[shape], params).scalar_one()
         else:
             shape = ("row", keys, versioned)
             if shape not in _STATEMENTS:
