@@ -14,9 +14,10 @@ handling as under gunicorn: token, rights, the step), with SQLAlchemy's event ho
 more are then timed part by part (``request_breakdown``: the step, authentication, schemas,
 JSON, session, hooks and Flask itself, in CPU milliseconds, bench.request_profile).
 
-CPU per completion during the run, from /proc: the gunicorn workers' (``worker_cpu_ms``),
-the PostgreSQL backends' of the bench's database (``postgres_cpu_ms``, approximate, see
-``_backends_cpu``), the clients' (``client_cpu_ms``, this process), and their sum
+CPU per completion during the run, from /proc: the gunicorn workers' (``worker_cpu_ms``;
+each worker's share of it, ``worker_cpu_shares``), the PostgreSQL backends' of the bench's
+database (``postgres_cpu_ms``, approximate, see ``_backends_cpu``), the clients'
+(``client_cpu_ms``, this process), and their sum
 (``cpu_ms_per_completion``), which bounds the throughput on this machine's cores
 (``cpu_bound_completions_per_s``).
 
@@ -176,14 +177,14 @@ def _cpu_of(pid: str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def _process_tree_cpu(pid: int) -> float:
-    """CPU seconds used so far by ``pid``'s children (gunicorn's workers), summed; 0 where
-    there is no /proc."""
+def _workers_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each of ``pid``'s children (gunicorn's workers), by pid;
+    nothing where there is no /proc."""
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
-        return 0.0
-    return sum(_cpu_of(child) for child in children)
+        return {}
+    return {child: _cpu_of(child) for child in children}
 
 
 def _backends_cpu(database: str) -> dict[str, float]:
@@ -215,13 +216,20 @@ class CpuMeter:
         self.server_pid = server_pid
         parsed = make_url(url)
         self.database = parsed.database if parsed.get_backend_name() == "postgresql" else None
-        self.workers = _process_tree_cpu(server_pid)
+        self.workers = _workers_cpu(server_pid)
         self.backends = _backends_cpu(self.database) if self.database else {}
 
     def per_completion(self, completions: int) -> dict:
         per = max(completions, 1)
-        result = {"worker_cpu_ms": round((_process_tree_cpu(self.server_pid) - self.workers)
-                                         * 1000 / per, 2)}
+        used = {pid: cpu - self.workers.get(pid, 0.0)
+                for pid, cpu in _workers_cpu(self.server_pid).items()}
+        total = sum(used.values())
+        result = {"worker_cpu_ms": round(total * 1000 / per, 2),
+                  # each worker's share of that CPU, largest first: the clients' kept-alive
+                  # connections stay with the worker that accepted them, which may not
+                  # share them evenly (a worker at its core's limit bounds the run)
+                  "worker_cpu_shares": sorted((round(cpu / total, 3) for cpu in used.values()),
+                                              reverse=True) if total > 0 else []}
         if self.database:
             after = _backends_cpu(self.database)
             used = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in after.items())

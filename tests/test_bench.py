@@ -68,6 +68,10 @@ def test_http_throughput(server_kind, capsys):
     # the CPU a completion costs the machine: the workers', the database's (on PostgreSQL,
     # its backends on this machine), the clients'; their sum bounds the throughput
     assert record["worker_cpu_ms"] > 0 and record["client_cpu_ms"] > 0
+    # each of the two workers' share of theirs, largest first
+    shares = record["worker_cpu_shares"]
+    assert len(shares) == 2 and shares == sorted(shares, reverse=True)
+    assert sum(shares) == pytest.approx(1, abs=0.002)
     assert ("postgres_cpu_ms" in record) == (server_kind == "postgresql")
     assert record.get("postgres_cpu_ms", 0) >= 0
     assert record["cpu_ms_per_completion"] == pytest.approx(
