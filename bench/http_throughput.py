@@ -17,9 +17,8 @@ JSON, session, hooks and Flask itself, in CPU milliseconds, bench.request_profil
 CPU per completion during the run, from /proc: the gunicorn workers' (``worker_cpu_ms``;
 each worker's share of it, ``worker_cpu_shares``), the PostgreSQL backends' of the bench's
 database (``postgres_cpu_ms``, approximate, see ``_backends_cpu``), the clients'
-(``client_cpu_ms``, this process), and their sum
-(``cpu_ms_per_completion``), which bounds the throughput on this machine's cores
-(``cpu_bound_completions_per_s``).
+(``client_cpu_ms``, this process), and their sum (``cpu_ms_per_completion``), which bounds
+the throughput on this machine's cores (``cpu_bound_completions_per_s``).
 
 Usage: python -m bench.http_throughput [N] [--clients 32] [--workers 2] [--time-limit 60]
                                        [--database postgresql|sqlite]
@@ -208,6 +207,12 @@ def _backends_cpu(database: str) -> dict[str, float]:
     return found
 
 
+def _used_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each process (by pid) used between two readings (all of it for one that
+    started between them)."""
+    return {pid: cpu - before.get(pid, 0.0) for pid, cpu in after.items()}
+
+
 class CpuMeter:
     """CPU per completion of the gunicorn workers and of the database's backends, read
     from /proc before and after the run."""
@@ -221,8 +226,7 @@ class CpuMeter:
 
     def per_completion(self, completions: int) -> dict:
         per = max(completions, 1)
-        used = {pid: cpu - self.workers.get(pid, 0.0)
-                for pid, cpu in _workers_cpu(self.server_pid).items()}
+        used = _used_since(self.workers, _workers_cpu(self.server_pid))
         total = sum(used.values())
         result = {"worker_cpu_ms": round(total * 1000 / per, 2),
                   # each worker's share of that CPU, largest first: the clients' kept-alive
@@ -231,9 +235,8 @@ class CpuMeter:
                   "worker_cpu_shares": sorted((round(cpu / total, 3) for cpu in used.values()),
                                               reverse=True) if total > 0 else []}
         if self.database:
-            after = _backends_cpu(self.database)
-            used = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in after.items())
-            result["postgres_cpu_ms"] = round(used * 1000 / per, 2)
+            backends = _used_since(self.backends, _backends_cpu(self.database))
+            result["postgres_cpu_ms"] = round(sum(backends.values()) * 1000 / per, 2)
         return result
 
 
