@@ -332,6 +332,10 @@ def serve(host: str | None, port: int | None, workers: int | None,
                 run_loop(app.extensions["nd73"], interval=settings.scheduler_interval,
                          blocking=False)
             _keep_what_started()            # in each worker: gunicorn loads the app there
+            # gunicorn's "Booting worker" comes before the app is loaded: this line says
+            # that the worker takes requests (a client connecting earlier is served by the
+            # workers already loaded, and keeps its connection there)
+            log.info("worker %d ready", os.getpid())
             return app
 
     configure_logging()

@@ -30,6 +30,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import tempfile
@@ -72,6 +73,14 @@ def prepare(url: str, n: int) -> list[str]:
         engine.close()
 
 
+_WORKER_READY = re.compile(r'"message": "worker \d+ ready"')
+
+
+def _workers_ready(log: Path) -> int:
+    """How many of the server's workers have logged that they take requests."""
+    return len(_WORKER_READY.findall(log.read_text(errors="replace")))
+
+
 def serve(url: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "ND73_DATABASE_URL": url, "ND73_PORT": str(port),
@@ -86,11 +95,15 @@ def serve(url: str, workers: int, log: Path) -> tuple[subprocess.Popen, str]:
     for _ in range(300):                        # workers import the app, then listen
         if server.poll() is not None:
             raise RuntimeError(f"nd73 serve stopped: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return server, base
-        except requests.RequestException:
-            pass
+        # every worker loaded (its "worker ... ready" line): a kept-alive connection stays
+        # with the worker that accepted it, so clients connecting while one worker is still
+        # loading would all be served by the other
+        if _workers_ready(log) >= workers:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    return server, base
+            except requests.RequestException:
+                pass
         time.sleep(0.2)
     server.terminate()
     raise RuntimeError("nd73 serve never became ready")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -68,11 +69,16 @@ def test_serve_answers_healthz_over_http(cli_url):
     server = subprocess.Popen([str(ND73), "serve"], env=env, cwd=PROJECT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in server.stdout:                  # gunicorn says when it listens
+        booted = ready = None
+        for line in server.stdout:      # gunicorn boots the worker, which loads the app
             if "Booting worker" in line:
+                booted = int(re.search(r"pid: (\d+)", line).group(1))
+            if '"message": "worker ' in line:
+                ready = int(re.search(r'"message": "worker (\d+) ready"', line).group(1))
                 break
         else:
-            raise AssertionError("the server stopped before listening")
+            raise AssertionError("the server stopped before its worker was ready")
+        assert booted is not None and ready == booted != server.pid
         for _ in range(100):                        # the worker imports the app, then serves
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
