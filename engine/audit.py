@@ -140,9 +140,9 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
         if instance_id is not None:
             return _loaded(session, _INSTANCE_BY_ID, {"lock_id": instance_id})
         return _loaded(session, _INSTANCE_OF_TASK, {"lock_task": task_id})
-    which = Instance.id == (instance_id if instance_id is not None else select(
-        HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
     if not deltas:
+        which = Instance.id == (instance_id if instance_id is not None else select(
+            HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
         instance = session.scalars(select(Instance).where(which).with_for_update(
             key_share=True, of=Instance)).first()
         if instance is not None:
@@ -154,8 +154,10 @@ def lock_instance(session: Session, instance_id: str | None = None, *,
     if cached:
         ((kept_id, kept_version),) = cached.items()
         params.update(kept_id=kept_id, kept_version=kept_version)
-    found = _locked_rows(session, session.execute(_one_lock_statement(by_task, bool(cached)),
-                                                  params).all(), cached)
+    # Core, on the unit's connection: the rows are made the session's objects below, so
+    # the ORM's execution (its compile state and loading, every step) adds nothing
+    found = _locked_rows(session, session.connection().execute(
+        _one_lock_statement(by_task, bool(cached)), params).all(), cached)
     return found[0] if found else None
 
 
