@@ -10,7 +10,8 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import (Integer, LargeBinary, bindparam, delete, func, insert, inspect, select,
                         union_all, update)
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import (PASSIVE_NO_INITIALIZE, get_state_history,
+                                        set_committed_value)
 from sqlalchemy.orm.exc import StaleDataError
 
 from .. import policy
@@ -88,9 +89,10 @@ def _taken_changes(obj) -> dict[str, Any]:
     state = inspect(obj)
     values = {}
     for key in list(state.committed_state):
-        attribute = state.attrs[key]
-        if attribute.history.has_changes():
-            values[key] = attribute.value
+        # each attribute's history as AttributeState.history reads it, without state.attrs
+        # (an AttributeState made for every attribute of the object, at every step)
+        if get_state_history(state, key, PASSIVE_NO_INITIALIZE).has_changes():
+            values[key] = getattr(obj, key)
     for key, value in values.items():
         set_committed_value(obj, key, value)
     # nothing is left to write (its attributes are columns only, each now as committed):
