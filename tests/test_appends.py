@@ -54,6 +54,60 @@ def test_rows_of_several_tables_are_written_as_given_with_the_unit_of_work(engin
         TimerStatus.PENDING, "wait", datetime(2026, 5, 6, 7, 8, 9, tzinfo=timezone.utc))
 
 
+def test_values_keep_their_characters_instants_and_types(engine, review):
+    """On PostgreSQL a unit's rows go as one JSON array a table, read by the tables' own
+    types: characters JSON escapes, times in another zone, enums, booleans and None come
+    back as given."""
+    from zoneinfo import ZoneInfo
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    task_id = "00000000-0000-0000-0000-0000000000c1"
+    awkward = 'Đề xuất "số 1" \\ đường\tdẫn\n{x}: 🙂 </p> \u2028 end'
+    # (the engine writes UTC; SQLite keeps a time's digits, not its offset)
+    zone = ZoneInfo("Asia/Ho_Chi_Minh") if engine.db.engine.dialect.name == "postgresql" \
+        else timezone.utc
+    at = datetime(2026, 3, 4, 21, 30, 15, 123456, tzinfo=zone)
+    with engine.db.transaction() as session:
+        appends.add(session, HumanTask.__table__, **{
+            **_task(instance.id, task_id), "name": awkward, "due_at": at, "lane": None})
+        appends.add(session, TaskCandidate.__table__, task_id=task_id,
+                    instance_id=instance.id, username="bob", task_open=True)
+        appends.add(session, Timer.__table__, instance_id=instance.id,
+                    definition_id=instance.definition_id, task_id=task_id, element_id="wait",
+                    kind="TimerEventDefinition", due_at=at, status=TimerStatus.PENDING,
+                    attempts=2**31 - 1)
+    with engine.db.reading() as session:
+        task = session.get(HumanTask, task_id)
+        candidate = session.get(TaskCandidate, (task_id, "bob"))
+        timer = session.scalars(select(Timer).where(Timer.task_id == task_id)).one()
+    assert (task.name, task.lane, task.status) == (awkward, None, TaskStatus.OPEN)
+    assert task.due_at.replace(tzinfo=task.due_at.tzinfo or timezone.utc) == at
+    assert candidate.task_open is True
+    assert (timer.status, timer.attempts) == (TimerStatus.PENDING, 2**31 - 1)
+    assert timer.due_at.replace(tzinfo=timer.due_at.tzinfo or timezone.utc) == at
+
+
+@pytest.mark.parametrize("attempts", [2**31, 2**70])
+def test_an_integer_out_of_its_column_s_range_is_refused_and_nothing_is_written(
+        engine, review, attempts):
+    """Past 32 bits PostgreSQL's integer refuses it; past 64, JSON as orjson writes it
+    cannot hold it and the rows go a table at a time, refused as the INSERT refuses it."""
+    if engine.db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's integers hold 64 bits and keep a larger one as a float or text")
+    instance = engine.runtime.start("national", "review", principal=ALICE)
+    task_id = "00000000-0000-0000-0000-0000000000c2"
+    with pytest.raises((DataError, StatementError)):
+        with engine.db.transaction() as session:
+            appends.add(session, HumanTask.__table__, **_task(instance.id, task_id))
+            appends.add(session, Timer.__table__, instance_id=instance.id,
+                        definition_id=instance.definition_id, task_id=task_id,
+                        element_id="wait", kind="TimerEventDefinition",
+                        due_at=datetime(2026, 5, 6, tzinfo=timezone.utc),
+                        status=TimerStatus.PENDING, attempts=attempts)
+    with engine.db.reading() as session:
+        assert session.get(HumanTask, task_id) is None
+        assert session.scalars(select(Timer).where(Timer.task_id == task_id)).all() == []
+
+
 def test_a_value_too_long_for_its_column_is_refused_and_nothing_is_written(engine, review):
     if engine.db.engine.dialect.name == "sqlite":
         pytest.skip("SQLite does not enforce a string's length")

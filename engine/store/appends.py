@@ -16,9 +16,8 @@ import enum
 import functools
 from typing import Any
 
-from sqlalchemy import (Boolean, Date, DateTime, Enum, Integer, String, Table, bindparam, func,
-                        insert, select)
-from sqlalchemy.dialects.postgresql import ARRAY
+import orjson
+from sqlalchemy import Boolean, Date, DateTime, Enum, Integer, String, Table, insert, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -30,9 +29,9 @@ _ORDER = {table: n for n, table in enumerate(Base.metadata.sorted_tables)}
 # each table's INSERT, built once
 _INSERTS = {table: insert(table) for table in Base.metadata.sorted_tables}
 # tables whose rows hold large values (a document's DOCX and the data it was given: tens to
-# hundreds of KB), inserted by a statement of their own on PostgreSQL: as elements of the
-# arrays of the statement that inserts the others together, each value was quoted into the
-# array's text, character by character (about 5 ms a document, where the INSERT takes 1)
+# hundreds of KB), inserted by a statement of their own on PostgreSQL: in the statement that
+# inserts the others together, each value was quoted into a parameter's text (as an array's
+# element, about 5 ms a document where the INSERT takes 1), and JSON holds no bytes
 _ALONE = frozenset({Base.metadata.tables["documents"]})
 
 
@@ -69,9 +68,10 @@ def write(session: Session) -> None:
             return
         together = [table for table in tables if table not in _ALONE]
         if len(together) > 1:
-            statement, params = _together([(table, queued[table]) for table in together])
-            connection.execute(statement, params)
-            tables = [table for table in tables if table in _ALONE]
+            made = _together(connection, [(table, queued[table]) for table in together])
+            if made is not None:
+                connection.execute(*made)
+                tables = [table for table in tables if table in _ALONE]
     for table in tables:
         connection.execute(_INSERTS[table], queued[table])
 
@@ -124,42 +124,41 @@ def _copy(connection, batches: list[tuple[Table, list[dict]]]) -> None:
 _TOGETHER: dict[tuple, Any] = {}
 
 
-def _together(batches: list[tuple[Table, list[dict]]]) -> tuple[Any, dict]:
+def _together(connection, batches: list[tuple[Table, list[dict]]]) -> tuple[Any, dict] | None:
     """One PostgreSQL statement inserting every batch (a table and its rows): each table's
-    rows as an INSERT … SELECT over the unnested arrays of its columns (one parameter per
-    column, whatever the number of rows), the first ones as data-modifying WITHs. A
-    statement's foreign keys are checked at its end, so a task and its candidates may go
-    in the same one. Built once for each set of tables and columns."""
+    rows as one JSON array, made records of the table's type by
+    ``jsonb_populate_recordset`` (one parameter per table, whatever the number of rows),
+    the first ones as data-modifying WITHs. A statement's foreign keys are checked at its
+    end, so a task and its candidates may go in the same one. The text of the rows is
+    orjson's, made in C, where arrays of each column went through SQLAlchemy's and the
+    driver's conversions item by item (a sixth of a REST completion's CPU outside
+    SpiffWorkflow); PostgreSQL reads each value with its column type's own input, as it
+    reads the text of a parameter. Built once for each set of tables and columns; None
+    for rows orjson does not write (an integer over 64 bits), which the caller writes a
+    table at a time."""
     shape = tuple((table.name, tuple(rows[0])) for table, rows in batches)
-    params = {}
-    for n, (table, rows) in enumerate(batches):
-        for column in rows[0]:
-            values = [row[column] for row in rows]
-            if isinstance(table.c[column].type, Enum):      # stored as their values
-                values = [v.value if isinstance(v, enum.Enum) else v for v in values]
-            params[f"t{n}_{column}"] = values
+    try:
+        params = {f"t{n}": orjson.dumps([
+            {column: value.value if isinstance(value, enum.Enum) else value
+             for column, value in row.items()} for row in rows]).decode()
+            for n, (table, rows) in enumerate(batches)}
+    except orjson.JSONEncodeError:
+        return None
     statement = _TOGETHER.get(shape)
     if statement is None:
+        quote = connection.dialect.identifier_preparer.quote
         inserts = []
         for n, (table, rows) in enumerate(batches):
-            columns = list(rows[0])
-            inserts.append(insert(table).from_select(columns, select(*[
-                func.unnest(bindparam(f"t{n}_{column}", type_=ARRAY(
-                    _unsized(table.c[column].type)))).label(column)
-                for column in columns])))
-        statement = inserts[-1]
-        for n, first in enumerate(inserts[:-1]):
-            statement = statement.add_cte(first.cte(f"appended_{n}"))
+            columns = ", ".join(quote(column) for column in rows[0])
+            name = connection.dialect.identifier_preparer.format_table(table)
+            inserts.append(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM "
+                           f"jsonb_populate_recordset(CAST(NULL AS {name}), CAST(:t{n} AS jsonb))")
+        withs = ", ".join(f"appended_{n} AS ({first})" for n, first in enumerate(inserts[:-1]))
+        statement = text((f"WITH {withs} " if withs else "") + inserts[-1])
         if len(_TOGETHER) >= 256:
             _TOGETHER.clear()
         _TOGETHER[shape] = statement
     return statement, params
-
-
-def _unsized(column_type):
-    """The type of a column's array: a string without its length (a cast to VARCHAR(n)
-    would cut a longer value short where the INSERT refuses it, as one row at a time did)."""
-    return String() if isinstance(column_type, String) else column_type
 
 
 def _write_outbox_first(connection, notifications: list[dict]) -> None:
