@@ -637,7 +637,13 @@ class Sandbox:
             # a variable of the data (a timer's or a due date's expression, at every unit
             # of a reporting cycle): its value, which the code would read, without a run
             return data[source]
-        return self._run(code, self._namespace(data))
+        namespace = self._namespace(data)
+        try:
+            return self._run(code, namespace)
+        finally:
+            # ``defined`` and ``value_of`` close over the namespace that holds them: without
+            # them it is freed at once, not left for the collector's passes to find
+            namespace.pop("__builtins__", None)
 
     def execute(self, script: str, data: dict) -> None:
         """Run ``script`` with ``data`` as its variables; ``data`` is updated in place."""

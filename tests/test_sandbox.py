@@ -273,3 +273,20 @@ print(sandbox.evaluate("add_working_days(now(), 3).isoformat()", {{}}))
                           text=True, timeout=300, env=child_environment())
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "2026-01-08T17:00:00+07:00"
+
+
+def test_an_expression_leaves_nothing_for_the_garbage_collector():
+    """An evaluation's namespace (whose helpers ``defined`` and ``value_of`` close over it)
+    is freed when it ends: every gateway, timer and due date of every step would otherwise
+    leave a cycle for the collector's passes to find."""
+    sandbox = Sandbox()
+    expression = "defined('a') and value_of('a') + 1 == n + 1"
+    sandbox.evaluate(expression, {"a": 0, "n": 0})      # compiled (and its garbage) first
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(50):
+            assert sandbox.evaluate(expression, {"a": n, "n": n}) is True
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
