@@ -16,6 +16,7 @@ Usage: python -m bench.engine_overhead [N] [--database sqlite|postgresql]
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,9 +113,17 @@ def run(n: int = 500, database: str = "sqlite", rounds: int = ROUNDS) -> dict:
             counter.remove()
             state_writes = {k: writes[k] - before[k] for k in writes}
             for size in sizes:
+                # each run starts with nothing left for the collector (a full pass, not
+                # timed): the three share one process and heap, and a full pass the
+                # garbage of one run brought about fell in another's time (one pass, 75 to
+                # 180 ms with the engine's workflows kept in memory, moved bare
+                # SpiffWorkflow's rate by a quarter)
+                gc.collect()
                 elapsed, steps = through_engine(engine, size)
                 engine_s += elapsed
+                gc.collect()
                 bare_s += bare(engine, size)
+                gc.collect()
                 serialized_s += bare(engine, size, serialize=True)
             # where an instance's time goes, on more instances outside the timed runs
             parts = by_part(engine, lambda k: through_engine(engine, k), min(n, 10))
