@@ -138,19 +138,17 @@ def _together(connection, batches: list[tuple[Table, list[dict]]]) -> tuple[Any,
     table at a time."""
     shape = tuple((table.name, tuple(rows[0])) for table, rows in batches)
     try:
-        params = {f"t{n}": orjson.dumps([
-            {column: value.value if isinstance(value, enum.Enum) else value
-             for column, value in row.items()} for row in rows]).decode()
-            for n, (table, rows) in enumerate(batches)}
+        # (orjson writes an enum as its value, as the columns store it)
+        params = {f"t{n}": orjson.dumps(rows).decode() for n, (_, rows) in enumerate(batches)}
     except orjson.JSONEncodeError:
         return None
     statement = _TOGETHER.get(shape)
     if statement is None:
-        quote = connection.dialect.identifier_preparer.quote
+        preparer = connection.dialect.identifier_preparer
         inserts = []
         for n, (table, rows) in enumerate(batches):
-            columns = ", ".join(quote(column) for column in rows[0])
-            name = connection.dialect.identifier_preparer.format_table(table)
+            columns = ", ".join(preparer.quote(column) for column in rows[0])
+            name = preparer.format_table(table)
             inserts.append(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM "
                            f"jsonb_populate_recordset(CAST(NULL AS {name}), CAST(:t{n} AS jsonb))")
         withs = ", ".join(f"appended_{n} AS ({first})" for n, first in enumerate(inserts[:-1]))
