@@ -27,6 +27,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from engine.deadlines import variant_settings
 from engine.multi_instance import SPIFF_SET_STATE
+from engine.task_ids import spiff_uuid4
 
 from .common import (PROPOSER, RoundTrips, bench_database, drive_proposal, emit,
                      library_engine, step_data)
@@ -38,11 +39,12 @@ ROUNDS = 5
 @contextmanager
 def spiff_as_shipped() -> Iterator[None]:
     """SpiffWorkflow as it is shipped: the engine gives ``Task`` a ``_set_state`` that builds
-    its log record only when the record is emitted (engine.multi_instance); the bare side runs
-    the library's own."""
+    its log record only when the record is emitted (engine.multi_instance) and ids that keep
+    their text (engine.task_ids); the bare side runs the library's own."""
     ours, Task._set_state = Task._set_state, SPIFF_SET_STATE
     try:
-        yield
+        with spiff_uuid4():
+            yield
     finally:
         Task._set_state = ours
 

@@ -30,7 +30,8 @@ classes; the stored form of specs and states does not change.
 
 SpiffWorkflow's ``Task._set_state`` is replaced by one that builds its log record only when
 the ``spiff.task`` logger emits it (:func:`_set_state`); the records, when emitted, are the
-same.
+same. The tasks it makes get their ids from :func:`engine.task_ids.new_task_id` (ids that keep
+their text).
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ from SpiffWorkflow.spiff.specs.defaults import (
 )
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
+
+from engine import task_ids
 
 
 def collection_names(task_spec) -> tuple[str, ...]:
@@ -604,3 +607,4 @@ def _set_state(self, value: int) -> None:
 
 
 Task._set_state = _set_state
+task_ids.install()

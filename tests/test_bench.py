@@ -231,13 +231,18 @@ def test_the_parts_timed_are_put_back_as_they_were(tmp_path):
 
 
 def test_the_bare_side_of_figure_1_runs_spiff_workflow_as_shipped():
-    """The engine's ``Task._set_state`` (log records built only when emitted) is not lent to
-    the bare side: it runs SpiffWorkflow's own, and the engine's is back afterwards."""
+    """The engine's ``Task._set_state`` (log records built only when emitted) and task ids
+    (engine.task_ids) are not lent to the bare side: it runs SpiffWorkflow's own, and the
+    engine's are back afterwards."""
+    import uuid
+
+    import SpiffWorkflow.task as spiff_task
     from SpiffWorkflow.task import Task
 
     from engine.multi_instance import SPIFF_SET_STATE
+    from engine.task_ids import new_task_id
     ours = Task._set_state
-    assert ours is not SPIFF_SET_STATE
+    assert ours is not SPIFF_SET_STATE and spiff_task.uuid4 is new_task_id
     with engine_overhead.spiff_as_shipped():
-        assert Task._set_state is SPIFF_SET_STATE
-    assert Task._set_state is ours
+        assert Task._set_state is SPIFF_SET_STATE and spiff_task.uuid4 is uuid.uuid4
+    assert Task._set_state is ours and spiff_task.uuid4 is new_task_id
