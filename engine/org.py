@@ -59,6 +59,28 @@ def in_force(valid_from: date | None, valid_to: date | None, today: date) -> boo
                                                              or today <= valid_to)
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class Unit:
+    """A unit as the cached tree holds it: its row's values. (The tree was made of the
+    session's objects: reading a country's 50,000 units took three times as long.)"""
+
+    id: str
+    variant: str
+    name: str
+    parent_id: str | None
+    kind: str
+    tags: list
+
+    @classmethod
+    def of(cls, row) -> Unit:
+        return cls(row.id, row.variant, row.name, row.parent_id, row.kind, row.tags or [])
+
+
+# the tree's units (Unit's fields, in order)
+_UNITS = select(OrgUnit.id, OrgUnit.variant, OrgUnit.name, OrgUnit.parent_id, OrgUnit.kind,
+                OrgUnit.tags)
+
+
 @dataclass(frozen=True)
 class Resolution:
     usernames: list[str]
@@ -90,7 +112,7 @@ class Org:
         self.db = db
         self.clock = clock or Clock()
         self._day: date | None = None
-        self._units: dict[str, OrgUnit] | None = None
+        self._units: dict[str, Unit] | None = None
         self._members: dict[str, list[tuple[str, str]]] = {}
         self._held: dict[str, list[tuple[str, str]]] = {}
         self._generation: int | None = None
@@ -129,7 +151,7 @@ class Org:
         rows = self.db.read_rows(_GENERATION)
         return (rows[0][0] if rows else None) or 0
 
-    def _tree(self) -> dict[str, OrgUnit]:
+    def _tree(self) -> dict[str, Unit]:
         return self._snapshot()[0]
 
     def _snapshot(self):
@@ -159,7 +181,9 @@ class Org:
                 return snapshot
         # read again after a change: not charged to a script whose look-up finds it stale
         with uncharged(), self.db.reading() as session:
-            units = {u.id: u for u in session.scalars(select(OrgUnit))}
+            units = {unit_id: Unit(unit_id, variant, name, parent_id, kind, tags or [])
+                     for unit_id, variant, name, parent_id, kind, tags
+                     in session.execute(_UNITS)}
             members: dict[str, list[tuple[str, str]]] = {}
             held: dict[str, list[tuple[str, str]]] = {}
             for unit_id, username, position, valid_from, valid_to in session.execute(
@@ -178,27 +202,28 @@ class Org:
         return units, members, held
 
     # --- look-ups ------------------------------------------------------------------------
-    def unit(self, unit_id: str) -> OrgUnit:
+    def unit(self, unit_id: str) -> Unit:
         unit = self._tree().get(unit_id)
         if unit is None:            # perhaps added since the tree was read: ask the database
             with self.db.reading() as session:
-                unit = session.get(OrgUnit, unit_id)
+                row = session.execute(_UNITS.where(OrgUnit.id == unit_id)).first()
+            unit = Unit.of(row) if row is not None else None
         if unit is None:
             raise NotFound(f"unit '{unit_id}' does not exist", code="unit.not_found",
                            params={"unit": unit_id}, unit_id=unit_id)
         return unit
 
-    def agency_of(self, unit_id: str) -> OrgUnit:
+    def agency_of(self, unit_id: str) -> Unit:
         unit = self.unit(unit_id)
         while unit.kind not in AGENCY_KINDS and unit.parent_id:
             unit = self.unit(unit.parent_id)
         return unit
 
-    def superior_agency_of(self, unit_id: str) -> OrgUnit | None:
+    def superior_agency_of(self, unit_id: str) -> Unit | None:
         agency = self.agency_of(unit_id)
         return self.agency_of(agency.parent_id) if agency.parent_id else None
 
-    def province_of(self, unit_id: str) -> OrgUnit:
+    def province_of(self, unit_id: str) -> Unit:
         unit = self.unit(unit_id)
         while unit.parent_id:
             unit = self.unit(unit.parent_id)
@@ -258,7 +283,7 @@ class Org:
         """(id, name, depth) of the units of ``variant``'s organisation, each root followed
         by the units under it, by name: what a form's unit fields offer."""
         units = [u for u in self._tree().values() if u.variant == variant]
-        children: dict[str | None, list[OrgUnit]] = {}
+        children: dict[str | None, list[Unit]] = {}
         ids = {u.id for u in units}
         for unit in units:
             parent = unit.parent_id if unit.parent_id in ids else None
@@ -277,14 +302,14 @@ class Org:
     def units_of(self, username: str) -> list[str]:
         return list(dict.fromkeys(unit for unit, _ in self._snapshot()[2].get(username, ())))
 
-    def tagged(self, under_unit_id: str, tag: str) -> OrgUnit | None:
+    def tagged(self, under_unit_id: str, tag: str) -> Unit | None:
         """The first unit with ``tag`` in the subtree of ``under_unit_id`` (itself included)."""
         for unit in self.subtree(under_unit_id):
             if tag in (unit.tags or []):
                 return unit
         return None
 
-    def subtree(self, unit_id: str) -> list[OrgUnit]:
+    def subtree(self, unit_id: str) -> list[Unit]:
         """The unit and every unit below it, level by level, each level's units of one
         parent in the order of their ids. (A queue, where taking from the front of a list
         moved every unit still queued: a province's 50,000 communes took the opening
@@ -292,7 +317,7 @@ class Org:
         root = self.unit(unit_id)
         units = sorted((u for u in self._tree().values() if u.variant == root.variant),
                        key=_UNIT_ID)
-        children: dict[str | None, list[OrgUnit]] = {}
+        children: dict[str | None, list[Unit]] = {}
         for unit in units:
             children.setdefault(unit.parent_id, []).append(unit)
         result, queue = [], deque([root])
@@ -370,7 +395,7 @@ class Org:
                                       rule.positions)
         return Resolution(people, target.id, role, rule.positions)
 
-    def _place_of(self, rule: Role, unit_id: str, found: OrgUnit) -> str:
+    def _place_of(self, rule: Role, unit_id: str, found: Unit) -> str:
         """Which of the role's places gave ``found``."""
         for place in rule.unit:
             candidate = self._unit_for(Role(rule.name, rule.positions, (place,), rule.tag),
@@ -379,12 +404,12 @@ class Org:
                 return place
         return rule.unit[-1]
 
-    def _unit_for(self, rule: Role, unit_id: str) -> OrgUnit | None:
+    def _unit_for(self, rule: Role, unit_id: str) -> Unit | None:
         """The unit a role's people are found in, from the case's unit: the first of the
         role's places that exists (and holds a unit with the role's tag, if it has one)."""
         for place in rule.unit:
             if place == "case":
-                found: OrgUnit | None = self.unit(unit_id)
+                found: Unit | None = self.unit(unit_id)
             elif place == "agency":
                 found = self.agency_of(unit_id)
             elif place == "superior_agency":

@@ -37,7 +37,7 @@ from .access import Access, Principal
 from .audit import lock_instance_chain
 from .clock import Clock
 from .errors import N_, Conflict, InvalidData, NotFound
-from .org import POSITIONS, UNIT_KINDS, Org, bump_generation, in_force, local_today
+from .org import POSITIONS, UNIT_KINDS, Org, Unit, bump_generation, in_force, local_today
 from .store import (AuditEvent, Database, Handover, HumanTask, IdentityLink, Instance,
                     Membership, OrgUnit, TaskCandidate, TaskStatus, User)
 
@@ -330,7 +330,7 @@ class OrgAdmin:
 
     # --- units -----------------------------------------------------------------------------
     def save_unit(self, principal: Principal, variant: str, unit_id: str, *, name: str,
-                  kind: str, parent_id: str | None, tags: Iterable[str] = ()) -> OrgUnit:
+                  kind: str, parent_id: str | None, tags: Iterable[str] = ()) -> Unit:
         """Create a unit, or change its name, kind, place in the tree or tags."""
         if not USERNAME.match(unit_id or "") or len(unit_id) > 64:
             raise InvalidData(f"'{unit_id}' is not a unit id (letters, digits, . _ -)",

@@ -37,7 +37,7 @@ from ..deadlines import current_settings
 from ..errors import N_, Forbidden, InvalidData, NotFound, ScriptError, Unavailable
 from ..listeners import Step, element_id
 from ..notifications.service import Notifications
-from ..org import Org
+from ..org import Org, Unit
 from ..repository import DOCUMENT_PREFIX
 from ..store import AuditEvent, Database, appends
 from ..store.db import fresh
@@ -140,7 +140,7 @@ class Documents:
     def settings(self) -> dict:
         return dict(current_settings().get("documents") or {})
 
-    def _unit(self, unit_id: str | None) -> OrgUnit | None:
+    def _unit(self, unit_id: str | None) -> Unit | None:
         if not unit_id:
             return None
         try:
@@ -148,7 +148,7 @@ class Documents:
         except NotFound:
             return None
 
-    def _agency(self, unit_id: str | None) -> OrgUnit | None:
+    def _agency(self, unit_id: str | None) -> Unit | None:
         if not unit_id:
             return None
         try:
@@ -166,7 +166,7 @@ class Documents:
             return None
 
     def signer_and_agency(self, step: Step, rule: policy.DocumentRule, data: dict
-                          ) -> tuple[str, OrgUnit | None]:
+                          ) -> tuple[str, Unit | None]:
         """Who signs (``signerFrom``'s user, the head among ``signer``'s people, else whoever
         did the step) and the issuing agency (``issuer``'s, else the signer role's, else the
         signer's own, else the case's)."""
@@ -221,7 +221,7 @@ class Documents:
         return self._looked_up(lambda keys: {key: session.get(OrgUnit, key) for key in keys},
                                lambda unit: unit.name)
 
-    def _signer(self, session: Session, username: str, agency: OrgUnit | None,
+    def _signer(self, session: Session, username: str, agency: Unit | None,
                 authority: str, settings: dict) -> tuple[list[str], str, str]:
         """The signer's lines (thẩm quyền ký: TM./KT./Q. and position) and full name."""
         titles = (settings.get("titles") or {}).get(agency.kind if agency else "", {})
@@ -296,7 +296,7 @@ class Documents:
         document.sha256 = hashlib.sha256(content).hexdigest()
 
     def _context(self, step: Step, rule: policy.DocumentRule, task, data: dict,
-                 agency: OrgUnit | None, signer: str, reference: str, local: datetime,
+                 agency: Unit | None, signer: str, reference: str, local: datetime,
                  settings: dict) -> dict:
         session, instance = step.session, step.instance
         parent = None
