@@ -744,6 +744,15 @@ def test_a_template_that_could_run_on_keeps_the_cpu_trace():
     assert body == "Báo cáo năm\n" and traced == [True]
 
 
+def test_a_template_reads_jinja_s_globals_and_the_context_wins_over_them():
+    text = ("{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}"
+            "{% endfor %}{{ ns.n }} {{ joiner }}")
+    _, body, _ = Renderer().render(1, {"reminder.txt": text}, "reminder",
+                                   {"user": {"full_name": "A"}, "url": "http://x",
+                                    "task": None, "instance": None, "joiner": "ours"})
+    assert body == "3 ours\n"
+
+
 def test_a_huge_loop_in_a_template_is_stopped_by_the_cpu_limit(caplog):
     loop = "{% for i in range(100000) %}{% for j in range(100000) %}" \
            "{% endfor %}{% endfor %}{{ task.name }}"
