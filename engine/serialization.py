@@ -50,6 +50,7 @@ from SpiffWorkflow.util.task import TaskState
 
 from .multi_instance import REPLACED_TASK_SPECS, BpmnWorkflow as EngineWorkflow
 from .scripting import ENGINE_TIMERS, START_TIMERS
+from .task_ids import TaskId
 
 STATE_FORMAT = f"nd73-2/spiff-{SPIFF_STATE_VERSION}"   # zlib-compressed JSON
 STATE_COMPRESSION_LEVEL = 6         # zlib's default: 12 % smaller than level 1; 9 saves
@@ -585,6 +586,10 @@ class Codec:
                                lambda v: date.fromisoformat(v["value"]))
         self.registry.register(Decimal, lambda v: {"value": str(v)},
                                lambda v: Decimal(v["value"]))
+        # a task's id (engine.task_ids) wherever it lands is written as SpiffWorkflow writes
+        # a UUID, and read back as one
+        self.registry.register(TaskId, lambda v: {"value": str(v)},
+                               lambda v: UUID(v["value"]), typename="UUID")
         # SpiffWorkflow's workflows are written as they were; a state loads as the engine's
         # (engine.multi_instance.BpmnWorkflow, registered under the same name)
         self._state = InstanceStateConverter(EngineWorkflow, self.registry)

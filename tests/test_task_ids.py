@@ -1,6 +1,7 @@
 """Task ids that keep their text (engine.task_ids): the same kind of UUID as ``uuid4()``,
 equal to the UUID read back from a stored state."""
 import copy
+import json
 import pickle
 import uuid
 
@@ -63,3 +64,22 @@ def test_the_bench_can_lend_spiff_workflow_its_own_uuid4():
     with spiff_uuid4():
         assert spiff_task.uuid4 is SPIFF_UUID4 is uuid.uuid4
     assert spiff_task.uuid4 is new_task_id
+
+
+def test_a_task_id_in_a_state_s_values_is_written_and_read_as_a_uuid():
+    """Should a task's id land among a task's values, the state writes it as SpiffWorkflow
+    writes a UUID and reads it back as one."""
+    from engine.serialization import Codec
+    codec = Codec()
+    task_id = new_task_id()
+
+    def written(value) -> str:
+        codec.registry._encoder_mode = True
+        try:
+            return codec._dumps(codec.registry.convert({"child": value}))
+        finally:
+            codec.registry._encoder_mode = False
+    text = written(task_id)
+    assert text == '{"child":{"value":"%s","typename":"UUID"}}' % task_id
+    restored = codec.registry.restore(json.loads(text))
+    assert restored == {"child": uuid.UUID(str(task_id))}
