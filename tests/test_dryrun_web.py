@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
@@ -44,6 +45,23 @@ def test_the_api_lists_and_runs_the_scripts_kept_with_the_variant(server, engine
     assert decide["due"] == "02/03/2026"
     assert decide["candidates"][0]["full_name"] == "Đỗ Thanh Mai"
     assert counts(engine) == before            # nothing written to the real database
+
+
+@pytest.mark.parametrize("variant", ["..", "x" * 65, "lao cai", "lao-cai.toml",
+                                     "Ṱ̺̺̕o͞ ̷i̲̬͇̪͙n̝̗͕v̟̜̘̦͟o̶̙̰̠kè͚̮̺̪̹̱̤ " * 40])
+def test_a_name_no_variant_can_have_is_not_found_before_any_file_is_looked_for(server, variant):
+    """The variant's name becomes a folder's: a path, a name too long for the file system
+    (which refused it with a server error) or other characters are a variant that does
+    not exist, for whoever asks."""
+    # dots quoted too: the client would take ".." as a step up the path
+    path = f"/variants/{quote(variant, safe='').replace('.', '%2E')}/dry-runs"
+    for user in ("admin", DESIGNER):
+        for answer in (server.get(path, user),
+                       server.post(path, user, json={"script": "tu_choi_qua_tet"})):
+            assert answer.status_code in (403, 404), answer.text
+            if answer.status_code == 404:
+                assert answer.json()["code"] == "variant.not_found", answer.text
+    assert server.get(path, "admin").status_code == 404
 
 
 def test_the_api_runs_a_script_on_the_draft_leaving_the_deployed_version_alone(server, engine):
