@@ -35,6 +35,9 @@ from .store import (Definition, HumanTask, InstanceStatus, Membership, OrgUnit,
 from .store.models import Document, Notification
 
 DRYRUN_FOLDER = "dryrun"
+# what a script's file or a variant's folder may be named: never a path, nor a name the file
+# system refuses
+FILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SCHEDULER = Principal.system("scheduler")
 DATE_FORMAT = "%d/%m/%Y"
 TIME_FORMAT = "%d/%m/%Y %H:%M"
@@ -104,7 +107,7 @@ def parse_script(text: str, name: str, file: str) -> Script:
 def read_script(folder: Path | str, name: str) -> dict:
     """The TOML table of one script kept with a variant folder (to show or edit it)."""
     path = Path(folder) / DRYRUN_FOLDER / f"{name}.toml"
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name or "") or not path.is_file():
+    if not FILE_NAME.fullmatch(name or "") or not path.is_file():
         raise NotFound(f"no dry-run script '{name}' is kept with the variant",
                        code="dryrun.no_script", params={"script": name})
     return tomllib.loads(path.read_text(encoding="utf-8"))

@@ -73,7 +73,9 @@ class Unit:
 
     @classmethod
     def of(cls, row) -> Unit:
-        return cls(row.id, row.variant, row.name, row.parent_id, row.kind, row.tags or [])
+        """The unit of a row of :data:`_UNITS`."""
+        unit_id, variant, name, parent_id, kind, tags = row
+        return cls(unit_id, variant, name, parent_id, kind, tags or [])
 
 
 # the tree's units (Unit's fields, in order)
@@ -181,9 +183,7 @@ class Org:
                 return snapshot
         # read again after a change: not charged to a script whose look-up finds it stale
         with uncharged(), self.db.reading() as session:
-            units = {unit_id: Unit(unit_id, variant, name, parent_id, kind, tags or [])
-                     for unit_id, variant, name, parent_id, kind, tags
-                     in session.execute(_UNITS)}
+            units = {row[0]: Unit.of(row) for row in session.execute(_UNITS)}
             members: dict[str, list[tuple[str, str]]] = {}
             held: dict[str, list[tuple[str, str]]] = {}
             for unit_id, username, position, valid_from, valid_to in session.execute(

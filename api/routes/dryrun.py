@@ -3,13 +3,12 @@ a run of one (as kept, or with the designer's changes) against the variant's dep
 definitions and organisation, on a throw-away database (engine/dryrun.py)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
 from engine.dryrun import load_deployed, load_draft, load_scripts, read_script, recorded_script, \
-    run_script, script_from_dict, DRYRUN_FOLDER
+    run_script, script_from_dict, DRYRUN_FOLDER, FILE_NAME
 from engine.errors import NotFound
 from engine.store.db import PROJECT_ROOT
 
@@ -22,14 +21,10 @@ blp = Blueprint("dryrun", __name__, description="Dry-runs of procedures (designe
 PROCESSES = PROJECT_ROOT / "processes"
 
 
-# what a variant's folder may be named: never a path, nor a name the file system refuses
-VARIANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
 def variant_folder(variant: str) -> Path:
     """Where the scripts of ``variant`` are kept (processes/<variant>/); NotFound for a
     name no variant can have (a path, too long, other characters)."""
-    if not VARIANT_NAME.fullmatch(variant):
+    if not FILE_NAME.fullmatch(variant):
         raise NotFound(f"variant '{variant[:80]}' does not exist", code="variant.not_found",
                        params={"variant": variant[:80]})
     return PROCESSES / variant
